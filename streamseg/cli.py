@@ -1,0 +1,111 @@
+"""``streamseg dev | worker | generate | inspect``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+import orjson
+
+from streamseg.settings import Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="streamseg", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    dev = sub.add_parser("dev", help="embedded broker + Valkey + worker + generator, with a live view")
+    dev.add_argument("--customers", type=int, default=2000)
+    dev.add_argument("--rate", type=float, default=5000.0, help="generator events/s (0 = unpaced)")
+    dev.add_argument("--days", type=float, default=120.0, help="simulated history length")
+    dev.add_argument("--duration", type=float, default=None,
+                     help="stop everything after this many seconds (default: run until Ctrl-C)")
+    dev.add_argument("--workdir", type=Path, default=None, help="logs and truth file (default: temp)")
+    dev.add_argument("--seed", type=int, default=7)
+    dev.add_argument("--no-view", action="store_true", help="print one status line per refresh")
+
+    sub.add_parser("worker", help="run a worker against STREAMSEG_KAFKA_BOOTSTRAP / STREAMSEG_REDIS_URL")
+
+    gen = sub.add_parser("generate", help="produce synthetic events from planted personas")
+    gen.add_argument("--customers", type=int, default=2000)
+    gen.add_argument("--rate", type=float, default=0.0, help="events/s (0 = as fast as possible)")
+    gen.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    gen.add_argument("--days", type=float, default=120.0)
+    gen.add_argument("--seed", type=int, default=7)
+    gen.add_argument("--truth", type=Path, default=None, help="write customer_id,persona CSV here")
+
+    ins = sub.add_parser("inspect", help="show a customer's features and segment")
+    ins.add_argument("customer_id")
+
+    args = parser.parse_args(argv)
+    settings = Settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "worker":
+        return run_worker(settings)
+    if args.command == "dev":
+        from streamseg.devstack.dev import run_dev
+
+        return run_dev(args)
+    if args.command == "generate":
+        return run_generate(settings, args)
+    if args.command == "inspect":
+        return asyncio.run(inspect(settings, args.customer_id))
+    return 2  # pragma: no cover - argparse enforces the choices
+
+
+def run_worker(settings: Settings) -> int:
+    from faust.worker import Worker
+
+    from streamseg.app import create_app
+    from streamseg.topics import ensure_topics
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    loop.run_until_complete(ensure_topics(settings))
+    app, _ = create_app(settings)
+    Worker(app, loglevel=settings.log_level, loop=loop).execute_from_commandline()
+    return 0
+
+
+def run_generate(settings: Settings, args: argparse.Namespace) -> int:
+    from streamseg.generate import assign_personas, produce
+
+    truth = assign_personas(args.customers, seed=args.seed)
+    stats = asyncio.run(produce(
+        settings, truth, days=args.days, seed=args.seed, rate=args.rate or None,
+        duration=args.duration, truth_path=args.truth,
+    ))
+    print(orjson.dumps(stats.__dict__).decode(), flush=True)
+    return 0
+
+
+async def inspect(settings: Settings, customer_id: str) -> int:
+    from streamseg.features.keys import Keys
+    from streamseg.features.registry import derive
+    from streamseg.features.store import RedisFeatureStore
+
+    store = RedisFeatureStore.from_url(settings.redis_url, Keys(settings.key_prefix),
+                                       dedup_horizon_days=settings.dedup_horizon_days,
+                                       retention_days=settings.retention_days)
+    try:
+        state = await store.state(customer_id)
+    finally:
+        await store.close()
+    if not state:
+        print(f"no such customer: {customer_id}", file=sys.stderr)
+        return 1
+    now = float(state.get("last_ts", 0.0)) if settings.clock == "event" else None
+    import time
+
+    feats = derive(state, now if now is not None else time.time() * 1000)
+    out = {"customer_id": customer_id, "segment_id": state.get("seg"), "features": feats}
+    sys.stdout.write(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode() + os.linesep)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,159 @@
+"""``streamseg dev``: the whole engine on one machine, with a refreshing terminal view.
+
+Starts a Tansu broker and a Valkey server on free ports, creates the topics,
+then runs ``streamseg worker`` and ``streamseg generate`` as child processes
+and shows segment sizes, names, throughput, dead letters and, because the
+generator knows each customer's planted persona, the adjusted Rand index of the
+segments against the truth. Ctrl-C (or ``--duration``) stops everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from streamseg.devstack.processes import DevStack, ManagedProcess, free_port, wait_for_port
+from streamseg.settings import Settings
+
+
+@dataclass
+class Snapshot:
+    at: float
+    processed: float = 0.0
+    dead_letters: dict[str, float] = field(default_factory=dict)
+    segments: dict[str, tuple[str, float]] = field(default_factory=dict)  # id -> (name, size)
+    latency_p50_ms: float | None = None
+    model_version: float = 0.0
+
+
+def scrape(url: str) -> Snapshot | None:
+    """Read the worker's /metrics page; None while it is not up yet."""
+    try:
+        with urllib.request.urlopen(url, timeout=1) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return None
+    snap = Snapshot(at=time.monotonic())
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            if s.name == "streamseg_events_total" and s.labels.get("outcome") == "processed":
+                snap.processed += s.value
+            elif s.name == "streamseg_dead_letters_total":
+                snap.dead_letters[s.labels["reason"]] = s.value
+            elif s.name == "streamseg_segment_customers":
+                snap.segments[s.labels["segment"]] = (s.labels["name"], s.value)
+            elif s.name == "streamseg_model_version":
+                snap.model_version = s.value
+    return snap
+
+
+async def memberships(settings: Settings, ids: list[str]) -> dict[str, int]:
+    import redis.asyncio as aioredis
+
+    from streamseg.features.keys import Keys
+
+    keys = Keys(settings.key_prefix)
+    client = aioredis.Redis.from_url(settings.redis_url)
+    try:
+        pipe = client.pipeline(transaction=False)
+        for cid in ids:
+            pipe.hget(keys.state(cid), "seg")
+        values = await pipe.execute()
+    finally:
+        await client.aclose()
+    return {cid: int(float(v)) for cid, v in zip(ids, values, strict=True) if v is not None}
+
+
+def ari_against_truth(settings: Settings, truth: dict[str, str]) -> tuple[float, int]:
+    from streamseg.quality import adjusted_rand_index
+
+    seg = asyncio.run(memberships(settings, list(truth)))
+    ids = [c for c in truth if c in seg]
+    if len(ids) < 2:
+        return float("nan"), len(ids)
+    return adjusted_rand_index([truth[c] for c in ids], [seg[c] for c in ids]), len(ids)
+
+
+def render(snap: Snapshot, rate: float, ari: tuple[float, int], elapsed: float, clear: bool) -> str:
+    lines = []
+    if clear:
+        lines.append("\x1b[2J\x1b[H")
+    lines.append(f"streamseg dev — {elapsed:5.0f}s   model v{snap.model_version:.0f}   "
+                 f"processed {snap.processed:,.0f} events   {rate:,.0f} events/s")
+    lines.append(f"ARI vs planted personas: {ari[0]:.3f} over {ari[1]:,} assigned customers")
+    total = sum(n for _, n in snap.segments.values()) or 1
+    lines.append("")
+    lines.append(f"{'segment':>7}  {'name':<42} {'customers':>9}  share")
+    for sid, (name, n) in sorted(snap.segments.items(), key=lambda kv: int(kv[0])):
+        bar = "█" * int(30 * n / total)
+        lines.append(f"{sid:>7}  {name[:42]:<42} {n:>9,.0f}  {n / total:5.1%} {bar}")
+    dl = ", ".join(f"{k}={v:,.0f}" for k, v in sorted(snap.dead_letters.items())) or "none"
+    lines.append("")
+    lines.append(f"dead letters: {dl}")
+    if clear:
+        lines.append("\nCtrl-C stops everything.")
+    return "\n".join(lines)
+
+
+def run_dev(args: argparse.Namespace) -> int:
+    workdir = args.workdir or Path.cwd() / "streamseg-data"
+    workdir.mkdir(parents=True, exist_ok=True)
+    stack = DevStack(workdir=workdir)
+    print(f"starting broker and Valkey (logs in {workdir}) ...", flush=True)
+    stack.start()
+    web_port = free_port()
+    env = {**os.environ, "STREAMSEG_KAFKA_BOOTSTRAP": stack.bootstrap,
+           "STREAMSEG_REDIS_URL": stack.redis_url, "STREAMSEG_WEB_PORT": str(web_port),
+           "STREAMSEG_LOG_LEVEL": "warn"}
+    settings = Settings(kafka_bootstrap=stack.bootstrap, redis_url=stack.redis_url)
+    truth_path = workdir / "truth.csv"
+    py = sys.executable
+    worker = ManagedProcess("worker", [py, "-m", "streamseg", "worker"], workdir / "worker.log", env)
+    gen_argv = [py, "-m", "streamseg", "generate", "--customers", str(args.customers),
+                "--rate", str(args.rate), "--days", str(args.days), "--seed", str(args.seed),
+                "--truth", str(truth_path)]
+    generator = ManagedProcess("generator", gen_argv, workdir / "generator.log", env)
+    try:
+        stack.processes.append(worker.start())
+        wait_for_port(web_port, 60, worker.proc)
+        stack.processes.append(generator.start())
+        return _watch(args, settings, web_port, truth_path, worker)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        print("\nstopping generator, worker, Valkey and broker ...", flush=True)
+        stack.stop()
+        print("stopped.", flush=True)
+
+
+def _watch(args: argparse.Namespace, settings: Settings, web_port: int, truth_path: Path,
+           worker: ManagedProcess) -> int:
+    from streamseg.generate import read_truth
+
+    started = time.monotonic()
+    prev: Snapshot | None = None
+    truth: dict[str, str] = {}
+    clear = sys.stdout.isatty() and not args.no_view
+    while args.duration is None or time.monotonic() - started < args.duration:
+        time.sleep(2.0)
+        if not worker.running:
+            print(f"worker exited; see {worker.log_path}", file=sys.stderr)
+            return 1
+        snap = scrape(f"http://127.0.0.1:{web_port}/metrics")
+        if snap is None:
+            continue
+        rate = 0.0 if prev is None else (snap.processed - prev.processed) / (snap.at - prev.at)
+        prev = snap
+        if not truth and truth_path.exists():
+            truth = read_truth(truth_path)
+        ari = ari_against_truth(settings, truth) if truth else (float("nan"), 0)
+        print(render(snap, rate, ari, time.monotonic() - started, clear), flush=True)
+    return 0

@@ -1,0 +1,125 @@
+"""Bytes from Kafka -> validated events, or a reasoned rejection. Never raises.
+
+A message value is one JSON event, or a JSON array of events (a batched
+envelope, as clickstream collectors often send). Each element stands alone:
+bad elements are rejected with their index, good ones go on.
+
+>>> out = decode_message(b'{"event_id":"e1","customer_id":"c1","ts":1767225600000,'
+...     b'"type":"login","session_id":"s1"}', "click", max_bytes=65536, now_ms=1767225600000)
+>>> [type(e).__name__ for e in out.events], out.rejects
+(['ClickEvent'], [])
+>>> decode_message(b'{"event_id": 1', "click", max_bytes=65536, now_ms=0).rejects[0].reason
+'malformed_json'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import orjson
+from pydantic import ValidationError
+
+from streamseg.events.models import ClickEvent, Event, TransactionEvent
+
+EventKind = Literal["click", "transaction"]
+_MODELS: dict[str, type[ClickEvent] | type[TransactionEvent]] = {
+    "click": ClickEvent,
+    "transaction": TransactionEvent,
+}
+#: Bound the work one envelope can cause.
+MAX_EVENTS_PER_MESSAGE = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why (part of) a message was refused; becomes one dead-letter record."""
+
+    reason: str
+    detail: str
+    index: int | None = None  # position inside a batched envelope
+    customer_id: str | None = None
+
+
+@dataclass(slots=True)
+class DecodeOutcome:
+    events: list[Event] = field(default_factory=list)
+    rejects: list[Rejection] = field(default_factory=list)
+
+
+Decoded = DecodeOutcome
+
+
+def decode_message(
+    raw: bytes | None, kind: EventKind, *, max_bytes: int, now_ms: int, max_future_ms: int = 3_600_000
+) -> DecodeOutcome:
+    """Decode one Kafka message value of the given kind."""
+    out = DecodeOutcome()
+    if raw is None or len(raw) == 0:
+        out.rejects.append(Rejection("empty", "message value is empty (null or zero bytes)"))
+        return out
+    if len(raw) > max_bytes:
+        out.rejects.append(
+            Rejection("too_large", f"message is {len(raw)} bytes, limit is {max_bytes}")
+        )
+        return out
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        out.rejects.append(_json_rejection(raw, exc))
+        return out
+    if isinstance(doc, dict):
+        _validate_one(doc, kind, None, now_ms + max_future_ms, out)
+    elif isinstance(doc, list):
+        if len(doc) > MAX_EVENTS_PER_MESSAGE:
+            out.rejects.append(
+                Rejection("too_large", f"envelope has {len(doc)} events, limit is {MAX_EVENTS_PER_MESSAGE}")
+            )
+            return out
+        for i, item in enumerate(doc):
+            if isinstance(item, dict):
+                _validate_one(item, kind, i, now_ms + max_future_ms, out)
+            else:
+                out.rejects.append(Rejection("not_an_object", f"element is {type(item).__name__}", i))
+        if not doc:
+            out.rejects.append(Rejection("empty", "envelope is an empty JSON array"))
+    else:
+        out.rejects.append(
+            Rejection("not_an_object", f"JSON value is {type(doc).__name__}, expected an object")
+        )
+    return out
+
+
+def _json_rejection(raw: bytes, exc: orjson.JSONDecodeError) -> Rejection:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as uexc:
+        return Rejection("not_utf8", f"bytes are not UTF-8 ({uexc.reason} at byte {uexc.start})")
+    return Rejection("malformed_json", f"invalid JSON: {exc}")
+
+
+def _validate_one(
+    doc: dict[str, object], kind: str, index: int | None, latest_ok_ms: int, out: DecodeOutcome
+) -> None:
+    cid = doc.get("customer_id")
+    cid_text = str(cid)[:128] if isinstance(cid, str | int) else None
+    try:
+        event = _MODELS[kind].model_validate(doc)
+    except ValidationError as exc:
+        out.rejects.append(_validation_rejection(exc, index, cid_text))
+        return
+    if event.ts_ms > latest_ok_ms:
+        out.rejects.append(
+            Rejection("future_event", f"ts is {(event.ts_ms - latest_ok_ms) // 1000}s beyond the "
+                      "allowed clock skew", index, event.customer_id)
+        )
+        return
+    out.events.append(event)
+
+
+def _validation_rejection(exc: ValidationError, index: int | None, cid: str | None) -> Rejection:
+    errors = exc.errors(include_url=False, include_input=False)
+    first = errors[0]
+    reason = "missing_field" if first["type"] == "missing" else "invalid_field"
+    detail = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors[:5])
+    return Rejection(reason, detail, index, cid)

@@ -1,0 +1,43 @@
+"""The only module that builds Redis key names.
+
+Every per-customer key carries the customer id as a hash tag, so all of one
+customer's keys live in one Redis Cluster slot and a script may touch them
+atomically.
+
+>>> k = Keys("ss")
+>>> k.state("c-1"), k.seen("c-1")
+('ss:{c-1}:f', 'ss:{c-1}:e')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    prefix: str
+
+    def state(self, customer_id: str) -> str:
+        """Hash: feature accumulators and current membership of one customer."""
+        return f"{self.prefix}:{{{customer_id}}}:f"
+
+    def seen(self, customer_id: str) -> str:
+        """Sorted set: event ids and session ids seen, scored by event time."""
+        return f"{self.prefix}:{{{customer_id}}}:e"
+
+    def segment_sizes(self) -> str:
+        """Hash: segment id -> number of customers currently in it."""
+        return f"{self.prefix}:segments:sizes"
+
+    def segment_names(self) -> str:
+        """Hash: segment id -> readable name."""
+        return f"{self.prefix}:segments:names"
+
+    def customer_pattern(self) -> str:
+        """SCAN pattern matching every customer's state hash."""
+        return f"{self.prefix}:{{*}}:f"
+
+    def customer_of(self, state_key: str) -> str:
+        """Inverse of :meth:`state`."""
+        return state_key[len(self.prefix) + 2 : -3]

@@ -1,0 +1,182 @@
+"""The declarative feature registry: every feature streamseg derives, in one place.
+
+Redis keeps small accumulators per customer (counts, sums, first/last times and
+time-decayed counters, see ``apply_events.lua``). A :class:`Feature` turns that
+state into one number at a given "now" (event time by default). Features with
+``in_model=True`` enter the clusterer after their ``transform`` and an online
+standard scaler.
+
+>>> state = {"first_ts": 0.0, "last_ts": 10 * DAY_MS, "n_orders": 2.0, "sum_amount": 90.0,
+...          "d_orders": 1.5, "n_refunds": 1.0}
+>>> f = derive(state, now_ms=40 * DAY_MS)
+>>> f["days_since_last_activity"], f["avg_order_value"], f["refund_rate"], f["tenure_days"]
+(30.0, 45.0, 0.5, 40.0)
+>>> round(f["purchase_frequency_30d"], 3)  # 1.5 orders, decayed by one half-life
+0.75
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+DAY_MS = 86_400_000.0
+HALFLIFE_DAYS = 30.0
+#: Recency for a customer who never bought, so the feature stays finite.
+NEVER_DAYS = 365.0
+
+State = Mapping[str, float | str]
+Source = Literal["click", "transaction", "any"]
+Transform = Literal["none", "log1p"]
+
+
+@dataclass(frozen=True, slots=True)
+class Feature:
+    name: str
+    source: Source
+    unit: str
+    window: str
+    description: str
+    compute: Callable[[State, float], float]
+    in_model: bool = True
+    transform: Transform = "log1p"
+
+
+def _n(state: State, key: str) -> float:
+    v = state.get(key, 0.0)
+    return float(v) if isinstance(v, int | float) else 0.0
+
+
+def decayed(state: State, key: str, now_ms: float, halflife_days: float = HALFLIFE_DAYS) -> float:
+    """A decayed counter (stored referenced to last_ts) brought forward to ``now``."""
+    v = _n(state, key)
+    if v == 0.0:
+        return 0.0
+    gap = max(0.0, now_ms - _n(state, "last_ts"))
+    return v * 2.0 ** (-gap / (halflife_days * DAY_MS))
+
+
+def _days_since(key: str, never: float | None = None) -> Callable[[State, float], float]:
+    def f(state: State, now_ms: float) -> float:
+        if key not in state:
+            return never if never is not None else 0.0
+        return max(0.0, (now_ms - _n(state, key)) / DAY_MS)
+
+    return f
+
+
+def _ratio(num: str, den: str, cap: float | None = None) -> Callable[[State, float], float]:
+    def f(state: State, now_ms: float) -> float:
+        d = _n(state, den)
+        if d <= 0:
+            return 0.0
+        r = _n(state, num) / d
+        return min(cap, r) if cap is not None else r
+
+    return f
+
+
+def _decay(key: str, floor: float | None = None) -> Callable[[State, float], float]:
+    def f(state: State, now_ms: float) -> float:
+        v = decayed(state, key, now_ms)
+        return max(floor, v) if floor is not None else v
+
+    return f
+
+
+def _discount_share(state: State, now_ms: float) -> float:
+    gross = _n(state, "sum_amount") + _n(state, "sum_discount")
+    return _n(state, "sum_discount") / gross if gross > 0 else 0.0
+
+
+def _refund_rate(state: State, now_ms: float) -> float:
+    refunds = _n(state, "n_refunds")
+    return min(1.0, refunds / max(_n(state, "n_orders"), 1.0)) if refunds else 0.0
+
+
+def _cart_conversion(state: State, now_ms: float) -> float:
+    orders, carts = _n(state, "n_orders"), _n(state, "n_cart_adds")
+    base = max(orders, carts)
+    return orders / base if base > 0 else 0.0
+
+
+def _pages_per_session(state: State, now_ms: float) -> float:
+    views = _n(state, "n_page_views") + _n(state, "n_product_views")
+    return views / max(_n(state, "n_sessions"), 1.0)
+
+
+def _net_spend(state: State, now_ms: float) -> float:
+    return max(0.0, _n(state, "sum_amount") - _n(state, "refund_amount"))
+
+
+_D = f"decayed, {HALFLIFE_DAYS:g}-day half-life"
+
+FEATURES: tuple[Feature, ...] = (
+    Feature("days_since_last_activity", "any", "days", "point", "Days since the newest event",
+            _days_since("last_ts")),
+    Feature("days_since_last_purchase", "transaction", "days", "point",
+            f"Days since the newest order ({NEVER_DAYS:g} if none)",
+            lambda s, now: min(NEVER_DAYS, _days_since("last_purchase_ts", NEVER_DAYS)(s, now))),
+    Feature("purchase_frequency_30d", "transaction", "orders", _D, "Orders, time-decayed",
+            _decay("d_orders")),
+    Feature("monetary_30d", "transaction", "currency", _D, "Net spend (orders - refunds), time-decayed",
+            _decay("d_spend", floor=0.0)),
+    Feature("avg_order_value", "transaction", "currency", "lifetime", "Mean order amount",
+            _ratio("sum_amount", "n_orders")),
+    Feature("discount_share", "transaction", "ratio", "lifetime",
+            "Discounts / (amounts + discounts)", _discount_share, transform="none"),
+    Feature("refund_rate", "transaction", "ratio", "lifetime", "Refunds per order (capped at 1)",
+            _refund_rate, transform="none"),
+    Feature("sessions_30d", "click", "sessions", _D, "Distinct sessions, time-decayed",
+            _decay("d_sessions")),
+    Feature("page_views_30d", "click", "views", _D, "Page views, time-decayed", _decay("d_page_views")),
+    Feature("product_views_30d", "click", "views", _D, "Product views, time-decayed",
+            _decay("d_product_views")),
+    Feature("cart_adds_30d", "click", "adds", _D, "Add-to-cart events, time-decayed",
+            _decay("d_cart_adds")),
+    Feature("pages_per_session", "click", "views", "lifetime", "(Page + product views) per session",
+            _pages_per_session),
+    Feature("cart_conversion", "any", "ratio", "lifetime", "Orders / max(orders, cart adds)",
+            _cart_conversion, transform="none"),
+    Feature("email_opens_30d", "click", "opens", _D, "Email opens, time-decayed",
+            _decay("d_email_opens")),
+    Feature("email_click_rate", "click", "ratio", "lifetime", "Email clicks per open (capped at 1)",
+            _ratio("n_email_clicks", "n_email_opens", cap=1.0), transform="none"),
+    Feature("tenure_days", "any", "days", "lifetime", "Days since the first event",
+            _days_since("first_ts")),
+    Feature("top_category_share", "any", "ratio", "lifetime",
+            "Share of category interactions in the customer's top category",
+            _ratio("cat_top", "cat_total"), transform="none"),
+    # reported, not clustered
+    Feature("orders_total", "transaction", "orders", "lifetime", "Orders", lambda s, n: _n(s, "n_orders"),
+            in_model=False),
+    Feature("monetary_total", "transaction", "currency", "lifetime", "Net spend", _net_spend,
+            in_model=False),
+    Feature("sessions_total", "click", "sessions", "lifetime", "Distinct sessions",
+            lambda s, n: _n(s, "n_sessions"), in_model=False),
+    Feature("events_total", "any", "events", "lifetime", "Events applied",
+            lambda s, n: _n(s, "n_events"), in_model=False),
+)
+
+MODEL_FEATURES: tuple[str, ...] = tuple(f.name for f in FEATURES if f.in_model)
+_BY_NAME = {f.name: f for f in FEATURES}
+
+
+def derive(state: State, now_ms: float) -> dict[str, float]:
+    """Every registered feature of one customer at ``now_ms``."""
+    return {f.name: f.compute(state, now_ms) for f in FEATURES}
+
+
+def model_input(features: Mapping[str, float]) -> dict[str, float]:
+    """The transformed model features (before online scaling)."""
+    out: dict[str, float] = {}
+    for name in MODEL_FEATURES:
+        v = features[name]
+        out[name] = math.log1p(max(0.0, v)) if _BY_NAME[name].transform == "log1p" else v
+    return out
+
+
+def feature(name: str) -> Feature:
+    return _BY_NAME[name]

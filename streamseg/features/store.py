@@ -1,0 +1,195 @@
+"""Redis feature store: the only module that talks to Redis.
+
+One batch of events costs one round trip: the events are grouped by customer
+and each customer's group is applied by one call of a Lua script
+(``apply_events.lua``), all calls pipelined together. The script is atomic per
+customer, refuses event ids it has already seen (so Kafka redelivery and
+replays never double count) and returns the customer's whole state, from which
+features are derived without a second read.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Literal, Protocol
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from streamseg.errors import StoreUnavailable
+from streamseg.events.models import ClickEvent, Event, TransactionEvent
+from streamseg.features.keys import Keys
+
+log = logging.getLogger(__name__)
+
+Status = Literal["applied", "duplicate", "late"]
+_STATUS: dict[bytes, Status] = {b"1": "applied", b"0": "duplicate", b"L": "late"}
+DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerUpdate:
+    """What one batch did to one customer: per-event status and the new state."""
+
+    customer_id: str
+    statuses: list[Status]
+    state: dict[str, float | str]
+
+    @property
+    def changed(self) -> bool:
+        return "applied" in self.statuses
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    customer_id: str
+    segment_id: int
+    previous_segment_id: int | None
+    distance: float
+    model_version: int
+    segment_name: str
+
+
+class FeatureStore(Protocol):
+    """Where per-customer state lives (Redis in production)."""
+
+    async def apply(self, events: Sequence[Event]) -> dict[str, CustomerUpdate]: ...
+
+    async def write_memberships(self, changes: Sequence[Membership]) -> None: ...
+
+
+def compact(event: Event) -> list[object]:
+    """The small array form the Lua script reads (see apply_events.lua)."""
+    if isinstance(event, TransactionEvent):
+        return ["t", event.event_id, event.ts_ms, event.amount, event.discount_amount,
+                event.items, 1 if event.refund else 0, list(event.categories)]
+    assert isinstance(event, ClickEvent)
+    return ["c", event.event_id, event.ts_ms, event.type, event.session_id, event.category]
+
+
+def group_by_customer(events: Iterable[Event]) -> dict[str, list[Event]]:
+    """Events per customer, in arrival order."""
+    groups: dict[str, list[Event]] = {}
+    for ev in events:
+        groups.setdefault(ev.customer_id, []).append(ev)
+    return groups
+
+
+def parse_state(flat: Sequence[bytes]) -> dict[str, float | str]:
+    """Field/value pairs from the script -> numbers where they are numbers."""
+    state: dict[str, float | str] = {}
+    for i in range(0, len(flat), 2):
+        key = flat[i].decode()
+        raw = flat[i + 1].decode()
+        try:
+            state[key] = float(raw)
+        except ValueError:
+            state[key] = raw
+    return state
+
+
+class RedisFeatureStore:
+    """Async Redis/Valkey implementation of :class:`FeatureStore`."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        keys: Keys,
+        *,
+        dedup_horizon_days: float,
+        retention_days: float,
+        halflife_days: float = 30.0,
+    ) -> None:
+        self.client = client
+        self.keys = keys
+        self.horizon_ms = int(dedup_horizon_days * DAY_MS)
+        self.ttl_s = max(1, int(retention_days * 86_400))
+        self.halflife_ms = halflife_days * DAY_MS
+        self._script = resources.files("streamseg.features").joinpath("apply_events.lua").read_text()
+        self._sha: str | None = None
+
+    @classmethod
+    def from_url(cls, url: str, keys: Keys, **kw: float) -> RedisFeatureStore:
+        client = aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+        return cls(client, keys, **kw)
+
+    async def _load(self) -> str:
+        self._sha = str(await self.client.script_load(self._script))
+        return self._sha
+
+    async def apply(self, events: Sequence[Event]) -> dict[str, CustomerUpdate]:
+        """Apply a batch of events: one pipelined round trip for all customers."""
+        groups = group_by_customer(events)
+        if not groups:
+            return {}
+        try:
+            sha = self._sha or await self._load()
+            try:
+                replies = await self._run(sha, groups)
+            except NoScriptError:  # Redis restarted or flushed its script cache
+                replies = await self._run(await self._load(), groups)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise StoreUnavailable(f"Redis unreachable while applying events: {exc}") from exc
+        return {cid: _update(cid, reply) for cid, reply in zip(groups, replies, strict=True)}
+
+    async def _run(self, sha: str, groups: Mapping[str, list[Event]]) -> list[list[bytes]]:
+        pipe = self.client.pipeline(transaction=False)
+        for cid, evs in groups.items():
+            payload = orjson.dumps([compact(e) for e in evs])
+            pipe.evalsha(sha, 2, self.keys.state(cid), self.keys.seen(cid), payload,
+                         self.horizon_ms, self.ttl_s, self.halflife_ms)
+        replies = await pipe.execute(raise_on_error=False)
+        for r in replies:
+            if isinstance(r, NoScriptError):
+                raise r
+            if isinstance(r, Exception):
+                raise r
+        return replies
+
+    async def write_memberships(self, changes: Sequence[Membership]) -> None:
+        """Store current membership and keep segment sizes; one round trip."""
+        if not changes:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        sizes = self.keys.segment_sizes()
+        for m in changes:
+            pipe.hset(self.keys.state(m.customer_id), mapping={
+                "seg": m.segment_id, "seg_dist": repr(m.distance), "seg_version": m.model_version,
+            })
+            pipe.hincrby(sizes, str(m.segment_id), 1)
+            if m.previous_segment_id is not None:
+                pipe.hincrby(sizes, str(m.previous_segment_id), -1)
+        try:
+            await pipe.execute()
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise StoreUnavailable(f"Redis unreachable while writing memberships: {exc}") from exc
+
+    async def segment_sizes(self) -> dict[int, int]:
+        raw = await self.client.hgetall(self.keys.segment_sizes())
+        return {int(k): int(v) for k, v in raw.items()}
+
+    async def state(self, customer_id: str) -> dict[str, float | str]:
+        raw = await self.client.hgetall(self.keys.state(customer_id))
+        return parse_state([x for kv in raw.items() for x in kv])
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.client.ping())
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            return False
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+def _update(cid: str, reply: list[bytes]) -> CustomerUpdate:
+    sep = reply.index(b"|")
+    return CustomerUpdate(cid, [_STATUS[s] for s in reply[:sep]], parse_state(reply[sep + 1 :]))
+
+

@@ -1,0 +1,1 @@
+"""Output records (segment updates, dead letters) and their topics."""

@@ -1,0 +1,75 @@
+"""Output record schemas, versioned with their topic (``.v1``).
+
+>>> rec = SegmentUpdate(customer_id="c1", segment_id=2, segment_name="Bargain hunters",
+...     previous_segment_id=None, distance=0.5, model_version=1,
+...     event_ts="2026-01-01T00:00:00.000Z", processed_ts="2026-01-01T00:00:00.004Z")
+>>> sorted(rec.model_dump())[:3]
+['customer_id', 'distance', 'event_ts']
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+
+import orjson
+from pydantic import BaseModel, ConfigDict
+
+
+class SegmentUpdate(BaseModel):
+    """streamseg.segment-updates.v1: a first assignment or a membership change."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    customer_id: str
+    segment_id: int
+    segment_name: str
+    previous_segment_id: int | None
+    distance: float
+    model_version: int
+    event_ts: str
+    processed_ts: str
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(self.model_dump())
+
+
+class DeadLetter(BaseModel):
+    """streamseg.dlq.v1: an input the engine refused, with everything to replay it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    reason: str
+    detail: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    source_key: str | None
+    index: int | None
+    customer_id: str | None
+    original_b64: str
+    dead_lettered_at: str
+
+    @classmethod
+    def build(
+        cls, *, reason: str, detail: str, topic: str, partition: int, offset: int,
+        key: bytes | None, original: bytes | None, index: int | None = None,
+        customer_id: str | None = None,
+    ) -> DeadLetter:
+        return cls(
+            reason=reason, detail=detail, source_topic=topic, source_partition=partition,
+            source_offset=offset, source_key=key.decode("utf-8", "replace") if key else None,
+            index=index, customer_id=customer_id,
+            original_b64=base64.b64encode(original or b"").decode(), dead_lettered_at=now_iso(),
+        )
+
+    @property
+    def original(self) -> bytes:
+        return base64.b64decode(self.original_b64)
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(self.model_dump())
+
+
+def now_iso() -> str:
+    return datetime.now(tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,45 @@
+"""The one small protocol every clusterer is wrapped in."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+Vector = Mapping[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """Which segment a customer belongs to and how far (scaled units) from its centre."""
+
+    segment_id: int
+    distance: float
+
+
+class Segmenter(Protocol):
+    """Learns segments online from model-input vectors and assigns customers to them."""
+
+    @property
+    def ready(self) -> bool:
+        """False while warming up: nothing can be assigned yet."""
+        ...
+
+    @property
+    def version(self) -> int:
+        """Increases whenever the segment definitions change."""
+        ...
+
+    def learn(self, x: Vector) -> None: ...
+
+    def assign_many(self, xs: Sequence[Vector]) -> list[Assignment]:
+        """Nearest segment for each vector (requires ``ready``)."""
+        ...
+
+    def centers(self) -> dict[int, dict[str, float]]:
+        """Segment centres in standardized units (z-scores of the population)."""
+        ...
+
+    def snapshot(self) -> dict[str, Any]:
+        """Plain JSON-able state: never pickled."""
+        ...

@@ -1,0 +1,59 @@
+"""Readable segment names from centres in standardized units (documented rules).
+
+Each archetype scores a centre by a weighted sum of its z-scores; names are
+handed out greedily, best score first, so every name is used once. Centres no
+archetype fits (score < ``min_score``) are named after their most distinctive
+feature.
+
+>>> centers = {0: {"monetary_30d": 2.0, "purchase_frequency_30d": 1.5},
+...            1: {"discount_share": 2.5}, 2: {"monetary_30d": 0.1}}
+>>> name_segments(centers)
+{0: 'High-value loyalists', 1: 'Bargain hunters', 2: 'Segment 2 (monetary_30d +0.1sd)'}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+ARCHETYPES: dict[str, dict[str, float]] = {
+    "High-value loyalists": {"monetary_30d": 1.0, "purchase_frequency_30d": 1.0,
+                             "avg_order_value": 0.5, "days_since_last_purchase": -0.5},
+    "Bargain hunters": {"discount_share": 1.0, "avg_order_value": -0.3},
+    "Window shoppers": {"product_views_30d": 0.6, "sessions_30d": 0.5, "pages_per_session": 0.4,
+                        "cart_conversion": -0.6, "purchase_frequency_30d": -0.6},
+    "New explorers": {"tenure_days": -1.0, "sessions_30d": 0.2},
+    "At-risk": {"days_since_last_activity": 1.0, "days_since_last_purchase": 0.5,
+                "sessions_30d": -0.3},
+    "Serial returners": {"refund_rate": 1.0},
+    "Email responders": {"email_click_rate": 0.7, "email_opens_30d": 0.7},
+    "Category specialists": {"top_category_share": 1.0},
+}
+
+
+def name_segments(
+    centers: Mapping[int, Mapping[str, float]], min_score: float = 0.75
+) -> dict[int, str]:
+    scores = sorted(
+        ((sum(w * c.get(f, 0.0) for f, w in rule.items()), sid, name)
+         for sid, c in centers.items() for name, rule in ARCHETYPES.items()),
+        reverse=True,
+    )
+    names: dict[int, str] = {}
+    used: set[str] = set()
+    for score, sid, name in scores:
+        if score < min_score:
+            break
+        if sid not in names and name not in used:
+            names[sid] = name
+            used.add(name)
+    for sid, c in centers.items():
+        if sid not in names:
+            names[sid] = _fallback(sid, c)
+    return dict(sorted(names.items()))
+
+
+def _fallback(sid: int, center: Mapping[str, float]) -> str:
+    if not center:
+        return f"Segment {sid}"
+    feat, z = max(center.items(), key=lambda kv: abs(kv[1]))
+    return f"Segment {sid} ({feat} {z:+.1f}sd)"

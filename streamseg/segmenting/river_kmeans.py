@@ -1,0 +1,168 @@
+"""River's online KMeans behind the :class:`Segmenter` protocol.
+
+Features are standardized online by River's ``StandardScaler``. River's KMeans
+starts from random centres, which leaves some centres dead on skewed customer
+data; so the first ``warmup`` vectors are buffered and the centres are seeded by
+k-means++ plus a few Lloyd iterations on them, after which River learns one
+vector at a time. Assignment is a vectorised nearest-centre search.
+
+>>> import random
+>>> rng = random.Random(0)
+>>> seg = RiverKMeansSegmenter(["a", "b"], n_segments=2, warmup=50, seed=1)
+>>> for i in range(200):
+...     c = i % 2 * 10.0
+...     seg.learn({"a": c + rng.gauss(0, 1), "b": c + rng.gauss(0, 1)})
+>>> seg.ready, seg.version
+(True, 1)
+>>> lo, hi = seg.assign_many([{"a": 0.0, "b": 0.0}, {"a": 10.0, "b": 10.0}])
+>>> lo.segment_id != hi.segment_id
+True
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from river import cluster, preprocessing
+
+from streamseg.segmenting.base import Assignment, Vector
+
+
+class RiverKMeansSegmenter:
+    def __init__(
+        self,
+        feature_names: Sequence[str],
+        *,
+        n_segments: int = 6,
+        halflife: float = 0.05,
+        warmup: int = 500,
+        seed: int = 42,
+        version_every: int = 50_000,
+    ) -> None:
+        self.feature_names = list(feature_names)
+        self.n_segments = n_segments
+        self.warmup = warmup
+        self.seed = seed
+        self.version_every = version_every
+        self.scaler = preprocessing.StandardScaler()
+        self.kmeans = cluster.KMeans(n_clusters=n_segments, halflife=halflife, seed=seed)
+        self._buffer: list[Vector] = []
+        self._version = 0
+        self._learned = 0
+        self._centers: np.ndarray | None = None  # cache for vectorised assignment
+
+    # -- protocol -----------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        return self._version > 0
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    @property
+    def learned(self) -> int:
+        return self._learned
+
+    def learn(self, x: Vector) -> None:
+        self.scaler.learn_one(dict(x))
+        self._learned += 1
+        if not self.ready:
+            self._buffer.append(x)
+            if len(self._buffer) >= self.warmup:
+                self._seed_centers()
+            return
+        self.kmeans.learn_one(self.scaler.transform_one(dict(x)))
+        self._centers = None
+        if self._learned % self.version_every == 0:
+            self._version += 1
+
+    def assign_many(self, xs: Sequence[Vector]) -> list[Assignment]:
+        if not self.ready:
+            raise RuntimeError("segmenter is still warming up; check .ready first")
+        if not xs:
+            return []
+        centers = self._center_matrix()
+        z = self._scale(xs)
+        d2 = ((z[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2)
+        best = d2.argmin(axis=1)
+        dist = np.sqrt(d2[np.arange(len(xs)), best])
+        return [Assignment(int(b), float(d)) for b, d in zip(best, dist, strict=True)]
+
+    def centers(self) -> dict[int, dict[str, float]]:
+        return {
+            int(i): {f: float(self.kmeans.centers[i][f]) for f in self.feature_names}
+            for i in self.kmeans.centers
+        }
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "kind": "kmeans",
+            "version": self._version,
+            "learned": self._learned,
+            "features": self.feature_names,
+            "scaler": {
+                "counts": dict(self.scaler.counts),
+                "means": dict(self.scaler.means),
+                "vars": dict(self.scaler.vars),
+            },
+            "centers": {str(k): v for k, v in self.centers().items()} if self.ready else {},
+        }
+
+    @classmethod
+    def restore(cls, snap: dict[str, Any], **kw: Any) -> RiverKMeansSegmenter:
+        seg = cls(snap["features"], n_segments=max(len(snap["centers"]), 2), **kw)
+        sc = snap["scaler"]
+        seg.scaler.counts = collections.Counter(sc["counts"])
+        seg.scaler.means = collections.defaultdict(float, sc["means"])
+        seg.scaler.vars = collections.defaultdict(float, sc["vars"])
+        for k, center in snap["centers"].items():
+            seg.kmeans.centers[int(k)] = collections.defaultdict(float, center)
+        seg._version = int(snap["version"])
+        seg._learned = int(snap["learned"])
+        return seg
+
+    # -- internals ------------------------------------------------------------
+    def _scale(self, xs: Sequence[Vector]) -> np.ndarray:
+        mean = np.array([self.scaler.means[f] for f in self.feature_names])
+        var = np.array([self.scaler.vars[f] for f in self.feature_names])
+        std = np.sqrt(np.where(var > 0, var, 1.0))
+        raw = np.array([[x[f] for f in self.feature_names] for x in xs], dtype=float)
+        return (raw - mean) / std
+
+    def _center_matrix(self) -> np.ndarray:
+        if self._centers is None:
+            c = self.kmeans.centers
+            self._centers = np.array([[c[i][f] for f in self.feature_names] for i in sorted(c)])
+        return self._centers
+
+    def _seed_centers(self) -> None:
+        z = self._scale(self._buffer)
+        centers = kmeans_plus_plus(z, self.n_segments, np.random.default_rng(self.seed))
+        for _ in range(10):
+            labels = ((z[:, None, :] - centers[None]) ** 2).sum(2).argmin(1)
+            for k in range(self.n_segments):
+                members = z[labels == k]
+                if len(members):
+                    centers[k] = members.mean(0)
+        for k in range(self.n_segments):
+            self.kmeans.centers[k] = collections.defaultdict(
+                float, {f: float(v) for f, v in zip(self.feature_names, centers[k], strict=True)}
+            )
+        self._buffer.clear()
+        self._centers = None
+        self._version = 1
+
+
+def kmeans_plus_plus(z: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """k-means++ seeding: spread initial centres in proportion to squared distance."""
+    centers = [z[rng.integers(len(z))]]
+    for _ in range(1, k):
+        d2 = np.min(((z[:, None, :] - np.array(centers)[None]) ** 2).sum(2), axis=1)
+        total = d2.sum()
+        idx = rng.choice(len(z), p=d2 / total) if total > 0 else rng.integers(len(z))
+        centers.append(z[idx])
+    return np.array(centers, dtype=float)

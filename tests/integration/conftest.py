@@ -1,0 +1,133 @@
+"""Real Tansu broker + real Valkey, started once per test session.
+
+Every test gets its own topic names, consumer group and Redis key prefix
+(like Faust's ``unique_topic`` fixture), so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from streamseg.devstack import DevStack, ManagedProcess, free_port
+from streamseg.devstack.processes import wait_for_port
+from streamseg.settings import Settings
+from streamseg.topics import ensure_topics
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    with DevStack(workdir=tmp_path_factory.mktemp("devstack")) as st:
+        yield st
+
+
+@pytest.fixture
+def settings(stack: DevStack) -> Settings:
+    tag = uuid.uuid4().hex[:8]
+    return Settings(
+        kafka_bootstrap=stack.bootstrap,
+        redis_url=stack.redis_url,
+        app_id=f"streamseg-test-{tag}",
+        topic_clickstream=f"t{tag}.clickstream.v1",
+        topic_transactions=f"t{tag}.transactions.v1",
+        topic_dlq=f"t{tag}.dlq.v1",
+        topic_segment_updates=f"t{tag}.segment-updates.v1",
+        topic_partitions=2,
+        key_prefix=f"t{tag}",
+        web_port=free_port(),
+        n_segments=3,
+        model_warmup=30,
+        log_level="info",
+    )
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    for name, value in settings.model_dump().items():
+        env[f"STREAMSEG_{name.upper()}"] = str(value)
+    return env
+
+
+class WorkerProcess:
+    """``streamseg worker`` as a real child process."""
+
+    def __init__(self, settings: Settings, log_dir: Path, name: str = "worker") -> None:
+        self.settings = settings
+        self.proc = ManagedProcess(name, [sys.executable, "-m", "streamseg", "worker"],
+                                   log_dir / f"{name}.log", settings_env(settings))
+
+    def start(self) -> WorkerProcess:
+        self.proc.start()
+        wait_for_port(self.settings.web_port, 60, self.proc.proc)
+        return self
+
+    def stop(self) -> None:
+        self.proc.stop()
+
+    def log(self) -> str:
+        return self.proc.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def worker(settings: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
+    asyncio.run(ensure_topics(settings))
+    w = WorkerProcess(settings, tmp_path).start()
+    yield w
+    w.stop()
+
+
+@pytest.fixture
+async def redis_client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(settings.redis_url)
+    yield client
+    await client.aclose()
+
+
+async def produce(settings: Settings, records: list[tuple[str, bytes | None, bytes | None]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_list)
+    await producer.start()
+    try:
+        for topic, key, value in records:
+            await producer.send(topic, key=key, value=value)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def consume(settings: Settings, topic: str, *, until: int, timeout: float = 60.0,
+                  settle: float = 0.0) -> list[dict]:
+    """Read ``topic`` from the start until ``until`` records (then ``settle`` s more) or timeout."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=settings.kafka_bootstrap_list, auto_offset_reset="earliest",
+        group_id=f"reader-{uuid.uuid4().hex[:8]}", enable_auto_commit=False,
+    )
+    await consumer.start()
+    out: list[dict] = []
+    deadline = time.monotonic() + timeout
+    settle_until: float | None = None
+    try:
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for msgs in batch.values():
+                out.extend({"key": m.key, "value": orjson.loads(m.value) if m.value else None,
+                            "partition": m.partition, "offset": m.offset} for m in msgs)
+            if len(out) >= until:
+                if settle_until is None:
+                    settle_until = time.monotonic() + settle
+                if time.monotonic() >= settle_until:
+                    break
+    finally:
+        await consumer.stop()
+    return out
