@@ -60,3 +60,116 @@ async def test_generated_events__produce_segment_updates_with_the_documented_sch
         assert rec.model_version >= 1 and rec.distance >= 0 and rec.segment_name
     firsts = [u["value"] for u in updates if u["value"]["previous_segment_id"] is None]
     assert len({f["customer_id"] for f in firsts}) == 60
+
+
+BAD_INPUTS: list[tuple[str, bytes, str]] = [
+    ("clickstream", b'{"event_id": "x1", "customer_id": ', "malformed_json"),
+    ("clickstream", orjson.dumps({"event_id": "x2", "customer_id": "bad1", "type": "login",
+                                  "session_id": "s"}), "missing_field"),  # no ts
+    ("transactions", orjson.dumps({"event_id": "x3", "customer_id": "bad2", "ts": NOW_MS,
+                                   "amount": "lots", "currency": "EUR"}), "invalid_field"),
+    ("transactions", orjson.dumps({"event_id": "x4", "customer_id": "bad3", "ts": NOW_MS,
+                                   "amount": 1.0, "currency": "EUR", "refund": "yes"}), "invalid_field"),
+    ("clickstream", b'{"event_id": "x5", "pad": "' + b"a" * 70_000 + b'"}', "too_large"),
+    ("clickstream", b'{"event_id": "x6", "customer_id": "\xff\xfe"}', "not_utf8"),
+    ("clickstream", b"[1, 2]", "not_an_object"),
+]
+
+
+async def test_bad_input__lands_in_the_dlq_with_its_reason_while_good_events_go_on(
+    settings: Settings, worker: WorkerProcess
+) -> None:
+    good = workload(settings, customers=40)
+    bad = [(settings.topic(role), b"bad", raw) for role, raw, _ in BAD_INPUTS]  # type: ignore[arg-type]
+    # interleave: bad input between good events, on every partition
+    mixed = good[:100] + bad[:4] + good[100:200] + bad[4:] + good[200:]
+    await produce(settings, mixed)
+
+    expected = sum(1 for _, _, r in BAD_INPUTS for _ in ([0, 1] if r == "not_an_object" else [0]))
+    dead = await consume(settings, settings.topic_dlq, until=expected, timeout=90, settle=2.0)
+    by_original = {}
+    for d in dead:
+        rec = d["value"]
+        assert {"reason", "detail", "source_topic", "source_partition", "source_offset",
+                "original_b64"} <= set(rec)
+        by_original.setdefault(base64_decode(rec["original_b64"]), []).append(rec)
+    assert len(dead) == expected, [d["value"]["reason"] for d in dead]
+    for role, raw, reason in BAD_INPUTS:
+        recs = by_original[raw]
+        assert {r["reason"] for r in recs} == {reason}, (raw[:40], recs)
+        assert recs[0]["source_topic"] == settings.topic(role)  # type: ignore[arg-type]
+        assert recs[0]["detail"]
+    updates = await consume(settings, settings.topic_segment_updates, until=40, timeout=60)
+    assert len({u["key"] for u in updates}) == 40, "valid events around bad ones must be processed"
+    metrics = fetch(f"http://127.0.0.1:{settings.web_port}/metrics")
+    assert 'streamseg_dead_letters_total{reason="malformed_json"} 1.0' in metrics
+    assert 'streamseg_dead_letters_total{reason="too_large"} 1.0' in metrics
+
+
+async def test_same_events_delivered_twice__leave_features_identical_to_one_pass(
+    settings: Settings, worker: WorkerProcess, redis_client
+) -> None:
+    from streamseg.features.keys import Keys
+
+    recs = workload(settings, customers=30)
+    await produce(settings, recs)
+    await consume(settings, settings.topic_segment_updates, until=30, timeout=60)
+    keys = Keys(settings.key_prefix)
+
+    async def snapshot() -> dict[str, dict]:
+        out = {}
+        for c in range(30):
+            raw = await redis_client.hgetall(keys.state(f"c{c:04d}"))
+            out[f"c{c:04d}"] = {k: v for k, v in raw.items() if not k.startswith(b"seg")}
+        return out
+
+    await wait_until(lambda: processed_count(settings) >= len(recs))
+    once = await snapshot()
+    await produce(settings, recs)  # redelivery of every event
+    await wait_until(lambda: duplicate_count(settings) >= len(recs))
+    twice = await snapshot()
+    assert once == twice
+    assert all(v[b"n_events"] for v in once.values())
+
+
+def base64_decode(s: str) -> bytes:
+    import base64
+
+    return base64.b64decode(s)
+
+
+def fetch(url: str) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return resp.read().decode()
+
+
+def _metric_sum(settings: Settings, outcome: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    total = 0.0
+    for fam in text_string_to_metric_families(fetch(f"http://127.0.0.1:{settings.web_port}/metrics")):
+        for s in fam.samples:
+            if s.name == "streamseg_events_total" and s.labels["outcome"] == outcome:
+                total += s.value
+    return total
+
+
+def processed_count(settings: Settings) -> float:
+    return _metric_sum(settings, "processed")
+
+
+def duplicate_count(settings: Settings) -> float:
+    return _metric_sum(settings, "duplicate")
+
+
+async def wait_until(cond, timeout: float = 60.0) -> None:
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError("condition not met in time")

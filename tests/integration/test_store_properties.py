@@ -1,0 +1,162 @@
+"""The Redis Lua store against a from-scratch reference, on real Valkey.
+
+Property tests: any arrival order and any duplication of the same events give
+the same state; everything matches the batch reference computation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import uuid
+
+import pytest
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+
+from streamseg.events.models import ClickEvent, Event, TransactionEvent
+from streamseg.features.keys import Keys
+from streamseg.features.reference import accumulate
+from streamseg.features.registry import DAY_MS, HALFLIFE_DAYS, derive
+from streamseg.features.store import RedisFeatureStore
+
+pytestmark = pytest.mark.integration
+
+T0 = 1_767_225_600_000  # 2026-01-01
+HORIZON_DAYS = 7.0
+SPAN_MS = int(5 * DAY_MS)  # stay inside the dedup horizon: order must not matter
+
+
+def click_events(cid: str) -> st.SearchStrategy[Event]:
+    return st.builds(
+        lambda i, t, typ, s, cat: ClickEvent.model_validate(
+            {"event_id": f"c{i}", "customer_id": cid, "ts": T0 + t, "type": typ,
+             "session_id": f"s{s}", "category": cat}),
+        st.integers(0, 10_000), st.integers(0, SPAN_MS),
+        st.sampled_from(["page_view", "product_view", "add_to_cart", "email_open", "email_click",
+                         "search", "login"]),
+        st.integers(0, 5), st.sampled_from([None, "shoes", "bags", "toys"]),
+    )
+
+
+def txn_events(cid: str) -> st.SearchStrategy[Event]:
+    return st.builds(
+        lambda i, t, amt, disc, refund, cats: TransactionEvent.model_validate(
+            {"event_id": f"o{i}", "customer_id": cid, "ts": T0 + t, "amount": amt, "currency": "EUR",
+             "discount_amount": disc, "refund": refund, "categories": cats}),
+        st.integers(0, 10_000), st.integers(0, SPAN_MS),
+        st.floats(0, 5_000, allow_nan=False).map(lambda v: round(v, 2)),
+        st.floats(0, 100, allow_nan=False).map(lambda v: round(v, 2)),
+        st.booleans(), st.lists(st.sampled_from(["shoes", "bags", "toys"]), max_size=3),
+    )
+
+
+def unique_by_id(events: list[Event]) -> list[Event]:
+    return list({e.event_id: e for e in events}.values())
+
+
+def new_store(redis_url: str) -> RedisFeatureStore:
+    return RedisFeatureStore.from_url(redis_url, Keys(f"p{uuid.uuid4().hex[:8]}"),
+                                      dedup_horizon_days=HORIZON_DAYS, retention_days=1)
+
+
+async def state_after(redis_url: str, batches: list[list[Event]]) -> dict[str, float]:
+    store = new_store(redis_url)
+    try:
+        for b in batches:
+            await store.apply(b)
+        raw = await store.state("c")
+    finally:
+        await store.close()
+    return {k: v for k, v in raw.items() if isinstance(v, float)}
+
+
+def assert_same_state(a: dict[str, float], b: dict[str, float]) -> None:
+    assert set(a) == set(b), set(a) ^ set(b)
+    for k in a:
+        if k.startswith("d_"):
+            assert math.isclose(a[k], b[k], rel_tol=1e-9, abs_tol=1e-9), (k, a[k], b[k])
+        else:
+            assert a[k] == pytest.approx(b[k], rel=1e-12), (k, a[k], b[k])
+
+
+events_strategy = st.lists(st.one_of(click_events("c"), txn_events("c")), min_size=1, max_size=40).map(
+    unique_by_id
+)
+HSET = hsettings(max_examples=40, deadline=None,
+                 suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@HSET
+@given(events=events_strategy, data=st.data())
+def test_any_arrival_order__gives_the_reference_state(stack, events, data) -> None:
+    order = data.draw(st.permutations(events))
+    cut = data.draw(st.integers(0, len(order)))
+    got = asyncio.run(state_after(stack.redis_url, [order[:cut], order[cut:]]))
+    want = accumulate(events, horizon_ms=HORIZON_DAYS * DAY_MS, halflife_ms=HALFLIFE_DAYS * DAY_MS)
+    assert_same_state(got, want)
+
+
+@HSET
+@given(events=events_strategy, data=st.data())
+def test_duplicated_events__change_nothing(stack, events, data) -> None:
+    dupes = data.draw(st.lists(st.sampled_from(events), max_size=20))
+    once = asyncio.run(state_after(stack.redis_url, [events]))
+    twice = asyncio.run(state_after(stack.redis_url, [events + dupes, dupes, events]))
+    assert_same_state(once, twice)
+
+
+def test_replayed_batch__is_counted_once_and_reported_duplicate(stack) -> None:
+    evs = [TransactionEvent.model_validate({"event_id": f"o{i}", "customer_id": "c", "ts": T0 + i,
+                                            "amount": 10.0, "currency": "EUR"}) for i in range(3)]
+
+    async def run() -> tuple[list[str], list[str], dict]:
+        store = new_store(stack.redis_url)
+        try:
+            first = await store.apply(evs)
+            second = await store.apply(evs)
+            return first["c"].statuses, second["c"].statuses, second["c"].state
+        finally:
+            await store.close()
+
+    first, second, state = asyncio.run(run())
+    assert first == ["applied"] * 3 and second == ["duplicate"] * 3
+    assert state["n_orders"] == 3.0 and state["sum_amount"] == 30.0
+
+
+def test_event_older_than_the_horizon__is_refused_as_late(stack) -> None:
+    new = TransactionEvent.model_validate({"event_id": "new", "customer_id": "c", "ts": T0 + 30 * DAY_MS,
+                                           "amount": 5.0, "currency": "EUR"})
+    old = TransactionEvent.model_validate({"event_id": "old", "customer_id": "c", "ts": T0,
+                                           "amount": 7.0, "currency": "EUR"})
+    inside = TransactionEvent.model_validate({"event_id": "in", "customer_id": "c",
+                                              "ts": T0 + 25 * DAY_MS, "amount": 1.0, "currency": "EUR"})
+
+    async def run() -> tuple[list[str], dict]:
+        store = new_store(stack.redis_url)
+        try:
+            await store.apply([new])
+            upd = await store.apply([old, inside])
+            return upd["c"].statuses, upd["c"].state
+        finally:
+            await store.close()
+
+    statuses, state = asyncio.run(run())
+    assert statuses == ["late", "applied"]
+    assert state["sum_amount"] == 6.0 and state["last_ts"] == T0 + 30 * DAY_MS
+    feats = derive(state, now_ms=T0 + 30 * DAY_MS)
+    assert feats["days_since_last_purchase"] == 0.0 and feats["orders_total"] == 2.0
+
+
+def test_customer_keys__expire_after_the_retention_horizon(stack) -> None:
+    async def run() -> tuple[int, int]:
+        store = new_store(stack.redis_url)
+        try:
+            await store.apply([ClickEvent.model_validate({"event_id": "e", "customer_id": "c", "ts": T0,
+                                                          "type": "login", "session_id": "s"})])
+            return (await store.client.ttl(store.keys.state("c")),
+                    await store.client.ttl(store.keys.seen("c")))
+        finally:
+            await store.close()
+
+    ttl_state, ttl_seen = asyncio.run(run())
+    assert 0 < ttl_state <= 86_400 and 0 < ttl_seen <= 86_400
