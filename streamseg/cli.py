@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import os
 import sys
@@ -20,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
 
     dev = sub.add_parser("dev", help="embedded broker + Valkey + worker + generator, with a live view")
     dev.add_argument("--customers", type=int, default=2000)
-    dev.add_argument("--rate", type=float, default=5000.0, help="generator events/s (0 = unpaced)")
+    dev.add_argument("--rate", type=float, default=3000.0, help="generator events/s (0 = unpaced)")
     dev.add_argument("--days", type=float, default=120.0, help="simulated history length")
     dev.add_argument("--duration", type=float, default=None,
                      help="stop everything after this many seconds (default: run until Ctrl-C)")
@@ -79,7 +80,7 @@ def run_generate(settings: Settings, args: argparse.Namespace) -> int:
         settings, truth, days=args.days, seed=args.seed, rate=args.rate or None,
         duration=args.duration, truth_path=args.truth,
     ))
-    print(orjson.dumps(stats.__dict__).decode(), flush=True)
+    print(orjson.dumps(dataclasses.asdict(stats)).decode(), flush=True)
     return 0
 
 

@@ -43,7 +43,7 @@ class Settings(BaseSettings):
         180.0, gt=0, description="customer state expires after this long without events"
     )
     dedup_horizon_days: float = Field(
-        7.0,
+        30.0,
         gt=0,
         description="event ids are remembered this long (event time) for idempotency; "
         "events older than a customer's newest event by more than this are dead-lettered as late",

@@ -12,8 +12,8 @@
 -- ARGV[3]  TTL of both keys (seconds, wall clock)
 -- ARGV[4]  half-life of the decayed counters (ms of event time)
 --
--- Returns a flat array: one status per event ("1" applied, "0" duplicate,
--- "L" late), then "|", then field, value, field, value, ... of the whole state.
+-- Returns two strings: one status character per event ("1" applied,
+-- "0" duplicate, "L" late), and the state as "field<TAB>value" lines.
 --
 -- Decayed counters are stored referenced to last_ts (the newest event time):
 -- value(t) = sum_i w_i * 2^(-(t - t_i)/halflife). An event older than last_ts
@@ -138,10 +138,13 @@ if st.last_ts ~= nil then
   redis.call("EXPIRE", ekey, ttl)
 end
 
-out[#out + 1] = "|"
+-- Reply: two bulk strings, cheap to parse client-side. Per-category counts stay
+-- in Redis (only cat_top/cat_total feed features).
+local parts = {}
 for k, v in pairs(st) do
-  out[#out + 1] = k
-  if type(v) == "number" then v = string.format("%.17g", v) end
-  out[#out + 1] = v
+  if string.sub(k, 1, 2) ~= "c:" then
+    if type(v) == "number" then v = string.format("%.17g", v) end
+    parts[#parts + 1] = k .. "\t" .. v
+  end
 end
-return out
+return {table.concat(out), table.concat(parts, "\n")}

@@ -180,3 +180,13 @@ def model_input(features: Mapping[str, float]) -> dict[str, float]:
 
 def feature(name: str) -> Feature:
     return _BY_NAME[name]
+
+
+def markdown_table() -> str:
+    """The README's feature table, generated from the registry (a test keeps them equal)."""
+    rows = ["| feature | source | unit | window | in model | description |",
+            "|---|---|---|---|---|---|"]
+    for f in FEATURES:
+        model = f"yes ({f.transform}, scaled)" if f.in_model else "no"
+        rows.append(f"| `{f.name}` | {f.source} | {f.unit} | {f.window} | {model} | {f.description} |")
+    return "\n".join(rows)

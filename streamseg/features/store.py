@@ -29,7 +29,6 @@ from streamseg.features.keys import Keys
 log = logging.getLogger(__name__)
 
 Status = Literal["applied", "duplicate", "late"]
-_STATUS: dict[bytes, Status] = {b"1": "applied", b"0": "duplicate", b"L": "late"}
 DAY_MS = 86_400_000
 
 
@@ -188,8 +187,18 @@ class RedisFeatureStore:
         await self.client.aclose()
 
 
+_STATUS_CHAR: dict[int, Status] = {ord("1"): "applied", ord("0"): "duplicate", ord("L"): "late"}
+
+
 def _update(cid: str, reply: list[bytes]) -> CustomerUpdate:
-    sep = reply.index(b"|")
-    return CustomerUpdate(cid, [_STATUS[s] for s in reply[:sep]], parse_state(reply[sep + 1 :]))
+    statuses, packed = reply
+    state: dict[str, float | str] = {}
+    for line in packed.decode().split("\n"):
+        key, _, raw = line.partition("\t")
+        try:
+            state[key] = float(raw)
+        except ValueError:
+            state[key] = raw
+    return CustomerUpdate(cid, [_STATUS_CHAR[c] for c in statuses], state)
 
 

@@ -1,0 +1,24 @@
+"""The README stays true to the code it documents."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from streamseg.features.registry import markdown_table
+
+README = Path(__file__).parents[2] / "README.md"
+CI = Path(__file__).parents[2] / ".ci" / "run"
+
+
+def test_readme_feature_table__matches_the_registry() -> None:
+    assert markdown_table() in README.read_text()
+
+
+def test_quick_start__has_two_commands_and_ci_runs_the_test_one() -> None:
+    text = README.read_text()
+    block = text.split("## Quick start", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    commands = [line.split("#")[0].strip() for line in block.strip().splitlines()]
+    assert len(commands) == 2 and "streamseg dev" in commands[0]
+    test_cmd = commands[1].split("&&")[-1].strip()
+    assert re.search(rf"^{re.escape(test_cmd)}$", CI.read_text(), re.M), test_cmd
