@@ -7,6 +7,7 @@ with ``PR_SET_PDEATHSIG``: if we die, even by ``kill -9``, they die too.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import shutil
@@ -104,10 +105,8 @@ class ManagedProcess:
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def tansu_binary() -> str:

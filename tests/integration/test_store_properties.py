@@ -11,7 +11,9 @@ import math
 import uuid
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from streamseg.events.models import ClickEvent, Event, TransactionEvent
 from streamseg.features.keys import Keys
