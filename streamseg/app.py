@@ -74,7 +74,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
 
     @app.agent(inputs, name="segment")
     async def segment(stream: faust.StreamT[bytes]) -> None:
-        async for events in stream.take_events(settings.batch_max, within):
+        async for events in stream.take_events(settings.batch_max, within):  # type: ignore[attr-defined]
             await engine.process([_message(e) for e in events])
 
     @app.timer(1.0)

@@ -14,7 +14,7 @@ tests lean on this to check order and duplication do not matter).
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 
 from streamseg.events.models import ClickEvent, Event, TransactionEvent
@@ -58,7 +58,7 @@ def accumulate(events: Iterable[Event], *, horizon_ms: float, halflife_ms: float
     def w(ts: float) -> float:
         return 2.0 ** (-(last - ts) / halflife_ms)
 
-    st: Counter[str] = Counter()
+    st: defaultdict[str, float] = defaultdict(float)
     st["first_ts"] = min(e.ts_ms for e in evs)
     st["last_ts"] = last
     cats: Counter[str] = Counter()

@@ -175,7 +175,7 @@ class RedisFeatureStore:
 
     async def state(self, customer_id: str) -> dict[str, float | str]:
         raw = await self.client.hgetall(self.keys.state(customer_id))
-        return parse_state([x for kv in raw.items() for x in kv])
+        return parse_state([x if isinstance(x, bytes) else x.encode() for kv in raw.items() for x in kv])
 
     async def ping(self) -> bool:
         try:
