@@ -102,7 +102,7 @@ def _validate_one(
     doc: dict[str, object], kind: str, index: int | None, latest_ok_ms: int, out: DecodeOutcome
 ) -> None:
     cid = doc.get("customer_id")
-    cid_text = str(cid)[:128] if isinstance(cid, str | int) else None
+    cid_text = str(cid)[:128] if isinstance(cid, str | int) and not isinstance(cid, bool) else None
     try:
         event = _MODELS[kind].model_validate(doc)
     except ValidationError as exc:

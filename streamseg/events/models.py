@@ -64,8 +64,12 @@ def parse_ts(value: object) -> int:
     if isinstance(value, bool):
         raise ValueError("ts must be ISO-8601 text or epoch seconds/milliseconds, not a boolean")
     if isinstance(value, int | float):
-        if not math.isfinite(value):
+        # compare before any float(): a 400-digit int would raise OverflowError,
+        # which pydantic does not turn into a validation error
+        if isinstance(value, float) and not math.isfinite(value):
             raise ValueError("ts must be a finite number")
+        if abs(value) >= 10**16:
+            raise ValueError("ts must lie between 2000-01-01 and 2100-01-01")
         ms = float(value) * 1000.0 if abs(value) < _SECONDS_BELOW else float(value)
     elif isinstance(value, str):
         ms = _parse_iso(value)

@@ -131,7 +131,8 @@ class RiverKMeansSegmenter:
         var = np.array([self.scaler.vars[f] for f in self.feature_names])
         std = np.sqrt(np.where(var > 0, var, 1.0))
         raw = np.array([[x[f] for f in self.feature_names] for x in xs], dtype=float)
-        return (raw - mean) / std
+        # as River's StandardScaler: a feature with no variance scales to 0
+        return np.where(var > 0, (raw - mean) / std, 0.0)
 
     def _center_matrix(self) -> np.ndarray:
         if self._centers is None:

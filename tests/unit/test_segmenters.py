@@ -1,0 +1,245 @@
+"""The Segmenter protocol suite: every implementation in SEGMENTERS must pass it.
+
+To add an implementation, append a factory that builds it for the features
+FEATURES with 3 segments and a warm-up of WARMUP vectors. Implementations that
+support persistence expose ``restore(snapshot)`` as a classmethod.
+
+Centres are compared with a brute-force computation in standardized units: the
+protocol says centres are z-scores of the population, i.e. of every vector learned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+
+from streamseg.quality import adjusted_rand_index
+from streamseg.segmenting.base import Assignment, Segmenter
+from streamseg.segmenting.river_kmeans import RiverKMeansSegmenter
+
+FEATURES = ["recency", "frequency", "spend"]
+WARMUP = 60
+
+SEGMENTERS: list[Callable[[], Segmenter]] = [
+    lambda: RiverKMeansSegmenter(FEATURES, n_segments=3, warmup=WARMUP, seed=1),
+]
+
+# three well-separated blobs; "spend" lives on a 100x larger scale than the rest
+BLOB_MEANS = np.array([[0.0, 0.0, 0.0], [8.0, 8.0, 0.0], [0.0, 8.0, 800.0]])
+BLOB_STD = np.array([0.7, 0.7, 70.0])
+
+
+def blobs(n: int, seed: int) -> tuple[list[dict[str, float]], list[int]]:
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, 3, n)
+    # every blob is represented in the first WARMUP vectors
+    truth[:3] = [0, 1, 2]
+    raw = BLOB_MEANS[truth] + rng.normal(0.0, 1.0, (n, 3)) * BLOB_STD
+    # plain Python floats, as model_input() produces
+    return [{f: float(v) for f, v in zip(FEATURES, row, strict=True)} for row in raw], truth.tolist()
+
+
+TRAIN, TRAIN_TRUTH = blobs(600, seed=7)
+HELD_OUT, HELD_OUT_TRUTH = blobs(100, seed=8)
+
+
+@pytest.fixture(params=SEGMENTERS, ids=lambda f: type(f()).__name__)
+def make(request: pytest.FixtureRequest) -> Callable[[], Segmenter]:
+    return request.param  # type: ignore[no-any-return]
+
+
+def trained(make: Callable[[], Segmenter], xs: list[dict[str, float]] = TRAIN) -> Segmenter:
+    seg = make()
+    for x in xs:
+        seg.learn(x)
+    return seg
+
+
+def as_matrix(xs: list[dict[str, float]]) -> np.ndarray:
+    return np.array([[x[f] for f in FEATURES] for x in xs])
+
+
+def center_matrix(seg: Segmenter) -> tuple[list[int], np.ndarray]:
+    centers = seg.centers()
+    ids = sorted(centers)
+    return ids, np.array([[centers[i][f] for f in FEATURES] for i in ids])
+
+
+def population_scaling(xs: list[dict[str, float]]) -> tuple[np.ndarray, np.ndarray]:
+    m = as_matrix(xs)
+    return m.mean(axis=0), m.std(axis=0)  # population (ddof=0) statistics
+
+
+# --------------------------------------------------------------------------- warm-up
+
+
+def test_before_warmup__not_ready_version_0_and_assign_many_raises(make: Callable[[], Segmenter]) -> None:
+    seg = make()
+    assert not seg.ready and seg.version == 0
+    for x in TRAIN[: WARMUP - 1]:
+        seg.learn(x)
+    assert not seg.ready
+    assert seg.version == 0
+    with pytest.raises(RuntimeError, match="warming up"):
+        seg.assign_many(TRAIN[:3])
+
+
+def test_after_warmup__ready_with_version_at_least_1(make: Callable[[], Segmenter]) -> None:
+    seg = make()
+    for x in TRAIN[:WARMUP]:
+        seg.learn(x)
+    assert seg.ready
+    assert seg.version >= 1
+    assert len(seg.centers()) == 3
+    assert len(seg.assign_many(TRAIN[:5])) == 5
+
+
+def test_version__never_decreases_while_learning(make: Callable[[], Segmenter]) -> None:
+    seg = make()
+    versions = []
+    for x in TRAIN:
+        seg.learn(x)
+        versions.append(seg.version)
+    assert versions == sorted(versions)
+    assert versions[-1] >= 1
+
+
+def test_assign_many_of_nothing__is_an_empty_list(make: Callable[[], Segmenter]) -> None:
+    assert trained(make).assign_many([]) == []
+
+
+# --------------------------------------------------------------------------- quality
+
+
+def test_three_separated_blobs__assignments_agree_with_the_truth(make: Callable[[], Segmenter]) -> None:
+    seg = trained(make)
+    for xs, truth in ((TRAIN, TRAIN_TRUTH), (HELD_OUT, HELD_OUT_TRUTH)):
+        pred = [a.segment_id for a in seg.assign_many(xs)]
+        assert adjusted_rand_index(truth, pred) >= 0.95
+        assert len(set(pred)) == 3
+
+
+def test_three_separated_blobs__are_found_from_warmup_alone(make: Callable[[], Segmenter]) -> None:
+    seg = trained(make, TRAIN[:WARMUP])
+    pred = [a.segment_id for a in seg.assign_many(HELD_OUT)]
+    assert adjusted_rand_index(HELD_OUT_TRUTH, pred) >= 0.95
+
+
+def test_centres__are_in_standardized_units_near_the_blob_means(make: Callable[[], Segmenter]) -> None:
+    seg = trained(make)
+    mean, std = population_scaling(TRAIN)
+    expected = (BLOB_MEANS - mean) / std
+    _, got = center_matrix(seg)
+    # every true blob mean (in z-scores) has a learned centre close by
+    for e in expected:
+        assert np.min(np.linalg.norm(got - e, axis=1)) < 0.3
+
+
+# --------------------------------------------------------------------------- distances
+
+
+def test_assignment__returns_the_nearest_centre_and_its_distance(make: Callable[[], Segmenter]) -> None:
+    seg = trained(make)
+    mean, std = population_scaling(TRAIN)
+    ids, centers = center_matrix(seg)
+    xs = TRAIN + HELD_OUT
+    z = (as_matrix(xs) - mean) / std
+    brute = np.linalg.norm(z[:, None, :] - centers[None, :, :], axis=2)
+    got = seg.assign_many(xs)
+    assert all(isinstance(a, Assignment) for a in got)
+    for row, a in zip(brute, got, strict=True):
+        assert a.distance >= 0.0
+        assert a.segment_id in ids
+        d_assigned = row[ids.index(a.segment_id)]
+        assert d_assigned <= row.min() + 1e-9
+        assert a.distance == pytest.approx(d_assigned, rel=1e-6, abs=1e-9)
+
+
+def test_point_exactly_at_a_centre__is_assigned_to_it_at_distance_zero(
+    make: Callable[[], Segmenter],
+) -> None:
+    seg = trained(make)
+    mean, std = population_scaling(TRAIN)
+    ids, centers = center_matrix(seg)
+    at_centres = [dict(zip(FEATURES, (c * std + mean).tolist(), strict=True)) for c in centers]
+    got = seg.assign_many(at_centres)
+    assert [a.segment_id for a in got] == ids
+    assert all(a.distance == pytest.approx(0.0, abs=1e-6) for a in got)
+
+
+def test_assign_many__does_not_learn(make: Callable[[], Segmenter]) -> None:
+    seg = trained(make)
+    before = seg.centers(), seg.version
+    seg.assign_many(HELD_OUT)
+    assert (seg.centers(), seg.version) == before
+
+
+# --------------------------------------------------------------------------- snapshot / restore
+
+
+def restore(seg: Segmenter, snap: dict[str, Any]) -> Segmenter:
+    restorer = getattr(type(seg), "restore", None)
+    if restorer is None:
+        pytest.skip(f"{type(seg).__name__} has no restore()")
+    return restorer(snap)  # type: ignore[no-any-return]
+
+
+def json_round_trip(snap: dict[str, Any]) -> dict[str, Any]:
+    return orjson.loads(orjson.dumps(snap))  # type: ignore[no-any-return]
+
+
+def test_snapshot__is_json_serialisable_before_and_after_warmup(make: Callable[[], Segmenter]) -> None:
+    seg = make()
+    assert json_round_trip(seg.snapshot()) == seg.snapshot()
+    for x in TRAIN[:10]:
+        seg.learn(x)
+    assert json_round_trip(seg.snapshot()) == seg.snapshot()
+    for x in TRAIN[10:]:
+        seg.learn(x)
+    snap = seg.snapshot()
+    assert isinstance(orjson.dumps(snap), bytes)
+    assert json_round_trip(snap) == snap
+
+
+def test_restore__assigns_the_same_segments_as_the_original(make: Callable[[], Segmenter]) -> None:
+    seg = trained(make)
+    again = restore(seg, json_round_trip(seg.snapshot()))
+    assert again.ready and again.version == seg.version
+    assert again.centers() == seg.centers()
+    a, b = seg.assign_many(HELD_OUT), again.assign_many(HELD_OUT)
+    assert [x.segment_id for x in a] == [x.segment_id for x in b]
+    assert [x.distance for x in a] == pytest.approx([x.distance for x in b], rel=1e-12)
+
+
+def test_restore__learning_continues_with_persisted_counters(make: Callable[[], Segmenter]) -> None:
+    seg = trained(make)
+    again = restore(seg, json_round_trip(seg.snapshot()))
+    if hasattr(seg, "learned"):
+        assert again.learned == seg.learned == len(TRAIN)  # type: ignore[attr-defined]
+    before = again.centers()
+    shifted = [{f: v + (3.0 if f == "recency" else 0.0) for f, v in x.items()} for x in HELD_OUT]
+    for x in shifted:
+        again.learn(x)
+    assert again.ready
+    assert again.version >= seg.version
+    assert again.centers() != before, "centres must keep moving after restore"
+    if hasattr(seg, "learned"):
+        assert again.learned == len(TRAIN) + len(shifted)  # type: ignore[attr-defined]
+
+
+def test_restore__then_learning_matches_the_original_learning_the_same_data(
+    make: Callable[[], Segmenter],
+) -> None:
+    seg = trained(make)
+    again = restore(seg, json_round_trip(seg.snapshot()))
+    for x in HELD_OUT:
+        seg.learn(x)
+        again.learn(x)
+    for i, c in seg.centers().items():
+        assert again.centers()[i] == pytest.approx(c, rel=1e-9)
+    assert [a.segment_id for a in again.assign_many(TRAIN)] == [
+        a.segment_id for a in seg.assign_many(TRAIN)]
