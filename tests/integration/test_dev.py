@@ -1,0 +1,70 @@
+"""`streamseg dev`: everything starts, segments appear, Ctrl-C leaves no process behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def children_of(pid: int) -> set[int]:
+    """Every process whose parent chain leads to ``pid`` (or that recorded it as parent)."""
+    kids: set[int] = set()
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines()
+                          if ":\t" in line)
+        except OSError:
+            continue
+        if int(fields.get("PPid", "0").strip()) == pid:
+            kids.add(int(status.parent.name))
+    return kids
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split()[2] != "Z"
+
+
+def test_dev__shows_segments_and_ctrl_c_stops_every_child(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamseg", "dev", "--customers", "300", "--rate", "3000",
+         "--no-view", "--workdir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    lines: list[str] = []
+    children: set[int] = set()
+    try:
+        deadline = time.monotonic() + 120
+        assert proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            children |= children_of(proc.pid)
+            if "High-value" in line or "Bargain" in line or "Segment " in line:
+                break
+        assert any("customers" in line for line in lines), "".join(lines[-40:])
+        assert any("ARI vs planted personas" in line for line in lines)
+        names = {c: Path(f"/proc/{c}/cmdline").read_bytes() for c in children if alive(c)}
+        assert len(children) >= 4, names  # broker, valkey, worker, generator (if still running)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+        assert "stopped." in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    time.sleep(0.5)
+    assert [c for c in children if alive(c)] == []
