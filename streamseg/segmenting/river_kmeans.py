@@ -104,6 +104,8 @@ class RiverKMeansSegmenter:
             "version": self._version,
             "learned": self._learned,
             "features": self.feature_names,
+            "params": {"halflife": self.kmeans.halflife, "warmup": self.warmup, "seed": self.seed,
+                       "version_every": self.version_every},
             "scaler": {
                 "counts": dict(self.scaler.counts),
                 "means": dict(self.scaler.means),
@@ -114,7 +116,8 @@ class RiverKMeansSegmenter:
 
     @classmethod
     def restore(cls, snap: dict[str, Any], **kw: Any) -> RiverKMeansSegmenter:
-        seg = cls(snap["features"], n_segments=max(len(snap["centers"]), 2), **kw)
+        params = {**snap.get("params", {}), **kw}  # explicit arguments win over the snapshot
+        seg = cls(snap["features"], n_segments=max(len(snap["centers"]), 2), **params)
         sc = snap["scaler"]
         seg.scaler.counts = collections.Counter(sc["counts"])
         seg.scaler.means = collections.defaultdict(float, sc["means"])

@@ -243,3 +243,15 @@ def test_restore__then_learning_matches_the_original_learning_the_same_data(
         assert again.centers()[i] == pytest.approx(c, rel=1e-9)
     assert [a.segment_id for a in again.assign_many(TRAIN)] == [
         a.segment_id for a in seg.assign_many(TRAIN)]
+
+
+def test_restore__keeps_the_hyperparameters_of_the_snapshot() -> None:
+    import random
+
+    rng = random.Random(3)
+    seg = RiverKMeansSegmenter(["a", "b"], n_segments=2, halflife=0.2, warmup=20, seed=9,
+                               version_every=77)
+    for i in range(40):
+        seg.learn({"a": (i % 2) * 5 + rng.random(), "b": rng.random()})
+    back = RiverKMeansSegmenter.restore(orjson.loads(orjson.dumps(seg.snapshot())))
+    assert (back.kmeans.halflife, back.warmup, back.seed, back.version_every) == (0.2, 20, 9, 77)
