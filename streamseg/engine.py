@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
@@ -134,10 +135,8 @@ class Engine:
                                  max_bytes=self.settings.max_message_bytes, now_ms=now,
                                  max_future_ms=skew)
             dead.extend(_dead(msg, r) for r in out.rejects)
-            batched = isinstance(msg.value, bytes) and msg.value.lstrip()[:1] == b"["
-            for i, ev in enumerate(out.events):
-                events.append(ev)
-                origin.append((msg, i if batched else None))
+            events.extend(out.events)
+            origin.extend((msg, index) for index in out.indices)
         return events, origin
 
     def _account(
@@ -147,6 +146,7 @@ class Engine:
         """Count outcomes, dead-letter late events; return newest applied ts per customer."""
         cursor = dict.fromkeys(updates, 0)
         applied_ts: dict[str, int] = {}
+        outcomes: Counter[tuple[str, str]] = Counter()  # one metric update per label set
         for ev, (msg, index) in zip(events, origin, strict=True):
             upd = updates[ev.customer_id]
             status = upd.statuses[cursor[ev.customer_id]]
@@ -154,16 +154,18 @@ class Engine:
             if status == "applied":
                 report.processed += 1
                 applied_ts[ev.customer_id] = max(applied_ts.get(ev.customer_id, 0), ev.ts_ms)
-                self.metrics.events.labels(msg.topic, "processed").inc()
+                outcomes[msg.topic, "processed"] += 1
             elif status == "duplicate":
                 report.duplicates += 1
-                self.metrics.events.labels(msg.topic, "duplicate").inc()
+                outcomes[msg.topic, "duplicate"] += 1
             else:
                 report.late += 1
                 dead.append(_dead(msg, Rejection(
                     "late_event", "event is older than the customer's newest event by more than "
                     f"the dedup horizon ({self.settings.dedup_horizon_days:g} days)",
                     index, ev.customer_id)))
+        for (topic, outcome), n in outcomes.items():
+            self.metrics.events.labels(topic, outcome).inc(n)
         if applied_ts:
             self.clock_ms = max(self.clock_ms, max(applied_ts.values()))
         return applied_ts

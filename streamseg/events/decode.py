@@ -45,9 +45,8 @@ class Rejection:
 class DecodeOutcome:
     events: list[Event] = field(default_factory=list)
     rejects: list[Rejection] = field(default_factory=list)
-
-
-Decoded = DecodeOutcome
+    #: per event, its position inside a batched envelope (None for a single event)
+    indices: list[int | None] = field(default_factory=list)
 
 
 def decode_message(
@@ -115,6 +114,7 @@ def _validate_one(
         )
         return
     out.events.append(event)
+    out.indices.append(index)
 
 
 def _validation_rejection(exc: ValidationError, index: int | None, cid: str | None) -> Rejection:

@@ -607,3 +607,12 @@ def test_dead_letter__from_a_real_rejection_keeps_reason_detail_and_index() -> N
     assert (dl.reason, dl.index, dl.customer_id) == ("invalid_field", 1, "c-1")
     assert "type" in dl.detail
     assert dl.original == raw
+
+
+def test_batched_envelope__reports_each_kept_event_at_its_element_position() -> None:
+    bad = click(event_id="e-bad")
+    del bad["ts"]
+    raw = orjson.dumps([bad, click(event_id="e-1"), click(event_id="e-2")])
+    out = decode_message(raw, "click", max_bytes=65536, now_ms=NOW_MS)
+    assert [e.event_id for e in out.events] == ["e-1", "e-2"]
+    assert out.indices == [1, 2]
