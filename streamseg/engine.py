@@ -47,6 +47,8 @@ class InMessage:
 
 
 OutRecord = tuple[str, bytes | None, bytes]  # topic, key, value
+#: customer, model input, event ts, stored segment, batch held a redelivered event
+_Row = tuple[str, dict[str, float], int, int | None, bool]
 
 
 class Publisher(Protocol):
@@ -92,7 +94,7 @@ class Engine:
         self.clock_ms = 0.0  # event-time watermark: newest event time applied
         self.names: dict[int, str] = {}
         self._named_version = 0
-        self._pending: dict[str, tuple[dict[str, float], int, int | None]] = {}
+        self._pending: dict[str, _Row] = {}  # customers seen during warm-up
 
     # -- the batch ----------------------------------------------------------
     async def process(self, messages: Sequence[InMessage]) -> BatchReport:
@@ -176,8 +178,16 @@ class Engine:
         return self.clock_ms
 
     def _segment(self, updates: dict[str, CustomerUpdate], applied_ts: dict[str, int]) -> list[SegmentUpdate]:
+        """Assign the batch's customers; return first assignments and changes to publish.
+
+        A customer whose batch held a redelivered event (status "duplicate") is
+        republished even if its segment did not change: a worker that died
+        between publishing and writing the membership left a record Valkey
+        does not know about, and only a republish makes the latest record agree
+        with Valkey again (at-least-once, like any redelivered input's output).
+        """
         now = self._now_ms()
-        rows: list[tuple[str, dict[str, float], int, int | None]] = []
+        rows: list[_Row] = []
         was_ready = self.segmenter.ready
         for cid, upd in updates.items():
             x = model_input(derive(upd.state, now))
@@ -185,28 +195,35 @@ class Engine:
                 self.segmenter.learn(x)
             event_ts = applied_ts.get(cid) or int(float(upd.state.get("last_ts", now)))
             prev = upd.state.get("seg")
-            rows.append((cid, x, event_ts, int(prev) if isinstance(prev, float) else None))
+            rows.append((cid, x, event_ts, int(prev) if isinstance(prev, float) else None,
+                         "duplicate" in upd.statuses))
         if not self.segmenter.ready:
-            for cid, x, ts, prev in rows:
-                self._pending[cid] = (x, ts, prev)
+            for row in rows:
+                self._hold(row)
             return []
         if not was_ready and self._pending:  # warm-up just ended: assign everyone we held back
-            seen = {r[0] for r in rows}
-            rows += [(cid, x, ts, prev) for cid, (x, ts, prev) in self._pending.items() if cid not in seen]
+            for row in rows:
+                self._hold(row)
+            rows = list(self._pending.values())
             self._pending.clear()
         self._refresh_names()
         assignments = self.segmenter.assign_many([r[1] for r in rows])
         processed = now_iso()
         version = self.segmenter.version
         out = []
-        for (cid, _, ts, prev), a in zip(rows, assignments, strict=True):
-            if prev == a.segment_id:
+        for (cid, _, ts, prev, again), a in zip(rows, assignments, strict=True):
+            if prev == a.segment_id and not again:
                 continue
             out.append(SegmentUpdate(
                 customer_id=cid, segment_id=a.segment_id, segment_name=self.names[a.segment_id],
                 previous_segment_id=prev, distance=a.distance, model_version=version,
                 event_ts=iso(ts), processed_ts=processed))
         return out
+
+    def _hold(self, row: _Row) -> None:
+        """Keep a customer's newest row until warm-up ends; a redelivery mark sticks."""
+        held = self._pending.get(row[0])
+        self._pending[row[0]] = (*row[:4], True) if held is not None and held[4] else row
 
     def _refresh_names(self) -> None:
         if self._named_version != self.segmenter.version:
