@@ -23,6 +23,8 @@ import asyncio
 import contextlib
 import itertools
 import math
+import os
+import signal
 import time
 import urllib.request
 from collections import defaultdict
@@ -34,11 +36,13 @@ from typing import Any
 import orjson
 import pytest
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from streamseg.devstack import ManagedProcess, free_port
+from streamseg.devstack.processes import valkey_binary, wait_for_port
 from streamseg.engine import Engine, InMessage, OutRecord
 from streamseg.events.decode import decode_message
 from streamseg.events.models import Event
@@ -184,13 +188,20 @@ async def read_topic(settings: Settings, topic: str) -> list[dict]:
         await consumer.stop()
 
 
-async def committed_total(settings: Settings) -> int:
-    """Input offsets the worker group has committed, summed over partitions.
+async def produce_tracked(settings: Settings, records: list[Record]) -> list[tuple[TopicPartition, int]]:
+    """Produce ``records``; return where each one landed (partition, offset)."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_list)
+    await producer.start()
+    try:
+        sent = [await producer.send(topic, key=key, value=value) for topic, key, value in records]
+        metas = await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+    return [(TopicPartition(m.topic, m.partition), m.offset) for m in metas]
 
-    Offsets of a fresh topic run 0, 1, 2, ... so once every input record is
-    processed this equals the number of records produced. (Tansu's reported
-    end offsets can lag the last record, so they are no drain signal.)
-    """
+
+async def committed_offsets(settings: Settings) -> dict[TopicPartition, int]:
+    """Per input partition, the next offset the worker group will read (0 if none committed)."""
     tps = [TopicPartition(t, p) for t in settings.input_topics for p in range(settings.topic_partitions)]
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_list)
     await admin.start()
@@ -198,7 +209,17 @@ async def committed_total(settings: Settings) -> int:
         committed = await admin.list_consumer_group_offsets(settings.app_id, partitions=tps)
     finally:
         await admin.close()
-    return sum(max(0, m.offset) for m in committed.values() if m is not None)
+    return {tp: max(0, committed[tp].offset) if committed.get(tp) else 0 for tp in tps}
+
+
+async def committed_total(settings: Settings) -> int:
+    """Input offsets the worker group has committed, summed over partitions.
+
+    Offsets of a fresh topic run 0, 1, 2, ... so once every input record is
+    processed this equals the number of records produced. (Tansu's reported
+    end offsets can lag the last record, so they are no drain signal.)
+    """
+    return sum((await committed_offsets(settings)).values())
 
 
 async def wait_drained(settings: Settings, produced: int, workers: list[WorkerProcess],
@@ -354,3 +375,125 @@ async def test_worker_killed_mid_stream__restart_counts_every_event_once(
         assert events_seen(settings.web_port, "duplicate") > 0
     await assert_features_match_reference(settings, redis_client, wl)
     await assert_memberships_published(settings, redis_client, wl)
+
+
+# --- 6. rebalance ------------------------------------------------------------------------
+
+
+async def test_second_worker_joining_and_leaving_mid_stream__counts_every_event_once(
+    settings: Settings, tmp_path: Path, redis_client: aioredis.Redis
+) -> None:
+    await ensure_topics(settings)
+    wl = make_workload(settings, customers=150, seed=12)
+    alone, shared, after = wl.chunks(0.3, 0.75)
+    other = settings.model_copy(update={"web_port": free_port()})  # same group, own web port
+    first = start_worker(settings, tmp_path, "worker-1")
+    with running(first):
+        await produce(settings, alone)
+        second = start_worker(other, tmp_path, "worker-2")
+        with running(second):
+            await produce(settings, shared)
+            await wait_until(lambda: events_seen(other.web_port, "processed") > 0, 90,
+                             "the second worker to be given partitions and process events")
+        # the second worker has left the group (SIGTERM) while the stream goes on
+        await produce(settings, after)
+        await wait_drained(settings, len(wl.records), [first])
+        assert events_seen(settings.web_port, "processed") < len(wl.records), "work was shared"
+    await assert_features_match_reference(settings, redis_client, wl)
+    await assert_memberships_published(settings, redis_client, wl)
+
+
+# --- 7. outages ----------------------------------------------------------------------------
+
+OUTAGE_S = 10.0
+
+
+class PrivateValkey:
+    """A Valkey of one test's own, persisted (AOF, fsync always) so it can stop and come back.
+
+    The session-wide Valkey serves every test, so it cannot be taken away.
+    """
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.dir = workdir / "valkey"
+        self.dir.mkdir()
+        self.proc: ManagedProcess | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> PrivateValkey:
+        argv = [valkey_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.dir)]
+        self.proc = ManagedProcess("valkey", argv, self.dir / "valkey.log").start()
+        wait_for_port(self.port, 30, self.proc.proc)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.stop()
+
+
+def pause(worker: WorkerProcess, sig: signal.Signals) -> None:
+    """SIGSTOP / SIGCONT a worker: freeze it to look at the world it left."""
+    assert worker.proc.proc is not None
+    os.killpg(worker.proc.proc.pid, sig)
+
+
+async def assert_committed_events_applied(
+    settings: Settings, redis: aioredis.Redis, records: list[Record],
+    where: list[tuple[TopicPartition, int]], committed: dict[TopicPartition, int],
+) -> None:
+    """Every input record below its partition's committed offset is applied in Valkey."""
+    keys = Keys(settings.key_prefix)
+    acked = [orjson.loads(value) for (_, _, value), (tp, offset) in zip(records, where, strict=True)
+             if value is not None and offset < committed[tp]]
+    assert acked, "nothing was committed: the check would prove nothing"
+    pipe = redis.pipeline(transaction=False)
+    for ev in acked:
+        pipe.zscore(keys.seen(ev["customer_id"]), f"e:{ev['event_id']}")
+    missing = [ev["event_id"] for ev, score in zip(acked, await pipe.execute(), strict=True)
+               if score is None]
+    assert not missing, f"{len(missing)} of {len(acked)} committed events were never applied: {missing[:5]}"
+
+
+async def test_valkey_stopped_10s_mid_stream__worker_retries_acks_nothing_unapplied_and_recovers(
+    settings: Settings, tmp_path: Path
+) -> None:
+    valkey = PrivateValkey(tmp_path).start()
+    s = settings.model_copy(update={"redis_url": valkey.url})
+    await ensure_topics(s)
+    wl = make_workload(s, customers=100, seed=13)
+    before, during, after = wl.chunks(0.4, 0.7)
+    worker = start_worker(s, tmp_path, "worker")
+    redis = aioredis.Redis.from_url(valkey.url)
+    try:
+        where = await produce_tracked(s, before)
+        await wait_until(lambda: events_seen(s.web_port, "processed") >= len(before) // 3, 60,
+                         "the worker to be busy")
+        valkey.stop()
+        down_at = time.monotonic()
+        where += await produce_tracked(s, during)
+        await wait_until(lambda: metric(s.web_port, "streamseg_store_retries_total") > 0, 30,
+                         "the worker to retry against the stopped Valkey")
+        await asyncio.sleep(max(0.0, down_at + OUTAGE_S - time.monotonic()))  # the outage itself
+        # Freeze the worker, bring Valkey back (its AOF holds exactly what was applied before
+        # the outage) and compare with what the group committed while Valkey was gone.
+        pause(worker, signal.SIGSTOP)
+        try:
+            committed = await committed_offsets(s)
+            valkey.start()
+            await assert_committed_events_applied(s, redis, before + during, where, committed)
+        finally:
+            pause(worker, signal.SIGCONT)
+        await produce_tracked(s, after)
+        await wait_drained(s, len(wl.records), [worker])
+        assert metric(s.web_port, "streamseg_store_retries_total") > 0
+        await assert_features_match_reference(s, redis, wl)
+        await assert_memberships_published(s, redis, wl)
+    finally:
+        worker.stop()
+        await redis.aclose()
+        valkey.stop()
