@@ -25,9 +25,10 @@ import itertools
 import math
 import os
 import signal
+import threading
 import time
 import urllib.request
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +43,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamseg.devstack import ManagedProcess, free_port
-from streamseg.devstack.processes import valkey_binary, wait_for_port
+from streamseg.devstack.processes import tansu_binary, valkey_binary, wait_for_port
 from streamseg.engine import Engine, InMessage, OutRecord
 from streamseg.events.decode import decode_message
 from streamseg.events.models import Event
@@ -55,6 +56,7 @@ from streamseg.metrics import Metrics
 from streamseg.segmenting.base import Assignment, Vector
 from streamseg.settings import Settings
 from streamseg.topics import ensure_topics
+from tests.fuzzing import REASONS, fuzz_inputs, positions
 
 from .conftest import WorkerProcess, produce
 
@@ -362,8 +364,8 @@ async def test_worker_killed_mid_stream__restart_counts_every_event_once(
     first = start_worker(settings, tmp_path, "worker-1")
     with running(first):
         await produce(settings, before)
-        await wait_until(lambda: events_seen(settings.web_port, "processed") >= len(before) // 3,
-                         60, "the first worker to be busy")
+        await wait_until(lambda: events_seen(settings.web_port, "processed") >= 200, 60,
+                         "the first worker to be busy")
         first.proc.kill()  # mid-batch, no shutdown, no final commit
         assert await committed_total(settings) < len(before), "the kill must leave work behind"
         await produce(settings, during)
@@ -497,3 +499,150 @@ async def test_valkey_stopped_10s_mid_stream__worker_retries_acks_nothing_unappl
         worker.stop()
         await redis.aclose()
         valkey.stop()
+
+
+class TcpProxy:
+    """127.0.0.1:port -> target port, on a thread of its own; :meth:`cut` is a network partition.
+
+    While cut, every open connection is reset and new ones are reset on accept.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.port = free_port()
+        self.target_port = target_port
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="proxy", daemon=True)
+        self.links: set[asyncio.StreamWriter] = set()
+        self.open = True
+        self.server: asyncio.Server | None = None
+
+    def start(self) -> TcpProxy:
+        self.thread.start()
+        self._call(self._listen())
+        return self
+
+    def cut(self) -> None:
+        self._call(self._set(False))
+
+    def restore(self) -> None:
+        self._call(self._set(True))
+
+    def close(self) -> None:
+        self._call(self._close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+    def _call(self, coro: Awaitable[None]) -> None:
+        asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)  # type: ignore[arg-type]
+
+    async def _listen(self) -> None:
+        self.server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+
+    async def _set(self, open_: bool) -> None:
+        self.open = open_
+        if not open_:
+            for w in list(self.links):
+                w.transport.abort()
+
+    async def _close(self) -> None:
+        await self._set(False)
+        if self.server is not None:
+            self.server.close()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self.open:
+            writer.transport.abort()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.transport.abort()
+            return
+        pair = {writer, up_writer}
+        self.links |= pair
+        try:
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        finally:
+            self.links -= pair
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        writer.transport.abort()  # Kafka never half-closes: one side gone ends the link
+
+
+@contextlib.contextmanager
+def private_broker(workdir: Path) -> Iterator[TcpProxy]:
+    """A Tansu of one test's own that every client reaches through a :class:`TcpProxy`.
+
+    Tansu advertises the proxy's address, so after bootstrap clients still
+    connect through it. Tansu keeps topics in memory, so it must keep running
+    through the partition: the proxy, not the broker, is cut.
+    """
+    port = free_port()
+    proxy = TcpProxy(port).start()
+    url = f"tcp://127.0.0.1:{port}"
+    argv = [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url",
+            f"tcp://127.0.0.1:{proxy.port}", "--storage-engine", "memory://tansu/"]
+    broker = ManagedProcess("broker", argv, workdir / "broker.log").start()
+    try:
+        wait_for_port(port, 30, broker.proc)
+        yield proxy
+    finally:
+        broker.stop()
+        proxy.close()
+
+
+async def test_broker_unreachable_10s_mid_stream__worker_recovers_and_loses_nothing(
+    settings: Settings, tmp_path: Path, redis_client: aioredis.Redis
+) -> None:
+    with private_broker(tmp_path) as proxy:
+        s = settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{proxy.port}"})
+        await ensure_topics(s)
+        wl = make_workload(s, customers=100, seed=14)
+        before, after = wl.chunks(0.6)
+        worker = start_worker(s, tmp_path, "worker")
+        with running(worker):
+            await produce_tracked(s, before)
+            await wait_until(lambda: events_seen(s.web_port, "processed") > 0, 60, "the worker to start")
+            proxy.cut()
+            assert events_seen(s.web_port, "processed") < len(before), "the cut must come mid-stream"
+            await asyncio.sleep(OUTAGE_S)  # the partition itself
+            proxy.restore()
+            await produce_tracked(s, after)
+            await wait_drained(s, len(wl.records), [worker])
+        await assert_features_match_reference(s, redis_client, wl)
+        await assert_memberships_published(s, redis_client, wl)
+
+
+# --- 8. bad input at volume, through the real worker ----------------------------------------
+
+
+async def test_thousands_of_hostile_messages__every_element_processed_or_dead_lettered_once(
+    settings: Settings, worker: WorkerProcess
+) -> None:
+    inputs = list(fuzz_inputs(seed=8, n=3_000))
+    topic = {"click": settings.topic_clickstream, "transaction": settings.topic_transactions}
+    keys = (None, b"c1", b"\xff\xfe")  # no key, a customer, not UTF-8 (a null value needs a key)
+    records: list[Record] = [(topic[inp.kind], keys[i % 3] or (b"k" if inp.raw is None else None),
+                              inp.raw) for i, inp in enumerate(inputs)]
+    await produce_tracked(settings, records)
+    await wait_drained(settings, len(records), [worker])
+
+    dead = await read_topic(settings, settings.topic_dlq)
+    places = Counter((d["source_topic"], d["source_partition"], d["source_offset"], d["index"])
+                     for d in dead)
+    assert max(places.values()) == 1, "an element was dead-lettered twice"
+    assert {d["reason"] for d in dead} <= REASONS
+    port = settings.web_port
+    accepted = events_seen(port, "processed") + events_seen(port, "duplicate")
+    elements = sum(len(positions(inp.raw)) for inp in inputs)
+    assert accepted + len(dead) == elements, (accepted, len(dead), elements)
+    assert accepted > 0 and len(dead) > 0
+    assert metric(port, "streamseg_dead_letters_total") == len(dead)
