@@ -102,23 +102,58 @@ class Engine:
         report = BatchReport()
         dead: list[DeadLetter] = []
         events, origin = self._decode(messages, dead)
+        rejected = len(dead)
+        try:
+            changes = await self._apply(events, origin, dead, report)
+        except Exception as exc:  # outages are retried inside: this is a bug or a poisoned request
+            report = BatchReport()
+            dead = await self._dead_letter_batch(events, origin, dead[:rejected], exc)
+            changes = []
+        self._observe(messages, dead, changes, started)
+        report.dead_letters = len(dead)
+        report.changes = changes
+        return report
+
+    async def _apply(
+        self, events: list[Event], origin: list[tuple[InMessage, int | None]],
+        dead: list[DeadLetter], report: BatchReport,
+    ) -> list[SegmentUpdate]:
+        """The batch's effects, in the order that makes a crash anywhere safe to replay."""
         updates = await self._retry(lambda: self.store.apply(events), "applying events")
         applied_ts = self._account(events, origin, updates, dead, report)
         changes = self._segment(updates, applied_ts)
-        records: list[OutRecord] = [(self.settings.topic_dlq, d.customer_id.encode() if d.customer_id
-                                     else None, d.to_bytes()) for d in dead]
-        records += [(self.settings.topic_segment_updates, c.customer_id.encode(), c.to_bytes())
-                    for c in changes]
+        records = self._records(dead, changes)
         if records:
             await self._retry(lambda: self.publisher.publish(records), "publishing")
         if changes:
             members = [Membership(c.customer_id, c.segment_id, c.previous_segment_id, c.distance,
                                   c.model_version, c.segment_name) for c in changes]
             await self._retry(lambda: self.store.write_memberships(members), "writing memberships")
-        self._observe(messages, dead, changes, started)
-        report.dead_letters = len(dead)
-        report.changes = changes
-        return report
+        return changes
+
+    async def _dead_letter_batch(
+        self, events: list[Event], origin: list[tuple[InMessage, int | None]],
+        rejected: list[DeadLetter], exc: Exception,
+    ) -> list[DeadLetter]:
+        """Send a batch that failed for good to the DLQ, so acknowledging it loses nothing.
+
+        Without this the exception would reach Faust, which acknowledges the
+        batch anyway (``take_events`` acks in a ``finally``) and so drops it.
+        """
+        log.error("a batch of %d events failed; dead-lettering it", len(events), exc_info=exc)
+        detail = f"{type(exc).__name__}: {exc}"[:1000]
+        dead = rejected + [_dead(msg, Rejection("processing_error", detail, index, ev.customer_id))
+                           for ev, (msg, index) in zip(events, origin, strict=True)]
+        records = self._records(dead, [])
+        await self._retry(lambda: self.publisher.publish(records), "dead-lettering a failed batch")
+        return dead
+
+    def _records(self, dead: list[DeadLetter], changes: list[SegmentUpdate]) -> list[OutRecord]:
+        records: list[OutRecord] = [(self.settings.topic_dlq, d.customer_id.encode() if d.customer_id
+                                     else None, d.to_bytes()) for d in dead]
+        records += [(self.settings.topic_segment_updates, c.customer_id.encode(), c.to_bytes())
+                    for c in changes]
+        return records
 
     # -- steps ------------------------------------------------------------------
     def _decode(

@@ -29,7 +29,7 @@ DAY_MS = 86_400_000
 MAX_BYTES = 64 * 1024
 #: every reason a decoder or the engine may give (a new one must be added on purpose)
 REASONS = {"empty", "too_large", "malformed_json", "not_utf8", "not_an_object", "missing_field",
-           "invalid_field", "future_event", "unknown_topic", "late_event"}
+           "invalid_field", "future_event", "unknown_topic", "late_event", "processing_error"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,8 +18,15 @@ from typing import Literal, Protocol
 
 import orjson
 import redis.asyncio as aioredis
+from redis.exceptions import (
+    ClusterDownError,
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from streamseg.errors import StoreUnavailable
@@ -30,6 +37,17 @@ log = logging.getLogger(__name__)
 
 Status = Literal["applied", "duplicate", "late"]
 DAY_MS = 86_400_000
+#: Redis refusing all work for a while -- full (maxmemory), a read-only replica, a failed
+#: snapshot (MISCONF), a long script (BUSY), a cluster in transition: an outage to wait out
+_REFUSALS = (OutOfMemoryError, ReadOnlyError, TryAgainError, ClusterDownError)
+_REFUSAL_CODES = ("MISCONF ", "BUSY ")
+
+
+def _is_outage(exc: Exception) -> bool:
+    """Unreachable or refusing: retry later. Any other error reply is about the request."""
+    return isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError, *_REFUSALS)) or (
+        isinstance(exc, ResponseError) and str(exc).startswith(_REFUSAL_CODES)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,8 +151,10 @@ class RedisFeatureStore:
                 replies = await self._run(sha, groups)
             except NoScriptError:  # Redis restarted or flushed its script cache
                 replies = await self._run(await self._load(), groups)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise StoreUnavailable(f"Redis unreachable while applying events: {exc}") from exc
+        except (RedisConnectionError, RedisTimeoutError, OSError, ResponseError) as exc:
+            if _is_outage(exc):
+                raise StoreUnavailable(f"Redis unavailable while applying events: {exc}") from exc
+            raise
         return {cid: _update(cid, reply) for cid, reply in zip(groups, replies, strict=True)}
 
     async def _run(self, sha: str, groups: Mapping[str, list[Event]]) -> list[list[bytes]]:
@@ -166,8 +186,10 @@ class RedisFeatureStore:
                 pipe.hincrby(sizes, str(m.previous_segment_id), -1)
         try:
             await pipe.execute()
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise StoreUnavailable(f"Redis unreachable while writing memberships: {exc}") from exc
+        except (RedisConnectionError, RedisTimeoutError, OSError, ResponseError) as exc:
+            if _is_outage(exc):
+                raise StoreUnavailable(f"Redis unavailable while writing memberships: {exc}") from exc
+            raise
 
     async def segment_sizes(self) -> dict[int, int]:
         raw = await self.client.hgetall(self.keys.segment_sizes())

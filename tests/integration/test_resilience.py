@@ -329,21 +329,29 @@ class DiesBeforeMembershipWrite:
         raise WorkerKilled
 
 
+def order_message(settings: Settings, offset: int, customer: str) -> InMessage:
+    value = orjson.dumps({"event_id": f"o{offset}", "customer_id": customer, "currency": "EUR",
+                          "ts": NOW_MS - 1000 + offset, "amount": 10.0})
+    return InMessage(settings.topic_transactions, 0, offset, customer.encode(), value)
+
+
+def feature_store(settings: Settings) -> RedisFeatureStore:
+    return RedisFeatureStore.from_url(settings.redis_url, Keys(settings.key_prefix),
+                                      dedup_horizon_days=settings.dedup_horizon_days,
+                                      retention_days=settings.retention_days)
+
+
 async def test_worker_killed_between_publish_and_membership_write__redelivery_republishes(
     settings: Settings, redis_client: aioredis.Redis
 ) -> None:
-    store = RedisFeatureStore.from_url(settings.redis_url, Keys(settings.key_prefix),
-                                       dedup_horizon_days=settings.dedup_horizon_days,
-                                       retention_days=settings.retention_days)
+    store = feature_store(settings)
     out = RecordingPublisher()
 
     def engine(st: FeatureStore, segment: int) -> Engine:
         return Engine(settings, st, ScriptedSegmenter(segment), out, Metrics(CollectorRegistry()))
 
     def order(offset: int) -> list[InMessage]:
-        value = orjson.dumps({"event_id": f"o{offset}", "customer_id": "c1", "currency": "EUR",
-                              "ts": NOW_MS - 1000 + offset, "amount": 10.0})
-        return [InMessage(settings.topic_transactions, 0, offset, b"c1", value)]
+        return [order_message(settings, offset, "c1")]
 
     try:
         await engine(store, 0).process(order(0))  # c1 -> segment 0, published and stored
@@ -381,6 +389,28 @@ async def test_worker_killed_mid_stream__restart_counts_every_event_once(
         assert events_seen(settings.web_port, "duplicate") > 0
     await assert_features_match_reference(settings, redis_client, wl)
     await assert_memberships_published(settings, redis_client, wl)
+
+
+async def test_batch_redis_refuses_for_good__goes_to_the_dlq_whole_instead_of_raising(
+    settings: Settings, redis_client: aioredis.Redis
+) -> None:
+    # Raising would reach Faust, which acknowledges the batch anyway: it would be lost.
+    await redis_client.set(Keys(settings.key_prefix).state("c1"), "not a hash")  # WRONGTYPE
+    store = feature_store(settings)
+    out = RecordingPublisher()
+    engine = Engine(settings, store, ScriptedSegmenter(0), out, Metrics(CollectorRegistry()))
+    bad_json = InMessage(settings.topic_transactions, 0, 2, b"c3", b'{"event_id": ')
+    try:
+        report = await engine.process([order_message(settings, 0, "c1"),
+                                       order_message(settings, 1, "c2"), bad_json])
+    finally:
+        await store.close()
+    dead = [orjson.loads(v) for topic, _, v in out.records if topic == settings.topic_dlq]
+    assert sorted((d["source_offset"], d["reason"]) for d in dead) == [
+        (0, "processing_error"), (1, "processing_error"), (2, "malformed_json")]
+    assert "WRONGTYPE" in dead[-1]["detail"] and report.dead_letters == 3
+    assert engine.metrics.registry.get_sample_value(
+        "streamseg_dead_letters_total", {"reason": "processing_error"}) == 2
 
 
 # --- 6. rebalance ------------------------------------------------------------------------
@@ -465,7 +495,7 @@ async def assert_committed_events_applied(
     assert not missing, f"{len(missing)} of {len(acked)} committed events were never applied: {missing[:5]}"
 
 
-async def test_valkey_stopped_10s_mid_stream__worker_retries_acks_nothing_unapplied_and_recovers(
+async def test_valkey_stopped_10s_then_full__worker_retries_acks_nothing_unapplied_and_recovers(
     settings: Settings, tmp_path: Path
 ) -> None:
     valkey = PrivateValkey(tmp_path).start()
@@ -494,9 +524,14 @@ async def test_valkey_stopped_10s_mid_stream__worker_retries_acks_nothing_unappl
             await assert_committed_events_applied(s, redis, before + during, where, committed)
         finally:
             pause(worker, signal.SIGCONT)
+        # Then Valkey up but refusing writes (maxmemory reached): also an outage to wait out.
+        retries = metric(s.web_port, "streamseg_store_retries_total")
+        await redis.config_set("maxmemory", "1")
         await produce_tracked(s, after)
+        await wait_until(lambda: metric(s.web_port, "streamseg_store_retries_total") >= retries + 3,
+                         30, "the worker to retry against a full Valkey")
+        await redis.config_set("maxmemory", "0")
         await wait_drained(s, len(wl.records), [worker])
-        assert metric(s.web_port, "streamseg_store_retries_total") > 0
         await assert_features_match_reference(s, redis, wl)
         await assert_memberships_published(s, redis, wl)
     finally:

@@ -127,7 +127,7 @@ def test_100k_hostile_messages__every_element_is_an_event_or_a_dead_letter_with_
         totals.update(d.reason for d in dead)
     assert totals["events"] + sum(totals[r] for r in REASONS) == totals["units"]
     # the generator must keep reaching every class of bad input, and plenty of good ones
-    assert {r for r in REASONS if totals[r]} == REASONS - {"late_event"}, totals
+    assert {r for r in REASONS if totals[r]} == REASONS - {"late_event", "processing_error"}, totals
     assert totals["events"] > totals["units"] // 10, totals
 
 
