@@ -70,8 +70,8 @@ pytestmark = pytest.mark.integration
 # --- 5. crash ----------------------------------------------------------------------------
 
 
-class WorkerKilled(Exception):
-    """Stands for ``kill -9`` at one exact point of a batch."""
+class WorkerKilled(BaseException):
+    """Stands for ``kill -9`` at one exact point of a batch (no handler in the worker sees it)."""
 
 
 class ScriptedSegmenter:
