@@ -273,6 +273,8 @@ class Engine:
             m.dead_letters.labels(d.reason).inc()
             m.events.labels(d.source_topic, "dead_letter" if d.reason != "late_event" else "late").inc()
         for c in changes:
+            if c.previous_segment_id == c.segment_id:
+                continue  # a republish after redelivery, not a change
             prev = "none" if c.previous_segment_id is None else str(c.previous_segment_id)
             m.membership_changes.labels(prev, str(c.segment_id)).inc()
         now_s = time.time()
