@@ -128,6 +128,7 @@ def feature_store(settings: Settings) -> RedisFeatureStore:
                                       dedup_horizon_days=settings.dedup_horizon_days,
                                       retention_days=settings.retention_days)
 
+
 async def test_worker_killed_between_publish_and_membership_write__redelivery_republishes(
     settings: Settings, redis_client: aioredis.Redis
 ) -> None:
@@ -205,6 +206,7 @@ async def test_batch_redis_refuses_for_good__goes_to_the_dlq_whole_instead_of_ra
     assert engine.metrics.registry.get_sample_value(
         "streamseg_dead_letters_total", {"reason": "processing_error"}) == 2
 
+
 # --- 6. rebalance ------------------------------------------------------------------------
 
 
@@ -230,9 +232,11 @@ async def test_second_worker_joining_and_leaving_mid_stream__counts_every_event_
     await assert_features_match_reference(settings, redis_client, wl)
     await assert_memberships_published(settings, redis_client, wl)
 
+
 # --- 7. outages ----------------------------------------------------------------------------
 
 OUTAGE_S = 10.0
+
 
 async def test_valkey_stopped_10s_then_full__worker_retries_acks_nothing_unapplied_and_recovers(
     settings: Settings, tmp_path: Path
@@ -278,6 +282,7 @@ async def test_valkey_stopped_10s_then_full__worker_retries_acks_nothing_unappli
         await redis.aclose()
         valkey.stop()
 
+
 async def test_broker_unreachable_10s_mid_stream__worker_recovers_and_loses_nothing(
     settings: Settings, tmp_path: Path, redis_client: aioredis.Redis
 ) -> None:
@@ -297,6 +302,7 @@ async def test_broker_unreachable_10s_mid_stream__worker_recovers_and_loses_noth
             await wait_drained(s, len(wl.records), [worker])
         await assert_features_match_reference(s, redis_client, wl)
         await assert_memberships_published(s, redis_client, wl)
+
 
 # --- 8. bad input at volume, through the real worker ----------------------------------------
 
