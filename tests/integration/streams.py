@@ -228,6 +228,18 @@ def events_seen(port: int, outcome: str) -> float:
         return 0.0
 
 
+def model_ready(port: int) -> bool:
+    """The worker's model has warmed up, so every customer it saw has a segment.
+
+    A worker that dies or leaves while warming up has committed the events of
+    customers it never assigned; they get a segment only with their next event.
+    """
+    try:
+        return metric(port, "streamseg_model_version") >= 1
+    except OSError:
+        return False
+
+
 async def wait_until(cond: Callable[[], bool | Awaitable[bool]], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

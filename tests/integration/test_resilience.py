@@ -56,6 +56,7 @@ from .streams import (
     events_seen,
     make_workload,
     metric,
+    model_ready,
     produce_tracked,
     read_topic,
     running,
@@ -67,7 +68,7 @@ from .streams import (
 pytestmark = pytest.mark.integration
 
 
-# --- 5. crash ----------------------------------------------------------------------------
+# --- crash -------------------------------------------------------------------------------
 
 
 class WorkerKilled(BaseException):
@@ -168,8 +169,8 @@ async def test_worker_killed_mid_stream__restart_counts_every_event_once(
     first = start_worker(settings, tmp_path, "worker-1")
     with running(first):
         await produce(settings, before)
-        await wait_until(lambda: events_seen(settings.web_port, "processed") >= 200, 60,
-                         "the first worker to be busy")
+        await wait_until(lambda: events_seen(settings.web_port, "processed") >= 200 and
+                         model_ready(settings.web_port), 60, "the first worker to be busy")
         applied = events_seen(settings.web_port, "processed")  # a lower bound at the kill
         first.proc.kill()  # mid-batch, no shutdown, no final commit
         committed = await committed_total(settings)
@@ -207,7 +208,7 @@ async def test_batch_redis_refuses_for_good__goes_to_the_dlq_whole_instead_of_ra
         "streamseg_dead_letters_total", {"reason": "processing_error"}) == 2
 
 
-# --- 6. rebalance ------------------------------------------------------------------------
+# --- rebalance ---------------------------------------------------------------------------
 
 
 async def test_second_worker_joining_and_leaving_mid_stream__counts_every_event_once(
@@ -223,8 +224,8 @@ async def test_second_worker_joining_and_leaving_mid_stream__counts_every_event_
         second = start_worker(other, tmp_path, "worker-2")
         with running(second):
             await produce(settings, shared)
-            await wait_until(lambda: events_seen(other.web_port, "processed") > 0, 90,
-                             "the second worker to be given partitions and process events")
+            await wait_until(lambda: model_ready(other.web_port), 90,
+                             "the second worker to be given partitions and assign segments")
         # the second worker has left the group (SIGTERM) while the stream goes on
         await produce(settings, after)
         await wait_drained(settings, len(wl.records), [first])
@@ -233,7 +234,7 @@ async def test_second_worker_joining_and_leaving_mid_stream__counts_every_event_
     await assert_memberships_published(settings, redis_client, wl)
 
 
-# --- 7. outages ----------------------------------------------------------------------------
+# --- outages -------------------------------------------------------------------------------
 
 OUTAGE_S = 10.0
 
@@ -304,7 +305,7 @@ async def test_broker_unreachable_10s_mid_stream__worker_recovers_and_loses_noth
         await assert_memberships_published(s, redis_client, wl)
 
 
-# --- 8. bad input at volume, through the real worker ----------------------------------------
+# --- bad input at volume, through the real worker -------------------------------------------
 
 
 async def test_thousands_of_hostile_messages__every_element_processed_or_dead_lettered_once(
