@@ -56,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
                      "columns are named 1, 2, ...")
     rep.add_argument("--speed", type=float, default=None, help="history seconds per wall second, "
                      "e.g. 3600 = an hour per second (default: as fast as possible)")
+    rep.add_argument("--max-lag", type=int, default=None, metavar="N",
+                     help="hold back while the worker group (STREAMSEG_APP_ID) is more than N events "
+                     "behind, so it never sees one topic far ahead of the other (default: off)")
     rep.add_argument("--compression", choices=["gzip"], default=None)
     rep.add_argument("--dry-run", action="store_true", help="read and validate only; send nothing")
     rep.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -120,7 +123,7 @@ def run_replay(settings: Settings, args: argparse.Namespace) -> int:
             paths=tuple(args.paths), kind=args.kind, mapping=Mapping.parse(args.mapping, args.defaults),
             format=args.format, delimiter=args.delimiter, header=False if args.no_header else None,
             speed=args.speed, dry_run=args.dry_run, compression=args.compression,
-            progress=not args.no_progress,
+            progress=not args.no_progress, max_lag=args.max_lag,
         )
         summary = asyncio.run(replay(settings, options))
     except StreamsegError as exc:

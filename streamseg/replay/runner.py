@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -36,6 +37,7 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from aiokafka.structs import RecordMetadata, TopicPartition
 
 from streamseg.errors import ConfigError, StreamsegError
 from streamseg.events.decode import decode_message
@@ -47,6 +49,7 @@ from streamseg.replay.readers import Format, RawRow, Table, open_table
 from streamseg.replay.spool import Spool
 from streamseg.settings import Settings
 
+log = logging.getLogger(__name__)
 #: Spool topic indices.
 TRANSACTIONS, CLICKS, DLQ = 0, 1, 2
 #: Delivery futures awaited together: bounds memory, surfaces broker errors early.
@@ -74,10 +77,13 @@ class ReplayOptions:
     dry_run: bool = False
     compression: str | None = None
     progress: bool = True
+    max_lag: int | None = None  # None: do not wait for the worker
 
     def __post_init__(self) -> None:
         if self.speed is not None and self.speed <= 0:
             raise ConfigError("--speed must be > 0 (history seconds per wall second)")
+        if self.max_lag is not None and self.max_lag < 1:
+            raise ConfigError("--max-lag must be >= 1 event")
         if not self.paths:
             raise ConfigError("give at least one file to replay")
 
@@ -276,6 +282,57 @@ class Pacer:
         return max(0.0, self._start + (ts_ms - self._t0) / 1000.0 / self.speed - now)
 
 
+class LagGate:
+    """Holds a replay back while the worker's consumer group is more than ``max_lag`` events behind.
+
+    The worker reads the two input topics at its own pace; draining a backlog
+    it may run weeks of event time ahead on one topic, and the other topic's
+    events then arrive late (beyond the dedup horizon) and are refused. With
+    at most ``max_lag`` events outstanding, the worker's view of the topics can
+    drift apart by no more than the event time those events span.
+    Lag = events this replay sent that the group (``STREAMSEG_APP_ID``) has not
+    committed, from the committed offsets of its input partitions.
+    """
+
+    POLL_S = 0.25
+    WARN_EVERY_S = 30.0
+
+    def __init__(self, settings: Settings, max_lag: int) -> None:
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        self.group = settings.app_id
+        self.max_lag = max_lag
+        self.inputs = set(settings.input_topics)
+        self.admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_list)
+        self.first: dict[TopicPartition, int] = {}  # offset of this replay's first record
+        self.end: dict[TopicPartition, int] = {}  # one past its last acknowledged record
+
+    def sent(self, meta: RecordMetadata) -> None:
+        if meta.topic not in self.inputs:
+            return
+        tp = TopicPartition(meta.topic, meta.partition)
+        self.first[tp] = min(self.first.get(tp, meta.offset), meta.offset)
+        self.end[tp] = max(self.end.get(tp, 0), meta.offset + 1)
+
+    async def lag(self) -> int:
+        committed = await self.admin.list_consumer_group_offsets(self.group, partitions=list(self.end))
+        total = 0
+        for tp, end in self.end.items():
+            done = committed[tp].offset if tp in committed else -1
+            total += end - max(done, self.first[tp])
+        return total
+
+    async def wait(self) -> None:
+        """Return once the group is at most ``max_lag`` events behind this replay."""
+        since = time.monotonic()
+        while (lag := await self.lag()) > self.max_lag:
+            if time.monotonic() - since > self.WARN_EVERY_S:
+                log.warning("waiting for consumer group %s: %d events behind (--max-lag %d); "
+                            "is a worker running?", self.group, lag, self.max_lag)
+                since = time.monotonic()
+            await asyncio.sleep(self.POLL_S)
+
+
 async def send(settings: Settings, loader: Loader, options: ReplayOptions,
                summary: ReplaySummary) -> None:
     """Dead letters, then every event in time order; returns once the broker has them all."""
@@ -284,12 +341,17 @@ async def send(settings: Settings, loader: Loader, options: ReplayOptions,
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_list, acks="all",
                                 linger_ms=20, max_batch_size=256 * 1024,
                                 compression_type=options.compression)
+    gate = LagGate(settings, options.max_lag) if options.max_lag else None
+    # with a gate, look at the lag often enough that it can overshoot by half at most
+    check = min(LOAD_TICK, max(1, options.max_lag // 2)) if options.max_lag else IN_FLIGHT
     progress = Progress("producing", len(loader.events), enabled=options.progress)
     produced: Counter[str] = Counter()
-    pending: list[asyncio.Future[object]] = []
+    pending: list[asyncio.Future[RecordMetadata]] = []
     started = time.monotonic()
     try:
         await producer.start()
+        if gate:
+            await gate.admin.start()
         for _, t, key, value in loader.dead.in_added_order():
             pending.append(await producer.send(topics[t], value=value, key=key or None))
         pacer = Pacer(options.speed)
@@ -300,20 +362,33 @@ async def send(settings: Settings, loader: Loader, options: ReplayOptions,
             pending.append(await producer.send(topics[t], value=value, key=key))
             produced[topics[t]] += 1
             progress.update(n)
-            if len(pending) >= IN_FLIGHT:
-                await asyncio.gather(*pending)
-                pending.clear()
-        await producer.flush()
-        await asyncio.gather(*pending)
+            if len(pending) >= check:
+                await _settle(producer, pending, gate)
+        await _settle(producer, pending, gate)
     except KafkaError as exc:
         raise StreamsegError(f"sending to Kafka at {settings.kafka_bootstrap} failed: {exc!r}") from exc
     finally:
+        if gate:
+            await gate.admin.close()
         await producer.stop()
         progress.close()
     summary.send_seconds = time.monotonic() - started
     summary.produced_by_topic = dict(produced)
     summary.produced = sum(produced.values())
     summary.rows_per_second = summary.produced / summary.send_seconds if summary.send_seconds else 0.0
+
+
+async def _settle(producer: AIOKafkaProducer, pending: list[asyncio.Future[RecordMetadata]],
+                  gate: LagGate | None) -> None:
+    """Wait for the broker to acknowledge what was sent (and, with a gate, for the worker)."""
+    if gate:
+        await producer.flush()
+    for meta in await asyncio.gather(*pending):
+        if gate:
+            gate.sent(meta)
+    pending.clear()
+    if gate:
+        await gate.wait()
 
 
 async def replay(settings: Settings, options: ReplayOptions) -> ReplaySummary:

@@ -21,7 +21,7 @@ from streamseg.publish.records import DeadLetter
 from streamseg.replay import Mapping, ReplayOptions, replay
 from streamseg.replay.progress import Progress
 from streamseg.replay.readers import detect_format, open_table
-from streamseg.replay.runner import Loader, ReplaySummary, file_digest, format_summary
+from streamseg.replay.runner import Loader, Pacer, ReplaySummary, file_digest, format_summary
 from streamseg.settings import Settings
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -343,3 +343,21 @@ def test_dead_letter_original__round_trips_through_base64(tmp_path: Path) -> Non
     assert base64.b64decode(letter.original_b64) == path.read_bytes().rstrip(b"\n")
     assert letter.reason == "invalid_field"  # the first error in field order: ts
     assert "ts:" in letter.detail and "session_id: Field required" in letter.detail
+
+
+def test_pacer__sends_each_event_at_start_plus_its_event_time_over_speed() -> None:
+    clock = [50.0]
+    pacer = Pacer(60.0, now=lambda: clock[0])  # one minute of history per second
+    assert pacer.delay(T0) == 0.0  # the first event sets t0 and the start
+    assert pacer.delay(T0 + 120_000) == pytest.approx(2.0)
+    clock[0] = 51.5
+    assert pacer.delay(T0 + 120_000) == pytest.approx(0.5)
+    assert pacer.delay(T0 + 30_000) == 0.0  # overdue: send at once
+    assert Pacer(None).delay(T0 + 10**9) == 0.0  # unpaced
+
+
+@pytest.mark.parametrize(("kw", "error"), [({"speed": 0.0}, "--speed"), ({"max_lag": 0}, "--max-lag"),
+                                           ({"paths": ()}, "at least one file")])
+def test_replay_options__refuse_nonsense(kw: dict, error: str) -> None:
+    with pytest.raises(ConfigError, match=error):
+        ReplayOptions(**{"paths": (Path("x.csv"),), **kw})
