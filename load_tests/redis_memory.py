@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import statistics
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -34,13 +36,18 @@ RESULTS = Path(__file__).parent / "results"
 BATCH = 500
 
 
-def events(customers: int, days: float) -> list[Event]:
+def batches(customers: int, days: float) -> Iterator[list[Event]]:
+    """The generated history in event-time order, BATCH events at a time (never all in memory)."""
     end = int(time.time() * 1000) - 3_600_000
-    out: list[Event] = []
+    batch: list[Event] = []
     for ev in simulate(assign_personas(customers, seed=7), days=days, end_ms=end, seed=7):
         model = ClickEvent if ev.topic_role == "clickstream" else TransactionEvent
-        out.append(model.model_validate(ev.payload))
-    return out
+        batch.append(model.model_validate(ev.payload))
+        if len(batch) == BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 async def used_memory(client: aioredis.Redis) -> int:
@@ -66,19 +73,23 @@ def stats(values: list[int]) -> dict[str, float]:
 
 
 async def run(redis_url: str, customers: int, days: float, horizon: float) -> dict:
-    evs = events(customers, days)
     keys = Keys("mem")
     store = RedisFeatureStore.from_url(redis_url, keys, dedup_horizon_days=horizon, retention_days=180)
     client = aioredis.Redis.from_url(redis_url)
+    n_events, seen = 0, set()
     try:
-        await store.apply(evs[:1])  # load the script before the baseline
+        history = batches(customers, days)
+        first = next(history)
+        await store.apply(first[:1])  # load the script before the baseline
         await client.flushall()
         before = await used_memory(client)
         t = time.perf_counter()
-        for i in range(0, len(evs), BATCH):
-            await store.apply(evs[i : i + BATCH])
+        for batch in itertools.chain([first], history):
+            await store.apply(batch)
+            n_events += len(batch)
+            seen.update(e.customer_id for e in batch)
         apply_s = time.perf_counter() - t
-        cids = sorted({e.customer_id for e in evs})
+        cids = sorted(seen)
         await store.write_memberships([Membership(c, i % 6, None, 1.234, 1, "x") for i, c in enumerate(cids)])
         after = await used_memory(client)
         per = await usage(client, keys, cids)
@@ -86,8 +97,8 @@ async def run(redis_url: str, customers: int, days: float, horizon: float) -> di
         await store.close()
         await client.aclose()
     return {
-        "customers": len(cids), "events": len(evs), "days": days, "dedup_horizon_days": horizon,
-        "apply_events_per_second": round(len(evs) / apply_s),
+        "customers": len(cids), "events": n_events, "days": days, "dedup_horizon_days": horizon,
+        "apply_events_per_second": round(n_events / apply_s),
         "info_used_memory_delta_bytes_per_customer": round((after - before) / len(cids)),
         "memory_usage_total_bytes": stats([h + z for h, z, _, _ in per]),
         "memory_usage_hash_bytes": stats([h for h, _, _, _ in per]),
