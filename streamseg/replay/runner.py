@@ -111,7 +111,7 @@ class ReplaySummary:
     produced_by_topic: dict[str, int] = field(default_factory=dict)
     rejected: dict[str, int] = field(default_factory=dict)
     rejected_examples: list[dict[str, object]] = field(default_factory=list)
-    dead_lettered: int = 0
+    dead_lettered: int = 0  # rejected rows sent to the DLQ topic (none in a dry run)
     dlq_topic: str = ""
     first_event_ts: str | None = None
     last_event_ts: str | None = None
@@ -173,7 +173,6 @@ class Loader:
         s = self.summary
         s.rejected = dict(self.rejected.most_common())
         s.valid = len(self.events)
-        s.dead_lettered = len(self.dead)
         s.first_event_ts = iso(self._first) if self._first is not None else None
         s.last_event_ts = iso(self._last) if self._last is not None else None
 
@@ -354,6 +353,7 @@ async def send(settings: Settings, loader: Loader, options: ReplayOptions,
             await gate.admin.start()
         for _, t, key, value in loader.dead.in_added_order():
             pending.append(await producer.send(topics[t], value=value, key=key or None))
+            summary.dead_lettered += 1
         pacer = Pacer(options.speed)
         for n, (ts, t, key, value) in enumerate(loader.events.in_time_order(), start=1):
             wait = pacer.delay(ts)

@@ -279,7 +279,7 @@ def test_bad_rows__become_dead_letters_with_file_row_reason_and_original(tmp_pat
 def test_summary__counts_rows_and_event_time_range_and_prints_reasons(tmp_path: Path) -> None:
     path = txn_csv(tmp_path, ["c1,2026-01-03,5,EUR", "c2,2026-01-01,5,EUR", "c3,nope,5,EUR"])
     s = dry([path], mapping=Mapping.parse(TXN_MAP))
-    assert (s.rows_read, s.valid, s.produced) == (3, 2, 0)
+    assert (s.rows_read, s.valid, s.produced, s.dead_lettered) == (3, 2, 0, 0)  # a dry run sends nothing
     assert (s.first_event_ts, s.last_event_ts) == ("2026-01-01T00:00:00.000Z", "2026-01-03T00:00:00.000Z")
     assert s.files[0].derived_ids == 2 and s.files[0].rejected == 1
     text = format_summary(s)
