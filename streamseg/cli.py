@@ -129,6 +129,9 @@ def run_replay(settings: Settings, args: argparse.Namespace) -> int:
     except StreamsegError as exc:
         print(f"streamseg replay: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # what was handed to the producer has been flushed
+        print("streamseg replay: interrupted; replaying the same files again is safe", file=sys.stderr)
+        return 130
     print(summary.to_json().decode() if args.json else format_summary(summary), flush=True)
     return 1 if summary.rows_read and not summary.valid else 0
 

@@ -5,8 +5,8 @@ can hold millions of rows. Keeping every encoded event in memory would cost
 hundreds of bytes per row; the spool writes key and value to an unnamed
 temporary file and keeps only 25 bytes per row in memory (event time, file
 offset, key and value lengths, topic), so a few million rows stay well under
-a hundred megabytes. Sending reads the file back through ``mmap`` in sorted
-order; the operating system's page cache does the rest.
+a hundred megabytes. Sending reads the records back in sorted order with
+``pread``; the operating system's page cache does the rest.
 
 >>> with Spool() as sp:
 ...     sp.add(30, 0, b"c1", b"late")
@@ -18,7 +18,7 @@ order; the operating system's page cache does the rest.
 
 from __future__ import annotations
 
-import mmap
+import os
 import tempfile
 from array import array
 from collections.abc import Iterator
@@ -68,16 +68,13 @@ class Spool:
         yield from self._read(iter(range(len(self))))
 
     def _read(self, indices: Iterator[int]) -> Iterator[tuple[int, int, bytes, bytes]]:
-        if not self._size:
-            for i in indices:
-                yield self.ts[i], self._topic[i], b"", b""
-            return
+        # pread, not mmap: mapped pages would count as this process's memory
         self._file.flush()
-        with mmap.mmap(self._file.fileno(), self._size, access=mmap.ACCESS_READ) as mm:
-            for i in indices:
-                start = self._offset[i]
-                mid = start + self._key_len[i]
-                yield self.ts[i], self._topic[i], mm[start:mid], mm[mid : mid + self._value_len[i]]
+        fd = self._file.fileno()
+        for i in indices:
+            k = self._key_len[i]
+            blob = os.pread(fd, k + self._value_len[i], self._offset[i])
+            yield self.ts[i], self._topic[i], blob[:k], blob[k:]
 
     def close(self) -> None:
         self._file.close()
