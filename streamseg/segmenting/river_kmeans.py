@@ -98,6 +98,11 @@ class RiverKMeansSegmenter:
             for i in self.kmeans.centers
         }
 
+    def scaler_stats(self) -> tuple[dict[str, float], dict[str, float], float]:
+        n = max(self.scaler.counts.values(), default=0)
+        return ({f: float(self.scaler.means[f]) for f in self.feature_names},
+                {f: float(self.scaler.vars[f]) for f in self.feature_names}, float(n))
+
     def snapshot(self) -> dict[str, Any]:
         return {
             "kind": "kmeans",
