@@ -81,6 +81,11 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         async for events in stream.take_events(settings.batch_max, within):  # type: ignore[attr-defined]
             await engine.process([_message(e) for e in events])
 
+    @app.on_partitions_assigned.connect  # type: ignore[misc,arg-type]
+    async def log_assignment(sender: object, assigned: set[faust.types.TP], **_: object) -> None:
+        mine = sorted(f"{tp.topic}:{tp.partition}" for tp in assigned if tp.topic in settings.input_topics)
+        log.info("input partitions assigned: %s", ", ".join(mine) or "none")
+
     @app.task
     async def follow_model_topic() -> None:
         await sync.run()

@@ -126,6 +126,7 @@ class Engine:
         self.profiles: dict[int, SegmentProfile] = {}
         self.local_weights: dict[int, float] = {}
         self._learned_since_sync = 0
+        self._pulled_version = 0  # global version the local centres were last aligned to
         self._catalog_out: list[CatalogEntry] = []
         self._pending: dict[str, _Row] = {}
         self._lock = asyncio.Lock()  # batches and timer-driven assignment never interleave
@@ -289,13 +290,15 @@ class Engine:
     def segment_means(self, model: SegmentModel, segment_id: int) -> dict[str, float] | None:
         """A segment's feature means in original units: its profile, else its centre."""
         prof = self.profiles.get(segment_id)
-        if prof is not None:
+        if prof is not None and prof.means:  # an empty segment has no means yet
             return prof.means
         raw = model.raw_center(segment_id)
         return None if raw is None else explain.original_units(model.features, raw)
 
     def _count_local(self, learned: list[dict[str, float]]) -> None:
         """Members per local centre (the weights the leader merges centres by)."""
+        if self.model is not None and self._pulled_version == 0 and self.segmenter.ready:
+            self._pull_local(self.model)  # warm-up just ended under an existing global model
         if learned and self.segmenter.ready:
             self._learned_since_sync += len(learned)
             for a in self.segmenter.assign_many(learned):
@@ -314,13 +317,20 @@ class Engine:
             var=np.array([var[f] for f in feats]), n=n,
             centers=np.array([[centers[i][f] for f in feats] for i in order]).reshape(len(order), len(feats)),
             weights=np.array([max(self.local_weights.get(i, 0.0), 1.0) for i in order]),
-            ts=self.wall_ms() / 1000.0, snapshot=self.segmenter.snapshot())
+            ts=self.wall_ms() / 1000.0, snapshot=self.segmenter.snapshot(),
+            base_version=self._pulled_version)
         self.local_weights = {k: v / 2 for k, v in self.local_weights.items()}
         self._learned_since_sync = 0
         return summary
 
     def propose(self, summaries: Sequence[LocalSummary]) -> tuple[SegmentModel, list[Lifecycle]] | None:
-        """Leader: merge workers' summaries into the next global model (None: nothing new)."""
+        """Leader: merge workers' summaries into the next global model (None: nothing new).
+
+        Only summaries that started from the current global version count (a
+        summary from before a refit would undo it); workers whose clusterer
+        cannot take the global centres never align, so they always count.
+        """
+        summaries = self.mergeable(summaries)
         if not summaries:
             return None
         k = max(len(s.centers) for s in summaries)
@@ -334,8 +344,15 @@ class Engine:
                                             max_move=self.settings.identity_max_move)
             if nxt is self.model:
                 return None
-        nxt.names = name_segments(nxt.centers_by_id(), previous=self.model.names if self.model else None)
+        old = self.model.names if self.model else {}
+        nxt.names = {**old, **name_segments(nxt.centers_by_id(), previous=old)}  # retired keep theirs
         return nxt, events
+
+    def mergeable(self, summaries: Sequence[LocalSummary]) -> list[LocalSummary]:
+        if self.model is None:
+            return list(summaries)
+        aligned = [s for s in summaries if s.base_version >= self.model.version]
+        return aligned or [s for s in summaries if s.base_version == 0]
 
     def adopt(self, model: SegmentModel) -> bool:
         """Assign with ``model`` from now on, unless we already have a newer one."""
@@ -343,7 +360,42 @@ class Engine:
             return False
         self.model = model
         self.metrics.model_version.set(model.version)
+        self._pull_local(model)
         return True
+
+    def _pull_local(self, model: SegmentModel) -> None:
+        """Local learning continues from the global centres (clusterers that allow it).
+
+        Keeps every worker's centres aligned with the shared model, so the next
+        merge averages like with like.
+        """
+        set_centers = getattr(self.segmenter, "set_centers", None)
+        if set_centers is None or not self.segmenter.ready:
+            return
+        mean, var, _ = self.segmenter.scaler_stats()
+        local = model.rescaled(np.array([mean[f] for f in model.features]),
+                               np.array([var[f] for f in model.features]))
+        set_centers({i: dict(zip(model.features, map(float, c), strict=True))
+                     for i, c in enumerate(local)})
+        self.local_weights = dict(enumerate(map(float, model.weights)))
+        self._pulled_version = model.version
+
+    async def refine(self) -> tuple[SegmentModel, list[Lifecycle]] | None:
+        """Leader: re-fit the global centres on a sample of current customers."""
+        if self.model is None:
+            return None
+        states = await self.store.sample_states(self.settings.profile_sample)
+        if len(states) < 2 * len(self.model.ids):
+            return None
+        now = self._now_ms()
+        rows = self.model.matrix([model_input(derive(st, now)) for st in states])
+        centers, weights = self.model.refine(rows, seed=self.settings.seed)
+        nxt, events = self.model.evolve(self.model.mean, self.model.var, centers, weights,
+                                        max_move=self.settings.identity_max_move)
+        if nxt is self.model:
+            return None
+        nxt.names = {**self.model.names, **name_segments(nxt.centers_by_id(), previous=self.model.names)}
+        return nxt, events
 
     def catalog(self, model: SegmentModel, events: Sequence[Lifecycle]) -> list[CatalogEntry]:
         """Catalog entries for a model version: every live segment plus what ended."""
@@ -364,7 +416,7 @@ class Engine:
                 out.append(CatalogEntry(
                     segment_id=e.segment_id, status=e.status,  # type: ignore[arg-type]
                     model_version=model.version,
-                    name=(self.model.names if self.model else {}).get(e.segment_id, f"Segment {e.segment_id}"),
+                    name=self.name_of(e.segment_id),
                     profile=None, related=list(e.related), updated_ts=ts))
         return out
 
@@ -384,8 +436,8 @@ class Engine:
             return []
         states = await self.store.sample_states(self.settings.profile_sample)
         sizes = await self.store.segment_sizes()
-        self.profiles = build_profiles(states, self._now_ms(), self.model.names, sizes,
-                                       self.model.version)
+        live = {sid: self.name_of(sid) for sid in self.model.ids}
+        self.profiles = build_profiles(states, self._now_ms(), live, sizes, self.model.version)
         return self.catalog(self.model, [])
 
     def _sync_standalone(self) -> None:

@@ -6,7 +6,9 @@ The leader merges all summaries into one :class:`SegmentModel`, versioned, whose
 centres carry **stable segment ids**: new centres are matched to the previous
 version's by Hungarian assignment on centre distance (scipy's
 ``linear_sum_assignment``), so a segment keeps its id while it describes the
-same customers. Unmatched centres are *born* (or *split* from the segment they
+same customers. A pair is matched when the centre moved less than
+``max_move`` standardized units, or when old and new are each other's nearest
+(everyone moved together, e.g. after a seasonal shift). Unmatched centres are *born* (or *split* from the segment they
 came from), unmatched old ones are *merged* into their nearest survivor or
 *retired*. Every worker assigns customers with the latest global model, so a
 customer gets the same id whichever worker handles them.
@@ -33,6 +35,8 @@ from typing import Any
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+
+from streamseg.segmenting.river_kmeans import kmeans_plus_plus
 
 MATCH_MAX_MOVE = 1.5  # standardized units a centre may move and keep its id
 RELATE_MAX_DIST = 3.0  # a vanished/new centre this close to another counts as merged/split
@@ -61,11 +65,13 @@ class LocalSummary:
     weights: np.ndarray  # (k,) recent members per centre
     ts: float  # wall-clock seconds when summarised
     snapshot: dict[str, Any] = field(default_factory=dict)  # the clusterer itself, for warm restarts
+    base_version: int = 0  # the global model version its centres started from
 
     def to_json(self) -> dict[str, Any]:
         return {"worker": self.worker, "features": self.features, "mean": self.mean.tolist(),
                 "var": self.var.tolist(), "n": self.n, "centers": self.centers.tolist(),
-                "weights": self.weights.tolist(), "ts": self.ts, "snapshot": self.snapshot}
+                "weights": self.weights.tolist(), "ts": self.ts, "snapshot": self.snapshot,
+                "base_version": self.base_version}
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> LocalSummary:
@@ -74,7 +80,8 @@ class LocalSummary:
                    mean=np.asarray(doc["mean"], float), var=np.asarray(doc["var"], float),
                    n=float(doc["n"]), centers=np.asarray(doc["centers"], float).reshape(-1, d),
                    weights=np.asarray(doc["weights"], float), ts=float(doc["ts"]),
-                   snapshot=dict(doc.get("snapshot") or {}))
+                   snapshot=dict(doc.get("snapshot") or {}),
+                   base_version=int(doc.get("base_version", 0)))
 
     def raw_centers(self) -> np.ndarray:
         """Centres back in model-input units (before scaling)."""
@@ -117,7 +124,9 @@ class SegmentModel:
         new_ids: list[int | None] = [None] * len(centers)
         matched_old: dict[int, int] = {}  # old row -> new col
         for r, c in zip(rows, cols, strict=True):
-            if cost[r, c] <= max_move:
+            # near enough, or each other's nearest (the whole population moved, e.g. a season)
+            mutual = int(cost[r].argmin()) == c and int(cost[:, c].argmin()) == r
+            if cost[r, c] <= max_move or mutual:
                 new_ids[c] = self.ids[r]
                 matched_old[int(r)] = int(c)
         events: list[Lifecycle] = []
@@ -149,6 +158,29 @@ class SegmentModel:
             return self, []
         return SegmentModel(self.version + 1, self.features, mean, var, ids, centers, weights,
                             next_id, retired, dict(self.names)), events
+
+    def refine(self, rows: np.ndarray, *, restarts: int = 4, better: float = 0.05,
+               seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Re-fit the centres on a sample of current customers (batch k-means).
+
+        Online learning sees customers mid-way (clicks before orders, a first
+        visit before the tenth), so centres can lag, merge or die; this batch
+        step on whole current states pulls them back to the population as it
+        is now. Lloyd runs from the current centres and from ``restarts``
+        k-means++ seeds; a fresh solution replaces the warm one only if its
+        inertia is lower by more than ``better`` (ids stay put otherwise, and
+        :meth:`evolve` matches them either way). Returns centres and member counts.
+        """
+        z = self.scale(rows)
+        k = len(self.centers)
+        rng = np.random.default_rng(seed)
+        best, best_inertia = lloyd(z, self.centers.copy(), rng)
+        for _ in range(restarts):
+            cand, inertia = lloyd(z, kmeans_plus_plus(z, k, rng), rng)
+            if inertia < (1.0 - better) * best_inertia:
+                best, best_inertia = cand, inertia
+        labels = ((z[:, None, :] - best[None]) ** 2).sum(2).argmin(1)
+        return best, np.bincount(labels, minlength=k).astype(float)
 
     def rescaled(self, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
         """This model's centres expressed in another scale."""
@@ -257,6 +289,24 @@ def merge(summaries: Sequence[LocalSummary], k: int, previous: SegmentModel | No
     labels = ((pts[:, None, :] - centers[None]) ** 2).sum(2).argmin(1)
     weights = np.array([w[labels == j].sum() for j in range(k)])
     return mean, var, centers, weights
+
+
+def lloyd(z: np.ndarray, centers: np.ndarray, rng: np.random.Generator,
+          iterations: int = 20) -> tuple[np.ndarray, float]:
+    """Batch k-means from ``centers``; an empty centre restarts at the worst-served point."""
+    for _ in range(iterations):
+        d2 = ((z[:, None, :] - centers[None]) ** 2).sum(2)
+        labels = d2.argmin(1)
+        for j in range(len(centers)):
+            m = labels == j
+            if m.any():
+                centers[j] = z[m].mean(0)
+            else:
+                worst = int(d2[np.arange(len(z)), labels].argmax())
+                centers[j] = z[worst] + rng.normal(0, 1e-6, z.shape[1])
+                labels[worst] = j
+    d2 = ((z[:, None, :] - centers[None]) ** 2).sum(2)
+    return centers, float(d2.min(1).sum())
 
 
 def pooled_scaler(summaries: Sequence[LocalSummary]) -> tuple[np.ndarray, np.ndarray]:

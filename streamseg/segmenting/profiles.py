@@ -38,7 +38,7 @@ def build_profiles(
     states: Sequence[State], now_ms: float, names: Mapping[int, str], sizes: Mapping[int, int],
     model_version: int,
 ) -> dict[int, SegmentProfile]:
-    """One profile per segment in ``names`` that has sampled members."""
+    """One profile per segment in ``names`` (empty ones with size 0 and no means)."""
     groups = members_by_segment(states)
     feats = [f.name for f in FEATURES]
     rows = {sid: np.array([[derive(st, now_ms)[f] for f in feats] for st in members])
@@ -49,7 +49,9 @@ def build_profiles(
     pop_mean, pop_std = everyone.mean(0), everyone.std(0)
     total = sum(max(0, sizes.get(sid, 0)) for sid in names) or len(everyone)
     in_model = [i for i, f in enumerate(feats) if f in MODEL_FEATURES]
-    out = {}
+    out = {sid: SegmentProfile(segment_id=sid, name=name, size=0, share=0.0, means={}, zscores={},
+                               top_features=[], monetary_mean=0.0, model_version=model_version)
+           for sid, name in names.items() if sid not in rows}  # empty segments say so
     for sid, m in rows.items():
         mean = m.mean(0)
         z = np.where(pop_std > 0, (mean - pop_mean) / np.where(pop_std > 0, pop_std, 1.0), 0.0)

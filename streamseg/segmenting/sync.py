@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streamseg.publish.records import CatalogEntry
 from streamseg.segmenting.base import Segmenter
-from streamseg.segmenting.model import LocalSummary, SegmentModel
+from streamseg.segmenting.model import Lifecycle, LocalSummary, SegmentModel
 
 if TYPE_CHECKING:
     from streamseg.engine import Engine
@@ -55,6 +55,7 @@ class ModelSync:
         self.locals: dict[str, LocalSummary] = {}
         self.loaded = asyncio.Event()  # the topic has been read up to its end once
         self._consumer: AIOKafkaConsumer | None = None
+        self._leading = asyncio.Lock()  # merges and refits never race to the same version
 
     # -- reading the topic ------------------------------------------------------------
     async def run(self) -> None:
@@ -117,20 +118,27 @@ class ModelSync:
     async def lead(self) -> None:
         """Leader only: merge fresh local models into the next global version."""
         horizon = 3 * self.settings.model_sync_s + 10.0
-        fresh = [s for s in self.locals.values() if time.time() - s.ts <= horizon]
-        proposal = self.engine.propose(sorted(fresh, key=lambda s: s.worker))
+        async with self._leading:
+            fresh = [s for s in self.locals.values() if time.time() - s.ts <= horizon]
+            usable = self.engine.mergeable(sorted(fresh, key=lambda s: s.worker))
+            names = ", ".join(s.worker for s in usable)
+            await self._publish(self.engine.propose(usable), f"{len(usable)} workers ({names})")
+
+    async def _publish(self, proposal: tuple[SegmentModel, list[Lifecycle]] | None, source: str) -> None:
         if proposal is None:
             return
         model, events = proposal
         await self.engine.publisher.publish(
             [(self.settings.topic_model, GLOBAL, orjson.dumps(model.to_json()))])
         self.engine.adopt(model)
-        log.info("published global model v%d from %d workers: %s", model.version, len(fresh),
+        log.info("published global model v%d from %s: %s", model.version, source,
                  ", ".join(f"{e.segment_id} {e.status}" for e in events) or "centres moved")
         await self.engine.publish_catalog(self.engine.catalog(model, events))
 
     async def refresh_catalog(self) -> None:
-        """Leader only: recompute profiles and republish the catalog."""
+        """Leader only: re-fit the model on current customers, recompute profiles, republish."""
+        async with self._leading:
+            await self._publish(await self.engine.refine(), "a sample of current customers")
         await self.engine.publish_catalog(await self.engine.refresh_profiles())
 
     async def load_profiles(self) -> None:
