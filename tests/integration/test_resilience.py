@@ -25,20 +25,20 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
 from streamseg.devstack import free_port
-from streamseg.engine import Engine, InMessage, OutRecord
-from streamseg.events.models import Event
+from streamseg.engine import Engine, InMessage, OutRecord, build_segmenter
 from streamseg.features.keys import Keys
-from streamseg.features.store import CustomerUpdate, FeatureStore, Membership, RedisFeatureStore
+from streamseg.features.registry import MODEL_FEATURES
+from streamseg.features.store import Membership, RedisFeatureStore
 from streamseg.metrics import Metrics
-from streamseg.segmenting.base import Assignment, Vector
+from streamseg.segmenting.model import SegmentModel
 from streamseg.settings import Settings
 from streamseg.topics import ensure_topics
 from tests.fuzzing import REASONS, fuzz_inputs, positions
@@ -75,26 +75,17 @@ class WorkerKilled(BaseException):
     """Stands for ``kill -9`` at one exact point of a batch (no handler in the worker sees it)."""
 
 
-class ScriptedSegmenter:
-    """A model that puts everyone in ``segment``: a restarted model may disagree with its predecessor."""
+def pinned_model(segment: int, version: int) -> SegmentModel:
+    """A global model that puts every plausible customer in ``segment`` (0 or 1).
 
-    ready = True
-    version = 1
-
-    def __init__(self, segment: int) -> None:
-        self.segment = segment
-
-    def learn(self, x: Vector) -> None:
-        pass
-
-    def assign_many(self, xs: Sequence[Vector]) -> list[Assignment]:
-        return [Assignment(self.segment, 0.0) for _ in xs]
-
-    def centers(self) -> dict[int, dict[str, float]]:
-        return {0: {}, 1: {}}
-
-    def snapshot(self) -> dict[str, Any]:
-        return {}
+    A restarted or newer model may place a customer differently from the one
+    before it; pinning makes the test say which.
+    """
+    d = len(MODEL_FEATURES)
+    near, far = np.zeros(d), np.full(d, 300.0)  # far from any real customer, still finite
+    centers = np.array([near, far] if segment == 0 else [far, near])
+    return SegmentModel(version, list(MODEL_FEATURES), np.zeros(d), np.ones(d), [0, 1], centers,
+                        np.ones(2), next_id=2)
 
 
 class RecordingPublisher:
@@ -105,14 +96,8 @@ class RecordingPublisher:
         self.records.extend(records)
 
 
-class DiesBeforeMembershipWrite:
+class DiesBeforeMembershipWrite(RedisFeatureStore):
     """The real store, except that the worker dies once the batch's records are published."""
-
-    def __init__(self, store: RedisFeatureStore) -> None:
-        self.store = store
-
-    async def apply(self, events: Sequence[Event]) -> dict[str, CustomerUpdate]:
-        return await self.store.apply(events)
 
     async def write_memberships(self, changes: Sequence[Membership]) -> None:
         raise WorkerKilled
@@ -124,33 +109,42 @@ def order_message(settings: Settings, offset: int, customer: str) -> InMessage:
     return InMessage(settings.topic_transactions, 0, offset, customer.encode(), value)
 
 
-def feature_store(settings: Settings) -> RedisFeatureStore:
-    return RedisFeatureStore.from_url(settings.redis_url, Keys(settings.key_prefix),
-                                      dedup_horizon_days=settings.dedup_horizon_days,
-                                      retention_days=settings.retention_days)
+def feature_store(settings: Settings, cls: type[RedisFeatureStore] = RedisFeatureStore) -> RedisFeatureStore:
+    return cls.from_url(settings.redis_url, Keys(settings.key_prefix),
+                        dedup_horizon_days=settings.dedup_horizon_days,
+                        retention_days=settings.retention_days)
+
+
+def engine_with(settings: Settings, store: RedisFeatureStore, out: RecordingPublisher,
+                model: SegmentModel | None) -> Engine:
+    """An engine as a worker runs it, assigning with ``model`` (None: no model yet)."""
+    engine = Engine(settings, store, build_segmenter(settings), out, Metrics(CollectorRegistry()),
+                    standalone=False)
+    if model is not None:
+        engine.adopt(model)
+    return engine
 
 
 async def test_worker_killed_between_publish_and_membership_write__redelivery_republishes(
     settings: Settings, redis_client: aioredis.Redis
 ) -> None:
-    store = feature_store(settings)
+    store, dying = feature_store(settings), feature_store(settings, DiesBeforeMembershipWrite)
     out = RecordingPublisher()
-
-    def engine(st: FeatureStore, segment: int) -> Engine:
-        return Engine(settings, st, ScriptedSegmenter(segment), out, Metrics(CollectorRegistry()))
 
     def order(offset: int) -> list[InMessage]:
         return [order_message(settings, offset, "c1")]
 
     try:
-        await engine(store, 0).process(order(0))  # c1 -> segment 0, published and stored
-        with pytest.raises(WorkerKilled):  # the model moved: c1 -> 1 is published, then kill -9
-            await engine(DiesBeforeMembershipWrite(store), 1).process(order(1))
-        # the restarted worker's fresh model puts c1 back in 0 as offset 1 is redelivered
-        restarted = engine(store, 0)
+        # c1 -> segment 0, published and stored
+        await engine_with(settings, store, out, pinned_model(0, version=1)).process(order(0))
+        with pytest.raises(WorkerKilled):  # a newer model: c1 -> 1 is published, then kill -9
+            await engine_with(settings, dying, out, pinned_model(1, version=2)).process(order(1))
+        # the restarted worker, with a model that puts c1 back in 0, gets offset 1 again
+        restarted = engine_with(settings, store, out, pinned_model(0, version=3))
         await restarted.process(order(1))
     finally:
         await store.close()
+        await dying.close()
     updates = [orjson.loads(v) for topic, _, v in out.records if topic == settings.topic_segment_updates]
     assert [u["segment_id"] for u in updates][:2] == [0, 1]
     stored = await redis_client.hget(Keys(settings.key_prefix).state("c1"), "seg")
@@ -193,7 +187,7 @@ async def test_batch_redis_refuses_for_good__goes_to_the_dlq_whole_instead_of_ra
     await redis_client.set(Keys(settings.key_prefix).state("c1"), "not a hash")  # WRONGTYPE
     store = feature_store(settings)
     out = RecordingPublisher()
-    engine = Engine(settings, store, ScriptedSegmenter(0), out, Metrics(CollectorRegistry()))
+    engine = engine_with(settings, store, out, pinned_model(0, version=1))
     bad_json = InMessage(settings.topic_transactions, 0, 2, b"c3", b'{"event_id": ')
     try:
         report = await engine.process([order_message(settings, 0, "c1"),
@@ -224,7 +218,8 @@ async def test_second_worker_joining_and_leaving_mid_stream__counts_every_event_
         second = start_worker(other, tmp_path, "worker-2")
         with running(second):
             await produce(settings, shared)
-            await wait_until(lambda: model_ready(other.web_port), 90,
+            await wait_until(lambda: events_seen(other.web_port, "processed") > 0 and
+                             model_ready(other.web_port), 90,
                              "the second worker to be given partitions and assign segments")
         # the second worker has left the group (SIGTERM) while the stream goes on
         await produce(settings, after)
