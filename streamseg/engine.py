@@ -26,8 +26,8 @@ from streamseg.features.store import CustomerUpdate, FeatureStore, Membership
 from streamseg.metrics import Metrics
 from streamseg.publish.records import DeadLetter, SegmentUpdate, now_iso
 from streamseg.segmenting.base import Segmenter
+from streamseg.segmenting.factory import from_settings
 from streamseg.segmenting.naming import name_segments
-from streamseg.segmenting.river_kmeans import RiverKMeansSegmenter
 from streamseg.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -65,10 +65,7 @@ class BatchReport:
 
 
 def build_segmenter(settings: Settings) -> Segmenter:
-    return RiverKMeansSegmenter(
-        MODEL_FEATURES, n_segments=settings.n_segments, halflife=settings.kmeans_halflife,
-        warmup=settings.model_warmup, seed=settings.seed,
-    )
+    return from_settings(settings, MODEL_FEATURES)
 
 
 class Engine:

@@ -17,6 +17,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 TopicRole = Literal["clickstream", "transactions", "dlq", "segment_updates"]
+Clusterer = Literal["kmeans", "streamkmeans", "dbstream", "clustream", "denstream"]
 
 
 class Settings(BaseSettings):
@@ -62,7 +63,16 @@ class Settings(BaseSettings):
 
     # --- model ---------------------------------------------------------------
     n_segments: int = Field(6, ge=2)
-    clusterer: Literal["kmeans"] = "kmeans"
+    clusterer: Clusterer = Field(
+        "kmeans", description="River clusterer; the README's Segmentation section compares them"
+    )
+    clusterer_params: dict[str, float | int] = Field(
+        default_factory=dict,
+        description='JSON hyperparameters for the clusterer, e.g. {"clustering_threshold": 2.0}',
+    )
+    model_refresh_every: int = Field(
+        1000, ge=1, description="stream clusterers: recompute the cached macro-clusters every N learns"
+    )
     kmeans_halflife: float = Field(0.05, gt=0, le=1)
     model_warmup: int = Field(
         500, ge=2, description="customer updates buffered to seed the centres before assigning"
