@@ -108,7 +108,8 @@ class RiverKMeansSegmenter:
             "version": self._version,
             "learned": self._learned,
             "features": self.feature_names,
-            "params": {"halflife": self.kmeans.halflife, "warmup": self.warmup, "seed": self.seed,
+            "params": {"n_segments": self.n_segments, "halflife": self.kmeans.halflife,
+                       "warmup": self.warmup, "seed": self.seed,
                        "version_every": self.version_every},
             "scaler": scaler_state(self.scaler),
             "centers": {str(k): v for k, v in self.centers().items()} if self.ready else {},
@@ -116,8 +117,9 @@ class RiverKMeansSegmenter:
 
     @classmethod
     def restore(cls, snap: dict[str, Any], **kw: Any) -> RiverKMeansSegmenter:
-        params = {**snap.get("params", {}), **kw}  # explicit arguments win over the snapshot
-        seg = cls(snap["features"], n_segments=max(len(snap["centers"]), 2), **params)
+        # explicit arguments win over the snapshot; older snapshots lack n_segments
+        params = {"n_segments": max(len(snap["centers"]), 2), **snap.get("params", {}), **kw}
+        seg = cls(snap["features"], **params)
         load_scaler(seg.scaler, snap["scaler"])
         for k, center in snap["centers"].items():
             seg.kmeans.centers[int(k)] = collections.defaultdict(float, center)

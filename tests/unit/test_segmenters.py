@@ -279,6 +279,16 @@ def test_restore__keeps_the_hyperparameters_of_the_snapshot() -> None:
     assert (back.kmeans.halflife, back.warmup, back.seed, back.version_every) == (0.2, 20, 9, 77)
 
 
+def test_restore_of_kmeans_before_warmup__keeps_the_number_of_segments() -> None:
+    seg = RiverKMeansSegmenter(FEATURES, n_segments=3, warmup=WARMUP, seed=1)
+    for x in TRAIN[:10]:
+        seg.learn(x)
+    back = RiverKMeansSegmenter.restore(json_round_trip(seg.snapshot()))
+    for x in TRAIN[10:WARMUP + 10]:
+        back.learn(x)
+    assert back.ready and len(back.centers()) == 3
+
+
 # --------------------------------------------------------------------------- stream clusterers: the cache
 
 
