@@ -70,7 +70,7 @@ def from_settings(settings: Settings, features: Sequence[str]) -> Segmenter:
         params["halflife"] = settings.kmeans_halflife
     else:
         params["refresh_every"] = settings.model_refresh_every
-    return build(settings.clusterer, features, **{**params, **settings.clusterer_params})
+    return build(settings.clusterer, features, **{**params, **settings.clusterer_kwargs})
 
 
 def restore(snap: Mapping[str, Any]) -> Segmenter:

@@ -35,6 +35,7 @@ True
 from __future__ import annotations
 
 import abc
+import collections
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Self
 
@@ -122,6 +123,11 @@ class StreamSegmenter(abc.ABC):
             return {}
         return {i: dict(zip(self.feature_names, map(float, row), strict=True))
                 for i, row in enumerate(self._centers)}
+
+    def scaler_stats(self) -> tuple[dict[str, float], dict[str, float], float]:
+        n = max(self.scaler.counts.values(), default=0)
+        return ({f: float(self.scaler.means[f]) for f in self.feature_names},
+                {f: float(self.scaler.vars[f]) for f in self.feature_names}, float(n))
 
     def refresh(self) -> bool:
         """Recompute the macro-clusters now; True if the centres changed (the version went up).
@@ -273,7 +279,9 @@ class StreamKMeansSegmenter(StreamSegmenter):
     events, whose centres move the main centres by ``halflife``). River starts
     from random centres, so the warm-up seeds them by k-means++ and Lloyd, as
     :class:`RiverKMeansSegmenter` does. Always ``n_segments`` centres; ids are
-    River's centre indices, so they stay put between refreshes.
+    River's centre indices, so they stay put between refreshes. Like
+    :class:`RiverKMeansSegmenter`, it can continue from the global model's
+    centres (:meth:`set_centers`).
     """
 
     kind = "streamkmeans"
@@ -308,11 +316,14 @@ class StreamKMeansSegmenter(StreamSegmenter):
         self.model._temp_chunk = {i: dict(p) for i, p in enumerate(state["chunk"])}
         self._set_centers(_int_keys(state["centers"]))
 
-    def _set_centers(self, centers: Mapping[int, Point]) -> None:
-        # keep River's defaultdicts (their factory draws values for unseen features)
-        for i, c in centers.items():
-            self.model._kmeans.centers[i].clear()
-            self.model._kmeans.centers[i].update(c)
+    def set_centers(self, centers: Mapping[int, Mapping[str, float]]) -> None:
+        """Continue learning from these centres (the global model's, in this scale)."""
+        self._set_centers(centers)
+        self.refresh()
+
+    def _set_centers(self, centers: Mapping[int, Mapping[str, float]]) -> None:
+        self.model._kmeans.centers = {i: collections.defaultdict(float, c)
+                                      for i, c in centers.items()}
         self.model.centers = self.model._kmeans.centers
 
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import orjson
 import pytest
 from pydantic import ValidationError
 from river import cluster
 
-from streamseg.engine import build_segmenter
+from streamseg.engine import build_segmenter, restore_segmenter
 from streamseg.errors import ConfigError
 from streamseg.features.registry import MODEL_FEATURES
 from streamseg.segmenting import factory
@@ -167,9 +168,22 @@ def test_settings__refuse_an_unknown_clusterer(monkeypatch: pytest.MonkeyPatch) 
         Settings()
 
 
+@pytest.mark.parametrize("params", ['{"epsilon": "wide"}', "[1, 2]", '{"a": true}', "{nope"])
+def test_settings__refuse_clusterer_params_that_are_not_an_object_of_numbers(params: str) -> None:
+    with pytest.raises(ValidationError, match="must be a JSON object of numbers"):
+        Settings(clusterer_params=params)
+
+
+def test_settings__with_clusterer_params_stay_hashable_and_canonical() -> None:
+    a = Settings(clusterer_params='{"mu": 10, "epsilon": 1.1}')
+    b = Settings(clusterer_params={"epsilon": 1.1, "mu": 10})
+    assert a == b and hash(a) == hash(b)
+    assert a.clusterer_kwargs == {"epsilon": 1.1, "mu": 10}
+
+
 def test_factory__names_the_parameters_a_clusterer_takes_when_given_a_wrong_one() -> None:
     with pytest.raises(ConfigError, match=r"\['epsilon'\] for clusterer 'dbstream'.*clustering_threshold"):
-        build_segmenter(Settings(clusterer="dbstream", clusterer_params={"epsilon": 1.0}))
+        build_segmenter(Settings(clusterer="dbstream", clusterer_params='{"epsilon": 1.0}'))
     with pytest.raises(ConfigError, match="unknown clusterer 'birch'"):
         factory.build("birch", ["a"])
 
@@ -177,3 +191,14 @@ def test_factory__names_the_parameters_a_clusterer_takes_when_given_a_wrong_one(
 def test_factory__restore_refuses_a_snapshot_of_an_unknown_kind() -> None:
     with pytest.raises(ConfigError, match="unknown clusterer 'birch'"):
         factory.restore({"kind": "birch"})
+
+
+def test_restore_segmenter__brings_back_the_configured_clusterer_and_refuses_another() -> None:
+    s = Settings(clusterer="clustream", model_warmup=60)
+    seg = build_segmenter(s)
+    for x in points(80, len(MODEL_FEATURES), seed=5):
+        seg.learn(dict(zip(MODEL_FEATURES, x.values(), strict=True)))
+    snap = orjson.loads(orjson.dumps(seg.snapshot()))
+    assert restore_segmenter(s, snap).centers() == seg.centers()
+    with pytest.raises(ValueError, match="snapshot is of clusterer 'clustream', settings ask for 'kmeans'"):
+        restore_segmenter(Settings(clusterer="kmeans"), snap)

@@ -200,6 +200,15 @@ def test_assign_many__does_not_learn(make: Callable[[], Segmenter]) -> None:
     assert (seg.centers(), seg.version) == before
 
 
+def test_scaler_stats__are_the_population_mean_variance_and_count(make: Callable[[], Segmenter]) -> None:
+    seg = trained(make)
+    mean, var, n = seg.scaler_stats()
+    m = as_matrix(TRAIN)
+    assert n == len(TRAIN)
+    assert [mean[f] for f in FEATURES] == pytest.approx(m.mean(0).tolist(), rel=1e-9)
+    assert [var[f] for f in FEATURES] == pytest.approx(m.var(0).tolist(), rel=1e-9)
+
+
 # --------------------------------------------------------------------------- snapshot / restore
 
 
@@ -399,3 +408,19 @@ def test_default_hyperparameters__recover_four_blobs_in_17_standardized_features
     pred = [a.segment_id for a in seg.assign_many(held)]
     assert len(seg.centers()) == 4
     assert adjusted_rand_index(held_truth, pred) >= 0.95
+
+
+def test_streamkmeans_set_centers__continues_learning_from_the_given_centres() -> None:
+    seg = trained(STREAM_SEGMENTERS[0])
+    assert isinstance(seg, StreamKMeansSegmenter)
+    version = seg.version
+    given = {i: {f: v + 0.5 for f, v in c.items()} for i, c in seg.centers().items()}
+    given[3] = {f: 5.0 for f in FEATURES}  # the global model may hold more centres
+    seg.set_centers(given)
+    assert seg.centers() == given and seg.version == version + 1
+    back = restore(seg, json_round_trip(seg.snapshot()))
+    assert back.centers() == given
+    for x in HELD_OUT:
+        seg.learn(x)
+    seg.refresh()
+    assert seg.centers() != given
