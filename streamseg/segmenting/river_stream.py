@@ -441,7 +441,9 @@ class CluStreamSegmenter(StreamSegmenter):
     every ``time_gap`` events) is switched off; at each refresh, k-means++ (the
     first time) or the previous centres (afterwards, so ids stay put) start a
     few Lloyd iterations over the micro-cluster centres weighted by their
-    sizes, as in the CluStream paper. Always ``n_segments`` centres.
+    sizes, as in the CluStream paper. ``n_segments`` centres, or as many as the
+    global model's centres given to :meth:`set_centers`, which the next macro
+    step starts from (so the workers' centres stay aligned with the model).
 
     River's radius is the *mean per-feature* deviation, not the RMS distance to
     the centre, so it shrinks ~sqrt(features)-fold against the distances it is
@@ -475,12 +477,19 @@ class CluStreamSegmenter(StreamSegmenter):
             return np.empty((0, len(self.feature_names)))
         points = self._matrix([mc.center for mc in mcs])
         weights = np.array([mc.weight for mc in mcs], dtype=float)
-        k = min(self.n_segments, len(mcs))
-        if self._centers is not None and len(self._centers) == k:
+        if self._centers is not None and len(self._centers) <= len(mcs):
             start = self._centers
         else:
+            k = min(self.n_segments, len(mcs))
             start = kmeans_plus_plus(points, k, np.random.default_rng(self.seed), weights)
         return lloyd(points, start, weights)
+
+    def set_centers(self, centers: Mapping[int, Mapping[str, float]]) -> None:
+        """Continue from these centres (the global model's): the next macro step starts from them."""
+        new = self._matrix([centers[i] for i in sorted(centers)])
+        if self._centers is None or not np.array_equal(new, self._centers):
+            self._centers = new
+            self._version += 1
 
     def _model_state(self) -> dict[str, Any]:
         m = self.model

@@ -410,17 +410,22 @@ def test_default_hyperparameters__recover_four_blobs_in_17_standardized_features
     assert adjusted_rand_index(held_truth, pred) >= 0.95
 
 
-def test_streamkmeans_set_centers__continues_learning_from_the_given_centres() -> None:
-    seg = trained(STREAM_SEGMENTERS[0])
-    assert isinstance(seg, StreamKMeansSegmenter)
+@pytest.mark.parametrize("make_aligned", [STREAM_SEGMENTERS[0], STREAM_SEGMENTERS[2]],
+                         ids=["StreamKMeansSegmenter", "CluStreamSegmenter"])
+def test_set_centers__continues_learning_from_the_global_centres(
+    make_aligned: Callable[[], StreamSegmenter],
+) -> None:
+    seg = trained(make_aligned)
     version = seg.version
-    given = {i: {f: v + 0.5 for f, v in c.items()} for i, c in seg.centers().items()}
-    given[3] = {f: 5.0 for f in FEATURES}  # the global model may hold more centres
-    seg.set_centers(given)
+    given = {i: {f: v + 0.1 for f, v in c.items()} for i, c in seg.centers().items()}
+    given[3] = {"recency": 2.0, "frequency": 2.0, "spend": 2.0}  # the global model may hold more
+    seg.set_centers(given)  # type: ignore[attr-defined]
     assert seg.centers() == given and seg.version == version + 1
-    back = restore(seg, json_round_trip(seg.snapshot()))
-    assert back.centers() == given
-    for x in HELD_OUT:
+    assert restore(seg, json_round_trip(seg.snapshot())).centers() == given
+    for x in HELD_OUT:  # two refreshes on the way
         seg.learn(x)
-    seg.refresh()
-    assert seg.centers() != given
+    moved = seg.centers()
+    assert len(moved) == 4 and moved != given
+    for i in range(3):  # learning went on from the given centres: each stays near its blob
+        start = np.array([given[i][f] for f in FEATURES])
+        assert np.linalg.norm(np.array([moved[i][f] for f in FEATURES]) - start) < 0.5
