@@ -55,6 +55,7 @@ class ModelSync:
         self.locals: dict[str, LocalSummary] = {}
         self.loaded = asyncio.Event()  # the topic has been read up to its end once
         self._consumer: AIOKafkaConsumer | None = None
+        self._merging = ""
         self._leading = asyncio.Lock()  # merges and refits never race to the same version
 
     # -- reading the topic ------------------------------------------------------------
@@ -122,6 +123,9 @@ class ModelSync:
             fresh = [s for s in self.locals.values() if time.time() - s.ts <= horizon]
             usable = self.engine.mergeable(sorted(fresh, key=lambda s: s.worker))
             names = ", ".join(s.worker for s in usable)
+            if usable and names != self._merging:  # a worker joined or left the merge
+                log.info("merging the models of %d workers: %s", len(usable), names)
+                self._merging = names
             await self._publish(self.engine.propose(usable), f"{len(usable)} workers ({names})")
 
     async def _publish(self, proposal: tuple[SegmentModel, list[Lifecycle]] | None, source: str) -> None:

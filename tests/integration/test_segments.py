@@ -196,7 +196,7 @@ async def test_two_workers__share_one_model_and_give_same_behaviour_the_same_id(
         await produce(settings, part1)  # both take a share and learn: merges of two workers
         n = len(part1) * 2
         await sync_until(lambda: processed_count(settings) + processed_count(other) >= n, timeout=90)
-        await sync_until(lambda: "from 2 workers" in a.log() + b.log(), timeout=30)  # type: ignore[union-attr]
+        await sync_until(lambda: "merging the models of 2 workers" in a.log() + b.log(), timeout=30)  # type: ignore[union-attr]
         await asyncio.sleep(2 * settings.catalog_refresh_s)  # settles
         await produce(settings, touch(settings, customers=90))  # everyone assigned with it
         await sync_until(lambda: processed_count(settings) + processed_count(other) >= n + 90,
