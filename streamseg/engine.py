@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
+from streamseg.drift import DriftConfig, DriftMonitor, DriftReport
 from streamseg.errors import StoreUnavailable
 from streamseg.events.decode import Rejection, decode_message
 from streamseg.events.models import Event, iso
@@ -93,6 +94,9 @@ class Engine:
         self.names: dict[int, str] = {}
         self._named_version = 0
         self._pending: dict[str, tuple[dict[str, float], int, int | None]] = {}
+        drift = DriftConfig.from_settings(settings)
+        self.drift = DriftMonitor(drift, MODEL_FEATURES)
+        metrics.drift.set_thresholds(drift.thresholds)
 
     # -- the batch ----------------------------------------------------------
     async def process(self, messages: Sequence[InMessage]) -> BatchReport:
@@ -196,6 +200,7 @@ class Engine:
             self._pending.clear()
         self._refresh_names()
         assignments = self.segmenter.assign_many([r[1] for r in rows])
+        self.drift.observe(now, [r[1] for r in rows], assignments, [r[3] for r in rows])
         processed = now_iso()
         version = self.segmenter.version
         out = []
@@ -207,6 +212,17 @@ class Engine:
                 previous_segment_id=prev, distance=a.distance, model_version=version,
                 event_ts=iso(ts), processed_ts=processed))
         return out
+
+    def drift_reports(self) -> list[DriftReport]:
+        """Close the drift windows the engine's clock has passed (called from a timer)."""
+        if not self.segmenter.ready:
+            return []
+        self._refresh_names()
+        reports = self.drift.close(self._now_ms(), self.segmenter.centers(), self.segmenter.version,
+                                   self.names)
+        for r in reports:
+            self.metrics.drift.record(r)
+        return reports
 
     def _refresh_names(self) -> None:
         if self._named_version != self.segmenter.version:

@@ -24,6 +24,7 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         # one record per customer matters (latest membership): compacted
         NewTopic(settings.topic_segment_updates, n, rf,
                  topic_configs={"cleanup.policy": "compact"}),
+        NewTopic(settings.topic_drift, 1, rf),  # a few reports per window: one partition keeps order
     ]
 
 
