@@ -200,7 +200,8 @@ class Engine:
             self._pending.clear()
         self._refresh_names()
         assignments = self.segmenter.assign_many([r[1] for r in rows])
-        self.drift.observe(now, [r[1] for r in rows], assignments, [r[3] for r in rows])
+        self.drift.observe([r[2] for r in rows], [r[1] for r in rows], assignments,
+                           [r[3] for r in rows])
         processed = now_iso()
         version = self.segmenter.version
         out = []

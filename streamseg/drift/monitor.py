@@ -1,9 +1,10 @@
 """The drift monitor: cheap per-batch aggregation, statistics when a window closes.
 
-The engine calls :meth:`DriftMonitor.observe` once per batch with the model
-inputs, the assignments and each customer's previous segment; that adds counts
-and histograms to the current *slot* (as long as the shortest window) and
-nothing more. :meth:`DriftMonitor.close`, called from a timer, closes every slot
+The engine calls :meth:`DriftMonitor.observe` once per batch with each
+customer's event time, model inputs, assignment and previous segment; that adds
+counts and histograms to the *slot* (as long as the shortest window) holding the
+customer's event time, and nothing more. A slot is closed once the engine's
+clock is one slot past its end (updates for closed slots are dropped as late). :meth:`DriftMonitor.close`, called from a timer, closes every slot
 boundary the clock has passed and, for each configured window length L, compares
 the L before the boundary with the L before that (the reference): segment-share
 PSI, Jensen-Shannon distance and composition shift, the migration matrix,
@@ -17,11 +18,13 @@ replays and tests run windows at the speed of the data), else the wall clock.
 >>> cfg = DriftConfig(windows=(60,), clock="event", min_customers=10, worker="doc")
 >>> mon = DriftMonitor(cfg, ["discount_share"])
 >>> xs = [{"discount_share": 0.1}] * 50
->>> mon.observe(30_000, xs, [Assignment(0, 1.0)] * 50, [0] * 50)          # minute 0
->>> mon.observe(90_000, xs, [Assignment(1, 1.0)] * 50, [0] * 50)          # minute 1: all moved
->>> [r.window for r in mon.close(120_000, {0: {"discount_share": 0.0}}, 1, {})]
+>>> mon.observe([30_000] * 50, xs, [Assignment(0, 1.0)] * 50, [0] * 50)   # minute 0
+>>> mon.observe([90_000] * 50, xs, [Assignment(1, 1.0)] * 50, [0] * 50)   # minute 1: all moved
+>>> mon.close(150_000, {0: {"discount_share": 0.0}}, 1, {})  # minute 2 not a slot past yet
+[]
+>>> [r.window for r in mon.close(180_000, {0: {"discount_share": 0.0}}, 1, {})]
 ['1m']
->>> rep = mon.close(120_000, {}, 1, {})  # nothing new to close
+>>> rep = mon.close(180_000, {}, 1, {})  # nothing new to close
 >>> rep
 []
 """
@@ -106,18 +109,30 @@ class DriftMonitor:
         self.slots: dict[int, Slot] = {}
         self.next_boundary: int | None = None
         self.snapshots: dict[int, _Snapshot] = {}  # boundary -> centres when it closed
+        self.late_slots = 1
 
     # -- per batch --------------------------------------------------------------
-    def observe(self, now_ms: float, vectors: Sequence[Vector], assignments: Sequence[Assignment],
-                previous: Sequence[int | None]) -> None:
-        """Add one batch to the slot holding ``now_ms``: counts and histograms only."""
+    def observe(self, times_ms: Sequence[float], vectors: Sequence[Vector],
+                assignments: Sequence[Assignment], previous: Sequence[int | None]) -> None:
+        """Add one batch to the slots holding each customer's event time (counts and
+        histograms only). Updates for slots already closed are too late and dropped."""
         if not assignments:
             return
-        slot = self.slots.setdefault(int(now_ms // self.slot_ms), Slot())
-        seg = np.fromiter((a.segment_id for a in assignments), dtype=np.int64, count=len(assignments))
-        dist = np.fromiter((a.distance for a in assignments), dtype=float, count=len(assignments))
-        prev = np.fromiter((-1 if p is None else p for p in previous), dtype=np.int64,
-                           count=len(previous))
+        n = len(assignments)
+        slot_of = np.fromiter((int(t // self.slot_ms) for t in times_ms), dtype=np.int64, count=n)
+        seg = np.fromiter((a.segment_id for a in assignments), dtype=np.int64, count=n)
+        dist = np.fromiter((a.distance for a in assignments), dtype=float, count=n)
+        prev = np.fromiter((-1 if p is None else p for p in previous), dtype=np.int64, count=n)
+        matrix = np.array([[x[f] for f in self.feature_names] for x in vectors], dtype=float)
+        for index in np.unique(slot_of).tolist():
+            if self.next_boundary is not None and index < self.next_boundary - 1:
+                continue
+            rows = slot_of == index
+            self._add(self.slots.setdefault(index, Slot()), seg[rows], dist[rows], prev[rows],
+                      matrix[rows])
+
+    def _add(self, slot: Slot, seg: np.ndarray, dist: np.ndarray, prev: np.ndarray,
+             matrix: np.ndarray) -> None:
         ids, counts = np.unique(seg, return_counts=True)
         slot.segments.update(dict(zip(ids.tolist(), counts.tolist(), strict=True)))
         moved = (prev >= 0) & (prev != seg)
@@ -126,7 +141,6 @@ class DriftMonitor:
                                                strict=True)))
         slot.first_assignments += int((prev < 0).sum())
         slot.distances += np.histogram(np.minimum(dist, DIST_MAX - 1e-9), DIST_EDGES)[0]
-        matrix = np.array([[x[f] for f in self.feature_names] for x in vectors], dtype=float)
         hists = histogram_features(matrix, self.edges)
         if slot.features:
             for mine, h in zip(slot.features, hists, strict=True):
@@ -140,7 +154,9 @@ class DriftMonitor:
         """Reports for every slot boundary up to ``now_ms`` not closed yet."""
         if not self.slots:
             return []
-        last = int(now_ms // self.slot_ms)  # boundaries b with b * slot_ms <= now_ms
+        # boundaries b with (b + late_slots) * slot_ms <= now_ms: a slot is reported once the
+        # clock is a slot past its end, so partitions consumed a little behind still land
+        last = int(now_ms // self.slot_ms) - self.late_slots
         first = self.next_boundary if self.next_boundary is not None else min(self.slots) + 1
         snapshot = _Snapshot(model_version, {sid: np.array([c.get(f, 0.0) for f in self.feature_names])
                                              for sid, c in centres.items()})

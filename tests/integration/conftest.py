@@ -44,6 +44,7 @@ def settings(stack: DevStack) -> Settings:
         topic_transactions=f"t{tag}.transactions.v1",
         topic_dlq=f"t{tag}.dlq.v1",
         topic_segment_updates=f"t{tag}.segment-updates.v1",
+        topic_drift=f"t{tag}.drift.v1",
         topic_partitions=2,
         key_prefix=f"t{tag}",
         web_port=free_port(),
