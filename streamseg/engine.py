@@ -32,6 +32,8 @@ from streamseg.segmenting.river_kmeans import RiverKMeansSegmenter
 from streamseg.settings import Settings
 
 log = logging.getLogger(__name__)
+#: A partition without data for this long no longer holds the drift windows back.
+IDLE_S = 10.0
 T = TypeVar("T")
 
 
@@ -91,6 +93,9 @@ class Engine:
         self.wall_ms = wall_ms
         self.kinds = {settings.topic_clickstream: "click", settings.topic_transactions: "transaction"}
         self.clock_ms = 0.0  # event-time watermark: newest event time applied
+        # newest event time and wall time of last data per input partition: drift windows
+        # close on the slowest active partition, so a partition read behind is not "late"
+        self.partition_clock: dict[tuple[str, int], tuple[int, float]] = {}
         self.names: dict[int, str] = {}
         self._named_version = 0
         self._pending: dict[str, tuple[dict[str, float], int, int | None]] = {}
@@ -151,6 +156,7 @@ class Engine:
         cursor = dict.fromkeys(updates, 0)
         applied_ts: dict[str, int] = {}
         outcomes: Counter[tuple[str, str]] = Counter()  # one metric update per label set
+        newest: dict[tuple[str, int], int] = {}
         for ev, (msg, index) in zip(events, origin, strict=True):
             upd = updates[ev.customer_id]
             status = upd.statuses[cursor[ev.customer_id]]
@@ -158,6 +164,8 @@ class Engine:
             if status == "applied":
                 report.processed += 1
                 applied_ts[ev.customer_id] = max(applied_ts.get(ev.customer_id, 0), ev.ts_ms)
+                part = (msg.topic, msg.partition)
+                newest[part] = max(newest.get(part, 0), ev.ts_ms)
                 outcomes[msg.topic, "processed"] += 1
             elif status == "duplicate":
                 report.duplicates += 1
@@ -172,6 +180,9 @@ class Engine:
             self.metrics.events.labels(topic, outcome).inc(n)
         if applied_ts:
             self.clock_ms = max(self.clock_ms, max(applied_ts.values()))
+        wall = self.wall_ms()
+        for part, ts in newest.items():
+            self.partition_clock[part] = (max(ts, self.partition_clock.get(part, (0, 0.0))[0]), wall)
         return applied_ts
 
     def _now_ms(self) -> float:
@@ -219,11 +230,19 @@ class Engine:
         if not self.segmenter.ready:
             return []
         self._refresh_names()
-        reports = self.drift.close(self._now_ms(), self.segmenter.centers(), self.segmenter.version,
-                                   self.names)
+        reports = self.drift.close(self._drift_clock_ms(), self.segmenter.centers(),
+                                   self.segmenter.version, self.names)
         for r in reports:
             self.metrics.drift.record(r)
         return reports
+
+    def _drift_clock_ms(self) -> float:
+        """Event time every partition that had data in the last IDLE_S seconds has reached."""
+        if self.settings.clock == "wall" or not self.partition_clock:
+            return self._now_ms()
+        active = [ts for ts, seen in self.partition_clock.values()
+                  if self.wall_ms() - seen <= IDLE_S * 1000]
+        return float(min(active)) if active else self._now_ms()
 
     def _refresh_names(self) -> None:
         if self._named_version != self.segmenter.version:

@@ -82,3 +82,9 @@ class DriftReport(_Record):
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(self.model_dump(by_alias=True))
+
+
+if __name__ == "__main__":  # python -m streamseg.drift.report > docs/drift.v1.schema.json
+    import json
+
+    print(json.dumps(DriftReport.model_json_schema(by_alias=True), indent=2))

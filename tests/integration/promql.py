@@ -65,7 +65,7 @@ def split_comparison(expr: str) -> list[str]:
             depth += 1
         elif ch in ")]}":
             depth -= 1
-        elif depth == 0 and _COMPARISON.match(expr, i) and not expr[i - 1] in "=!<>":
+        elif depth == 0 and _COMPARISON.match(expr, i) and expr[i - 1] not in "=!<>":
             op = _COMPARISON.match(expr, i)
             assert op is not None
             rhs = _MODIFIERS.sub("", expr[op.end():], count=1)

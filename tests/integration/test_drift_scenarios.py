@@ -22,7 +22,17 @@ from streamseg.features.store import RedisFeatureStore
 from streamseg.generate.scenarios import Scenario
 from streamseg.settings import Settings
 
-from .drift_support import CUSTOMERS, DAYS, END_MS, SEED, WINDOW, WINDOW_MS, day, drift_settings, evaluated
+from .drift_support import (
+    CUSTOMERS,
+    DAYS,
+    END_MS,
+    SEED,
+    WINDOW,
+    WINDOW_MS,
+    day,
+    drift_settings,
+    evaluated,
+)
 
 pytestmark = pytest.mark.integration
 KINDS = ("persona_shift", "new_persona")

@@ -35,7 +35,15 @@ from streamseg.topics import ensure_topics
 from . import promql
 from .conftest import WorkerProcess, produce
 from .drift_support import (
-    CUSTOMERS, DAYS, END_MS, SEED, WINDOW, WINDOW_MS, day, drift_settings, evaluated,
+    CUSTOMERS,
+    DAYS,
+    END_MS,
+    SEED,
+    WINDOW,
+    WINDOW_MS,
+    day,
+    drift_settings,
+    evaluated,
 )
 
 pytestmark = pytest.mark.integration
@@ -133,8 +141,9 @@ async def test_stationary_run__no_drift_alert_and_every_panel_and_rule_has_data(
             "streamseg_consumer_lag_messages", 'streamseg_dead_letters_total{reason="malformed_json"}',
             'streamseg_membership_changes_total{from_segment!="none"}'], timeout=90)
         assert not missing, (missing, drift_worker.log()[-2000:])
+        assert prom.has_data('sum(rate(streamseg_events_total{outcome="processed"}[15s])) > 0'), \
+            "the worker had stopped processing before the panels were checked"
         checked = check_every_expression(prom)
-        assert not producing.done(), "traffic stopped before the panels were checked"
         await producing
         reports = await drift_reports(dsettings, LAST_BOUNDARY_MS, timeout=120)
     finally:
