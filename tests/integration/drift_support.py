@@ -22,10 +22,11 @@ EVALUATED_FROM_MS = START_MS + DAYS // 2 * DAY_MS + 2 * WINDOW_MS
 def drift_settings(base: Settings) -> Settings:
     """Day-hopping 7-day windows on event time; 1-day windows hold ~200 customer updates
     here, below ``drift_min_customers``, so only the weekly ones report. Five segments
-    for five personas and a slow KMeans (halflife 0.01) keep the model from wandering."""
+    for five personas and a slow KMeans (halflife 0.01) keep the model from wandering.
+    One partition per input topic keeps the worker's inputs in event-time step."""
     return base.model_copy(update={
         "drift_windows": "1d,7d", "drift_min_customers": 500, "n_segments": 5,
-        "kmeans_halflife": 0.01, "model_warmup": 300,
+        "kmeans_halflife": 0.01, "model_warmup": 300, "topic_partitions": 1,
     })
 
 

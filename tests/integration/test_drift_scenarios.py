@@ -2,8 +2,9 @@
 
 The engine runs the generator's scenario events in batches, the drift windows
 follow event time, and every report the worker would publish is kept. Two
-scenarios run here, in two processes; ``shrink`` and the stationary control run
-go through the real worker and broker (test_drift_worker.py).
+scenarios and the stationary control run here, in two processes; ``shrink`` and
+another stationary run go through the real worker and broker
+(test_drift_worker.py).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from .drift_support import (
 
 pytestmark = pytest.mark.integration
 KINDS = ("persona_shift", "new_persona")
+RUNS = ("stationary", *KINDS)
 
 
 def _run(kind: str, redis_url: str) -> ScenarioRun:
@@ -57,7 +59,7 @@ def _run(kind: str, redis_url: str) -> ScenarioRun:
 @pytest.fixture(scope="module")
 def runs(stack: DevStack) -> dict[str, ScenarioRun]:
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {k: pool.submit(_run, k, stack.redis_url) for k in KINDS}
+        futures = {k: pool.submit(_run, k, stack.redis_url) for k in RUNS}
         return {k: f.result(timeout=240) for k, f in futures.items()}
 
 
@@ -78,3 +80,11 @@ def test_planted_change__alerts_within_two_windows_and_not_before(
     print(f"\n{kind}: change at day {day(run.change_ms):.1f}, first alert in the window ending "
           f"day {day(end_ms(first)):.1f} (delay {delay / 86400:.1f} days): "
           f"{[a.alert for a in first.alerts]}; {run.events} events in {run.seconds:.1f}s")
+
+
+def test_stationary_run__raises_no_alert_at_all(runs: dict[str, ScenarioRun]) -> None:
+    run = runs["stationary"]
+    reports = evaluated(run.reports)
+    assert len([r for r in reports if r.window == WINDOW]) >= 15
+    assert not [r for r in reports if r.alerts], [(r.window_end, [a.detail for a in r.alerts])
+                                                   for r in reports if r.alerts]
