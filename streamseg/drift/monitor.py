@@ -1,7 +1,8 @@
 """The drift monitor: cheap per-batch aggregation, statistics when a window closes.
 
 The engine calls :meth:`DriftMonitor.observe` once per batch with each
-customer's event time, model inputs, assignment and previous segment; that adds
+customer's event time, model inputs, assigned segment id and distance, and
+previous segment; that adds
 counts and histograms to the *slot* (as long as the shortest window) holding the
 customer's event time, and nothing more. A slot is closed once the engine's
 clock is one slot past its end (updates for closed slots are dropped as late). :meth:`DriftMonitor.close`, called from a timer, closes every slot
@@ -14,12 +15,11 @@ PSI. Windows are sliding: every window length reports at every slot boundary.
 Time is the engine's clock: the event-time watermark with ``clock="event"`` (so
 replays and tests run windows at the speed of the data), else the wall clock.
 
->>> from streamseg.segmenting.base import Assignment
 >>> cfg = DriftConfig(windows=(60,), clock="event", min_customers=10, worker="doc")
 >>> mon = DriftMonitor(cfg, ["discount_share"])
 >>> xs = [{"discount_share": 0.1}] * 50
->>> mon.observe([30_000] * 50, xs, [Assignment(0, 1.0)] * 50, [0] * 50)   # minute 0
->>> mon.observe([90_000] * 50, xs, [Assignment(1, 1.0)] * 50, [0] * 50)   # minute 1: all moved
+>>> mon.observe([30_000] * 50, xs, [0] * 50, [1.0] * 50, [0] * 50)   # minute 0
+>>> mon.observe([90_000] * 50, xs, [1] * 50, [1.0] * 50, [0] * 50)   # minute 1: all moved
 >>> mon.close(150_000, {0: {"discount_share": 0.0}}, 1, {})  # minute 2 not a slot past yet
 []
 >>> [r.window for r in mon.close(180_000, {0: {"discount_share": 0.0}}, 1, {})]
@@ -61,7 +61,7 @@ from streamseg.drift.windows import (
 )
 from streamseg.events.models import iso
 from streamseg.publish.records import now_iso
-from streamseg.segmenting.base import Assignment, Vector
+from streamseg.segmenting.base import Vector
 
 if TYPE_CHECKING:
     from streamseg.settings import Settings
@@ -113,15 +113,16 @@ class DriftMonitor:
 
     # -- per batch --------------------------------------------------------------
     def observe(self, times_ms: Sequence[float], vectors: Sequence[Vector],
-                assignments: Sequence[Assignment], previous: Sequence[int | None]) -> None:
+                segment_ids: Sequence[int], distances: Sequence[float] | np.ndarray,
+                previous: Sequence[int | None]) -> None:
         """Add one batch to the slots holding each customer's event time (counts and
         histograms only). Updates for slots already closed are too late and dropped."""
-        if not assignments:
+        if not len(segment_ids):
             return
-        n = len(assignments)
+        n = len(segment_ids)
         slot_of = np.fromiter((int(t // self.slot_ms) for t in times_ms), dtype=np.int64, count=n)
-        seg = np.fromiter((a.segment_id for a in assignments), dtype=np.int64, count=n)
-        dist = np.fromiter((a.distance for a in assignments), dtype=float, count=n)
+        seg = np.asarray(segment_ids, dtype=np.int64)
+        dist = np.asarray(distances, dtype=float)
         prev = np.fromiter((-1 if p is None else p for p in previous), dtype=np.int64, count=n)
         matrix = np.array([[x[f] for f in self.feature_names] for x in vectors], dtype=float)
         for index in np.unique(slot_of).tolist():

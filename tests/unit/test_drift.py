@@ -22,7 +22,6 @@ from streamseg.drift.stats import (
 from streamseg.errors import ConfigError
 from streamseg.features.registry import MODEL_FEATURES
 from streamseg.metrics import Metrics
-from streamseg.segmenting.base import Assignment
 from streamseg.settings import Settings
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "docs/drift.v1.schema.json"
@@ -90,8 +89,8 @@ def monitor(**kw: object) -> DriftMonitor:
 
 def feed(mon: DriftMonitor, minute: int, segs: list[int], prev: list[int | None] | None = None,
          dist: float = 1.0, value: float = 0.0) -> None:
-    mon.observe([minute * MIN + 1000] * len(segs), vectors(len(segs), value),
-                [Assignment(s, dist) for s in segs], prev or [s for s in segs])
+    mon.observe([minute * MIN + 1000] * len(segs), vectors(len(segs), value), segs,
+                [dist] * len(segs), prev or list(segs))
 
 
 def test_stable_stream__reports_every_window_at_every_boundary_without_alerts() -> None:
@@ -126,7 +125,7 @@ def test_customers_far_from_every_centre__raise_the_emerging_segment_alert() -> 
     mon = monitor()
     feed(mon, 0, [0] * 100, dist=1.0)
     feed(mon, 1, [0] * 70 + [0] * 30, dist=1.0)
-    mon.observe([MIN + 5000] * 30, vectors(30), [Assignment(0, 9.0)] * 30, [0] * 30)
+    mon.observe([MIN + 5000] * 30, vectors(30), [0] * 30, [9.0] * 30, [0] * 30)
     (rep,) = [r for r in mon.close(3 * MIN, {}, 1, {}) if r.window == "1m"]
     assert rep.emerging_share == pytest.approx(30 / 130, abs=0.05)
     assert "emerging_segment" in {a.alert for a in rep.alerts}
