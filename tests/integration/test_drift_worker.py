@@ -240,6 +240,7 @@ async def test_shrinking_persona__alerts_within_two_windows_through_the_worker(
     reports = await drift_reports(dsettings, change + 2 * WINDOW_MS, timeout=150)
     weekly = evaluated([r for r in reports if r.window == WINDOW])
     before = [r for r in weekly if end_ms(r) <= change]
+    assert before, table(weekly)
     first = next((r for r in weekly if segment_alerts(r) and end_ms(r) > change), None)
     assert first is not None, table(weekly)
     delay = end_ms(first) - change
@@ -247,4 +248,4 @@ async def test_shrinking_persona__alerts_within_two_windows_through_the_worker(
     print(f"\nshrink via worker: change at day {day(change):.1f}, first alert in the window ending "
           f"day {day(end_ms(first)):.1f} (delay {delay / 86_400_000:.1f} days): "
           f"{[a.alert for a in first.alerts]}\n{first.model_dump_json(by_alias=True, indent=1)}")
-    no_segment_alert_or_known_issue([r for r in weekly if end_ms(r) <= change])
+    no_segment_alert_or_known_issue(before)
