@@ -24,6 +24,8 @@ from streamseg.segmenting.sync import ModelSync
 from streamseg.settings import Settings
 
 log = logging.getLogger(__name__)
+#: How often consumer lag is refreshed (one ListOffsets request per refresh).
+LAG_INTERVAL_S = 2.0
 
 
 class FaustPublisher:
@@ -121,6 +123,32 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         for sid, n in sizes.items():
             metrics.segment_size.labels(str(sid), engine.name_of(sid)).set(n)
 
+    @app.timer(settings.drift_interval_s)
+    async def close_drift_windows() -> None:
+        reports = engine.drift_reports()
+        if not reports:
+            return
+        try:
+            await engine.publisher.publish(
+                [(settings.topic_drift, r.window.encode(), r.to_bytes()) for r in reports])
+        except Exception as exc:  # reports are derived data (also in /metrics): log, go on
+            log.warning("could not publish %d drift report(s): %r", len(reports), exc)
+        for r in reports:
+            if r.alerts:
+                log.warning("drift alert (%s window ending %s): %s", r.window, r.window_end,
+                            "; ".join(a.detail for a in r.alerts))
+
+    @app.timer(LAG_INTERVAL_S)
+    async def refresh_consumer_lag() -> None:
+        try:
+            lags = await consumer_lag(app, set(settings.input_topics))
+        except Exception as exc:  # not assigned yet, or the broker is away
+            log.debug("consumer lag unavailable: %r", exc)
+            return
+        metrics.consumer_lag.clear()
+        for (topic, partition), lag in lags.items():
+            metrics.consumer_lag.labels(topic, str(partition)).set(lag)
+
     @app.page("/metrics")
     async def metrics_view(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
         # aiohttp refuses a charset inside content_type=, so set the header itself
@@ -142,6 +170,26 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     app.streamseg_engine = engine  # type: ignore[attr-defined]
     app.streamseg_sync = sync  # type: ignore[attr-defined]
     return app, engine
+
+
+async def consumer_lag(app: faust.App, topics: set[str]) -> dict[tuple[str, int], int]:
+    """End offset - committed offset per assigned input partition (before this worker's
+    first commit on a partition: end offset - read position)."""
+    consumer = app.consumer
+    tps = [tp for tp in consumer.assignment() if tp.topic in topics]
+    if not tps:
+        return {}
+    ends = await consumer.highwaters(*tps)
+    committed = app.monitor.tp_committed_offsets
+    out = {}
+    for tp in tps:
+        end = ends.get(tp)
+        done = committed.get(tp)
+        if done is None:
+            done = await consumer.position(tp)
+        if end is not None and done is not None:
+            out[tp.topic, tp.partition] = max(0, end - done)
+    return out
 
 
 async def _guard(what: str, op: Callable[[], Awaitable[object]]) -> None:

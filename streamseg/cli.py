@@ -12,6 +12,7 @@ from pathlib import Path
 
 import orjson
 
+from streamseg.generate.scenarios import SCENARIOS
 from streamseg.settings import Settings
 
 
@@ -38,6 +39,15 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--days", type=float, default=120.0)
     gen.add_argument("--seed", type=int, default=7)
     gen.add_argument("--truth", type=Path, default=None, help="write customer_id,persona CSV here")
+    gen.add_argument("--scenario", choices=SCENARIOS, default=None,
+                     help="a drift scenario on a steady population (streamseg/generate/scenarios.py)")
+    gen.add_argument("--scenario-at", type=float, default=0.75,
+                     help="when the change happens, as a fraction of --days")
+    gen.add_argument("--scenario-persona", default=None, help="the persona that changes")
+    gen.add_argument("--scenario-to", default="loyal_high_spender",
+                     help="persona_shift: the behaviour taken on")
+    gen.add_argument("--scenario-share", type=float, default=None,
+                     help="new_persona: share of customers; shrink: share that leaves")
 
     rep = sub.add_parser("replay", help="replay history files (CSV, JSON Lines, Parquet) into the "
                          "input topics in event-time order")
@@ -100,14 +110,32 @@ def run_worker(settings: Settings) -> int:
 
 
 def run_generate(settings: Settings, args: argparse.Namespace) -> int:
-    from streamseg.generate import assign_personas, produce
+    import time
 
-    truth = assign_personas(args.customers, seed=args.seed)
+    from streamseg.events.models import iso
+    from streamseg.generate import assign_personas, produce
+    from streamseg.generate.scenarios import Scenario
+
+    scenario = None
+    if args.scenario:
+        try:
+            scenario = Scenario(args.scenario, at=args.scenario_at, persona=args.scenario_persona,
+                                to=args.scenario_to, share=args.scenario_share)
+        except ValueError as exc:
+            print(f"streamseg generate: {exc}", file=sys.stderr)
+            return 2
+    truth = (scenario.assign(args.customers, args.seed) if scenario
+             else assign_personas(args.customers, seed=args.seed))
+    end_ms = int(time.time() * 1000)
     stats = asyncio.run(produce(
         settings, truth, days=args.days, seed=args.seed, rate=args.rate or None,
-        duration=args.duration, truth_path=args.truth,
+        duration=args.duration, truth_path=args.truth, end_ms=end_ms, scenario=scenario,
     ))
-    print(orjson.dumps(dataclasses.asdict(stats)).decode(), flush=True)
+    out = dataclasses.asdict(stats)
+    if scenario:
+        out["scenario"] = args.scenario
+        out["change_ts"] = iso(scenario.change_ms(days=args.days, end_ms=end_ms))
+    print(orjson.dumps(out).decode(), flush=True)
     return 0
 
 

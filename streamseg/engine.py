@@ -21,6 +21,7 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 import orjson
 
+from streamseg.drift import DriftConfig, DriftMonitor, DriftReport
 from streamseg.errors import StoreUnavailable
 from streamseg.events.decode import Rejection, decode_message
 from streamseg.events.models import Event, iso
@@ -42,6 +43,8 @@ from streamseg.segmenting.profiles import build_profiles
 from streamseg.settings import Settings
 
 log = logging.getLogger(__name__)
+#: A partition without data for this long no longer holds the drift windows back.
+IDLE_S = 10.0
 T = TypeVar("T")
 
 
@@ -134,6 +137,12 @@ class Engine:
         self._catalog_out: list[CatalogEntry] = []
         self._pending: dict[str, _Row] = {}
         self._lock = asyncio.Lock()  # batches and timer-driven assignment never interleave
+        # newest event time and wall time of last data per input partition: drift windows
+        # close on the slowest active partition, so a partition read behind is not "late"
+        self.partition_clock: dict[tuple[str, int], tuple[int, float]] = {}
+        drift = DriftConfig.from_settings(settings)
+        self.drift = DriftMonitor(drift, MODEL_FEATURES)
+        metrics.drift.set_thresholds(drift.thresholds)
 
     # -- the batch ----------------------------------------------------------
     async def process(self, messages: Sequence[InMessage]) -> BatchReport:
@@ -234,6 +243,7 @@ class Engine:
         cursor = dict.fromkeys(updates, 0)
         applied_ts: dict[str, int] = {}
         outcomes: Counter[tuple[str, str]] = Counter()  # one metric update per label set
+        newest: dict[tuple[str, int], int] = {}
         for ev, (msg, index) in zip(events, origin, strict=True):
             upd = updates[ev.customer_id]
             status = upd.statuses[cursor[ev.customer_id]]
@@ -241,6 +251,8 @@ class Engine:
             if status == "applied":
                 report.processed += 1
                 applied_ts[ev.customer_id] = max(applied_ts.get(ev.customer_id, 0), ev.ts_ms)
+                part = (msg.topic, msg.partition)
+                newest[part] = max(newest.get(part, 0), ev.ts_ms)
                 outcomes[msg.topic, "processed"] += 1
             elif status == "duplicate":
                 report.duplicates += 1
@@ -255,6 +267,9 @@ class Engine:
             self.metrics.events.labels(topic, outcome).inc(n)
         if applied_ts:
             self.clock_ms = max(self.clock_ms, max(applied_ts.values()))
+        wall = self.wall_ms()
+        for part, ts in newest.items():
+            self.partition_clock[part] = (max(ts, self.partition_clock.get(part, (0, 0.0))[0]), wall)
         return applied_ts
 
     def _now_ms(self) -> float:
@@ -307,6 +322,8 @@ class Engine:
     def _assign(self, model: SegmentModel, rows: list[_Row]) -> list[SegmentUpdate]:
         ids, dists, z = model.assign([r.x for r in rows], [r.prev for r in rows],
                                      self.settings.segment_margin)
+        self.drift.observe([r.ts for r in rows], [r.x for r in rows], ids, dists,
+                           [r.prev for r in rows])
         processed = now_iso()
         out = []
         for n, (r, sid) in enumerate(zip(rows, ids, strict=True)):
@@ -323,6 +340,24 @@ class Engine:
                 previous_segment_id=r.prev, distance=float(dists[n]), model_version=model.version,
                 event_ts=iso(r.ts), processed_ts=processed, reasons=why))
         return out
+
+    def drift_reports(self) -> list[DriftReport]:
+        """Close the drift windows the engine's clock has passed (called from a timer)."""
+        if self.model is None:
+            return []
+        reports = self.drift.close(self._drift_clock_ms(), self.model.centers_by_id(),
+                                   self.model.version, self.model.names)
+        for r in reports:
+            self.metrics.drift.record(r)
+        return reports
+
+    def _drift_clock_ms(self) -> float:
+        """Event time every partition that had data in the last IDLE_S seconds has reached."""
+        if self.settings.clock == "wall" or not self.partition_clock:
+            return self._now_ms()
+        active = [ts for ts, seen in self.partition_clock.values()
+                  if self.wall_ms() - seen <= IDLE_S * 1000]
+        return float(min(active)) if active else self._now_ms()
 
     # -- the model ------------------------------------------------------------------
     def name_of(self, segment_id: int) -> str:

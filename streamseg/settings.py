@@ -17,7 +17,11 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-TopicRole = Literal["clickstream", "transactions", "dlq", "segment_updates", "segments", "model"]
+from streamseg.drift.windows import parse_windows
+from streamseg.errors import ConfigError
+
+TopicRole = Literal["clickstream", "transactions", "dlq", "segment_updates", "segments", "model",
+                    "drift"]
 Clusterer = Literal["kmeans", "streamkmeans", "dbstream", "clustream", "denstream"]
 
 
@@ -38,6 +42,7 @@ class Settings(BaseSettings):
     topic_segment_updates: str = "streamseg.segment-updates.v1"
     topic_segments: str = Field("streamseg.segments.v1", description="segment catalog, compacted")
     topic_model: str = Field("streamseg.model.v1", description="model snapshots, compacted")
+    topic_drift: str = "streamseg.drift.v1"
     topic_partitions: int = Field(4, ge=1, description="partitions for topics we create")
     topic_replication: int = Field(1, ge=1)
 
@@ -99,6 +104,29 @@ class Settings(BaseSettings):
     catalog_refresh_s: float = Field(30.0, gt=0, description="profiles/catalog refresh period")
     worker_id: str = Field("", description="stable id of this worker (default: host:web_port)")
 
+    # --- drift (see streamseg/drift/) -------------------------------------------
+    drift_windows: str = Field(
+        "1m,15m", description="sliding window lengths, e.g. '1m,15m' or '1d,7d' (units s m h d w); "
+        "each a multiple of the shortest, which is also how often windows report. They follow "
+        "the engine's clock: event time with clock=event",
+    )
+    drift_min_customers: int = Field(
+        100, ge=1, description="a window reports only when it and its reference hold this many "
+        "customer updates")
+    drift_composition_alert: float = Field(0.15, gt=0, le=1, description="alert above this "
+                                           "composition shift (total variation distance)")
+    drift_psi_alert: float = Field(0.2, gt=0, description="alert above this segment-share PSI")
+    drift_feature_psi_alert: float = Field(0.2, gt=0, description="alert when a model input's "
+                                           "PSI exceeds this")
+    drift_emerging_alert: float = Field(0.15, gt=0, le=1, description="alert when more than this "
+                                        "share of customers is far from every centre")
+    drift_emerging_quantile: float = Field(
+        0.95, gt=0, lt=1, description="'far' = beyond this quantile of the reference window's "
+        "distances (unless drift_emerging_distance is set)")
+    drift_emerging_distance: float = Field(
+        0.0, ge=0, description="fixed 'far' distance in standardized units (0: use the quantile)")
+    drift_interval_s: float = Field(1.0, gt=0, description="how often the worker closes windows")
+
     # --- web / metrics ---------------------------------------------------------
     web_port: int = Field(6066, ge=0, le=65535)
     web_host: str = "127.0.0.1"
@@ -132,6 +160,19 @@ class Settings(BaseSettings):
         if not v.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("STREAMSEG_REDIS_URL must start with redis://, rediss:// or unix://")
         return v
+
+    @field_validator("drift_windows")
+    @classmethod
+    def _windows_parse(cls, v: str) -> str:
+        try:
+            parse_windows(v)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return v
+
+    @property
+    def drift_window_seconds(self) -> list[int]:
+        return parse_windows(self.drift_windows)
 
     @property
     def clusterer_kwargs(self) -> dict[str, float]:

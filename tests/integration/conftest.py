@@ -44,6 +44,7 @@ def settings(stack: DevStack) -> Settings:
         topic_transactions=f"t{tag}.transactions.v1",
         topic_dlq=f"t{tag}.dlq.v1",
         topic_segment_updates=f"t{tag}.segment-updates.v1",
+        topic_drift=f"t{tag}.drift.v1",
         topic_segments=f"t{tag}.segments.v1",
         topic_model=f"t{tag}.model.v1",
         model_sync_s=1.0,
