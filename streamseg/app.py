@@ -1,4 +1,4 @@
-"""The Faust application: input agent, output topics, web views, timers.
+"""The Faust application: input agent, output topics, timers; the HTTP API is ``streamseg.api``.
 
 The agent body is a paragraph: take a small batch of events per partition
 (bounded by count and a few milliseconds), hand it to the :class:`Engine`, and
@@ -13,8 +13,9 @@ import logging
 from collections.abc import Sequence
 
 import faust
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
+from streamseg.api import register
 from streamseg.engine import Engine, InMessage, OutRecord, build_segmenter
 from streamseg.features.keys import Keys
 from streamseg.features.registry import HALFLIFE_DAYS
@@ -50,6 +51,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         web_host=settings.web_host,
         web_port=settings.web_port,
         web_enabled=settings.web_port > 0,
+        web_in_thread=settings.web_in_thread,
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication,
         consumer_auto_offset_reset="earliest",
@@ -69,13 +71,16 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         halflife_days=HALFLIFE_DAYS,
     )
     engine = Engine(settings, store, build_segmenter(settings), FaustPublisher(app), metrics)
+    batch_lock = asyncio.Lock()  # erasure waits for the batch in flight (see streamseg.erasure)
+    register(app, engine, store, settings, batch_lock)
     inputs = app.topic(*settings.input_topics, key_serializer="raw", value_serializer="raw")
     within = settings.batch_within_ms / 1000.0
 
     @app.agent(inputs, name="segment")
     async def segment(stream: faust.StreamT[bytes]) -> None:
         async for events in stream.take_events(settings.batch_max, within):  # type: ignore[attr-defined]
-            await engine.process([_message(e) for e in events])
+            async with batch_lock:
+                await engine.process([_message(e) for e in events])
 
     @app.timer(1.0)
     async def refresh_segment_sizes() -> None:
@@ -87,23 +92,6 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         metrics.segment_size.clear()
         for sid, n in sizes.items():
             metrics.segment_size.labels(str(sid), engine.names.get(sid, f"Segment {sid}")).set(n)
-
-    @app.page("/metrics")
-    async def metrics_view(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
-        # aiohttp refuses a charset inside content_type=, so set the header itself
-        return web.bytes(generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    @app.page("/healthz")
-    async def healthz(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
-        return web.json({"status": "ok"})
-
-    @app.page("/readyz")
-    async def readyz(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
-        redis_ok = await store.ping()
-        ready = redis_ok and engine.segmenter.ready
-        body = {"ready": ready, "redis": redis_ok, "model_ready": engine.segmenter.ready,
-                "model_version": engine.segmenter.version}
-        return web.json(body, status=200 if ready else 503)
 
     app.streamseg_engine = engine  # type: ignore[attr-defined]
     return app, engine

@@ -46,7 +46,7 @@ class InMessage:
     timestamp: float | None = None  # seconds since the epoch (Kafka record timestamp)
 
 
-OutRecord = tuple[str, bytes | None, bytes]  # topic, key, value
+OutRecord = tuple[str, bytes | None, bytes | None]  # topic, key, value (None = tombstone)
 
 
 class Publisher(Protocol):
@@ -117,6 +117,10 @@ class Engine:
         report.dead_letters = len(dead)
         report.changes = changes
         return report
+
+    def forget(self, customer_id: str) -> None:
+        """Drop what this engine holds in memory for a customer being erased."""
+        self._pending.pop(customer_id, None)
 
     # -- steps ------------------------------------------------------------------
     def _decode(

@@ -25,11 +25,21 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from streamseg.errors import StoreUnavailable
 from streamseg.events.models import ClickEvent, Event, TransactionEvent
 from streamseg.features.keys import Keys
+from streamseg.publish.records import CatalogEntry
 
 log = logging.getLogger(__name__)
 
 Status = Literal["applied", "duplicate", "late"]
 DAY_MS = 86_400_000
+
+# Atomic per customer (both keys share the customer's hash tag): read the
+# membership and delete, so two concurrent erasures decrement a size only once.
+FORGET_LUA = """
+local seg = redis.call('HGET', KEYS[1], 'seg')
+local had_state = redis.call('DEL', KEYS[1])
+local had_seen = redis.call('DEL', KEYS[2])
+return {seg or '', had_state, had_seen}
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +63,14 @@ class Membership:
     distance: float
     model_version: int
     segment_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Forgotten:
+    """What :meth:`RedisFeatureStore.forget` removed."""
+
+    removed_keys: list[str]
+    segment_id: int | None  # the membership removed (its segment size was decremented)
 
 
 class FeatureStore(Protocol):
@@ -112,6 +130,7 @@ class RedisFeatureStore:
         self.halflife_ms = halflife_days * DAY_MS
         self._script = resources.files("streamseg.features").joinpath("apply_events.lua").read_text()
         self._sha: str | None = None
+        self._forget = client.register_script(FORGET_LUA)
 
     @classmethod
     def from_url(cls, url: str, keys: Keys, **kw: float) -> RedisFeatureStore:
@@ -169,6 +188,27 @@ class RedisFeatureStore:
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise StoreUnavailable(f"Redis unreachable while writing memberships: {exc}") from exc
 
+    async def forget(self, customer_id: str) -> Forgotten:
+        """Erase a customer: state, membership and dedup entries; keep segment sizes true."""
+        state_key, seen_key = self.keys.state(customer_id), self.keys.seen(customer_id)
+        try:
+            seg, had_state, had_seen = await self._forget(keys=[state_key, seen_key])
+            segment = int(seg) if seg else None
+            if segment is not None:
+                await self.client.hincrby(self.keys.segment_sizes(), str(segment), -1)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise StoreUnavailable(f"Redis unreachable while erasing a customer: {exc}") from exc
+        removed = [k for k, n in ((state_key, had_state), (seen_key, had_seen)) if n]
+        return Forgotten(removed, segment)
+
+    async def segments(self) -> tuple[dict[int, CatalogEntry], dict[int, int]]:
+        """The catalog (as the engine last wrote it) and live segment sizes; one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hgetall(self.keys.catalog())
+        pipe.hgetall(self.keys.segment_sizes())
+        raw_catalog, raw_sizes = await pipe.execute()
+        return _catalog(raw_catalog), {int(k): int(v) for k, v in raw_sizes.items()}
+
     async def segment_sizes(self) -> dict[int, int]:
         raw = await self.client.hgetall(self.keys.segment_sizes())
         return {int(k): int(v) for k, v in raw.items()}
@@ -185,6 +225,19 @@ class RedisFeatureStore:
 
     async def close(self) -> None:
         await self.client.aclose()
+
+
+def _catalog(raw: Mapping[bytes, bytes]) -> dict[int, CatalogEntry]:
+    """Parse the catalog hash; an entry that does not parse is logged and left out."""
+    out: dict[int, CatalogEntry] = {}
+    for key, value in raw.items():
+        try:
+            entry = CatalogEntry.model_validate_json(value)
+        except ValueError as exc:
+            log.warning("catalog entry %r does not parse, left out: %s", key, exc)
+            continue
+        out[entry.segment_id] = entry
+    return out
 
 
 _STATUS_CHAR: dict[int, Status] = {ord("1"): "applied", ord("0"): "duplicate", ord("L"): "late"}
