@@ -23,19 +23,40 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
-from streamseg.engine import OutRecord, Publisher
+from pydantic import TypeAdapter, ValidationError
+
 from streamseg.errors import StreamsegError
+from streamseg.events.models import CustomerId
 from streamseg.features.store import Forgotten
 from streamseg.publish.records import ErasureAudit, now_iso
 from streamseg.settings import Settings
+
+if TYPE_CHECKING:  # the engine pulls in River: keep this module light for the CLI and API
+    from streamseg.engine import OutRecord, Publisher
 
 PUBLISH_TIMEOUT_S = 15.0
 
 
 class ErasureIncomplete(StreamsegError):
     """Redis data is gone but the tombstones or audit record were not published: retry."""
+
+
+class InvalidCustomerId(StreamsegError):
+    """Not a customer id the input contract accepts (1-128 characters, no control characters)."""
+
+
+_CUSTOMER_ID: TypeAdapter[str] = TypeAdapter(CustomerId)
+
+
+def check_customer_id(customer_id: str) -> str:
+    """``customer_id`` if the input contract accepts it, else :class:`InvalidCustomerId`."""
+    try:
+        return _CUSTOMER_ID.validate_python(customer_id)
+    except ValidationError:
+        raise InvalidCustomerId("customer ids are 1-128 characters without control "
+                                "characters") from None
 
 
 class ErasableStore(Protocol):
@@ -68,6 +89,7 @@ class Eraser:
     async def forget(self, customer_id: str, *, actor: str,
                      via: Literal["http", "cli"]) -> ErasureAudit:
         """Erase one customer; returns the audit record that was published."""
+        check_customer_id(customer_id)
         async with self.lock:  # the publish too: a later batch's update must follow the tombstone
             gone = await self.store.forget(customer_id)
             self.on_forget(customer_id)

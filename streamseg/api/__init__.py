@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import faust
 from aiohttp import web
@@ -23,12 +23,14 @@ from streamseg.api.auth import TokenAuth
 from streamseg.api.health import BrokerProbe
 from streamseg.api.middleware import api_middleware
 from streamseg.api.views import Api
-from streamseg.engine import Engine
 from streamseg.erasure import Eraser
 from streamseg.features.keys import Keys
 from streamseg.features.store import RedisFeatureStore
 from streamseg.metrics import ApiMetrics
 from streamseg.settings import Settings
+
+if TYPE_CHECKING:
+    from streamseg.engine import Engine
 
 __all__ = ["Api", "register"]
 

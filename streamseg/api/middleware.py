@@ -18,6 +18,8 @@ from streamseg.metrics import ApiMetrics
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: The authenticated token's name, for handlers that record who asked (erasure).
+ACTOR = web.RequestKey("actor", str)
 
 
 def api_middleware(auth: TokenAuth, metrics: ApiMetrics) -> Callable[..., Awaitable[web.StreamResponse]]:
@@ -26,7 +28,7 @@ def api_middleware(auth: TokenAuth, metrics: ApiMetrics) -> Callable[..., Awaita
         started = time.perf_counter()
         try:
             if not auth.is_open(request.path):
-                request["actor"] = auth.actor(request.headers.get("Authorization"))
+                request[ACTOR] = auth.actor(request.headers.get("Authorization"))
             response = await handler(request)
         except ApiError as err:
             response = error_response(err)

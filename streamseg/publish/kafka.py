@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from aiokafka import AIOKafkaProducer
 
-from streamseg.engine import OutRecord
+if TYPE_CHECKING:
+    from streamseg.engine import OutRecord
 
 
 class KafkaPublisher:
