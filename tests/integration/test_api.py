@@ -284,3 +284,48 @@ async def test_metrics__open_by_default_and_count_api_requests_by_route(served: 
     assert status == 200
     assert 'streamseg_api_requests_total{method="GET",route="/v1/customers/{customer_id}",status="200"}' in text
     assert "c0000" not in text
+
+
+async def test_offer_service_example__offers_by_segment_and_forgets_erased_customers(
+    served: Served,
+) -> None:
+    from examples.offer_service.offers import choose_offer
+
+    s = served.settings
+    root = Path(__file__).parents[2]
+    env = {**settings_env(s), "PYTHONPATH": os.pathsep.join(
+        [str(root), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "examples.offer_service", "--group", f"offers-{s.key_prefix}",
+        env=env, cwd=root, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    assert proc.stdout is not None
+    decisions: dict[str, dict[str, Any]] = {}
+
+    async def read_until(done: Callable[[], bool], timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not done():
+            assert proc.stdout is not None
+            line = await asyncio.wait_for(proc.stdout.readline(), deadline - time.monotonic())
+            assert line, "the service exited: " + (await proc.stderr.read()).decode()[-2000:]  # type: ignore[union-attr]
+            d = orjson.loads(line)
+            decisions[d["customer_id"]] = d
+
+    try:
+        everyone = {f"c{c:04d}" for c in range(CUSTOMERS)}
+        await read_until(lambda: everyone <= set(decisions))
+        latest = {u["key"].decode(): u["value"] for u in await consume(
+            s, s.topic_segment_updates, until=len(served.updates), timeout=30, settle=0.5)}
+        await read_until(lambda: all(decisions[c].get("segment_id") == latest[c]["segment_id"]
+                                     for c in everyone if latest[c] is not None), timeout=30)
+        for cid in everyone:
+            d = decisions[cid]
+            assert d["offer"] == choose_offer(d["segment_name"], None)  # no catalog topic yet
+
+        status, _, _ = await call(served, "DELETE", "/v1/customers/c0020")
+        assert status == 200
+        await read_until(lambda: decisions["c0020"].get("forgotten") is True, timeout=30)
+        assert decisions["c0020"]["offer"] is None
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+        assert await asyncio.wait_for(proc.wait(), 20) == 0  # a clean stop on SIGTERM
