@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Sequence
 
 import faust
@@ -24,6 +25,7 @@ from streamseg.metrics import Metrics
 from streamseg.settings import Settings
 
 log = logging.getLogger(__name__)
+GIL_SWITCH_INTERVAL_S = 0.0005
 
 
 class FaustPublisher:
@@ -43,6 +45,9 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     """A Faust app wired to a fresh engine (store, segmenter, metrics)."""
     registry = registry or CollectorRegistry()
     metrics = Metrics(registry)
+    if settings.web_in_thread:
+        # the web thread waits for the GIL while a batch computes: hand it over sooner than 5 ms
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{h}" for h in settings.kafka_bootstrap_list],

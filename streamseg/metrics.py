@@ -83,3 +83,13 @@ class ApiMetrics:
             "streamseg_erasures_total", "Customer erasures served by this worker's API",
             registry=registry,
         )
+        self._children: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count one request; label children are cached (``labels()`` costs more than the rest)."""
+        key = (route, method, str(status))
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (self.requests.labels(*key), self.duration.labels(route))
+        children[0].inc()
+        children[1].observe(seconds)

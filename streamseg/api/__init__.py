@@ -32,6 +32,8 @@ from streamseg.settings import Settings
 if TYPE_CHECKING:
     from streamseg.engine import Engine
 
+READER_CONNECTIONS = 32
+
 __all__ = ["Api", "register"]
 
 
@@ -41,7 +43,7 @@ def register(app: faust.App, engine: Engine, store: RedisFeatureStore, settings:
     registry = engine.metrics.registry
     metrics = ApiMetrics(registry)
     reader = RedisFeatureStore.from_url(  # the web thread's own client (one client, one loop)
-        settings.redis_url, Keys(settings.key_prefix),
+        settings.redis_url, Keys(settings.key_prefix), max_connections=READER_CONNECTIONS,
         dedup_horizon_days=settings.dedup_horizon_days, retention_days=settings.retention_days)
     eraser = Eraser(settings, store, engine.publisher, lock=batch_lock, on_forget=engine.forget)
     api = Api(engine, eraser, reader, BrokerProbe(settings.kafka_bootstrap_list), registry, metrics)

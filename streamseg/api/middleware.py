@@ -38,9 +38,7 @@ def api_middleware(auth: TokenAuth, metrics: ApiMetrics) -> Callable[..., Awaita
             log.exception("unhandled error serving %s %s", request.method, request.path)
             response = error_response(ApiError(500, "internal", "unexpected server error; see the "
                                                                 "worker log"))
-        route = _route(request)
-        metrics.requests.labels(route, request.method, str(response.status)).inc()
-        metrics.duration.labels(route).observe(time.perf_counter() - started)
+        metrics.observe(_route(request), request.method, response.status, time.perf_counter() - started)
         return response
 
     return middleware

@@ -133,8 +133,17 @@ class RedisFeatureStore:
         self._forget = client.register_script(FORGET_LUA)
 
     @classmethod
-    def from_url(cls, url: str, keys: Keys, **kw: float) -> RedisFeatureStore:
-        client = aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+    def from_url(cls, url: str, keys: Keys, *, max_connections: int | None = None,
+                 **kw: float) -> RedisFeatureStore:
+        """``max_connections``: a pool that makes callers wait for a free connection beyond it
+        (the API's reader: a burst of requests must not open a connection each)."""
+        if max_connections is None:
+            client = aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+        else:
+            pool = aioredis.BlockingConnectionPool.from_url(
+                url, max_connections=max_connections, timeout=5, socket_timeout=5,
+                socket_connect_timeout=2)
+            client = aioredis.Redis(connection_pool=pool)
         return cls(client, keys, **kw)
 
     async def _load(self) -> str:
