@@ -11,17 +11,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import faust
 from prometheus_client import CollectorRegistry
 
 from streamseg.api import register
-from streamseg.engine import Engine, InMessage, OutRecord, build_segmenter
+from streamseg.engine import Engine, InMessage, OutRecord, build_segmenter, restore_segmenter
 from streamseg.features.keys import Keys
 from streamseg.features.registry import HALFLIFE_DAYS
 from streamseg.features.store import RedisFeatureStore
 from streamseg.metrics import Metrics
+from streamseg.segmenting.sync import ModelSync
 from streamseg.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -75,17 +76,47 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         dedup_horizon_days=settings.dedup_horizon_days, retention_days=settings.retention_days,
         halflife_days=HALFLIFE_DAYS,
     )
-    engine = Engine(settings, store, build_segmenter(settings), FaustPublisher(app), metrics)
-    batch_lock = asyncio.Lock()  # erasure waits for the batch in flight (see streamseg.erasure)
-    register(app, engine, store, settings, batch_lock)
+    engine = Engine(settings, store, build_segmenter(settings), FaustPublisher(app), metrics,
+                    standalone=False)
+    sync = ModelSync(settings, engine, lambda snap: restore_segmenter(settings, snap))
+    register(app, engine, store, settings)
     inputs = app.topic(*settings.input_topics, key_serializer="raw", value_serializer="raw")
     within = settings.batch_within_ms / 1000.0
 
     @app.agent(inputs, name="segment")
     async def segment(stream: faust.StreamT[bytes]) -> None:
+        await sync.loaded.wait()  # restored clusterer + latest global model before any event
         async for events in stream.take_events(settings.batch_max, within):  # type: ignore[attr-defined]
-            async with batch_lock:
-                await engine.process([_message(e) for e in events])
+            await engine.process([_message(e) for e in events])
+
+    @app.on_partitions_assigned.connect  # type: ignore[misc,arg-type]
+    async def log_assignment(sender: object, assigned: set[faust.types.TP], **_: object) -> None:
+        mine = sorted(f"{tp.topic}:{tp.partition}" for tp in assigned if tp.topic in settings.input_topics)
+        log.info("input partitions assigned: %s", ", ".join(mine) or "none")
+
+    @app.task
+    async def follow_model_topic() -> None:
+        await sync.run()
+
+    @app.timer(settings.model_sync_s)
+    async def publish_local_model() -> None:
+        await _guard("publishing the local model", sync.publish_local)
+
+    @app.timer(settings.model_sync_s, on_leader=True)
+    async def merge_models() -> None:
+        await _guard("merging models", sync.lead)
+
+    @app.timer(settings.catalog_refresh_s, on_leader=True)
+    async def refresh_catalog() -> None:
+        await _guard("refreshing the catalog", sync.refresh_catalog)
+
+    @app.timer(min(1.0, settings.model_sync_s))
+    async def assign_held_back() -> None:
+        await _guard("assigning held-back customers", engine.flush_pending)
+
+    @app.timer(max(5.0, settings.model_sync_s))
+    async def load_profiles() -> None:
+        await _guard("loading profiles", sync.load_profiles)
 
     @app.timer(1.0)
     async def refresh_segment_sizes() -> None:
@@ -96,10 +127,19 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             return
         metrics.segment_size.clear()
         for sid, n in sizes.items():
-            metrics.segment_size.labels(str(sid), engine.names.get(sid, f"Segment {sid}")).set(n)
+            metrics.segment_size.labels(str(sid), engine.name_of(sid)).set(n)
 
     app.streamseg_engine = engine  # type: ignore[attr-defined]
+    app.streamseg_sync = sync  # type: ignore[attr-defined]
     return app, engine
+
+
+async def _guard(what: str, op: Callable[[], Awaitable[object]]) -> None:
+    """Timers must survive outages: log and try again next tick."""
+    try:
+        await op()
+    except Exception as exc:
+        log.warning("%s failed: %r", what, exc)
 
 
 def _message(event: faust.EventT) -> InMessage:

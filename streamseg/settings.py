@@ -16,7 +16,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-TopicRole = Literal["clickstream", "transactions", "dlq", "segment_updates", "segments", "audit"]
+TopicRole = Literal["clickstream", "transactions", "dlq", "segment_updates", "segments", "model",
+                    "audit"]
 
 
 class Settings(BaseSettings):
@@ -36,7 +37,8 @@ class Settings(BaseSettings):
     topic_transactions: str = "streamseg.transactions.v1"
     topic_dlq: str = "streamseg.dlq.v1"
     topic_segment_updates: str = "streamseg.segment-updates.v1"
-    topic_segments: str = "streamseg.segments.v1"
+    topic_segments: str = Field("streamseg.segments.v1", description="segment catalog, compacted")
+    topic_model: str = Field("streamseg.model.v1", description="model snapshots, compacted")
     topic_audit: str = Field("streamseg.audit.v1", description="erasure audit records (not compacted)")
     topic_partitions: int = Field(4, ge=1, description="partitions for topics we create")
     topic_replication: int = Field(1, ge=1)
@@ -72,6 +74,23 @@ class Settings(BaseSettings):
         500, ge=2, description="customer updates buffered to seed the centres before assigning"
     )
     seed: int = 42
+    segment_margin: float = Field(
+        0.1, ge=0, lt=1, description="a customer moves only if the new centre is this much "
+        "(relative) nearer than its current one: no flapping at boundaries",
+    )
+    model_sync_s: float = Field(
+        2.0, gt=0, description="workers publish their local model and the leader merges this often"
+    )
+    model_sync_events: int = Field(
+        2000, ge=1, description="without a Faust leader (in-process engine): refresh the model "
+        "after this many learned updates",
+    )
+    identity_max_move: float = Field(
+        1.5, gt=0, description="standardized units a centre may move between versions and keep its id"
+    )
+    profile_sample: int = Field(20_000, ge=100, description="customers sampled for segment profiles")
+    catalog_refresh_s: float = Field(30.0, gt=0, description="profiles/catalog refresh period")
+    worker_id: str = Field("", description="stable id of this worker (default: host:web_port)")
 
     # --- web / metrics ---------------------------------------------------------
     web_port: int = Field(6066, ge=0, le=65535)

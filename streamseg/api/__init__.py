@@ -1,6 +1,6 @@
 """The HTTP API served by every worker (Faust's web server).
 
-``register(app, engine, store, settings, batch_lock)`` mounts:
+``register(app, engine, store, settings)`` mounts:
 
 - ``GET /v1/customers/{id}``, ``DELETE /v1/customers/{id}`` (erasure)
 - ``GET /v1/segments``, ``GET /v1/segments/{id}``
@@ -37,15 +37,14 @@ READER_CONNECTIONS = 32
 __all__ = ["Api", "register"]
 
 
-def register(app: faust.App, engine: Engine, store: RedisFeatureStore, settings: Settings,
-             batch_lock: asyncio.Lock) -> Api:
-    """Mount the API on ``app``; erasure shares ``batch_lock`` with the batch loop."""
+def register(app: faust.App, engine: Engine, store: RedisFeatureStore, settings: Settings) -> Api:
+    """Mount the API on ``app``; erasure takes the engine's lock, so it never splits a batch."""
     registry = engine.metrics.registry
     metrics = ApiMetrics(registry)
     reader = RedisFeatureStore.from_url(  # the web thread's own client (one client, one loop)
         settings.redis_url, Keys(settings.key_prefix), max_connections=READER_CONNECTIONS,
         dedup_horizon_days=settings.dedup_horizon_days, retention_days=settings.retention_days)
-    eraser = Eraser(settings, store, engine.publisher, lock=batch_lock, on_forget=engine.forget)
+    eraser = Eraser(settings, store, engine.publisher, lock=engine.lock, on_forget=engine.forget)
     api = Api(engine, eraser, reader, BrokerProbe(settings.kafka_bootstrap_list), registry, metrics)
 
     _page(app, "/v1/customers/{customer_id:.+}", "customer",

@@ -30,19 +30,28 @@ from streamseg.features.store import RedisFeatureStore
 from streamseg.metrics import ApiMetrics
 
 if TYPE_CHECKING:
-    from streamseg.segmenting.base import Segmenter
+    from streamseg.segmenting.model import SegmentModel
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
 class EngineView(Protocol):
-    """What the API reads from the engine (attributes only: safe from another thread)."""
+    """What the API reads from the engine (attribute reads: safe from another thread)."""
 
-    segmenter: Segmenter
-    names: dict[int, str]
+    model: SegmentModel | None  # replaced whole when a new version arrives, never mutated
 
     def _now_ms(self) -> float: ...
+
+
+def _model_version(engine: EngineView) -> int:
+    model = engine.model
+    return model.version if model is not None else 0
+
+
+def _model_names(engine: EngineView) -> dict[int, str]:
+    model = engine.model
+    return model.names if model is not None else {}
 
 
 def json_response(body: Any, status: int = 200) -> web.Response:
@@ -60,7 +69,7 @@ class Api:
         self.probe = probe
         self.registry = registry
         self.metrics = metrics
-        self.names = CatalogNames(self._catalog, lambda: engine.names)
+        self.names = CatalogNames(self._catalog, lambda: _model_names(engine))
         self.engine_loop: asyncio.AbstractEventLoop | None = None
         self._openapi = resources.files("streamseg.api").joinpath("openapi.json").read_bytes()
 
@@ -91,7 +100,7 @@ class Api:
     # -- segments ------------------------------------------------------------------
     async def get_segments(self, request: web.Request) -> web.Response:
         catalog, sizes = await self._redis(self.reader.segments())
-        return json_response(segments_body(catalog, sizes, self.engine.segmenter.version))
+        return json_response(segments_body(catalog, sizes, _model_version(self.engine)))
 
     async def get_segment(self, request: web.Request, segment_id: str) -> web.Response:
         try:
@@ -111,10 +120,10 @@ class Api:
 
     async def readyz(self, request: web.Request) -> web.Response:
         redis_ok, broker_ok = await asyncio.gather(self.reader.ping(), self.probe.reachable())
-        model_ok = self.engine.segmenter.ready
+        model_ok = self.engine.model is not None
         ready = redis_ok and broker_ok and model_ok
         body = {"ready": ready, "checks": {"broker": broker_ok, "redis": redis_ok, "model": model_ok},
-                "model_version": self.engine.segmenter.version}
+                "model_version": _model_version(self.engine)}
         return json_response(body, 200 if ready else 503)
 
     async def metrics_page(self, request: web.Request) -> web.Response:

@@ -98,6 +98,18 @@ class RiverKMeansSegmenter:
             for i in self.kmeans.centers
         }
 
+    def scaler_stats(self) -> tuple[dict[str, float], dict[str, float], float]:
+        n = max(self.scaler.counts.values(), default=0)
+        return ({f: float(self.scaler.means[f]) for f in self.feature_names},
+                {f: float(self.scaler.vars[f]) for f in self.feature_names}, float(n))
+
+    def set_centers(self, centers: dict[int, dict[str, float]]) -> None:
+        """Continue learning from these centres (the global model's, in this scale)."""
+        self.kmeans.centers.clear()
+        for i, c in centers.items():
+            self.kmeans.centers[i] = collections.defaultdict(float, c)
+        self._centers = None
+
     def snapshot(self) -> dict[str, Any]:
         return {
             "kind": "kmeans",

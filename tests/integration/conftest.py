@@ -46,6 +46,8 @@ def unique_settings(stack: DevStack, **overrides: object) -> Settings:
         topic_segment_updates=f"t{tag}.segment-updates.v1",
         topic_segments=f"t{tag}.segments.v1",
         topic_audit=f"t{tag}.audit.v1",
+        topic_model=f"t{tag}.model.v1",
+        model_sync_s=1.0,
         topic_partitions=2,
         key_prefix=f"t{tag}",
         web_port=free_port(),

@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 
 from streamseg.devstack import DevStack
 from streamseg.features.keys import Keys
-from streamseg.publish.records import CatalogEntry, SegmentProfile
+from streamseg.publish.records import CatalogEntry
 from streamseg.settings import Settings
 from streamseg.topics import ensure_topics
 from tests.openapi_check import assert_matches_openapi, document
@@ -67,7 +67,7 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30.0
 @pytest.fixture(scope="module")
 async def served(stack: DevStack, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Served]:
     """One worker for the module, with tokens, after it assigned every customer."""
-    settings = unique_settings(stack, api_tokens=f"ops:{OPS},svc:{SVC}")
+    settings = unique_settings(stack, api_tokens=f"ops:{OPS},svc:{SVC}", catalog_refresh_s=3.0)
     await ensure_topics(settings)
     worker = WorkerProcess(settings, tmp_path_factory.mktemp("api")).start()
     try:
@@ -159,50 +159,56 @@ async def test_v1__needs_a_valid_bearer_token_while_probes_and_the_contract_stay
     assert body == document()
 
 
-async def test_segments__serve_the_catalog_the_engine_stored_with_live_sizes(served: Served) -> None:
-    s = served.settings
-    keys = Keys(s.key_prefix)
-    client = aioredis.Redis.from_url(s.redis_url)
+async def stored_catalog(settings: Settings) -> tuple[dict[int, dict[str, Any]], dict[int, int]]:
+    """What the engine wrote: catalog entries and live sizes, straight from Redis."""
+    keys = Keys(settings.key_prefix)
+    client = aioredis.Redis.from_url(settings.redis_url)
     try:
-        sizes = {int(k): int(v) for k, v in (await client.hgetall(keys.segment_sizes())).items()}
-        assert sum(sizes.values()) == CUSTOMERS
-        entries = {sid: catalog_entry(sid, f"Catalogued {sid}") for sid in sizes}
-        await client.hset(keys.catalog(), mapping={str(sid): e.to_bytes() for sid, e in entries.items()})
+        raw = await client.hgetall(keys.catalog())
+        sizes = await client.hgetall(keys.segment_sizes())
     finally:
         await client.aclose()
+    return ({int(k): CatalogEntry.model_validate_json(v).model_dump() for k, v in raw.items()},
+            {int(k): int(v) for k, v in sizes.items()})
 
-    status, body, _ = await call(served, "GET", "/v1/segments")
+
+async def test_segments__serve_the_catalog_the_worker_wrote_with_live_sizes(served: Served) -> None:
+    s = served.settings
+
+    async def catalog_covers_every_member() -> bool:
+        catalog, sizes = await stored_catalog(s)
+        return bool(catalog) and {sid for sid, n in sizes.items() if n > 0} <= set(catalog)
+
+    await eventually(catalog_covers_every_member, timeout=60)
+    for _ in range(5):  # the leader may republish in between: compare against one snapshot
+        status, body, _ = await call(served, "GET", "/v1/segments")
+        catalog, sizes = await stored_catalog(s)
+        served_entries = {seg["segment_id"]: seg for seg in body["segments"]}
+        if {sid: {k: v for k, v in e.items() if k != "size"} for sid, e in served_entries.items()} \
+                == catalog:
+            break
     assert status == 200
     assert_matches_openapi("/v1/segments", "get", status, body)
-    served_sizes = {seg["segment_id"]: seg["size"] for seg in body["segments"]}
-    assert served_sizes == sizes
-    for seg in body["segments"]:
-        want = entries[seg["segment_id"]].model_dump()
-        assert {k: v for k, v in seg.items() if k != "size"} == want
+    assert {sid: {k: v for k, v in e.items() if k != "size"} for sid, e in served_entries.items()} \
+        == catalog
+    assert {sid: e["size"] for sid, e in served_entries.items()} == {
+        sid: sizes.get(sid, 0) for sid in catalog}
+    assert sum(e["size"] for e in served_entries.values()) == CUSTOMERS
+    assert any(e["profile"] for e in served_entries.values()), "the worker profiles its segments"
 
-    sid = next(iter(sizes))
+    sid = max(sizes, key=lambda k: sizes[k])
     status, body, _ = await call(served, "GET", f"/v1/segments/{sid}")
-    assert status == 200 and body["name"] == f"Catalogued {sid}" and body["size"] == sizes[sid]
+    assert status == 200 and body["name"] == catalog[sid]["name"] and body["size"] == sizes[sid]
     assert_matches_openapi("/v1/segments/{segment_id}", "get", status, body)
-    for path, code, want in [("/v1/segments/77", 404, "segment_not_found"),
+    for path, code, want in [("/v1/segments/7777", 404, "segment_not_found"),
                              ("/v1/segments/abc", 400, "invalid_segment_id")]:
         status, body, _ = await call(served, "GET", path)
         assert (status, body["error"]["code"]) == (code, want)
         assert_matches_openapi("/v1/segments/{segment_id}", "get", status, body)
 
-    async def lookup_uses_catalog_name() -> bool:
-        _, body, _ = await call(served, "GET", "/v1/customers/c0003")
-        return bool(body["segment_name"] == f"Catalogued {body['segment_id']}")
-
-    await eventually(lookup_uses_catalog_name, timeout=10)
-
-
-def catalog_entry(sid: int, name: str) -> CatalogEntry:
-    profile = SegmentProfile(segment_id=sid, name=name, size=1, share=0.5, means={"monetary_30d": 1.0},
-                             zscores={"monetary_30d": 0.5}, top_features=["monetary_30d"],
-                             monetary_mean=1.0, model_version=1)
-    return CatalogEntry(segment_id=sid, status="active", model_version=1, name=name, profile=profile,
-                        related=[], updated_ts="2026-01-01T00:00:00.000Z")
+    status, body, _ = await call(served, "GET", "/v1/customers/c0003")
+    catalog, _ = await stored_catalog(s)
+    assert body["segment_name"] == catalog[body["segment_id"]]["name"]
 
 
 async def redis_view(settings: Settings, cid: str) -> tuple[int, dict[int, int]]:
@@ -312,15 +318,27 @@ async def test_offer_service_example__offers_by_segment_and_forgets_erased_custo
 
     try:
         everyone = {f"c{c:04d}" for c in range(CUSTOMERS)}
-        await read_until(lambda: everyone <= set(decisions))
-        latest = {u["key"].decode(): u["value"] for u in await consume(
-            s, s.topic_segment_updates, until=len(served.updates), timeout=30, settle=0.5)}
-        await read_until(lambda: all(decisions[c].get("segment_id") == latest[c]["segment_id"]
-                                     for c in everyone if latest[c] is not None), timeout=30)
-        for cid in everyone:
-            d = decisions[cid]
-            assert d["offer"] == choose_offer(d["segment_name"], None)  # no catalog topic yet
+        for attempt in range(3):  # the leader may republish the catalog meanwhile: look again
+            latest = {u["key"].decode(): u["value"] for u in await consume(
+                s, s.topic_segment_updates, until=len(served.updates), timeout=30, settle=0.5)}
+            entries = {int(r["key"]): CatalogEntry.model_validate(r["value"]) for r in await consume(
+                s, s.topic_segments, until=1, timeout=30, settle=0.5) if r["value"] is not None}
 
+            def expected(cid: str) -> str:
+                entry = entries.get(latest[cid]["segment_id"])  # noqa: B023
+                return choose_offer(entry.name, entry.profile) if entry else \
+                    choose_offer(latest[cid]["segment_name"], None)  # noqa: B023
+
+            def settled() -> bool:
+                return all(cid in decisions and decisions[cid].get("offer") == expected(cid)
+                           for cid in everyone if latest.get(cid) is not None)  # noqa: B023
+
+            try:
+                await read_until(settled, timeout=20)
+                break
+            except TimeoutError:
+                assert attempt < 2, {c: (decisions.get(c), expected(c)) for c in sorted(everyone)}
+        assert entries, "the worker publishes its catalog"
         status, _, _ = await call(served, "DELETE", "/v1/customers/c0020")
         assert status == 200
         await read_until(lambda: decisions["c0020"].get("forgotten") is True, timeout=30)

@@ -33,13 +33,15 @@ def test_profile__decides_before_the_name_and_respects_the_sign() -> None:
 
 def test_service__uses_the_catalog_name_and_profile_and_forgets_erased_customers() -> None:
     svc = OfferService()
-    assert svc.handle(update("c1", 2, "Segment 2"))["offer"] == "bestsellers"  # type: ignore[index]
-    assert svc.handle(catalogued(2, "Bargain hunters", "discount_share", 2.0)) is None
-    decision = svc.handle(update("c1", 2, "Segment 2"))
-    assert decision == {"customer_id": "c1", "segment_id": 2, "segment_name": "Bargain hunters",
-                        "offer": "20pct-coupon"}
-    assert svc.handle(Tombstone(kind="customer", key="c1", topic="t")) == {
-        "customer_id": "c1", "offer": None, "forgotten": True}
-    assert svc.offers == {}
-    svc.handle(Tombstone(kind="segment", key="2", topic="s"))
+    assert [d["offer"] for d in svc.handle(update("c1", 2, "Segment 2"))] == ["bestsellers"]
+    assert svc.handle(update("c2", 1, "At-risk"))[0]["offer"] == "win-back-15pct"
+    # the catalog entry arrives later: segment 2's members are re-decided, others untouched
+    assert svc.handle(catalogued(2, "Bargain hunters", "discount_share", 2.0)) == [
+        {"customer_id": "c1", "segment_id": 2, "segment_name": "Bargain hunters",
+         "offer": "20pct-coupon"}]
+    assert svc.handle(catalogued(2, "Bargain hunters", "discount_share", 2.5)) == []  # same offer
+    assert svc.handle(Tombstone(kind="customer", key="c1", topic="t")) == [
+        {"customer_id": "c1", "offer": None, "forgotten": True}]
+    assert svc.offers == {"c2": "win-back-15pct"}
+    assert svc.handle(Tombstone(kind="segment", key="2", topic="s")) == []
     assert svc.catalog == {}
