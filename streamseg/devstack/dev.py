@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import secrets
 import sys
 import time
 import urllib.request
@@ -113,6 +114,12 @@ def run_dev(args: argparse.Namespace) -> int:
     env = {**os.environ, "STREAMSEG_KAFKA_BOOTSTRAP": stack.bootstrap,
            "STREAMSEG_REDIS_URL": stack.redis_url, "STREAMSEG_WEB_PORT": str(web_port),
            "STREAMSEG_LOG_LEVEL": "warn"}
+    if not os.environ.get("STREAMSEG_API_TOKENS"):  # the API is closed without a token: open it
+        token = secrets.token_urlsafe(24)
+        env["STREAMSEG_API_TOKENS"] = f"dev:{token}"
+        (workdir / "api-token").write_text(token + "\n")
+        print(f"API: curl -H \"Authorization: Bearer $(cat {workdir / 'api-token'})\" "
+              f"http://127.0.0.1:{web_port}/v1/segments", flush=True)
     settings = Settings(kafka_bootstrap=stack.bootstrap, redis_url=stack.redis_url)
     truth_path = workdir / "truth.csv"
     py = sys.executable
