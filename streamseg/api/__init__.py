@@ -32,8 +32,6 @@ from streamseg.settings import Settings
 if TYPE_CHECKING:
     from streamseg.engine import Engine
 
-READER_CONNECTIONS = 32
-
 __all__ = ["Api", "register"]
 
 
@@ -42,7 +40,7 @@ def register(app: faust.App, engine: Engine, store: RedisFeatureStore, settings:
     registry = engine.metrics.registry
     metrics = ApiMetrics(registry)
     reader = RedisFeatureStore.from_url(  # the web thread's own client (one client, one loop)
-        settings.redis_url, Keys(settings.key_prefix), max_connections=READER_CONNECTIONS,
+        settings.redis_url, Keys(settings.key_prefix),
         dedup_horizon_days=settings.dedup_horizon_days, retention_days=settings.retention_days)
     eraser = Eraser(settings, store, engine.publisher, lock=engine.lock, on_forget=engine.forget)
     api = Api(engine, eraser, reader, BrokerProbe(settings.kafka_bootstrap_list), registry, metrics)

@@ -22,7 +22,13 @@ from redis.exceptions import RedisError
 
 from streamseg.api.errors import JSON, ApiError
 from streamseg.api.health import BrokerProbe
-from streamseg.api.lookup import CatalogNames, customer_body, segment_body, segments_body
+from streamseg.api.lookup import (
+    CatalogNames,
+    CoalescedReads,
+    customer_body,
+    segment_body,
+    segments_body,
+)
 from streamseg.api.middleware import ACTOR
 from streamseg.erasure import Eraser, ErasureIncomplete, InvalidCustomerId, check_customer_id
 from streamseg.errors import StoreUnavailable
@@ -70,13 +76,14 @@ class Api:
         self.registry = registry
         self.metrics = metrics
         self.names = CatalogNames(self._catalog, lambda: _model_names(engine))
+        self.states = CoalescedReads(reader.states)
         self.engine_loop: asyncio.AbstractEventLoop | None = None
         self._openapi = resources.files("streamseg.api").joinpath("openapi.json").read_bytes()
 
     # -- customers ---------------------------------------------------------------
     async def get_customer(self, request: web.Request, customer_id: str) -> web.Response:
         _check_customer_id(customer_id)
-        state = await self._redis(self.reader.state(customer_id))
+        state = await self._redis(self.states.get(customer_id))
         if not state:
             raise ApiError(404, "customer_not_found", f"no data for customer {customer_id!r} "
                            "(never seen, expired or erased)")
