@@ -34,12 +34,11 @@ from streamseg.publish.records import (
     SegmentUpdate,
     now_iso,
 )
-from streamseg.segmenting import explain
+from streamseg.segmenting import explain, factory
 from streamseg.segmenting.base import Segmenter
 from streamseg.segmenting.model import Lifecycle, LocalSummary, SegmentModel, merge
 from streamseg.segmenting.naming import name_segments
 from streamseg.segmenting.profiles import build_profiles
-from streamseg.segmenting.river_kmeans import RiverKMeansSegmenter
 from streamseg.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -88,17 +87,19 @@ class _Row:
 
 
 def build_segmenter(settings: Settings) -> Segmenter:
-    return RiverKMeansSegmenter(
-        MODEL_FEATURES, n_segments=settings.n_segments, halflife=settings.kmeans_halflife,
-        warmup=settings.model_warmup, seed=settings.seed,
-    )
+    return factory.from_settings(settings, MODEL_FEATURES)
 
 
 def restore_segmenter(settings: Settings, snapshot: dict[str, Any]) -> Segmenter:
-    """A clusterer from its JSON snapshot (data only, never pickle)."""
-    if snapshot.get("kind") != "kmeans":
-        raise ValueError(f"unknown clusterer snapshot kind {snapshot.get('kind')!r}")
-    return RiverKMeansSegmenter.restore(snapshot)
+    """A clusterer from its JSON snapshot (data only, never pickle).
+
+    A snapshot of another clusterer than ``STREAMSEG_CLUSTERER`` names is refused
+    (ValueError: the caller starts cold with the configured one).
+    """
+    if snapshot.get("kind") != settings.clusterer:
+        raise ValueError(f"snapshot is of clusterer {snapshot.get('kind')!r}, "
+                         f"settings ask for {settings.clusterer!r}")
+    return factory.restore(snapshot)
 
 
 class Engine:
@@ -127,6 +128,7 @@ class Engine:
         self.local_weights: dict[int, float] = {}
         self._learned_since_sync = 0
         self._pulled_version = 0  # global version the local centres were last aligned to
+        self._merged_local: dict[str, int] = {}  # worker -> local version last merged
         self._catalog_out: list[CatalogEntry] = []
         self._pending: dict[str, _Row] = {}
         self._lock = asyncio.Lock()  # batches and timer-driven assignment never interleave
@@ -327,7 +329,7 @@ class Engine:
             centers=np.array([[centers[i][f] for f in feats] for i in order]).reshape(len(order), len(feats)),
             weights=np.array([max(self.local_weights.get(i, 0.0), 1.0) for i in order]),
             ts=self.wall_ms() / 1000.0, snapshot=self.segmenter.snapshot(),
-            base_version=self._pulled_version)
+            base_version=self._pulled_version, local_version=self.segmenter.version)
         self.local_weights = {k: v / 2 for k, v in self.local_weights.items()}
         self._learned_since_sync = 0
         return summary
@@ -335,18 +337,17 @@ class Engine:
     def propose(self, summaries: Sequence[LocalSummary]) -> tuple[SegmentModel, list[Lifecycle]] | None:
         """Leader: merge workers' summaries into the next global model (None: nothing new).
 
-        Only summaries that started from the current global version count (a
-        summary from before a refit would undo it); workers whose clusterer
-        cannot take the global centres never align, so they always count.
+        Only :meth:`mergeable` summaries count (a summary from before a refit
+        would undo it).
         """
         summaries = self.mergeable(summaries)
         if not summaries:
             return None
+        self.merged(summaries)
         k = max(len(s.centers) for s in summaries)
         mean, var, centers, weights = merge(summaries, k, self.model, seed=self.settings.seed)
         if self.model is None:
-            nxt, events = SegmentModel.first(summaries[0].features, mean, var, centers, weights), [
-            ]
+            nxt = SegmentModel.first(summaries[0].features, mean, var, centers, weights)
             events = [Lifecycle(sid, "born") for sid in nxt.ids]
         else:
             nxt, events = self.model.evolve(mean, var, centers, weights,
@@ -358,10 +359,26 @@ class Engine:
         return nxt, events
 
     def mergeable(self, summaries: Sequence[LocalSummary]) -> list[LocalSummary]:
+        """The summaries worth merging into the next version.
+
+        Summaries aligned with the current global model (their clusterer took its
+        centres) when there are any; else those of clusterers that cannot align
+        (density-based ones), but only once per local version, so an unchanged
+        local model does not undo the leader's refit again and again.
+        """
         if self.model is None:
             return list(summaries)
         aligned = [s for s in summaries if s.base_version >= self.model.version]
-        return aligned or [s for s in summaries if s.base_version == 0]
+        if aligned:
+            return aligned
+        out = [s for s in summaries if s.base_version == 0
+               and self._merged_local.get(s.worker) != s.local_version]
+        return out
+
+    def merged(self, summaries: Sequence[LocalSummary]) -> None:
+        """Remember which local versions went into the global model."""
+        for s in summaries:
+            self._merged_local[s.worker] = s.local_version
 
     def adopt(self, model: SegmentModel) -> bool:
         """Assign with ``model`` from now on, unless we already have a newer one."""

@@ -11,6 +11,7 @@ Build one :class:`Settings` at start-up and pass it in; nothing reads a global.
 
 from __future__ import annotations
 
+import json
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -18,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 TopicRole = Literal["clickstream", "transactions", "dlq", "segment_updates", "segments", "model",
                     "audit"]
+Clusterer = Literal["kmeans", "streamkmeans", "dbstream", "clustream", "denstream"]
 
 
 class Settings(BaseSettings):
@@ -68,7 +70,16 @@ class Settings(BaseSettings):
 
     # --- model ---------------------------------------------------------------
     n_segments: int = Field(6, ge=2)
-    clusterer: Literal["kmeans"] = "kmeans"
+    clusterer: Clusterer = Field(
+        "kmeans", description="River clusterer; the README's Segmentation section compares them"
+    )
+    clusterer_params: str = Field(
+        "{}", description='JSON object of clusterer hyperparameters, e.g. {"clustering_threshold": 2.0} '
+        "(kept as canonical JSON text so settings stay hashable)",
+    )
+    model_refresh_every: int = Field(
+        1000, ge=1, description="stream clusterers: recompute the cached macro-clusters every N learns"
+    )
     kmeans_halflife: float = Field(0.05, gt=0, le=1)
     model_warmup: int = Field(
         500, ge=2, description="customer updates buffered to seed the centres before assigning"
@@ -115,6 +126,21 @@ class Settings(BaseSettings):
             raise ValueError("STREAMSEG_KAFKA_BOOTSTRAP must list at least one host:port")
         return v
 
+    @field_validator("clusterer_params", mode="before")
+    @classmethod
+    def _params_json(cls, v: object) -> str:
+        try:
+            params = json.loads(v) if isinstance(v, str) else v
+        except ValueError:
+            params = None
+        if not isinstance(params, dict) or not all(
+            isinstance(k, str) and isinstance(x, int | float) and not isinstance(x, bool)
+            for k, x in params.items()
+        ):
+            raise ValueError('STREAMSEG_CLUSTERER_PARAMS must be a JSON object of numbers, '
+                             'e.g. {"clustering_threshold": 2.0}')
+        return json.dumps(params, sort_keys=True)
+
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, v: str) -> str:
@@ -132,6 +158,11 @@ class Settings(BaseSettings):
     def api_token_map(self) -> dict[str, str]:
         """secret -> name of every configured API token."""
         return parse_api_tokens(self.api_tokens)
+
+    @property
+    def clusterer_kwargs(self) -> dict[str, float]:
+        """``clusterer_params`` as keyword arguments for the clusterer."""
+        return dict(json.loads(self.clusterer_params))
 
     @property
     def kafka_bootstrap_list(self) -> list[str]:

@@ -66,12 +66,13 @@ class LocalSummary:
     ts: float  # wall-clock seconds when summarised
     snapshot: dict[str, Any] = field(default_factory=dict)  # the clusterer itself, for warm restarts
     base_version: int = 0  # the global model version its centres started from
+    local_version: int = 0  # the clusterer's own version (changes when its centres do)
 
     def to_json(self) -> dict[str, Any]:
         return {"worker": self.worker, "features": self.features, "mean": self.mean.tolist(),
                 "var": self.var.tolist(), "n": self.n, "centers": self.centers.tolist(),
                 "weights": self.weights.tolist(), "ts": self.ts, "snapshot": self.snapshot,
-                "base_version": self.base_version}
+                "base_version": self.base_version, "local_version": self.local_version}
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> LocalSummary:
@@ -81,7 +82,8 @@ class LocalSummary:
                    n=float(doc["n"]), centers=np.asarray(doc["centers"], float).reshape(-1, d),
                    weights=np.asarray(doc["weights"], float), ts=float(doc["ts"]),
                    snapshot=dict(doc.get("snapshot") or {}),
-                   base_version=int(doc.get("base_version", 0)))
+                   base_version=int(doc.get("base_version", 0)),
+                   local_version=int(doc.get("local_version", 0)))
 
     def raw_centers(self) -> np.ndarray:
         """Centres back in model-input units (before scaling)."""

@@ -215,3 +215,23 @@ def test_refine__escapes_a_bad_start_and_keeps_good_ids() -> None:
     good = model(*truth.tolist())
     kept, _ = good.refine(rows)
     assert np.linalg.norm(kept - truth, axis=1).max() < 0.3  # a good start keeps its order
+
+
+def test_unaligned_local_models__are_merged_once_per_local_version() -> None:
+    """A density clusterer cannot take the global centres: its unchanged summary must not
+    undo the leader's refit on every sync."""
+    from streamseg.engine import Engine
+
+    eng = Engine.__new__(Engine)
+    eng.model = model([0, 0, 0], [5, 0, 0])
+    eng._merged_local = {}
+    rows = np.random.default_rng(6).normal(0, 1, (20, D))
+    s1 = summary("dense", rows, rows[:2], [1, 1])
+    assert eng.mergeable([s1]) == [s1]
+    eng.merged([s1])
+    assert eng.mergeable([s1]) == []  # same local version: nothing new to merge
+    s1.local_version += 1
+    assert eng.mergeable([s1]) == [s1]
+    aligned = summary("kmeans", rows, rows[:2], [1, 1])
+    aligned.base_version = eng.model.version
+    assert eng.mergeable([s1, aligned]) == [aligned]  # aligned workers win
