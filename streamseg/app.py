@@ -1,4 +1,4 @@
-"""The Faust application: input agent, output topics, web views, timers.
+"""The Faust application: input agent, output topics, timers; the HTTP API is ``streamseg.api``.
 
 The agent body is a paragraph: take a small batch of events per partition
 (bounded by count and a few milliseconds), hand it to the :class:`Engine`, and
@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 
 import faust
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
+from streamseg.api import register
 from streamseg.engine import Engine, InMessage, OutRecord, build_segmenter, restore_segmenter
 from streamseg.features.keys import Keys
 from streamseg.features.registry import HALFLIFE_DAYS
@@ -26,6 +28,7 @@ from streamseg.settings import Settings
 log = logging.getLogger(__name__)
 #: How often consumer lag is refreshed (one ListOffsets request per refresh).
 LAG_INTERVAL_S = 2.0
+GIL_SWITCH_INTERVAL_S = 0.0005
 
 
 class FaustPublisher:
@@ -45,6 +48,9 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     """A Faust app wired to a fresh engine (store, segmenter, metrics)."""
     registry = registry or CollectorRegistry()
     metrics = Metrics(registry)
+    if settings.web_in_thread:
+        # the web thread waits for the GIL while a batch computes: hand it over sooner than 5 ms
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{h}" for h in settings.kafka_bootstrap_list],
@@ -53,6 +59,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         web_host=settings.web_host,
         web_port=settings.web_port,
         web_enabled=settings.web_port > 0,
+        web_in_thread=settings.web_in_thread,
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication,
         consumer_auto_offset_reset="earliest",
@@ -74,6 +81,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     engine = Engine(settings, store, build_segmenter(settings), FaustPublisher(app), metrics,
                     standalone=False)
     sync = ModelSync(settings, engine, lambda snap: restore_segmenter(settings, snap))
+    register(app, engine, store, settings)
     inputs = app.topic(*settings.input_topics, key_serializer="raw", value_serializer="raw")
     within = settings.batch_within_ms / 1000.0
 
@@ -148,24 +156,6 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         metrics.consumer_lag.clear()
         for (topic, partition), lag in lags.items():
             metrics.consumer_lag.labels(topic, str(partition)).set(lag)
-
-    @app.page("/metrics")
-    async def metrics_view(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
-        # aiohttp refuses a charset inside content_type=, so set the header itself
-        return web.bytes(generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    @app.page("/healthz")
-    async def healthz(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
-        return web.json({"status": "ok"})
-
-    @app.page("/readyz")
-    async def readyz(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
-        redis_ok = await store.ping()
-        model_ready = engine.model is not None
-        ready = redis_ok and model_ready
-        body = {"ready": ready, "redis": redis_ok, "model_ready": model_ready,
-                "model_version": engine.model.version if engine.model else 0}
-        return web.json(body, status=200 if ready else 503)
 
     app.streamseg_engine = engine  # type: ignore[attr-defined]
     app.streamseg_sync = sync  # type: ignore[attr-defined]

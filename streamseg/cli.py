@@ -1,4 +1,4 @@
-"""``streamseg dev | worker | generate | replay | inspect``."""
+"""``streamseg dev | worker | generate | replay | inspect | forget``."""
 
 from __future__ import annotations
 
@@ -77,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     ins = sub.add_parser("inspect", help="show a customer's features and segment")
     ins.add_argument("customer_id")
 
+    fgt = sub.add_parser("forget", help="erase a customer's data (GDPR) and publish tombstones + audit")
+    fgt.add_argument("customer_id")
+    fgt.add_argument("--actor", default=None, help="who asks, for the audit record (default: cli:$USER)")
+
     args = parser.parse_args(argv)
     settings = Settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -92,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_replay(settings, args)
     if args.command == "inspect":
         return asyncio.run(inspect(settings, args.customer_id))
+    if args.command == "forget":
+        return asyncio.run(forget(settings, args.customer_id, args.actor))
     return 2  # pragma: no cover - argparse enforces the choices
 
 
@@ -185,6 +191,26 @@ async def inspect(settings: Settings, customer_id: str) -> int:
     feats = derive(state, now if now is not None else time.time() * 1000)
     out = {"customer_id": customer_id, "segment_id": state.get("seg"), "features": feats}
     sys.stdout.write(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode() + os.linesep)
+    return 0
+
+
+async def forget(settings: Settings, customer_id: str, actor: str | None) -> int:
+    """Erase one customer; prints the published audit record."""
+    import getpass
+
+    from aiokafka.errors import KafkaError
+
+    from streamseg.erasure import standalone_eraser
+    from streamseg.errors import StreamsegError
+
+    who = actor or f"cli:{getpass.getuser()}"
+    try:
+        async with standalone_eraser(settings) as eraser:
+            audit = await eraser.forget(customer_id, actor=who, via="cli")
+    except (StreamsegError, KafkaError, OSError) as exc:
+        print(f"erasure of {customer_id!r} failed: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.write(audit.to_bytes().decode() + os.linesep)
     return 0
 
 

@@ -60,7 +60,7 @@ class InMessage:
     timestamp: float | None = None  # seconds since the epoch (Kafka record timestamp)
 
 
-OutRecord = tuple[str, bytes | None, bytes]  # topic, key, value
+OutRecord = tuple[str, bytes | None, bytes | None]  # topic, key, value (None = tombstone)
 
 
 class Publisher(Protocol):
@@ -148,6 +148,15 @@ class Engine:
     async def process(self, messages: Sequence[InMessage]) -> BatchReport:
         async with self._lock:
             return await self._process(messages)
+
+    @property
+    def lock(self) -> asyncio.Lock:
+        """Held while a batch or a held-back assignment runs; erasure takes it too."""
+        return self._lock
+
+    def forget(self, customer_id: str) -> None:
+        """Drop what this engine holds in memory for a customer being erased (call under lock)."""
+        self._pending.pop(customer_id, None)
 
     async def flush_pending(self) -> int:
         """Assign customers held back before the first model arrived (a timer calls this)."""

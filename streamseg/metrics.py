@@ -139,3 +139,34 @@ class DriftMetrics:
             gauge.labels(window, *rest).set(v)
         live.clear()
         live.update(values)
+
+
+API_LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0)
+
+
+class ApiMetrics:
+    """The HTTP API's own metrics; ``route`` is the route pattern, so labels stay bounded."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "streamseg_api_requests_total", "HTTP API requests by route pattern, method and status",
+            ["route", "method", "status"], registry=registry,
+        )
+        self.duration = Histogram(
+            "streamseg_api_request_duration_seconds", "Server-side time to answer an API request",
+            ["route"], buckets=API_LATENCY_BUCKETS, registry=registry,
+        )
+        self.erasures = Counter(
+            "streamseg_erasures_total", "Customer erasures served by this worker's API",
+            registry=registry,
+        )
+        self._children: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count one request; label children are cached (``labels()`` costs more than the rest)."""
+        key = (route, method, str(status))
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (self.requests.labels(*key), self.duration.labels(route))
+        children[0].inc()
+        children[1].observe(seconds)

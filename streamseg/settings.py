@@ -21,14 +21,16 @@ from streamseg.drift.windows import parse_windows
 from streamseg.errors import ConfigError
 
 TopicRole = Literal["clickstream", "transactions", "dlq", "segment_updates", "segments", "model",
-                    "drift"]
+                    "drift", "audit"]
 Clusterer = Literal["kmeans", "streamkmeans", "dbstream", "clustream", "denstream"]
 
 
 class Settings(BaseSettings):
     """Everything a worker, the generator or ``streamseg dev`` can be told."""
 
-    model_config = SettingsConfigDict(env_prefix="STREAMSEG_", frozen=True, extra="ignore")
+    # hide_input_in_errors: a bad API token or a Redis URL with a password must not reach logs
+    model_config = SettingsConfigDict(env_prefix="STREAMSEG_", frozen=True, extra="ignore",
+                                      hide_input_in_errors=True)
 
     # --- connections -----------------------------------------------------
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="host:port[,host:port...]")
@@ -43,6 +45,7 @@ class Settings(BaseSettings):
     topic_segments: str = Field("streamseg.segments.v1", description="segment catalog, compacted")
     topic_model: str = Field("streamseg.model.v1", description="model snapshots, compacted")
     topic_drift: str = "streamseg.drift.v1"
+    topic_audit: str = Field("streamseg.audit.v1", description="erasure audit records (not compacted)")
     topic_partitions: int = Field(4, ge=1, description="partitions for topics we create")
     topic_replication: int = Field(1, ge=1)
 
@@ -132,6 +135,17 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     log_level: Literal["crit", "error", "warn", "info", "debug"] = "info"
 
+    # --- HTTP API access control -------------------------------------------
+    api_tokens: str = Field(
+        "", description="bearer tokens for /v1/*, as name:secret[,name:secret...]; the name is the "
+        "actor in audit records; empty = every /v1 request is refused (401)"
+    )
+    metrics_auth: bool = Field(False, description="require a bearer token for /metrics too")
+    web_in_thread: bool = Field(
+        True, description="serve HTTP from its own thread and event loop, so lookups do not wait "
+        "behind a batch"
+    )
+
     @field_validator("kafka_bootstrap")
     @classmethod
     def _bootstrap_not_empty(cls, v: str) -> str:
@@ -173,6 +187,16 @@ class Settings(BaseSettings):
     @property
     def drift_window_seconds(self) -> list[int]:
         return parse_windows(self.drift_windows)
+    @field_validator("api_tokens")
+    @classmethod
+    def _tokens_well_formed(cls, v: str) -> str:
+        parse_api_tokens(v)  # raises ValueError with the offending entry
+        return v
+
+    @property
+    def api_token_map(self) -> dict[str, str]:
+        """secret -> name of every configured API token."""
+        return parse_api_tokens(self.api_tokens)
 
     @property
     def clusterer_kwargs(self) -> dict[str, float]:
@@ -190,3 +214,29 @@ class Settings(BaseSettings):
     @property
     def input_topics(self) -> tuple[str, str]:
         return (self.topic_clickstream, self.topic_transactions)
+
+
+MIN_TOKEN_CHARS = 16
+
+
+def parse_api_tokens(spec: str) -> dict[str, str]:
+    """``"ops:s3cr3t...,svc:..."`` -> {secret: name}; refuses short or unnamed secrets.
+
+    >>> parse_api_tokens("ops:0123456789abcdef, svc:fedcba9876543210")
+    {'0123456789abcdef': 'ops', 'fedcba9876543210': 'svc'}
+    >>> parse_api_tokens("")
+    {}
+    """
+    out: dict[str, str] = {}
+    for i, entry in enumerate(e.strip() for e in spec.split(",")):
+        if not entry:
+            continue
+        name, sep, secret = entry.partition(":")
+        if not sep or not name.strip():
+            raise ValueError(f"STREAMSEG_API_TOKENS entries must look like name:secret (entry {i + 1} "
+                             "has no name)")
+        if len(secret.strip()) < MIN_TOKEN_CHARS:
+            raise ValueError(f"STREAMSEG_API_TOKENS: the secret of {name.strip()!r} is shorter than "
+                             f"{MIN_TOKEN_CHARS} characters")
+        out[secret.strip()] = name.strip()
+    return out

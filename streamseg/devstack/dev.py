@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import secrets
 import sys
 import time
 import urllib.request
@@ -147,6 +148,12 @@ def run_dev(args: argparse.Namespace) -> int:
            "STREAMSEG_LOG_LEVEL": "warn",
            # replayed history: event time runs days per second, so day-long windows
            "STREAMSEG_DRIFT_WINDOWS": os.environ.get("STREAMSEG_DRIFT_WINDOWS", "1d,7d")}
+    if not os.environ.get("STREAMSEG_API_TOKENS"):  # the API is closed without a token: open it
+        token = secrets.token_urlsafe(24)
+        env["STREAMSEG_API_TOKENS"] = f"dev:{token}"
+        (workdir / "api-token").write_text(token + "\n")
+        print(f"API: curl -H \"Authorization: Bearer $(cat {workdir / 'api-token'})\" "
+              f"http://127.0.0.1:{web_port}/v1/segments", flush=True)
     settings = Settings(kafka_bootstrap=stack.bootstrap, redis_url=stack.redis_url)
     truth_path = workdir / "truth.csv"
     py = sys.executable
