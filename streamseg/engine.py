@@ -164,10 +164,11 @@ class Engine:
             if self.model is None or not self._pending:
                 return 0
             rows = list(self._pending.values())
-            self._pending.clear()
             changes = self._assign(self.model, rows)
-            await self._emit([], changes)
+            await self._emit([], changes)  # raises (and keeps them held) if it cannot
+            self._pending.clear()
             self._observe([], [], changes, time.perf_counter())
+            log.info("assigned %d customers held back until the first model", len(rows))
             return len(changes)
 
     async def _process(self, messages: Sequence[InMessage]) -> BatchReport:

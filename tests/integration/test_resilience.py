@@ -164,12 +164,16 @@ async def test_worker_killed_mid_stream__restart_counts_every_event_once(
     with running(first):
         await produce(settings, before)
         await wait_until(lambda: events_seen(settings.web_port, "processed") >= 200 and
-                         model_ready(settings.web_port), 60, "the first worker to be busy")
+                         model_ready(settings.web_port), 60, "the first worker to be ready")
+        busy_from = events_seen(settings.web_port, "processed")
+        sending = asyncio.create_task(produce(settings, during))  # kill while this streams in
+        await wait_until(lambda: events_seen(settings.web_port, "processed") >= busy_from + 50,
+                         60, "the first worker to be busy with the next chunk")
         applied = events_seen(settings.web_port, "processed")  # a lower bound at the kill
         first.proc.kill()  # mid-batch, no shutdown, no final commit
+        await sending
         committed = await committed_total(settings)
-        assert committed < len(before), "the kill must leave work behind"
-        await produce(settings, during)
+        assert committed < len(before) + len(during), "the kill must leave work behind"
     second = start_worker(settings, tmp_path, "worker-2")
     with running(second):
         await produce(settings, after)
