@@ -44,7 +44,7 @@ def alive(pid: int) -> bool:
 
 def test_dev__shows_segments_and_ctrl_c_stops_every_child(tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamseg", "dev", "--customers", "300", "--rate", "3000",
+        [sys.executable, "-m", "streamseg", "dev", "--customers", "300", "--rate", "3000", "--days", "30",
          "--no-view", "--workdir", str(tmp_path)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
