@@ -93,9 +93,14 @@ class Engine:
         self.names: dict[int, str] = {}
         self._named_version = 0
         self._pending: dict[str, tuple[dict[str, float], int, int | None]] = {}
+        self._lock = asyncio.Lock()  # batches and timer-driven re-scoring never interleave
 
     # -- the batch ----------------------------------------------------------
     async def process(self, messages: Sequence[InMessage]) -> BatchReport:
+        async with self._lock:
+            return await self._process(messages)
+
+    async def _process(self, messages: Sequence[InMessage]) -> BatchReport:
         started = time.perf_counter()
         report = BatchReport()
         dead: list[DeadLetter] = []
@@ -103,6 +108,35 @@ class Engine:
         updates = await self._retry(lambda: self.store.apply(events), "applying events")
         applied_ts = self._account(events, origin, updates, dead, report)
         changes = self._segment(updates, applied_ts)
+        await self._emit(dead, changes)
+        self._observe(messages, dead, changes, started)
+        report.dead_letters = len(dead)
+        report.changes = changes
+        return report
+
+    async def rescore_stale(self, *, older_than_ms: float, limit: int) -> tuple[int, list[SegmentUpdate]]:
+        """Re-evaluate up to ``limit`` customers not evaluated for ``older_than_ms`` of clock time.
+
+        A silent customer's recency features keep changing without an event to
+        re-evaluate them; this brings their segment up to "now" (see
+        :mod:`streamseg.rescore`). Re-scored vectors are learned too: silent
+        customers send no events, so without this the model would only ever see
+        active ones and could not keep a segment for customers who lapsed.
+        Returns (customers evaluated, membership changes).
+        """
+        async with self._lock:
+            now = self._now_ms()
+            states = await self._retry(lambda: self.store.stale_states(now - older_than_ms, limit),
+                                       "reading stale customers")
+            changes = self._segment({cid: CustomerUpdate(cid, [], st) for cid, st in states.items()}, {},
+                                    learn_all=True)
+            await self._emit([], changes)
+            await self._retry(lambda: self.store.mark_scored(list(states), now), "marking customers scored")
+            self._observe([], [], changes, time.perf_counter())
+            return len(states), changes
+
+    async def _emit(self, dead: list[DeadLetter], changes: list[SegmentUpdate]) -> None:
+        """Publish (awaited), then record memberships: a crash in between republishes."""
         records: list[OutRecord] = [(self.settings.topic_dlq, d.customer_id.encode() if d.customer_id
                                      else None, d.to_bytes()) for d in dead]
         records += [(self.settings.topic_segment_updates, c.customer_id.encode(), c.to_bytes())
@@ -113,10 +147,6 @@ class Engine:
             members = [Membership(c.customer_id, c.segment_id, c.previous_segment_id, c.distance,
                                   c.model_version, c.segment_name) for c in changes]
             await self._retry(lambda: self.store.write_memberships(members), "writing memberships")
-        self._observe(messages, dead, changes, started)
-        report.dead_letters = len(dead)
-        report.changes = changes
-        return report
 
     # -- steps ------------------------------------------------------------------
     def _decode(
@@ -175,13 +205,15 @@ class Engine:
             return self.wall_ms()
         return self.clock_ms
 
-    def _segment(self, updates: dict[str, CustomerUpdate], applied_ts: dict[str, int]) -> list[SegmentUpdate]:
+    def _segment(self, updates: dict[str, CustomerUpdate], applied_ts: dict[str, int], *,
+                 learn_all: bool = False) -> list[SegmentUpdate]:
+        """Learn from the updated customers (``learn_all``: re-scored ones too), assign them."""
         now = self._now_ms()
         rows: list[tuple[str, dict[str, float], int, int | None]] = []
         was_ready = self.segmenter.ready
         for cid, upd in updates.items():
             x = model_input(derive(upd.state, now))
-            if upd.changed:
+            if upd.changed or learn_all:
                 self.segmenter.learn(x)
             event_ts = applied_ts.get(cid) or int(float(upd.state.get("last_ts", now)))
             prev = upd.state.get("seg")
