@@ -20,6 +20,7 @@ from streamseg.features.keys import Keys
 from streamseg.features.registry import HALFLIFE_DAYS
 from streamseg.features.store import RedisFeatureStore
 from streamseg.metrics import Metrics
+from streamseg.rescore import sweep
 from streamseg.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,14 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         metrics.segment_size.clear()
         for sid, n in sizes.items():
             metrics.segment_size.labels(str(sid), engine.names.get(sid, f"Segment {sid}")).set(n)
+
+    @app.timer(settings.rescore_every_s, on_leader=True)
+    async def rescore_stale_customers() -> None:
+        try:
+            await sweep(engine, older_than_days=settings.rescore_after_hours / 24.0,
+                        batch=settings.rescore_batch, max_customers=settings.rescore_max)
+        except Exception:  # the sweep must not kill the timer; the next tick retries
+            log.exception("re-scoring sweep failed")
 
     @app.page("/metrics")
     async def metrics_view(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
