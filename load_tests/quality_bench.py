@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -54,7 +53,7 @@ from sklearn.preprocessing import StandardScaler
 from streamseg.devstack import DevStack
 from streamseg.engine import Engine, InMessage, OutRecord, build_segmenter
 from streamseg.features.keys import Keys
-from streamseg.features.registry import FEATURES, MODEL_FEATURES, derive, model_input
+from streamseg.features.registry import MODEL_FEATURES, derive, model_input, original_value
 from streamseg.features.store import RedisFeatureStore, parse_state
 from streamseg.generate import PERSONAS, assign_personas, simulate
 from streamseg.generate.personas import DEFAULT_WEIGHTS
@@ -66,7 +65,6 @@ from streamseg.settings import Settings
 DAY_MS = 86_400_000
 END_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z: a fixed end keeps runs reproducible
 RESULTS = Path(__file__).parent / "results"
-LOG1P = {f.name for f in FEATURES if f.in_model and f.transform == "log1p"}
 
 
 @dataclass(frozen=True)
@@ -130,7 +128,7 @@ class NaiveTee:
     """The engine's segmenter, plus a naive River KMeans fed the same updates, unscaled.
 
     Every vector the engine learns is also learned, in raw feature units (the
-    log1p transform undone), by ``cluster.KMeans`` with River's defaults but k.
+    model transforms undone), by ``cluster.KMeans`` with River's defaults but k.
     """
 
     def __init__(self, inner: Segmenter, k: int, seed: int) -> None:
@@ -164,7 +162,7 @@ class NaiveTee:
 
 def raw(x: Vector) -> dict[str, float]:
     """Model input back in original feature units."""
-    return {f: math.expm1(v) if f in LOG1P else v for f, v in x.items()}
+    return {f: original_value(f, v) for f, v in x.items()}
 
 
 def model_version(engine: Engine) -> int:

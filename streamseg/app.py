@@ -1,4 +1,4 @@
-"""The Faust application: input agent, output topics, web views, timers.
+"""The Faust application: input agent, output topics, timers; the HTTP API is ``streamseg.api``.
 
 The agent body is a paragraph: take a small batch of events per partition
 (bounded by count and a few milliseconds), hand it to the :class:`Engine`, and
@@ -10,20 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import sys
+from collections.abc import Awaitable, Callable, Sequence
 
 import faust
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
-from streamseg.engine import Engine, InMessage, OutRecord, build_segmenter
+from streamseg.api import register
+from streamseg.engine import Engine, InMessage, OutRecord, build_segmenter, restore_segmenter
 from streamseg.features.keys import Keys
 from streamseg.features.registry import HALFLIFE_DAYS
 from streamseg.features.store import RedisFeatureStore
 from streamseg.metrics import Metrics
 from streamseg.rescore import sweep
+from streamseg.segmenting.sync import ModelSync
 from streamseg.settings import Settings
 
 log = logging.getLogger(__name__)
+#: How often consumer lag is refreshed (one ListOffsets request per refresh).
+LAG_INTERVAL_S = 2.0
+GIL_SWITCH_INTERVAL_S = 0.0005
 
 
 class FaustPublisher:
@@ -43,6 +49,9 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     """A Faust app wired to a fresh engine (store, segmenter, metrics)."""
     registry = registry or CollectorRegistry()
     metrics = Metrics(registry)
+    if settings.web_in_thread:
+        # the web thread waits for the GIL while a batch computes: hand it over sooner than 5 ms
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{h}" for h in settings.kafka_bootstrap_list],
@@ -51,6 +60,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         web_host=settings.web_host,
         web_port=settings.web_port,
         web_enabled=settings.web_port > 0,
+        web_in_thread=settings.web_in_thread,
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication,
         consumer_auto_offset_reset="earliest",
@@ -69,14 +79,47 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         dedup_horizon_days=settings.dedup_horizon_days, retention_days=settings.retention_days,
         halflife_days=HALFLIFE_DAYS,
     )
-    engine = Engine(settings, store, build_segmenter(settings), FaustPublisher(app), metrics)
+    engine = Engine(settings, store, build_segmenter(settings), FaustPublisher(app), metrics,
+                    standalone=False)
+    sync = ModelSync(settings, engine, lambda snap: restore_segmenter(settings, snap))
+    register(app, engine, store, settings)
     inputs = app.topic(*settings.input_topics, key_serializer="raw", value_serializer="raw")
     within = settings.batch_within_ms / 1000.0
 
     @app.agent(inputs, name="segment")
     async def segment(stream: faust.StreamT[bytes]) -> None:
+        await sync.loaded.wait()  # restored clusterer + latest global model before any event
         async for events in stream.take_events(settings.batch_max, within):  # type: ignore[attr-defined]
             await engine.process([_message(e) for e in events])
+
+    @app.on_partitions_assigned.connect  # type: ignore[misc,arg-type]
+    async def log_assignment(sender: object, assigned: set[faust.types.TP], **_: object) -> None:
+        mine = sorted(f"{tp.topic}:{tp.partition}" for tp in assigned if tp.topic in settings.input_topics)
+        log.info("input partitions assigned: %s", ", ".join(mine) or "none")
+
+    @app.task
+    async def follow_model_topic() -> None:
+        await sync.run()
+
+    @app.timer(settings.model_sync_s)
+    async def publish_local_model() -> None:
+        await _guard("publishing the local model", sync.publish_local)
+
+    @app.timer(settings.model_sync_s, on_leader=True)
+    async def merge_models() -> None:
+        await _guard("merging models", sync.lead)
+
+    @app.timer(settings.catalog_refresh_s, on_leader=True)
+    async def refresh_catalog() -> None:
+        await _guard("refreshing the catalog", sync.refresh_catalog)
+
+    @app.timer(min(1.0, settings.model_sync_s))
+    async def assign_held_back() -> None:
+        await _guard("assigning held-back customers", engine.flush_pending)
+
+    @app.timer(max(5.0, settings.model_sync_s))
+    async def load_profiles() -> None:
+        await _guard("loading profiles", sync.load_profiles)
 
     @app.timer(1.0)
     async def refresh_segment_sizes() -> None:
@@ -87,7 +130,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             return
         metrics.segment_size.clear()
         for sid, n in sizes.items():
-            metrics.segment_size.labels(str(sid), engine.names.get(sid, f"Segment {sid}")).set(n)
+            metrics.segment_size.labels(str(sid), engine.name_of(sid)).set(n)
 
     @app.timer(settings.rescore_every_s, on_leader=True)
     async def rescore_stale_customers() -> None:
@@ -97,25 +140,63 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         except Exception:  # the sweep must not kill the timer; the next tick retries
             log.exception("re-scoring sweep failed")
 
-    @app.page("/metrics")
-    async def metrics_view(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
-        # aiohttp refuses a charset inside content_type=, so set the header itself
-        return web.bytes(generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    @app.timer(settings.drift_interval_s)
+    async def close_drift_windows() -> None:
+        reports = engine.drift_reports()
+        if not reports:
+            return
+        try:
+            await engine.publisher.publish(
+                [(settings.topic_drift, r.window.encode(), r.to_bytes()) for r in reports])
+        except Exception as exc:  # reports are derived data (also in /metrics): log, go on
+            log.warning("could not publish %d drift report(s): %r", len(reports), exc)
+        for r in reports:
+            if r.alerts:
+                log.warning("drift alert (%s window ending %s): %s", r.window, r.window_end,
+                            "; ".join(a.detail for a in r.alerts))
 
-    @app.page("/healthz")
-    async def healthz(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
-        return web.json({"status": "ok"})
-
-    @app.page("/readyz")
-    async def readyz(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
-        redis_ok = await store.ping()
-        ready = redis_ok and engine.segmenter.ready
-        body = {"ready": ready, "redis": redis_ok, "model_ready": engine.segmenter.ready,
-                "model_version": engine.segmenter.version}
-        return web.json(body, status=200 if ready else 503)
+    @app.timer(LAG_INTERVAL_S)
+    async def refresh_consumer_lag() -> None:
+        try:
+            lags = await consumer_lag(app, set(settings.input_topics))
+        except Exception as exc:  # not assigned yet, or the broker is away
+            log.debug("consumer lag unavailable: %r", exc)
+            return
+        metrics.consumer_lag.clear()
+        for (topic, partition), lag in lags.items():
+            metrics.consumer_lag.labels(topic, str(partition)).set(lag)
 
     app.streamseg_engine = engine  # type: ignore[attr-defined]
+    app.streamseg_sync = sync  # type: ignore[attr-defined]
     return app, engine
+
+
+async def consumer_lag(app: faust.App, topics: set[str]) -> dict[tuple[str, int], int]:
+    """End offset - committed offset per assigned input partition (before this worker's
+    first commit on a partition: end offset - read position)."""
+    consumer = app.consumer
+    tps = [tp for tp in consumer.assignment() if tp.topic in topics]
+    if not tps:
+        return {}
+    ends = await consumer.highwaters(*tps)
+    committed = app.monitor.tp_committed_offsets
+    out = {}
+    for tp in tps:
+        end = ends.get(tp)
+        done = committed.get(tp)
+        if done is None:
+            done = await consumer.position(tp)
+        if end is not None and done is not None:
+            out[tp.topic, tp.partition] = max(0, end - done)
+    return out
+
+
+async def _guard(what: str, op: Callable[[], Awaitable[object]]) -> None:
+    """Timers must survive outages: log and try again next tick."""
+    try:
+        await op()
+    except Exception as exc:
+        log.warning("%s failed: %r", what, exc)
 
 
 def _message(event: faust.EventT) -> InMessage:

@@ -11,18 +11,26 @@ Build one :class:`Settings` at start-up and pass it in; nothing reads a global.
 
 from __future__ import annotations
 
+import json
 from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-TopicRole = Literal["clickstream", "transactions", "dlq", "segment_updates"]
+from streamseg.drift.windows import parse_windows
+from streamseg.errors import ConfigError
+
+TopicRole = Literal["clickstream", "transactions", "dlq", "segment_updates", "segments", "model",
+                    "drift", "audit"]
+Clusterer = Literal["kmeans", "streamkmeans", "dbstream", "clustream", "denstream"]
 
 
 class Settings(BaseSettings):
     """Everything a worker, the generator or ``streamseg dev`` can be told."""
 
-    model_config = SettingsConfigDict(env_prefix="STREAMSEG_", frozen=True, extra="ignore")
+    # hide_input_in_errors: a bad API token or a Redis URL with a password must not reach logs
+    model_config = SettingsConfigDict(env_prefix="STREAMSEG_", frozen=True, extra="ignore",
+                                      hide_input_in_errors=True)
 
     # --- connections -----------------------------------------------------
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="host:port[,host:port...]")
@@ -34,6 +42,10 @@ class Settings(BaseSettings):
     topic_transactions: str = "streamseg.transactions.v1"
     topic_dlq: str = "streamseg.dlq.v1"
     topic_segment_updates: str = "streamseg.segment-updates.v1"
+    topic_segments: str = Field("streamseg.segments.v1", description="segment catalog, compacted")
+    topic_model: str = Field("streamseg.model.v1", description="model snapshots, compacted")
+    topic_drift: str = "streamseg.drift.v1"
+    topic_audit: str = Field("streamseg.audit.v1", description="erasure audit records (not compacted)")
     topic_partitions: int = Field(4, ge=1, description="partitions for topics we create")
     topic_replication: int = Field(1, ge=1)
 
@@ -62,7 +74,16 @@ class Settings(BaseSettings):
 
     # --- model ---------------------------------------------------------------
     n_segments: int = Field(6, ge=2)
-    clusterer: Literal["kmeans"] = "kmeans"
+    clusterer: Clusterer = Field(
+        "kmeans", description="River clusterer; the README's Segmentation section compares them"
+    )
+    clusterer_params: str = Field(
+        "{}", description='JSON object of clusterer hyperparameters, e.g. {"clustering_threshold": 2.0} '
+        "(kept as canonical JSON text so settings stay hashable)",
+    )
+    model_refresh_every: int = Field(
+        1000, ge=1, description="stream clusterers: recompute the cached macro-clusters every N learns"
+    )
     kmeans_halflife: float = Field(
         0.01, gt=0, le=1, description="step of a centre towards each customer it learns: smaller "
         "is steadier (fewer membership flips), too small adapts slowly (load_tests/quality_bench.py)",
@@ -78,11 +99,62 @@ class Settings(BaseSettings):
     rescore_every_s: float = Field(5.0, gt=0, description="how often the leader runs the re-scoring sweep")
     rescore_batch: int = Field(1000, ge=1, description="customers re-scored per Redis round trip")
     rescore_max: int = Field(20_000, ge=1, description="customers re-scored per sweep at most")
+    segment_margin: float = Field(
+        0.1, ge=0, lt=1, description="a customer moves only if the new centre is this much "
+        "(relative) nearer than its current one: no flapping at boundaries",
+    )
+    model_sync_s: float = Field(
+        2.0, gt=0, description="workers publish their local model and the leader merges this often"
+    )
+    model_sync_events: int = Field(
+        2000, ge=1, description="without a Faust leader (in-process engine): refresh the model "
+        "after this many learned updates",
+    )
+    identity_max_move: float = Field(
+        1.5, gt=0, description="standardized units a centre may move between versions and keep its id"
+    )
+    profile_sample: int = Field(20_000, ge=100, description="customers sampled for segment profiles")
+    catalog_refresh_s: float = Field(30.0, gt=0, description="profiles/catalog refresh period")
+    worker_id: str = Field("", description="stable id of this worker (default: host:web_port)")
+
+    # --- drift (see streamseg/drift/) -------------------------------------------
+    drift_windows: str = Field(
+        "1m,15m", description="sliding window lengths, e.g. '1m,15m' or '1d,7d' (units s m h d w); "
+        "each a multiple of the shortest, which is also how often windows report. They follow "
+        "the engine's clock: event time with clock=event",
+    )
+    drift_min_customers: int = Field(
+        100, ge=1, description="a window reports only when it and its reference hold this many "
+        "customer updates")
+    drift_composition_alert: float = Field(0.15, gt=0, le=1, description="alert above this "
+                                           "composition shift (total variation distance)")
+    drift_psi_alert: float = Field(0.2, gt=0, description="alert above this segment-share PSI")
+    drift_feature_psi_alert: float = Field(0.2, gt=0, description="alert when a model input's "
+                                           "PSI exceeds this")
+    drift_emerging_alert: float = Field(0.15, gt=0, le=1, description="alert when more than this "
+                                        "share of customers is far from every centre")
+    drift_emerging_quantile: float = Field(
+        0.95, gt=0, lt=1, description="'far' = beyond this quantile of the reference window's "
+        "distances (unless drift_emerging_distance is set)")
+    drift_emerging_distance: float = Field(
+        0.0, ge=0, description="fixed 'far' distance in standardized units (0: use the quantile)")
+    drift_interval_s: float = Field(1.0, gt=0, description="how often the worker closes windows")
 
     # --- web / metrics ---------------------------------------------------------
     web_port: int = Field(6066, ge=0, le=65535)
     web_host: str = "127.0.0.1"
     log_level: Literal["crit", "error", "warn", "info", "debug"] = "info"
+
+    # --- HTTP API access control -------------------------------------------
+    api_tokens: str = Field(
+        "", description="bearer tokens for /v1/*, as name:secret[,name:secret...]; the name is the "
+        "actor in audit records; empty = every /v1 request is refused (401)"
+    )
+    metrics_auth: bool = Field(False, description="require a bearer token for /metrics too")
+    web_in_thread: bool = Field(
+        True, description="serve HTTP from its own thread and event loop, so lookups do not wait "
+        "behind a batch"
+    )
 
     @field_validator("kafka_bootstrap")
     @classmethod
@@ -91,12 +163,55 @@ class Settings(BaseSettings):
             raise ValueError("STREAMSEG_KAFKA_BOOTSTRAP must list at least one host:port")
         return v
 
+    @field_validator("clusterer_params", mode="before")
+    @classmethod
+    def _params_json(cls, v: object) -> str:
+        try:
+            params = json.loads(v) if isinstance(v, str) else v
+        except ValueError:
+            params = None
+        if not isinstance(params, dict) or not all(
+            isinstance(k, str) and isinstance(x, int | float) and not isinstance(x, bool)
+            for k, x in params.items()
+        ):
+            raise ValueError('STREAMSEG_CLUSTERER_PARAMS must be a JSON object of numbers, '
+                             'e.g. {"clustering_threshold": 2.0}')
+        return json.dumps(params, sort_keys=True)
+
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, v: str) -> str:
         if not v.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("STREAMSEG_REDIS_URL must start with redis://, rediss:// or unix://")
         return v
+
+    @field_validator("drift_windows")
+    @classmethod
+    def _windows_parse(cls, v: str) -> str:
+        try:
+            parse_windows(v)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return v
+
+    @property
+    def drift_window_seconds(self) -> list[int]:
+        return parse_windows(self.drift_windows)
+    @field_validator("api_tokens")
+    @classmethod
+    def _tokens_well_formed(cls, v: str) -> str:
+        parse_api_tokens(v)  # raises ValueError with the offending entry
+        return v
+
+    @property
+    def api_token_map(self) -> dict[str, str]:
+        """secret -> name of every configured API token."""
+        return parse_api_tokens(self.api_tokens)
+
+    @property
+    def clusterer_kwargs(self) -> dict[str, float]:
+        """``clusterer_params`` as keyword arguments for the clusterer."""
+        return dict(json.loads(self.clusterer_params))
 
     @property
     def kafka_bootstrap_list(self) -> list[str]:
@@ -109,3 +224,29 @@ class Settings(BaseSettings):
     @property
     def input_topics(self) -> tuple[str, str]:
         return (self.topic_clickstream, self.topic_transactions)
+
+
+MIN_TOKEN_CHARS = 16
+
+
+def parse_api_tokens(spec: str) -> dict[str, str]:
+    """``"ops:s3cr3t...,svc:..."`` -> {secret: name}; refuses short or unnamed secrets.
+
+    >>> parse_api_tokens("ops:0123456789abcdef, svc:fedcba9876543210")
+    {'0123456789abcdef': 'ops', 'fedcba9876543210': 'svc'}
+    >>> parse_api_tokens("")
+    {}
+    """
+    out: dict[str, str] = {}
+    for i, entry in enumerate(e.strip() for e in spec.split(",")):
+        if not entry:
+            continue
+        name, sep, secret = entry.partition(":")
+        if not sep or not name.strip():
+            raise ValueError(f"STREAMSEG_API_TOKENS entries must look like name:secret (entry {i + 1} "
+                             "has no name)")
+        if len(secret.strip()) < MIN_TOKEN_CHARS:
+            raise ValueError(f"STREAMSEG_API_TOKENS: the secret of {name.strip()!r} is shorter than "
+                             f"{MIN_TOKEN_CHARS} characters")
+        out[secret.strip()] = name.strip()
+    return out

@@ -42,10 +42,18 @@ NEVER_DAYS = 365.0
 State = Mapping[str, float | str]
 Source = Literal["click", "transaction", "any"]
 Transform = Literal["none", "log1p", "sqrt"]
+Scaling = Literal["standard", "none"]
 
 
 @dataclass(frozen=True, slots=True)
 class Feature:
+    """One feature: what it is made of, over which window, and how it enters the model.
+
+    ``window`` is "point" (a recency), "lifetime" (since the customer's first
+    event) or decayed with ``halflife_days``; in-model features are transformed
+    (``transform``: log1p, sqrt or none) and then standardized online (``scaling``).
+    """
+
     name: str
     source: Source
     unit: str
@@ -54,6 +62,16 @@ class Feature:
     compute: Callable[[State, float], float]
     in_model: bool = True
     transform: Transform = "log1p"
+    halflife_days: float | None = None
+
+    def __post_init__(self) -> None:
+        if (self.halflife_days is not None) != self.window.startswith("decayed"):
+            raise ValueError(f"{self.name}: a decayed window needs halflife_days, others none")
+
+    @property
+    def scaling(self) -> Scaling:
+        """How the model sees the transformed value: River's online StandardScaler, or not at all."""
+        return "standard" if self.in_model else "none"
 
 
 def _n(state: State, key: str) -> float:
@@ -133,9 +151,9 @@ FEATURES: tuple[Feature, ...] = (
             lambda s, now: min(NEVER_DAYS, _days_since("last_purchase_ts", NEVER_DAYS)(s, now)),
             in_model=False),
     Feature("purchase_frequency_30d", "transaction", "orders", _D, "Orders, time-decayed",
-            _decay("d_orders")),
+            _decay("d_orders"), halflife_days=HALFLIFE_DAYS),
     Feature("monetary_30d", "transaction", "currency", _D, "Net spend (orders - refunds), time-decayed",
-            _decay("d_spend", floor=0.0)),
+            _decay("d_spend", floor=0.0), halflife_days=HALFLIFE_DAYS),
     Feature("avg_order_value", "transaction", "currency", "lifetime", "Mean order amount",
             _ratio("sum_amount", "n_orders"), in_model=False),
     Feature("discount_share", "transaction", "ratio", "lifetime",
@@ -143,19 +161,19 @@ FEATURES: tuple[Feature, ...] = (
     Feature("refund_rate", "transaction", "ratio", "lifetime", "Refunds per order (capped at 1)",
             _refund_rate, transform="sqrt"),
     Feature("sessions_30d", "click", "sessions", _D, "Distinct sessions, time-decayed",
-            _decay("d_sessions")),
+            _decay("d_sessions"), halflife_days=HALFLIFE_DAYS),
     Feature("page_views_30d", "click", "views", _D, "Page views, time-decayed", _decay("d_page_views"),
-            in_model=False),
+            halflife_days=HALFLIFE_DAYS, in_model=False),
     Feature("product_views_30d", "click", "views", _D, "Product views, time-decayed",
-            _decay("d_product_views"), in_model=False),
+            _decay("d_product_views"), halflife_days=HALFLIFE_DAYS, in_model=False),
     Feature("cart_adds_30d", "click", "adds", _D, "Add-to-cart events, time-decayed",
-            _decay("d_cart_adds"), in_model=False),
+            _decay("d_cart_adds"), halflife_days=HALFLIFE_DAYS, in_model=False),
     Feature("pages_per_session", "click", "views", "lifetime", "(Page + product views) per session",
             _pages_per_session),
     Feature("cart_conversion", "any", "ratio", "lifetime", "Orders / max(orders, cart adds)",
             _cart_conversion, transform="none"),
     Feature("email_opens_30d", "click", "opens", _D, "Email opens, time-decayed",
-            _decay("d_email_opens")),
+            _decay("d_email_opens"), halflife_days=HALFLIFE_DAYS),
     Feature("email_click_rate", "click", "ratio", "lifetime", "Email clicks per open (capped at 1)",
             _ratio("n_email_clicks", "n_email_opens", cap=1.0), transform="none"),
     Feature("tenure_days", "any", "days", "lifetime", "Days since the first event",
@@ -180,6 +198,13 @@ _TRANSFORMS: dict[Transform, Callable[[float], float]] = {
     "log1p": lambda v: math.log1p(max(0.0, v)),  # counts and amounts: long right tails
     "sqrt": lambda v: math.sqrt(max(0.0, v)),  # mostly-zero shares: spread the small values
 }
+#: Back from model input to the feature's own units (clamped: expm1 overflows past ~709,
+#: and only absurd centres get there).
+_INVERSES: dict[Transform, Callable[[float], float]] = {
+    "none": lambda v: v,
+    "log1p": lambda v: math.expm1(min(700.0, max(0.0, v))),
+    "sqrt": lambda v: max(0.0, v) ** 2,
+}
 _BY_NAME = {f.name: f for f in FEATURES}
 
 
@@ -191,6 +216,15 @@ def derive(state: State, now_ms: float) -> dict[str, float]:
 def model_input(features: Mapping[str, float]) -> dict[str, float]:
     """The transformed model features (before online scaling)."""
     return {name: _TRANSFORMS[_BY_NAME[name].transform](features[name]) for name in MODEL_FEATURES}
+
+
+def original_value(name: str, x: float) -> float:
+    """A model input (or a centre's coordinate) back in the feature's own units.
+
+    >>> original_value("refund_rate", model_input(dict.fromkeys(MODEL_FEATURES, 0.25))["refund_rate"])
+    0.25
+    """
+    return _INVERSES[_BY_NAME[name].transform](x)
 
 
 def feature(name: str) -> Feature:

@@ -21,6 +21,7 @@ from streamseg.features.registry import (
     derive,
     feature,
     model_input,
+    original_value,
 )
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -218,6 +219,13 @@ def test_model_input__clamps_negative_log1p_inputs_to_zero() -> None:
     x = model_input(f)
     assert x["monetary_30d"] == 0.0
     assert x["refund_rate"] == 0.5
+
+
+@pytest.mark.parametrize("name", MODEL_FEATURES)
+def test_original_value__undoes_the_model_transform(name: str) -> None:
+    for v in (0.0, 0.25, 1.0, 37.5):
+        x = model_input(dict.fromkeys(MODEL_FEATURES, v))[name]
+        assert original_value(name, x) == pytest.approx(v), (name, v)
 
 
 def test_model_input__excludes_reported_only_features() -> None:
