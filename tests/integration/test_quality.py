@@ -2,10 +2,11 @@
 
 Runs ``load_tests/quality_bench.py`` itself (the real engine on the session's
 real Valkey) on 500 planted customers over 120 days. The floors were measured
-across seeds 1-12 of this size, with margin: online ARI 0.73-0.97 (10 of 12
-above 0.89; a small population sometimes leaves online k-means in a worse local
+across seeds 1-12 of this size, with margin: online ARI 0.75-0.97 (10 of 12
+above 0.90; a small population sometimes leaves online k-means in a worse local
 optimum than the batch reference finds), offline 0.89-0.97, naive River KMeans
-on raw features 0.06-0.19, id stability per version change >= 99.6%.
+on raw features 0.08-0.15, id stability per stationary round >= 99.8%, flips
+0.51-0.70 per customer-month.
 """
 
 from __future__ import annotations
@@ -71,11 +72,11 @@ def test_quality_bench__without_the_sweep_scores_lapsing_customers_as_of_their_l
 ) -> None:
     """The sweep is what lets lapsed customers be seen as lapsed (issue 4's main cause).
 
-    Measured on 300 customers, seeds 1-4: online ARI 0.57-0.65 without, 0.71-0.90 with.
+    Measured on 200 customers, seeds 1-4: online ARI 0.24-0.40 without, 0.74-0.88 with.
     """
-    cfg = bench.Config(customers=300, days=90.0, seed=1, stationary_rounds=0, rescore=False)
+    cfg = bench.Config(customers=200, days=90.0, seed=1, stationary_rounds=0, rescore=False)
     stale = bench.bench(cfg, stack.redis_url)
-    fresh = bench.bench(bench.Config(customers=300, days=90.0, seed=1, stationary_rounds=0),
+    fresh = bench.bench(bench.Config(customers=200, days=90.0, seed=1, stationary_rounds=0),
                         stack.redis_url)
-    assert fresh.online.ari >= stale.online.ari + 0.1
+    assert fresh.online.ari >= stale.online.ari + 0.3
     assert fresh.offline == stale.offline  # same stream, same final features
