@@ -78,6 +78,18 @@ async def test_stale_states__forgets_customers_whose_state_expired(settings: Set
         await store.close()
 
 
+async def test_forget__removes_the_customer_from_the_re_scoring_index(settings: Settings) -> None:
+    store = store_for(settings)
+    keys = Keys(settings.key_prefix)
+    try:
+        await store.apply([click("erased", 1, 1.0), click("kept", 1, 1.0)])
+        await store.forget("erased")
+        assert await store.client.zscore(keys.scored(), "erased") is None
+        assert list(await store.stale_states(T0 + 2 * DAY_MS, limit=10)) == ["kept"]
+    finally:
+        await store.close()
+
+
 async def test_sweep__brings_silent_customers_segments_up_to_the_end_of_the_stream(
     settings: Settings,
 ) -> None:

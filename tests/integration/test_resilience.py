@@ -184,6 +184,32 @@ async def test_worker_killed_mid_stream__restart_counts_every_event_once(
     await assert_memberships_published(settings, redis_client, wl)
 
 
+async def test_customers_held_before_any_model__are_assigned_by_another_worker(
+    settings: Settings, redis_client: aioredis.Redis
+) -> None:
+    """A worker acks the events of customers it holds back for want of a model; if it stops
+    before the model arrives, another worker must still give them a segment."""
+    store = feature_store(settings)
+    try:
+        early = engine_with(settings, store, RecordingPublisher(), None)  # no model yet
+        await early.process([order_message(settings, i, f"h{i}") for i in range(5)])
+        assert early._pending and not await redis_client.hget(Keys(settings.key_prefix).state("h0"), "seg")
+        # the early worker goes away (its memory with it); another one has a model
+        out = RecordingPublisher()
+        other = engine_with(settings, store, out, pinned_model(1, version=3))
+        assert await other.flush_pending() == 5
+        assert await other.flush_pending() == 0  # released: nothing assigned twice
+    finally:
+        await store.close()
+    keys = Keys(settings.key_prefix)
+    for i in range(5):
+        assert await redis_client.hget(keys.state(f"h{i}"), "seg") == b"1"
+    published = {orjson.loads(v)["customer_id"] for t, _, v in out.records
+                 if t == settings.topic_segment_updates}
+    assert published == {f"h{i}" for i in range(5)}
+    assert not await redis_client.smembers(keys.held())
+
+
 async def test_batch_redis_refuses_for_good__goes_to_the_dlq_whole_instead_of_raising(
     settings: Settings, redis_client: aioredis.Redis
 ) -> None:
