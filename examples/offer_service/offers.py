@@ -20,7 +20,6 @@ BY_FEATURE: dict[tuple[str, int], str] = {
     ("email_opens_30d", +1): "newsletter-exclusive",
     ("email_click_rate", +1): "newsletter-exclusive",
     ("tenure_days", -1): "welcome-guide",
-    ("pages_per_session", +1): "free-shipping-first-order",
     ("top_category_share", +1): "category-new-arrivals",
 }
 
