@@ -1,7 +1,7 @@
 """Cost per event and quality of every clusterer on the generator's personas.
 
 Customers are simulated (``streamseg.generate``), their features derived from
-the events with the reference accumulator and the registry (17 model inputs),
+the events with the reference accumulator and the registry (its model inputs),
 then each clusterer, built from the default settings as a worker builds it
 (``N_SEGMENTS`` = the number of personas), learns the customers' vectors in
 shuffled passes (a stand-in for a stream of customer updates) and assigns all

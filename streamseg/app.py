@@ -22,6 +22,7 @@ from streamseg.features.keys import Keys
 from streamseg.features.registry import HALFLIFE_DAYS
 from streamseg.features.store import RedisFeatureStore
 from streamseg.metrics import Metrics
+from streamseg.rescore import sweep
 from streamseg.segmenting.sync import ModelSync
 from streamseg.settings import Settings
 
@@ -130,6 +131,14 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         metrics.segment_size.clear()
         for sid, n in sizes.items():
             metrics.segment_size.labels(str(sid), engine.name_of(sid)).set(n)
+
+    @app.timer(settings.rescore_every_s, on_leader=True)
+    async def rescore_stale_customers() -> None:
+        try:
+            await sweep(engine, older_than_days=settings.rescore_after_hours / 24.0,
+                        batch=settings.rescore_batch, max_customers=settings.rescore_max)
+        except Exception:  # the sweep must not kill the timer; the next tick retries
+            log.exception("re-scoring sweep failed")
 
     @app.timer(settings.drift_interval_s)
     async def close_drift_windows() -> None:

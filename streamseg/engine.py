@@ -212,6 +212,27 @@ class Engine:
         report.changes = changes
         return report
 
+    async def rescore_stale(self, *, older_than_ms: float, limit: int) -> tuple[int, list[SegmentUpdate]]:
+        """Re-evaluate up to ``limit`` customers not evaluated for ``older_than_ms`` of clock time.
+
+        A silent customer's recency features keep changing without an event to
+        re-evaluate them; this brings their segment up to "now" (see
+        :mod:`streamseg.rescore`). Re-scored vectors are learned too: silent
+        customers send no events, so without this the model would only ever see
+        active ones and could not keep a segment for customers who lapsed.
+        Returns (customers evaluated, membership changes).
+        """
+        async with self._lock:
+            now = self._now_ms()
+            states = await self._retry(lambda: self.store.stale_states(now - older_than_ms, limit),
+                                       "reading stale customers")
+            changes = self._segment({cid: CustomerUpdate(cid, [], st) for cid, st in states.items()}, {},
+                                    learn_all=True)
+            await self._emit([], changes)
+            await self._retry(lambda: self.store.mark_scored(list(states), now), "marking customers scored")
+            self._observe([], [], changes, time.perf_counter())
+            return len(states), changes
+
     async def _dead_letter_batch(
         self, events: list[Event], origin: list[tuple[InMessage, int | None]],
         rejected: list[DeadLetter], exc: Exception,
@@ -308,9 +329,12 @@ class Engine:
             return self.wall_ms()
         return self.clock_ms
 
-    def _segment(self, updates: dict[str, CustomerUpdate], applied_ts: dict[str, int]) -> list[SegmentUpdate]:
-        """Assign the batch's customers; return first assignments and changes to publish.
+    def _segment(self, updates: dict[str, CustomerUpdate], applied_ts: dict[str, int], *,
+                 learn_all: bool = False) -> list[SegmentUpdate]:
+        """Learn from the batch's customers, assign them; return first assignments and changes.
 
+        ``learn_all``: learn every customer given, not only those with applied
+        events (the re-scoring sweep: their features changed with time alone).
         A customer whose batch held a redelivered event (status "duplicate") is
         republished even if its segment did not change: a worker that died
         between publishing and writing the membership left a record Redis
@@ -323,7 +347,7 @@ class Engine:
         for cid, upd in updates.items():
             feats = derive(upd.state, now)
             x = model_input(feats)
-            if upd.changed:
+            if upd.changed or learn_all:
                 self.segmenter.learn(x)
                 learned.append(x)
             event_ts = applied_ts.get(cid) or int(float(upd.state.get("last_ts", now)))

@@ -84,11 +84,21 @@ class Settings(BaseSettings):
     model_refresh_every: int = Field(
         1000, ge=1, description="stream clusterers: recompute the cached macro-clusters every N learns"
     )
-    kmeans_halflife: float = Field(0.05, gt=0, le=1)
+    kmeans_halflife: float = Field(
+        0.01, gt=0, le=1, description="step of a centre towards each customer it learns: smaller "
+        "is steadier (fewer membership flips), too small adapts slowly (load_tests/quality_bench.py)",
+    )
     model_warmup: int = Field(
         500, ge=2, description="customer updates buffered to seed the centres before assigning"
     )
     seed: int = 42
+    rescore_after_hours: float = Field(
+        24.0, gt=0, description="re-evaluate customers whose segment is older than this (clock "
+        "time, see CLOCK): recency keeps changing while a customer is silent",
+    )
+    rescore_every_s: float = Field(5.0, gt=0, description="how often the leader runs the re-scoring sweep")
+    rescore_batch: int = Field(1000, ge=1, description="customers re-scored per Redis round trip")
+    rescore_max: int = Field(20_000, ge=1, description="customers re-scored per sweep at most")
     segment_margin: float = Field(
         0.1, ge=0, lt=1, description="a customer moves only if the new centre is this much "
         "(relative) nearer than its current one: no flapping at boundaries",

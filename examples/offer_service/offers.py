@@ -16,12 +16,10 @@ BY_FEATURE: dict[tuple[str, int], str] = {
     ("purchase_frequency_30d", +1): "vip-early-access",
     ("discount_share", +1): "20pct-coupon",
     ("days_since_last_activity", +1): "win-back-15pct",
-    ("days_since_last_purchase", +1): "win-back-15pct",
     ("refund_rate", +1): "fit-finder",
     ("email_opens_30d", +1): "newsletter-exclusive",
     ("email_click_rate", +1): "newsletter-exclusive",
     ("tenure_days", -1): "welcome-guide",
-    ("product_views_30d", +1): "free-shipping-first-order",
     ("top_category_share", +1): "category-new-arrivals",
 }
 

@@ -30,6 +30,14 @@ class Keys:
         """Hash: segment id -> number of customers currently in it."""
         return f"{self.prefix}:segments:sizes"
 
+    def scored(self) -> str:
+        """Sorted set: customer id -> event time (ms) its segment was last evaluated at.
+
+        Recency features change while a customer is silent, so the re-scoring
+        sweep (:mod:`streamseg.rescore`) reads the oldest entries from here.
+        """
+        return f"{self.prefix}:customers:scored"
+
     def segment_names(self) -> str:
         """Hash: segment id -> readable name."""
         return f"{self.prefix}:segments:names"

@@ -6,6 +6,18 @@ state into one number at a given "now" (event time by default). Features with
 ``in_model=True`` enter the clusterer after their ``transform`` and an online
 standard scaler.
 
+The model gets one feature per behavioural dimension (recency, frequency,
+spend, discount and refund habits, engagement, browsing depth, conversion,
+e-mail, tenure, focus). Features that restate another dimension stay out of the
+model (they are still derived and reported): page, product and cart counts move
+with sessions; days since the last purchase and the mean order value are
+placeholders (365 days, 0) for customers who never bought, which would count
+"never bought" several times over in a Euclidean distance. ``sqrt`` on the
+two mostly-zero shares spreads the small values, where occasional and habitual
+refunders (or discount users) differ. Measured with
+``load_tests/quality_bench.py``: offline KMeans ARI against the planted
+personas rose from 0.89 (all 17 earlier model features) to 0.96.
+
 >>> state = {"first_ts": 0.0, "last_ts": 10 * DAY_MS, "n_orders": 2.0, "sum_amount": 90.0,
 ...          "d_orders": 1.5, "n_refunds": 1.0}
 >>> f = derive(state, now_ms=40 * DAY_MS)
@@ -29,7 +41,7 @@ NEVER_DAYS = 365.0
 
 State = Mapping[str, float | str]
 Source = Literal["click", "transaction", "any"]
-Transform = Literal["none", "log1p"]
+Transform = Literal["none", "log1p", "sqrt"]
 Scaling = Literal["standard", "none"]
 
 
@@ -38,8 +50,8 @@ class Feature:
     """One feature: what it is made of, over which window, and how it enters the model.
 
     ``window`` is "point" (a recency), "lifetime" (since the customer's first
-    event) or decayed with ``halflife_days``; in-model features are log1p'ed
-    or not (``transform``) and then standardized online (``scaling``).
+    event) or decayed with ``halflife_days``; in-model features are transformed
+    (``transform``: log1p, sqrt or none) and then standardized online (``scaling``).
     """
 
     name: str
@@ -136,25 +148,26 @@ FEATURES: tuple[Feature, ...] = (
             _days_since("last_ts")),
     Feature("days_since_last_purchase", "transaction", "days", "point",
             f"Days since the newest order ({NEVER_DAYS:g} if none)",
-            lambda s, now: min(NEVER_DAYS, _days_since("last_purchase_ts", NEVER_DAYS)(s, now))),
+            lambda s, now: min(NEVER_DAYS, _days_since("last_purchase_ts", NEVER_DAYS)(s, now)),
+            in_model=False),
     Feature("purchase_frequency_30d", "transaction", "orders", _D, "Orders, time-decayed",
             _decay("d_orders"), halflife_days=HALFLIFE_DAYS),
     Feature("monetary_30d", "transaction", "currency", _D, "Net spend (orders - refunds), time-decayed",
             _decay("d_spend", floor=0.0), halflife_days=HALFLIFE_DAYS),
     Feature("avg_order_value", "transaction", "currency", "lifetime", "Mean order amount",
-            _ratio("sum_amount", "n_orders")),
+            _ratio("sum_amount", "n_orders"), in_model=False),
     Feature("discount_share", "transaction", "ratio", "lifetime",
-            "Discounts / (amounts + discounts)", _discount_share, transform="none"),
+            "Discounts / (amounts + discounts)", _discount_share, transform="sqrt"),
     Feature("refund_rate", "transaction", "ratio", "lifetime", "Refunds per order (capped at 1)",
-            _refund_rate, transform="none"),
+            _refund_rate, transform="sqrt"),
     Feature("sessions_30d", "click", "sessions", _D, "Distinct sessions, time-decayed",
             _decay("d_sessions"), halflife_days=HALFLIFE_DAYS),
     Feature("page_views_30d", "click", "views", _D, "Page views, time-decayed", _decay("d_page_views"),
-            halflife_days=HALFLIFE_DAYS),
+            halflife_days=HALFLIFE_DAYS, in_model=False),
     Feature("product_views_30d", "click", "views", _D, "Product views, time-decayed",
-            _decay("d_product_views"), halflife_days=HALFLIFE_DAYS),
+            _decay("d_product_views"), halflife_days=HALFLIFE_DAYS, in_model=False),
     Feature("cart_adds_30d", "click", "adds", _D, "Add-to-cart events, time-decayed",
-            _decay("d_cart_adds"), halflife_days=HALFLIFE_DAYS),
+            _decay("d_cart_adds"), halflife_days=HALFLIFE_DAYS, in_model=False),
     Feature("pages_per_session", "click", "views", "lifetime", "(Page + product views) per session",
             _pages_per_session),
     Feature("cart_conversion", "any", "ratio", "lifetime", "Orders / max(orders, cart adds)",
@@ -180,6 +193,18 @@ FEATURES: tuple[Feature, ...] = (
 )
 
 MODEL_FEATURES: tuple[str, ...] = tuple(f.name for f in FEATURES if f.in_model)
+_TRANSFORMS: dict[Transform, Callable[[float], float]] = {
+    "none": lambda v: v,
+    "log1p": lambda v: math.log1p(max(0.0, v)),  # counts and amounts: long right tails
+    "sqrt": lambda v: math.sqrt(max(0.0, v)),  # mostly-zero shares: spread the small values
+}
+#: Back from model input to the feature's own units (clamped: expm1 overflows past ~709,
+#: and only absurd centres get there).
+_INVERSES: dict[Transform, Callable[[float], float]] = {
+    "none": lambda v: v,
+    "log1p": lambda v: math.expm1(min(700.0, max(0.0, v))),
+    "sqrt": lambda v: max(0.0, v) ** 2,
+}
 _BY_NAME = {f.name: f for f in FEATURES}
 
 
@@ -190,11 +215,16 @@ def derive(state: State, now_ms: float) -> dict[str, float]:
 
 def model_input(features: Mapping[str, float]) -> dict[str, float]:
     """The transformed model features (before online scaling)."""
-    out: dict[str, float] = {}
-    for name in MODEL_FEATURES:
-        v = features[name]
-        out[name] = math.log1p(max(0.0, v)) if _BY_NAME[name].transform == "log1p" else v
-    return out
+    return {name: _TRANSFORMS[_BY_NAME[name].transform](features[name]) for name in MODEL_FEATURES}
+
+
+def original_value(name: str, x: float) -> float:
+    """A model input (or a centre's coordinate) back in the feature's own units.
+
+    >>> original_value("refund_rate", model_input(dict.fromkeys(MODEL_FEATURES, 0.25))["refund_rate"])
+    0.25
+    """
+    return _INVERSES[_BY_NAME[name].transform](x)
 
 
 def feature(name: str) -> Feature:

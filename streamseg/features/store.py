@@ -116,6 +116,10 @@ class FeatureStore(Protocol):
 
     async def states(self, customer_ids: Sequence[str]) -> list[dict[str, float | str]]: ...
 
+    async def stale_states(self, before_ms: float, limit: int) -> dict[str, dict[str, float | str]]: ...
+
+    async def mark_scored(self, customer_ids: Sequence[str], at_ms: float) -> None: ...
+
 
 def compact(event: Event) -> list[object]:
     """The small array form the Lua script reads (see apply_events.lua)."""
@@ -200,13 +204,16 @@ class RedisFeatureStore:
             payload = orjson.dumps([compact(e) for e in evs])
             pipe.evalsha(sha, 2, self.keys.state(cid), self.keys.seen(cid), payload,
                          self.horizon_ms, self.ttl_s, self.halflife_ms)
+        # the sweep's index; a separate command (another slot in Redis Cluster), same round trip
+        pipe.zadd(self.keys.scored(), {cid: max(e.ts_ms for e in evs) for cid, evs in groups.items()},
+                  gt=True)
         replies = await pipe.execute(raise_on_error=False)
         for r in replies:
             if isinstance(r, NoScriptError):
                 raise r
             if isinstance(r, Exception):
                 raise r
-        return replies
+        return replies[:-1]
 
     async def write_memberships(self, changes: Sequence[Membership]) -> None:
         """Store current membership and keep segment sizes; one round trip."""
@@ -235,8 +242,12 @@ class RedisFeatureStore:
         try:
             seg, had_state, had_seen = await self._forget(keys=[state_key, seen_key])
             segment = int(seg) if seg else None
+            pipe = self.client.pipeline(transaction=False)
+            pipe.zrem(self.keys.scored(), customer_id)  # the re-scoring index names the customer,
+            pipe.srem(self.keys.held(), customer_id)  # and so may the held set
             if segment is not None:
-                await self.client.hincrby(self.keys.segment_sizes(), str(segment), -1)
+                pipe.hincrby(self.keys.segment_sizes(), str(segment), -1)
+            await pipe.execute()
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise StoreUnavailable(f"Redis unreachable while erasing a customer: {exc}") from exc
         removed = [k for k, n in ((state_key, had_state), (seen_key, had_seen)) if n]
@@ -279,6 +290,42 @@ class RedisFeatureStore:
             if len(out) >= limit:
                 break
         return out
+
+    async def stale_states(self, before_ms: float, limit: int) -> dict[str, dict[str, float | str]]:
+        """Up to ``limit`` customers last evaluated before ``before_ms`` (oldest first), with state.
+
+        Customers whose state has expired (retention) leave the index here.
+        """
+        key = self.keys.scored()
+        try:
+            raw_ids = await self.client.zrangebyscore(key, "-inf", f"({before_ms!r}", start=0, num=limit)
+            cids = [c.decode() if isinstance(c, bytes) else str(c) for c in raw_ids]
+            if not cids:
+                return {}
+            pipe = self.client.pipeline(transaction=False)
+            for cid in cids:
+                pipe.hgetall(self.keys.state(cid))
+            raws = await pipe.execute()
+            gone = [cid for cid, raw in zip(cids, raws, strict=True) if not raw]
+            if gone:
+                await self.client.zrem(key, *gone)
+        except (RedisConnectionError, RedisTimeoutError, OSError, ResponseError) as exc:
+            if _is_outage(exc):
+                raise StoreUnavailable(f"Redis unavailable while reading stale customers: {exc}") from exc
+            raise
+        return {cid: parse_state([x for kv in raw.items() for x in kv])
+                for cid, raw in zip(cids, raws, strict=True) if raw}
+
+    async def mark_scored(self, customer_ids: Sequence[str], at_ms: float) -> None:
+        """Record that these customers were evaluated as of ``at_ms`` (never moves back)."""
+        if not customer_ids:
+            return
+        try:
+            await self.client.zadd(self.keys.scored(), dict.fromkeys(customer_ids, at_ms), gt=True)
+        except (RedisConnectionError, RedisTimeoutError, OSError, ResponseError) as exc:
+            if _is_outage(exc):
+                raise StoreUnavailable(f"Redis unavailable while marking customers scored: {exc}") from exc
+            raise
 
     async def segment_sizes(self) -> dict[int, int]:
         raw = await self.client.hgetall(self.keys.segment_sizes())

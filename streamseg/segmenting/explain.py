@@ -15,12 +15,11 @@ array([ 4.  , -0.01])
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from streamseg.features.registry import feature
+from streamseg.features.registry import original_value
 from streamseg.publish.records import Reason
 
 TOP_REASONS = 3
@@ -32,12 +31,8 @@ def pull(z: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def original_units(features: Sequence[str], raw_center: np.ndarray) -> dict[str, float]:
-    """A centre in model-input units back in the feature's own units (undo ``log1p``)."""
-    out = {}
-    for f, v in zip(features, raw_center, strict=True):
-        # clamp: expm1 overflows past ~709 (only absurd centres get there)
-        out[f] = math.expm1(min(700.0, max(0.0, float(v)))) if feature(f).transform == "log1p" else float(v)
-    return out
+    """A centre in model-input units back in the feature's own units (undo the transform)."""
+    return {f: original_value(f, float(v)) for f, v in zip(features, raw_center, strict=True)}
 
 
 def reasons(

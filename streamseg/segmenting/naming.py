@@ -16,14 +16,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 ARCHETYPES: dict[str, dict[str, float]] = {
-    "High-value loyalists": {"monetary_30d": 1.0, "purchase_frequency_30d": 1.0,
-                             "avg_order_value": 0.5, "days_since_last_purchase": -0.5},
-    "Bargain hunters": {"discount_share": 1.0, "avg_order_value": -0.3},
-    "Window shoppers": {"product_views_30d": 0.6, "sessions_30d": 0.5, "pages_per_session": 0.4,
-                        "cart_conversion": -0.6, "purchase_frequency_30d": -0.6},
+    "High-value loyalists": {"monetary_30d": 1.0, "purchase_frequency_30d": 1.0, "cart_conversion": 0.5},
+    "Bargain hunters": {"discount_share": 1.0, "top_category_share": -0.3},
+    "Window shoppers": {"sessions_30d": 0.5, "pages_per_session": 0.6, "cart_conversion": -0.6,
+                        "purchase_frequency_30d": -0.6},
     "New explorers": {"tenure_days": -1.0, "sessions_30d": 0.2},
-    "At-risk": {"days_since_last_activity": 1.0, "days_since_last_purchase": 0.5,
-                "sessions_30d": -0.3},
+    "At-risk": {"days_since_last_activity": 1.0, "sessions_30d": -0.5},
     "Serial returners": {"refund_rate": 1.0},
     "Email responders": {"email_click_rate": 0.7, "email_opens_30d": 0.7},
     "Category specialists": {"top_category_share": 1.0},

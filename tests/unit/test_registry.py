@@ -21,6 +21,7 @@ from streamseg.features.registry import (
     derive,
     feature,
     model_input,
+    original_value,
 )
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -194,7 +195,7 @@ def test_derive_of_any_non_negative_state__is_finite_with_ratios_in_unit_interva
 # --------------------------------------------------------------------------- model_input()
 
 
-def test_model_input__log1p_transforms_counts_and_leaves_ratios_alone() -> None:
+def test_model_input__log1p_for_counts_sqrt_for_mostly_zero_shares_other_ratios_alone() -> None:
     f = derive({"first_ts": 0.0, "last_ts": 10 * DAY_MS, "n_orders": 2.0, "sum_amount": 90.0,
                 "sum_discount": 10.0, "d_orders": 1.5, "n_refunds": 1.0, "n_cart_adds": 4.0},
                now_ms=40 * DAY_MS)
@@ -203,23 +204,42 @@ def test_model_input__log1p_transforms_counts_and_leaves_ratios_alone() -> None:
     for name in MODEL_FEATURES:
         if feature(name).transform == "log1p":
             assert x[name] == pytest.approx(math.log1p(f[name])), name
+        elif feature(name).transform == "sqrt":
+            assert x[name] == pytest.approx(math.sqrt(f[name])), name
         else:
             assert x[name] == f[name], name
-    assert x["avg_order_value"] == pytest.approx(math.log1p(45.0))
-    assert x["refund_rate"] == 0.5
+    assert x["days_since_last_activity"] == pytest.approx(math.log1p(30.0))
+    assert x["refund_rate"] == pytest.approx(math.sqrt(0.5))
+    assert x["discount_share"] == pytest.approx(math.sqrt(0.1))
     assert x["cart_conversion"] == 0.5
 
 
 def test_model_input__clamps_negative_log1p_inputs_to_zero() -> None:
-    f = dict.fromkeys(MODEL_FEATURES, 0.0) | {"monetary_30d": -5.0, "refund_rate": 0.3}
+    f = dict.fromkeys(MODEL_FEATURES, 0.0) | {"monetary_30d": -5.0, "refund_rate": 0.25}
     x = model_input(f)
     assert x["monetary_30d"] == 0.0
-    assert x["refund_rate"] == 0.3
+    assert x["refund_rate"] == 0.5
+
+
+@pytest.mark.parametrize("name", MODEL_FEATURES)
+def test_original_value__undoes_the_model_transform(name: str) -> None:
+    for v in (0.0, 0.25, 1.0, 37.5):
+        x = model_input(dict.fromkeys(MODEL_FEATURES, v))[name]
+        assert original_value(name, x) == pytest.approx(v), (name, v)
 
 
 def test_model_input__excludes_reported_only_features() -> None:
     x = model_input(derive({"n_orders": 3.0}, 0.0))
     assert "orders_total" not in x and "events_total" not in x
+
+
+def test_model__leaves_out_features_that_restate_another_dimension() -> None:
+    # views and cart adds move with sessions; "never bought" placeholders (365 days,
+    # mean order value 0) would count one fact several times in a Euclidean distance
+    restating = {"page_views_30d", "product_views_30d", "cart_adds_30d",
+                 "days_since_last_purchase", "avg_order_value"}
+    assert restating.isdisjoint(MODEL_FEATURES)
+    assert all(name in derive({}, 0.0) for name in restating)  # still derived and reported
 
 
 # --------------------------------------------------------------------------- the registry itself
@@ -238,14 +258,14 @@ def test_model_features__all_exist_in_features_and_are_in_model() -> None:
 def test_every_feature__documents_unit_window_and_description(feat: Any) -> None:
     assert feat.unit.strip() and feat.window.strip() and len(feat.description.strip()) >= 5
     assert feat.source in ("click", "transaction", "any")
-    assert feat.transform in ("none", "log1p")
+    assert feat.transform in ("none", "log1p", "sqrt")
     assert feature(feat.name) is feat
 
 
 @pytest.mark.parametrize("name", RATIO_FEATURES)
 def test_ratio_features__are_not_log_transformed(name: str) -> None:
     assert feature(name).unit == "ratio"
-    assert feature(name).transform == "none"
+    assert feature(name).transform in ("none", "sqrt")
 
 
 def test_decayed_features__say_their_half_life_in_the_window() -> None:

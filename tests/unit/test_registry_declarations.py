@@ -11,7 +11,7 @@ from streamseg.features.registry import FEATURES, HALFLIFE_DAYS, Feature
 def test_every_feature__declares_source_unit_window_transform_and_scaling(feat: Feature) -> None:
     assert feat.name and feat.unit and feat.description
     assert feat.source in ("click", "transaction", "any")
-    assert feat.transform in ("none", "log1p")
+    assert feat.transform in ("none", "log1p", "sqrt")
     assert feat.scaling == ("standard" if feat.in_model else "none")
     if feat.window.startswith("decayed"):
         assert feat.halflife_days == HALFLIFE_DAYS  # the store decays every counter alike

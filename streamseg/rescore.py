@@ -1,0 +1,51 @@
+"""The re-scoring sweep: bring silent customers' segments up to "now".
+
+A customer's segment is evaluated when one of its events arrives. Recency
+features (days since the last activity or purchase, the decayed 30-day
+counters) keep changing while a customer is silent, so without a sweep a
+customer who lapses keeps the segment of their last active day forever: the
+"lapsing" segment could never fill. The store keeps a sorted set of customers
+by the clock time they were last evaluated at (``Keys.scored``); the sweep
+reads the oldest, re-derives their features as of now, re-assigns them and
+publishes any change, one bounded batch at a time.
+
+Runs on the Faust leader on a timer (``STREAMSEG_RESCORE_EVERY_S``); the
+benchmark and tests call :func:`sweep` directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from streamseg.publish.records import SegmentUpdate
+
+DAY_MS = 86_400_000.0
+
+
+class Rescorable(Protocol):
+    async def rescore_stale(self, *, older_than_ms: float, limit: int) -> tuple[int, list[SegmentUpdate]]: ...
+
+
+@dataclass(slots=True)
+class SweepReport:
+    evaluated: int = 0
+    changed: int = 0
+
+
+async def sweep(engine: Rescorable, *, older_than_days: float, batch: int,
+                max_customers: int | None = None) -> SweepReport:
+    """Re-evaluate stale customers in batches until none are left (or ``max_customers``).
+
+    Each batch marks its customers as evaluated now, so the loop ends; a bound
+    keeps one timer tick from blocking the worker for long.
+    """
+    report = SweepReport()
+    while max_customers is None or report.evaluated < max_customers:
+        limit = batch if max_customers is None else min(batch, max_customers - report.evaluated)
+        n, changes = await engine.rescore_stale(older_than_ms=older_than_days * DAY_MS, limit=limit)
+        report.evaluated += n
+        report.changed += len(changes)
+        if n < limit:
+            break
+    return report

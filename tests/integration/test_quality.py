@@ -1,0 +1,82 @@
+"""The segment-quality benchmark, small: every figure is produced and quality holds a floor.
+
+Runs ``load_tests/quality_bench.py`` itself (the real engine on the session's
+real Valkey) on 500 planted customers over 120 days. The floors were measured
+across seeds 1-12 of this size, with margin: online ARI 0.75-0.97 (10 of 12
+above 0.90; a small population sometimes leaves online k-means in a worse local
+optimum than the batch reference finds), offline 0.89-0.97, naive River KMeans
+on raw features 0.08-0.15, id stability per stationary round >= 99.8%, flips
+0.51-0.70 per customer-month.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from streamseg.devstack import DevStack
+
+pytestmark = pytest.mark.integration
+
+BENCH = Path(__file__).parents[2] / "load_tests" / "quality_bench.py"
+
+
+def load_bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("quality_bench", BENCH)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    return load_bench()
+
+
+def test_quality_bench__reports_every_figure_and_meets_the_floors(
+    bench: ModuleType, stack: DevStack, tmp_path: Path
+) -> None:
+    cfg = bench.Config(customers=500, days=120.0, seed=7, stationary_rounds=2)
+    res = bench.bench(cfg, stack.redis_url)
+    bench.save(res, tmp_path)
+
+    saved = json.loads((tmp_path / "quality.json").read_text())
+    for name in ("online", "offline", "naive"):
+        assert set(saved[name]) == {"ari", "nmi"}
+        assert all(math.isfinite(v) for v in saved[name].values()), name
+    for name in ("online_vs_offline", "flips_per_customer_month", "flips_per_1000_events",
+                 "id_stability"):
+        assert math.isfinite(saved[name]), name
+    md = (tmp_path / "quality.md").read_text()
+    assert "| online (engine, as of the end) |" in md and "| id stability" in md
+
+    assert res.k == 6 and res.customers_assigned == 500
+    assert res.offline.ari >= 0.85
+    assert res.online.ari >= 0.7
+    assert res.online.ari >= 0.75 * res.offline.ari
+    assert res.naive.ari <= res.online.ari - 0.4  # the baseline is a baseline
+    assert len(res.id_stability_rounds) == 2 and res.id_stability >= 0.98
+    assert 0.0 < res.flips_per_customer_month < 3.0
+
+
+def test_quality_bench__without_the_sweep_scores_lapsing_customers_as_of_their_last_event(
+    bench: ModuleType, stack: DevStack
+) -> None:
+    """The sweep is what lets lapsed customers be seen as lapsed (issue 4's main cause).
+
+    Measured on 200 customers, seeds 1-4: online ARI 0.24-0.40 without, 0.74-0.88 with.
+    """
+    cfg = bench.Config(customers=200, days=90.0, seed=1, stationary_rounds=0, rescore=False)
+    stale = bench.bench(cfg, stack.redis_url)
+    fresh = bench.bench(bench.Config(customers=200, days=90.0, seed=1, stationary_rounds=0),
+                        stack.redis_url)
+    assert fresh.online.ari >= stale.online.ari + 0.3
+    assert fresh.offline == stale.offline  # same stream, same final features
