@@ -1,9 +1,9 @@
-"""The Faust application: input agent, output topics, web views, timers.
+"""The Faust application: input batches, output topics, web views, timers.
 
-The agent body is a paragraph: take a small batch of events per partition
-(bounded by count and a few milliseconds), hand it to the :class:`Engine`, and
-let Faust acknowledge the offsets when the loop comes round again, i.e. only
-after the engine's Redis writes and Kafka publishes for that batch succeeded.
+Input records reach the :class:`Engine` a whole fetch at a time through
+:mod:`streamseg.ingest` (Faust's own per-message stream path costs more than
+the engine does per event); their offsets are acknowledged only after the
+engine's Redis writes and Kafka publishes for that batch succeeded.
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from collections.abc import Sequence
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from streamseg.engine import Engine, InMessage, OutRecord, build_segmenter
+from streamseg.engine import Engine, OutRecord, build_segmenter
 from streamseg.features.keys import Keys
 from streamseg.features.registry import HALFLIFE_DAYS
 from streamseg.features.store import RedisFeatureStore
+from streamseg.ingest import batch_topic
 from streamseg.metrics import Metrics
 from streamseg.settings import Settings
 
@@ -58,7 +59,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         broker_rebalance_timeout=20.0,
         broker_commit_every=10_000,
         broker_commit_interval=1.0,
-        stream_buffer_maxsize=max(4096, settings.batch_max * 4),
+        broker_max_poll_records=settings.batch_max,
         producer_linger_ms=1,
         producer_acks=-1,
         cython_optimizations=True,
@@ -69,13 +70,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         halflife_days=HALFLIFE_DAYS,
     )
     engine = Engine(settings, store, build_segmenter(settings), FaustPublisher(app), metrics)
-    inputs = app.topic(*settings.input_topics, key_serializer="raw", value_serializer="raw")
-    within = settings.batch_within_ms / 1000.0
-
-    @app.agent(inputs, name="segment")
-    async def segment(stream: faust.StreamT[bytes]) -> None:
-        async for events in stream.take_events(settings.batch_max, within):  # type: ignore[attr-defined]
-            await engine.process([_message(e) for e in events])
+    batch_topic(app, settings.input_topics, engine)
 
     @app.timer(1.0)
     async def refresh_segment_sizes() -> None:
@@ -108,7 +103,3 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     app.streamseg_engine = engine  # type: ignore[attr-defined]
     return app, engine
 
-
-def _message(event: faust.EventT) -> InMessage:
-    m = event.message
-    return InMessage(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)

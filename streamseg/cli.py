@@ -9,10 +9,14 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 
 from streamseg.settings import Settings
+
+if TYPE_CHECKING:
+    import faust
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,8 +63,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_worker(settings: Settings) -> int:
-    from faust.worker import Worker
-
     from streamseg.app import create_app
     from streamseg.topics import ensure_topics
 
@@ -68,8 +70,20 @@ def run_worker(settings: Settings) -> int:
     asyncio.set_event_loop(loop)
     loop.run_until_complete(ensure_topics(settings))
     app, _ = create_app(settings)
-    Worker(app, loglevel=settings.log_level, loop=loop).execute_from_commandline()
+    execute(app, settings, loop)
     return 0
+
+
+def execute(app: faust.App, settings: Settings, loop: asyncio.AbstractEventLoop) -> None:
+    """Run a Faust worker for ``app`` until it is stopped."""
+    from faust.worker import Worker
+
+    worker = Worker(app, loglevel=settings.log_level, loop=loop)
+    # At log levels >= warn Faust's start-up spinner sets the root logger to
+    # DEBUG for good, so every library debug call (aiokafka logs each send)
+    # builds a log record: a tenth of a busy worker's time.
+    worker.spinner = None
+    worker.execute_from_commandline()
 
 
 def run_generate(settings: Settings, args: argparse.Namespace) -> int:

@@ -64,6 +64,17 @@ class BatchReport:
     changes: list[SegmentUpdate] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A decoded batch, waiting for :meth:`Engine.process`."""
+
+    messages: Sequence[InMessage]
+    events: list[Event]
+    origin: list[tuple[InMessage, int | None]]  # per event: its message, index in an envelope
+    dead: list[DeadLetter]
+    decode_seconds: float
+
+
 def build_segmenter(settings: Settings) -> Segmenter:
     return RiverKMeansSegmenter(
         MODEL_FEATURES, n_segments=settings.n_segments, halflife=settings.kmeans_halflife,
@@ -95,11 +106,20 @@ class Engine:
         self._pending: dict[str, tuple[dict[str, float], int, int | None]] = {}
 
     # -- the batch ----------------------------------------------------------
-    async def process(self, messages: Sequence[InMessage]) -> BatchReport:
+    def prepare(self, messages: Sequence[InMessage]) -> Prepared:
+        """Decode a batch: CPU only, no I/O and no state, so a caller may run it
+        while the previous batch waits on Redis and Kafka (see streamseg.ingest)."""
         started = time.perf_counter()
-        report = BatchReport()
         dead: list[DeadLetter] = []
         events, origin = self._decode(messages, dead)
+        return Prepared(messages, events, origin, dead, time.perf_counter() - started)
+
+    async def process(self, batch: Sequence[InMessage] | Prepared) -> BatchReport:
+        """Apply a batch (raw or :meth:`prepare`-d): features, segments, outputs."""
+        p = batch if isinstance(batch, Prepared) else self.prepare(batch)
+        started = time.perf_counter() - p.decode_seconds
+        report = BatchReport()
+        messages, events, origin, dead = p.messages, p.events, p.origin, p.dead
         updates = await self._retry(lambda: self.store.apply(events), "applying events")
         applied_ts = self._account(events, origin, updates, dead, report)
         changes = self._segment(updates, applied_ts)
