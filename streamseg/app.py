@@ -70,7 +70,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         halflife_days=HALFLIFE_DAYS,
     )
     engine = Engine(settings, store, build_segmenter(settings), FaustPublisher(app), metrics)
-    batch_topic(app, settings.input_topics, engine)
+    batch_topic(app, settings.input_topics, engine,
+                fetch_max_wait_ms=settings.fetch_max_wait_ms)
 
     @app.timer(1.0)
     async def refresh_segment_sizes() -> None:

@@ -1,4 +1,4 @@
-"""``streamseg dev | worker | generate | inspect``."""
+"""``streamseg dev | worker | generate | bench | inspect``."""
 
 from __future__ import annotations
 
@@ -43,6 +43,13 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--seed", type=int, default=7)
     gen.add_argument("--truth", type=Path, default=None, help="write customer_id,persona CSV here")
 
+    bench = sub.add_parser("bench", help="throughput, latency and memory against baselines "
+                           "(embedded broker + Valkey); writes bench.json, bench.md, bench_latency.png")
+    bench.add_argument("--short", action="store_true", help="the CI mode: about a minute")
+    bench.add_argument("--soak", type=float, default=None, metavar="SECONDS",
+                       help="soak length at 50%% of the engine's maximum (default 600, short 5; 0 = none)")
+    bench.add_argument("--out", type=Path, default=Path("load_tests/results"))
+
     ins = sub.add_parser("inspect", help="show a customer's features and segment")
     ins.add_argument("customer_id")
 
@@ -57,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_dev(args)
     if args.command == "generate":
         return run_generate(settings, args)
+    if args.command == "bench":
+        from streamseg.bench.runner import main as run_bench
+
+        return run_bench(args.short, args.soak, args.out)
     if args.command == "inspect":
         return asyncio.run(inspect(settings, args.customer_id))
     return 2  # pragma: no cover - argparse enforces the choices

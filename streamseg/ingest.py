@@ -72,7 +72,27 @@ class _InFlight:
 Offsets = dict[TP, list[int]]
 
 
-class BatchConsumer(faust_aiokafka.Consumer):
+class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        # Faust hard-codes fetch_max_wait_ms=1500; aiokafka reads this when it starts
+        consumer._fetch_max_wait_ms = self.consumer.transport.fetch_max_wait_ms  # type: ignore[attr-defined]
+        return consumer
+
+
+class ShortFetchConsumer(faust_aiokafka.Consumer):
+    """Faust's aiokafka consumer with the transport's fetch wait instead of Faust's fixed 1.5 s.
+
+    A broker may hold a fetch for its whole wait even when records arrive
+    meanwhile (Tansu, the embedded broker, does), and then that wait is
+    added to the latency of every event.
+    """
+
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class BatchConsumer(ShortFetchConsumer):
     """Faust's aiokafka consumer whose fetches on the transport's batch topics go to its handler."""
 
     transport: BatchTransport
@@ -195,19 +215,30 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 self._n_acked += len(new)
 
 
-class BatchTransport(faust_aiokafka.Transport):
-    """The aiokafka transport, with a :class:`BatchConsumer` and what it hands batches to."""
+class ShortFetchTransport(faust_aiokafka.Transport):
+    """The aiokafka transport, its consumer waiting at most ``fetch_max_wait_ms`` per fetch."""
+
+    Consumer = ShortFetchConsumer
+
+    def __init__(self, url: list[Any], app: faust.App, *, fetch_max_wait_ms: int) -> None:
+        super().__init__(url, app)
+        self.fetch_max_wait_ms = fetch_max_wait_ms
+
+
+class BatchTransport(ShortFetchTransport):
+    """The transport with a :class:`BatchConsumer` and what it hands batches to."""
 
     Consumer = BatchConsumer
 
-    def __init__(self, url: list[Any], app: faust.App, *, topics: frozenset[str],
-                 handler: BatchHandler) -> None:
-        super().__init__(url, app)
+    def __init__(self, url: list[Any], app: faust.App, *, fetch_max_wait_ms: int,
+                 topics: frozenset[str], handler: BatchHandler) -> None:
+        super().__init__(url, app, fetch_max_wait_ms=fetch_max_wait_ms)
         self.batch_topics = topics
         self.batch_handler = handler
 
 
-def batch_topic(app: faust.App, names: Sequence[str], handler: BatchHandler) -> faust.TopicT:
+def batch_topic(app: faust.App, names: Sequence[str], handler: BatchHandler, *,
+                fetch_max_wait_ms: int) -> faust.TopicT:
     """Subscribe ``app`` to ``names``, their records going to ``handler`` in batches.
 
     Call on a fresh app, before anything else touches its transport. The topic
@@ -215,7 +246,7 @@ def batch_topic(app: faust.App, names: Sequence[str], handler: BatchHandler) -> 
     treats it as an acking topic, exactly as for an agent's topic.
     """
     app.transport = BatchTransport(app.conf.broker_consumer, app, topics=frozenset(names),
-                                   handler=handler)
+                                   handler=handler, fetch_max_wait_ms=fetch_max_wait_ms)
     topic = app.topic(*names, key_serializer="raw", value_serializer="raw")
     app.topics.add(topic)
     return topic

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import orjson
@@ -127,32 +127,48 @@ class Sender:
         self.pending.clear()
 
 
-async def preload(settings: Settings, records: Iterator[Record], n_events: int) -> int:
-    """Send records until ``n_events`` events are in Kafka; returns the events sent."""
-    sent = 0
+@dataclass(frozen=True, slots=True)
+class Sent:
+    events: int
+    messages: int
+
+
+async def preload(settings: Settings, records: Iterator[Record], n_events: int) -> Sent:
+    """Send records as fast as possible until ``n_events`` events are in Kafka."""
+    events = messages = 0
     async with Sender(settings, linger_ms=20) as out:
-        while sent < n_events:
+        while events < n_events:
             record = next(records)
             await out.send(record)
-            sent += record[4]
-    return sent
+            events += record[4]
+            messages += 1
+    return Sent(events, messages)
 
 
-async def paced(settings: Settings, records: Iterator[Record], rate: float, seconds: float) -> int:
-    """Send ``rate`` events/s, evenly, for ``seconds``; returns the events sent.
+async def paced(settings: Settings, records: Iterator[Record], rate: float, seconds: float, *,
+                every: float | None = None, on_tick: Callable[[], None] | None = None) -> Sent:
+    """Send ``rate`` events/s, evenly, for ``seconds``.
 
     The send time is the Kafka record timestamp, so the worker's latency
-    histogram measures produced -> processed.
+    histogram measures produced -> processed. ``on_tick`` is called every
+    ``every`` seconds (and at the end).
     """
     step = max(1.0, rate / 200)  # look at the clock about every 5 ms
-    sent = 0
+    sent = messages = 0
     async with Sender(settings, linger_ms=1) as out:
         t0 = time.monotonic()
+        next_tick = every if every else float("inf")
         while (elapsed := time.monotonic() - t0) < seconds:
             due = elapsed * rate + step
             while sent < due:
                 record = next(records)
                 await out.send(record)
                 sent += record[4]
+                messages += 1
+            if on_tick is not None and elapsed >= next_tick:
+                on_tick()
+                next_tick += every or 0.0
             await asyncio.sleep(max(0.0, sent / rate - (time.monotonic() - t0)))
-    return sent
+    if on_tick is not None:
+        on_tick()
+    return Sent(sent, messages)

@@ -59,6 +59,11 @@ class Scrape:
     events: float  # every outcome: processed, duplicate, late, dead letter
     latency: dict[float, float]
 
+    @property
+    def done(self) -> float:
+        """Messages fully processed: each is observed in the latency histogram at its batch's end."""
+        return self.latency.get(float("inf"), 0.0)
+
     def minus(self, earlier: Scrape) -> Histogram:
         return Histogram({b: n - earlier.latency.get(b, 0.0) for b, n in self.latency.items()})
 

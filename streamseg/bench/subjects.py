@@ -28,14 +28,15 @@ from streamseg.engine import Engine, InMessage, build_segmenter
 from streamseg.features.keys import Keys
 from streamseg.features.registry import HALFLIFE_DAYS
 from streamseg.features.store import RedisFeatureStore
+from streamseg.ingest import ShortFetchTransport
 from streamseg.metrics import Metrics
 from streamseg.settings import Settings
 
 
-def _faust_app(settings: Settings, name: str, registry: CollectorRegistry) -> faust.App:
+def _faust_app(settings: Settings, registry: CollectorRegistry) -> faust.App:
     """A Faust app with Faust's own defaults for the hot path (plus its Cython option)."""
     app = faust.App(
-        f"{settings.app_id}-{name}",
+        settings.app_id,
         broker=[f"kafka://{h}" for h in settings.kafka_bootstrap_list],
         key_serializer="raw",
         value_serializer="raw",
@@ -46,6 +47,9 @@ def _faust_app(settings: Settings, name: str, registry: CollectorRegistry) -> fa
         producer_acks=-1,
         cython_optimizations=True,
     )
+    # the same fetch wait as the engine's consumer, so latency compares like with like
+    app.transport = ShortFetchTransport(app.conf.broker_consumer, app,
+                                        fetch_max_wait_ms=settings.fetch_max_wait_ms)
 
     @app.page("/metrics")
     async def metrics_view(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
@@ -58,7 +62,7 @@ def bare_app(settings: Settings) -> faust.App:
     """Decode and ack, nothing else: what Faust itself costs per message."""
     registry = CollectorRegistry()
     metrics = Metrics(registry)
-    app = _faust_app(settings, "bare", registry)
+    app = _faust_app(settings, registry)
     inputs = app.topic(*settings.input_topics, key_serializer="raw", value_serializer="raw")
     counters = {t: metrics.events.labels(t, "processed") for t in settings.input_topics}
     observe = metrics.latency.observe
@@ -76,7 +80,7 @@ def bare_app(settings: Settings) -> faust.App:
 def naive_app(settings: Settings) -> faust.App:
     """The engine, one event per call: one Redis round trip and one River step each."""
     registry = CollectorRegistry()
-    app = _faust_app(settings, "naive", registry)
+    app = _faust_app(settings, registry)
     store = RedisFeatureStore.from_url(
         settings.redis_url, Keys(settings.key_prefix),
         dedup_horizon_days=settings.dedup_horizon_days, retention_days=settings.retention_days,
