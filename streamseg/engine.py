@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from itertools import repeat
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
@@ -146,17 +147,18 @@ class Engine:
         origin: list[tuple[InMessage, int | None]] = []
         now = int(self.wall_ms())
         skew = int(self.settings.max_future_skew_s * 1000)
-        for msg in messages:
+        max_bytes = self.settings.max_message_bytes
+        for msg in messages:  # per message: keep the loop lean
             kind = self.kinds.get(msg.topic)
             if kind is None:
                 dead.append(_dead(msg, Rejection("unknown_topic", f"no event kind for {msg.topic}")))
                 continue
             out = decode_message(msg.value, kind,  # type: ignore[arg-type]
-                                 max_bytes=self.settings.max_message_bytes, now_ms=now,
-                                 max_future_ms=skew)
-            dead.extend(_dead(msg, r) for r in out.rejects)
-            events.extend(out.events)
-            origin.extend((msg, index) for index in out.indices)
+                                 max_bytes=max_bytes, now_ms=now, max_future_ms=skew)
+            if out.rejects:
+                dead.extend(_dead(msg, r) for r in out.rejects)
+            events += out.events
+            origin.extend(zip(repeat(msg), out.indices))
         return events, origin
 
     def _account(

@@ -20,7 +20,6 @@ from typing import Literal
 import orjson
 from pydantic import ValidationError
 
-from streamseg.events.fastpath import fast_event
 from streamseg.events.models import ClickEvent, Event, TransactionEvent
 
 EventKind = Literal["click", "transaction"]
@@ -101,15 +100,13 @@ def _json_rejection(raw: bytes, exc: orjson.JSONDecodeError) -> Rejection:
 def _validate_one(
     doc: dict[str, object], kind: str, index: int | None, latest_ok_ms: int, out: DecodeOutcome
 ) -> None:
-    event = fast_event(doc, kind)
-    if event is None:
-        try:
-            event = _MODELS[kind].model_validate(doc)
-        except ValidationError as exc:
-            cid = doc.get("customer_id")
-            cid_text = str(cid)[:128] if isinstance(cid, str | int) and not isinstance(cid, bool) else None
-            out.rejects.append(_validation_rejection(exc, index, cid_text))
-            return
+    cid = doc.get("customer_id")
+    cid_text = str(cid)[:128] if isinstance(cid, str | int) and not isinstance(cid, bool) else None
+    try:
+        event = _MODELS[kind].model_validate(doc)
+    except ValidationError as exc:
+        out.rejects.append(_validation_rejection(exc, index, cid_text))
+        return
     if event.ts_ms > latest_ok_ms:
         out.rejects.append(
             Rejection("future_event", f"ts is {(event.ts_ms - latest_ok_ms) // 1000}s beyond the "
