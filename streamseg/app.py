@@ -10,17 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from streamseg.engine import Engine, OutRecord, build_segmenter
+from streamseg.engine import (
+    BatchReport,
+    Engine,
+    InMessage,
+    OutRecord,
+    Prepared,
+    build_segmenter,
+    restore_segmenter,
+)
 from streamseg.features.keys import Keys
 from streamseg.features.registry import HALFLIFE_DAYS
 from streamseg.features.store import RedisFeatureStore
 from streamseg.ingest import batch_topic
 from streamseg.metrics import Metrics
+from streamseg.segmenting.sync import ModelSync
 from streamseg.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -37,6 +46,22 @@ class FaustPublisher:
         futures = [await producer.send(topic, key, value, partition=None, timestamp=None,
                                        headers=None) for topic, key, value in records]
         await asyncio.gather(*futures)
+
+
+class _WhenLoaded:
+    """The engine as the batch handler, holding batches until the model sync has
+    restored the clusterer and read the latest global model."""
+
+    def __init__(self, engine: Engine, loaded: asyncio.Event) -> None:
+        self.engine = engine
+        self.loaded = loaded
+
+    def prepare(self, messages: Sequence[InMessage]) -> Prepared:
+        return self.engine.prepare(messages)
+
+    async def process(self, batch: Prepared) -> BatchReport:
+        await self.loaded.wait()
+        return await self.engine.process(batch)
 
 
 def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> tuple[faust.App, Engine]:
@@ -69,9 +94,40 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         dedup_horizon_days=settings.dedup_horizon_days, retention_days=settings.retention_days,
         halflife_days=HALFLIFE_DAYS,
     )
-    engine = Engine(settings, store, build_segmenter(settings), FaustPublisher(app), metrics)
-    batch_topic(app, settings.input_topics, engine,
+    engine = Engine(settings, store, build_segmenter(settings), FaustPublisher(app), metrics,
+                    standalone=False)
+    sync = ModelSync(settings, engine, lambda snap: restore_segmenter(settings, snap))
+    batch_topic(app, settings.input_topics, _WhenLoaded(engine, sync.loaded),
                 fetch_max_wait_ms=settings.fetch_max_wait_ms)
+
+    @app.on_partitions_assigned.connect  # type: ignore[misc,arg-type]
+    async def log_assignment(sender: object, assigned: set[faust.types.TP], **_: object) -> None:
+        mine = sorted(f"{tp.topic}:{tp.partition}" for tp in assigned if tp.topic in settings.input_topics)
+        log.info("input partitions assigned: %s", ", ".join(mine) or "none")
+
+    @app.task
+    async def follow_model_topic() -> None:
+        await sync.run()
+
+    @app.timer(settings.model_sync_s)
+    async def publish_local_model() -> None:
+        await _guard("publishing the local model", sync.publish_local)
+
+    @app.timer(settings.model_sync_s, on_leader=True)
+    async def merge_models() -> None:
+        await _guard("merging models", sync.lead)
+
+    @app.timer(settings.catalog_refresh_s, on_leader=True)
+    async def refresh_catalog() -> None:
+        await _guard("refreshing the catalog", sync.refresh_catalog)
+
+    @app.timer(min(1.0, settings.model_sync_s))
+    async def assign_held_back() -> None:
+        await _guard("assigning held-back customers", engine.flush_pending)
+
+    @app.timer(max(5.0, settings.model_sync_s))
+    async def load_profiles() -> None:
+        await _guard("loading profiles", sync.load_profiles)
 
     @app.timer(1.0)
     async def refresh_segment_sizes() -> None:
@@ -82,7 +138,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             return
         metrics.segment_size.clear()
         for sid, n in sizes.items():
-            metrics.segment_size.labels(str(sid), engine.names.get(sid, f"Segment {sid}")).set(n)
+            metrics.segment_size.labels(str(sid), engine.name_of(sid)).set(n)
 
     @app.page("/metrics")
     async def metrics_view(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
@@ -96,11 +152,20 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     @app.page("/readyz")
     async def readyz(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
         redis_ok = await store.ping()
-        ready = redis_ok and engine.segmenter.ready
-        body = {"ready": ready, "redis": redis_ok, "model_ready": engine.segmenter.ready,
-                "model_version": engine.segmenter.version}
+        model_ready = engine.model is not None
+        ready = redis_ok and model_ready
+        body = {"ready": ready, "redis": redis_ok, "model_ready": model_ready,
+                "model_version": engine.model.version if engine.model else 0}
         return web.json(body, status=200 if ready else 503)
 
     app.streamseg_engine = engine  # type: ignore[attr-defined]
+    app.streamseg_sync = sync  # type: ignore[attr-defined]
     return app, engine
 
+
+async def _guard(what: str, op: Callable[[], Awaitable[object]]) -> None:
+    """Timers must survive outages: log and try again next tick."""
+    try:
+        await op()
+    except Exception as exc:
+        log.warning("%s failed: %r", what, exc)

@@ -1,4 +1,4 @@
-"""``streamseg dev | worker | generate | bench | inspect``."""
+"""``streamseg dev | worker | generate | replay | bench | inspect``."""
 
 from __future__ import annotations
 
@@ -43,6 +43,31 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--seed", type=int, default=7)
     gen.add_argument("--truth", type=Path, default=None, help="write customer_id,persona CSV here")
 
+    rep = sub.add_parser("replay", help="replay history files (CSV, JSON Lines, Parquet) into the "
+                         "input topics in event-time order")
+    rep.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                     help="files to replay together (merged by event time)")
+    rep.add_argument("--kind", choices=["transaction", "click"], default=None,
+                     help="event kind of every file (default: inferred from each file's columns)")
+    rep.add_argument("--map", dest="mapping", default=None, metavar="FIELD=COLUMN,...",
+                     help="which column feeds which event field, e.g. customer_id=cust,ts=date")
+    rep.add_argument("--default", dest="defaults", default=None, metavar="FIELD=VALUE,...",
+                     help="values for fields a file lacks, e.g. currency=USD")
+    rep.add_argument("--format", choices=["csv", "jsonl", "parquet"], default=None,
+                     help="file format (default: from the extension)")
+    rep.add_argument("--delimiter", default=None, help="CSV delimiter (default: sniffed)")
+    rep.add_argument("--no-header", action="store_true", help="the CSV's first row is data; "
+                     "columns are named 1, 2, ...")
+    rep.add_argument("--speed", type=float, default=None, help="history seconds per wall second, "
+                     "e.g. 3600 = an hour per second (default: as fast as possible)")
+    rep.add_argument("--max-lag", type=int, default=None, metavar="N",
+                     help="hold back while the worker group (STREAMSEG_APP_ID) is more than N events "
+                     "behind, so it never sees one topic far ahead of the other (default: off)")
+    rep.add_argument("--compression", choices=["gzip"], default=None)
+    rep.add_argument("--dry-run", action="store_true", help="read and validate only; send nothing")
+    rep.add_argument("--json", action="store_true", help="print the summary as JSON")
+    rep.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
     bench = sub.add_parser("bench", help="throughput, latency and memory against baselines "
                            "(embedded broker + Valkey); writes bench.json, bench.md, bench_latency.png")
     bench.add_argument("--short", action="store_true", help="the CI mode: about a minute")
@@ -64,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_dev(args)
     if args.command == "generate":
         return run_generate(settings, args)
+    if args.command == "replay":
+        return run_replay(settings, args)
     if args.command == "bench":
         from streamseg.bench.runner import main as run_bench
 
@@ -107,6 +134,31 @@ def run_generate(settings: Settings, args: argparse.Namespace) -> int:
     ))
     print(orjson.dumps(dataclasses.asdict(stats)).decode(), flush=True)
     return 0
+
+
+def run_replay(settings: Settings, args: argparse.Namespace) -> int:
+    """Exit 0 when done (rejected rows are in the summary and the DLQ), 1 if every row was
+    rejected, 2 on a usage error (no such file, unknown column, unreachable broker)."""
+    from streamseg.errors import StreamsegError
+    from streamseg.replay import Mapping, ReplayOptions, format_summary, replay
+
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)  # keep stderr for the progress bar
+    try:
+        options = ReplayOptions(
+            paths=tuple(args.paths), kind=args.kind, mapping=Mapping.parse(args.mapping, args.defaults),
+            format=args.format, delimiter=args.delimiter, header=False if args.no_header else None,
+            speed=args.speed, dry_run=args.dry_run, compression=args.compression,
+            progress=not args.no_progress, max_lag=args.max_lag,
+        )
+        summary = asyncio.run(replay(settings, options))
+    except StreamsegError as exc:
+        print(f"streamseg replay: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # what was handed to the producer has been flushed
+        print("streamseg replay: interrupted; replaying the same files again is safe", file=sys.stderr)
+        return 130
+    print(summary.to_json().decode() if args.json else format_summary(summary), flush=True)
+    return 1 if summary.rows_read and not summary.valid else 0
 
 
 async def inspect(settings: Settings, customer_id: str) -> int:

@@ -14,10 +14,13 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from itertools import repeat
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from itertools import repeat
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+import orjson
 
 from streamseg.errors import StoreUnavailable
 from streamseg.events.decode import Rejection, decode_message
@@ -25,10 +28,18 @@ from streamseg.events.models import Event, iso
 from streamseg.features.registry import MODEL_FEATURES, derive, model_input
 from streamseg.features.store import CustomerUpdate, FeatureStore, Membership
 from streamseg.metrics import Metrics
-from streamseg.publish.records import DeadLetter, SegmentUpdate, now_iso
+from streamseg.publish.records import (
+    CatalogEntry,
+    DeadLetter,
+    SegmentProfile,
+    SegmentUpdate,
+    now_iso,
+)
+from streamseg.segmenting import explain, factory
 from streamseg.segmenting.base import Segmenter
+from streamseg.segmenting.model import Lifecycle, LocalSummary, SegmentModel, merge
 from streamseg.segmenting.naming import name_segments
-from streamseg.segmenting.river_kmeans import RiverKMeansSegmenter
+from streamseg.segmenting.profiles import build_profiles
 from streamseg.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -76,11 +87,31 @@ class Prepared:
     decode_seconds: float
 
 
+@dataclass(slots=True)
+class _Row:
+    """One customer to (re)assign in this batch."""
+
+    cid: str
+    x: dict[str, float]  # model input
+    feats: dict[str, float]  # every feature, original units
+    ts: int  # newest event time, ms
+    prev: int | None  # current segment
+
+
 def build_segmenter(settings: Settings) -> Segmenter:
-    return RiverKMeansSegmenter(
-        MODEL_FEATURES, n_segments=settings.n_segments, halflife=settings.kmeans_halflife,
-        warmup=settings.model_warmup, seed=settings.seed,
-    )
+    return factory.from_settings(settings, MODEL_FEATURES)
+
+
+def restore_segmenter(settings: Settings, snapshot: dict[str, Any]) -> Segmenter:
+    """A clusterer from its JSON snapshot (data only, never pickle).
+
+    A snapshot of another clusterer than ``STREAMSEG_CLUSTERER`` names is refused
+    (ValueError: the caller starts cold with the configured one).
+    """
+    if snapshot.get("kind") != settings.clusterer:
+        raise ValueError(f"snapshot is of clusterer {snapshot.get('kind')!r}, "
+                         f"settings ask for {settings.clusterer!r}")
+    return factory.restore(snapshot)
 
 
 class Engine:
@@ -93,6 +124,7 @@ class Engine:
         metrics: Metrics,
         *,
         wall_ms: Callable[[], float] = lambda: time.time() * 1000.0,
+        standalone: bool = True,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -102,9 +134,16 @@ class Engine:
         self.wall_ms = wall_ms
         self.kinds = {settings.topic_clickstream: "click", settings.topic_transactions: "transaction"}
         self.clock_ms = 0.0  # event-time watermark: newest event time applied
-        self.names: dict[int, str] = {}
-        self._named_version = 0
-        self._pending: dict[str, tuple[dict[str, float], int, int | None]] = {}
+        self.standalone = standalone
+        self.model: SegmentModel | None = None  # the global model customers are assigned with
+        self.profiles: dict[int, SegmentProfile] = {}
+        self.local_weights: dict[int, float] = {}
+        self._learned_since_sync = 0
+        self._pulled_version = 0  # global version the local centres were last aligned to
+        self._merged_local: dict[str, int] = {}  # worker -> local version last merged
+        self._catalog_out: list[CatalogEntry] = []
+        self._pending: dict[str, _Row] = {}
+        self._lock = asyncio.Lock()  # batches and timer-driven assignment never interleave
 
     # -- the batch ----------------------------------------------------------
     def prepare(self, messages: Sequence[InMessage]) -> Prepared:
@@ -118,12 +157,36 @@ class Engine:
     async def process(self, batch: Sequence[InMessage] | Prepared) -> BatchReport:
         """Apply a batch (raw or :meth:`prepare`-d): features, segments, outputs."""
         p = batch if isinstance(batch, Prepared) else self.prepare(batch)
+        async with self._lock:
+            return await self._process(p)
+
+    async def flush_pending(self) -> int:
+        """Assign customers held back before the first model arrived (a timer calls this)."""
+        async with self._lock:
+            if self.model is None or not self._pending:
+                return 0
+            rows = list(self._pending.values())
+            self._pending.clear()
+            changes = self._assign(self.model, rows)
+            await self._emit([], changes)
+            self._observe([], [], changes, time.perf_counter())
+            return len(changes)
+
+    async def _process(self, p: Prepared) -> BatchReport:
         started = time.perf_counter() - p.decode_seconds
         report = BatchReport()
         messages, events, origin, dead = p.messages, p.events, p.origin, p.dead
         updates = await self._retry(lambda: self.store.apply(events), "applying events")
         applied_ts = self._account(events, origin, updates, dead, report)
         changes = self._segment(updates, applied_ts)
+        await self._emit(dead, changes)
+        self._observe(messages, dead, changes, started)
+        report.dead_letters = len(dead)
+        report.changes = changes
+        return report
+
+    async def _emit(self, dead: list[DeadLetter], changes: list[SegmentUpdate]) -> None:
+        """Publish (awaited), then record memberships: a crash in between republishes."""
         records: list[OutRecord] = [(self.settings.topic_dlq, d.customer_id.encode() if d.customer_id
                                      else None, d.to_bytes()) for d in dead]
         records += [(self.settings.topic_segment_updates, c.customer_id.encode(), c.to_bytes())
@@ -132,12 +195,12 @@ class Engine:
             await self._retry(lambda: self.publisher.publish(records), "publishing")
         if changes:
             members = [Membership(c.customer_id, c.segment_id, c.previous_segment_id, c.distance,
-                                  c.model_version, c.segment_name) for c in changes]
+                                  c.model_version, c.segment_name,
+                                  orjson.dumps([r.model_dump() for r in c.reasons])) for c in changes]
             await self._retry(lambda: self.store.write_memberships(members), "writing memberships")
-        self._observe(messages, dead, changes, started)
-        report.dead_letters = len(dead)
-        report.changes = changes
-        return report
+        if self._catalog_out:
+            entries, self._catalog_out = self._catalog_out, []
+            await self.publish_catalog(entries)
 
     # -- steps ------------------------------------------------------------------
     def _decode(
@@ -199,42 +262,232 @@ class Engine:
 
     def _segment(self, updates: dict[str, CustomerUpdate], applied_ts: dict[str, int]) -> list[SegmentUpdate]:
         now = self._now_ms()
-        rows: list[tuple[str, dict[str, float], int, int | None]] = []
-        was_ready = self.segmenter.ready
+        rows: list[_Row] = []
+        learned: list[dict[str, float]] = []
         for cid, upd in updates.items():
-            x = model_input(derive(upd.state, now))
+            feats = derive(upd.state, now)
+            x = model_input(feats)
             if upd.changed:
                 self.segmenter.learn(x)
+                learned.append(x)
             event_ts = applied_ts.get(cid) or int(float(upd.state.get("last_ts", now)))
             prev = upd.state.get("seg")
-            rows.append((cid, x, event_ts, int(prev) if isinstance(prev, float) else None))
-        if not self.segmenter.ready:
-            for cid, x, ts, prev in rows:
-                self._pending[cid] = (x, ts, prev)
+            rows.append(_Row(cid, x, feats, event_ts, int(prev) if isinstance(prev, float) else None))
+        self._count_local(learned)
+        if self.standalone:
+            self._sync_standalone()
+        if self.model is None:
+            for r in rows:
+                self._pending[r.cid] = r
             return []
-        if not was_ready and self._pending:  # warm-up just ended: assign everyone we held back
-            seen = {r[0] for r in rows}
-            rows += [(cid, x, ts, prev) for cid, (x, ts, prev) in self._pending.items() if cid not in seen]
+        if self._pending:  # the first model arrived: assign everyone we held back
+            seen = {r.cid for r in rows}
+            rows += [r for cid, r in self._pending.items() if cid not in seen]
             self._pending.clear()
-        self._refresh_names()
-        assignments = self.segmenter.assign_many([r[1] for r in rows])
+        return self._assign(self.model, rows)
+
+    def _assign(self, model: SegmentModel, rows: list[_Row]) -> list[SegmentUpdate]:
+        ids, dists, z = model.assign([r.x for r in rows], [r.prev for r in rows],
+                                     self.settings.segment_margin)
         processed = now_iso()
-        version = self.segmenter.version
         out = []
-        for (cid, _, ts, prev), a in zip(rows, assignments, strict=True):
-            if prev == a.segment_id:
+        for n, (r, sid) in enumerate(zip(rows, ids, strict=True)):
+            if r.prev == sid:
                 continue
+            why = explain.reasons(
+                model.features, z[n], r.feats,
+                None if r.prev is None else model.center_of(r.prev),
+                model.centers[model.ids.index(sid)],
+                None if r.prev is None else self.segment_means(model, r.prev),
+                self.segment_means(model, sid) or {})
             out.append(SegmentUpdate(
-                customer_id=cid, segment_id=a.segment_id, segment_name=self.names[a.segment_id],
-                previous_segment_id=prev, distance=a.distance, model_version=version,
-                event_ts=iso(ts), processed_ts=processed))
+                customer_id=r.cid, segment_id=sid, segment_name=self.name_of(sid),
+                previous_segment_id=r.prev, distance=float(dists[n]), model_version=model.version,
+                event_ts=iso(r.ts), processed_ts=processed, reasons=why))
         return out
 
-    def _refresh_names(self) -> None:
-        if self._named_version != self.segmenter.version:
-            self.names = name_segments(self.segmenter.centers())
-            self._named_version = self.segmenter.version
-            self.metrics.model_version.set(self.segmenter.version)
+    # -- the model ------------------------------------------------------------------
+    def name_of(self, segment_id: int) -> str:
+        return self.model.names.get(segment_id, f"Segment {segment_id}") if self.model else \
+            f"Segment {segment_id}"
+
+    def segment_means(self, model: SegmentModel, segment_id: int) -> dict[str, float] | None:
+        """A segment's feature means in original units: its profile, else its centre."""
+        prof = self.profiles.get(segment_id)
+        if prof is not None and prof.means:  # an empty segment has no means yet
+            return prof.means
+        raw = model.raw_center(segment_id)
+        return None if raw is None else explain.original_units(model.features, raw)
+
+    def _count_local(self, learned: list[dict[str, float]]) -> None:
+        """Members per local centre (the weights the leader merges centres by)."""
+        if self.model is not None and self._pulled_version == 0 and self.segmenter.ready:
+            self._pull_local(self.model)  # warm-up just ended under an existing global model
+        if learned and self.segmenter.ready:
+            self._learned_since_sync += len(learned)
+            for a in self.segmenter.assign_many(learned):
+                self.local_weights[a.segment_id] = self.local_weights.get(a.segment_id, 0.0) + 1.0
+
+    def local_summary(self, worker: str) -> LocalSummary | None:
+        """This worker's clusterer as data; halves the member counts (recent ones weigh more)."""
+        if not self.segmenter.ready:
+            return None
+        centers = self.segmenter.centers()
+        order = sorted(centers)
+        feats = list(MODEL_FEATURES)
+        mean, var, n = self.segmenter.scaler_stats()
+        summary = LocalSummary(
+            worker=worker, features=feats, mean=np.array([mean[f] for f in feats]),
+            var=np.array([var[f] for f in feats]), n=n,
+            centers=np.array([[centers[i][f] for f in feats] for i in order]).reshape(len(order), len(feats)),
+            weights=np.array([max(self.local_weights.get(i, 0.0), 1.0) for i in order]),
+            ts=self.wall_ms() / 1000.0, snapshot=self.segmenter.snapshot(),
+            base_version=self._pulled_version, local_version=self.segmenter.version)
+        self.local_weights = {k: v / 2 for k, v in self.local_weights.items()}
+        self._learned_since_sync = 0
+        return summary
+
+    def propose(self, summaries: Sequence[LocalSummary]) -> tuple[SegmentModel, list[Lifecycle]] | None:
+        """Leader: merge workers' summaries into the next global model (None: nothing new).
+
+        Only :meth:`mergeable` summaries count (a summary from before a refit
+        would undo it).
+        """
+        summaries = self.mergeable(summaries)
+        if not summaries:
+            return None
+        self.merged(summaries)
+        k = max(len(s.centers) for s in summaries)
+        mean, var, centers, weights = merge(summaries, k, self.model, seed=self.settings.seed)
+        if self.model is None:
+            nxt = SegmentModel.first(summaries[0].features, mean, var, centers, weights)
+            events = [Lifecycle(sid, "born") for sid in nxt.ids]
+        else:
+            nxt, events = self.model.evolve(mean, var, centers, weights,
+                                            max_move=self.settings.identity_max_move)
+            if nxt is self.model:
+                return None
+        old = self.model.names if self.model else {}
+        nxt.names = {**old, **name_segments(nxt.centers_by_id(), previous=old)}  # retired keep theirs
+        return nxt, events
+
+    def mergeable(self, summaries: Sequence[LocalSummary]) -> list[LocalSummary]:
+        """The summaries worth merging into the next version.
+
+        Summaries aligned with the current global model (their clusterer took its
+        centres) when there are any; else those of clusterers that cannot align
+        (density-based ones), but only once per local version, so an unchanged
+        local model does not undo the leader's refit again and again.
+        """
+        if self.model is None:
+            return list(summaries)
+        aligned = [s for s in summaries if s.base_version >= self.model.version]
+        if aligned:
+            return aligned
+        out = [s for s in summaries if s.base_version == 0
+               and self._merged_local.get(s.worker) != s.local_version]
+        return out
+
+    def merged(self, summaries: Sequence[LocalSummary]) -> None:
+        """Remember which local versions went into the global model."""
+        for s in summaries:
+            self._merged_local[s.worker] = s.local_version
+
+    def adopt(self, model: SegmentModel) -> bool:
+        """Assign with ``model`` from now on, unless we already have a newer one."""
+        if self.model is not None and model.version <= self.model.version:
+            return False
+        self.model = model
+        self.metrics.model_version.set(model.version)
+        self._pull_local(model)
+        return True
+
+    def _pull_local(self, model: SegmentModel) -> None:
+        """Local learning continues from the global centres (clusterers that allow it).
+
+        Keeps every worker's centres aligned with the shared model, so the next
+        merge averages like with like.
+        """
+        set_centers = getattr(self.segmenter, "set_centers", None)
+        if set_centers is None or not self.segmenter.ready:
+            return
+        mean, var, _ = self.segmenter.scaler_stats()
+        local = model.rescaled(np.array([mean[f] for f in model.features]),
+                               np.array([var[f] for f in model.features]))
+        set_centers({i: dict(zip(model.features, map(float, c), strict=True))
+                     for i, c in enumerate(local)})
+        self.local_weights = dict(enumerate(map(float, model.weights)))
+        self._pulled_version = model.version
+
+    async def refine(self) -> tuple[SegmentModel, list[Lifecycle]] | None:
+        """Leader: re-fit the global centres on a sample of current customers."""
+        if self.model is None:
+            return None
+        states = await self.store.sample_states(self.settings.profile_sample)
+        if len(states) < 2 * len(self.model.ids):
+            return None
+        now = self._now_ms()
+        rows = self.model.matrix([model_input(derive(st, now)) for st in states])
+        centers, weights = self.model.refine(rows, seed=self.settings.seed)
+        nxt, events = self.model.evolve(self.model.mean, self.model.var, centers, weights,
+                                        max_move=self.settings.identity_max_move)
+        if nxt is self.model:
+            return None
+        nxt.names = {**self.model.names, **name_segments(nxt.centers_by_id(), previous=self.model.names)}
+        return nxt, events
+
+    def catalog(self, model: SegmentModel, events: Sequence[Lifecycle]) -> list[CatalogEntry]:
+        """Catalog entries for a model version: every live segment plus what ended."""
+        by_id = {e.segment_id: e for e in events}
+        ts = now_iso()
+        out = []
+        for sid in model.ids:
+            e = by_id.get(sid)
+            prof = self.profiles.get(sid)
+            if prof is not None:
+                prof = prof.model_copy(update={"name": self.name_of(sid), "model_version": model.version})
+            out.append(CatalogEntry(
+                segment_id=sid, status=e.status if e else "active",  # type: ignore[arg-type]
+                model_version=model.version, name=self.name_of(sid), profile=prof,
+                related=list(e.related) if e else [], updated_ts=ts))
+        for e in events:
+            if e.status in ("merged", "retired"):
+                out.append(CatalogEntry(
+                    segment_id=e.segment_id, status=e.status,  # type: ignore[arg-type]
+                    model_version=model.version,
+                    name=self.name_of(e.segment_id),
+                    profile=None, related=list(e.related), updated_ts=ts))
+        return out
+
+    async def publish_catalog(self, entries: Sequence[CatalogEntry]) -> None:
+        """Catalog entries to the compacted segments topic, then to Redis (for the API)."""
+        if not entries:
+            return
+        records: list[OutRecord] = [(self.settings.topic_segments, str(e.segment_id).encode(),
+                                     e.to_bytes()) for e in entries]
+        await self._retry(lambda: self.publisher.publish(records), "publishing the catalog")
+        await self._retry(lambda: self.store.write_catalog({e.segment_id: e.to_bytes() for e in entries}),
+                          "writing the catalog")
+
+    async def refresh_profiles(self) -> list[CatalogEntry]:
+        """Recompute profiles from a sample of customers; the catalog entries to republish."""
+        if self.model is None:
+            return []
+        states = await self.store.sample_states(self.settings.profile_sample)
+        sizes = await self.store.segment_sizes()
+        live = {sid: self.name_of(sid) for sid in self.model.ids}
+        self.profiles = build_profiles(states, self._now_ms(), live, sizes, self.model.version)
+        return self.catalog(self.model, [])
+
+    def _sync_standalone(self) -> None:
+        """No Faust leader (in-process use): this engine is its own leader."""
+        if not self.segmenter.ready or (
+                self.model is not None and self._learned_since_sync < self.settings.model_sync_events):
+            return
+        summary = self.local_summary("local")
+        proposal = self.propose([summary]) if summary else None
+        if proposal and self.adopt(proposal[0]):
+            self._catalog_out += self.catalog(*proposal)
 
     def _observe(self, messages: Sequence[InMessage], dead: list[DeadLetter],
                  changes: list[SegmentUpdate], started: float) -> None:

@@ -11,12 +11,14 @@ Build one :class:`Settings` at start-up and pass it in; nothing reads a global.
 
 from __future__ import annotations
 
+import json
 from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-TopicRole = Literal["clickstream", "transactions", "dlq", "segment_updates"]
+TopicRole = Literal["clickstream", "transactions", "dlq", "segment_updates", "segments", "model"]
+Clusterer = Literal["kmeans", "streamkmeans", "dbstream", "clustream", "denstream"]
 
 
 class Settings(BaseSettings):
@@ -34,6 +36,8 @@ class Settings(BaseSettings):
     topic_transactions: str = "streamseg.transactions.v1"
     topic_dlq: str = "streamseg.dlq.v1"
     topic_segment_updates: str = "streamseg.segment-updates.v1"
+    topic_segments: str = Field("streamseg.segments.v1", description="segment catalog, compacted")
+    topic_model: str = Field("streamseg.model.v1", description="model snapshots, compacted")
     topic_partitions: int = Field(4, ge=1, description="partitions for topics we create")
     topic_replication: int = Field(1, ge=1)
 
@@ -66,12 +70,38 @@ class Settings(BaseSettings):
 
     # --- model ---------------------------------------------------------------
     n_segments: int = Field(6, ge=2)
-    clusterer: Literal["kmeans"] = "kmeans"
+    clusterer: Clusterer = Field(
+        "kmeans", description="River clusterer; the README's Segmentation section compares them"
+    )
+    clusterer_params: str = Field(
+        "{}", description='JSON object of clusterer hyperparameters, e.g. {"clustering_threshold": 2.0} '
+        "(kept as canonical JSON text so settings stay hashable)",
+    )
+    model_refresh_every: int = Field(
+        1000, ge=1, description="stream clusterers: recompute the cached macro-clusters every N learns"
+    )
     kmeans_halflife: float = Field(0.05, gt=0, le=1)
     model_warmup: int = Field(
         500, ge=2, description="customer updates buffered to seed the centres before assigning"
     )
     seed: int = 42
+    segment_margin: float = Field(
+        0.1, ge=0, lt=1, description="a customer moves only if the new centre is this much "
+        "(relative) nearer than its current one: no flapping at boundaries",
+    )
+    model_sync_s: float = Field(
+        2.0, gt=0, description="workers publish their local model and the leader merges this often"
+    )
+    model_sync_events: int = Field(
+        2000, ge=1, description="without a Faust leader (in-process engine): refresh the model "
+        "after this many learned updates",
+    )
+    identity_max_move: float = Field(
+        1.5, gt=0, description="standardized units a centre may move between versions and keep its id"
+    )
+    profile_sample: int = Field(20_000, ge=100, description="customers sampled for segment profiles")
+    catalog_refresh_s: float = Field(30.0, gt=0, description="profiles/catalog refresh period")
+    worker_id: str = Field("", description="stable id of this worker (default: host:web_port)")
 
     # --- web / metrics ---------------------------------------------------------
     web_port: int = Field(6066, ge=0, le=65535)
@@ -85,12 +115,32 @@ class Settings(BaseSettings):
             raise ValueError("STREAMSEG_KAFKA_BOOTSTRAP must list at least one host:port")
         return v
 
+    @field_validator("clusterer_params", mode="before")
+    @classmethod
+    def _params_json(cls, v: object) -> str:
+        try:
+            params = json.loads(v) if isinstance(v, str) else v
+        except ValueError:
+            params = None
+        if not isinstance(params, dict) or not all(
+            isinstance(k, str) and isinstance(x, int | float) and not isinstance(x, bool)
+            for k, x in params.items()
+        ):
+            raise ValueError('STREAMSEG_CLUSTERER_PARAMS must be a JSON object of numbers, '
+                             'e.g. {"clustering_threshold": 2.0}')
+        return json.dumps(params, sort_keys=True)
+
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, v: str) -> str:
         if not v.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("STREAMSEG_REDIS_URL must start with redis://, rediss:// or unix://")
         return v
+
+    @property
+    def clusterer_kwargs(self) -> dict[str, float]:
+        """``clusterer_params`` as keyword arguments for the clusterer."""
+        return dict(json.loads(self.clusterer_params))
 
     @property
     def kafka_bootstrap_list(self) -> list[str]:

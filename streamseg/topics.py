@@ -24,6 +24,10 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         # one record per customer matters (latest membership): compacted
         NewTopic(settings.topic_segment_updates, n, rf,
                  topic_configs={"cleanup.policy": "compact"}),
+        # one record per segment id (latest catalog entry), one partition keeps them ordered
+        NewTopic(settings.topic_segments, 1, rf, topic_configs={"cleanup.policy": "compact"}),
+        # key "global" = the merged model, "local:<worker>" = each worker's own clusterer
+        NewTopic(settings.topic_model, 1, rf, topic_configs={"cleanup.policy": "compact"}),
     ]
 
 

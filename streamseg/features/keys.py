@@ -34,6 +34,14 @@ class Keys:
         """Hash: segment id -> readable name."""
         return f"{self.prefix}:segments:names"
 
+    def catalog(self) -> str:
+        """Hash: segment id -> JSON :class:`~streamseg.publish.records.CatalogEntry`."""
+        return f"{self.prefix}:segments:catalog"
+
+    def model(self) -> str:
+        """String: the latest model snapshot (JSON data, never pickle)."""
+        return f"{self.prefix}:model"
+
     def customer_pattern(self) -> str:
         """SCAN pattern matching every customer's state hash."""
         return f"{self.prefix}:{{*}}:f"

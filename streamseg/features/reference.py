@@ -100,3 +100,77 @@ def accumulate(events: Iterable[Event], *, horizon_ms: float, halflife_ms: float
         st["cat_total"] = sum(cats.values())
         st["cat_top"] = max(cats.values())
     return {k: float(v) for k, v in st.items()}
+
+
+def features(events: Iterable[Event], now_ms: float, *, horizon_ms: float,
+             halflife_ms: float, never_days: float = 365.0) -> dict[str, float]:
+    """Every registered feature straight from the event log, at ``now_ms``.
+
+    Independent of the registry's ``derive`` and of the accumulators: each
+    feature is written from its definition (weights ``2^-((now - t) / halflife)``
+    with "now" never before the newest event, the same rule ``derive`` follows),
+    so comparing the two checks the store, the accumulators and the registry at
+    once.
+
+    >>> from streamseg.events.models import TransactionEvent
+    >>> day = 86_400_000
+    >>> ev = TransactionEvent.model_validate({"event_id": "o", "customer_id": "c", "ts": 1767225600000,
+    ...     "amount": 80.0, "currency": "EUR", "discount_amount": 20.0})
+    >>> f = features([ev], 1767225600000 + 30 * day, horizon_ms=30 * day, halflife_ms=30 * day)
+    >>> f["monetary_30d"], f["discount_share"], f["days_since_last_purchase"]
+    (40.0, 0.2, 30.0)
+    """
+    evs = accepted(events, horizon_ms)
+    day = 86_400_000.0
+    ts = [e.ts_ms for e in evs]
+    ref = max([now_ms, *ts])
+
+    def w(t: float) -> float:
+        return float(2.0 ** (-(ref - t) / halflife_ms))
+
+    orders = [e for e in evs if isinstance(e, TransactionEvent) and not e.refund]
+    refunds = [e for e in evs if isinstance(e, TransactionEvent) and e.refund]
+    clicks = [e for e in evs if isinstance(e, ClickEvent)]
+
+    def of_type(typ: str) -> list[ClickEvent]:
+        return [c for c in clicks if c.type == typ]
+
+    sessions: dict[str, int] = {}
+    for c in clicks:
+        sessions[c.session_id] = min(sessions.get(c.session_id, c.ts_ms), c.ts_ms)
+    cats: Counter[str] = Counter(cat for o in orders for cat in o.categories if cat)
+    cats.update(c.category for c in clicks
+                if c.type in ("product_view", "add_to_cart") and c.category)
+    amount = sum(o.amount for o in orders)
+    discount = sum(o.discount_amount for o in orders)
+    views = len(of_type("page_view")) + len(of_type("product_view"))
+    carts, opens = len(of_type("add_to_cart")), len(of_type("email_open"))
+
+    def since(t: float) -> float:
+        return max(0.0, (now_ms - t) / day)
+
+    return {
+        "days_since_last_activity": since(max(ts)) if ts else 0.0,
+        "days_since_last_purchase": min(never_days, since(max(o.ts_ms for o in orders)))
+        if orders else never_days,
+        "purchase_frequency_30d": sum(w(o.ts_ms) for o in orders),
+        "monetary_30d": max(0.0, sum(o.amount * w(o.ts_ms) for o in orders)
+                            - sum(r.amount * w(r.ts_ms) for r in refunds)),
+        "avg_order_value": amount / len(orders) if orders else 0.0,
+        "discount_share": discount / (amount + discount) if amount + discount > 0 else 0.0,
+        "refund_rate": min(1.0, len(refunds) / max(len(orders), 1)),
+        "sessions_30d": sum(w(t) for t in sessions.values()),
+        "page_views_30d": sum(w(c.ts_ms) for c in of_type("page_view")),
+        "product_views_30d": sum(w(c.ts_ms) for c in of_type("product_view")),
+        "cart_adds_30d": sum(w(c.ts_ms) for c in of_type("add_to_cart")),
+        "pages_per_session": views / max(len(sessions), 1),
+        "cart_conversion": len(orders) / max(len(orders), carts) if orders or carts else 0.0,
+        "email_opens_30d": sum(w(c.ts_ms) for c in of_type("email_open")),
+        "email_click_rate": min(1.0, len(of_type("email_click")) / opens) if opens else 0.0,
+        "tenure_days": since(min(ts)) if ts else 0.0,
+        "top_category_share": max(cats.values()) / sum(cats.values()) if cats else 0.0,
+        "orders_total": float(len(orders)),
+        "monetary_total": max(0.0, amount - sum(r.amount for r in refunds)),
+        "sessions_total": float(len(sessions)),
+        "events_total": float(len(evs)),
+    }

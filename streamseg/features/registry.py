@@ -30,10 +30,18 @@ NEVER_DAYS = 365.0
 State = Mapping[str, float | str]
 Source = Literal["click", "transaction", "any"]
 Transform = Literal["none", "log1p"]
+Scaling = Literal["standard", "none"]
 
 
 @dataclass(frozen=True, slots=True)
 class Feature:
+    """One feature: what it is made of, over which window, and how it enters the model.
+
+    ``window`` is "point" (a recency), "lifetime" (since the customer's first
+    event) or decayed with ``halflife_days``; in-model features are log1p'ed
+    or not (``transform``) and then standardized online (``scaling``).
+    """
+
     name: str
     source: Source
     unit: str
@@ -42,6 +50,16 @@ class Feature:
     compute: Callable[[State, float], float]
     in_model: bool = True
     transform: Transform = "log1p"
+    halflife_days: float | None = None
+
+    def __post_init__(self) -> None:
+        if (self.halflife_days is not None) != self.window.startswith("decayed"):
+            raise ValueError(f"{self.name}: a decayed window needs halflife_days, others none")
+
+    @property
+    def scaling(self) -> Scaling:
+        """How the model sees the transformed value: River's online StandardScaler, or not at all."""
+        return "standard" if self.in_model else "none"
 
 
 def _n(state: State, key: str) -> float:
@@ -120,9 +138,9 @@ FEATURES: tuple[Feature, ...] = (
             f"Days since the newest order ({NEVER_DAYS:g} if none)",
             lambda s, now: min(NEVER_DAYS, _days_since("last_purchase_ts", NEVER_DAYS)(s, now))),
     Feature("purchase_frequency_30d", "transaction", "orders", _D, "Orders, time-decayed",
-            _decay("d_orders")),
+            _decay("d_orders"), halflife_days=HALFLIFE_DAYS),
     Feature("monetary_30d", "transaction", "currency", _D, "Net spend (orders - refunds), time-decayed",
-            _decay("d_spend", floor=0.0)),
+            _decay("d_spend", floor=0.0), halflife_days=HALFLIFE_DAYS),
     Feature("avg_order_value", "transaction", "currency", "lifetime", "Mean order amount",
             _ratio("sum_amount", "n_orders")),
     Feature("discount_share", "transaction", "ratio", "lifetime",
@@ -130,18 +148,19 @@ FEATURES: tuple[Feature, ...] = (
     Feature("refund_rate", "transaction", "ratio", "lifetime", "Refunds per order (capped at 1)",
             _refund_rate, transform="none"),
     Feature("sessions_30d", "click", "sessions", _D, "Distinct sessions, time-decayed",
-            _decay("d_sessions")),
-    Feature("page_views_30d", "click", "views", _D, "Page views, time-decayed", _decay("d_page_views")),
+            _decay("d_sessions"), halflife_days=HALFLIFE_DAYS),
+    Feature("page_views_30d", "click", "views", _D, "Page views, time-decayed", _decay("d_page_views"),
+            halflife_days=HALFLIFE_DAYS),
     Feature("product_views_30d", "click", "views", _D, "Product views, time-decayed",
-            _decay("d_product_views")),
+            _decay("d_product_views"), halflife_days=HALFLIFE_DAYS),
     Feature("cart_adds_30d", "click", "adds", _D, "Add-to-cart events, time-decayed",
-            _decay("d_cart_adds")),
+            _decay("d_cart_adds"), halflife_days=HALFLIFE_DAYS),
     Feature("pages_per_session", "click", "views", "lifetime", "(Page + product views) per session",
             _pages_per_session),
     Feature("cart_conversion", "any", "ratio", "lifetime", "Orders / max(orders, cart adds)",
             _cart_conversion, transform="none"),
     Feature("email_opens_30d", "click", "opens", _D, "Email opens, time-decayed",
-            _decay("d_email_opens")),
+            _decay("d_email_opens"), halflife_days=HALFLIFE_DAYS),
     Feature("email_click_rate", "click", "ratio", "lifetime", "Email clicks per open (capped at 1)",
             _ratio("n_email_clicks", "n_email_opens", cap=1.0), transform="none"),
     Feature("tenure_days", "any", "days", "lifetime", "Days since the first event",

@@ -11,7 +11,7 @@ features are derived without a second read.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Literal, Protocol
@@ -53,6 +53,7 @@ class Membership:
     distance: float
     model_version: int
     segment_name: str
+    reasons: bytes = b"[]"  # JSON list of Reason records: why the customer moved
 
 
 class FeatureStore(Protocol):
@@ -61,6 +62,14 @@ class FeatureStore(Protocol):
     async def apply(self, events: Sequence[Event]) -> dict[str, CustomerUpdate]: ...
 
     async def write_memberships(self, changes: Sequence[Membership]) -> None: ...
+
+    async def write_catalog(self, entries: Mapping[int, bytes]) -> None: ...
+
+    async def catalog(self) -> dict[int, bytes]: ...
+
+    async def sample_states(self, limit: int) -> list[dict[str, float | str]]: ...
+
+    async def segment_sizes(self) -> dict[int, int]: ...
 
 
 def compact(event: Event) -> list[object]:
@@ -160,6 +169,7 @@ class RedisFeatureStore:
         for m in changes:
             pipe.hset(self.keys.state(m.customer_id), mapping={
                 "seg": m.segment_id, "seg_dist": repr(m.distance), "seg_version": m.model_version,
+                "seg_why": m.reasons,
             })
             pipe.hincrby(sizes, str(m.segment_id), 1)
             if m.previous_segment_id is not None:
@@ -168,6 +178,34 @@ class RedisFeatureStore:
             await pipe.execute()
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise StoreUnavailable(f"Redis unreachable while writing memberships: {exc}") from exc
+
+    async def write_catalog(self, entries: Mapping[int, bytes]) -> None:
+        """Replace catalog entries (segment id -> CatalogEntry JSON)."""
+        if not entries:
+            return
+        try:
+            await self.client.hset(self.keys.catalog(), mapping={str(k): v for k, v in entries.items()})
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise StoreUnavailable(f"Redis unreachable while writing the catalog: {exc}") from exc
+
+    async def catalog(self) -> dict[int, bytes]:
+        raw = await self.client.hgetall(self.keys.catalog())
+        return {int(k): v if isinstance(v, bytes) else v.encode() for k, v in raw.items()}
+
+    async def sample_states(self, limit: int) -> list[dict[str, float | str]]:
+        """Up to ``limit`` customers' states, in SCAN order (a sample when there are more)."""
+        out: list[dict[str, float | str]] = []
+        async for batch in _chunks(self.client.scan_iter(match=self.keys.customer_pattern(),
+                                                          count=1000), 500):
+            pipe = self.client.pipeline(transaction=False)
+            for key in batch[: limit - len(out)]:
+                pipe.hgetall(key)
+            for raw in await pipe.execute():
+                if raw:
+                    out.append(parse_state([x for kv in raw.items() for x in kv]))
+            if len(out) >= limit:
+                break
+        return out
 
     async def segment_sizes(self) -> dict[int, int]:
         raw = await self.client.hgetall(self.keys.segment_sizes())
@@ -202,3 +240,14 @@ def _update(cid: str, reply: list[bytes]) -> CustomerUpdate:
     return CustomerUpdate(cid, [_STATUS_CHAR[c] for c in statuses], state)
 
 
+
+
+async def _chunks(it: AsyncIterator[bytes], n: int) -> AsyncIterator[list[bytes]]:
+    batch: list[bytes] = []
+    async for x in it:
+        batch.append(x)
+        if len(batch) >= n:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -11,9 +11,21 @@ from __future__ import annotations
 
 import base64
 from datetime import UTC, datetime
+from typing import Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict
+
+
+class Reason(BaseModel):
+    """One feature that moved a customer: its value and the two segments' means (original units)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    feature: str
+    value: float
+    previous_mean: float | None  # None on a first assignment
+    new_mean: float
 
 
 class SegmentUpdate(BaseModel):
@@ -29,6 +41,43 @@ class SegmentUpdate(BaseModel):
     model_version: int
     event_ts: str
     processed_ts: str
+    reasons: list[Reason] = []
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(self.model_dump())
+
+
+class SegmentProfile(BaseModel):
+    """What a segment looks like, in original feature units and against the population."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    segment_id: int
+    name: str
+    size: int
+    share: float
+    means: dict[str, float]
+    zscores: dict[str, float]  # (segment mean - population mean) / population std
+    top_features: list[str]  # most distinguishing first
+    monetary_mean: float  # mean 30-day spend
+    model_version: int
+
+
+Lifecycle = Literal["born", "active", "merged", "split", "retired"]
+
+
+class CatalogEntry(BaseModel):
+    """streamseg.segments.v1 (compacted, key = segment id): a segment's latest state."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    segment_id: int
+    status: Lifecycle
+    model_version: int
+    name: str
+    profile: SegmentProfile | None  # None once retired
+    related: list[int] = []  # merged into / split from these segment ids
+    updated_ts: str
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(self.model_dump())

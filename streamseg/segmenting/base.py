@@ -40,6 +40,14 @@ class Segmenter(Protocol):
         """Segment centres in standardized units (z-scores of the population)."""
         ...
 
+    def scaler_stats(self) -> tuple[dict[str, float], dict[str, float], float]:
+        """Online scaler state: per-feature mean, population variance, vectors seen.
+
+        With :meth:`centers` this lets centres from different workers be brought
+        into one scale and merged (see :mod:`streamseg.segmenting.model`).
+        """
+        ...
+
     def snapshot(self) -> dict[str, Any]:
         """Plain JSON-able state: never pickled."""
         ...

@@ -31,25 +31,41 @@ ARCHETYPES: dict[str, dict[str, float]] = {
 
 
 def name_segments(
-    centers: Mapping[int, Mapping[str, float]], min_score: float = 0.75
+    centers: Mapping[int, Mapping[str, float]], min_score: float = 0.75,
+    previous: Mapping[int, str] | None = None, keep_score: float = 0.5,
 ) -> dict[int, str]:
+    """Unique names; a segment keeps its previous name while that name still fits.
+
+    "Still fits" means the archetype still scores at least ``keep_score`` (a
+    lower bar than ``min_score``, so names do not flicker at the threshold); a
+    fallback name is kept as long as no archetype claims the segment.
+    """
     scores = sorted(
-        ((sum(w * c.get(f, 0.0) for f, w in rule.items()), sid, name)
+        ((score(c, rule), sid, name)
          for sid, c in centers.items() for name, rule in ARCHETYPES.items()),
         reverse=True,
     )
     names: dict[int, str] = {}
     used: set[str] = set()
-    for score, sid, name in scores:
-        if score < min_score:
+    for sid, name in (previous or {}).items():
+        if sid in centers and name in ARCHETYPES and score(centers[sid], ARCHETYPES[name]) >= keep_score:
+            names[sid] = name
+            used.add(name)
+    for score_, sid, name in scores:
+        if score_ < min_score:
             break
         if sid not in names and name not in used:
             names[sid] = name
             used.add(name)
     for sid, c in centers.items():
         if sid not in names:
-            names[sid] = _fallback(sid, c)
+            old = (previous or {}).get(sid)
+            names[sid] = old if old and old not in ARCHETYPES and old not in used else _fallback(sid, c)
     return dict(sorted(names.items()))
+
+
+def score(center: Mapping[str, float], rule: Mapping[str, float]) -> float:
+    return sum(w * center.get(f, 0.0) for f, w in rule.items())
 
 
 def _fallback(sid: int, center: Mapping[str, float]) -> str:

@@ -29,6 +29,14 @@ import numpy as np
 from river import cluster, preprocessing
 
 from streamseg.segmenting.base import Assignment, Vector
+from streamseg.segmenting.vectors import (
+    kmeans_plus_plus,
+    lloyd,
+    load_scaler,
+    nearest,
+    scaled_matrix,
+    scaler_state,
+)
 
 
 class RiverKMeansSegmenter:
@@ -85,11 +93,7 @@ class RiverKMeansSegmenter:
             raise RuntimeError("segmenter is still warming up; check .ready first")
         if not xs:
             return []
-        centers = self._center_matrix()
-        z = self._scale(xs)
-        d2 = ((z[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2)
-        best = d2.argmin(axis=1)
-        dist = np.sqrt(d2[np.arange(len(xs)), best])
+        best, dist = nearest(self._scale(xs), self._center_matrix())
         return [Assignment(int(b), float(d)) for b, d in zip(best, dist, strict=True)]
 
     def centers(self) -> dict[int, dict[str, float]]:
@@ -98,30 +102,37 @@ class RiverKMeansSegmenter:
             for i in self.kmeans.centers
         }
 
+    def scaler_stats(self) -> tuple[dict[str, float], dict[str, float], float]:
+        n = max(self.scaler.counts.values(), default=0)
+        return ({f: float(self.scaler.means[f]) for f in self.feature_names},
+                {f: float(self.scaler.vars[f]) for f in self.feature_names}, float(n))
+
+    def set_centers(self, centers: dict[int, dict[str, float]]) -> None:
+        """Continue learning from these centres (the global model's, in this scale)."""
+        self.kmeans.centers.clear()
+        for i, c in centers.items():
+            self.kmeans.centers[i] = collections.defaultdict(float, c)
+        self._centers = None
+
     def snapshot(self) -> dict[str, Any]:
         return {
             "kind": "kmeans",
             "version": self._version,
             "learned": self._learned,
             "features": self.feature_names,
-            "params": {"halflife": self.kmeans.halflife, "warmup": self.warmup, "seed": self.seed,
+            "params": {"n_segments": self.n_segments, "halflife": self.kmeans.halflife,
+                       "warmup": self.warmup, "seed": self.seed,
                        "version_every": self.version_every},
-            "scaler": {
-                "counts": dict(self.scaler.counts),
-                "means": dict(self.scaler.means),
-                "vars": dict(self.scaler.vars),
-            },
+            "scaler": scaler_state(self.scaler),
             "centers": {str(k): v for k, v in self.centers().items()} if self.ready else {},
         }
 
     @classmethod
     def restore(cls, snap: dict[str, Any], **kw: Any) -> RiverKMeansSegmenter:
-        params = {**snap.get("params", {}), **kw}  # explicit arguments win over the snapshot
-        seg = cls(snap["features"], n_segments=max(len(snap["centers"]), 2), **params)
-        sc = snap["scaler"]
-        seg.scaler.counts = collections.Counter(sc["counts"])
-        seg.scaler.means = collections.defaultdict(float, sc["means"])
-        seg.scaler.vars = collections.defaultdict(float, sc["vars"])
+        # explicit arguments win over the snapshot; older snapshots lack n_segments
+        params = {"n_segments": max(len(snap["centers"]), 2), **snap.get("params", {}), **kw}
+        seg = cls(snap["features"], **params)
+        load_scaler(seg.scaler, snap["scaler"])
         for k, center in snap["centers"].items():
             seg.kmeans.centers[int(k)] = collections.defaultdict(float, center)
         seg._version = int(snap["version"])
@@ -130,12 +141,7 @@ class RiverKMeansSegmenter:
 
     # -- internals ------------------------------------------------------------
     def _scale(self, xs: Sequence[Vector]) -> np.ndarray:
-        mean = np.array([self.scaler.means[f] for f in self.feature_names])
-        var = np.array([self.scaler.vars[f] for f in self.feature_names])
-        std = np.sqrt(np.where(var > 0, var, 1.0))
-        raw = np.array([[x[f] for f in self.feature_names] for x in xs], dtype=float)
-        # as River's StandardScaler: a feature with no variance scales to 0
-        return np.where(var > 0, (raw - mean) / std, 0.0)
+        return scaled_matrix(self.scaler, self.feature_names, xs)
 
     def _center_matrix(self) -> np.ndarray:
         if self._centers is None:
@@ -145,13 +151,7 @@ class RiverKMeansSegmenter:
 
     def _seed_centers(self) -> None:
         z = self._scale(self._buffer)
-        centers = kmeans_plus_plus(z, self.n_segments, np.random.default_rng(self.seed))
-        for _ in range(10):
-            labels = ((z[:, None, :] - centers[None]) ** 2).sum(2).argmin(1)
-            for k in range(self.n_segments):
-                members = z[labels == k]
-                if len(members):
-                    centers[k] = members.mean(0)
+        centers = lloyd(z, kmeans_plus_plus(z, self.n_segments, np.random.default_rng(self.seed)))
         for k in range(self.n_segments):
             self.kmeans.centers[k] = collections.defaultdict(
                 float, {f: float(v) for f, v in zip(self.feature_names, centers[k], strict=True)}
@@ -160,13 +160,3 @@ class RiverKMeansSegmenter:
         self._centers = None
         self._version = 1
 
-
-def kmeans_plus_plus(z: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """k-means++ seeding: spread initial centres in proportion to squared distance."""
-    centers = [z[rng.integers(len(z))]]
-    for _ in range(1, k):
-        d2 = np.min(((z[:, None, :] - np.array(centers)[None]) ** 2).sum(2), axis=1)
-        total = d2.sum()
-        idx = rng.choice(len(z), p=d2 / total) if total > 0 else rng.integers(len(z))
-        centers.append(z[idx])
-    return np.array(centers, dtype=float)

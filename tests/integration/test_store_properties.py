@@ -1,12 +1,17 @@
 """The Redis Lua store against a from-scratch reference, on real Valkey.
 
 Property tests: any arrival order and any duplication of the same events give
-the same state; everything matches the batch reference computation.
+the same state; everything matches the batch reference computation; late
+events (older than the customer's newest by more than the horizon) are refused
+exactly where the reference, applying the horizon in arrival order, says so;
+customers sharing a batch never mix; derived features match the reference
+computed straight from the events.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import uuid
 
@@ -18,6 +23,7 @@ from hypothesis import strategies as st
 from streamseg.events.models import ClickEvent, Event, TransactionEvent
 from streamseg.features.keys import Keys
 from streamseg.features.reference import accumulate
+from streamseg.features.reference import features as reference_features
 from streamseg.features.registry import DAY_MS, HALFLIFE_DAYS, derive
 from streamseg.features.store import RedisFeatureStore
 
@@ -162,3 +168,86 @@ def test_customer_keys__expire_after_the_retention_horizon(stack) -> None:
 
     ttl_state, ttl_seen = asyncio.run(run())
     assert 0 < ttl_state <= 86_400 and 0 < ttl_seen <= 86_400
+
+
+# --- late events, many customers, features: arrival order matters only through the horizon ---
+
+LONG_SPAN_MS = int(20 * DAY_MS)  # well beyond the 7-day horizon: some arrivals are late
+
+
+def long_span_events(cid: str) -> st.SearchStrategy[list[Event]]:
+    """Events over 20 days; a session lives within one day, as real sessions do (the store
+    forgets a session with its ids once it falls behind the horizon)."""
+    click = st.builds(
+        lambda i, t, typ, cat: ClickEvent.model_validate(
+            {"event_id": f"{cid}-c{i}", "customer_id": cid, "ts": T0 + t, "type": typ,
+             "session_id": f"{cid}-s{t // int(DAY_MS)}", "category": cat}),
+        st.integers(0, 10_000), st.integers(0, LONG_SPAN_MS),
+        st.sampled_from(["page_view", "product_view", "add_to_cart", "email_open", "email_click"]),
+        st.sampled_from([None, "shoes", "bags"]))
+    order = st.builds(
+        lambda i, t, amt, refund: TransactionEvent.model_validate(
+            {"event_id": f"{cid}-o{i}", "customer_id": cid, "ts": T0 + t, "amount": amt,
+             "currency": "EUR", "refund": refund, "categories": ["toys"]}),
+        st.integers(0, 10_000), st.integers(0, LONG_SPAN_MS),
+        st.floats(0, 5_000, allow_nan=False).map(lambda v: round(v, 2)), st.booleans())
+    return st.lists(st.one_of(click, order), min_size=1, max_size=30).map(unique_by_id)
+
+
+def split(events: list[Event], cuts: list[int]) -> list[list[Event]]:
+    """``events`` cut into consecutive batches at the given positions."""
+    bounds = [0, *sorted(c % (len(events) + 1) for c in cuts), len(events)]
+    return [events[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+async def states_after(redis_url: str, batches: list[list[Event]], cids: list[str]) -> dict[str, dict]:
+    store = new_store(redis_url)
+    try:
+        for b in batches:
+            await store.apply(b)
+        return {c: {k: v for k, v in (await store.state(c)).items() if isinstance(v, float)}
+                for c in cids}
+    finally:
+        await store.close()
+
+
+@HSET
+@given(events=long_span_events("c"), data=st.data())
+def test_late_events_in_any_arrival_order__are_refused_exactly_as_the_reference_says(
+    stack, events, data
+) -> None:
+    order = data.draw(st.permutations(events))
+    cuts = data.draw(st.lists(st.integers(0, 100), max_size=4))
+    got = asyncio.run(states_after(stack.redis_url, split(order, cuts), ["c"]))["c"]
+    # the reference applies the horizon in arrival order, as the store must
+    want = accumulate(order, horizon_ms=HORIZON_DAYS * DAY_MS, halflife_ms=HALFLIFE_DAYS * DAY_MS)
+    assert_same_state(got, want)
+
+
+@HSET
+@given(a=long_span_events("a"), b=long_span_events("b"), c=long_span_events("c"), data=st.data())
+def test_customers_sharing_batches__each_match_their_own_reference(stack, a, b, c, data) -> None:
+    order = data.draw(st.permutations(a + b + c))
+    cuts = data.draw(st.lists(st.integers(0, 100), max_size=4))
+    got = asyncio.run(states_after(stack.redis_url, split(order, cuts), ["a", "b", "c"]))
+    for cid in ("a", "b", "c"):
+        mine = [e for e in order if e.customer_id == cid]
+        want = accumulate(mine, horizon_ms=HORIZON_DAYS * DAY_MS, halflife_ms=HALFLIFE_DAYS * DAY_MS)
+        assert_same_state(got[cid], want)
+
+
+@HSET
+@given(events=events_strategy, data=st.data())
+def test_features_from_the_store__match_the_independent_reference_at_any_later_now(
+    stack, events, data
+) -> None:
+    order = data.draw(st.permutations(events))
+    gap = data.draw(st.integers(0, int(400 * DAY_MS)))
+    state = asyncio.run(state_after(stack.redis_url, [order]))
+    now = max(e.ts_ms for e in events) + gap
+    got = derive(state, now)
+    want = reference_features(events, now, horizon_ms=HORIZON_DAYS * DAY_MS,
+                              halflife_ms=HALFLIFE_DAYS * DAY_MS)
+    assert set(got) == set(want)
+    for name, value in want.items():
+        assert math.isclose(got[name], value, rel_tol=1e-9, abs_tol=1e-9), (name, got[name], value)

@@ -527,7 +527,8 @@ def test_accepted_events__re_encode_and_decode_to_the_same_event(doc: dict[str, 
 # --------------------------------------------------------------------------- output records
 
 SEGMENT_UPDATE_FIELDS = {"customer_id", "segment_id", "segment_name", "previous_segment_id",
-                         "distance", "model_version", "event_ts", "processed_ts"}
+                         "distance", "model_version", "event_ts", "processed_ts",
+                         "reasons"}  # issue 4: the features that moved the customer
 
 
 def segment_update(**over: Any) -> SegmentUpdate:

@@ -2,7 +2,10 @@
 
 To add an implementation, append a factory that builds it for the features
 FEATURES with 3 segments and a warm-up of WARMUP vectors. Implementations that
-support persistence expose ``restore(snapshot)`` as a classmethod.
+support persistence expose ``restore(snapshot)`` as a classmethod. Stream
+clusterers with a cached macro-cluster step (STREAM_SEGMENTERS) also pass the
+refresh tests at the end; their hyperparameters here suit these 3-feature
+blobs, and a last test runs every clusterer with its defaults on 17 features.
 
 Centres are compared with a brute-force computation in standardized units: the
 protocol says centres are z-scores of the population, i.e. of every vector learned.
@@ -18,14 +21,33 @@ import orjson
 import pytest
 
 from streamseg.quality import adjusted_rand_index
+from streamseg.segmenting import factory
 from streamseg.segmenting.base import Assignment, Segmenter
+from streamseg.segmenting.river_denstream import DenStreamSegmenter
 from streamseg.segmenting.river_kmeans import RiverKMeansSegmenter
+from streamseg.segmenting.river_stream import (
+    CluStreamSegmenter,
+    DBSTREAMSegmenter,
+    StreamKMeansSegmenter,
+    StreamSegmenter,
+)
 
 FEATURES = ["recency", "frequency", "spend"]
 WARMUP = 60
+REFRESH = 50
+COMMON = {"n_segments": 3, "warmup": WARMUP, "seed": 1}
 
+STREAM_SEGMENTERS: list[Callable[[], StreamSegmenter]] = [
+    lambda: StreamKMeansSegmenter(FEATURES, **COMMON, refresh_every=REFRESH, chunk_size=40),
+    lambda: DBSTREAMSegmenter(FEATURES, **COMMON, refresh_every=REFRESH, clustering_threshold=0.8,
+                              minimum_weight=2.0, cleanup_interval=50),
+    lambda: CluStreamSegmenter(FEATURES, **COMMON, refresh_every=REFRESH, max_micro_clusters=20,
+                               micro_cluster_r_factor=3),
+    lambda: DenStreamSegmenter(FEATURES, **COMMON, refresh_every=REFRESH, epsilon=0.4, mu=3.0),
+]
 SEGMENTERS: list[Callable[[], Segmenter]] = [
     lambda: RiverKMeansSegmenter(FEATURES, n_segments=3, warmup=WARMUP, seed=1),
+    *STREAM_SEGMENTERS,
 ]
 
 # three well-separated blobs; "spend" lives on a 100x larger scale than the rest
@@ -178,6 +200,15 @@ def test_assign_many__does_not_learn(make: Callable[[], Segmenter]) -> None:
     assert (seg.centers(), seg.version) == before
 
 
+def test_scaler_stats__are_the_population_mean_variance_and_count(make: Callable[[], Segmenter]) -> None:
+    seg = trained(make)
+    mean, var, n = seg.scaler_stats()
+    m = as_matrix(TRAIN)
+    assert n == len(TRAIN)
+    assert [mean[f] for f in FEATURES] == pytest.approx(m.mean(0).tolist(), rel=1e-9)
+    assert [var[f] for f in FEATURES] == pytest.approx(m.var(0).tolist(), rel=1e-9)
+
+
 # --------------------------------------------------------------------------- snapshot / restore
 
 
@@ -255,3 +286,146 @@ def test_restore__keeps_the_hyperparameters_of_the_snapshot() -> None:
         seg.learn({"a": (i % 2) * 5 + rng.random(), "b": rng.random()})
     back = RiverKMeansSegmenter.restore(orjson.loads(orjson.dumps(seg.snapshot())))
     assert (back.kmeans.halflife, back.warmup, back.seed, back.version_every) == (0.2, 20, 9, 77)
+
+
+def test_restore_of_kmeans_before_warmup__keeps_the_number_of_segments() -> None:
+    seg = RiverKMeansSegmenter(FEATURES, n_segments=3, warmup=WARMUP, seed=1)
+    for x in TRAIN[:10]:
+        seg.learn(x)
+    back = RiverKMeansSegmenter.restore(json_round_trip(seg.snapshot()))
+    for x in TRAIN[10:WARMUP + 10]:
+        back.learn(x)
+    assert back.ready and len(back.centers()) == 3
+
+
+# --------------------------------------------------------------------------- stream clusterers: the cache
+
+
+@pytest.fixture(params=STREAM_SEGMENTERS, ids=lambda f: type(f()).__name__)
+def make_stream(request: pytest.FixtureRequest) -> Callable[[], StreamSegmenter]:
+    return request.param  # type: ignore[no-any-return]
+
+
+def count_expensive_calls(seg: StreamSegmenter, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record ``seg.learned`` at every macro-cluster step; fail on any River predict_one."""
+    macro_at: list[int] = []
+    macro = seg._macro_centers
+
+    def counted() -> np.ndarray:
+        macro_at.append(seg.learned)
+        return macro()
+
+    def forbidden(*args: Any, **kwargs: Any) -> int:
+        raise AssertionError("River's predict_one reruns the macro step: never call it per event")
+
+    monkeypatch.setattr(seg, "_macro_centers", counted)
+    monkeypatch.setattr(seg.model, "predict_one", forbidden)
+    return macro_at
+
+
+def test_macro_step__runs_at_warmup_end_and_every_n_learns_never_per_event(
+    make_stream: Callable[[], StreamSegmenter], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seg = make_stream()
+    macro_at = count_expensive_calls(seg, monkeypatch)
+    for x in TRAIN:
+        seg.learn(x)
+        if seg.ready:
+            seg.assign_many([x])
+    every_n = [n for n in range(WARMUP + 1, len(TRAIN) + 1) if n % REFRESH == 0]
+    assert macro_at == [WARMUP, *every_n]
+
+
+def test_refresh__on_request_recomputes_and_bumps_the_version_only_on_change(
+    make_stream: Callable[[], StreamSegmenter], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seg = trained(make_stream)
+    macro_at = count_expensive_calls(seg, monkeypatch)
+    version, centers = seg.version, seg.centers()
+    assert seg.refresh() is False, "nothing learned since the last refresh: same centres"
+    assert (seg.version, seg.centers()) == (version, centers)
+    shifted = [{**x, "frequency": x["frequency"] + 4.0} for x in HELD_OUT[: REFRESH - 1]]
+    for x in shifted:
+        seg.learn(x)
+    assert (seg.version, seg.centers()) == (version, centers), "between refreshes the cache holds"
+    assert seg.refresh() is True
+    assert seg.version == version + 1
+    assert seg.centers() != centers
+    assert len(macro_at) == 2
+
+
+def test_refresh__during_warmup_does_nothing(make_stream: Callable[[], StreamSegmenter]) -> None:
+    seg = make_stream()
+    for x in TRAIN[: WARMUP - 1]:
+        seg.learn(x)
+    assert seg.refresh() is False
+    assert not seg.ready and seg.version == 0
+
+
+def test_restore_mid_warmup__finishes_the_warmup_like_the_original(
+    make_stream: Callable[[], StreamSegmenter],
+) -> None:
+    seg = trained(make_stream, TRAIN[: WARMUP // 2])
+    again = restore(seg, json_round_trip(seg.snapshot()))
+    assert not again.ready
+    for x in TRAIN[WARMUP // 2 : 200]:
+        seg.learn(x)
+        again.learn(x)
+    assert again.ready and again.version == seg.version
+    assert again.centers() == seg.centers()
+
+
+def test_restore__refuses_a_snapshot_of_another_clusterer() -> None:
+    snap = json_round_trip(trained(STREAM_SEGMENTERS[1]).snapshot())
+    with pytest.raises(ValueError, match="'dbstream' segmenter, not 'clustream'"):
+        CluStreamSegmenter.restore(snap)
+    assert type(factory.restore(snap)) is DBSTREAMSegmenter
+
+
+# --------------------------------------------------------------------------- defaults on 17 features
+
+
+def blobs_17(n: int, seed: int) -> tuple[list[dict[str, float]], list[int]]:
+    """Four well-separated blobs over 17 features of mixed scales (like the model's inputs)."""
+    rng = np.random.default_rng(seed)
+    means = np.random.default_rng(0).normal(0.0, 1.0, (4, 17)) * 2.0
+    scales = np.geomspace(0.1, 1000.0, 17)
+    truth = rng.integers(0, 4, n)
+    raw = (means[truth] + rng.normal(0.0, 0.35, (n, 17))) * scales
+    names = [f"f{i:02d}" for i in range(17)]
+    return [dict(zip(names, map(float, row), strict=True)) for row in raw], truth.tolist()
+
+
+@pytest.mark.parametrize("kind", sorted(factory.SEGMENTERS))
+def test_default_hyperparameters__recover_four_blobs_in_17_standardized_features(kind: str) -> None:
+    xs, _ = blobs_17(1500, seed=3)
+    names = list(xs[0])
+    cadence = {} if kind == "kmeans" else {"refresh_every": 250}
+    seg = factory.build(kind, names, n_segments=4, warmup=250, **cadence)
+    for x in xs:
+        seg.learn(x)
+    held, held_truth = blobs_17(300, seed=4)
+    pred = [a.segment_id for a in seg.assign_many(held)]
+    assert len(seg.centers()) == 4
+    assert adjusted_rand_index(held_truth, pred) >= 0.95
+
+
+@pytest.mark.parametrize("make_aligned", [STREAM_SEGMENTERS[0], STREAM_SEGMENTERS[2]],
+                         ids=["StreamKMeansSegmenter", "CluStreamSegmenter"])
+def test_set_centers__continues_learning_from_the_global_centres(
+    make_aligned: Callable[[], StreamSegmenter],
+) -> None:
+    seg = trained(make_aligned)
+    version = seg.version
+    given = {i: {f: v + 0.1 for f, v in c.items()} for i, c in seg.centers().items()}
+    given[3] = {"recency": 2.0, "frequency": 2.0, "spend": 2.0}  # the global model may hold more
+    seg.set_centers(given)  # type: ignore[attr-defined]
+    assert seg.centers() == given and seg.version == version + 1
+    assert restore(seg, json_round_trip(seg.snapshot())).centers() == given
+    for x in HELD_OUT:  # two refreshes on the way
+        seg.learn(x)
+    moved = seg.centers()
+    assert len(moved) == 4 and moved != given
+    for i in range(3):  # learning went on from the given centres: each stays near its blob
+        start = np.array([given[i][f] for f in FEATURES])
+        assert np.linalg.norm(np.array([moved[i][f] for f in FEATURES]) - start) < 0.5

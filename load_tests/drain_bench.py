@@ -1,0 +1,87 @@
+"""Maximum throughput of one worker: pre-load the topics, then time the drain.
+
+Real parts only: a Tansu broker, Valkey, `streamseg generate` (unpaced) and a
+`streamseg worker` process. The worker starts after all events are in Kafka,
+so the figure is the engine's own ceiling, not the generator's rate. Prints
+and saves JSON to load_tests/results/drain.json.
+
+    python load_tests/drain_bench.py --customers 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from streamseg.devstack import DevStack, ManagedProcess, free_port
+from streamseg.devstack.processes import wait_for_port
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def processed(port: int) -> float:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+            text = r.read().decode()
+    except OSError:
+        return 0.0
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name == "streamseg_events_total")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--customers", type=int, default=1000)
+    ap.add_argument("--days", type=float, default=120.0)
+    args = ap.parse_args()
+    with DevStack() as st:
+        port = free_port()
+        env = {**os.environ, "STREAMSEG_KAFKA_BOOTSTRAP": st.bootstrap, "STREAMSEG_REDIS_URL": st.redis_url,
+               "STREAMSEG_WEB_PORT": str(port), "STREAMSEG_LOG_LEVEL": "warn"}
+        gen = subprocess.run([sys.executable, "-m", "streamseg", "generate", "--customers",
+                              str(args.customers), "--days", str(args.days)],
+                             env=env, capture_output=True, text=True, check=True)
+        stats = json.loads(gen.stdout.strip().splitlines()[-1])
+        total = stats["events_produced"]
+        worker = ManagedProcess("worker", [sys.executable, "-m", "streamseg", "worker"],
+                                st.dir / "worker.log", env).start()
+        st.processes.append(worker)
+        wait_for_port(port, 60, worker.proc)
+        t0 = first = None
+        while True:
+            n = processed(port)
+            now = time.monotonic()
+            if n > 0 and t0 is None:
+                t0, first = now, n
+            if n >= total:
+                break
+            time.sleep(0.25)
+        secs = now - t0 if t0 else float("nan")
+        result = {
+            "events": total, "customers": args.customers,
+            "seconds": round(secs, 2), "events_per_second": round((total - (first or 0)) / secs),
+            "worker_rss_mb": round(rss_mb(worker.proc.pid), 1),  # type: ignore[union-attr]
+            "generator_events_per_second": stats["events_per_second"],
+        }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "drain.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

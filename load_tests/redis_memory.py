@@ -1,0 +1,139 @@
+"""Redis bytes per customer, measured on a real Valkey.
+
+Generated history is applied through RedisFeatureStore, the worker's own path
+(batches of 500, one Lua call per customer per batch), and every customer gets
+a membership written as the worker would. Then two figures: MEMORY USAGE of
+each customer's two keys (feature hash, seen-id sorted set), and the growth
+of INFO memory's used_memory divided by the number of customers. The sorted
+set holds the event and session ids of the last STREAMSEG_DEDUP_HORIZON_DAYS
+of each customer's event time, so it dominates for active customers.
+
+Prints a table and saves load_tests/results/redis_memory.json and .md.
+
+    python load_tests/redis_memory.py --customers 10000 --days 120
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import statistics
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import redis.asyncio as aioredis
+
+from streamseg.devstack import DevStack
+from streamseg.events.models import ClickEvent, Event, TransactionEvent
+from streamseg.features.keys import Keys
+from streamseg.features.store import Membership, RedisFeatureStore
+from streamseg.generate import assign_personas, simulate
+
+RESULTS = Path(__file__).parent / "results"
+BATCH = 500
+
+
+def batches(customers: int, days: float) -> Iterator[list[Event]]:
+    """The generated history in event-time order, BATCH events at a time (never all in memory)."""
+    end = int(time.time() * 1000) - 3_600_000
+    batch: list[Event] = []
+    for ev in simulate(assign_personas(customers, seed=7), days=days, end_ms=end, seed=7):
+        model = ClickEvent if ev.topic_role == "clickstream" else TransactionEvent
+        batch.append(model.model_validate(ev.payload))
+        if len(batch) == BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+async def used_memory(client: aioredis.Redis) -> int:
+    return int((await client.info("memory"))["used_memory"])
+
+
+async def usage(client: aioredis.Redis, keys: Keys, cids: list[str]) -> list[tuple[int, int, int, int]]:
+    """Per customer: MEMORY USAGE of the hash and of the sorted set, their field/member counts."""
+    pipe = client.pipeline(transaction=False)
+    for c in cids:
+        pipe.memory_usage(keys.state(c), samples=0)
+        pipe.memory_usage(keys.seen(c), samples=0)
+        pipe.hlen(keys.state(c))
+        pipe.zcard(keys.seen(c))
+    flat = await pipe.execute()
+    return [tuple(int(x or 0) for x in flat[i : i + 4]) for i in range(0, len(flat), 4)]  # type: ignore[misc]
+
+
+def stats(values: list[int]) -> dict[str, float]:
+    q = statistics.quantiles(values, n=20)
+    return {"mean": round(statistics.fmean(values)), "p50": round(statistics.median(values)),
+            "p95": round(q[18]), "max": max(values)}
+
+
+async def run(redis_url: str, customers: int, days: float, horizon: float) -> dict:
+    keys = Keys("mem")
+    store = RedisFeatureStore.from_url(redis_url, keys, dedup_horizon_days=horizon, retention_days=180)
+    client = aioredis.Redis.from_url(redis_url)
+    n_events, seen = 0, set()
+    try:
+        history = batches(customers, days)
+        first = next(history)
+        await store.apply(first[:1])  # load the script before the baseline
+        await client.flushall()
+        before = await used_memory(client)
+        t = time.perf_counter()
+        for batch in itertools.chain([first], history):
+            await store.apply(batch)
+            n_events += len(batch)
+            seen.update(e.customer_id for e in batch)
+        apply_s = time.perf_counter() - t
+        cids = sorted(seen)
+        await store.write_memberships([Membership(c, i % 6, None, 1.234, 1, "x") for i, c in enumerate(cids)])
+        after = await used_memory(client)
+        per = await usage(client, keys, cids)
+    finally:
+        await store.close()
+        await client.aclose()
+    return {
+        "customers": len(cids), "events": n_events, "days": days, "dedup_horizon_days": horizon,
+        "apply_events_per_second": round(n_events / apply_s),
+        "info_used_memory_delta_bytes_per_customer": round((after - before) / len(cids)),
+        "memory_usage_total_bytes": stats([h + z for h, z, _, _ in per]),
+        "memory_usage_hash_bytes": stats([h for h, _, _, _ in per]),
+        "memory_usage_seen_zset_bytes": stats([z for _, z, _, _ in per]),
+        "hash_fields": stats([n for _, _, n, _ in per]),
+        "seen_zset_members": stats([n for _, _, _, n in per]),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--customers", type=int, default=10_000)
+    ap.add_argument("--days", type=float, default=120.0)
+    ap.add_argument("--horizon", type=float, default=30.0, help="dedup horizon (days)")
+    args = ap.parse_args()
+    st = DevStack()
+    st.start_redis()
+    try:
+        result = asyncio.run(run(st.redis_url, args.customers, args.days, args.horizon))
+    finally:
+        st.stop()
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "redis_memory.json").write_text(json.dumps(result, indent=2) + "\n")
+    rows = ["| bytes per customer | mean | p50 | p95 | max |", "|---|---|---|---|---|"]
+    for name in ("memory_usage_total_bytes", "memory_usage_hash_bytes", "memory_usage_seen_zset_bytes",
+                 "hash_fields", "seen_zset_members"):
+        s = result[name]
+        rows.append(f"| {name} | {s['mean']:,} | {s['p50']:,} | {s['p95']:,} | {s['max']:,} |")
+    rows.append(f"| INFO used_memory delta / customer | {result['info_used_memory_delta_bytes_per_customer']:,}"
+                " | | | |")
+    table = (f"{result['customers']:,} customers, {result['events']:,} events over {args.days:g} days, "
+             f"dedup horizon {args.horizon:g} days\n\n" + "\n".join(rows))
+    (RESULTS / "redis_memory.md").write_text(table + "\n")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
