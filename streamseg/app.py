@@ -1,4 +1,4 @@
-"""The Faust application: input batches, output topics, web views, timers.
+"""The Faust application: input batches, output topics, timers; the HTTP API is ``streamseg.api``.
 
 Input records reach the :class:`Engine` a whole fetch at a time through
 :mod:`streamseg.ingest` (Faust's own per-message stream path costs more than
@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 
 import faust
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
+from streamseg.api import register
 from streamseg.engine import (
     BatchReport,
     Engine,
@@ -33,6 +35,9 @@ from streamseg.segmenting.sync import ModelSync
 from streamseg.settings import Settings
 
 log = logging.getLogger(__name__)
+#: How often consumer lag is refreshed (one ListOffsets request per refresh).
+LAG_INTERVAL_S = 2.0
+GIL_SWITCH_INTERVAL_S = 0.0005
 
 
 class FaustPublisher:
@@ -68,6 +73,9 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     """A Faust app wired to a fresh engine (store, segmenter, metrics)."""
     registry = registry or CollectorRegistry()
     metrics = Metrics(registry)
+    if settings.web_in_thread:
+        # the web thread waits for the GIL while a batch computes: hand it over sooner than 5 ms
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{h}" for h in settings.kafka_bootstrap_list],
@@ -76,6 +84,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         web_host=settings.web_host,
         web_port=settings.web_port,
         web_enabled=settings.web_port > 0,
+        web_in_thread=settings.web_in_thread,
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication,
         consumer_auto_offset_reset="earliest",
@@ -99,6 +108,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     sync = ModelSync(settings, engine, lambda snap: restore_segmenter(settings, snap))
     batch_topic(app, settings.input_topics, _WhenLoaded(engine, sync.loaded),
                 fetch_max_wait_ms=settings.fetch_max_wait_ms)
+    register(app, engine, store, settings)
 
     @app.on_partitions_assigned.connect  # type: ignore[misc,arg-type]
     async def log_assignment(sender: object, assigned: set[faust.types.TP], **_: object) -> None:
@@ -140,27 +150,55 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         for sid, n in sizes.items():
             metrics.segment_size.labels(str(sid), engine.name_of(sid)).set(n)
 
-    @app.page("/metrics")
-    async def metrics_view(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
-        # aiohttp refuses a charset inside content_type=, so set the header itself
-        return web.bytes(generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    @app.timer(settings.drift_interval_s)
+    async def close_drift_windows() -> None:
+        reports = engine.drift_reports()
+        if not reports:
+            return
+        try:
+            await engine.publisher.publish(
+                [(settings.topic_drift, r.window.encode(), r.to_bytes()) for r in reports])
+        except Exception as exc:  # reports are derived data (also in /metrics): log, go on
+            log.warning("could not publish %d drift report(s): %r", len(reports), exc)
+        for r in reports:
+            if r.alerts:
+                log.warning("drift alert (%s window ending %s): %s", r.window, r.window_end,
+                            "; ".join(a.detail for a in r.alerts))
 
-    @app.page("/healthz")
-    async def healthz(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
-        return web.json({"status": "ok"})
-
-    @app.page("/readyz")
-    async def readyz(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
-        redis_ok = await store.ping()
-        model_ready = engine.model is not None
-        ready = redis_ok and model_ready
-        body = {"ready": ready, "redis": redis_ok, "model_ready": model_ready,
-                "model_version": engine.model.version if engine.model else 0}
-        return web.json(body, status=200 if ready else 503)
+    @app.timer(LAG_INTERVAL_S)
+    async def refresh_consumer_lag() -> None:
+        try:
+            lags = await consumer_lag(app, set(settings.input_topics))
+        except Exception as exc:  # not assigned yet, or the broker is away
+            log.debug("consumer lag unavailable: %r", exc)
+            return
+        metrics.consumer_lag.clear()
+        for (topic, partition), lag in lags.items():
+            metrics.consumer_lag.labels(topic, str(partition)).set(lag)
 
     app.streamseg_engine = engine  # type: ignore[attr-defined]
     app.streamseg_sync = sync  # type: ignore[attr-defined]
     return app, engine
+
+
+async def consumer_lag(app: faust.App, topics: set[str]) -> dict[tuple[str, int], int]:
+    """End offset - committed offset per assigned input partition (before this worker's
+    first commit on a partition: end offset - read position)."""
+    consumer = app.consumer
+    tps = [tp for tp in consumer.assignment() if tp.topic in topics]
+    if not tps:
+        return {}
+    ends = await consumer.highwaters(*tps)
+    committed = app.monitor.tp_committed_offsets
+    out = {}
+    for tp in tps:
+        end = ends.get(tp)
+        done = committed.get(tp)
+        if done is None:
+            done = await consumer.position(tp)
+        if end is not None and done is not None:
+            out[tp.topic, tp.partition] = max(0, end - done)
+    return out
 
 
 async def _guard(what: str, op: Callable[[], Awaitable[object]]) -> None:
@@ -169,3 +207,4 @@ async def _guard(what: str, op: Callable[[], Awaitable[object]]) -> None:
         await op()
     except Exception as exc:
         log.warning("%s failed: %r", what, exc)
+

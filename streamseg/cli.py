@@ -1,4 +1,4 @@
-"""``streamseg dev | worker | generate | replay | bench | inspect``."""
+"""``streamseg dev | worker | generate | replay | bench | inspect | forget``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from streamseg.generate.scenarios import SCENARIOS
 from streamseg.settings import Settings
 
 if TYPE_CHECKING:
@@ -42,6 +43,15 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--days", type=float, default=120.0)
     gen.add_argument("--seed", type=int, default=7)
     gen.add_argument("--truth", type=Path, default=None, help="write customer_id,persona CSV here")
+    gen.add_argument("--scenario", choices=SCENARIOS, default=None,
+                     help="a drift scenario on a steady population (streamseg/generate/scenarios.py)")
+    gen.add_argument("--scenario-at", type=float, default=0.75,
+                     help="when the change happens, as a fraction of --days")
+    gen.add_argument("--scenario-persona", default=None, help="the persona that changes")
+    gen.add_argument("--scenario-to", default="loyal_high_spender",
+                     help="persona_shift: the behaviour taken on")
+    gen.add_argument("--scenario-share", type=float, default=None,
+                     help="new_persona: share of customers; shrink: share that leaves")
 
     rep = sub.add_parser("replay", help="replay history files (CSV, JSON Lines, Parquet) into the "
                          "input topics in event-time order")
@@ -78,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     ins = sub.add_parser("inspect", help="show a customer's features and segment")
     ins.add_argument("customer_id")
 
+    fgt = sub.add_parser("forget", help="erase a customer's data (GDPR) and publish tombstones + audit")
+    fgt.add_argument("customer_id")
+    fgt.add_argument("--actor", default=None, help="who asks, for the audit record (default: cli:$USER)")
+
     args = parser.parse_args(argv)
     settings = Settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -97,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_bench(args.short, args.soak, args.out)
     if args.command == "inspect":
         return asyncio.run(inspect(settings, args.customer_id))
+    if args.command == "forget":
+        return asyncio.run(forget(settings, args.customer_id, args.actor))
     return 2  # pragma: no cover - argparse enforces the choices
 
 
@@ -125,14 +141,32 @@ def execute(app: faust.App, settings: Settings, loop: asyncio.AbstractEventLoop)
 
 
 def run_generate(settings: Settings, args: argparse.Namespace) -> int:
-    from streamseg.generate import assign_personas, produce
+    import time
 
-    truth = assign_personas(args.customers, seed=args.seed)
+    from streamseg.events.models import iso
+    from streamseg.generate import assign_personas, produce
+    from streamseg.generate.scenarios import Scenario
+
+    scenario = None
+    if args.scenario:
+        try:
+            scenario = Scenario(args.scenario, at=args.scenario_at, persona=args.scenario_persona,
+                                to=args.scenario_to, share=args.scenario_share)
+        except ValueError as exc:
+            print(f"streamseg generate: {exc}", file=sys.stderr)
+            return 2
+    truth = (scenario.assign(args.customers, args.seed) if scenario
+             else assign_personas(args.customers, seed=args.seed))
+    end_ms = int(time.time() * 1000)
     stats = asyncio.run(produce(
         settings, truth, days=args.days, seed=args.seed, rate=args.rate or None,
-        duration=args.duration, truth_path=args.truth,
+        duration=args.duration, truth_path=args.truth, end_ms=end_ms, scenario=scenario,
     ))
-    print(orjson.dumps(dataclasses.asdict(stats)).decode(), flush=True)
+    out = dataclasses.asdict(stats)
+    if scenario:
+        out["scenario"] = args.scenario
+        out["change_ts"] = iso(scenario.change_ms(days=args.days, end_ms=end_ms))
+    print(orjson.dumps(out).decode(), flush=True)
     return 0
 
 
@@ -182,6 +216,26 @@ async def inspect(settings: Settings, customer_id: str) -> int:
     feats = derive(state, now if now is not None else time.time() * 1000)
     out = {"customer_id": customer_id, "segment_id": state.get("seg"), "features": feats}
     sys.stdout.write(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode() + os.linesep)
+    return 0
+
+
+async def forget(settings: Settings, customer_id: str, actor: str | None) -> int:
+    """Erase one customer; prints the published audit record."""
+    import getpass
+
+    from aiokafka.errors import KafkaError
+
+    from streamseg.erasure import standalone_eraser
+    from streamseg.errors import StreamsegError
+
+    who = actor or f"cli:{getpass.getuser()}"
+    try:
+        async with standalone_eraser(settings) as eraser:
+            audit = await eraser.forget(customer_id, actor=who, via="cli")
+    except (StreamsegError, KafkaError, OSError) as exc:
+        print(f"erasure of {customer_id!r} failed: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.write(audit.to_bytes().decode() + os.linesep)
     return 0
 
 

@@ -22,6 +22,7 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 import orjson
 
+from streamseg.drift import DriftConfig, DriftMonitor, DriftReport
 from streamseg.errors import StoreUnavailable
 from streamseg.events.decode import Rejection, decode_message
 from streamseg.events.models import Event, iso
@@ -43,6 +44,8 @@ from streamseg.segmenting.profiles import build_profiles
 from streamseg.settings import Settings
 
 log = logging.getLogger(__name__)
+#: A partition without data for this long no longer holds the drift windows back.
+IDLE_S = 10.0
 T = TypeVar("T")
 
 
@@ -58,7 +61,7 @@ class InMessage:
     timestamp: float | None = None  # seconds since the epoch (Kafka record timestamp)
 
 
-OutRecord = tuple[str, bytes | None, bytes]  # topic, key, value
+OutRecord = tuple[str, bytes | None, bytes | None]  # topic, key, value (None = tombstone)
 
 
 class Publisher(Protocol):
@@ -96,6 +99,8 @@ class _Row:
     feats: dict[str, float]  # every feature, original units
     ts: int  # newest event time, ms
     prev: int | None  # current segment
+    #: the batch held a redelivered event: publish the segment even if unchanged (see _segment)
+    again: bool = False
 
 
 def build_segmenter(settings: Settings) -> Segmenter:
@@ -144,6 +149,12 @@ class Engine:
         self._catalog_out: list[CatalogEntry] = []
         self._pending: dict[str, _Row] = {}
         self._lock = asyncio.Lock()  # batches and timer-driven assignment never interleave
+        # newest event time and wall time of last data per input partition: drift windows
+        # close on the slowest active partition, so a partition read behind is not "late"
+        self.partition_clock: dict[tuple[str, int], tuple[int, float]] = {}
+        drift = DriftConfig.from_settings(settings)
+        self.drift = DriftMonitor(drift, MODEL_FEATURES)
+        metrics.drift.set_thresholds(drift.thresholds)
 
     # -- the batch ----------------------------------------------------------
     def prepare(self, messages: Sequence[InMessage]) -> Prepared:
@@ -159,6 +170,15 @@ class Engine:
         p = batch if isinstance(batch, Prepared) else self.prepare(batch)
         async with self._lock:
             return await self._process(p)
+
+    @property
+    def lock(self) -> asyncio.Lock:
+        """Held while a batch or a held-back assignment runs; erasure takes it too."""
+        return self._lock
+
+    def forget(self, customer_id: str) -> None:
+        """Drop what this engine holds in memory for a customer being erased (call under lock)."""
+        self._pending.pop(customer_id, None)
 
     async def flush_pending(self) -> int:
         """Assign customers held back before the first model arrived (a timer calls this)."""
@@ -176,14 +196,36 @@ class Engine:
         started = time.perf_counter() - p.decode_seconds
         report = BatchReport()
         messages, events, origin, dead = p.messages, p.events, p.origin, p.dead
-        updates = await self._retry(lambda: self.store.apply(events), "applying events")
-        applied_ts = self._account(events, origin, updates, dead, report)
-        changes = self._segment(updates, applied_ts)
-        await self._emit(dead, changes)
+        rejected = len(dead)
+        try:
+            updates = await self._retry(lambda: self.store.apply(events), "applying events")
+            applied_ts = self._account(events, origin, updates, dead, report)
+            changes = self._segment(updates, applied_ts)
+            await self._emit(dead, changes)
+        except Exception as exc:  # outages are retried inside: this is a bug or a poisoned request
+            report = BatchReport()
+            dead = await self._dead_letter_batch(events, origin, dead[:rejected], exc)
+            changes = []
         self._observe(messages, dead, changes, started)
         report.dead_letters = len(dead)
         report.changes = changes
         return report
+
+    async def _dead_letter_batch(
+        self, events: list[Event], origin: list[tuple[InMessage, int | None]],
+        rejected: list[DeadLetter], exc: Exception,
+    ) -> list[DeadLetter]:
+        """Send a batch that failed for good to the DLQ, so acknowledging it loses nothing.
+
+        Without this the exception would reach Faust, which acknowledges the
+        batch anyway (``take_events`` acks in a ``finally``) and so drops it.
+        """
+        log.error("a batch of %d events failed; dead-lettering it", len(events), exc_info=exc)
+        detail = f"{type(exc).__name__}: {exc}"[:1000]
+        dead = rejected + [_dead(msg, Rejection("processing_error", detail, index, ev.customer_id))
+                           for ev, (msg, index) in zip(events, origin, strict=True)]
+        await self._emit(dead, [])
+        return dead
 
     async def _emit(self, dead: list[DeadLetter], changes: list[SegmentUpdate]) -> None:
         """Publish (awaited), then record memberships: a crash in between republishes."""
@@ -232,6 +274,7 @@ class Engine:
         cursor = dict.fromkeys(updates, 0)
         applied_ts: dict[str, int] = {}
         outcomes: Counter[tuple[str, str]] = Counter()  # one metric update per label set
+        newest: dict[tuple[str, int], int] = {}
         for ev, (msg, index) in zip(events, origin, strict=True):
             upd = updates[ev.customer_id]
             status = upd.statuses[cursor[ev.customer_id]]
@@ -239,6 +282,8 @@ class Engine:
             if status == "applied":
                 report.processed += 1
                 applied_ts[ev.customer_id] = max(applied_ts.get(ev.customer_id, 0), ev.ts_ms)
+                part = (msg.topic, msg.partition)
+                newest[part] = max(newest.get(part, 0), ev.ts_ms)
                 outcomes[msg.topic, "processed"] += 1
             elif status == "duplicate":
                 report.duplicates += 1
@@ -253,6 +298,9 @@ class Engine:
             self.metrics.events.labels(topic, outcome).inc(n)
         if applied_ts:
             self.clock_ms = max(self.clock_ms, max(applied_ts.values()))
+        wall = self.wall_ms()
+        for part, ts in newest.items():
+            self.partition_clock[part] = (max(ts, self.partition_clock.get(part, (0, 0.0))[0]), wall)
         return applied_ts
 
     def _now_ms(self) -> float:
@@ -261,6 +309,14 @@ class Engine:
         return self.clock_ms
 
     def _segment(self, updates: dict[str, CustomerUpdate], applied_ts: dict[str, int]) -> list[SegmentUpdate]:
+        """Assign the batch's customers; return first assignments and changes to publish.
+
+        A customer whose batch held a redelivered event (status "duplicate") is
+        republished even if its segment did not change: a worker that died
+        between publishing and writing the membership left a record Redis
+        does not know about, and only a republish makes the latest record agree
+        with Redis again (at-least-once, like any redelivered input's output).
+        """
         now = self._now_ms()
         rows: list[_Row] = []
         learned: list[dict[str, float]] = []
@@ -272,27 +328,37 @@ class Engine:
                 learned.append(x)
             event_ts = applied_ts.get(cid) or int(float(upd.state.get("last_ts", now)))
             prev = upd.state.get("seg")
-            rows.append(_Row(cid, x, feats, event_ts, int(prev) if isinstance(prev, float) else None))
+            rows.append(_Row(cid, x, feats, event_ts, int(prev) if isinstance(prev, float) else None,
+                             "duplicate" in upd.statuses))
         self._count_local(learned)
         if self.standalone:
             self._sync_standalone()
         if self.model is None:
             for r in rows:
-                self._pending[r.cid] = r
+                self._hold(r)
             return []
         if self._pending:  # the first model arrived: assign everyone we held back
-            seen = {r.cid for r in rows}
-            rows += [r for cid, r in self._pending.items() if cid not in seen]
+            for r in rows:
+                self._hold(r)
+            rows = list(self._pending.values())
             self._pending.clear()
         return self._assign(self.model, rows)
+
+    def _hold(self, row: _Row) -> None:
+        """Keep a customer's newest row until there is a model; a redelivery mark sticks."""
+        held = self._pending.get(row.cid)
+        row.again = row.again or (held is not None and held.again)
+        self._pending[row.cid] = row
 
     def _assign(self, model: SegmentModel, rows: list[_Row]) -> list[SegmentUpdate]:
         ids, dists, z = model.assign([r.x for r in rows], [r.prev for r in rows],
                                      self.settings.segment_margin)
+        self.drift.observe([r.ts for r in rows], [r.x for r in rows], ids, dists,
+                           [r.prev for r in rows])
         processed = now_iso()
         out = []
         for n, (r, sid) in enumerate(zip(rows, ids, strict=True)):
-            if r.prev == sid:
+            if r.prev == sid and not r.again:
                 continue
             why = explain.reasons(
                 model.features, z[n], r.feats,
@@ -305,6 +371,24 @@ class Engine:
                 previous_segment_id=r.prev, distance=float(dists[n]), model_version=model.version,
                 event_ts=iso(r.ts), processed_ts=processed, reasons=why))
         return out
+
+    def drift_reports(self) -> list[DriftReport]:
+        """Close the drift windows the engine's clock has passed (called from a timer)."""
+        if self.model is None:
+            return []
+        reports = self.drift.close(self._drift_clock_ms(), self.model.centers_by_id(),
+                                   self.model.version, self.model.names)
+        for r in reports:
+            self.metrics.drift.record(r)
+        return reports
+
+    def _drift_clock_ms(self) -> float:
+        """Event time every partition that had data in the last IDLE_S seconds has reached."""
+        if self.settings.clock == "wall" or not self.partition_clock:
+            return self._now_ms()
+        active = [ts for ts, seen in self.partition_clock.values()
+                  if self.wall_ms() - seen <= IDLE_S * 1000]
+        return float(min(active)) if active else self._now_ms()
 
     # -- the model ------------------------------------------------------------------
     def name_of(self, segment_id: int) -> str:
@@ -496,6 +580,8 @@ class Engine:
             m.dead_letters.labels(d.reason).inc()
             m.events.labels(d.source_topic, "dead_letter" if d.reason != "late_event" else "late").inc()
         for c in changes:
+            if c.previous_segment_id == c.segment_id:
+                continue  # a republish after redelivery, not a change
             prev = "none" if c.previous_segment_id is None else str(c.previous_segment_id)
             m.membership_changes.labels(prev, str(c.segment_id)).inc()
         now_s = time.time()

@@ -12,7 +12,15 @@ worker refreshes from Redis, so every worker reports the global picture.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from streamseg.drift.alerts import ALERT_NAMES
+
+if TYPE_CHECKING:
+    from streamseg.drift.alerts import Thresholds
+    from streamseg.drift.report import DriftReport
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 #: Finer around the 10-100 ms that matter for end-to-end latency, so percentiles
@@ -66,3 +74,103 @@ class Metrics:
             "streamseg_store_retries_total", "Redis operations retried after an outage",
             registry=registry,
         )
+        self.consumer_lag = Gauge(
+            "streamseg_consumer_lag_messages",
+            "Input messages not yet committed: partition end offset - committed offset",
+            ["topic", "partition"], registry=registry,
+        )
+        self.drift = DriftMetrics(registry)
+
+
+class DriftMetrics:
+    """The latest drift report's figures per window (see streamseg/drift/)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        def gauge(name: str, doc: str, labels: list[str]) -> Gauge:
+            return Gauge(f"streamseg_drift_{name}", doc, labels, registry=registry)
+
+        self.reports = Counter("streamseg_drift_reports_total", "Drift reports published",
+                               ["window"], registry=registry)
+        self.customers = gauge("window_customers", "Customer updates in the latest window",
+                               ["window"])
+        self.psi = gauge("psi", "Segment-share PSI, latest window vs the one before", ["window"])
+        self.js = gauge("js_distance", "Segment-share Jensen-Shannon distance (base 2)", ["window"])
+        self.composition = gauge("composition_shift", "Segment-share total variation distance",
+                                 ["window"])
+        self.emerging = gauge("emerging_share", "Share of customers far from every centre",
+                              ["window"])
+        self.migration_rate = gauge("migration_rate", "Moved customers / customer updates",
+                                    ["window"])
+        self.migrations = gauge("migrations", "Customers moved between segments in the latest "
+                                "window", ["window", "from_segment", "to_segment"])
+        self.centroid = gauge("centroid_shift", "Distance a segment centre moved over the window "
+                              "(standardized units)", ["window", "segment"])
+        self.feature_psi = gauge("feature_psi", "PSI of a model input's distribution",
+                                 ["window", "feature"])
+        self.alert = gauge("alert", "1 while the latest window crosses the alert's threshold",
+                           ["window", "alert"])
+        self.threshold = gauge("threshold", "Alert thresholds in force", ["alert"])
+        self._live: dict[tuple[int, str], set[tuple[str, ...]]] = {}  # (gauge, window) -> labels
+
+    def set_thresholds(self, thresholds: Thresholds) -> None:
+        for alert, level in thresholds.by_alert().items():
+            self.threshold.labels(alert).set(level)
+
+    def record(self, r: DriftReport) -> None:
+        """Expose one report; series of the window's previous report are replaced."""
+        w = r.window
+        self.reports.labels(w).inc()
+        self.customers.labels(w).set(r.customers)
+        self.psi.labels(w).set(r.psi)
+        self.js.labels(w).set(r.js_distance)
+        self.composition.labels(w).set(r.composition_shift)
+        self.emerging.labels(w).set(r.emerging_share)
+        self.migration_rate.labels(w).set(r.migration_rate)
+        self._replace(self.migrations, w, {(str(m.from_segment), str(m.to_segment)): m.customers
+                                           for m in r.migrations})
+        self._replace(self.centroid, w, {(sid,): v for sid, v in r.centroid_shift.items()})
+        self._replace(self.feature_psi, w, {(f,): v for f, v in r.feature_psi.items()})
+        firing = {a.alert for a in r.alerts}
+        for name in ALERT_NAMES:
+            self.alert.labels(w, name).set(1.0 if name in firing else 0.0)
+
+    def _replace(self, gauge: Gauge, window: str, values: dict[tuple[str, ...], float]) -> None:
+        """Set ``window``'s series to ``values``, removing the window's stale ones."""
+        live = self._live.setdefault((id(gauge), window), set())
+        for rest in live - set(values):
+            gauge.remove(window, *rest)
+        for rest, v in values.items():
+            gauge.labels(window, *rest).set(v)
+        live.clear()
+        live.update(values)
+
+
+API_LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0)
+
+
+class ApiMetrics:
+    """The HTTP API's own metrics; ``route`` is the route pattern, so labels stay bounded."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "streamseg_api_requests_total", "HTTP API requests by route pattern, method and status",
+            ["route", "method", "status"], registry=registry,
+        )
+        self.duration = Histogram(
+            "streamseg_api_request_duration_seconds", "Server-side time to answer an API request",
+            ["route"], buckets=API_LATENCY_BUCKETS, registry=registry,
+        )
+        self.erasures = Counter(
+            "streamseg_erasures_total", "Customer erasures served by this worker's API",
+            registry=registry,
+        )
+        self._children: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count one request; label children are cached (``labels()`` costs more than the rest)."""
+        key = (route, method, str(status))
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (self.requests.labels(*key), self.duration.labels(route))
+        children[0].inc()
+        children[1].observe(seconds)

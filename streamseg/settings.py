@@ -17,14 +17,20 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-TopicRole = Literal["clickstream", "transactions", "dlq", "segment_updates", "segments", "model"]
+from streamseg.drift.windows import parse_windows
+from streamseg.errors import ConfigError
+
+TopicRole = Literal["clickstream", "transactions", "dlq", "segment_updates", "segments", "model",
+                    "drift", "audit"]
 Clusterer = Literal["kmeans", "streamkmeans", "dbstream", "clustream", "denstream"]
 
 
 class Settings(BaseSettings):
     """Everything a worker, the generator or ``streamseg dev`` can be told."""
 
-    model_config = SettingsConfigDict(env_prefix="STREAMSEG_", frozen=True, extra="ignore")
+    # hide_input_in_errors: a bad API token or a Redis URL with a password must not reach logs
+    model_config = SettingsConfigDict(env_prefix="STREAMSEG_", frozen=True, extra="ignore",
+                                      hide_input_in_errors=True)
 
     # --- connections -----------------------------------------------------
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="host:port[,host:port...]")
@@ -38,6 +44,8 @@ class Settings(BaseSettings):
     topic_segment_updates: str = "streamseg.segment-updates.v1"
     topic_segments: str = Field("streamseg.segments.v1", description="segment catalog, compacted")
     topic_model: str = Field("streamseg.model.v1", description="model snapshots, compacted")
+    topic_drift: str = "streamseg.drift.v1"
+    topic_audit: str = Field("streamseg.audit.v1", description="erasure audit records (not compacted)")
     topic_partitions: int = Field(4, ge=1, description="partitions for topics we create")
     topic_replication: int = Field(1, ge=1)
 
@@ -103,10 +111,44 @@ class Settings(BaseSettings):
     catalog_refresh_s: float = Field(30.0, gt=0, description="profiles/catalog refresh period")
     worker_id: str = Field("", description="stable id of this worker (default: host:web_port)")
 
+    # --- drift (see streamseg/drift/) -------------------------------------------
+    drift_windows: str = Field(
+        "1m,15m", description="sliding window lengths, e.g. '1m,15m' or '1d,7d' (units s m h d w); "
+        "each a multiple of the shortest, which is also how often windows report. They follow "
+        "the engine's clock: event time with clock=event",
+    )
+    drift_min_customers: int = Field(
+        100, ge=1, description="a window reports only when it and its reference hold this many "
+        "customer updates")
+    drift_composition_alert: float = Field(0.15, gt=0, le=1, description="alert above this "
+                                           "composition shift (total variation distance)")
+    drift_psi_alert: float = Field(0.2, gt=0, description="alert above this segment-share PSI")
+    drift_feature_psi_alert: float = Field(0.2, gt=0, description="alert when a model input's "
+                                           "PSI exceeds this")
+    drift_emerging_alert: float = Field(0.15, gt=0, le=1, description="alert when more than this "
+                                        "share of customers is far from every centre")
+    drift_emerging_quantile: float = Field(
+        0.95, gt=0, lt=1, description="'far' = beyond this quantile of the reference window's "
+        "distances (unless drift_emerging_distance is set)")
+    drift_emerging_distance: float = Field(
+        0.0, ge=0, description="fixed 'far' distance in standardized units (0: use the quantile)")
+    drift_interval_s: float = Field(1.0, gt=0, description="how often the worker closes windows")
+
     # --- web / metrics ---------------------------------------------------------
     web_port: int = Field(6066, ge=0, le=65535)
     web_host: str = "127.0.0.1"
     log_level: Literal["crit", "error", "warn", "info", "debug"] = "info"
+
+    # --- HTTP API access control -------------------------------------------
+    api_tokens: str = Field(
+        "", description="bearer tokens for /v1/*, as name:secret[,name:secret...]; the name is the "
+        "actor in audit records; empty = every /v1 request is refused (401)"
+    )
+    metrics_auth: bool = Field(False, description="require a bearer token for /metrics too")
+    web_in_thread: bool = Field(
+        True, description="serve HTTP from its own thread and event loop, so lookups do not wait "
+        "behind a batch"
+    )
 
     @field_validator("kafka_bootstrap")
     @classmethod
@@ -137,6 +179,29 @@ class Settings(BaseSettings):
             raise ValueError("STREAMSEG_REDIS_URL must start with redis://, rediss:// or unix://")
         return v
 
+    @field_validator("drift_windows")
+    @classmethod
+    def _windows_parse(cls, v: str) -> str:
+        try:
+            parse_windows(v)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return v
+
+    @property
+    def drift_window_seconds(self) -> list[int]:
+        return parse_windows(self.drift_windows)
+    @field_validator("api_tokens")
+    @classmethod
+    def _tokens_well_formed(cls, v: str) -> str:
+        parse_api_tokens(v)  # raises ValueError with the offending entry
+        return v
+
+    @property
+    def api_token_map(self) -> dict[str, str]:
+        """secret -> name of every configured API token."""
+        return parse_api_tokens(self.api_tokens)
+
     @property
     def clusterer_kwargs(self) -> dict[str, float]:
         """``clusterer_params`` as keyword arguments for the clusterer."""
@@ -153,3 +218,29 @@ class Settings(BaseSettings):
     @property
     def input_topics(self) -> tuple[str, str]:
         return (self.topic_clickstream, self.topic_transactions)
+
+
+MIN_TOKEN_CHARS = 16
+
+
+def parse_api_tokens(spec: str) -> dict[str, str]:
+    """``"ops:s3cr3t...,svc:..."`` -> {secret: name}; refuses short or unnamed secrets.
+
+    >>> parse_api_tokens("ops:0123456789abcdef, svc:fedcba9876543210")
+    {'0123456789abcdef': 'ops', 'fedcba9876543210': 'svc'}
+    >>> parse_api_tokens("")
+    {}
+    """
+    out: dict[str, str] = {}
+    for i, entry in enumerate(e.strip() for e in spec.split(",")):
+        if not entry:
+            continue
+        name, sep, secret = entry.partition(":")
+        if not sep or not name.strip():
+            raise ValueError(f"STREAMSEG_API_TOKENS entries must look like name:secret (entry {i + 1} "
+                             "has no name)")
+        if len(secret.strip()) < MIN_TOKEN_CHARS:
+            raise ValueError(f"STREAMSEG_API_TOKENS: the secret of {name.strip()!r} is shorter than "
+                             f"{MIN_TOKEN_CHARS} characters")
+        out[secret.strip()] = name.strip()
+    return out

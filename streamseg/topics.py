@@ -28,6 +28,9 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         NewTopic(settings.topic_segments, 1, rf, topic_configs={"cleanup.policy": "compact"}),
         # key "global" = the merged model, "local:<worker>" = each worker's own clusterer
         NewTopic(settings.topic_model, 1, rf, topic_configs={"cleanup.policy": "compact"}),
+        NewTopic(settings.topic_drift, 1, rf),  # a few reports per window: one partition keeps order
+        # an audit trail must keep every record: never compacted
+        NewTopic(settings.topic_audit, n, rf),
     ]
 
 

@@ -4,7 +4,8 @@ Starts a Tansu broker and a Valkey server on free ports, creates the topics,
 then runs ``streamseg worker`` and ``streamseg generate`` as child processes
 and shows segment sizes, names, throughput, dead letters and, because the
 generator knows each customer's planted persona, the adjusted Rand index of the
-segments against the truth. Ctrl-C (or ``--duration``) stops everything.
+segments against the truth, and the latest drift figures and alerts per window.
+Ctrl-C (or ``--duration``) stops everything.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import secrets
 import sys
 import time
 import urllib.request
@@ -32,6 +34,8 @@ class Snapshot:
     segments: dict[str, tuple[str, float]] = field(default_factory=dict)  # id -> (name, size)
     latency_p50_ms: float | None = None
     model_version: float = 0.0
+    drift: dict[str, dict[str, float]] = field(default_factory=dict)  # window -> figure -> value
+    alerts: set[tuple[str, str]] = field(default_factory=set)  # (window, alert) firing
 
 
 def scrape(url: str) -> Snapshot | None:
@@ -52,7 +56,34 @@ def scrape(url: str) -> Snapshot | None:
                 snap.segments[s.labels["segment"]] = (s.labels["name"], s.value)
             elif s.name == "streamseg_model_version":
                 snap.model_version = s.value
+            elif s.name in DRIFT_FIGURES:
+                snap.drift.setdefault(s.labels["window"], {})[DRIFT_FIGURES[s.name]] = s.value
+            elif s.name == "streamseg_drift_alert" and s.value > 0:
+                snap.alerts.add((s.labels["window"], s.labels["alert"]))
     return snap
+
+
+#: Drift gauges shown in the view, by their column name.
+DRIFT_FIGURES = {
+    "streamseg_drift_window_customers": "customers",
+    "streamseg_drift_composition_shift": "shift",
+    "streamseg_drift_psi": "psi",
+    "streamseg_drift_js_distance": "js",
+    "streamseg_drift_emerging_share": "emerging",
+}
+
+
+def render_drift(snap: Snapshot) -> list[str]:
+    """The latest drift report per window, and the alerts it raised."""
+    if not snap.drift:
+        return ["drift: no window closed yet"]
+    lines = [f"{'drift':>7}  {'customers':>9} {'shift':>7} {'psi':>7} {'js':>7} {'emerging':>8}  alerts"]
+    for window, f in sorted(snap.drift.items(), key=lambda kv: kv[0]):
+        firing = ", ".join(sorted(a for w, a in snap.alerts if w == window)) or "-"
+        lines.append(f"{window:>7}  {f.get('customers', 0):>9,.0f} {f.get('shift', 0):>7.1%} "
+                     f"{f.get('psi', 0):>7.3f} {f.get('js', 0):>7.3f} {f.get('emerging', 0):>8.1%}  "
+                     f"{firing}")
+    return lines
 
 
 async def memberships(settings: Settings, ids: list[str]) -> dict[str, int]:
@@ -98,6 +129,8 @@ def render(snap: Snapshot, rate: float, ari: tuple[float, int], elapsed: float, 
     dl = ", ".join(f"{k}={v:,.0f}" for k, v in sorted(snap.dead_letters.items())) or "none"
     lines.append("")
     lines.append(f"dead letters: {dl}")
+    lines.append("")
+    lines.extend(render_drift(snap))
     if clear:
         lines.append("\nCtrl-C stops everything.")
     return "\n".join(lines)
@@ -112,7 +145,15 @@ def run_dev(args: argparse.Namespace) -> int:
     web_port = free_port()
     env = {**os.environ, "STREAMSEG_KAFKA_BOOTSTRAP": stack.bootstrap,
            "STREAMSEG_REDIS_URL": stack.redis_url, "STREAMSEG_WEB_PORT": str(web_port),
-           "STREAMSEG_LOG_LEVEL": "warn"}
+           "STREAMSEG_LOG_LEVEL": "warn",
+           # replayed history: event time runs days per second, so day-long windows
+           "STREAMSEG_DRIFT_WINDOWS": os.environ.get("STREAMSEG_DRIFT_WINDOWS", "1d,7d")}
+    if not os.environ.get("STREAMSEG_API_TOKENS"):  # the API is closed without a token: open it
+        token = secrets.token_urlsafe(24)
+        env["STREAMSEG_API_TOKENS"] = f"dev:{token}"
+        (workdir / "api-token").write_text(token + "\n")
+        print(f"API: curl -H \"Authorization: Bearer $(cat {workdir / 'api-token'})\" "
+              f"http://127.0.0.1:{web_port}/v1/segments", flush=True)
     settings = Settings(kafka_bootstrap=stack.bootstrap, redis_url=stack.redis_url)
     truth_path = workdir / "truth.csv"
     py = sys.executable

@@ -18,18 +18,46 @@ from typing import Literal, Protocol
 
 import orjson
 import redis.asyncio as aioredis
+from redis.exceptions import (
+    ClusterDownError,
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from streamseg.errors import StoreUnavailable
 from streamseg.events.models import ClickEvent, Event, TransactionEvent
 from streamseg.features.keys import Keys
+from streamseg.publish.records import CatalogEntry
 
 log = logging.getLogger(__name__)
 
 Status = Literal["applied", "duplicate", "late"]
 DAY_MS = 86_400_000
+#: Redis refusing all work for a while -- full (maxmemory), a read-only replica, a failed
+#: snapshot (MISCONF), a long script (BUSY), a cluster in transition: an outage to wait out
+_REFUSALS = (OutOfMemoryError, ReadOnlyError, TryAgainError, ClusterDownError)
+_REFUSAL_CODES = ("MISCONF ", "BUSY ")
+
+
+def _is_outage(exc: Exception) -> bool:
+    """Unreachable or refusing: retry later. Any other error reply is about the request."""
+    return isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError, *_REFUSALS)) or (
+        isinstance(exc, ResponseError) and str(exc).startswith(_REFUSAL_CODES)
+    )
+
+# Atomic per customer (both keys share the customer's hash tag): read the
+# membership and delete, so two concurrent erasures decrement a size only once.
+FORGET_LUA = """
+local seg = redis.call('HGET', KEYS[1], 'seg')
+local had_state = redis.call('DEL', KEYS[1])
+local had_seen = redis.call('DEL', KEYS[2])
+return {seg or '', had_state, had_seen}
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +82,14 @@ class Membership:
     model_version: int
     segment_name: str
     reasons: bytes = b"[]"  # JSON list of Reason records: why the customer moved
+
+
+@dataclass(frozen=True, slots=True)
+class Forgotten:
+    """What :meth:`RedisFeatureStore.forget` removed."""
+
+    removed_keys: list[str]
+    segment_id: int | None  # the membership removed (its segment size was decremented)
 
 
 class FeatureStore(Protocol):
@@ -121,6 +157,7 @@ class RedisFeatureStore:
         self.halflife_ms = halflife_days * DAY_MS
         self._script = resources.files("streamseg.features").joinpath("apply_events.lua").read_text()
         self._sha: str | None = None
+        self._forget = client.register_script(FORGET_LUA)
 
     @classmethod
     def from_url(cls, url: str, keys: Keys, **kw: float) -> RedisFeatureStore:
@@ -142,8 +179,10 @@ class RedisFeatureStore:
                 replies = await self._run(sha, groups)
             except NoScriptError:  # Redis restarted or flushed its script cache
                 replies = await self._run(await self._load(), groups)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise StoreUnavailable(f"Redis unreachable while applying events: {exc}") from exc
+        except (RedisConnectionError, RedisTimeoutError, OSError, ResponseError) as exc:
+            if _is_outage(exc):
+                raise StoreUnavailable(f"Redis unavailable while applying events: {exc}") from exc
+            raise
         return {cid: _update(cid, reply) for cid, reply in zip(groups, replies, strict=True)}
 
     async def _run(self, sha: str, groups: Mapping[str, list[Event]]) -> list[list[bytes]]:
@@ -176,8 +215,31 @@ class RedisFeatureStore:
                 pipe.hincrby(sizes, str(m.previous_segment_id), -1)
         try:
             await pipe.execute()
+        except (RedisConnectionError, RedisTimeoutError, OSError, ResponseError) as exc:
+            if _is_outage(exc):
+                raise StoreUnavailable(f"Redis unavailable while writing memberships: {exc}") from exc
+            raise
+
+    async def forget(self, customer_id: str) -> Forgotten:
+        """Erase a customer: state, membership and dedup entries; keep segment sizes true."""
+        state_key, seen_key = self.keys.state(customer_id), self.keys.seen(customer_id)
+        try:
+            seg, had_state, had_seen = await self._forget(keys=[state_key, seen_key])
+            segment = int(seg) if seg else None
+            if segment is not None:
+                await self.client.hincrby(self.keys.segment_sizes(), str(segment), -1)
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise StoreUnavailable(f"Redis unreachable while writing memberships: {exc}") from exc
+            raise StoreUnavailable(f"Redis unreachable while erasing a customer: {exc}") from exc
+        removed = [k for k, n in ((state_key, had_state), (seen_key, had_seen)) if n]
+        return Forgotten(removed, segment)
+
+    async def segments(self) -> tuple[dict[int, CatalogEntry], dict[int, int]]:
+        """The catalog (as the engine last wrote it) and live segment sizes; one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hgetall(self.keys.catalog())
+        pipe.hgetall(self.keys.segment_sizes())
+        raw_catalog, raw_sizes = await pipe.execute()
+        return _catalog(raw_catalog), {int(k): int(v) for k, v in raw_sizes.items()}
 
     async def write_catalog(self, entries: Mapping[int, bytes]) -> None:
         """Replace catalog entries (segment id -> CatalogEntry JSON)."""
@@ -185,8 +247,10 @@ class RedisFeatureStore:
             return
         try:
             await self.client.hset(self.keys.catalog(), mapping={str(k): v for k, v in entries.items()})
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise StoreUnavailable(f"Redis unreachable while writing the catalog: {exc}") from exc
+        except (RedisConnectionError, RedisTimeoutError, OSError, ResponseError) as exc:
+            if _is_outage(exc):
+                raise StoreUnavailable(f"Redis unavailable while writing the catalog: {exc}") from exc
+            raise
 
     async def catalog(self) -> dict[int, bytes]:
         raw = await self.client.hgetall(self.keys.catalog())
@@ -215,6 +279,15 @@ class RedisFeatureStore:
         raw = await self.client.hgetall(self.keys.state(customer_id))
         return parse_state([x if isinstance(x, bytes) else x.encode() for kv in raw.items() for x in kv])
 
+    async def states(self, customer_ids: Sequence[str]) -> list[dict[str, float | str]]:
+        """Several customers' states in one pipelined round trip ({} for an unknown customer)."""
+        if len(customer_ids) == 1:  # a pipeline costs more than a plain command for one
+            return [await self.state(customer_ids[0])]
+        pipe = self.client.pipeline(transaction=False)
+        for cid in customer_ids:
+            pipe.hgetall(self.keys.state(cid))
+        return [parse_state([x for kv in raw.items() for x in kv]) for raw in await pipe.execute()]
+
     async def ping(self) -> bool:
         try:
             return bool(await self.client.ping())
@@ -223,6 +296,19 @@ class RedisFeatureStore:
 
     async def close(self) -> None:
         await self.client.aclose()
+
+
+def _catalog(raw: Mapping[bytes, bytes]) -> dict[int, CatalogEntry]:
+    """Parse the catalog hash; an entry that does not parse is logged and left out."""
+    out: dict[int, CatalogEntry] = {}
+    for key, value in raw.items():
+        try:
+            entry = CatalogEntry.model_validate_json(value)
+        except ValueError as exc:
+            log.warning("catalog entry %r does not parse, left out: %s", key, exc)
+            continue
+        out[entry.segment_id] = entry
+    return out
 
 
 _STATUS_CHAR: dict[int, Status] = {ord("1"): "applied", ord("0"): "duplicate", ord("L"): "late"}

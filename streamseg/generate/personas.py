@@ -30,7 +30,7 @@ import random
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 DAY_MS = 86_400_000
 WEEK_MS = 7 * DAY_MS
@@ -198,6 +198,25 @@ DEFAULT_WEIGHTS: dict[str, float] = {
 
 
 @dataclass(frozen=True, slots=True)
+class CustomerPlan:
+    """A scenario's overrides for one customer (times as fractions of the period)."""
+
+    #: first activity range, instead of the persona's
+    active_from: tuple[float, float] | None = None
+    #: last activity range, instead of the persona's
+    active_until: tuple[float, float] | None = None
+    #: from this time on the customer behaves like persona ``switch_to``
+    switch_at: float | None = None
+    switch_to: str | None = None
+
+
+class PlanSource(Protocol):
+    """Anything that plans customers, e.g. a :class:`~streamseg.generate.scenarios.Scenario`."""
+
+    def plan(self, customer_id: str, persona: str) -> CustomerPlan: ...
+
+
+@dataclass(frozen=True, slots=True)
 class GeneratedEvent:
     """One synthetic event: the topic role it goes to and its JSON-able payload."""
 
@@ -248,18 +267,21 @@ def assign_personas(
 
 
 def simulate(
-    truth: Mapping[str, str], *, days: float, end_ms: int, seed: int
+    truth: Mapping[str, str], *, days: float, end_ms: int, seed: int,
+    scenario: PlanSource | None = None,
 ) -> Iterator[GeneratedEvent]:
     """Every customer's events over ``days`` days ending at ``end_ms``, in event-time order.
 
-    Deterministic for equal ``truth``, ``days``, ``end_ms`` and ``seed``; lazy
-    (one visit per customer buffered at a time).
+    Deterministic for equal ``truth``, ``days``, ``end_ms``, ``seed`` and
+    ``scenario`` (which may change when customers are active and how they behave);
+    lazy (one visit per customer buffered at a time).
     """
     if days <= 0:
         raise ValueError("days must be > 0")
     start_ms = end_ms - int(days * DAY_MS)
     streams = [
-        _Customer(cid, PERSONAS[truth[cid]], start_ms, end_ms, seed).events()
+        _Customer(cid, PERSONAS[truth[cid]], start_ms, end_ms, seed,
+                  scenario.plan(cid, truth[cid]) if scenario else None).events()
         for cid in sorted(truth)
     ]
     return heapq.merge(*streams, key=attrgetter("ts_ms"))
@@ -302,32 +324,37 @@ def _gap(rng: random.Random, mean_s: float = 35.0) -> int:
 class _Customer:
     """One customer's personal parameters and lazy event stream."""
 
-    def __init__(self, cid: str, persona: Persona, start_ms: int, end_ms: int, seed: int) -> None:
+    # habits drawn by _behaviour() (and redrawn by a scenario's change of behaviour)
+    session_rate: float
+    email_rate: float
+    page_views: float
+    product_views: float
+    search_prob: float
+    cart_add_prob: float
+    cart_remove_prob: float
+    wishlist_prob: float
+    buy_prob: float
+    price_level: float
+    discount_prob: float
+    discount_depth: float
+    refund_prob: float
+    email_click_prob: float
+    focus: float
+    login_prob: float
+    review_prob: float
+
+    def __init__(self, cid: str, persona: Persona, start_ms: int, end_ms: int, seed: int,
+                 plan: CustomerPlan | None = None) -> None:
         rng = self.rng = random.Random(f"{seed}:{cid}")
+        plan = plan or CustomerPlan()
         p = self.persona = persona
         span = end_ms - start_ms
         self.cid = cid
         self.end_ms = end_ms
-        self.first_ms = start_ms + int(span * rng.uniform(*p.active_from))
-        self.until_ms = max(self.first_ms, start_ms + int(span * rng.uniform(*p.active_until)))
-        activity = rng.lognormvariate(0.0, 0.3)
-        self.session_rate = _rate(rng, p.sessions_per_week) * activity / WEEK_MS
-        self.email_rate = _rate(rng, p.email_opens_per_week, 0.4) / WEEK_MS
-        self.page_views = _rate(rng, p.page_views, 0.25)
-        self.product_views = _rate(rng, p.product_views, 0.25)
-        self.search_prob = _prob(rng, p.search_prob)
-        self.cart_add_prob = _prob(rng, p.cart_add_prob)
-        self.cart_remove_prob = _prob(rng, p.cart_remove_prob)
-        self.wishlist_prob = _prob(rng, p.wishlist_prob)
-        self.buy_prob = _prob(rng, p.buy_prob)
-        self.price_level = _rate(rng, p.price_level, 0.25)
-        self.discount_prob = _prob(rng, p.discount_prob)
-        self.discount_depth = p.discount_depth * rng.uniform(0.7, 1.3)
-        self.refund_prob = _prob(rng, p.refund_prob, 15.0)
-        self.email_click_prob = _prob(rng, p.email_click_prob)
-        self.focus = _prob(rng, p.category_focus)
-        self.login_prob = _prob(rng, p.login_prob)
-        self.review_prob = _prob(rng, p.review_prob)
+        self.first_ms = start_ms + int(span * rng.uniform(*(plan.active_from or p.active_from)))
+        self.until_ms = max(self.first_ms, start_ms + int(
+            span * rng.uniform(*(plan.active_until or p.active_until))))
+        self.__dict__.update(self._behaviour(p))
         self.category = rng.choice(p.categories or CATEGORIES)
         self.device = rng.choice(p.devices)
         self.channel = rng.choice(p.channels)
@@ -336,32 +363,67 @@ class _Customer:
         self.n_emails = 0
         self.n_orders = 0
         self.pending: list[tuple[int, int, GeneratedEvent]] = []  # refunds, by time
+        # a scenario's change of behaviour: drawn last, so other customers' streams do not move
+        self.switch_ms = end_ms + 1
+        self.after: dict[str, float] = {}
+        if plan.switch_at is not None and plan.switch_to is not None:
+            self.switch_ms = start_ms + int(span * plan.switch_at)
+            self.after = self._behaviour(PERSONAS[plan.switch_to])
+
+    def _behaviour(self, p: Persona) -> dict[str, float]:
+        """Rates and probabilities drawn around the persona's (the customer's own habits)."""
+        rng = self.rng
+        activity = rng.lognormvariate(0.0, 0.3)
+        return {
+            "session_rate": _rate(rng, p.sessions_per_week) * activity / WEEK_MS,
+            "email_rate": _rate(rng, p.email_opens_per_week, 0.4) / WEEK_MS,
+            "page_views": _rate(rng, p.page_views, 0.25),
+            "product_views": _rate(rng, p.product_views, 0.25),
+            "search_prob": _prob(rng, p.search_prob),
+            "cart_add_prob": _prob(rng, p.cart_add_prob),
+            "cart_remove_prob": _prob(rng, p.cart_remove_prob),
+            "wishlist_prob": _prob(rng, p.wishlist_prob),
+            "buy_prob": _prob(rng, p.buy_prob),
+            "price_level": _rate(rng, p.price_level, 0.25),
+            "discount_prob": _prob(rng, p.discount_prob),
+            "discount_depth": p.discount_depth * rng.uniform(0.7, 1.3),
+            "refund_prob": _prob(rng, p.refund_prob, 15.0),
+            "email_click_prob": _prob(rng, p.email_click_prob),
+            "focus": _prob(rng, p.category_focus),
+            "login_prob": _prob(rng, p.login_prob),
+            "review_prob": _prob(rng, p.review_prob),
+        }
 
     # -- plan -----------------------------------------------------------------
 
-    def _times(self, rate: float) -> list[int]:
-        """A Poisson process over the active window, nudged away from the night."""
+    def _times(self, rate: float, start: int, stop: int) -> list[int]:
+        """A Poisson process over [start, stop), nudged away from the night."""
         rng = self.rng
         out: list[int] = []
         if rate <= 0:
             return out
-        t = float(self.first_ms)
+        t = float(start)
         while True:
             t += rng.expovariate(rate)
-            if t >= self.until_ms:
+            if t >= stop:
                 return out
             ts = int(t)
             if (ts // 3_600_000) % 24 < 6 and rng.random() < 0.7:
                 ts += 8 * 3_600_000  # most night visits move to the morning
-                if ts >= self.until_ms:
+                if ts >= stop:
                     continue
             out.append(ts)
 
     def _plan(self) -> list[tuple[int, bool]]:
         """Start times of the visits, ``True`` for an e-mail open."""
-        plan = [(self.first_ms, False)]
-        plan += [(t, False) for t in self._times(self.session_rate)]
-        plan += [(t, True) for t in self._times(self.email_rate)]
+        first, until = self.first_ms, self.until_ms
+        switch = max(first, min(until, self.switch_ms))
+        plan = [(first, False)]
+        plan += [(t, False) for t in self._times(self.session_rate, first, switch)]
+        plan += [(t, True) for t in self._times(self.email_rate, first, switch)]
+        if self.after and switch < until:
+            plan += [(t, False) for t in self._times(self.after["session_rate"], switch, until)]
+            plan += [(t, True) for t in self._times(self.after["email_rate"], switch, until)]
         plan.sort()
         return plan
 
@@ -370,6 +432,9 @@ class _Customer:
         pending, end_ms = self.pending, self.end_ms
         cursor = 0
         for start, is_email in self._plan():
+            if self.after and start >= self.switch_ms:
+                self.__dict__.update(self.after)  # the scenario's change of behaviour
+                self.after = {}
             visit = self._email(max(start, cursor)) if is_email else self._web(max(start, cursor))
             for ev in visit:
                 while pending and pending[0][0] <= ev.ts_ms:

@@ -25,7 +25,7 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from streamseg.generate.personas import simulate
+from streamseg.generate.personas import PlanSource, simulate
 from streamseg.settings import Settings
 
 TRUTH_HEADER = ("customer_id", "persona")
@@ -90,12 +90,14 @@ async def produce(
     end_ms: int | None = None,
     truth_path: Path | None = None,
     progress: Callable[[int], None] | None = None,
+    scenario: PlanSource | None = None,
 ) -> GenerateStats:
     """Simulate ``truth``'s customers and send every event to its Kafka topic.
 
     ``rate``: events per second (None: as fast as possible); ``duration``: stop
     after this many wall seconds (None: when the simulation ends); ``end_ms``:
     the end of simulated time (None: now). ``progress`` gets the running count.
+    ``scenario`` (see :mod:`streamseg.generate.scenarios`) plans a drift scenario.
     On cancellation the producer is flushed and stopped, then the cancellation
     propagates.
     """
@@ -122,7 +124,7 @@ async def produce(
     try:
         await producer.start()
         t0 = time.monotonic()  # pace from the first send, not from connecting
-        for ev in simulate(truth, days=days, end_ms=end, seed=seed):
+        for ev in simulate(truth, days=days, end_ms=end, seed=seed, scenario=scenario):
             n = clicks + transactions
             if n % every == 0:
                 elapsed = time.monotonic() - t0

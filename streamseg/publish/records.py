@@ -83,6 +83,29 @@ class CatalogEntry(BaseModel):
         return orjson.dumps(self.model_dump())
 
 
+class ErasureAudit(BaseModel):
+    """streamseg.audit.v1: who erased which customer's data, when, and what was removed.
+
+    The audit trail itself names the customer: GDPR expects a controller to be
+    able to show that an erasure happened.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    action: Literal["erase"] = "erase"
+    customer_id: str
+    actor: str  # API token name or "cli:<user>"
+    via: Literal["http", "cli"]
+    at: str
+    removed_keys: list[str]  # Redis keys that existed and were deleted
+    had_membership: bool
+    segment_id: int | None  # the membership that was removed (its size was decremented)
+    tombstoned_topics: list[str]
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(self.model_dump())
+
+
 class DeadLetter(BaseModel):
     """streamseg.dlq.v1: an input the engine refused, with everything to replay it."""
 

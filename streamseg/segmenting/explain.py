@@ -35,7 +35,8 @@ def original_units(features: Sequence[str], raw_center: np.ndarray) -> dict[str,
     """A centre in model-input units back in the feature's own units (undo ``log1p``)."""
     out = {}
     for f, v in zip(features, raw_center, strict=True):
-        out[f] = math.expm1(max(0.0, float(v))) if feature(f).transform == "log1p" else float(v)
+        # clamp: expm1 overflows past ~709 (only absurd centres get there)
+        out[f] = math.expm1(min(700.0, max(0.0, float(v)))) if feature(f).transform == "log1p" else float(v)
     return out
 
 

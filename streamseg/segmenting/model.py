@@ -162,27 +162,32 @@ class SegmentModel:
                             next_id, retired, dict(self.names)), events
 
     def refine(self, rows: np.ndarray, *, restarts: int = 4, better: float = 0.05,
-               seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+               min_share: float = 0.02, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Re-fit the centres on a sample of current customers (batch k-means).
 
         Online learning sees customers mid-way (clicks before orders, a first
         visit before the tenth), so centres can lag, merge or die; this batch
         step on whole current states pulls them back to the population as it
-        is now. Lloyd runs from the current centres and from ``restarts``
-        k-means++ seeds; a fresh solution replaces the warm one only if its
-        inertia is lower by more than ``better`` (ids stay put otherwise, and
-        :meth:`evolve` matches them either way). Returns centres and member counts.
+        is now. Lloyd runs from the current centres. Only if that leaves a
+        segment nearly empty (under ``min_share`` of the sample: a dead or
+        degenerate centre) are ``restarts`` k-means++ seeds tried, and one
+        replaces the warm solution only if its inertia is lower by more than
+        ``better``: a healthy model is never reshuffled by a random restart, so
+        a stationary population keeps a stationary segment mix.
+        Returns centres and member counts (to be versioned with :meth:`evolve`).
         """
         z = self.scale(rows)
         k = len(self.centers)
         rng = np.random.default_rng(seed)
         best, best_inertia = lloyd(z, self.centers.copy(), rng)
-        for _ in range(restarts):
-            cand, inertia = lloyd(z, kmeans_plus_plus(z, k, rng), rng)
-            if inertia < (1.0 - better) * best_inertia:
-                best, best_inertia = cand, inertia
-        labels = ((z[:, None, :] - best[None]) ** 2).sum(2).argmin(1)
-        return best, np.bincount(labels, minlength=k).astype(float)
+        counts = _counts(z, best)
+        if counts.min() < min_share * len(z):
+            for _ in range(restarts):
+                cand, inertia = lloyd(z, kmeans_plus_plus(z, k, rng), rng)
+                if inertia < (1.0 - better) * best_inertia:
+                    best, best_inertia = cand, inertia
+            counts = _counts(z, best)
+        return best, counts
 
     def rescaled(self, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
         """This model's centres expressed in another scale."""
@@ -291,6 +296,11 @@ def merge(summaries: Sequence[LocalSummary], k: int, previous: SegmentModel | No
     labels = ((pts[:, None, :] - centers[None]) ** 2).sum(2).argmin(1)
     weights = np.array([w[labels == j].sum() for j in range(k)])
     return mean, var, centers, weights
+
+
+def _counts(z: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    labels = ((z[:, None, :] - centers[None]) ** 2).sum(2).argmin(1)
+    return np.bincount(labels, minlength=len(centers)).astype(float)
 
 
 def lloyd(z: np.ndarray, centers: np.ndarray, rng: np.random.Generator,

@@ -33,10 +33,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
         yield st
 
 
-@pytest.fixture
-def settings(stack: DevStack) -> Settings:
+def unique_settings(stack: DevStack, **overrides: object) -> Settings:
+    """Settings with this test's own topics, consumer group, key prefix and web port."""
     tag = uuid.uuid4().hex[:8]
-    return Settings(
+    base: dict[str, object] = dict(
         kafka_bootstrap=stack.bootstrap,
         redis_url=stack.redis_url,
         app_id=f"streamseg-test-{tag}",
@@ -44,7 +44,9 @@ def settings(stack: DevStack) -> Settings:
         topic_transactions=f"t{tag}.transactions.v1",
         topic_dlq=f"t{tag}.dlq.v1",
         topic_segment_updates=f"t{tag}.segment-updates.v1",
+        topic_drift=f"t{tag}.drift.v1",
         topic_segments=f"t{tag}.segments.v1",
+        topic_audit=f"t{tag}.audit.v1",
         topic_model=f"t{tag}.model.v1",
         model_sync_s=1.0,
         topic_partitions=2,
@@ -54,6 +56,12 @@ def settings(stack: DevStack) -> Settings:
         model_warmup=30,
         log_level="info",
     )
+    return Settings(**{**base, **overrides})  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def settings(stack: DevStack) -> Settings:
+    return unique_settings(stack)
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -112,9 +120,9 @@ async def produce(settings: Settings, records: list[tuple[str, bytes | None, byt
 async def consume(settings: Settings, topic: str, *, until: int, timeout: float = 60.0,
                   settle: float = 0.0) -> list[dict]:
     """Read ``topic`` from the start until ``until`` records (then ``settle`` s more) or timeout."""
-    consumer = AIOKafkaConsumer(
+    consumer = AIOKafkaConsumer(  # no group: joining one costs Tansu ~5 s, and nothing is committed
         topic, bootstrap_servers=settings.kafka_bootstrap_list, auto_offset_reset="earliest",
-        group_id=f"reader-{uuid.uuid4().hex[:8]}", enable_auto_commit=False,
+        group_id=None, enable_auto_commit=False,
     )
     await consumer.start()
     out: list[dict] = []

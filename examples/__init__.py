@@ -1,0 +1,1 @@
+"""Examples that use streamseg as a library."""

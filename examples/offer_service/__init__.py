@@ -1,0 +1,1 @@
+"""Example personalization service built on :mod:`streamseg.client` (see ``__main__``)."""

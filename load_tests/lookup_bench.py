@@ -1,0 +1,253 @@
+"""Customer lookup latency (GET /v1/customers/{id}) while the worker is processing events.
+
+Real parts only: a Tansu broker, Valkey, one `streamseg worker` and a paced
+`streamseg generate` feeding it. An asyncio client (aiohttp) fires requests on
+an open-loop schedule (a fixed rate, whatever the answers do), and each
+latency is measured from the request's scheduled time, so a stall shows up in
+every request it delays. Phases, in one run so they compare:
+
+    idle      lookups before any event is generated (the worker waits)
+    busy      lookups while the generator feeds the worker       <- the target
+    healthz   GET /healthz while busy: the HTTP floor without Redis
+    mainloop  (with --compare-main-loop) lookups while busy, the web server
+              sharing the worker's event loop (STREAMSEG_WEB_IN_THREAD=false)
+
+Prints and saves load_tests/results/lookup.json and lookup.md.
+
+    python load_tests/lookup_bench.py --rate 1000 --seconds 20 --compare-main-loop
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import redis
+from prometheus_client.parser import text_string_to_metric_families
+
+from streamseg.devstack import DevStack, ManagedProcess, free_port
+from streamseg.devstack.processes import wait_for_port
+from streamseg.features.keys import Keys
+
+RESULTS = Path(__file__).parent / "results"
+TOKEN = "bench-token-0123456789abcdef"
+TARGET_P99_MS = 5.0
+
+
+@dataclass
+class Phase:
+    name: str
+    path: str  # "customer" or a fixed path
+    seconds: float
+
+
+def percentile(sorted_ms: list[float], q: float) -> float:
+    if not sorted_ms:
+        return float("nan")
+    return sorted_ms[min(len(sorted_ms) - 1, int(q / 100 * len(sorted_ms)))]
+
+
+async def open_loop(base: str, path_of: Any, rate: float, seconds: float) -> dict[str, Any]:
+    """Send rate*seconds requests at their scheduled times; latency from the schedule."""
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    n = int(rate * seconds)
+    latencies: list[float] = []
+    service: list[float] = []
+    statuses: dict[str, int] = {}
+    connector = aiohttp.TCPConnector(limit=256, force_close=False)
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as http:
+
+        async def one(scheduled: float) -> None:
+            sent = time.perf_counter()
+            try:
+                async with http.get(base + path_of()) as resp:
+                    await resp.read()
+                    key = str(resp.status)
+            except aiohttp.ClientError as exc:
+                key = type(exc).__name__
+            done = time.perf_counter()
+            statuses[key] = statuses.get(key, 0) + 1
+            latencies.append((done - scheduled) * 1000)
+            service.append((done - sent) * 1000)
+
+        # warm the pool so connection set-up is not measured
+        await asyncio.gather(*(one(time.perf_counter()) for _ in range(32)))
+        latencies.clear(), service.clear(), statuses.clear()
+        tasks = []
+        start = time.perf_counter() + 0.05
+        for i in range(n):
+            due = start + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(due)))
+        sent_by = time.perf_counter()
+        await asyncio.gather(*tasks)
+    lat, svc = sorted(latencies), sorted(service)
+    return {
+        "requests": n, "rate_target": rate, "rate_achieved": round(n / (sent_by - start), 1),
+        "statuses": statuses,
+        "p50_ms": round(percentile(lat, 50), 3), "p95_ms": round(percentile(lat, 95), 3),
+        "p99_ms": round(percentile(lat, 99), 3), "max_ms": round(lat[-1], 3),
+        "service_p50_ms": round(percentile(svc, 50), 3), "service_p99_ms": round(percentile(svc, 99), 3),
+    }
+
+
+def processed(port: int, outcome: str | None = "processed") -> float:
+    """Events the worker has handled (of one outcome, or of any when ``outcome`` is None)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+            text = r.read().decode()
+    except OSError:
+        return 0.0
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name == "streamseg_events_total" and outcome in (None, s.labels.get("outcome")))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (robust to a busy machine, unlike latency)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_ready(port: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError("worker never became ready")
+
+
+def known_customers(redis_url: str, prefix: str, limit: int = 5000) -> list[str]:
+    keys = Keys(prefix)
+    client = redis.Redis.from_url(redis_url)
+    found = [keys.customer_of(k.decode()) for k in client.scan_iter(keys.customer_pattern(), count=1000)]
+    client.close()
+    return found[:limit]
+
+
+class Bench:
+    def __init__(self, st: DevStack, args: argparse.Namespace) -> None:
+        self.st, self.args = st, args
+        self.env = {**os.environ, "STREAMSEG_KAFKA_BOOTSTRAP": st.bootstrap,
+                    "STREAMSEG_REDIS_URL": st.redis_url, "STREAMSEG_LOG_LEVEL": "warn",
+                    "STREAMSEG_API_TOKENS": f"bench:{TOKEN}"}
+
+    def worker(self, port: int, in_thread: bool) -> ManagedProcess:
+        env = {**self.env, "STREAMSEG_WEB_PORT": str(port),
+               "STREAMSEG_WEB_IN_THREAD": str(in_thread).lower()}
+        w = ManagedProcess(f"worker-{port}", [sys.executable, "-m", "streamseg", "worker"],
+                           self.st.dir / f"worker-{port}.log", env).start()
+        self.st.processes.append(w)
+        wait_for_port(port, 60, w.proc)
+        return w
+
+    def generator(self, seed: int) -> ManagedProcess:
+        a = self.args
+        g = ManagedProcess(f"generate-{seed}", [
+            # ids past the seeded ones are new customers: real work, not duplicates
+            sys.executable, "-m", "streamseg", "generate", "--customers", str(a.customers * 10),
+            "--rate", str(a.event_rate), "--days", "60", "--seed", str(seed),
+            "--duration", str(a.seconds * 3 + 60)], self.st.dir / f"generate-{seed}.log", self.env)
+        self.st.processes.append(g.start())
+        return g
+
+    async def measure(self, worker: ManagedProcess, port: int, phase: Phase,
+                      customers: list[str]) -> dict[str, Any]:
+        def path() -> str:
+            return (f"/v1/customers/{random.choice(customers)}" if phase.path == "customer"
+                    else phase.path)
+        assert worker.proc is not None
+        before, t0, cpu0 = processed(port), time.monotonic(), cpu_seconds(worker.proc.pid)
+        out = await open_loop(f"http://127.0.0.1:{port}", path, self.args.rate, phase.seconds)
+        out["worker_events_per_s"] = round((processed(port) - before) / (time.monotonic() - t0), 1)
+        out["worker_cpu_ms_per_request"] = round(
+            (cpu_seconds(worker.proc.pid) - cpu0) * 1000 / out["requests"], 3)
+        out["load_average_1m"] = os.getloadavg()[0]
+        print(f"{phase.name:9s} {json.dumps(out)}", flush=True)
+        return out
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    with DevStack() as st:
+        bench = Bench(st, args)
+        port = free_port()
+        worker = bench.worker(port, in_thread=True)
+        # seed customers so there is something to look up, then let the worker go idle
+        seed = subprocess.run([sys.executable, "-m", "streamseg", "generate", "--customers",
+                               str(args.customers), "--days", "20", "--seed", "1"],
+                              env=bench.env, capture_output=True, text=True, check=True)
+        total = json.loads(seed.stdout.strip().splitlines()[-1])["events_produced"]
+        while (done := processed(port, outcome=None)) < total:
+            print(f"seeding: {done:.0f}/{total} events handled", end="\r", flush=True)
+            await asyncio.sleep(1)
+        wait_ready(port)
+        customers = known_customers(st.redis_url, "ss")
+        print(f"{len(customers)} customers stored, {total} seed events", flush=True)
+        results["idle"] = await bench.measure(worker, port, Phase("idle", "customer", args.seconds), customers)
+        bench.generator(seed=2)
+        await asyncio.sleep(3)  # let the generator reach its pace
+        results["busy"] = await bench.measure(worker, port, Phase("busy", "customer", args.seconds), customers)
+        results["healthz"] = await bench.measure(worker, port, Phase("healthz", "/healthz",
+                                                                     args.seconds), customers)
+        if args.compare_main_loop:
+            port2 = free_port()
+            worker2 = bench.worker(port2, in_thread=False)  # joins the group: takes half the partitions
+            wait_ready(port2)
+            await asyncio.sleep(3)
+            results["mainloop"] = await bench.measure(
+                worker2, port2, Phase("mainloop", "customer", args.seconds), customers)
+    return results
+
+
+def markdown(results: dict[str, Any], args: argparse.Namespace) -> str:
+    rows = ["| phase | req/s | p50 ms | p95 ms | p99 ms | max ms | worker events/s | "
+            "worker CPU ms/req | load avg | statuses |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        rows.append(f"| {name} | {r['rate_achieved']} | {r['p50_ms']} | {r['p95_ms']} | "
+                    f"{r['p99_ms']} | {r['max_ms']} | {r['worker_events_per_s']} | "
+                    f"{r['worker_cpu_ms_per_request']} | {r['load_average_1m']:.1f} | {r['statuses']} |")
+    verdict = "meets" if results["busy"]["p99_ms"] <= TARGET_P99_MS else "misses"
+    return (f"# Lookup latency\n\n`python load_tests/lookup_bench.py --rate {args.rate:g} "
+            f"--seconds {args.seconds:g} --event-rate {args.event_rate:g}"
+            f"{' --compare-main-loop' if args.compare_main_loop else ''}`\n\n"
+            + "\n".join(rows) + f"\n\nbusy p99 {results['busy']['p99_ms']} ms {verdict} the "
+            f"{TARGET_P99_MS:g} ms target.\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rate", type=float, default=1000.0, help="lookups per second")
+    ap.add_argument("--seconds", type=float, default=20.0, help="per phase")
+    ap.add_argument("--customers", type=int, default=300, help="seeded customers to look up")
+    ap.add_argument("--event-rate", type=float, default=1000.0, help="generator events/s while busy")
+    ap.add_argument("--compare-main-loop", action="store_true")
+    args = ap.parse_args()
+    results = asyncio.run(run(args))
+    results["command"] = " ".join(["python", "load_tests/lookup_bench.py", *sys.argv[1:]])
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "lookup.json").write_text(json.dumps(results, indent=2) + "\n")
+    md = markdown({k: v for k, v in results.items() if k != "command"}, args)
+    (RESULTS / "lookup.md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

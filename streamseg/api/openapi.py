@@ -1,0 +1,200 @@
+"""The API's OpenAPI 3.1 document, generated from the response models.
+
+The shipped ``openapi.json`` (package data, served at ``GET /v1/openapi.json``)
+is this module's output; a unit test keeps the two equal, and integration
+tests validate real responses against it. After changing a model, regenerate:
+
+    python -m streamseg.api.openapi --write
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic.json_schema import models_json_schema
+
+from streamseg import __version__
+from streamseg.features.registry import FEATURES
+from streamseg.publish.records import CatalogEntry, ErasureAudit, Reason
+
+PATH = Path(__file__).with_name("openapi.json")
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ErrorDetail(_Body):
+    code: str = Field(description="stable machine label, e.g. customer_not_found")
+    message: str = Field(description="what went wrong and what to do")
+
+
+class Error(_Body):
+    """Every 4xx/5xx answer."""
+
+    error: ErrorDetail
+
+
+Features = create_model(  # type: ignore[call-overload]
+    "Features", __config__=ConfigDict(extra="forbid"),
+    __doc__="Every registered feature, derived from the customer's state at features_as_of.",
+    **{f.name: (float, Field(description=f"{f.description} ({f.unit}, {f.window})"))
+       for f in FEATURES},
+)
+
+
+class Customer(_Body):
+    """A customer's current segment, why, and features."""
+
+    customer_id: str
+    segment_id: int | None = Field(description="null until the model has assigned the customer")
+    segment_name: str | None = Field(description="from the segment catalog")
+    distance: float | None = Field(description="to the segment centre, in standardized units")
+    model_version: int | None = Field(description="model version of the assignment")
+    reasons: list[Reason] = Field(description="features that moved the customer into the segment")
+    features: Features  # type: ignore[valid-type]
+    features_as_of: str = Field(description="the worker's clock the features are computed at")
+    last_event_ts: str | None = Field(description="time of the customer's newest event")
+
+
+class Segment(CatalogEntry):
+    """A catalog entry with the segment's live size."""
+
+    size: int = Field(description="customers in the segment now (profile.size is as profiled)")
+
+
+class SegmentList(_Body):
+    model_version: int = Field(description="model version this worker assigns with")
+    segments: list[Segment]
+
+
+class Health(_Body):
+    status: Literal["ok"]
+
+
+class Checks(_Body):
+    broker: bool
+    redis: bool
+    model: bool
+
+
+class Readiness(_Body):
+    ready: bool
+    checks: Checks
+    model_version: int
+
+
+MODELS: list[type[BaseModel]] = [Error, Customer, Segment, SegmentList, Health, Readiness,
+                                 ErasureAudit]
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(name: str, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(name)}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    text = {400: "invalid input", 401: "missing or invalid bearer token", 404: "not found",
+            503: "Redis or Kafka unreachable (retry)"}
+    return {str(c): _json("Error", text[c]) for c in codes}
+
+
+_CUSTOMER_ID = {"name": "customer_id", "in": "path", "required": True,
+                "schema": {"type": "string", "minLength": 1, "maxLength": 128}}
+_SECURED: list[dict[str, list[str]]] = [{"bearer": []}]
+
+
+def _paths() -> dict[str, Any]:
+    return {
+        "/v1/customers/{customer_id}": {
+            "parameters": [_CUSTOMER_ID],
+            "get": {"operationId": "getCustomer", "summary": "A customer's segment, reasons and features",
+                    "security": _SECURED,
+                    "responses": {"200": _json("Customer", "the customer"), **_errors(400, 401, 404, 503)}},
+            "delete": {"operationId": "eraseCustomer",
+                       "summary": "Erase a customer's data (GDPR); idempotent",
+                       "description": "Deletes features, membership and dedup entries, publishes "
+                       "tombstones on the compacted customer-keyed topics and an audit record. "
+                       "Answers 200 with the audit record even if nothing was stored.",
+                       "security": _SECURED,
+                       "responses": {"200": _json("ErasureAudit", "the published audit record"),
+                                     **_errors(400, 401, 503)}},
+        },
+        "/v1/segments": {
+            "get": {"operationId": "listSegments", "summary": "The segment catalog with live sizes",
+                    "security": _SECURED,
+                    "responses": {"200": _json("SegmentList", "every catalog entry"), **_errors(401, 503)}},
+        },
+        "/v1/segments/{segment_id}": {
+            "parameters": [{"name": "segment_id", "in": "path", "required": True,
+                            "schema": {"type": "integer"}}],
+            "get": {"operationId": "getSegment", "summary": "One catalog entry with its live size",
+                    "security": _SECURED,
+                    "responses": {"200": _json("Segment", "the segment"), **_errors(400, 401, 404, 503)}},
+        },
+        "/v1/openapi.json": {
+            "get": {"operationId": "openapi", "summary": "This document", "security": [],
+                    "responses": {"200": {"description": "OpenAPI 3.1 document",
+                                          "content": {"application/json": {"schema": {"type": "object"}}}}}},
+        },
+        "/healthz": {
+            "get": {"operationId": "healthz", "summary": "Liveness: the process answers", "security": [],
+                    "responses": {"200": _json("Health", "alive")}},
+        },
+        "/readyz": {
+            "get": {"operationId": "readyz", "security": [],
+                    "summary": "Readiness: broker and Redis reachable and the model warmed up",
+                    "responses": {"200": _json("Readiness", "ready"),
+                                  "503": _json("Readiness", "not ready; checks say which part")}},
+        },
+        "/metrics": {
+            "get": {"operationId": "metrics", "summary": "Prometheus metrics",
+                    "description": "Open unless STREAMSEG_METRICS_AUTH=true.",
+                    "security": [{}, {"bearer": []}],
+                    "responses": {"200": {"description": "Prometheus text format",
+                                          "content": {"text/plain": {"schema": {"type": "string"}}}},
+                                  **_errors(401)}},
+        },
+    }
+
+
+def document() -> dict[str, Any]:
+    """The whole OpenAPI document."""
+    _, schemas = models_json_schema([(m, "serialization") for m in MODELS],
+                                    ref_template="#/components/schemas/{model}")
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "streamseg API", "version": __version__,
+                 "description": "Customer lookup, segment catalog, erasure and health, served by "
+                 "every streamseg worker. Send 'Authorization: Bearer <token>' "
+                 "(STREAMSEG_API_TOKENS) to /v1/*."},
+        "security": _SECURED,
+        "paths": _paths(),
+        "components": {"schemas": schemas["$defs"],
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    }
+
+
+def render() -> str:
+    return json.dumps(document(), indent=1, sort_keys=True) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--write", action="store_true", help=f"write {PATH.name} instead of printing")
+    args = ap.parse_args()
+    if args.write:
+        PATH.write_text(render())
+    else:
+        print(render(), end="")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""Documented drift thresholds and the alerts a window raises when it crosses them.
+
+>>> t = Thresholds()
+>>> [a.alert for a in evaluate(t, composition_shift=0.2, psi=0.05, feature_psi={"x": 0.3},
+...                            emerging_share=0.01)]
+['composition_shift', 'feature_psi']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from streamseg.drift.report import Alert
+
+#: Alert names, in report order; Prometheus rules use the same names.
+ALERT_NAMES = ("composition_shift", "segment_psi", "feature_psi", "emerging_segment")
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """Levels above which a window alerts (defaults as documented in the README)."""
+
+    composition_shift: float = 0.15
+    segment_psi: float = 0.2
+    feature_psi: float = 0.2
+    emerging_share: float = 0.15
+
+    def by_alert(self) -> dict[str, float]:
+        return {"composition_shift": self.composition_shift, "segment_psi": self.segment_psi,
+                "feature_psi": self.feature_psi, "emerging_segment": self.emerging_share}
+
+
+def evaluate(
+    t: Thresholds, *, composition_shift: float, psi: float, feature_psi: Mapping[str, float],
+    emerging_share: float,
+) -> list[Alert]:
+    alerts = []
+    if composition_shift > t.composition_shift:
+        alerts.append(Alert(alert="composition_shift", value=composition_shift,
+                            threshold=t.composition_shift,
+                            detail=f"{composition_shift:.1%} of customers would have to change "
+                            "segment to restore the reference mix"))
+    if psi > t.segment_psi:
+        alerts.append(Alert(alert="segment_psi", value=psi, threshold=t.segment_psi,
+                            detail=f"segment shares PSI {psi:.3f}"))
+    drifted = {f: v for f, v in feature_psi.items() if v > t.feature_psi}
+    if drifted:
+        worst = max(drifted, key=drifted.__getitem__)
+        alerts.append(Alert(alert="feature_psi", value=drifted[worst], threshold=t.feature_psi,
+                            detail=f"{len(drifted)} model input(s) shifted, most {worst} "
+                            f"(PSI {drifted[worst]:.3f}): " + ", ".join(sorted(drifted))))
+    if emerging_share > t.emerging_share:
+        alerts.append(Alert(alert="emerging_segment", value=emerging_share,
+                            threshold=t.emerging_share,
+                            detail=f"{emerging_share:.1%} of customers are far from every centre"))
+    return alerts

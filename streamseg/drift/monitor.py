@@ -1,0 +1,244 @@
+"""The drift monitor: cheap per-batch aggregation, statistics when a window closes.
+
+The engine calls :meth:`DriftMonitor.observe` once per batch with each
+customer's event time, model inputs, assigned segment id and distance, and
+previous segment; that adds
+counts and histograms to the *slot* (as long as the shortest window) holding the
+customer's event time, and nothing more. A slot is closed once the engine's
+clock is one slot past its end (updates for closed slots are dropped as late). :meth:`DriftMonitor.close`, called from a timer, closes every slot
+boundary the clock has passed and, for each configured window length L, compares
+the L before the boundary with the L before that (the reference): segment-share
+PSI, Jensen-Shannon distance and composition shift, the migration matrix,
+centroid movement, the share of customers far from every centre, and per-input
+PSI. Windows are sliding: every window length reports at every slot boundary.
+
+Time is the engine's clock: the event-time watermark with ``clock="event"`` (so
+replays and tests run windows at the speed of the data), else the wall clock.
+
+>>> cfg = DriftConfig(windows=(60,), clock="event", min_customers=10, worker="doc")
+>>> mon = DriftMonitor(cfg, ["discount_share"])
+>>> xs = [{"discount_share": 0.1}] * 50
+>>> mon.observe([30_000] * 50, xs, [0] * 50, [1.0] * 50, [0] * 50)   # minute 0
+>>> mon.observe([90_000] * 50, xs, [1] * 50, [1.0] * 50, [0] * 50)   # minute 1: all moved
+>>> mon.close(150_000, {0: {"discount_share": 0.0}}, 1, {})  # minute 2 not a slot past yet
+[]
+>>> [r.window for r in mon.close(180_000, {0: {"discount_share": 0.0}}, 1, {})]
+['1m']
+>>> rep = mon.close(180_000, {}, 1, {})  # nothing new to close
+>>> rep
+[]
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from streamseg.drift.alerts import Thresholds, evaluate
+from streamseg.drift.report import DriftReport, Migration, SegmentShare
+from streamseg.drift.stats import (
+    composition_shift,
+    js_distance,
+    psi,
+    psi_on_reference_quantiles,
+    quantile_from_histogram,
+    share_above,
+)
+from streamseg.drift.windows import (
+    DIST_EDGES,
+    DIST_MAX,
+    Slot,
+    feature_edges,
+    histogram_features,
+    sum_slots,
+    window_name,
+)
+from streamseg.events.models import iso
+from streamseg.publish.records import now_iso
+from streamseg.segmenting.base import Vector
+
+if TYPE_CHECKING:
+    from streamseg.settings import Settings
+
+Centres = Mapping[int, Mapping[str, float]]
+
+
+@dataclass(frozen=True, slots=True)
+class DriftConfig:
+    """What the monitor needs from :class:`~streamseg.settings.Settings`."""
+
+    windows: tuple[int, ...]  # seconds, ascending, multiples of the first
+    clock: str
+    min_customers: int = 100
+    emerging_quantile: float = 0.95
+    emerging_distance: float = 0.0  # 0: the reference window's emerging_quantile distance
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    worker: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> DriftConfig:
+        return cls(
+            windows=tuple(s.drift_window_seconds), clock=s.clock,
+            min_customers=s.drift_min_customers, emerging_quantile=s.drift_emerging_quantile,
+            emerging_distance=s.drift_emerging_distance,
+            thresholds=Thresholds(
+                composition_shift=s.drift_composition_alert, segment_psi=s.drift_psi_alert,
+                feature_psi=s.drift_feature_psi_alert, emerging_share=s.drift_emerging_alert),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    version: int
+    centres: dict[int, np.ndarray]
+
+
+class DriftMonitor:
+    def __init__(self, config: DriftConfig, feature_names: Sequence[str]) -> None:
+        self.config = config
+        self.feature_names = list(feature_names)
+        self.edges = [feature_edges(f) for f in self.feature_names]
+        self.slot_ms = config.windows[0] * 1000
+        self.spans = [w // config.windows[0] for w in config.windows]  # window length in slots
+        self.slots: dict[int, Slot] = {}
+        self.next_boundary: int | None = None
+        self.snapshots: dict[int, _Snapshot] = {}  # boundary -> centres when it closed
+        self.late_slots = 1
+
+    # -- per batch --------------------------------------------------------------
+    def observe(self, times_ms: Sequence[float], vectors: Sequence[Vector],
+                segment_ids: Sequence[int], distances: Sequence[float] | np.ndarray,
+                previous: Sequence[int | None]) -> None:
+        """Add one batch to the slots holding each customer's event time (counts and
+        histograms only). Updates for slots already closed are too late and dropped."""
+        if not len(segment_ids):
+            return
+        n = len(segment_ids)
+        slot_of = np.fromiter((int(t // self.slot_ms) for t in times_ms), dtype=np.int64, count=n)
+        seg = np.asarray(segment_ids, dtype=np.int64)
+        dist = np.asarray(distances, dtype=float)
+        prev = np.fromiter((-1 if p is None else p for p in previous), dtype=np.int64, count=n)
+        matrix = np.array([[x[f] for f in self.feature_names] for x in vectors], dtype=float)
+        for index in np.unique(slot_of).tolist():
+            if self.next_boundary is not None and index < self.next_boundary - 1:
+                continue
+            rows = slot_of == index
+            self._add(self.slots.setdefault(index, Slot()), seg[rows], dist[rows], prev[rows],
+                      matrix[rows])
+
+    def _add(self, slot: Slot, seg: np.ndarray, dist: np.ndarray, prev: np.ndarray,
+             matrix: np.ndarray) -> None:
+        ids, counts = np.unique(seg, return_counts=True)
+        slot.segments.update(dict(zip(ids.tolist(), counts.tolist(), strict=True)))
+        moved = (prev >= 0) & (prev != seg)
+        if moved.any():
+            slot.migrations.update(Counter(zip(prev[moved].tolist(), seg[moved].tolist(),
+                                               strict=True)))
+        slot.first_assignments += int((prev < 0).sum())
+        slot.distances += np.histogram(np.minimum(dist, DIST_MAX - 1e-9), DIST_EDGES)[0]
+        hists = histogram_features(matrix, self.edges)
+        if slot.features:
+            for mine, h in zip(slot.features, hists, strict=True):
+                mine += h
+        else:
+            slot.features = hists
+
+    # -- per timer tick -----------------------------------------------------------
+    def close(self, now_ms: float, centres: Centres, model_version: int,
+              names: Mapping[int, str]) -> list[DriftReport]:
+        """Reports for every slot boundary up to ``now_ms`` not closed yet."""
+        if not self.slots:
+            return []
+        # boundaries b with (b + late_slots) * slot_ms <= now_ms: a slot is reported once the
+        # clock is a slot past its end, so partitions consumed a little behind still land
+        last = int(now_ms // self.slot_ms) - self.late_slots
+        first = self.next_boundary if self.next_boundary is not None else min(self.slots) + 1
+        snapshot = _Snapshot(model_version, {sid: np.array([c.get(f, 0.0) for f in self.feature_names])
+                                             for sid, c in centres.items()})
+        reports = []
+        for b in self._boundaries(first, last):
+            self.snapshots[b] = snapshot
+            for seconds, span in zip(self.config.windows, self.spans, strict=True):
+                rep = self._report(b, seconds, span, snapshot, names)
+                if rep is not None:
+                    reports.append(rep)
+        self.next_boundary = max(first, last + 1)
+        self._prune(last)
+        return reports
+
+    def _boundaries(self, first: int, last: int) -> list[int]:
+        """Boundaries in [first, last] whose windows hold data (skips idle stretches)."""
+        longest = max(self.spans)
+        found = {b for d in self.slots for b in range(max(first, d + 1), min(last, d + longest) + 1)}
+        return sorted(found)
+
+    def _prune(self, last: int) -> None:
+        keep_from = last + 1 - 2 * max(self.spans)
+        for d in [d for d in self.slots if d < keep_from]:
+            del self.slots[d]
+        old = sorted(b for b in self.snapshots if b < keep_from)
+        for b in old[:-1]:  # the newest old one may still be a reference
+            del self.snapshots[b]
+
+    # -- one window ---------------------------------------------------------------
+    def _window(self, start: int, end: int) -> Slot:
+        return sum_slots([s for d, s in self.slots.items() if start <= d < end])
+
+    def _reference_snapshot(self, boundary: int) -> _Snapshot | None:
+        older = sorted(b for b in self.snapshots if b <= boundary)
+        return self.snapshots[older[-1]] if older else None
+
+    def _report(self, b: int, seconds: int, span: int, now: _Snapshot,
+                names: Mapping[int, str]) -> DriftReport | None:
+        cur, ref = self._window(b - span, b), self._window(b - 2 * span, b - span)
+        if cur.n < self.config.min_customers or ref.n < self.config.min_customers:
+            return None
+        sids = sorted(set(cur.segments) | set(ref.segments))
+        c = np.array([cur.segments[s] for s in sids], dtype=float)
+        r = np.array([ref.segments[s] for s in sids], dtype=float)
+        shift, seg_psi = composition_shift(r, c), psi(r, c)
+        threshold = self.config.emerging_distance or quantile_from_histogram(
+            ref.distances, DIST_EDGES, self.config.emerging_quantile)
+        emerging = share_above(cur.distances, DIST_EDGES, threshold)
+        feat_psi = {f: psi_on_reference_quantiles(rh, ch) for f, rh, ch in
+                    zip(self.feature_names, ref.features, cur.features, strict=True)}
+        then = self._reference_snapshot(b - span)
+        moved = sum(cur.migrations.values())
+        ms = self.slot_ms
+        return DriftReport(
+            worker=self.config.worker, window=window_name(seconds), window_seconds=seconds,
+            clock=self.config.clock, window_start=iso((b - span) * ms), window_end=iso(b * ms),
+            reference_start=iso((b - 2 * span) * ms), reference_end=iso((b - span) * ms),
+            customers=cur.n, reference_customers=ref.n,
+            segments=[SegmentShare(segment_id=s, name=names.get(s, f"Segment {s}"),
+                                   customers=int(n), share=n / cur.n, reference_share=rn / ref.n)
+                      for s, n, rn in zip(sids, c, r, strict=True)],
+            composition_shift=shift, psi=seg_psi, js_distance=js_distance(r, c),
+            model_version=now.version,
+            reference_model_version=then.version if then else None,
+            centroid_shift=_centroid_shift(then, now),
+            migrations=[Migration(from_segment=a, to_segment=z, customers=n)
+                        for (a, z), n in cur.migrations.most_common()],
+            first_assignments=cur.first_assignments, migration_rate=moved / cur.n,
+            emerging_distance=threshold, emerging_share=emerging,
+            reference_emerging_share=share_above(ref.distances, DIST_EDGES, threshold),
+            feature_psi=feat_psi,
+            alerts=evaluate(self.config.thresholds, composition_shift=shift, psi=seg_psi,
+                            feature_psi=feat_psi, emerging_share=emerging),
+            generated_at=now_iso(),
+        )
+
+
+def _centroid_shift(then: _Snapshot | None, now: _Snapshot) -> dict[str, float]:
+    """Distance each segment's centre moved (same id in both snapshots)."""
+    if then is None:
+        return {}
+    return {str(sid): float(np.linalg.norm(now.centres[sid] - then.centres[sid]))
+            for sid in sorted(set(now.centres) & set(then.centres))}
+

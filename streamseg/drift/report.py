@@ -1,0 +1,90 @@
+"""The ``streamseg.drift.v1`` record: one report per window length per slot boundary.
+
+The JSON Schema is generated from these models (``DriftReport.model_json_schema()``)
+and kept in ``docs/drift.v1.schema.json`` (a test keeps the two equal).
+"""
+
+from __future__ import annotations
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA = "streamseg.drift.v1"
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SegmentShare(_Record):
+    """One segment's weight in the current and the reference window."""
+
+    segment_id: int
+    name: str
+    customers: int = Field(description="customer updates assigned to the segment in the window")
+    share: float = Field(description="customers / all customer updates in the window")
+    reference_share: float
+
+
+class Migration(_Record):
+    """Customers whose segment changed from ``from_segment`` to ``to_segment`` in the window."""
+
+    from_segment: int
+    to_segment: int
+    customers: int
+
+
+class Alert(_Record):
+    """A documented threshold the window crossed."""
+
+    alert: str = Field(description="composition_shift | segment_psi | feature_psi | emerging_segment")
+    value: float
+    threshold: float
+    detail: str
+
+
+class DriftReport(_Record):
+    """How the segment mix and the model inputs moved in one window against the one before it."""
+
+    schema_: str = Field(SCHEMA, alias="schema", description="always 'streamseg.drift.v1'")
+    worker: str = Field(description="host:pid of the worker; each worker reports on its partitions")
+    window: str = Field(description="window length label, e.g. '1m', '15m', '1d'")
+    window_seconds: int
+    clock: str = Field(description="'event': windows follow the event-time watermark; 'wall': wall clock")
+    window_start: str
+    window_end: str
+    reference_start: str = Field(description="the reference is the equally long window just before")
+    reference_end: str
+    customers: int = Field(description="customer updates assigned in the window (a customer counts "
+                           "once per batch it appears in)")
+    reference_customers: int
+    segments: list[SegmentShare]
+    composition_shift: float = Field(description="total variation distance between the segment "
+                                     "shares: the share of customers that would have to move")
+    psi: float = Field(description="population stability index of the segment shares")
+    js_distance: float = Field(description="Jensen-Shannon distance (base 2) of the segment shares")
+    model_version: int
+    reference_model_version: int | None = Field(
+        description="model version when the reference window closed (None if not seen)")
+    centroid_shift: dict[str, float] = Field(
+        description="segment id -> distance (standardized units) its centre moved since the "
+        "reference window closed")
+    migrations: list[Migration]
+    first_assignments: int = Field(description="customers assigned for the first time in the window")
+    migration_rate: float = Field(description="moved customers / customer updates in the window")
+    emerging_distance: float = Field(description="distance beyond which a customer counts as far "
+                                     "from every centre")
+    emerging_share: float = Field(description="share of the window's customers beyond emerging_distance")
+    reference_emerging_share: float
+    feature_psi: dict[str, float] = Field(description="PSI of each model input's distribution")
+    alerts: list[Alert]
+    generated_at: str
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(self.model_dump(by_alias=True))
+
+
+if __name__ == "__main__":  # python -m streamseg.drift.report > docs/drift.v1.schema.json
+    import json
+
+    print(json.dumps(DriftReport.model_json_schema(by_alias=True), indent=2))

@@ -1,0 +1,114 @@
+"""Window lengths and the per-slot aggregates that windows are summed from.
+
+Time is cut into *slots* as long as the shortest window; each batch's
+assignments are added to the slot holding the engine's clock (counts and
+histograms only, so the per-batch cost does not grow with the window). A window
+of length L ending at a slot boundary is the sum of its L / slot slots.
+
+>>> parse_windows("1m,15m")
+[60, 900]
+>>> parse_windows("30s, 1h ,2d")
+[30, 3600, 172800]
+>>> window_name(900), window_name(86400), window_name(90)
+('15m', '1d', '90s')
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from streamseg.errors import ConfigError
+from streamseg.features.registry import feature
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_WINDOW = re.compile(r"^(\d+)([smhdw]?)$")
+
+#: Distances (standardized units) are binned this finely up to DIST_MAX; farther ones
+#: land in the last bin. Emerging-segment thresholds are read off these bins.
+DIST_STEP = 0.05
+DIST_MAX = 40.0
+DIST_EDGES = np.arange(0.0, DIST_MAX + DIST_STEP / 2, DIST_STEP)
+
+#: Model inputs are binned finely on fixed edges chosen by the feature's transform
+#: (log1p features on 0.1-wide bins of the log scale, raw values up to e^10 ~ 22000;
+#: ratios in twentieths), so bins never depend on which data came first. PSI then
+#: merges these into deciles of the reference window (stats.psi_on_reference_quantiles).
+LOG1P_EDGES = np.arange(0.0, 10.0 + 0.05, 0.1)
+RATIO_EDGES = np.linspace(0.0, 1.0, 21)
+
+
+def parse_windows(spec: str) -> list[int]:
+    """``"1m,15m"`` -> ``[60, 900]`` (seconds, sorted, each a multiple of the shortest)."""
+    out: list[int] = []
+    for part in (p.strip() for p in spec.split(",")):
+        m = _WINDOW.match(part)
+        if not m or int(m.group(1)) == 0:
+            raise ConfigError(f"drift window {part!r}: expected a positive number with an "
+                              "optional unit s, m, h, d or w (e.g. '1m,15m')")
+        out.append(int(m.group(1)) * _UNITS[m.group(2) or "s"])
+    out = sorted(set(out))
+    if any(w % out[0] for w in out):
+        raise ConfigError(f"drift windows {spec!r}: every window must be a multiple of the "
+                          f"shortest ({window_name(out[0])})")
+    return out
+
+
+def window_name(seconds: int) -> str:
+    """The shortest exact spelling of a window length, used as its label."""
+    for unit in ("w", "d", "h", "m"):
+        if seconds % _UNITS[unit] == 0:
+            return f"{seconds // _UNITS[unit]}{unit}"
+    return f"{seconds}s"
+
+
+def feature_edges(name: str) -> np.ndarray:
+    """Fixed bin edges for a model input (after its transform)."""
+    return LOG1P_EDGES if feature(name).transform == "log1p" else RATIO_EDGES
+
+
+@dataclass(slots=True)
+class Slot:
+    """Everything one slot of time saw, as sums that add up across slots."""
+
+    segments: Counter[int] = field(default_factory=Counter)
+    migrations: Counter[tuple[int, int]] = field(default_factory=Counter)
+    first_assignments: int = 0
+    distances: np.ndarray = field(default_factory=lambda: np.zeros(len(DIST_EDGES) - 1))
+    features: list[np.ndarray] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return sum(self.segments.values())
+
+    def add(self, other: Slot) -> None:
+        self.segments.update(other.segments)
+        self.migrations.update(other.migrations)
+        self.first_assignments += other.first_assignments
+        self.distances += other.distances
+        if not self.features:
+            self.features = [h.copy() for h in other.features]
+        elif other.features:
+            for mine, theirs in zip(self.features, other.features, strict=True):
+                mine += theirs
+
+
+def histogram_features(matrix: np.ndarray, edges: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Per-column bin counts of ``matrix`` (rows = customers) on each column's edges;
+    values outside the edges count in the first or last bin."""
+    out = []
+    for j, e in enumerate(edges):
+        idx = np.clip(np.searchsorted(e, matrix[:, j], side="right") - 1, 0, len(e) - 2)
+        out.append(np.bincount(idx, minlength=len(e) - 1).astype(float))
+    return out
+
+
+def sum_slots(slots: Sequence[Slot]) -> Slot:
+    total = Slot()
+    for s in slots:
+        total.add(s)
+    return total

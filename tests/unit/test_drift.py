@@ -1,0 +1,210 @@
+"""Drift statistics, windows, the monitor, alerts, metrics and the report schema (no network)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
+
+from streamseg.drift import DriftConfig, DriftMonitor, DriftReport, Thresholds, parse_windows
+from streamseg.drift.stats import (
+    composition_shift,
+    js_distance,
+    psi,
+    psi_on_reference_quantiles,
+    quantile_from_histogram,
+    share_above,
+)
+from streamseg.errors import ConfigError
+from streamseg.features.registry import MODEL_FEATURES
+from streamseg.metrics import Metrics
+from streamseg.settings import Settings
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "docs/drift.v1.schema.json"
+MIN = 60_000
+
+
+def test_identical_distributions__show_no_shift() -> None:
+    c = [120, 80, 300]
+    assert psi(c, c) == 0.0 and composition_shift(c, c) == 0.0 and js_distance(c, c) < 1e-9
+
+
+def test_js_distance__is_scipys_base_2_distance_and_bounded() -> None:
+    assert js_distance([1, 0], [0, 1]) == pytest.approx(1.0)
+    assert 0 < js_distance([3, 1], [1, 3]) < 1
+
+
+def test_psi__grows_with_the_shift_and_stays_finite_when_a_bin_empties() -> None:
+    small, large = psi([50, 50], [45, 55]), psi([50, 50], [10, 90])
+    assert 0 < small < 0.1 < 0.2 < large
+    assert np.isfinite(psi([100, 0], [0, 100]))
+
+
+def test_composition_shift__is_the_share_that_would_have_to_move() -> None:
+    assert composition_shift([100, 0], [0, 100]) == 1.0
+    assert composition_shift([50, 50], [40, 60]) == pytest.approx(0.10)
+
+
+def test_reference_decile_psi__ignores_a_shift_within_a_point_mass_but_sees_a_new_tail() -> None:
+    ref = np.array([600] + [40] * 10 + [0] * 5, dtype=float)
+    assert psi_on_reference_quantiles(ref, ref * 3) < 1e-4
+    tail = ref.copy()
+    tail[-5:] = 100
+    assert psi_on_reference_quantiles(ref, tail) > 0.2
+
+
+def test_histogram_quantile_and_share_above__agree() -> None:
+    edges = np.linspace(0, 10, 11)
+    counts = np.full(10, 10.0)
+    q = quantile_from_histogram(counts, edges, 0.95)
+    assert q == pytest.approx(9.5)
+    assert share_above(counts, edges, q) == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize("spec, seconds", [("1m,15m", [60, 900]), ("30s", [30]), ("1d, 7d", [86400, 604800])])
+def test_window_spec__parses(spec: str, seconds: list[int]) -> None:
+    assert parse_windows(spec) == seconds
+
+
+@pytest.mark.parametrize("spec", ["", "1m,90s", "0m", "5x", "1m;15m"])
+def test_bad_window_spec__is_a_clear_config_error(spec: str) -> None:
+    with pytest.raises(ConfigError, match="drift window"):
+        parse_windows(spec)
+    with pytest.raises(ValidationError):
+        Settings(drift_windows=spec)
+
+
+def vectors(n: int, value: float = 0.0) -> list[dict[str, float]]:
+    return [dict.fromkeys(MODEL_FEATURES, value) for _ in range(n)]
+
+
+def monitor(**kw: object) -> DriftMonitor:
+    cfg = DriftConfig(windows=(60, 180), clock="event", min_customers=20, worker="test", **kw)  # type: ignore[arg-type]
+    return DriftMonitor(cfg, MODEL_FEATURES)
+
+
+def feed(mon: DriftMonitor, minute: int, segs: list[int], prev: list[int | None] | None = None,
+         dist: float = 1.0, value: float = 0.0) -> None:
+    mon.observe([minute * MIN + 1000] * len(segs), vectors(len(segs), value), segs,
+                [dist] * len(segs), prev or list(segs))
+
+
+def test_stable_stream__reports_every_window_at_every_boundary_without_alerts() -> None:
+    mon = monitor()
+    for minute in range(8):
+        feed(mon, minute, [0] * 30 + [1] * 30)
+    reports = mon.close(9 * MIN, {0: {}, 1: {}}, 1, {0: "A", 1: "B"})
+    # sliding: every window length reports at every minute once it and its reference are
+    # full, up to one slot before the clock (minute 9 -> boundary 8)
+    assert [(r.window, r.window_end[11:16]) for r in reports] == [
+        ("1m", "00:02"), ("1m", "00:03"), ("1m", "00:04"), ("3m", "00:04"), ("1m", "00:05"),
+        ("3m", "00:05"), ("1m", "00:06"), ("3m", "00:06"), ("1m", "00:07"), ("3m", "00:07"),
+        ("1m", "00:08"), ("3m", "00:08")]
+    assert all(not r.alerts for r in reports)
+    assert all(r.composition_shift == 0 and r.psi == 0 for r in reports)
+    assert mon.close(9 * MIN, {}, 1, {}) == []  # each boundary closes once
+
+
+def test_segment_mix_change__raises_composition_and_psi_alerts_with_the_migrations() -> None:
+    mon = monitor()
+    feed(mon, 0, [0] * 50 + [1] * 50)
+    feed(mon, 1, [0] * 10 + [1] * 90, prev=[0] * 10 + [0] * 40 + [1] * 50)
+    (rep,) = [r for r in mon.close(3 * MIN, {}, 1, {}) if r.window == "1m"]
+    assert rep.composition_shift == pytest.approx(0.4)
+    assert {a.alert for a in rep.alerts} >= {"composition_shift", "segment_psi"}
+    assert [(m.from_segment, m.to_segment, m.customers) for m in rep.migrations] == [(0, 1, 40)]
+    assert rep.migration_rate == pytest.approx(0.4)
+    assert [s.share for s in rep.segments] == [0.1, 0.9]
+
+
+def test_customers_far_from_every_centre__raise_the_emerging_segment_alert() -> None:
+    mon = monitor()
+    feed(mon, 0, [0] * 100, dist=1.0)
+    feed(mon, 1, [0] * 70 + [0] * 30, dist=1.0)
+    mon.observe([MIN + 5000] * 30, vectors(30), [0] * 30, [9.0] * 30, [0] * 30)
+    (rep,) = [r for r in mon.close(3 * MIN, {}, 1, {}) if r.window == "1m"]
+    assert rep.emerging_share == pytest.approx(30 / 130, abs=0.05)
+    assert "emerging_segment" in {a.alert for a in rep.alerts}
+
+
+def test_input_drift__raises_the_feature_psi_alert_naming_the_features() -> None:
+    mon = monitor()
+    feed(mon, 0, [0] * 100, value=0.0)
+    feed(mon, 1, [0] * 100, value=0.9)
+    (rep,) = [r for r in mon.close(3 * MIN, {}, 1, {}) if r.window == "1m"]
+    alert = next(a for a in rep.alerts if a.alert == "feature_psi")
+    assert set(rep.feature_psi) == set(MODEL_FEATURES) and alert.value > 0.2
+    assert "discount_share" in alert.detail
+
+
+def test_centroid_shift__is_the_distance_a_centre_moved_between_closes() -> None:
+    mon = monitor()
+    feed(mon, 0, [0] * 50)
+    feed(mon, 1, [0] * 50)
+    mon.close(2 * MIN, {0: {"tenure_days": 0.0}}, 1, {})  # boundary 1 closes: snapshot
+    feed(mon, 2, [0] * 50)
+    (rep,) = [r for r in mon.close(4 * MIN, {0: {"tenure_days": 3.0, "refund_rate": 4.0}}, 2, {})
+              if r.window == "1m" and r.window_end.endswith("02:00.000Z")]
+    assert rep.centroid_shift == {"0": pytest.approx(5.0)}
+    assert (rep.reference_model_version, rep.model_version) == (1, 2)
+
+
+def test_too_few_customers__no_report() -> None:
+    mon = monitor()
+    feed(mon, 0, [0] * 5)
+    feed(mon, 1, [1] * 5)
+    assert mon.close(10 * MIN, {}, 1, {}) == []
+
+
+def test_updates_for_a_closed_slot__are_dropped_as_late() -> None:
+    mon = monitor()
+    feed(mon, 0, [0] * 50)
+    feed(mon, 1, [0] * 50)
+    first = mon.close(3 * MIN, {}, 1, {})
+    feed(mon, 0, [1] * 50)  # far behind the clock
+    feed(mon, 2, [0] * 50)
+    later = mon.close(4 * MIN, {}, 1, {})
+    assert first and later and all(not r.alerts for r in later)
+
+
+def test_thresholds__come_from_settings() -> None:
+    cfg = DriftConfig.from_settings(Settings(drift_psi_alert=0.3, drift_windows="5m,10m"))
+    assert cfg.windows == (300, 600) and cfg.thresholds == Thresholds(segment_psi=0.3)
+
+
+def test_report__is_exposed_as_metrics_and_stale_series_go() -> None:
+    m = Metrics(CollectorRegistry())
+    mon = monitor()
+    feed(mon, 0, [0] * 50 + [1] * 50)
+    feed(mon, 1, [0] * 10 + [1] * 90, prev=[0] * 50 + [1] * 50)
+    feed(mon, 2, [0] * 50 + [1] * 50)
+    reps = [r for r in mon.close(4 * MIN, {}, 1, {}) if r.window == "1m"]
+    m.drift.record(reps[0])
+    get = m.registry.get_sample_value
+    assert get("streamseg_drift_composition_shift", {"window": "1m"}) == reps[0].composition_shift
+    assert get("streamseg_drift_alert", {"window": "1m", "alert": "composition_shift"}) == 1.0
+    assert get("streamseg_drift_migrations", {"window": "1m", "from_segment": "0", "to_segment": "1"}) == 40
+    m.drift.record(reps[1])  # window 2: the 0 -> 1 migrations are gone from the latest window
+    assert get("streamseg_drift_migrations", {"window": "1m", "from_segment": "0", "to_segment": "1"}) is None
+    m.drift.set_thresholds(Thresholds())
+    assert get("streamseg_drift_threshold", {"alert": "segment_psi"}) == 0.2
+
+
+def test_report_json__round_trips_and_matches_the_documented_schema() -> None:
+    mon = monitor()
+    feed(mon, 0, [0] * 50)
+    feed(mon, 1, [1] * 50, prev=[0] * 50)
+    rep = mon.close(3 * MIN, {}, 1, {})[0]
+    raw = json.loads(rep.to_bytes())
+    assert raw["schema"] == "streamseg.drift.v1"
+    assert DriftReport.model_validate(raw) == rep
+    import jsonschema
+
+    schema = json.loads(SCHEMA_PATH.read_text())
+    jsonschema.validate(raw, schema)
+    assert schema == DriftReport.model_json_schema(by_alias=True), (
+        "docs/drift.v1.schema.json is stale: python -m streamseg.drift.report > docs/drift.v1.schema.json")

@@ -1,0 +1,84 @@
+"""The erasure service's ordering and failure behaviour (Redis and Kafka parts are integration-tested)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import orjson
+import pytest
+
+from streamseg.engine import OutRecord
+from streamseg.erasure import Eraser, ErasureIncomplete, InvalidCustomerId
+from streamseg.features.store import Forgotten
+from streamseg.settings import Settings
+
+SETTINGS = Settings()
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self.customers = {"c1": 4}
+        self.calls: list[str] = []
+
+    async def forget(self, customer_id: str) -> Forgotten:
+        self.calls.append(customer_id)
+        seg = self.customers.pop(customer_id, None)
+        keys = [f"ss:{{{customer_id}}}:f"] if seg is not None else []
+        return Forgotten(keys, seg)
+
+
+class ListPublisher:
+    def __init__(self, fail: bool = False) -> None:
+        self.records: list[OutRecord] = []
+        self.fail = fail
+
+    async def publish(self, records: Sequence[OutRecord]) -> None:
+        if self.fail:
+            raise ConnectionError("broker down")
+        self.records.extend(records)
+
+
+async def test_erasure__publishes_tombstones_then_an_audit_record_naming_what_was_removed() -> None:
+    store, pub, dropped = MemoryStore(), ListPublisher(), []
+    eraser = Eraser(SETTINGS, store, pub, on_forget=dropped.append)
+    audit = await eraser.forget("c1", actor="ops", via="http")
+    assert (audit.had_membership, audit.segment_id, audit.removed_keys) == (True, 4, ["ss:{c1}:f"])
+    assert dropped == ["c1"]
+    assert pub.records[0] == (SETTINGS.topic_segment_updates, b"c1", None)  # the tombstone
+    topic, key, value = pub.records[-1]
+    assert (topic, key) == (SETTINGS.topic_audit, b"c1")
+    assert orjson.loads(value or b"") == audit.model_dump()
+
+
+async def test_erasing_twice__is_harmless_and_says_nothing_was_left() -> None:
+    eraser = Eraser(SETTINGS, MemoryStore(), ListPublisher())
+    await eraser.forget("c1", actor="ops", via="cli")
+    again = await eraser.forget("c1", actor="ops", via="cli")
+    assert (again.had_membership, again.removed_keys) == (False, [])
+    assert again.tombstoned_topics == [SETTINGS.topic_segment_updates]  # tombstone re-sent anyway
+
+
+async def test_erasure__waits_for_the_batch_holding_the_lock() -> None:
+    lock, store = asyncio.Lock(), MemoryStore()
+    eraser = Eraser(SETTINGS, store, ListPublisher(), lock=lock)
+    async with lock:  # a batch in flight
+        task = asyncio.create_task(eraser.forget("c1", actor="ops", via="http"))
+        await asyncio.sleep(0.05)
+        assert store.calls == [] and not task.done()
+    await task
+    assert store.calls == ["c1"]
+
+
+async def test_kafka_failure__raises_erasure_incomplete_asking_for_a_retry() -> None:
+    eraser = Eraser(SETTINGS, MemoryStore(), ListPublisher(fail=True))
+    with pytest.raises(ErasureIncomplete, match="retry the erasure"):
+        await eraser.forget("c1", actor="ops", via="http")
+
+
+async def test_invalid_customer_id__is_refused_before_touching_anything() -> None:
+    store = MemoryStore()
+    for bad in ["", "x" * 129, "a\x00b"]:
+        with pytest.raises(InvalidCustomerId):
+            await Eraser(SETTINGS, store, ListPublisher()).forget(bad, actor="ops", via="cli")
+    assert store.calls == []
