@@ -93,7 +93,6 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         broker_rebalance_timeout=20.0,
         broker_commit_every=10_000,
         broker_commit_interval=1.0,
-        broker_max_poll_records=settings.batch_max,
         producer_linger_ms=1,
         producer_acks=-1,
         cython_optimizations=True,
@@ -107,7 +106,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
                     standalone=False)
     sync = ModelSync(settings, engine, lambda snap: restore_segmenter(settings, snap))
     batch_topic(app, settings.input_topics, _WhenLoaded(engine, sync.loaded),
-                fetch_max_wait_ms=settings.fetch_max_wait_ms)
+                batch_max=settings.batch_max, fetch_max_wait_ms=settings.fetch_max_wait_ms)
     register(app, engine, store, settings)
 
     @app.on_partitions_assigned.connect  # type: ignore[misc,arg-type]

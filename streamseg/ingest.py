@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Sequence
+from itertools import islice
 from time import monotonic
 from typing import Any, Protocol
 
@@ -101,20 +102,35 @@ class BatchConsumer(ShortFetchConsumer):
         consumer_stopped = self._stopped.is_set
         fetcher_stopped = fetcher._stopped.is_set  # type: ignore[attr-defined]
         handler = self.transport.batch_handler
+        most = self.transport.batch_max
         inflight: asyncio.Future[None] | None = None
+        fetched: Iterator[tuple[TP, Any]] | None = None  # the rest of the last fetch
+        generation = self.app.consumer_generation_id
+        active: set[TP] | None = None
         try:
             while not (consumer_stopped() or fetcher_stopped()):
-                records, active = await self._wait_next_records(1.0)
-                if inflight is not None and inflight.done():
-                    finished, inflight = inflight, None
-                    finished.result()  # a failed batch stops the worker now, unacknowledged
-                if not records or self.should_stop:
-                    continue
-                if not self.flow_active:  # a rebalance began while we fetched
+                if fetched is None:
+                    records, active = await self._wait_next_records(1.0)
+                    if inflight is not None and inflight.done():
+                        finished, inflight = inflight, None
+                        finished.result()  # a failed batch stops the worker now, unacknowledged
+                    if not records or self.should_stop:
+                        continue
+                    if not self.flow_active:  # a rebalance began while we fetched
+                        await self.perform_seek()
+                        continue
+                    # Faust's round robin across topics and partitions: a batch mixes
+                    # clicks and orders instead of draining one partition first
+                    fetched = self.scheduler.iterate(records)
+                    generation = self.app.consumer_generation_id
+                elif not self.flow_active or self.app.consumer_generation_id != generation:
+                    fetched = None  # a rebalance began: the rest of that fetch is not ours to take
                     await self.perform_seek()
                     continue
-                generation = self.app.consumer_generation_id
-                batch, offsets = await self._collect(records, active)
+                head = list(islice(fetched, most))
+                if len(head) < most:
+                    fetched = None
+                batch, offsets = await self._collect(head, active)
                 if not batch:
                     continue
                 prepared = handler.prepare(batch)
@@ -122,7 +138,8 @@ class BatchConsumer(ShortFetchConsumer):
                     await inflight  # one batch applied at a time, in order
                     inflight = None
                 if not self.flow_active or self.app.consumer_generation_id != generation:
-                    await self.perform_seek()  # partitions moved: fetch again from the commits
+                    fetched = None  # partitions moved: fetch again from the commits
+                    await self.perform_seek()
                     continue
                 inflight = self._start(handler, prepared, offsets)
         except self.consumer_stopped_errors:
@@ -134,53 +151,37 @@ class BatchConsumer(ShortFetchConsumer):
                 inflight.cancel()  # stopping: the batch stays unacknowledged and comes again
                 await asyncio.gather(inflight, return_exceptions=True)
 
-    async def _collect(self, records: Mapping[TP, list[Any]],
+    async def _collect(self, records: list[tuple[TP, Any]],
                        active: set[TP] | None) -> tuple[list[InMessage], Offsets]:
-        """One fetch -> the batch for the handler; other topics' records -> Faust's conductor."""
+        """Records -> the batch for the handler; other topics' records -> Faust's conductor.
+
+        Read offsets and gaps are tracked as Faust's own drain loop does.
+        """
         batch: list[InMessage] = []
         offsets: Offsets = {}
-        for tp, recs in records.items():
+        batch_topics = self.transport.batch_topics
+        for tp, r in records:
             if active is not None and tp not in active and tp not in self._buffered_partitions:
                 continue
-            if tp.topic in self.transport.batch_topics:
-                taken = await self._take(tp, recs, batch)
-                if taken:
-                    offsets[tp] = taken
-            else:
-                await self._to_conductor(tp, recs)
-        return batch, offsets
-
-    async def _take(self, tp: TP, recs: list[Any], batch: list[InMessage]) -> list[int]:
-        """Append tp's new records to ``batch``; track read offsets and gaps as Faust does."""
-        read = self._read_offset[tp]
-        taken: list[int] = []
-        self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
-        for r in recs:
-            offset = r.offset
+            read, offset = self._read_offset[tp], r.offset
             if read is not None and offset < read:
                 continue  # already delivered before a seek
-            if read and offset - read > 1:  # compaction or transaction markers
-                await self._add_gap(tp, read + 1, offset)
-            ts = r.timestamp
-            batch.append(InMessage(r.topic, r.partition, offset, r.key, r.value,
-                                   ts / 1000.0 if ts is not None else None))
-            taken.append(offset)
-            read = offset
-        if taken:
-            self._read_offset[tp] = read
-            self.app.monitor.stream_inbound_time[tp] = monotonic()
-        return taken
-
-    async def _to_conductor(self, tp: TP, recs: list[Any]) -> None:
-        """Records of other topics: Faust's own per-message path, unchanged."""
-        for r in recs:
-            read = self._read_offset[tp]
-            if read is not None and r.offset < read:
-                continue
-            if read and r.offset - read > 1 and self.app.topics.acks_enabled_for(tp.topic):
-                await self._add_gap(tp, read + 1, r.offset)
-            await self.wait_first(self.callback(self._to_message(tp, r)), self.suspend_flow.wait())
-            self._read_offset[tp] = r.offset
+            if read and offset - read > 1 and self.app.topics.acks_enabled_for(tp.topic):
+                await self._add_gap(tp, read + 1, offset)  # compaction or transaction markers
+            if tp.topic in batch_topics:
+                ts = r.timestamp
+                batch.append(InMessage(r.topic, r.partition, offset, r.key, r.value,
+                                       ts / 1000.0 if ts is not None else None))
+                offsets.setdefault(tp, []).append(offset)
+            else:  # Faust's own per-message path, unchanged
+                await self.wait_first(self.callback(self._to_message(tp, r)),
+                                      self.suspend_flow.wait())
+            self._read_offset[tp] = offset
+        now = monotonic()
+        for tp in offsets:
+            self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+            self.app.monitor.stream_inbound_time[tp] = now
+        return batch, offsets
 
     def _start(self, handler: BatchHandler, prepared: Any, offsets: Offsets) -> asyncio.Future[None]:
         """Apply a batch in the background, registered as unacked until it ends either way."""
@@ -231,22 +232,25 @@ class BatchTransport(ShortFetchTransport):
     Consumer = BatchConsumer
 
     def __init__(self, url: list[Any], app: faust.App, *, fetch_max_wait_ms: int,
-                 topics: frozenset[str], handler: BatchHandler) -> None:
+                 topics: frozenset[str], handler: BatchHandler, batch_max: int) -> None:
         super().__init__(url, app, fetch_max_wait_ms=fetch_max_wait_ms)
         self.batch_topics = topics
         self.batch_handler = handler
+        self.batch_max = batch_max
 
 
 def batch_topic(app: faust.App, names: Sequence[str], handler: BatchHandler, *,
-                fetch_max_wait_ms: int) -> faust.TopicT:
-    """Subscribe ``app`` to ``names``, their records going to ``handler`` in batches.
+                batch_max: int, fetch_max_wait_ms: int) -> faust.TopicT:
+    """Subscribe ``app`` to ``names``, their records going to ``handler`` in batches of at
+    most ``batch_max`` messages.
 
     Call on a fresh app, before anything else touches its transport. The topic
     is registered with Faust's conductor, so the consumer subscribes to it and
     treats it as an acking topic, exactly as for an agent's topic.
     """
     app.transport = BatchTransport(app.conf.broker_consumer, app, topics=frozenset(names),
-                                   handler=handler, fetch_max_wait_ms=fetch_max_wait_ms)
+                                   handler=handler, batch_max=batch_max,
+                                   fetch_max_wait_ms=fetch_max_wait_ms)
     topic = app.topic(*names, key_serializer="raw", value_serializer="raw")
     app.topics.add(topic)
     return topic

@@ -91,6 +91,14 @@ def markdown(f: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def require_plotting() -> None:
+    """Fail before a long run, not after it, when the optional plotting dependency is missing."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as exc:
+        raise SystemExit("streamseg bench draws with matplotlib: pip install 'streamseg[bench]'") from exc
+
+
 def plot(f: dict[str, Any], path: Path) -> None:
     import matplotlib
 

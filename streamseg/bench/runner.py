@@ -333,8 +333,9 @@ def command_line(short: bool, soak_seconds: float | None) -> str:
 
 def main(short: bool, soak_seconds: float | None, out: Path) -> int:
     """``streamseg bench``: run, save the three files under ``out``, print the table."""
-    from streamseg.bench.report import finish, markdown, write
+    from streamseg.bench.report import finish, markdown, require_plotting, write
 
+    require_plotting()
     plan = Plan.make(short, soak_seconds)
     t0 = time.monotonic()
     figures = finish(run_bench(plan, say=lambda m: print(f"[{time.monotonic() - t0:6.1f}s] {m}",

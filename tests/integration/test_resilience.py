@@ -159,16 +159,22 @@ async def test_worker_killed_mid_stream__restart_counts_every_event_once(
 ) -> None:
     await ensure_topics(settings)
     wl = make_workload(settings, customers=150, seed=11)
-    before, during, after = wl.chunks(0.45, 0.7)
+    warm, burst, during, after = wl.chunks(0.15, 0.45, 0.7)
     first = start_worker(settings, tmp_path, "worker-1")
     with running(first):
-        await produce(settings, before)
+        await produce(settings, warm)
         await wait_until(lambda: events_seen(settings.web_port, "processed") >= 200 and
-                         model_ready(settings.web_port), 60, "the first worker to be busy")
+                         model_ready(settings.web_port), 60, "the first worker to be warm")
+        # kill while a burst is arriving and being worked on: a worker that keeps up with
+        # the stream would otherwise have committed everything before the kill
+        sending = asyncio.ensure_future(produce(settings, burst))
+        await wait_until(lambda: events_seen(settings.web_port, "processed") > len(warm) + 50,
+                         60, "the first worker to be busy with the burst")
         applied = events_seen(settings.web_port, "processed")  # a lower bound at the kill
         first.proc.kill()  # mid-batch, no shutdown, no final commit
+        await sending
         committed = await committed_total(settings)
-        assert committed < len(before), "the kill must leave work behind"
+        assert committed < len(warm) + len(burst), "the kill must leave work behind"
         await produce(settings, during)
     second = start_worker(settings, tmp_path, "worker-2")
     with running(second):
