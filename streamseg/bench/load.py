@@ -2,10 +2,14 @@
 
 The simulator is slow next to the engine, so one pass of it is serialized once
 into a :class:`Pool`; later passes rename every customer (``r<k>c000123``), which
-keeps each event new to the engine (no duplicates) and costs one bytes replace.
-Partitions are chosen here (crc32 of the customer id), so envelopes of many
-events can go to the partition their customers hash to, and the producer skips
-its pure-Python murmur2 partitioner.
+keeps each event new to the engine (no duplicates). Every event is stamped with
+the wall-clock time it is handed to the producer (``ts``), as live traffic is:
+the simulated days give each customer a realistic mix and order of events, and
+the engine's event-time machinery (recency, drift windows) runs at the speed
+of the wall clock, not of a replay (``load_tests/replay_bench.py`` measures
+replays). Both rewrites are a bytes replace. Partitions are chosen here (crc32
+of the customer id), so envelopes of many events can go to the partition their
+customers hash to, and the producer skips its pure-Python murmur2 partitioner.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ class PoolEvent:
     transaction: bool
     customer_id: bytes
     value: bytes
+    ts: bytes  # the value's '"ts":<ms>' text, replaced with the send time
 
 
 @dataclass(frozen=True)
@@ -42,12 +47,9 @@ class Pool:
 
     @classmethod
     def simulate(cls, customers: int, *, days: float = 28.0, seed: int = 7) -> Pool:
-        """``days`` stays inside the default 30-day dedup horizon: a backlog drained
-        from two topics at different event-time speeds would otherwise turn the
-        slower topic's events into ``late_event`` dead letters."""
         truth = assign_personas(customers, seed=seed)
         events = [PoolEvent(ev.topic_role == "transactions", ev.customer_id.encode(),
-                            orjson.dumps(ev.payload))
+                            orjson.dumps(ev.payload), b'"ts":%d' % ev.payload["ts"])
                   for ev in simulate(truth, days=days, end_ms=int(time.time() * 1000), seed=seed)]
         return cls(events, customers)
 
@@ -56,17 +58,17 @@ class Pool:
 
 
 def events(pool: Pool, first_pass: int = 0) -> Iterator[tuple[bool, bytes, bytes]]:
-    """(is_transaction, customer_id, value) forever, renaming customers on every pass."""
+    """(is_transaction, customer_id, value) forever: stamped when taken, renamed every pass."""
     k = first_pass
     while True:
-        if k == 0:
-            for ev in pool.events:
-                yield ev.transaction, ev.customer_id, ev.value
-        else:
-            prefix = f"r{k}".encode()
-            for ev in pool.events:
+        prefix = f"r{k}".encode() if k else b""
+        for ev in pool.events:
+            value = ev.value.replace(ev.ts, b'"ts":%d' % (time.time() * 1000), 1)
+            if k == 0:
+                yield ev.transaction, ev.customer_id, value
+            else:
                 cid = prefix + ev.customer_id
-                yield ev.transaction, cid, ev.value.replace(b'"' + ev.customer_id, b'"' + cid)
+                yield ev.transaction, cid, value.replace(b'"' + ev.customer_id, b'"' + cid)
         k += 1
 
 

@@ -74,7 +74,8 @@ def markdown(f: dict[str, Any]) -> str:
         "|---|---:|---:|---|---|---|---:|",
     ]
     for name, s in f["subjects"].items():
-        cells = [f"{r['p50_ms']} / {r['p95_ms']} / {r['p99_ms']}" for r in s["rates"]]
+        cells = [f"{r['p50_ms']} / {r['p95_ms']} / {r['p99_ms']}"
+                 + ("" if r.get("kept_up", True) else " (fell behind)") for r in s["rates"]]
         lines.append(f"| {name} ({s['label']}) | {s['max_events_per_s']:,} | {s['cpu_us_per_event']} | "
                      + " | ".join(cells) + f" | {s['memory']['rss_mb_peak']} |")
     lines += ["", "| ratio | value |", "|---|---:|"]
@@ -84,10 +85,12 @@ def markdown(f: dict[str, Any]) -> str:
               for t in f["targets"]]
     s = f.get("soak")
     if s:
+        kept = "" if s.get("kept_up", True) else (
+            f" It fell behind: {s['unprocessed_messages']:,} messages unprocessed a minute after.")
         lines += ["", f"Soak: {s['rate']:,} events/s for {s['seconds']:.0f} s ({s['events']:,} events); "
                   f"RSS {s['rss_mb_after_warmup']} MiB after warm-up -> {s['rss_mb_end']} MiB at the end "
                   f"(growth {s['rss_growth']:.1%}); median p99 per window {s['p99_ms_first_half']} ms "
-                  f"(first half) vs {s['p99_ms_second_half']} ms (second half)."]
+                  f"(first half) vs {s['p99_ms_second_half']} ms (second half).{kept}"]
     return "\n".join(lines) + "\n"
 
 

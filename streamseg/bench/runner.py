@@ -1,9 +1,10 @@
 """Orchestration of ``streamseg bench``: subjects, phases, figures.
 
-All subjects start together (a Faust worker needs seconds to join its group;
-idle ones cost next to nothing) on their own topics, consumer group and Redis
-prefix, and each gets a warm-up burst (which also seeds the engine's model).
-Then, one subject at a time:
+Every subject gets its own topics, consumer group and Redis prefix on one
+embedded broker and Valkey, and a warm-up burst (which also seeds the engine's
+model). In the full run subjects start one at a time, so idle ones do not poll
+the broker while another is measured; ``--short`` starts them together (a
+Faust worker needs seconds to join its group). Then, for each subject:
 
 1. **backlog**: events are sent as fast as the producer can; once it is done,
    the subject drains what is left alone, and that tail's rate is its maximum
@@ -15,6 +16,7 @@ Then, one subject at a time:
 
 Finally the **soak** holds the engine at 50 % of its maximum and records
 latency and resident memory per window. Resident memory is sampled all along.
+A subject that cannot keep up with a phase is reported as such.
 """
 
 from __future__ import annotations
@@ -218,9 +220,19 @@ def fixed_rate(run: Running, rate: float, seconds: float) -> dict[str, Any]:
     t0 = time.monotonic()
     sent = asyncio.run(paced(run.settings, run.records, rate, seconds))
     offered = sent.events / (time.monotonic() - t0)
-    after = run.wait_for(before.done + sent.messages, max(60.0, seconds * 5))
+    after, behind = finish_phase(run, before.done + sent.messages, max(60.0, seconds * 5))
     return {"rate": round(rate), "offered_events_per_s": round(offered), "events": sent.events,
-            **percentiles(after.minus(before)), "rss_mb": round(run.memory[-1][1], 1)}
+            **percentiles(after.minus(before)), "rss_mb": round(run.memory[-1][1], 1),
+            "kept_up": behind == 0, "unprocessed_messages": behind}
+
+
+def finish_phase(run: Running, done: float, timeout: float) -> tuple[Scrape, int]:
+    """Wait for a phase's messages; a subject that cannot keep up is a result, not a crash."""
+    try:
+        return run.wait_for(done, timeout), 0
+    except TimeoutError:
+        s = run.scrape()
+        return s, int(done - s.done)
 
 
 def soak(run: Running, rate: float, plan: Plan) -> dict[str, Any]:
@@ -238,8 +250,9 @@ def soak(run: Running, rate: float, plan: Plan) -> dict[str, Any]:
 
     sent = asyncio.run(paced(run.settings, run.records, rate, plan.soak_seconds,
                              every=plan.soak_window, on_tick=tick))
-    run.wait_for(first.done + sent.messages, 60)
-    return summarize_soak(windows, rate, sent.events, plan.soak_seconds)
+    _, behind = finish_phase(run, first.done + sent.messages, 60)
+    return {**summarize_soak(windows, rate, sent.events, plan.soak_seconds),
+            "kept_up": behind == 0, "unprocessed_messages": behind}
 
 
 def summarize_soak(windows: list[dict[str, float]], rate: float, sent: int,
@@ -290,25 +303,36 @@ def run_bench(plan: Plan, say: Callable[[str], None] = print) -> dict[str, Any]:
         base = Settings(kafka_bootstrap=stack.bootstrap, redis_url=stack.redis_url)
         pool = Pool.simulate(plan.customers)
         say(f"{len(pool):,} simulated events from {plan.customers:,} customers per pass")
-        runs = [launch(stack, base, pool, s, plan) for s in subjects(plan.envelope)]
-        joined(runs)
-        say("all subjects consuming")
+        # short: start every subject at once (joining a group takes seconds); full: one at
+        # a time, so idle subjects polling the broker do not share the machine with the measured one
+        todo = subjects(plan.envelope)
+        started_runs = [launch(stack, base, pool, s, plan) for s in todo] if plan.short else []
+        if started_runs:
+            joined(started_runs)
         valkey_pid = stack.process("valkey").proc.pid  # type: ignore[union-attr]
         results: dict[str, Any] = {}
-        for run in runs:
+        engine: Running | None = None
+        for i, subject in enumerate(todo):
+            run = started_runs[i] if started_runs else launch(stack, base, pool, subject, plan)
+            if not started_runs:
+                joined([run])
             rough = warm_up(run, plan.warmup_events)
             v0 = cpu_seconds(valkey_pid)
-            results[run.subject.name] = measure(run, plan, rough, say)
-            results[run.subject.name]["valkey_cpu_s"] = round(cpu_seconds(valkey_pid) - v0, 2)
-        engine = runs[0]
+            results[subject.name] = measure(run, plan, rough, say)
+            results[subject.name]["valkey_cpu_s"] = round(cpu_seconds(valkey_pid) - v0, 2)
+            if subject.name == "engine":
+                engine = run  # kept for the soak
+            else:
+                results[subject.name]["memory"] = memory_summary(run)
+                run.proc.stop()
+        assert engine is not None
         soak_result = None
         if plan.soak_seconds > 0:
             rate = results["engine"]["max_events_per_s"] * 0.5
             say(f"soak: {rate:,.0f} events/s for {plan.soak_seconds:.0f}s")
             soak_result = soak(engine, rate, plan)
-        for run in runs:
-            results[run.subject.name]["memory"] = memory_summary(run)
-            run.proc.stop()
+        results["engine"]["memory"] = memory_summary(engine)
+        engine.proc.stop()
     return {
         "mode": "short" if plan.short else "full",
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
@@ -317,7 +341,7 @@ def run_bench(plan: Plan, say: Callable[[str], None] = print) -> dict[str, Any]:
                     "load_avg_after": [round(x, 2) for x in os.getloadavg()],
                     "python": sys.version.split()[0]},
         "workload": {"customers_per_pass": plan.customers, "events_per_pass": len(pool),
-                     "days": 28, "partitions": base.topic_partitions,
+                     "event_time": "send time (live traffic)", "partitions": base.topic_partitions,
                      "envelope_events": plan.envelope, "batch_max_messages": base.batch_max},
         "subjects": results,
         "soak": soak_result,
