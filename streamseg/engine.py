@@ -180,16 +180,36 @@ class Engine:
         """Drop what this engine holds in memory for a customer being erased (call under lock)."""
         self._pending.pop(customer_id, None)
 
-    async def flush_pending(self) -> int:
-        """Assign customers held back before the first model arrived (a timer calls this)."""
+    async def flush_pending(self, limit: int = 1000) -> int:
+        """Assign customers held back before the first model arrived (a timer calls this).
+
+        Those held in this worker's memory, then any in the store's held set
+        (held by a worker that stopped before it had a model): their events are
+        acknowledged, so the set is what makes sure they get a segment.
+        """
         async with self._lock:
-            if self.model is None or not self._pending:
+            if self.model is None:
                 return 0
             rows = list(self._pending.values())
+            ids = await self._retry(lambda: self.store.held(limit), "reading held customers")
+            mine = {r.cid for r in rows}
+            others = [c for c in ids if c not in mine]
+            if others:
+                states = await self._retry(lambda: self.store.states(others), "reading held customers")
+                now = self._now_ms()
+                for cid, st in zip(others, states, strict=True):
+                    if st and not isinstance(st.get("seg"), float):  # expired or assigned: skip
+                        feats = derive(st, now)
+                        rows.append(_Row(cid, model_input(feats), feats,
+                                         int(float(st.get("last_ts", now))), None))
+            if not rows and not ids:
+                return 0
+            changes = self._assign(self.model, rows) if rows else []
+            await self._emit([], changes)  # raises (and keeps them held) if it cannot
+            await self._retry(lambda: self.store.release(sorted(mine | set(ids))), "releasing customers")
             self._pending.clear()
-            changes = self._assign(self.model, rows)
-            await self._emit([], changes)
             self._observe([], [], changes, time.perf_counter())
+            log.info("assigned %d customers held back until the first model", len(rows))
             return len(changes)
 
     async def _process(self, p: Prepared) -> BatchReport:
@@ -201,6 +221,8 @@ class Engine:
             updates = await self._retry(lambda: self.store.apply(events), "applying events")
             applied_ts = self._account(events, origin, updates, dead, report)
             changes = self._segment(updates, applied_ts)
+            if self.model is None and updates:  # before any model: held, in the store too
+                await self._retry(lambda: self.store.hold(list(updates)), "holding customers")
             await self._emit(dead, changes)
         except Exception as exc:  # outages are retried inside: this is a bug or a poisoned request
             report = BatchReport()

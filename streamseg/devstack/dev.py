@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import os
 import secrets
+import signal
 import sys
 import time
 import urllib.request
@@ -137,6 +138,9 @@ def render(snap: Snapshot, rate: float, ari: tuple[float, int], elapsed: float, 
 
 
 def run_dev(args: argparse.Namespace) -> int:
+    # Ctrl-C must stop everything even when started from a background job, whose
+    # SIGINT is inherited as "ignored" (Python then installs no handler of its own)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     workdir = args.workdir or Path.cwd() / "streamseg-data"
     workdir.mkdir(parents=True, exist_ok=True)
     stack = DevStack(workdir=workdir)

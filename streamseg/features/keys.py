@@ -34,6 +34,15 @@ class Keys:
         """Hash: segment id -> readable name."""
         return f"{self.prefix}:segments:names"
 
+    def held(self) -> str:
+        """Set: customers whose events were applied before any model existed, not yet assigned.
+
+        Held customers' offsets are acknowledged with the batch, so the set (not a
+        worker's memory) is what guarantees they get a segment: any worker with a
+        model assigns them (see ``Engine.flush_pending``).
+        """
+        return f"{self.prefix}:customers:held"
+
     def catalog(self) -> str:
         """Hash: segment id -> JSON :class:`~streamseg.publish.records.CatalogEntry`."""
         return f"{self.prefix}:segments:catalog"

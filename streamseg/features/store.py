@@ -11,10 +11,10 @@ features are derived without a second read.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypeVar
 
 import orjson
 import redis.asyncio as aioredis
@@ -36,6 +36,7 @@ from streamseg.publish.records import CatalogEntry
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 Status = Literal["applied", "duplicate", "late"]
 DAY_MS = 86_400_000
 #: Redis refusing all work for a while -- full (maxmemory), a read-only replica, a failed
@@ -106,6 +107,14 @@ class FeatureStore(Protocol):
     async def sample_states(self, limit: int) -> list[dict[str, float | str]]: ...
 
     async def segment_sizes(self) -> dict[int, int]: ...
+
+    async def hold(self, customer_ids: Sequence[str]) -> None: ...
+
+    async def held(self, limit: int) -> list[str]: ...
+
+    async def release(self, customer_ids: Sequence[str]) -> None: ...
+
+    async def states(self, customer_ids: Sequence[str]) -> list[dict[str, float | str]]: ...
 
 
 def compact(event: Event) -> list[object]:
@@ -278,6 +287,25 @@ class RedisFeatureStore:
     async def state(self, customer_id: str) -> dict[str, float | str]:
         raw = await self.client.hgetall(self.keys.state(customer_id))
         return parse_state([x if isinstance(x, bytes) else x.encode() for kv in raw.items() for x in kv])
+
+    async def hold(self, customer_ids: Sequence[str]) -> None:
+        """Remember customers that still need a first assignment (see ``Keys.held``)."""
+        if customer_ids:
+            await self._guarded(self.client.sadd(self.keys.held(), *customer_ids), "holding customers")
+
+    async def held(self, limit: int) -> list[str]:
+        raw = await self._guarded(self.client.srandmember(self.keys.held(), limit), "reading held customers")
+        return [c.decode() if isinstance(c, bytes) else str(c) for c in raw or []]
+
+    async def release(self, customer_ids: Sequence[str]) -> None:
+        if customer_ids:
+            await self._guarded(self.client.srem(self.keys.held(), *customer_ids), "releasing customers")
+
+    async def _guarded(self, op: Awaitable[T], what: str) -> T:
+        try:
+            return await op
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise StoreUnavailable(f"Redis unreachable while {what}: {exc}") from exc
 
     async def states(self, customer_ids: Sequence[str]) -> list[dict[str, float | str]]:
         """Several customers' states in one pipelined round trip ({} for an unknown customer)."""

@@ -159,23 +159,21 @@ async def test_worker_killed_mid_stream__restart_counts_every_event_once(
 ) -> None:
     await ensure_topics(settings)
     wl = make_workload(settings, customers=150, seed=11)
-    warm, burst, during, after = wl.chunks(0.15, 0.45, 0.7)
+    before, during, after = wl.chunks(0.45, 0.7)
     first = start_worker(settings, tmp_path, "worker-1")
     with running(first):
-        await produce(settings, warm)
+        await produce(settings, before)
         await wait_until(lambda: events_seen(settings.web_port, "processed") >= 200 and
-                         model_ready(settings.web_port), 60, "the first worker to be warm")
-        # kill while a burst is arriving and being worked on: a worker that keeps up with
-        # the stream would otherwise have committed everything before the kill
-        sending = asyncio.ensure_future(produce(settings, burst))
-        await wait_until(lambda: events_seen(settings.web_port, "processed") > len(warm) + 50,
-                         60, "the first worker to be busy with the burst")
+                         model_ready(settings.web_port), 60, "the first worker to be ready")
+        busy_from = events_seen(settings.web_port, "processed")
+        sending = asyncio.create_task(produce(settings, during))  # kill while this streams in
+        await wait_until(lambda: events_seen(settings.web_port, "processed") >= busy_from + 50,
+                         60, "the first worker to be busy with the next chunk")
         applied = events_seen(settings.web_port, "processed")  # a lower bound at the kill
         first.proc.kill()  # mid-batch, no shutdown, no final commit
         await sending
         committed = await committed_total(settings)
-        assert committed < len(warm) + len(burst), "the kill must leave work behind"
-        await produce(settings, during)
+        assert committed < len(before) + len(during), "the kill must leave work behind"
     second = start_worker(settings, tmp_path, "worker-2")
     with running(second):
         await produce(settings, after)
@@ -184,6 +182,32 @@ async def test_worker_killed_mid_stream__restart_counts_every_event_once(
         assert events_seen(settings.web_port, "duplicate") >= applied - committed
     await assert_features_match_reference(settings, redis_client, wl)
     await assert_memberships_published(settings, redis_client, wl)
+
+
+async def test_customers_held_before_any_model__are_assigned_by_another_worker(
+    settings: Settings, redis_client: aioredis.Redis
+) -> None:
+    """A worker acks the events of customers it holds back for want of a model; if it stops
+    before the model arrives, another worker must still give them a segment."""
+    store = feature_store(settings)
+    try:
+        early = engine_with(settings, store, RecordingPublisher(), None)  # no model yet
+        await early.process([order_message(settings, i, f"h{i}") for i in range(5)])
+        assert early._pending and not await redis_client.hget(Keys(settings.key_prefix).state("h0"), "seg")
+        # the early worker goes away (its memory with it); another one has a model
+        out = RecordingPublisher()
+        other = engine_with(settings, store, out, pinned_model(1, version=3))
+        assert await other.flush_pending() == 5
+        assert await other.flush_pending() == 0  # released: nothing assigned twice
+    finally:
+        await store.close()
+    keys = Keys(settings.key_prefix)
+    for i in range(5):
+        assert await redis_client.hget(keys.state(f"h{i}"), "seg") == b"1"
+    published = {orjson.loads(v)["customer_id"] for t, _, v in out.records
+                 if t == settings.topic_segment_updates}
+    assert published == {f"h{i}" for i in range(5)}
+    assert not await redis_client.smembers(keys.held())
 
 
 async def test_batch_redis_refuses_for_good__goes_to_the_dlq_whole_instead_of_raising(
