@@ -1,6 +1,10 @@
 """Profile Engine.process alone (real Valkey, no Kafka): where does a batch's time go?
 
-    python load_tests/engine_profile.py [--customers 2000] [--profile]
+CPU time per event of this process and of Valkey (from /proc) is printed next
+to the wall-clock rate, because on a shared machine the wall clock mostly
+measures the neighbours. ``--profile`` sorts a cProfile by CPU time.
+
+    python load_tests/engine_profile.py [--customers 2000] [--batch 500] [--envelope 0] [--profile]
 """
 
 from __future__ import annotations
@@ -8,68 +12,83 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import json
 import pstats
 import time
+from collections.abc import Sequence
+from pathlib import Path
 
-import orjson
 from prometheus_client import CollectorRegistry
 
+from streamseg.bench.load import Pool, envelopes, singles
+from streamseg.bench.probe import cpu_seconds
 from streamseg.devstack import DevStack
-from streamseg.engine import Engine, InMessage, build_segmenter
+from streamseg.engine import Engine, InMessage, OutRecord, build_segmenter
 from streamseg.features.keys import Keys
 from streamseg.features.store import RedisFeatureStore
-from streamseg.generate import assign_personas
-from streamseg.generate.personas import simulate
 from streamseg.metrics import Metrics
 from streamseg.settings import Settings
+
+RESULTS = Path(__file__).parent / "results"
 
 
 class NullPublisher:
     def __init__(self) -> None:
         self.records = 0
 
-    async def publish(self, records) -> None:  # type: ignore[no-untyped-def]
+    async def publish(self, records: Sequence[OutRecord]) -> None:
         self.records += len(records)
 
 
-def messages(settings: Settings, customers: int) -> list[InMessage]:
-    truth = assign_personas(customers, seed=7)
-    out = []
-    for i, ev in enumerate(simulate(truth, days=120, end_ms=int(time.time() * 1000), seed=7)):
-        out.append(InMessage(settings.topic(ev.topic_role), 0, i, ev.customer_id.encode(),
-                             orjson.dumps(ev.payload), time.time()))
-    return out
+def messages(settings: Settings, pool: Pool, envelope: int) -> list[InMessage]:
+    records = envelopes(settings, pool, envelope) if envelope else singles(settings, pool)
+    now = time.time()
+    return [InMessage(topic, p, i, key, value, now)
+            for i, (topic, p, key, value, _) in zip(range(len(pool) // max(1, envelope)), records,
+                                                    strict=False)]
 
 
-async def run(settings: Settings, msgs: list[InMessage], batch: int) -> float:
+async def run(settings: Settings, msgs: list[InMessage], batch: int) -> tuple[int, float, float]:
     store = RedisFeatureStore.from_url(settings.redis_url, Keys(settings.key_prefix),
                                        dedup_horizon_days=settings.dedup_horizon_days,
                                        retention_days=settings.retention_days)
     engine = Engine(settings, store, build_segmenter(settings), NullPublisher(),
                     Metrics(CollectorRegistry()))
-    t = time.perf_counter()
+    events = 0
+    cpu, wall = time.process_time(), time.perf_counter()
     for i in range(0, len(msgs), batch):
-        await engine.process(msgs[i : i + batch])
-    return time.perf_counter() - t
+        r = await engine.process(msgs[i : i + batch])
+        events += r.processed + r.duplicates + r.late + r.dead_letters
+    await store.close()
+    return events, time.process_time() - cpu, time.perf_counter() - wall
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--customers", type=int, default=2000)
-    ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--batch", type=int, default=500, help="messages per batch")
+    ap.add_argument("--envelope", type=int, default=0, help="events per message (0: one)")
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
     with DevStack() as st:
         settings = Settings(kafka_bootstrap=st.bootstrap, redis_url=st.redis_url)
-        msgs = messages(settings, args.customers)
-        prof = cProfile.Profile() if args.profile else None
+        msgs = messages(settings, Pool.simulate(args.customers), args.envelope)
+        valkey = st.process("valkey").proc.pid  # type: ignore[union-attr]
+        valkey_cpu = cpu_seconds(valkey)
+        prof = cProfile.Profile(time.process_time) if args.profile else None
         if prof:
             prof.enable()
-        secs = asyncio.run(run(settings, msgs, args.batch))
+        events, cpu, wall = asyncio.run(run(settings, msgs, args.batch))
         if prof:
             prof.disable()
-            pstats.Stats(prof).sort_stats("cumulative").print_stats(35)
-        print(f"{len(msgs)} events in {secs:.1f}s = {len(msgs) / secs:,.0f} events/s")
+            pstats.Stats(prof).sort_stats("tottime").print_stats(30)
+        valkey_cpu = cpu_seconds(valkey) - valkey_cpu
+    result = {"events": events, "batch_messages": args.batch, "envelope": args.envelope,
+              "events_per_s": round(events / wall), "engine_cpu_us_per_event": round(cpu / events * 1e6, 1),
+              "valkey_cpu_us_per_event": round(valkey_cpu / events * 1e6, 1), "profiled": args.profile}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "engine_profile.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

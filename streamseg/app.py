@@ -1,9 +1,9 @@
-"""The Faust application: input agent, output topics, timers; the HTTP API is ``streamseg.api``.
+"""The Faust application: input batches, output topics, timers; the HTTP API is ``streamseg.api``.
 
-The agent body is a paragraph: take a small batch of events per partition
-(bounded by count and a few milliseconds), hand it to the :class:`Engine`, and
-let Faust acknowledge the offsets when the loop comes round again, i.e. only
-after the engine's Redis writes and Kafka publishes for that batch succeeded.
+Input records reach the :class:`Engine` a whole fetch at a time through
+:mod:`streamseg.ingest` (Faust's own per-message stream path costs more than
+the engine does per event); their offsets are acknowledged only after the
+engine's Redis writes and Kafka publishes for that batch succeeded.
 """
 
 from __future__ import annotations
@@ -17,10 +17,19 @@ import faust
 from prometheus_client import CollectorRegistry
 
 from streamseg.api import register
-from streamseg.engine import Engine, InMessage, OutRecord, build_segmenter, restore_segmenter
+from streamseg.engine import (
+    BatchReport,
+    Engine,
+    InMessage,
+    OutRecord,
+    Prepared,
+    build_segmenter,
+    restore_segmenter,
+)
 from streamseg.features.keys import Keys
 from streamseg.features.registry import HALFLIFE_DAYS
 from streamseg.features.store import RedisFeatureStore
+from streamseg.ingest import batch_topic
 from streamseg.metrics import Metrics
 from streamseg.rescore import sweep
 from streamseg.segmenting.sync import ModelSync
@@ -43,6 +52,22 @@ class FaustPublisher:
         futures = [await producer.send(topic, key, value, partition=None, timestamp=None,
                                        headers=None) for topic, key, value in records]
         await asyncio.gather(*futures)
+
+
+class _WhenLoaded:
+    """The engine as the batch handler, holding batches until the model sync has
+    restored the clusterer and read the latest global model."""
+
+    def __init__(self, engine: Engine, loaded: asyncio.Event) -> None:
+        self.engine = engine
+        self.loaded = loaded
+
+    def prepare(self, messages: Sequence[InMessage]) -> Prepared:
+        return self.engine.prepare(messages)
+
+    async def process(self, batch: Prepared) -> BatchReport:
+        await self.loaded.wait()
+        return await self.engine.process(batch)
 
 
 def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> tuple[faust.App, Engine]:
@@ -69,7 +94,6 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         broker_rebalance_timeout=20.0,
         broker_commit_every=10_000,
         broker_commit_interval=1.0,
-        stream_buffer_maxsize=max(4096, settings.batch_max * 4),
         producer_linger_ms=1,
         producer_acks=-1,
         cython_optimizations=True,
@@ -82,15 +106,9 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     engine = Engine(settings, store, build_segmenter(settings), FaustPublisher(app), metrics,
                     standalone=False)
     sync = ModelSync(settings, engine, lambda snap: restore_segmenter(settings, snap))
+    batch_topic(app, settings.input_topics, _WhenLoaded(engine, sync.loaded),
+                batch_max=settings.batch_max, fetch_max_wait_ms=settings.fetch_max_wait_ms)
     register(app, engine, store, settings)
-    inputs = app.topic(*settings.input_topics, key_serializer="raw", value_serializer="raw")
-    within = settings.batch_within_ms / 1000.0
-
-    @app.agent(inputs, name="segment")
-    async def segment(stream: faust.StreamT[bytes]) -> None:
-        await sync.loaded.wait()  # restored clusterer + latest global model before any event
-        async for events in stream.take_events(settings.batch_max, within):  # type: ignore[attr-defined]
-            await engine.process([_message(e) for e in events])
 
     @app.on_partitions_assigned.connect  # type: ignore[misc,arg-type]
     async def log_assignment(sender: object, assigned: set[faust.types.TP], **_: object) -> None:
@@ -198,7 +216,3 @@ async def _guard(what: str, op: Callable[[], Awaitable[object]]) -> None:
     except Exception as exc:
         log.warning("%s failed: %r", what, exc)
 
-
-def _message(event: faust.EventT) -> InMessage:
-    m = event.message
-    return InMessage(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)

@@ -1,4 +1,4 @@
-"""``streamseg dev | worker | generate | replay | inspect | forget``."""
+"""``streamseg dev | worker | generate | replay | bench | inspect | forget``."""
 
 from __future__ import annotations
 
@@ -9,11 +9,15 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 
 from streamseg.generate.scenarios import SCENARIOS
 from streamseg.settings import Settings
+
+if TYPE_CHECKING:
+    import faust
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,6 +78,13 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--json", action="store_true", help="print the summary as JSON")
     rep.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
+    bench = sub.add_parser("bench", help="throughput, latency and memory against baselines "
+                           "(embedded broker + Valkey); writes bench.json, bench.md, bench_latency.png")
+    bench.add_argument("--short", action="store_true", help="the CI mode: about a minute")
+    bench.add_argument("--soak", type=float, default=None, metavar="SECONDS",
+                       help="soak length at 50%% of the engine's maximum (default 600, short 5; 0 = none)")
+    bench.add_argument("--out", type=Path, default=Path("load_tests/results"))
+
     ins = sub.add_parser("inspect", help="show a customer's features and segment")
     ins.add_argument("customer_id")
 
@@ -94,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_generate(settings, args)
     if args.command == "replay":
         return run_replay(settings, args)
+    if args.command == "bench":
+        from streamseg.bench.runner import main as run_bench
+
+        return run_bench(args.short, args.soak, args.out)
     if args.command == "inspect":
         return asyncio.run(inspect(settings, args.customer_id))
     if args.command == "forget":
@@ -102,8 +117,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_worker(settings: Settings) -> int:
-    from faust.worker import Worker
-
     from streamseg.app import create_app
     from streamseg.topics import ensure_topics
 
@@ -111,8 +124,20 @@ def run_worker(settings: Settings) -> int:
     asyncio.set_event_loop(loop)
     loop.run_until_complete(ensure_topics(settings))
     app, _ = create_app(settings)
-    Worker(app, loglevel=settings.log_level, loop=loop).execute_from_commandline()
+    execute(app, settings, loop)
     return 0
+
+
+def execute(app: faust.App, settings: Settings, loop: asyncio.AbstractEventLoop) -> None:
+    """Run a Faust worker for ``app`` until it is stopped."""
+    from faust.worker import Worker
+
+    worker = Worker(app, loglevel=settings.log_level, loop=loop)
+    # At log levels >= warn Faust's start-up spinner sets the root logger to
+    # DEBUG for good, so every library debug call (aiokafka logs each send)
+    # builds a log record: a tenth of a busy worker's time.
+    worker.spinner = None
+    worker.execute_from_commandline()
 
 
 def run_generate(settings: Settings, args: argparse.Namespace) -> int:

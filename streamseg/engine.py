@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
@@ -76,6 +77,17 @@ class BatchReport:
     late: int = 0
     dead_letters: int = 0
     changes: list[SegmentUpdate] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A decoded batch, waiting for :meth:`Engine.process`."""
+
+    messages: Sequence[InMessage]
+    events: list[Event]
+    origin: list[tuple[InMessage, int | None]]  # per event: its message, index in an envelope
+    dead: list[DeadLetter]
+    decode_seconds: float
 
 
 @dataclass(slots=True)
@@ -145,9 +157,19 @@ class Engine:
         metrics.drift.set_thresholds(drift.thresholds)
 
     # -- the batch ----------------------------------------------------------
-    async def process(self, messages: Sequence[InMessage]) -> BatchReport:
+    def prepare(self, messages: Sequence[InMessage]) -> Prepared:
+        """Decode a batch: CPU only, no I/O and no state, so a caller may run it
+        while the previous batch waits on Redis and Kafka (see streamseg.ingest)."""
+        started = time.perf_counter()
+        dead: list[DeadLetter] = []
+        events, origin = self._decode(messages, dead)
+        return Prepared(messages, events, origin, dead, time.perf_counter() - started)
+
+    async def process(self, batch: Sequence[InMessage] | Prepared) -> BatchReport:
+        """Apply a batch (raw or :meth:`prepare`-d): features, segments, outputs."""
+        p = batch if isinstance(batch, Prepared) else self.prepare(batch)
         async with self._lock:
-            return await self._process(messages)
+            return await self._process(p)
 
     @property
     def lock(self) -> asyncio.Lock:
@@ -190,11 +212,10 @@ class Engine:
             log.info("assigned %d customers held back until the first model", len(rows))
             return len(changes)
 
-    async def _process(self, messages: Sequence[InMessage]) -> BatchReport:
-        started = time.perf_counter()
+    async def _process(self, p: Prepared) -> BatchReport:
+        started = time.perf_counter() - p.decode_seconds
         report = BatchReport()
-        dead: list[DeadLetter] = []
-        events, origin = self._decode(messages, dead)
+        messages, events, origin, dead = p.messages, p.events, p.origin, p.dead
         rejected = len(dead)
         try:
             updates = await self._retry(lambda: self.store.apply(events), "applying events")
@@ -274,17 +295,18 @@ class Engine:
         origin: list[tuple[InMessage, int | None]] = []
         now = int(self.wall_ms())
         skew = int(self.settings.max_future_skew_s * 1000)
-        for msg in messages:
+        max_bytes = self.settings.max_message_bytes
+        for msg in messages:  # per message: keep the loop lean
             kind = self.kinds.get(msg.topic)
             if kind is None:
                 dead.append(_dead(msg, Rejection("unknown_topic", f"no event kind for {msg.topic}")))
                 continue
             out = decode_message(msg.value, kind,  # type: ignore[arg-type]
-                                 max_bytes=self.settings.max_message_bytes, now_ms=now,
-                                 max_future_ms=skew)
-            dead.extend(_dead(msg, r) for r in out.rejects)
-            events.extend(out.events)
-            origin.extend((msg, index) for index in out.indices)
+                                 max_bytes=max_bytes, now_ms=now, max_future_ms=skew)
+            if out.rejects:
+                dead.extend(_dead(msg, r) for r in out.rejects)
+            events += out.events
+            origin.extend(zip(repeat(msg), out.indices))
         return events, origin
 
     def _account(

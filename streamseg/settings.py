@@ -62,8 +62,12 @@ class Settings(BaseSettings):
     )
 
     # --- hot path --------------------------------------------------------
-    batch_max: int = Field(500, ge=1, description="events per batch at most")
-    batch_within_ms: float = Field(5.0, gt=0, description="flush a partial batch after this")
+    batch_max: int = Field(500, ge=1, description="input messages per batch (one fetch) at most")
+    fetch_max_wait_ms: int = Field(
+        10, ge=0, le=1500,
+        description="longest a fetch waits for new records; some brokers (Tansu, the embedded "
+        "one) hold a fetch this long even when records arrive, adding it to latency",
+    )
     max_message_bytes: int = Field(64 * 1024, ge=256, description="larger payloads are dead letters")
     max_future_skew_s: float = Field(
         3600.0, ge=0, description="events further in the future than this are dead-lettered"

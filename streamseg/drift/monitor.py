@@ -54,8 +54,9 @@ from streamseg.drift.windows import (
     DIST_EDGES,
     DIST_MAX,
     Slot,
+    bin_codes,
+    count_codes,
     feature_edges,
-    histogram_features,
     sum_slots,
     window_name,
 )
@@ -125,15 +126,16 @@ class DriftMonitor:
         dist = np.asarray(distances, dtype=float)
         prev = np.fromiter((-1 if p is None else p for p in previous), dtype=np.int64, count=n)
         matrix = np.array([[x[f] for f in self.feature_names] for x in vectors], dtype=float)
+        codes, starts = bin_codes(matrix, self.edges)  # binned once, counted per slot
         for index in np.unique(slot_of).tolist():
             if self.next_boundary is not None and index < self.next_boundary - 1:
                 continue
             rows = slot_of == index
             self._add(self.slots.setdefault(index, Slot()), seg[rows], dist[rows], prev[rows],
-                      matrix[rows])
+                      count_codes(codes[rows], starts))
 
     def _add(self, slot: Slot, seg: np.ndarray, dist: np.ndarray, prev: np.ndarray,
-             matrix: np.ndarray) -> None:
+             hists: list[np.ndarray]) -> None:
         ids, counts = np.unique(seg, return_counts=True)
         slot.segments.update(dict(zip(ids.tolist(), counts.tolist(), strict=True)))
         moved = (prev >= 0) & (prev != seg)
@@ -142,7 +144,6 @@ class DriftMonitor:
                                                strict=True)))
         slot.first_assignments += int((prev < 0).sum())
         slot.distances += np.histogram(np.minimum(dist, DIST_MAX - 1e-9), DIST_EDGES)[0]
-        hists = histogram_features(matrix, self.edges)
         if slot.features:
             for mine, h in zip(slot.features, hists, strict=True):
                 mine += h

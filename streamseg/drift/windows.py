@@ -15,6 +15,7 @@ of length L ending at a slot boundary is the sum of its L / slot slots.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -97,14 +98,42 @@ class Slot:
                 mine += theirs
 
 
+def bin_codes(matrix: np.ndarray, edges: Sequence[np.ndarray]) -> tuple[np.ndarray, list[int]]:
+    """Each value's bin on its column's edges, numbered across columns (column ``j``'s bins
+    are ``starts[j]`` to ``starts[j + 1]``); values outside the edges fall in the end bins.
+
+    Columns sharing an edges array are binned in one call: a batch is binned once,
+    then counted per event-time slot (a backlog's batch touches dozens of slots).
+    """
+    starts = [0]
+    for e in edges:
+        starts.append(starts[-1] + len(e) - 1)
+    codes = np.empty(matrix.shape, dtype=np.int64)
+    shared: dict[int, list[int]] = {}
+    for j, e in enumerate(edges):
+        shared.setdefault(id(e), []).append(j)
+    for cols in shared.values():
+        e = edges[cols[0]]
+        idx = np.clip(np.searchsorted(e, matrix[:, cols], side="right") - 1, 0, len(e) - 2)
+        codes[:, cols] = idx + np.array([starts[j] for j in cols])
+    return codes, starts
+
+
+def count_codes(codes: np.ndarray, starts: Sequence[int]) -> list[np.ndarray]:
+    """Per-column bin counts of :func:`bin_codes` output (rows = customers)."""
+    counts = np.bincount(codes.ravel(), minlength=starts[-1]).astype(float)
+    return [counts[a:b] for a, b in itertools.pairwise(starts)]  # rows never overlap
+
+
 def histogram_features(matrix: np.ndarray, edges: Sequence[np.ndarray]) -> list[np.ndarray]:
     """Per-column bin counts of ``matrix`` (rows = customers) on each column's edges;
-    values outside the edges count in the first or last bin."""
-    out = []
-    for j, e in enumerate(edges):
-        idx = np.clip(np.searchsorted(e, matrix[:, j], side="right") - 1, 0, len(e) - 2)
-        out.append(np.bincount(idx, minlength=len(e) - 1).astype(float))
-    return out
+    values outside the edges count in the first or last bin.
+
+    >>> e = np.array([0.0, 1.0, 2.0])
+    >>> [h.tolist() for h in histogram_features(np.array([[0.5, 5.0], [1.5, -1.0]]), [e, e])]
+    [[1.0, 1.0], [1.0, 1.0]]
+    """
+    return count_codes(*bin_codes(matrix, edges))
 
 
 def sum_slots(slots: Sequence[Slot]) -> Slot:

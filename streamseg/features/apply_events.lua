@@ -38,11 +38,15 @@ local CLICK_DECAYED = {
   page_view = "d_page_views", product_view = "d_product_views",
   add_to_cart = "d_cart_adds", email_open = "d_email_opens", email_click = "d_email_clicks"}
 
-local st, dirty = {}, {}
+-- text: each field's stored text, reused for the reply so only changed numbers
+-- are formatted again (string.format is most of a call's cost)
+local st, dirty, text = {}, {}, {}
 local raw = redis.call("HGETALL", fkey)
 for i = 1, #raw, 2 do
-  local n = tonumber(raw[i + 1])
-  if n == nil then st[raw[i]] = raw[i + 1] else st[raw[i]] = n end
+  local k, v = raw[i], raw[i + 1]
+  local n = tonumber(v)
+  if n == nil then st[k] = v else st[k] = n end
+  text[k] = v
 end
 
 local function get(k) return st[k] or 0 end
@@ -128,6 +132,7 @@ for k, _ in pairs(dirty) do
   local v = st[k]
   if type(v) == "number" then v = string.format("%.17g", v) end
   flat[#flat + 1] = v
+  text[k] = v
 end
 if #flat > 0 then
   redis.call("HSET", fkey, unpack(flat))
@@ -141,10 +146,7 @@ end
 -- Reply: two bulk strings, cheap to parse client-side. Per-category counts stay
 -- in Redis (only cat_top/cat_total feed features).
 local parts = {}
-for k, v in pairs(st) do
-  if string.sub(k, 1, 2) ~= "c:" then
-    if type(v) == "number" then v = string.format("%.17g", v) end
-    parts[#parts + 1] = k .. "\t" .. v
-  end
+for k, v in pairs(text) do
+  if string.sub(k, 1, 2) ~= "c:" then parts[#parts + 1] = k .. "\t" .. v end
 end
 return {table.concat(out), table.concat(parts, "\n")}

@@ -1,0 +1,111 @@
+"""Reading a running subject from outside: its /metrics page and its resident memory.
+
+Every subject exposes ``streamseg_events_total`` and the
+``streamseg_processing_latency_seconds`` histogram (Kafka record timestamp at
+send -> the event's batch fully processed), so one probe serves them all.
+Percentiles come from the difference of two histogram scrapes, interpolated
+linearly inside a bucket as Prometheus' ``histogram_quantile`` does.
+
+>>> a = Scrape(0.0, 0.0, {0.01: 0, 0.05: 0, float("inf"): 0})
+>>> b = Scrape(1.0, 100.0, {0.01: 50, 0.05: 100, float("inf"): 100})
+>>> round(b.minus(a).quantile(0.5) * 1000, 3), round(b.minus(a).quantile(0.99) * 1000, 3)
+(10.0, 49.2)
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+LATENCY = "streamseg_processing_latency_seconds"
+
+
+@dataclass(frozen=True, slots=True)
+class Histogram:
+    """Cumulative bucket counts keyed by upper bound (seconds)."""
+
+    buckets: dict[float, float]
+
+    @property
+    def count(self) -> float:
+        return self.buckets.get(float("inf"), 0.0)
+
+    def quantile(self, q: float) -> float:
+        """The q-quantile in seconds (NaN when empty); the top finite bound if it falls in +Inf."""
+        total = self.count
+        if total <= 0:
+            return float("nan")
+        rank = q * total
+        lower, below = 0.0, 0.0
+        for bound in sorted(self.buckets):
+            n = self.buckets[bound]
+            if n >= rank:
+                if bound == float("inf"):
+                    return lower
+                inside = n - below
+                return lower + (bound - lower) * ((rank - below) / inside if inside else 1.0)
+            lower, below = bound, n
+        return lower
+
+
+@dataclass(frozen=True, slots=True)
+class Scrape:
+    at: float  # time.monotonic()
+    events: float  # every outcome: processed, duplicate, late, dead letter
+    latency: dict[float, float]
+
+    @property
+    def done(self) -> float:
+        """Messages fully processed: each is observed in the latency histogram at its batch's end."""
+        return self.latency.get(float("inf"), 0.0)
+
+    def minus(self, earlier: Scrape) -> Histogram:
+        return Histogram({b: n - earlier.latency.get(b, 0.0) for b, n in self.latency.items()})
+
+
+def scrape(port: int, timeout: float = 2.0) -> Scrape | None:
+    """One read of ``/metrics``; None while the subject is not serving."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout) as r:
+            text = r.read().decode()
+    except OSError:
+        return None
+    events = 0.0
+    latency: dict[float, float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == "streamseg_events_total":
+                events += s.value
+            elif s.name == f"{LATENCY}_bucket":
+                latency[float(s.labels["le"])] = s.value
+    return Scrape(time.monotonic(), events, latency)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (0 if it is gone).
+
+    On a shared machine wall-clock rates swing with the neighbours' load; CPU
+    time per event is the steadier figure.
+    """
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of a process in MiB (0 if it is gone)."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    for line in text.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0

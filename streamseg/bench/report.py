@@ -1,0 +1,147 @@
+"""Figures -> ratios, targets, and the three files: ``bench.json``, ``bench.md``, ``bench_latency.png``.
+
+Ratios are computed here from the measured numbers, never typed in; targets
+are the issue's, checked against the same numbers.
+
+>>> r = ratios({"engine": {"max_events_per_s": 900}, "bare_faust": {"max_events_per_s": 1000},
+...             "naive": {"max_events_per_s": 100}, "engine_batched": {"max_events_per_s": 5000}})
+>>> r["engine_vs_bare_faust"], r["engine_vs_naive"], r["engine_batched_vs_bare_faust"]
+(0.9, 9.0, 5.0)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+FILES = ("bench.json", "bench.md", "bench_latency.png")
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return round(a / b, 2) if b else None
+
+
+def ratios(subjects: dict[str, Any]) -> dict[str, float | None]:
+    rate = {name: s["max_events_per_s"] for name, s in subjects.items()}
+    return {
+        "engine_vs_bare_faust": _ratio(rate["engine"], rate["bare_faust"]),
+        "engine_vs_naive": _ratio(rate["engine"], rate["naive"]),
+        "engine_batched_vs_bare_faust": _ratio(rate["engine_batched"], rate["bare_faust"]),
+        "engine_batched_vs_engine": _ratio(rate["engine_batched"], rate["engine"]),
+    }
+
+
+def _at(subject: dict[str, Any], fraction: float, key: str) -> float | None:
+    return next((r[key] for r in subject["rates"] if r["fraction"] == fraction), None)
+
+
+def targets(figures: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's targets for this machine, each with the measured value and whether it is met."""
+    subjects, r, soak = figures["subjects"], figures["ratios"], figures.get("soak")
+    rows = [
+        ("engine / bare Faust, single-event messages", ">= 0.7", r["engine_vs_bare_faust"], 0.7, "min"),
+        ("engine / naive engine", ">= 3", r["engine_vs_naive"], 3.0, "min"),
+        ("engine, batched envelopes (events/s per worker)", ">= 50000",
+         subjects["engine_batched"]["max_events_per_s"], 50_000, "min"),
+        ("engine p99 latency at 50% of max (ms)", "<= 50", _at(subjects["engine"], 0.5, "p99_ms"),
+         50.0, "max"),
+    ]
+    if soak:
+        rows.append(("soak: RSS growth after warm-up", "< 10%", soak["rss_growth"], 0.10, "max"))
+        rows.append(("soak: every event processed at 50% of max", "yes", soak["kept_up"], True, "is"))
+    out = []
+    for name, goal, value, bound, kind in rows:
+        if kind == "is":
+            met = value == bound
+        else:
+            met = value is not None and (value >= bound if kind == "min" else value <= bound)
+        out.append({"target": name, "goal": goal, "measured": value, "met": met})
+    return out
+
+
+def finish(figures: dict[str, Any], command: str) -> dict[str, Any]:
+    figures = {**figures, "command": command}
+    figures["ratios"] = ratios(figures["subjects"])
+    figures["targets"] = targets(figures)
+    return figures
+
+
+def markdown(f: dict[str, Any]) -> str:
+    m = f["machine"]
+    lines = [
+        f"Measured {f['started_at']} with `{f['command']}` ({f['mode']} mode, {f['seconds']:.0f} s) "
+        f"on {m['cpus']} CPUs, load average {m['load_avg_before'][0]} before and "
+        f"{m['load_avg_after'][0]} after (the machine is shared: ratios are the figures to trust).",
+        "",
+        "| subject | max events/s | worker CPU us/event | p50 / p95 / p99 ms at 25% | at 50% | at 75% | peak RSS MiB |",
+        "|---|---:|---:|---|---|---|---:|",
+    ]
+    for name, s in f["subjects"].items():
+        cells = [f"{r['p50_ms']} / {r['p95_ms']} / {r['p99_ms']}"
+                 + ("" if r.get("kept_up", True) else " (fell behind)") for r in s["rates"]]
+        lines.append(f"| {name} ({s['label']}) | {s['max_events_per_s']:,} | {s['cpu_us_per_event']} | "
+                     + " | ".join(cells) + f" | {s['memory']['rss_mb_peak']} |")
+    lines += ["", "| ratio | value |", "|---|---:|"]
+    lines += [f"| {k.replace('_', ' ')} | {v} |" for k, v in f["ratios"].items()]
+    lines += ["", "| target | goal | measured | met |", "|---|---|---:|---|"]
+    lines += [f"| {t['target']} | {t['goal']} | {t['measured']} | {'yes' if t['met'] else 'no'} |"
+              for t in f["targets"]]
+    s = f.get("soak")
+    if s:
+        kept = "" if s.get("kept_up", True) else (
+            f" It fell behind: {s['unprocessed_messages']:,} messages unprocessed a minute after.")
+        lines += ["", f"Soak: {s['rate']:,} events/s for {s['seconds']:.0f} s ({s['events']:,} events); "
+                  f"RSS {s['rss_mb_after_warmup']} MiB after warm-up -> {s['rss_mb_end']} MiB at the end "
+                  f"(growth {s['rss_growth']:.1%}); median p99 per window {s['p99_ms_first_half']} ms "
+                  f"(first half) vs {s['p99_ms_second_half']} ms (second half).{kept}"]
+    return "\n".join(lines) + "\n"
+
+
+def require_plotting() -> None:
+    """Fail before a long run, not after it, when the optional plotting dependency is missing."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as exc:
+        raise SystemExit("streamseg bench draws with matplotlib: pip install 'streamseg[bench]'") from exc
+
+
+def plot(f: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    soak = f.get("soak")
+    fig, axes = plt.subplots(1, 2 if soak else 1, figsize=(13 if soak else 7, 4.5), squeeze=False)
+    ax = axes[0][0]
+    for name, s in f["subjects"].items():
+        x = [r["offered_events_per_s"] for r in s["rates"]]
+        line, = ax.plot(x, [r["p99_ms"] for r in s["rates"]], "o-", label=f"{name} p99")
+        ax.plot(x, [r["p50_ms"] for r in s["rates"]], "s--", color=line.get_color(), alpha=0.6,
+                label=f"{name} p50")
+    ax.set(xscale="log", yscale="log", xlabel="offered load (events/s; 25/50/75% of each max)",
+           ylabel="produced -> processed latency (ms)", title="Latency against load")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    if soak:
+        ax2 = axes[0][1]
+        t = [w["t_s"] for w in soak["windows"]]
+        ax2.plot(t, [w["rss_mb"] for w in soak["windows"]], color="tab:blue")
+        ax2.set(xlabel="soak time (s)", ylabel="worker RSS (MiB)",
+                title=f"Soak at {soak['rate']:,} events/s")
+        ax3 = ax2.twinx()
+        ax3.plot(t, [w["p99_ms"] for w in soak["windows"]], color="tab:red", alpha=0.7)
+        ax3.set_ylabel("p99 latency per window (ms)", color="tab:red")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write(figures: dict[str, Any], out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / name for name in FILES]
+    paths[0].write_text(json.dumps(figures, indent=2) + "\n")
+    paths[1].write_text(markdown(figures))
+    plot(figures, paths[2])
+    return paths

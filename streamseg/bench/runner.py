@@ -1,0 +1,371 @@
+"""Orchestration of ``streamseg bench``: subjects, phases, figures.
+
+Every subject gets its own topics, consumer group and Redis prefix on one
+embedded broker and Valkey, and a warm-up burst (which also seeds the engine's
+model). In the full run subjects start one at a time, so idle ones do not poll
+the broker while another is measured; ``--short`` starts them together (a
+Faust worker needs seconds to join its group). Then, for each subject:
+
+1. **backlog**: events are sent as fast as the producer can; once it is done,
+   the subject drains what is left alone, and that tail's rate is its maximum
+   throughput (its CPU time per event is read from ``/proc`` over the same
+   tail: the steadier figure on a shared machine);
+2. **fixed rates**: 25/50/75 % of that maximum, sent evenly, each followed by
+   a wait until everything is processed; latency percentiles come from the
+   difference of the subject's latency histogram before and after.
+
+Finally the **soak** holds the engine at 50 % of its maximum and records
+latency and resident memory per window. Resident memory is sampled all along.
+A subject that cannot keep up with a phase is reported as such.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+from streamseg.bench.load import Pool, Record, Sent, envelopes, paced, preload, singles
+from streamseg.bench.probe import Histogram, Scrape, cpu_seconds, rss_mb, scrape
+from streamseg.devstack import DevStack, ManagedProcess, free_port
+from streamseg.devstack.processes import wait_for_port
+from streamseg.settings import Settings
+from streamseg.topics import ensure_topics
+
+FRACTIONS = (0.25, 0.5, 0.75)
+
+
+@dataclass(frozen=True)
+class Subject:
+    name: str
+    argv: list[str]
+    envelope: int = 0  # events per message (0: one event per message)
+    label: str = ""
+
+
+def subjects(envelope: int) -> list[Subject]:
+    engine = [sys.executable, "-m", "streamseg", "worker"]
+    baseline = [sys.executable, "-m", "streamseg.bench.subjects"]
+    return [
+        Subject("engine", engine, label="streamseg worker, one event per message"),
+        Subject("engine_batched", engine, envelope,
+                label=f"streamseg worker, envelopes of {envelope} events"),
+        Subject("bare_faust", [*baseline, "bare"],
+                label="bare Faust agent: decode + ack, one event per message"),
+        Subject("naive", [*baseline, "naive"],
+                label="naive engine: one Redis round trip + one River step per event"),
+    ]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How long and how much: ``short`` fits CI, the default is the documented full run."""
+
+    short: bool
+    customers: int
+    warmup_events: int  # per subject, before its measurements (and past the model's warm-up)
+    model_warmup: int  # the engine's STREAMSEG_MODEL_WARMUP for every subject
+    tail_seconds: float  # a backlog the subject needs about this long to drain alone
+    rate_seconds: float
+    soak_seconds: float
+    soak_window: float
+    envelope: int = 100
+
+    @classmethod
+    def make(cls, short: bool, soak_seconds: float | None) -> Plan:
+        if short:
+            soak = 5.0 if soak_seconds is None else soak_seconds
+            return cls(True, 600, 300, 100, 2.0, 1.5, soak, 1.0)
+        soak = 600.0 if soak_seconds is None else soak_seconds
+        return cls(False, 4_000, 3_000, 500, 15.0, 20.0, soak, max(5.0, soak / 60))
+
+
+def subject_env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({f"STREAMSEG_{k.upper()}": str(v) for k, v in settings.model_dump().items()})
+    return env
+
+
+def subject_settings(base: Settings, name: str, plan: Plan) -> Settings:
+    """Fresh topics, consumer group and Redis prefix for one subject."""
+    tag = f"{name.replace('_', '-')}-{uuid.uuid4().hex[:6]}"
+    return base.model_copy(update={
+        "app_id": f"bench-{tag}", "key_prefix": f"bench:{tag}",
+        "topic_clickstream": f"bench.{tag}.clickstream.v1",
+        "topic_transactions": f"bench.{tag}.transactions.v1",
+        "topic_dlq": f"bench.{tag}.dlq.v1",
+        "topic_segment_updates": f"bench.{tag}.segment-updates.v1",
+        "web_port": free_port(), "log_level": "warn", "model_warmup": plan.model_warmup,
+    })
+
+
+@dataclass
+class Running:
+    """A subject's worker process and what has been sampled from it."""
+
+    subject: Subject
+    settings: Settings
+    proc: ManagedProcess
+    records: Iterator[Record]
+    memory: list[tuple[float, float]] = field(default_factory=list)  # (monotonic s, MiB)
+
+    @property
+    def pid(self) -> int:
+        assert self.proc.proc is not None
+        return self.proc.proc.pid
+
+    def scrape(self) -> Scrape:
+        s = scrape(self.settings.web_port)
+        self.memory.append((time.monotonic(), rss_mb(self.pid)))
+        if s is None:
+            if not self.proc.running:
+                raise RuntimeError(f"{self.subject.name} exited; see {self.proc.log_path}")
+            raise RuntimeError(f"{self.subject.name} stopped answering /metrics")
+        return s
+
+    def wait_for(self, done: float, timeout: float, every: float = 0.1) -> Scrape:
+        """Block until ``done`` messages are fully processed (not merely counted)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            s = self.scrape()
+            if s.done >= done:
+                return s
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.subject.name} finished {s.done:.0f} of {done:.0f} "
+                                   f"messages after {timeout:.0f}s; see {self.proc.log_path}")
+            time.sleep(every)
+
+    def send(self, events: int) -> Sent:
+        """Send ``events`` events as fast as possible."""
+        return asyncio.run(preload(self.settings, self.records, events))
+
+
+def launch(stack: DevStack, base: Settings, pool: Pool, subject: Subject, plan: Plan) -> Running:
+    settings = subject_settings(base, subject.name, plan)
+    asyncio.run(ensure_topics(settings))
+    proc = ManagedProcess(subject.name, subject.argv, stack.dir / f"{subject.name}.log",
+                          subject_env(settings)).start()
+    stack.processes.append(proc)
+    records = (envelopes(settings, pool, subject.envelope) if subject.envelope
+               else singles(settings, pool))
+    return Running(subject, settings, proc, records)
+
+
+def joined(runs: list[Running]) -> None:
+    """Wait until every subject serves and consumes (they join their groups concurrently)."""
+    for run in runs:
+        wait_for_port(run.settings.web_port, 120, run.proc.proc)
+    sent = {run.subject.name: run.send(1) for run in runs}
+    for run in runs:
+        run.wait_for(sent[run.subject.name].messages, 180)
+
+
+def warm_up(run: Running, events: int) -> float:
+    """A first burst (it also seeds the engine's model); returns a rough rate to size the backlog."""
+    before = run.scrape()
+    t0 = time.monotonic()
+    sent = run.send(events)
+    run.wait_for(before.done + sent.messages, 300)
+    return sent.events / (time.monotonic() - t0)
+
+
+def drain(run: Running, size: int, timeout: float) -> dict[str, Any]:
+    """Send ``size`` events as fast as possible, then time the subject draining the rest alone."""
+    start = run.scrape()
+    sent = run.send(size)
+    produced = run.scrape()
+    cpu0 = cpu_seconds(run.pid)
+    end = run.wait_for(start.done + sent.messages, timeout, every=0.05)
+    cpu = cpu_seconds(run.pid) - cpu0
+    tail_events = start.events + sent.events - produced.events
+    tail_s = end.at - produced.at
+    if tail_events < 0.2 * sent.events or tail_s < 0.5:  # it kept up with the producer
+        rate, limited = sent.events / (end.at - start.at), "producer"
+    else:
+        rate, limited = tail_events / tail_s, "subject"
+    return {"max_events_per_s": round(rate), "backlog_events": sent.events,
+            "tail_events": int(tail_events), "tail_seconds": round(tail_s, 2),
+            "cpu_us_per_event": round(cpu / tail_events * 1e6, 1) if tail_events > 0 else None,
+            "limited_by": limited}
+
+
+def backlog(run: Running, rough_rate: float, tail_seconds: float) -> dict[str, Any]:
+    """Maximum throughput: the rate at which the subject drains a backlog alone.
+
+    The first backlog is sized from the warm-up's rough rate; if its tail is
+    too short to time, a second one is sized from the first's measured rate.
+    """
+    timeout = max(120.0, tail_seconds * 20)
+    result = drain(run, int(min(2e6, max(500, rough_rate * tail_seconds * 2))), timeout)
+    if result["tail_seconds"] < 0.6 * tail_seconds or result["limited_by"] == "producer":
+        size = result["max_events_per_s"] * tail_seconds * 1.5
+        result = drain(run, int(min(2e6, max(2 * result["backlog_events"], size))), timeout)
+    return result
+
+
+def percentiles(h: Histogram) -> dict[str, float]:
+    return {f"p{round(q * 100)}_ms": round(h.quantile(q) * 1000, 2) for q in (0.5, 0.95, 0.99)}
+
+
+def fixed_rate(run: Running, rate: float, seconds: float) -> dict[str, Any]:
+    """Send ``rate`` events/s evenly for ``seconds``; latency of every event of the phase."""
+    before = run.scrape()
+    t0 = time.monotonic()
+    sent = asyncio.run(paced(run.settings, run.records, rate, seconds))
+    offered = sent.events / (time.monotonic() - t0)
+    after, behind = finish_phase(run, before.done + sent.messages, max(60.0, seconds * 5))
+    return {"rate": round(rate), "offered_events_per_s": round(offered), "events": sent.events,
+            **percentiles(after.minus(before)), "rss_mb": round(run.memory[-1][1], 1),
+            "kept_up": behind == 0, "unprocessed_messages": behind}
+
+
+def finish_phase(run: Running, done: float, timeout: float) -> tuple[Scrape, int]:
+    """Wait for a phase's messages; a subject that cannot keep up is a result, not a crash."""
+    try:
+        return run.wait_for(done, timeout), 0
+    except TimeoutError:
+        s = run.scrape()
+        return s, int(done - s.done)
+
+
+def soak(run: Running, rate: float, plan: Plan) -> dict[str, Any]:
+    """Hold ``rate`` for ``plan.soak_seconds``; latency and memory per window."""
+    windows: list[dict[str, float]] = []
+    first = run.scrape()
+    last = [first]
+    t0 = time.monotonic()
+
+    def tick() -> None:
+        now = run.scrape()
+        windows.append({"t_s": round(now.at - t0, 1), "events": now.events - last[0].events,
+                        **percentiles(now.minus(last[0])), "rss_mb": round(run.memory[-1][1], 1)})
+        last[0] = now
+
+    sent = asyncio.run(paced(run.settings, run.records, rate, plan.soak_seconds,
+                             every=plan.soak_window, on_tick=tick))
+    _, behind = finish_phase(run, first.done + sent.messages, 60)
+    return {**summarize_soak(windows, rate, sent.events, plan.soak_seconds),
+            "kept_up": behind == 0, "unprocessed_messages": behind}
+
+
+def summarize_soak(windows: list[dict[str, float]], rate: float, sent: int,
+                   seconds: float) -> dict[str, Any]:
+    """Memory growth after warm-up (first fifth of the windows) and latency drift."""
+    rss = [w["rss_mb"] for w in windows]
+    p99 = [w["p99_ms"] for w in windows if w["events"] > 0]
+    warm = max(1, len(rss) // 5)
+    start, end = round(median(rss[:warm] or [0.0]), 1), round(median(rss[-warm:] or [0.0]), 1)
+    half = len(p99) // 2
+    return {
+        "seconds": seconds, "rate": round(rate), "events": sent, "windows": windows,
+        "rss_mb_after_warmup": start, "rss_mb_end": end,
+        "rss_growth": round(end / start - 1, 4) if start else None,
+        "p99_ms_first_half": round(median(p99[:half]), 2) if half else None,
+        "p99_ms_second_half": round(median(p99[half:]), 2) if p99[half:] else None,
+    }
+
+
+def memory_summary(run: Running) -> dict[str, Any]:
+    mb = [m for _, m in run.memory if m > 0]
+    t0 = run.memory[0][0] if run.memory else 0.0
+    step = max(1, len(run.memory) // 200)  # keep the JSON small
+    return {"rss_mb_start": round(mb[0], 1), "rss_mb_peak": round(max(mb), 1),
+            "rss_mb_end": round(mb[-1], 1),
+            "series": [[round(t - t0, 1), round(m, 1)] for t, m in run.memory[::step]]}
+
+
+def measure(run: Running, plan: Plan, rough: float, say: Callable[[str], None]) -> dict[str, Any]:
+    name = run.subject.name
+    out: dict[str, Any] = {"label": run.subject.label, "envelope": run.subject.envelope}
+    out.update(backlog(run, rough, plan.tail_seconds))
+    say(f"{name}: {out['max_events_per_s']:,} events/s max "
+        f"({out['cpu_us_per_event']} us CPU per event)")
+    out["rates"] = []
+    for f in FRACTIONS:
+        r = fixed_rate(run, out["max_events_per_s"] * f, plan.rate_seconds)
+        out["rates"].append({"fraction": f, **r})
+        say(f"{name}: {f:.0%} = {r['rate']:,}/s -> p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms")
+    return out
+
+
+def run_bench(plan: Plan, say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Every phase of the benchmark; returns the figures (see :mod:`streamseg.bench.report`)."""
+    started = time.time()
+    load_before = os.getloadavg()
+    with DevStack() as stack:
+        base = Settings(kafka_bootstrap=stack.bootstrap, redis_url=stack.redis_url)
+        pool = Pool.simulate(plan.customers)
+        say(f"{len(pool):,} simulated events from {plan.customers:,} customers per pass")
+        # short: start every subject at once (joining a group takes seconds); full: one at
+        # a time, so idle subjects polling the broker do not share the machine with the measured one
+        todo = subjects(plan.envelope)
+        started_runs = [launch(stack, base, pool, s, plan) for s in todo] if plan.short else []
+        if started_runs:
+            joined(started_runs)
+        valkey_pid = stack.process("valkey").proc.pid  # type: ignore[union-attr]
+        results: dict[str, Any] = {}
+        engine: Running | None = None
+        for i, subject in enumerate(todo):
+            run = started_runs[i] if started_runs else launch(stack, base, pool, subject, plan)
+            if not started_runs:
+                joined([run])
+            rough = warm_up(run, plan.warmup_events)
+            v0 = cpu_seconds(valkey_pid)
+            results[subject.name] = measure(run, plan, rough, say)
+            results[subject.name]["valkey_cpu_s"] = round(cpu_seconds(valkey_pid) - v0, 2)
+            if subject.name == "engine":
+                engine = run  # kept for the soak
+            else:
+                results[subject.name]["memory"] = memory_summary(run)
+                run.proc.stop()
+        assert engine is not None
+        soak_result = None
+        if plan.soak_seconds > 0:
+            rate = results["engine"]["max_events_per_s"] * 0.5
+            say(f"soak: {rate:,.0f} events/s for {plan.soak_seconds:.0f}s")
+            soak_result = soak(engine, rate, plan)
+        results["engine"]["memory"] = memory_summary(engine)
+        engine.proc.stop()
+    return {
+        "mode": "short" if plan.short else "full",
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "seconds": round(time.time() - started, 1),
+        "machine": {"cpus": os.cpu_count(), "load_avg_before": [round(x, 2) for x in load_before],
+                    "load_avg_after": [round(x, 2) for x in os.getloadavg()],
+                    "python": sys.version.split()[0]},
+        "workload": {"customers_per_pass": plan.customers, "events_per_pass": len(pool),
+                     "event_time": "send time (live traffic)", "partitions": base.topic_partitions,
+                     "envelope_events": plan.envelope, "batch_max_messages": base.batch_max},
+        "subjects": results,
+        "soak": soak_result,
+    }
+
+
+def command_line(short: bool, soak_seconds: float | None) -> str:
+    parts = ["streamseg bench"] + (["--short"] if short else [])
+    if soak_seconds is not None:
+        parts.append(f"--soak {soak_seconds:g}")
+    return " ".join(parts)
+
+
+def main(short: bool, soak_seconds: float | None, out: Path) -> int:
+    """``streamseg bench``: run, save the three files under ``out``, print the table."""
+    from streamseg.bench.report import finish, markdown, require_plotting, write
+
+    require_plotting()
+    plan = Plan.make(short, soak_seconds)
+    t0 = time.monotonic()
+    figures = finish(run_bench(plan, say=lambda m: print(f"[{time.monotonic() - t0:6.1f}s] {m}",
+                                                         flush=True)),
+                     command_line(short, soak_seconds))
+    paths = write(figures, out)
+    print(markdown(figures))
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0

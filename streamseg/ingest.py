@@ -1,0 +1,256 @@
+"""Faust's Kafka consumer, handing each fetch of input records to the engine as one batch.
+
+Faust delivers one message at a time: its fetcher awaits a fresh set of four
+tasks per message (``Service.wait_first``), the conductor and the stream's
+queue add their own steps, and per-message sensors and acks follow. Measured
+here, that alone caps a worker at a few thousand messages per second, well
+below what the engine does with a batch. So the worker keeps Faust for what it
+is good at -- consumer group and rebalancing, offset commits, the producer,
+the web server, timers -- and replaces only the drain loop of its aiokafka
+consumer (:meth:`BatchConsumer._drain_messages`): every fetch's records on the
+input topics become one :class:`~streamseg.engine.InMessage` batch for the
+handler; records of any other topic still go through Faust's conductor to
+their agents.
+
+Batches are applied one at a time, in order, but the next one is fetched and
+decoded (``handler.prepare``, CPU only) while the current one waits on Redis
+and Kafka, so on two cores the worker's Python and Valkey's Lua overlap.
+
+Offsets keep Faust's at-least-once contract. A batch's offsets are marked
+acknowledged in Faust's own book-keeping (the same lists ``Consumer.ack``
+fills) only after the handler returns, i.e. after the engine's Redis writes and
+Kafka publishes succeeded; Faust's commit task then commits them. While a batch
+is in flight it is registered as an unacked message, so a rebalance
+(``stream_wait_empty``) waits for it before committing and giving partitions
+away. A batch that fails or is cancelled is never acknowledged: its records
+are delivered again after a restart or rebalance, and the engine's per-event
+idempotency makes the replay harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator, Sequence
+from itertools import islice
+from time import monotonic
+from typing import Any, Protocol
+
+import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+from faust.types.tuples import ack_lock
+from mode import ServiceT
+from mode.utils.futures import notify
+
+from streamseg.engine import InMessage
+
+log = logging.getLogger(__name__)
+
+
+class BatchHandler(Protocol):
+    """What a :class:`BatchConsumer` feeds (an :class:`~streamseg.engine.Engine`)."""
+
+    def prepare(self, messages: Sequence[InMessage]) -> Any:
+        """CPU-only work on a batch, done while the previous batch is in flight."""
+
+    async def process(self, batch: Any) -> object:
+        """Apply a prepared batch; its offsets are acknowledged once this returns."""
+
+
+class _InFlight:
+    """Stands for a batch in Faust's set of unacked messages (what ``wait_empty`` waits on)."""
+
+    refcount = 1
+
+    def __init__(self) -> None:
+        self.acked = False
+
+    def __repr__(self) -> str:
+        return "<streamseg batch in flight>"
+
+
+Offsets = dict[TP, list[int]]
+
+
+class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        # Faust hard-codes fetch_max_wait_ms=1500; aiokafka reads this when it starts
+        consumer._fetch_max_wait_ms = self.consumer.transport.fetch_max_wait_ms  # type: ignore[attr-defined]
+        return consumer
+
+
+class ShortFetchConsumer(faust_aiokafka.Consumer):
+    """Faust's aiokafka consumer with the transport's fetch wait instead of Faust's fixed 1.5 s.
+
+    A broker may hold a fetch for its whole wait even when records arrive
+    meanwhile (Tansu, the embedded broker, does), and then that wait is
+    added to the latency of every event.
+    """
+
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class BatchConsumer(ShortFetchConsumer):
+    """Faust's aiokafka consumer whose fetches on the transport's batch topics go to its handler."""
+
+    transport: BatchTransport
+
+    async def _drain_messages(self, fetcher: ServiceT) -> None:  # overrides Faust's
+        consumer_stopped = self._stopped.is_set
+        fetcher_stopped = fetcher._stopped.is_set  # type: ignore[attr-defined]
+        handler = self.transport.batch_handler
+        most = self.transport.batch_max
+        inflight: asyncio.Future[None] | None = None
+        fetched: Iterator[tuple[TP, Any]] | None = None  # the rest of the last fetch
+        generation = self.app.consumer_generation_id
+        active: set[TP] | None = None
+        try:
+            while not (consumer_stopped() or fetcher_stopped()):
+                if fetched is None:
+                    records, active = await self._wait_next_records(1.0)
+                    if inflight is not None and inflight.done():
+                        finished, inflight = inflight, None
+                        finished.result()  # a failed batch stops the worker now, unacknowledged
+                    if not records or self.should_stop:
+                        continue
+                    if not self.flow_active:  # a rebalance began while we fetched
+                        await self.perform_seek()
+                        continue
+                    # Faust's round robin across topics and partitions: a batch mixes
+                    # clicks and orders instead of draining one partition first
+                    fetched = self.scheduler.iterate(records)
+                    generation = self.app.consumer_generation_id
+                elif not self.flow_active or self.app.consumer_generation_id != generation:
+                    fetched = None  # a rebalance began: the rest of that fetch is not ours to take
+                    await self.perform_seek()
+                    continue
+                head = list(islice(fetched, most))
+                if len(head) < most:
+                    fetched = None
+                batch, offsets = await self._collect(head, active)
+                if not batch:
+                    continue
+                prepared = handler.prepare(batch)
+                if inflight is not None:
+                    await inflight  # one batch applied at a time, in order
+                    inflight = None
+                if not self.flow_active or self.app.consumer_generation_id != generation:
+                    fetched = None  # partitions moved: fetch again from the commits
+                    await self.perform_seek()
+                    continue
+                inflight = self._start(handler, prepared, offsets)
+        except self.consumer_stopped_errors:
+            if not self.transport.app.should_stop:
+                raise
+            log.info("broker stopped the consumer, shutting down")
+        finally:
+            if inflight is not None and not inflight.done():
+                inflight.cancel()  # stopping: the batch stays unacknowledged and comes again
+                await asyncio.gather(inflight, return_exceptions=True)
+
+    async def _collect(self, records: list[tuple[TP, Any]],
+                       active: set[TP] | None) -> tuple[list[InMessage], Offsets]:
+        """Records -> the batch for the handler; other topics' records -> Faust's conductor.
+
+        Read offsets and gaps are tracked as Faust's own drain loop does.
+        """
+        batch: list[InMessage] = []
+        offsets: Offsets = {}
+        batch_topics = self.transport.batch_topics
+        for tp, r in records:
+            if active is not None and tp not in active and tp not in self._buffered_partitions:
+                continue
+            read, offset = self._read_offset[tp], r.offset
+            if read is not None and offset < read:
+                continue  # already delivered before a seek
+            if read and offset - read > 1 and self.app.topics.acks_enabled_for(tp.topic):
+                await self._add_gap(tp, read + 1, offset)  # compaction or transaction markers
+            if tp.topic in batch_topics:
+                ts = r.timestamp
+                batch.append(InMessage(r.topic, r.partition, offset, r.key, r.value,
+                                       ts / 1000.0 if ts is not None else None))
+                offsets.setdefault(tp, []).append(offset)
+            else:  # Faust's own per-message path, unchanged
+                await self.wait_first(self.callback(self._to_message(tp, r)),
+                                      self.suspend_flow.wait())
+            self._read_offset[tp] = offset
+        now = monotonic()
+        for tp in offsets:
+            self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+            self.app.monitor.stream_inbound_time[tp] = now
+        return batch, offsets
+
+    def _start(self, handler: BatchHandler, prepared: Any, offsets: Offsets) -> asyncio.Future[None]:
+        """Apply a batch in the background, registered as unacked until it ends either way."""
+        marker = _InFlight()
+        self._unacked_messages.add(marker)  # type: ignore[arg-type]
+        task = asyncio.ensure_future(self._apply(handler, prepared, offsets))
+
+        def release(_: object) -> None:  # also runs if the task is cancelled before it starts
+            marker.acked = True
+            self._unacked_messages.discard(marker)  # type: ignore[arg-type]
+            notify(self._waiting_for_ack)
+
+        task.add_done_callback(release)
+        return task
+
+    async def _apply(self, handler: BatchHandler, prepared: Any, offsets: Offsets) -> None:
+        await handler.process(prepared)
+        self._ack(offsets)
+        if self._commit_every is not None and self._n_acked >= self._commit_every:
+            self._n_acked = 0
+            await self.commit()
+
+    def _ack(self, offsets: Offsets) -> None:
+        """Mark offsets acknowledged, as ``Consumer.ack`` does message by message."""
+        with ack_lock:
+            for tp, offs in offsets.items():
+                committed = self._committed_offset[tp]
+                index = self._acked_index[tp]
+                new = [o for o in offs if (committed is None or o >= committed) and o not in index]
+                index.update(new)
+                self._acked[tp].extend(new)
+                self._n_acked += len(new)
+
+
+class ShortFetchTransport(faust_aiokafka.Transport):
+    """The aiokafka transport, its consumer waiting at most ``fetch_max_wait_ms`` per fetch."""
+
+    Consumer = ShortFetchConsumer
+
+    def __init__(self, url: list[Any], app: faust.App, *, fetch_max_wait_ms: int) -> None:
+        super().__init__(url, app)
+        self.fetch_max_wait_ms = fetch_max_wait_ms
+
+
+class BatchTransport(ShortFetchTransport):
+    """The transport with a :class:`BatchConsumer` and what it hands batches to."""
+
+    Consumer = BatchConsumer
+
+    def __init__(self, url: list[Any], app: faust.App, *, fetch_max_wait_ms: int,
+                 topics: frozenset[str], handler: BatchHandler, batch_max: int) -> None:
+        super().__init__(url, app, fetch_max_wait_ms=fetch_max_wait_ms)
+        self.batch_topics = topics
+        self.batch_handler = handler
+        self.batch_max = batch_max
+
+
+def batch_topic(app: faust.App, names: Sequence[str], handler: BatchHandler, *,
+                batch_max: int, fetch_max_wait_ms: int) -> faust.TopicT:
+    """Subscribe ``app`` to ``names``, their records going to ``handler`` in batches of at
+    most ``batch_max`` messages.
+
+    Call on a fresh app, before anything else touches its transport. The topic
+    is registered with Faust's conductor, so the consumer subscribes to it and
+    treats it as an acking topic, exactly as for an agent's topic.
+    """
+    app.transport = BatchTransport(app.conf.broker_consumer, app, topics=frozenset(names),
+                                   handler=handler, batch_max=batch_max,
+                                   fetch_max_wait_ms=fetch_max_wait_ms)
+    topic = app.topic(*names, key_serializer="raw", value_serializer="raw")
+    app.topics.add(topic)
+    return topic

@@ -1,0 +1,92 @@
+"""``streamseg bench --short``: the real command, on its own embedded broker and Valkey.
+
+Timings on a shared machine say nothing, so this checks that every figure is
+measured, present and consistent with the others -- never how fast it was.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streamseg.bench.report import ratios, targets
+
+pytestmark = pytest.mark.integration
+
+SUBJECTS = {"engine", "engine_batched", "bare_faust", "naive"}
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], str]:
+    out = tmp_path_factory.mktemp("bench")
+    proc = subprocess.run([sys.executable, "-m", "streamseg", "bench", "--short", "--out", str(out)],
+                          capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out, json.loads((out / "bench.json").read_text()), proc.stdout
+
+
+def positive(x: Any) -> bool:
+    return isinstance(x, int | float) and math.isfinite(x) and x > 0
+
+
+def test_bench_short__writes_json_markdown_and_png(bench: tuple[Path, dict[str, Any], str]) -> None:
+    out, figures, stdout = bench
+    png = (out / "bench_latency.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    md = (out / "bench.md").read_text()
+    for name in SUBJECTS:
+        assert f"| {name} (" in md
+    assert "streamseg bench --short" in md and figures["command"] == "streamseg bench --short"
+    assert md.strip() in stdout  # the table is printed too
+
+
+def test_bench_short__measures_every_subject(bench: tuple[Path, dict[str, Any], str]) -> None:
+    _, figures, _ = bench
+    assert set(figures["subjects"]) == SUBJECTS
+    for name, s in figures["subjects"].items():
+        assert positive(s["max_events_per_s"]), name
+        assert positive(s["cpu_us_per_event"]), name
+        assert s["tail_events"] > 0 and s["backlog_events"] >= s["tail_events"], name
+        assert [r["fraction"] for r in s["rates"]] == [0.25, 0.5, 0.75]
+        for r in s["rates"]:
+            assert r["rate"] == round(s["max_events_per_s"] * r["fraction"]), (name, r)
+            assert positive(r["offered_events_per_s"]) and r["events"] > 0, (name, r)
+            assert 0 < r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"], (name, r)
+        mem = s["memory"]
+        assert 0 < mem["rss_mb_start"] <= mem["rss_mb_peak"] and positive(mem["rss_mb_end"])
+        assert len(mem["series"]) >= 5
+    assert figures["subjects"]["engine_batched"]["envelope"] > 1
+    assert figures["subjects"]["engine"]["envelope"] == 0
+
+
+def test_bench_short__ratios_and_targets_come_from_the_measured_numbers(
+    bench: tuple[Path, dict[str, Any], str],
+) -> None:
+    _, figures, _ = bench
+    subjects = figures["subjects"]
+    assert figures["ratios"] == ratios(subjects)
+    assert figures["ratios"]["engine_vs_naive"] == round(
+        subjects["engine"]["max_events_per_s"] / subjects["naive"]["max_events_per_s"], 2)
+    assert figures["targets"] == targets(figures)
+    by_name = {t["target"]: t for t in figures["targets"]}
+    assert by_name["engine / bare Faust, single-event messages"]["measured"] == \
+        figures["ratios"]["engine_vs_bare_faust"]
+    assert by_name["engine p99 latency at 50% of max (ms)"]["measured"] == \
+        subjects["engine"]["rates"][1]["p99_ms"]
+
+
+def test_bench_short__soaks_the_engine_and_reports_memory_growth(
+    bench: tuple[Path, dict[str, Any], str],
+) -> None:
+    _, figures, _ = bench
+    soak = figures["soak"]
+    assert soak["rate"] == round(figures["subjects"]["engine"]["max_events_per_s"] * 0.5)
+    assert len(soak["windows"]) >= 3 and soak["events"] > 0
+    assert all(positive(w["rss_mb"]) for w in soak["windows"])
+    assert soak["rss_growth"] == round(soak["rss_mb_end"] / soak["rss_mb_after_warmup"] - 1, 4)
