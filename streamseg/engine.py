@@ -46,6 +46,9 @@ from streamseg.settings import Settings
 log = logging.getLogger(__name__)
 #: A partition without data for this long no longer holds the drift windows back.
 IDLE_S = 10.0
+#: Customers derived between two yields to the event loop (see Engine.sample_customers).
+SAMPLE_CHUNK = 250
+
 T = TypeVar("T")
 
 
@@ -549,21 +552,42 @@ class Engine:
         self.local_weights = dict(enumerate(map(float, model.weights)))
         self._pulled_version = model.version
 
-    async def refine(self) -> tuple[SegmentModel, list[Lifecycle]] | None:
-        """Leader: re-fit the global centres on a sample of current customers."""
-        if self.model is None:
-            return None
+    async def sample_customers(self) -> CustomerSample:
+        """Up to ``profile_sample`` customers' states with their derived features.
+
+        Shared by the leader's re-fit and the profiles, so one refresh reads and
+        derives each customer once. Deriving yields to the event loop every
+        ``SAMPLE_CHUNK`` customers: a 20k sample costs ~0.3 s of CPU, which must
+        not hold up event batches.
+        """
         states = await self.store.sample_states(self.settings.profile_sample)
-        if len(states) < 2 * len(self.model.ids):
-            return None
         now = self._now_ms()
-        rows = self.model.matrix([model_input(derive(st, now)) for st in states])
-        centers, weights = self.model.refine(rows, seed=self.settings.seed)
-        nxt, events = self.model.evolve(self.model.mean, self.model.var, centers, weights,
-                                        max_move=self.settings.identity_max_move)
-        if nxt is self.model:
+        derived: list[dict[str, float]] = []
+        for i in range(0, len(states), SAMPLE_CHUNK):
+            derived.extend(derive(st, now) for st in states[i:i + SAMPLE_CHUNK])
+            await asyncio.sleep(0)
+        return CustomerSample(states, derived)
+
+    async def refine(self, sample: CustomerSample | None = None) -> tuple[SegmentModel, list[Lifecycle]] | None:
+        """Leader: re-fit the global centres on a sample of current customers.
+
+        The k-means re-fit (numpy) runs in a thread, off the event loop.
+        """
+        model = self.model
+        if model is None:
             return None
-        nxt.names = {**self.model.names, **name_segments(nxt.centers_by_id(), previous=self.model.names)}
+        sample = sample if sample is not None else await self.sample_customers()
+        if len(sample.states) < 2 * len(model.ids):
+            return None
+        rows = model.matrix([model_input(d) for d in sample.derived])
+        centers, weights = await asyncio.to_thread(model.refine, rows, seed=self.settings.seed)
+        if self.model is not model:
+            return None  # a newer version arrived meanwhile; re-fit it next time
+        nxt, events = model.evolve(model.mean, model.var, centers, weights,
+                                   max_move=self.settings.identity_max_move)
+        if nxt is model:
+            return None
+        nxt.names = {**model.names, **name_segments(nxt.centers_by_id(), previous=model.names)}
         return nxt, events
 
     def catalog(self, model: SegmentModel, events: Sequence[Lifecycle]) -> list[CatalogEntry]:
@@ -599,15 +623,16 @@ class Engine:
         await self._retry(lambda: self.store.write_catalog({e.segment_id: e.to_bytes() for e in entries}),
                           "writing the catalog")
 
-    async def refresh_profiles(self) -> list[CatalogEntry]:
+    async def refresh_profiles(self, sample: CustomerSample | None = None) -> list[CatalogEntry]:
         """Recompute profiles from a sample of customers; the catalog entries to republish."""
         if self.model is None:
             return []
-        states = await self.store.sample_states(self.settings.profile_sample)
+        sample = sample if sample is not None else await self.sample_customers()
         sizes = await self.store.segment_sizes()
-        live = {sid: self.name_of(sid) for sid in self.model.ids}
-        self.profiles = build_profiles(states, self._now_ms(), live, sizes, self.model.version)
-        return self.catalog(self.model, [])
+        model = self.model
+        live = {sid: self.name_of(sid) for sid in model.ids}
+        self.profiles = build_profiles(sample.states, sample.derived, live, sizes, model.version)
+        return self.catalog(model, [])
 
     def _sync_standalone(self) -> None:
         """No Faust leader (in-process use): this engine is its own leader."""
@@ -652,6 +677,14 @@ class Engine:
                 log.warning("%s failed (%r); retrying in %.1fs", what, exc, delay)
             await asyncio.sleep(delay)
             delay = min(5.0, delay * 2)
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerSample:
+    """Sampled customer states and their derived features (same order)."""
+
+    states: list[dict[str, float | str]]
+    derived: list[dict[str, float]]
 
 
 def _is_transient(exc: Exception) -> bool:

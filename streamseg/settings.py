@@ -12,6 +12,8 @@ Build one :class:`Settings` at start-up and pass it in; nothing reads a global.
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -36,6 +38,10 @@ class Settings(BaseSettings):
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="host:port[,host:port...]")
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="redis:// or rediss:// URL")
     app_id: str = Field("streamseg", description="Faust app id = Kafka consumer group")
+    data_dir: str = Field(
+        default_factory=lambda: os.path.join(tempfile.gettempdir(), "streamseg"),
+        description="Faust's data directory parent (<data_dir>/<app_id>-data); streamseg keeps no "
+                    "state there (features live in Redis, the model on Kafka), so not the working directory")
 
     # --- topics (names configurable, roles fixed) -------------------------
     topic_clickstream: str = "streamseg.clickstream.v1"
@@ -101,7 +107,8 @@ class Settings(BaseSettings):
         "time, see CLOCK): recency keeps changing while a customer is silent",
     )
     rescore_every_s: float = Field(5.0, gt=0, description="how often the leader runs the re-scoring sweep")
-    rescore_batch: int = Field(1000, ge=1, description="customers re-scored per Redis round trip")
+    rescore_batch: int = Field(
+        250, ge=1, description="customers re-scored per Redis round trip (the engine lock is held for one batch)")
     rescore_max: int = Field(20_000, ge=1, description="customers re-scored per sweep at most")
     segment_margin: float = Field(
         0.1, ge=0, lt=1, description="a customer moves only if the new centre is this much "

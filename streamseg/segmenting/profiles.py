@@ -7,9 +7,12 @@ the sampled population (``(segment mean - population mean) / population std``),
 the most distinguishing features (largest ``|z|`` among the model's features)
 and the mean 30-day spend. Sizes and shares are the exact live counts.
 
->>> states = [{"seg": 0.0, "n_orders": 5.0}, {"seg": 1.0, "n_orders": 0.0}]
->>> sorted(members_by_segment(states))
-[0, 1]
+>>> from streamseg.features.registry import derive
+>>> states = [{"seg": 0.0, "n_orders": 5.0}, {"seg": 1.0, "n_orders": 0.0}, {"seg": 1.0}]
+>>> p = build_profiles(states, [derive(s, 0.0) for s in states], {0: "a", 1: "b", 2: "c"},
+...                    {0: 10, 1: 30}, model_version=3)
+>>> p[0].share, p[0].means["orders_total"], p[1].means["orders_total"], p[2].size
+(0.25, 5.0, 0.0, 0)
 """
 
 from __future__ import annotations
@@ -18,31 +21,28 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from streamseg.features.registry import FEATURES, MODEL_FEATURES, derive
+from streamseg.features.registry import FEATURES, MODEL_FEATURES
 from streamseg.publish.records import SegmentProfile
 
 State = Mapping[str, float | str]
 TOP_FEATURES = 5
 
 
-def members_by_segment(states: Sequence[State]) -> dict[int, list[State]]:
-    out: dict[int, list[State]] = {}
-    for st in states:
-        seg = st.get("seg")
-        if isinstance(seg, float):
-            out.setdefault(int(seg), []).append(st)
-    return out
-
-
 def build_profiles(
-    states: Sequence[State], now_ms: float, names: Mapping[int, str], sizes: Mapping[int, int],
-    model_version: int,
+    states: Sequence[State], derived: Sequence[Mapping[str, float]], names: Mapping[int, str],
+    sizes: Mapping[int, int], model_version: int,
 ) -> dict[int, SegmentProfile]:
-    """One profile per segment in ``names`` (empty ones with size 0 and no means)."""
-    groups = members_by_segment(states)
+    """One profile per segment in ``names`` (empty ones with size 0 and no means).
+
+    ``derived[i]`` is :func:`~streamseg.features.registry.derive` of ``states[i]``.
+    """
     feats = [f.name for f in FEATURES]
-    rows = {sid: np.array([[derive(st, now_ms)[f] for f in feats] for st in members])
-            for sid, members in groups.items() if sid in names}
+    groups: dict[int, list[list[float]]] = {}
+    for st, d in zip(states, derived, strict=True):
+        seg = st.get("seg")
+        if isinstance(seg, float) and int(seg) in names:
+            groups.setdefault(int(seg), []).append([d[f] for f in feats])
+    rows = {sid: np.array(members) for sid, members in groups.items()}
     if not rows:
         return {}
     everyone = np.vstack(list(rows.values()))
