@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -80,7 +79,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     app = faust.App(
         settings.app_id,
-        datadir=os.path.join(settings.data_dir, f"{settings.app_id}-data"),
+        datadir=settings.faust_datadir(),
         broker=[f"kafka://{h}" for h in settings.kafka_bootstrap_list],
         key_serializer="raw",
         value_serializer="raw",

@@ -285,7 +285,12 @@ class Engine:
             members = [Membership(c.customer_id, c.segment_id, c.previous_segment_id, c.distance,
                                   c.model_version, c.segment_name,
                                   orjson.dumps([r.model_dump() for r in c.reasons])) for c in changes]
-            await self._retry(lambda: self.store.write_memberships(members), "writing memberships")
+            erased = await self._retry(lambda: self.store.write_memberships(members), "writing memberships")
+            if erased:  # erased after their update was applied: the update published above must not
+                log.info("%d customer(s) erased mid-batch; tombstoning their updates again", len(erased))
+                await self._retry(lambda: self.publisher.publish(  # outlive the erasure's tombstone
+                    [(self.settings.topic_segment_updates, cid.encode(), None) for cid in erased]),
+                    "publishing tombstones")
         if self._catalog_out:
             entries, self._catalog_out = self._catalog_out, []
             await self.publish_catalog(entries)

@@ -228,6 +228,11 @@ class Settings(BaseSettings):
     def kafka_bootstrap_list(self) -> list[str]:
         return [h.strip() for h in self.kafka_bootstrap.split(",") if h.strip()]
 
+    def faust_datadir(self) -> str:
+        """``<data_dir>/<app_id>-data``, its parent created (Faust creates only the last level)."""
+        os.makedirs(self.data_dir, exist_ok=True)
+        return os.path.join(self.data_dir, f"{self.app_id}-data")
+
     def topic(self, role: TopicRole) -> str:
         """The configured name of the topic playing ``role``."""
         return str(getattr(self, f"topic_{role}"))

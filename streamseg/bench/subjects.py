@@ -15,7 +15,6 @@ runner scrapes every subject the same way. Run one with
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -38,7 +37,7 @@ def _faust_app(settings: Settings, registry: CollectorRegistry) -> faust.App:
     """A Faust app with Faust's own defaults for the hot path (plus its Cython option)."""
     app = faust.App(
         settings.app_id,
-        datadir=os.path.join(settings.data_dir, f"{settings.app_id}-data"),
+        datadir=settings.faust_datadir(),
         broker=[f"kafka://{h}" for h in settings.kafka_bootstrap_list],
         key_serializer="raw",
         value_serializer="raw",

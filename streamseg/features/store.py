@@ -60,6 +60,17 @@ local had_seen = redis.call('DEL', KEYS[2])
 return {seg or '', had_state, had_seen}
 """
 
+#: Membership of one customer, written only while its state exists: a customer
+#: erased (by another worker or the CLI) between this batch's feature update and
+#: its membership write must not come back as a hash holding only a segment.
+MEMBERSHIP_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'seg', ARGV[1], 'seg_dist', ARGV[2], 'seg_version', ARGV[3], 'seg_why', ARGV[4])
+redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+if ARGV[5] ~= '' then redis.call('HINCRBY', KEYS[2], ARGV[5], -1) end
+return 1
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class CustomerUpdate:
@@ -98,7 +109,7 @@ class FeatureStore(Protocol):
 
     async def apply(self, events: Sequence[Event]) -> dict[str, CustomerUpdate]: ...
 
-    async def write_memberships(self, changes: Sequence[Membership]) -> None: ...
+    async def write_memberships(self, changes: Sequence[Membership]) -> list[str]: ...
 
     async def write_catalog(self, entries: Mapping[int, bytes]) -> None: ...
 
@@ -171,6 +182,7 @@ class RedisFeatureStore:
         self._script = resources.files("streamseg.features").joinpath("apply_events.lua").read_text()
         self._sha: str | None = None
         self._forget = client.register_script(FORGET_LUA)
+        self._membership = client.register_script(MEMBERSHIP_LUA)
 
     @classmethod
     def from_url(cls, url: str, keys: Keys, **kw: float) -> RedisFeatureStore:
@@ -215,26 +227,28 @@ class RedisFeatureStore:
                 raise r
         return replies[:-1]
 
-    async def write_memberships(self, changes: Sequence[Membership]) -> None:
-        """Store current membership and keep segment sizes; one round trip."""
+    async def write_memberships(self, changes: Sequence[Membership]) -> list[str]:
+        """Store current membership and keep segment sizes; one round trip.
+
+        Returns the customers whose state was gone (erased meanwhile): nothing
+        is written for them.
+        """
         if not changes:
-            return
+            return []
         pipe = self.client.pipeline(transaction=False)
         sizes = self.keys.segment_sizes()
         for m in changes:
-            pipe.hset(self.keys.state(m.customer_id), mapping={
-                "seg": m.segment_id, "seg_dist": repr(m.distance), "seg_version": m.model_version,
-                "seg_why": m.reasons,
-            })
-            pipe.hincrby(sizes, str(m.segment_id), 1)
-            if m.previous_segment_id is not None:
-                pipe.hincrby(sizes, str(m.previous_segment_id), -1)
+            prev = "" if m.previous_segment_id is None else str(m.previous_segment_id)
+            await self._membership(keys=[self.keys.state(m.customer_id), sizes],  # queued, not sent
+                                   args=[m.segment_id, repr(m.distance), m.model_version, m.reasons, prev],
+                                   client=pipe)
         try:
-            await pipe.execute()
+            written = await pipe.execute()
         except (RedisConnectionError, RedisTimeoutError, OSError, ResponseError) as exc:
             if _is_outage(exc):
                 raise StoreUnavailable(f"Redis unavailable while writing memberships: {exc}") from exc
             raise
+        return [m.customer_id for m, ok in zip(changes, written, strict=True) if not ok]
 
     async def forget(self, customer_id: str) -> Forgotten:
         """Erase a customer: state, membership and dedup entries; keep segment sizes true."""

@@ -99,7 +99,7 @@ class RecordingPublisher:
 class DiesBeforeMembershipWrite(RedisFeatureStore):
     """The real store, except that the worker dies once the batch's records are published."""
 
-    async def write_memberships(self, changes: Sequence[Membership]) -> None:
+    async def write_memberships(self, changes: Sequence[Membership]) -> list[str]:
         raise WorkerKilled
 
 
