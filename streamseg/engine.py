@@ -26,7 +26,7 @@ from streamseg.drift import DriftConfig, DriftMonitor, DriftReport
 from streamseg.errors import StoreUnavailable
 from streamseg.events.decode import Rejection, decode_message
 from streamseg.events.models import Event, iso
-from streamseg.features.registry import MODEL_FEATURES, derive, model_input
+from streamseg.features.registry import DAY_MS, MODEL_FEATURES, derive, model_input
 from streamseg.features.store import CustomerUpdate, FeatureStore, Membership
 from streamseg.metrics import Metrics
 from streamseg.publish.records import (
@@ -560,6 +560,9 @@ class Engine:
     async def sample_customers(self) -> CustomerSample:
         """Up to ``profile_sample`` customers' states with their derived features.
 
+        Customers silent for longer than ``retention_days`` in the engine's clock
+        are left out (on a replay, Redis' wall-clock TTL has not removed them yet).
+
         Shared by the leader's re-fit and the profiles, so one refresh reads and
         derives each customer once. Deriving yields to the event loop every
         ``SAMPLE_CHUNK`` customers: a 20k sample costs ~0.3 s of CPU, which must
@@ -567,6 +570,10 @@ class Engine:
         """
         states = await self.store.sample_states(self.settings.profile_sample)
         now = self._now_ms()
+        # retention in the engine's clock: Redis expires customers in wall time, which on a
+        # replay (event clock) keeps customers silent for longer than the retention in view
+        cutoff = now - self.settings.retention_days * DAY_MS
+        states = [st for st in states if _last_ts(st, now) >= cutoff]
         derived: list[dict[str, float]] = []
         for i in range(0, len(states), SAMPLE_CHUNK):
             derived.extend(derive(st, now) for st in states[i:i + SAMPLE_CHUNK])
@@ -682,6 +689,11 @@ class Engine:
                 log.warning("%s failed (%r); retrying in %.1fs", what, exc, delay)
             await asyncio.sleep(delay)
             delay = min(5.0, delay * 2)
+
+
+def _last_ts(state: dict[str, float | str], default: float) -> float:
+    ts = state.get("last_ts")
+    return ts if isinstance(ts, float) else default
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,10 +23,13 @@ def drift_settings(base: Settings) -> Settings:
     """Day-hopping 7-day windows on event time; 1-day windows hold ~200 customer updates
     here, below ``drift_min_customers``, so only the weekly ones report. Five segments
     for five personas and a slow KMeans (halflife 0.01) keep the model from wandering.
-    One partition per input topic keeps the worker's inputs in event-time step."""
+    One partition per input topic keeps the worker's inputs in event-time step. A
+    14-day retention (event time, in the leader's re-fit sample) keeps customers who
+    left the steady population from piling up in the re-fit: the population it sees
+    is steady too (with all 70 days of leavers the re-fit moved the centres to them)."""
     return base.model_copy(update={
         "drift_windows": "1d,7d", "drift_min_customers": 500, "n_segments": 5,
-        "kmeans_halflife": 0.01, "model_warmup": 300, "topic_partitions": 1,
+        "kmeans_halflife": 0.01, "model_warmup": 300, "topic_partitions": 1, "retention_days": 14.0,
     })
 
 
