@@ -57,8 +57,10 @@ def overview() -> list[dict[str, Any]]:
               kind="bargauge", w=8),
         panel("Batch duration", quantiles("streamseg_batch_duration_seconds"), unit="s", w=8),
         panel("Workers up", [('up{job="streamseg", ' + INST + "}", "{{instance}}")], kind="stat", w=4),
-        panel("Store retries/s", [(f"sum(rate(streamseg_store_retries_total{{{INST}}}{RATE}))",
-                                   "retries")], kind="stat", w=4, unit="ops"),
+        panel("Retries/s (Redis, Kafka)",
+              [(f"sum(rate(streamseg_store_retries_total{{{INST}}}{RATE}))", "Redis"),
+               (f"sum(rate(streamseg_publish_retries_total{{{INST}}}{RATE}))", "Kafka")],
+              kind="stat", w=4, unit="ops"),
     ]
 
 

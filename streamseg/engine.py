@@ -686,6 +686,7 @@ class Engine:
             except Exception as exc:  # Kafka errors from the producer
                 if not _is_transient(exc):
                     raise
+                self.metrics.publish_retries.inc()
                 log.warning("%s failed (%r); retrying in %.1fs", what, exc, delay)
             await asyncio.sleep(delay)
             delay = min(5.0, delay * 2)

@@ -74,6 +74,10 @@ class Metrics:
             "streamseg_store_retries_total", "Redis operations retried after an outage",
             registry=registry,
         )
+        self.publish_retries = Counter(
+            "streamseg_publish_retries_total", "Kafka sends retried after a broker error or outage",
+            registry=registry,
+        )
         self.consumer_lag = Gauge(
             "streamseg_consumer_lag_messages",
             "Input messages not yet committed: partition end offset - committed offset",

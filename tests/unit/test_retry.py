@@ -1,0 +1,63 @@
+"""The engine's retry loop: outages are waited out and counted, bugs are raised.
+
+A broker error a real broker cannot easily be made to return on cue is faked
+here; the outages themselves run against real servers in test_resilience.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiokafka.errors import KafkaTimeoutError
+from prometheus_client import CollectorRegistry
+
+from streamseg.engine import Engine, build_segmenter
+from streamseg.errors import StoreUnavailable
+from streamseg.features.keys import Keys
+from streamseg.features.store import RedisFeatureStore
+from streamseg.metrics import Metrics
+from streamseg.settings import Settings
+
+SETTINGS = Settings()
+
+
+def engine() -> Engine:
+    store = RedisFeatureStore.from_url("redis://127.0.0.1:1/0", Keys("retry"),
+                                       dedup_horizon_days=30, retention_days=30)
+    return Engine(SETTINGS, store, build_segmenter(SETTINGS), publisher=None,  # type: ignore[arg-type]
+                  metrics=Metrics(CollectorRegistry()))
+
+
+def failing(*errors: Exception) -> tuple[list[int], object]:
+    calls = [0]
+
+    async def op() -> str:
+        calls[0] += 1
+        if calls[0] <= len(errors):
+            raise errors[calls[0] - 1]
+        return "done"
+    return calls, op
+
+
+def test_retry__counts_broker_and_store_outages_separately(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("streamseg.engine.asyncio.sleep", _no_sleep)
+    e = engine()
+    calls, op = failing(KafkaTimeoutError(), KafkaTimeoutError(), StoreUnavailable("down"))
+    assert asyncio.run(e._retry(op, "publishing")) == "done"  # type: ignore[arg-type]
+    assert calls[0] == 4
+    assert e.metrics.publish_retries._value.get() == 2
+    assert e.metrics.store_retries._value.get() == 1
+
+
+def test_retry__raises_what_is_not_an_outage() -> None:
+    e = engine()
+    calls, op = failing(ValueError("a bug"))
+    with pytest.raises(ValueError, match="a bug"):
+        asyncio.run(e._retry(op, "publishing"))  # type: ignore[arg-type]
+    assert calls[0] == 1
+    assert e.metrics.publish_retries._value.get() == 0
+
+
+async def _no_sleep(_: float) -> None:
+    return None
