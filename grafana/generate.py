@@ -56,6 +56,13 @@ def overview() -> list[dict[str, Any]]:
               [(f"sum by (reason) (streamseg_dead_letters_total{{{INST}}})", "{{reason}}")],
               kind="bargauge", w=8),
         panel("Batch duration", quantiles("streamseg_batch_duration_seconds"), unit="s", w=8),
+        panel("Event-loop lag and GC pauses (p99)",
+              [(f"histogram_quantile(0.99, sum by (le) (rate(streamseg_event_loop_lag_seconds_bucket"
+                f"{{{INST}}}{RATE})))", "loop lag"),
+               (f"histogram_quantile(0.99, sum by (le, generation) (rate(streamseg_gc_pause_seconds_bucket"
+                f"{{{INST}}}{RATE})))", "GC gen {{generation}}")], unit="s", w=8,
+              description="Time the worker's event loop was blocked (a 100 ms probe firing late), "
+                          "and Python's collection pauses: what holds up batches and lookups"),
         panel("Workers up", [('up{job="streamseg", ' + INST + "}", "{{instance}}")], kind="stat", w=4),
         panel("Retries/s (Redis, Kafka)",
               [(f"sum(rate(streamseg_store_retries_total{{{INST}}}{RATE}))", "Redis"),

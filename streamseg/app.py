@@ -30,7 +30,7 @@ from streamseg.features.keys import Keys
 from streamseg.features.registry import HALFLIFE_DAYS
 from streamseg.features.store import RedisFeatureStore
 from streamseg.ingest import batch_topic
-from streamseg.metrics import Metrics
+from streamseg.metrics import Metrics, watch_gc
 from streamseg.rescore import sweep
 from streamseg.segmenting.sync import ModelSync
 from streamseg.settings import Settings
@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 #: How often consumer lag is refreshed (one ListOffsets request per refresh).
 LAG_INTERVAL_S = 2.0
 GIL_SWITCH_INTERVAL_S = 0.0005
+#: The loop-lag probe's sleep (see ``streamseg_event_loop_lag_seconds``).
+LOOP_LAG_PROBE_S = 0.1
 
 
 class FaustPublisher:
@@ -119,6 +121,16 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     @app.task
     async def follow_model_topic() -> None:
         await sync.run()
+
+    @app.task
+    async def watch_event_loop() -> None:
+        """Loop lag and GC pauses (``streamseg_event_loop_lag_seconds``, ``..._gc_pause_seconds``)."""
+        watch_gc(metrics)
+        loop = asyncio.get_running_loop()
+        while True:
+            start = loop.time()
+            await asyncio.sleep(LOOP_LAG_PROBE_S)
+            metrics.loop_lag.observe(max(0.0, loop.time() - start - LOOP_LAG_PROBE_S))
 
     @app.timer(settings.model_sync_s)
     async def publish_local_model() -> None:

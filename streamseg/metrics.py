@@ -12,6 +12,8 @@ worker refreshes from Redis, so every worker reports the global picture.
 
 from __future__ import annotations
 
+import gc
+import time
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -27,6 +29,8 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 #: read from the histogram (``streamseg bench``) are not just bucket edges.
 EVENT_LATENCY_BUCKETS = (0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.04,
                          0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+
+GC_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
 class Metrics:
@@ -73,6 +77,16 @@ class Metrics:
         self.store_retries = Counter(
             "streamseg_store_retries_total", "Redis operations retried after an outage",
             registry=registry,
+        )
+        self.loop_lag = Histogram(
+            "streamseg_event_loop_lag_seconds",
+            "How late a 100 ms timer fires on the worker's event loop: the time the loop was "
+            "blocked (a long batch step, a timer, garbage collection)",
+            buckets=LATENCY_BUCKETS, registry=registry,
+        )
+        self.gc_pause = Histogram(
+            "streamseg_gc_pause_seconds", "Python garbage-collection pauses by generation",
+            ["generation"], buckets=GC_BUCKETS, registry=registry,
         )
         self.publish_retries = Counter(
             "streamseg_publish_retries_total", "Kafka sends retried after a broker error or outage",
@@ -178,3 +192,22 @@ class ApiMetrics:
             children = self._children[key] = (self.requests.labels(*key), self.duration.labels(route))
         children[0].inc()
         children[1].observe(seconds)
+
+
+_gc_watch: list[Metrics] = []  # the worker's metrics; a process has one gc callback at most
+
+
+def watch_gc(metrics: Metrics) -> None:
+    """Record every garbage-collection pause of this process in ``metrics.gc_pause``."""
+    if not _gc_watch:
+        started = [0.0]
+
+        def callback(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                started[0] = time.perf_counter()
+            elif _gc_watch:
+                _gc_watch[0].gc_pause.labels(str(info["generation"])).observe(
+                    time.perf_counter() - started[0])
+
+        gc.callbacks.append(callback)
+    _gc_watch[:] = [metrics]

@@ -1,4 +1,4 @@
-"""The engine's retry loop: outages are waited out and counted, bugs are raised.
+"""Operational metrics: the retry loop counts outages (bugs are raised), GC pauses are timed.
 
 A broker error a real broker cannot easily be made to return on cue is faked
 here; the outages themselves run against real servers in test_resilience.py.
@@ -61,3 +61,18 @@ def test_retry__raises_what_is_not_an_outage() -> None:
 
 async def _no_sleep(_: float) -> None:
     return None
+
+
+def test_watch_gc__records_every_collection_by_generation() -> None:
+    import gc
+
+    from streamseg.metrics import watch_gc
+
+    m = Metrics(CollectorRegistry())
+    watch_gc(m)
+    watch_gc(m)  # idempotent: one callback per process
+    before = m.registry.get_sample_value("streamseg_gc_pause_seconds_count", {"generation": "2"}) or 0.0
+    gc.collect()
+    gc.collect()
+    after = m.registry.get_sample_value("streamseg_gc_pause_seconds_count", {"generation": "2"})
+    assert after == before + 2
