@@ -80,6 +80,7 @@ class Config:
     rescore_every_days: float = 1.0
     stationary_rounds: int = 4
     rescore: bool = True  # False: no sweep, each customer as of its last event (the old way)
+    margin: float | None = None  # STREAMSEG_SEGMENT_MARGIN override (0: no anti-flapping margin)
 
     def weights(self) -> dict[str, float]:
         return {p: 1.0 for p in PERSONAS} if self.personas == "all" else dict(DEFAULT_WEIGHTS)
@@ -221,6 +222,8 @@ async def run_engine(cfg: Config, redis_url: str) -> Run:
     k = len(set(truth.values()))
     settings = Settings(redis_url=redis_url, key_prefix=f"qb{uuid.uuid4().hex[:8]}", n_segments=k,
                         seed=cfg.seed)
+    if cfg.margin is not None:
+        settings = settings.model_copy(update={"segment_margin": cfg.margin})
     keys = Keys(settings.key_prefix)
     store = RedisFeatureStore.from_url(settings.redis_url, keys,
                                        dedup_horizon_days=settings.dedup_horizon_days,
@@ -357,10 +360,11 @@ def markdown(res: Result) -> str:
     return "\n".join(lines)
 
 
-def save(res: Result, out: Path = RESULTS) -> None:
+def save(res: Result, name: str = "quality", out: Path = RESULTS) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "quality.json").write_text(json.dumps(asdict(res), indent=2) + "\n")
-    (out / "quality.md").write_text(markdown(res) + "\n")
+    (out / f"{name}.json").write_text(json.dumps(asdict(res), indent=2) + "\n")
+    (out / f"{name}.md").write_text(markdown(res) + "\n")
+    return out / f"{name}.json", out / f"{name}.md"
 
 
 def bench(cfg: Config, redis_url: str) -> Result:
@@ -381,11 +385,14 @@ def main() -> None:
     ap.add_argument("--stationary-rounds", type=int, default=d.stationary_rounds)
     ap.add_argument("--no-rescore", dest="rescore", action="store_false",
                     help="no re-scoring sweep: customers as of their last event (before issue 4)")
+    ap.add_argument("--margin", type=float, default=None,
+                    help="anti-flapping margin (default: the setting's 0.1); --margin 0 shows the "
+                         "flip rate without it")
     ap.add_argument("--redis-url", help="use this Redis/Valkey instead of starting one")
     a = ap.parse_args()
     cfg = Config(customers=a.customers, days=a.days, seed=a.seed, personas=a.personas,
                  batch=a.batch, warmup_frac=a.warmup_frac, stationary_rounds=a.stationary_rounds,
-                 rescore=a.rescore)
+                 rescore=a.rescore, margin=a.margin)
     if a.redis_url:
         res = bench(cfg, a.redis_url)
     else:
@@ -396,8 +403,9 @@ def main() -> None:
         finally:
             stack.stop()
     print(markdown(res))
-    save(res)
-    print(f"\nsaved {RESULTS / 'quality.json'} and {RESULTS / 'quality.md'}")
+    # runs that change a default are saved beside the default run, not over it
+    paths = save(res, "quality" if cfg.margin is None else f"quality-margin-{cfg.margin:g}")
+    print(f"\nsaved {paths[0]} and {paths[1]}")
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ def test_quality_bench__reports_every_figure_and_meets_the_floors(
 ) -> None:
     cfg = bench.Config(customers=500, days=120.0, seed=7, stationary_rounds=2)
     res = bench.bench(cfg, stack.redis_url)
-    bench.save(res, tmp_path)
+    bench.save(res, out=tmp_path)
 
     saved = json.loads((tmp_path / "quality.json").read_text())
     for name in ("online", "offline", "naive"):
