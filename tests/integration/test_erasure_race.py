@@ -10,13 +10,15 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from streamseg.engine import Engine, InMessage, OutRecord, build_segmenter
+from streamseg.engine import Engine, InMessage, build_segmenter
 from streamseg.events.models import ClickEvent
 from streamseg.features.keys import Keys
 from streamseg.features.registry import DAY_MS
 from streamseg.features.store import Membership, RedisFeatureStore
 from streamseg.metrics import Metrics
 from streamseg.settings import Settings
+
+from .engine_support import Recorder, store_for
 
 pytestmark = pytest.mark.integration
 
@@ -29,14 +31,6 @@ def click(cid: str, n: int) -> ClickEvent:
                                       "session_id": f"{cid}-s{n}"})
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.records: list[OutRecord] = []
-
-    async def publish(self, records: Sequence[OutRecord]) -> None:
-        self.records += records
-
-
 class ErasedMidBatch(RedisFeatureStore):
     """The real store; ``victim`` is erased just before the batch's membership write."""
 
@@ -46,12 +40,6 @@ class ErasedMidBatch(RedisFeatureStore):
         if any(m.customer_id == self.victim for m in changes):
             await self.forget(self.victim)  # as another worker's DELETE /v1/customers/{id} would
         return await super().write_memberships(changes)
-
-
-def store_for(settings: Settings, cls: type[RedisFeatureStore] = RedisFeatureStore) -> RedisFeatureStore:
-    return cls.from_url(settings.redis_url, Keys(settings.key_prefix),
-                        dedup_horizon_days=settings.dedup_horizon_days,
-                        retention_days=settings.retention_days)
 
 
 async def test_write_memberships__skips_customers_erased_meanwhile(settings: Settings) -> None:

@@ -7,7 +7,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from sklearn.metrics import adjusted_rand_score
 
-from streamseg.engine import Engine, InMessage, OutRecord, build_segmenter
+from streamseg.engine import Engine, InMessage, build_segmenter
 from streamseg.events.models import ClickEvent
 from streamseg.features.keys import Keys
 from streamseg.features.registry import DAY_MS
@@ -17,32 +17,17 @@ from streamseg.metrics import Metrics
 from streamseg.rescore import sweep
 from streamseg.settings import Settings
 
+from .engine_support import Recorder, store_for
+
 pytestmark = pytest.mark.integration
 
 T0 = 1_767_225_600_000  # 2026-01-01
-
-
-def store_for(settings: Settings) -> RedisFeatureStore:
-    return RedisFeatureStore.from_url(settings.redis_url, Keys(settings.key_prefix),
-                                      dedup_horizon_days=settings.dedup_horizon_days,
-                                      retention_days=settings.retention_days)
 
 
 def click(cid: str, n: int, day: float) -> ClickEvent:
     return ClickEvent.model_validate({"event_id": f"{cid}-{n}", "customer_id": cid,
                                       "ts": T0 + int(day * DAY_MS), "type": "page_view",
                                       "session_id": f"{cid}-s{n}"})
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.records: list[OutRecord] = []
-
-    async def publish(self, records: list[OutRecord]) -> None:
-        self.records += records
-
-    def updates(self, settings: Settings) -> int:
-        return sum(topic == settings.topic_segment_updates for topic, _, _ in self.records)
 
 
 async def test_stale_states__oldest_evaluation_first_and_marking_moves_a_customer_on(
