@@ -20,15 +20,28 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-import orjson
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+from typing_extensions import TypedDict
 
 from streamseg.events.models import iso
 from streamseg.features.registry import State, derive
-from streamseg.publish.records import CatalogEntry, Reason
+from streamseg.publish.records import CatalogEntry
 
 log = logging.getLogger(__name__)
-_REASONS = TypeAdapter(list[Reason])
+
+
+class _ReasonBody(TypedDict):
+    """:class:`Reason` as the plain dict a response holds (validated straight from JSON)."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
+    feature: str
+    value: float
+    previous_mean: float | None
+    new_mean: float
+
+
+#: parses and checks ``seg_why`` in one step, without building models only to dump them
+_REASONS = TypeAdapter(list[_ReasonBody])
 
 
 def customer_body(customer_id: str, state: State, *, names: Mapping[int, str],
@@ -55,8 +68,8 @@ def reasons(state: State) -> list[dict[str, Any]]:
     if not isinstance(raw, str):
         return []
     try:
-        return [r.model_dump() for r in _REASONS.validate_python(orjson.loads(raw))]
-    except (orjson.JSONDecodeError, ValidationError) as exc:
+        return _REASONS.validate_json(raw)  # type: ignore[return-value]
+    except ValidationError as exc:
         log.warning("unreadable seg_why left out: %s", exc)
         return []
 
