@@ -42,6 +42,8 @@ LAG_INTERVAL_S = 2.0
 GIL_SWITCH_INTERVAL_S = 0.0005
 #: The loop-lag probe's sleep (see ``streamseg_event_loop_lag_seconds``).
 LOOP_LAG_PROBE_S = 0.1
+#: How often a worker writes its clock and model version to Redis (``Keys.workers``).
+WORKER_STATUS_S = 1.0
 
 
 class FaustPublisher:
@@ -168,6 +170,17 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         metrics.segment_size.clear()
         for sid, n in sizes.items():
             metrics.segment_size.labels(str(sid), engine.name_of(sid)).set(n)
+
+    @app.timer(WORKER_STATUS_S)
+    async def share_worker_status() -> None:
+        """The engine's clock and model version, for ``streamseg api`` (it has no engine)."""
+        model = engine.model
+        try:
+            await store.write_worker_status(sync.worker, {
+                "clock_ms": engine.clock_ms, "model_version": model.version if model else 0,
+                "at_ms": engine.wall_ms()})
+        except Exception as exc:  # a Redis outage must not kill the timer
+            log.debug("worker status not written: %r", exc)
 
     @app.timer(settings.rescore_every_s, on_leader=True)
     async def rescore_stale_customers() -> None:

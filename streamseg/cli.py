@@ -1,4 +1,4 @@
-"""``streamseg dev | worker | generate | replay | bench | inspect | forget``."""
+"""``streamseg dev | worker | api | generate | replay | bench | inspect | forget``."""
 
 from __future__ import annotations
 
@@ -35,6 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     dev.add_argument("--no-view", action="store_true", help="print one status line per refresh")
 
     sub.add_parser("worker", help="run a worker against STREAMSEG_KAFKA_BOOTSTRAP / STREAMSEG_REDIS_URL")
+
+    api = sub.add_parser("api", help="serve the HTTP API in a process of its own, from Redis "
+                         "(lookups never wait behind a worker's batch)")
+    api.add_argument("--host", default=None, help="default: STREAMSEG_WEB_HOST")
+    api.add_argument("--port", type=int, default=None, help="default: STREAMSEG_API_PORT (6067)")
 
     gen = sub.add_parser("generate", help="produce synthetic events from planted personas")
     gen.add_argument("--customers", type=int, default=2000)
@@ -97,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "worker":
         return run_worker(settings)
+    if args.command == "api":
+        from streamseg.api.server import run as run_api
+
+        return run_api(settings, args.host or settings.web_host, args.port or settings.api_port)
     if args.command == "dev":
         from streamseg.devstack.dev import run_dev
 

@@ -154,6 +154,8 @@ class Settings(BaseSettings):
     # --- web / metrics ---------------------------------------------------------
     web_port: int = Field(6066, ge=0, le=65535)
     web_host: str = "127.0.0.1"
+    api_port: int = Field(
+        6067, ge=1, le=65535, description="port of `streamseg api`, the API in a process of its own")
     log_level: Literal["crit", "error", "warn", "info", "debug"] = "info"
 
     # --- HTTP API access control -------------------------------------------

@@ -22,7 +22,7 @@ from aiohttp import web
 from streamseg.api.auth import TokenAuth
 from streamseg.api.health import BrokerProbe
 from streamseg.api.middleware import api_middleware
-from streamseg.api.views import Api
+from streamseg.api.views import Api, EngineModelView
 from streamseg.erasure import Eraser
 from streamseg.features.keys import Keys
 from streamseg.features.store import RedisFeatureStore
@@ -43,7 +43,7 @@ def register(app: faust.App, engine: Engine, store: RedisFeatureStore, settings:
         settings.redis_url, Keys(settings.key_prefix),
         dedup_horizon_days=settings.dedup_horizon_days, retention_days=settings.retention_days)
     eraser = Eraser(settings, store, engine.publisher, lock=engine.lock, on_forget=engine.forget)
-    api = Api(engine, eraser, reader, BrokerProbe(settings.kafka_bootstrap_list), registry, metrics)
+    api = Api(EngineModelView(engine), eraser, reader, BrokerProbe(settings.kafka_bootstrap_list), registry, metrics)
 
     _page(app, "/v1/customers/{customer_id:.+}", "customer",
           get=api.get_customer, delete=api.delete_customer)

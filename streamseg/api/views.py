@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -36,28 +36,48 @@ from streamseg.features.store import RedisFeatureStore
 from streamseg.metrics import ApiMetrics
 
 if TYPE_CHECKING:
-    from streamseg.segmenting.model import SegmentModel
+    from streamseg.engine import Engine
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class EngineView(Protocol):
-    """What the API reads from the engine (attribute reads: safe from another thread)."""
+class ModelView(Protocol):
+    """What the handlers need to know beyond Redis: the model in use and the engine's clock.
 
-    model: SegmentModel | None  # replaced whole when a new version arrives, never mutated
+    Inside a worker it is the engine (:class:`EngineModelView`); in the
+    stand-alone API process, what the workers last wrote to Redis
+    (:class:`streamseg.api.server.StoredModelView`).
+    """
 
-    def _now_ms(self) -> float: ...
+    def model_version(self) -> int: ...  # 0 before any model
+
+    def names(self) -> Mapping[int, str]: ...
+
+    def now_ms(self) -> float: ...
+
+    def loaded(self) -> bool: ...
 
 
-def _model_version(engine: EngineView) -> int:
-    model = engine.model
-    return model.version if model is not None else 0
+class EngineModelView:
+    """The engine's own model and clock (attribute reads: safe from the web thread)."""
 
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
 
-def _model_names(engine: EngineView) -> dict[int, str]:
-    model = engine.model
-    return model.names if model is not None else {}
+    def model_version(self) -> int:
+        model = self.engine.model  # replaced whole when a new version arrives, never mutated
+        return model.version if model is not None else 0
+
+    def names(self) -> Mapping[int, str]:
+        model = self.engine.model
+        return model.names if model is not None else {}
+
+    def now_ms(self) -> float:
+        return self.engine._now_ms()
+
+    def loaded(self) -> bool:
+        return self.engine.model is not None
 
 
 def json_response(body: Any, status: int = 200) -> web.Response:
@@ -67,15 +87,15 @@ def json_response(body: Any, status: int = 200) -> web.Response:
 class Api:
     """State shared by the handlers; one per worker."""
 
-    def __init__(self, engine: EngineView, eraser: Eraser, reader: RedisFeatureStore,
+    def __init__(self, model: ModelView, eraser: Eraser, reader: RedisFeatureStore,
                  probe: BrokerProbe, registry: CollectorRegistry, metrics: ApiMetrics) -> None:
-        self.engine = engine
+        self.model = model
         self.eraser = eraser
         self.reader = reader
         self.probe = probe
         self.registry = registry
         self.metrics = metrics
-        self.names = CatalogNames(self._catalog, lambda: _model_names(engine))
+        self.names = CatalogNames(self._catalog, model.names)
         self.states = CoalescedReads(reader.states)
         self.engine_loop: asyncio.AbstractEventLoop | None = None
         self._openapi = resources.files("streamseg.api").joinpath("openapi.json").read_bytes()
@@ -89,7 +109,7 @@ class Api:
                            "(never seen, expired or erased)")
         names = await self._redis(self.names.get())
         return json_response(customer_body(customer_id, state, names=names,
-                                           now_ms=self.engine._now_ms()))
+                                           now_ms=self.model.now_ms()))
 
     async def delete_customer(self, request: web.Request, customer_id: str) -> web.Response:
         _check_customer_id(customer_id)
@@ -107,7 +127,7 @@ class Api:
     # -- segments ------------------------------------------------------------------
     async def get_segments(self, request: web.Request) -> web.Response:
         catalog, sizes = await self._redis(self.reader.segments())
-        return json_response(segments_body(catalog, sizes, _model_version(self.engine)))
+        return json_response(segments_body(catalog, sizes, self.model.model_version()))
 
     async def get_segment(self, request: web.Request, segment_id: str) -> web.Response:
         try:
@@ -127,10 +147,10 @@ class Api:
 
     async def readyz(self, request: web.Request) -> web.Response:
         redis_ok, broker_ok = await asyncio.gather(self.reader.ping(), self.probe.reachable())
-        model_ok = self.engine.model is not None
+        model_ok = self.model.loaded()
         ready = redis_ok and broker_ok and model_ok
         body = {"ready": ready, "checks": {"broker": broker_ok, "redis": redis_ok, "model": model_ok},
-                "model_version": _model_version(self.engine)}
+                "model_version": self.model.model_version()}
         return json_response(body, 200 if ready else 503)
 
     async def metrics_page(self, request: web.Request) -> web.Response:

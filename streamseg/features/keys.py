@@ -38,10 +38,6 @@ class Keys:
         """
         return f"{self.prefix}:customers:scored"
 
-    def segment_names(self) -> str:
-        """Hash: segment id -> readable name."""
-        return f"{self.prefix}:segments:names"
-
     def held(self) -> str:
         """Set: customers whose events were applied before any model existed, not yet assigned.
 
@@ -55,9 +51,14 @@ class Keys:
         """Hash: segment id -> JSON :class:`~streamseg.publish.records.CatalogEntry`."""
         return f"{self.prefix}:segments:catalog"
 
-    def model(self) -> str:
-        """String: the latest model snapshot (JSON data, never pickle)."""
-        return f"{self.prefix}:model"
+    def workers(self) -> str:
+        """Hash: worker id -> JSON ``{"clock_ms", "model_version", "at_ms"}``, refreshed each second.
+
+        What a process outside the workers (``streamseg api``) needs to answer as
+        a worker would: the engine's clock (event time on a replay) and the
+        model version in use.
+        """
+        return f"{self.prefix}:workers"
 
     def customer_pattern(self) -> str:
         """SCAN pattern matching every customer's state hash."""

@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Status = Literal["applied", "duplicate", "late"]
 DAY_MS = 86_400_000
+#: The worker-status hash outlives its last writer by this much (workers rewrite it each second).
+WORKER_STATUS_TTL_S = 86_400
 #: Redis refusing all work for a while -- full (maxmemory), a read-only replica, a failed
 #: snapshot (MISCONF), a long script (BUSY), a cluster in transition: an outage to wait out
 _REFUSALS = (OutOfMemoryError, ReadOnlyError, TryAgainError, ClusterDownError)
@@ -153,12 +155,11 @@ def parse_state(flat: Sequence[bytes]) -> dict[str, float | str]:
     """Field/value pairs from the script -> numbers where they are numbers."""
     state: dict[str, float | str] = {}
     for i in range(0, len(flat), 2):
-        key = flat[i].decode()
-        raw = flat[i + 1].decode()
+        raw = flat[i + 1]
         try:
-            state[key] = float(raw)
+            state[flat[i].decode()] = float(raw)  # float() reads the bytes: no decode for numbers
         except ValueError:
-            state[key] = raw
+            state[flat[i].decode()] = raw.decode()
     return state
 
 
@@ -344,6 +345,25 @@ class RedisFeatureStore:
     async def segment_sizes(self) -> dict[int, int]:
         raw = await self.client.hgetall(self.keys.segment_sizes())
         return {int(k): int(v) for k, v in raw.items()}
+
+    async def write_worker_status(self, worker: str, status: Mapping[str, float]) -> None:
+        """This worker's clock and model version, for readers outside the workers."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hset(self.keys.workers(), worker, orjson.dumps(status))
+        pipe.expire(self.keys.workers(), WORKER_STATUS_TTL_S)
+        await pipe.execute()
+
+    async def worker_statuses(self) -> dict[str, dict[str, float]]:
+        """Every worker's last status (see :meth:`write_worker_status`); unreadable ones left out."""
+        out = {}
+        for worker, raw in (await self.client.hgetall(self.keys.workers())).items():
+            try:
+                status = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(status, dict):
+                out[worker.decode() if isinstance(worker, bytes) else worker] = status
+        return out
 
     async def state(self, customer_id: str) -> dict[str, float | str]:
         raw = await self.client.hgetall(self.keys.state(customer_id))

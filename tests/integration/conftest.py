@@ -72,16 +72,18 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 class WorkerProcess:
-    """``streamseg worker`` as a real child process."""
+    """``streamseg worker`` (or ``command``, serving on ``port``) as a real child process."""
 
-    def __init__(self, settings: Settings, log_dir: Path, name: str = "worker") -> None:
+    def __init__(self, settings: Settings, log_dir: Path, name: str = "worker",
+                 command: str = "worker", port: int | None = None) -> None:
         self.settings = settings
-        self.proc = ManagedProcess(name, [sys.executable, "-m", "streamseg", "worker"],
+        self.port = port or settings.web_port
+        self.proc = ManagedProcess(name, [sys.executable, "-m", "streamseg", command],
                                    log_dir / f"{name}.log", settings_env(settings))
 
     def start(self) -> WorkerProcess:
         self.proc.start()
-        wait_for_port(self.settings.web_port, 60, self.proc.proc)
+        wait_for_port(self.port, 60, self.proc.proc)
         return self
 
     def stop(self) -> None:

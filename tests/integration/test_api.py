@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from streamseg.devstack import DevStack
+from streamseg.devstack import DevStack, free_port
 from streamseg.features.keys import Keys
 from streamseg.publish.records import CatalogEntry
 from streamseg.settings import Settings
@@ -347,3 +348,87 @@ async def test_offer_service_example__offers_by_segment_and_forgets_erased_custo
         if proc.returncode is None:
             proc.terminate()
         assert await asyncio.wait_for(proc.wait(), 20) == 0  # a clean stop on SIGTERM
+
+
+# -- the same API in a process of its own (``streamseg api``) -------------------------------
+
+
+@pytest.fixture(scope="module")
+async def standalone(served: Served, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Served]:
+    """``streamseg api`` next to the module's worker; ``call(standalone, ...)`` goes to it."""
+    port = free_port()
+    proc = WorkerProcess(served.settings.model_copy(update={"api_port": port}),
+                         tmp_path_factory.mktemp("standalone"), name="api", command="api",
+                         port=port).start()
+    try:
+        via = dataclasses.replace(served, worker=proc,
+                                  settings=served.settings.model_copy(update={"web_port": port}))
+
+        async def ready() -> bool:
+            status, _, _ = await call(via, "GET", "/readyz", token=None)
+            return status == 200
+        await eventually(ready)
+        yield via
+    finally:
+        proc.stop()
+
+
+async def same_answer(a: Served, b: Served, path: str, tries: int = 30) -> tuple[int, Any]:
+    """Both servers' answer to GET path once they agree (the leader may republish meanwhile)."""
+    for _ in range(tries):
+        (sa, ba, _), (sb, bb, _) = await call(a, "GET", path), await call(b, "GET", path)
+        if (sa, ba) == (sb, bb):
+            return sb, bb
+        await asyncio.sleep(0.3)
+    assert (sb, bb) == (sa, ba), path
+    raise AssertionError("unreachable")
+
+
+async def test_standalone_api__answers_every_lookup_as_the_worker_does(
+    served: Served, standalone: Served,
+) -> None:
+    for cid in ["c0000", "c0001", "c0002", "c0030"]:
+        status, body = await same_answer(served, standalone, f"/v1/customers/{cid}")
+        # equal bodies include features_as_of: the worker's event clock reached the other process
+        assert status == 200 and body["segment_id"] is not None, body
+        assert_matches_openapi("/v1/customers/{customer_id}", "get", status, body)
+    status, body = await same_answer(served, standalone, "/v1/segments")
+    assert status == 200 and body["model_version"] >= 1 and body["segments"]
+    assert_matches_openapi("/v1/segments", "get", status, body)
+    sid = body["segments"][0]["segment_id"]
+    status, body = await same_answer(served, standalone, f"/v1/segments/{sid}")
+    assert status == 200 and body["segment_id"] == sid
+    for path, code in [("/v1/customers/nobody-here", 404), ("/v1/customers/" + "x" * 200, 400),
+                       ("/v1/segments/7777", 404), ("/v1/segments/abc", 400)]:
+        status, body = await same_answer(served, standalone, path)
+        assert status == code and body["error"]["code"], (path, body)
+
+
+async def test_standalone_api__checks_tokens_and_serves_probes_and_metrics(standalone: Served) -> None:
+    status, body, headers = await call(standalone, "GET", "/v1/customers/c0000", token=None)
+    assert (status, body["error"]["code"]) == (401, "missing_token")
+    assert headers["WWW-Authenticate"].startswith("Bearer")
+    status, body, _ = await call(standalone, "DELETE", "/v1/customers/c0000", token="wrong-token-0123456789")
+    assert (status, body["error"]["code"]) == (401, "invalid_token")
+    status, body, _ = await call(standalone, "GET", "/readyz", token=None)
+    assert status == 200 and body["checks"] == {"broker": True, "redis": True, "model": True}
+    assert body["model_version"] >= 1
+    assert_matches_openapi("/readyz", "get", status, body)
+    for path in ["/healthz", "/v1/openapi.json"]:
+        status, _, _ = await call(standalone, "GET", path, token=None)
+        assert status == 200, path
+    await call(standalone, "GET", "/v1/customers/c0001")
+    status, text, _ = await call(standalone, "GET", "/metrics", token=None)
+    assert status == 200
+    assert 'streamseg_api_requests_total{method="GET",route="/v1/customers/{customer_id}",status="200"}' in text
+    assert "c0001" not in text
+
+
+async def test_standalone_api__erases_like_the_worker_api(standalone: Served) -> None:
+    cid = "c0012"
+    _, sizes_before = await redis_view(standalone.settings, cid)
+    status, audit, _ = await call(standalone, "DELETE", f"/v1/customers/{cid}", token=SVC)
+    assert status == 200, audit
+    assert_matches_openapi("/v1/customers/{customer_id}", "delete", status, audit)
+    assert (audit["actor"], audit["via"]) == ("svc", "http")
+    await assert_erased_then_restarts_from_nothing(standalone, cid, audit, sizes_before)

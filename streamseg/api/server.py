@@ -1,0 +1,187 @@
+"""``streamseg api``: the HTTP API in a process of its own, next to the workers.
+
+Inside a worker the API shares the process, and so the GIL, with stream
+processing: while a batch computes, every request waits for the interpreter at
+each socket read and write (see README, Lookup latency). This process serves
+the same routes, with the same auth, errors and metrics, from what the workers
+keep in Redis, so lookups scale apart from ingestion and never wait behind a
+batch:
+
+- customers and the catalog come from Redis, as in a worker;
+- the model version and the engine's clock (event time on a replay) come from
+  the status each worker writes every second (``Keys.workers``), so
+  ``features_as_of`` matches what a worker would answer;
+- erasure runs here as ``streamseg forget`` does (own producer): the membership
+  write of a worker that races it keeps the customer erased
+  (``MEMBERSHIP_LUA``) and publishes the tombstone again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from streamseg.api.auth import TokenAuth
+from streamseg.api.health import BrokerProbe
+from streamseg.api.middleware import api_middleware
+from streamseg.api.views import Api
+from streamseg.erasure import Eraser
+from streamseg.features.keys import Keys
+from streamseg.features.store import RedisFeatureStore
+from streamseg.metrics import ApiMetrics
+from streamseg.publish.kafka import KafkaPublisher
+from streamseg.settings import Settings
+
+if TYPE_CHECKING:
+    from streamseg.engine import OutRecord
+
+log = logging.getLogger(__name__)
+#: How often the worker statuses are re-read (workers write theirs every second).
+REFRESH_S = 1.0
+#: A worker status older than this does not count as a live worker with a model.
+STALE_AFTER_S = 30.0
+
+
+class LazyPublisher:
+    """A :class:`KafkaPublisher` started at its first publish and stopped on exit."""
+
+    def __init__(self, bootstrap: list[str]) -> None:
+        self.bootstrap = bootstrap
+        self._started: KafkaPublisher | None = None
+        self._lock = asyncio.Lock()
+
+    async def __aenter__(self) -> LazyPublisher:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._started is not None:
+            await self._started.__aexit__(*exc)
+            self._started = None
+
+    async def publish(self, records: Sequence[OutRecord]) -> None:
+        async with self._lock:
+            if self._started is None:
+                publisher = KafkaPublisher(self.bootstrap)
+                await publisher.__aenter__()  # raises while the broker is away: the next try retries
+                self._started = publisher
+        await self._started.publish(records)
+
+
+class StoredModelView:
+    """Model version and clock from the workers' statuses in Redis (``refresh()`` re-reads)."""
+
+    def __init__(self, reader: RedisFeatureStore, settings: Settings,
+                 wall_ms: Callable[[], float] = lambda: time.time() * 1000.0) -> None:
+        self.reader = reader
+        self.settings = settings
+        self.wall_ms = wall_ms
+        self._version = 0
+        self._clock_ms = 0.0
+        self._live = False
+
+    async def refresh(self) -> None:
+        statuses = (await self.reader.worker_statuses()).values()
+        now = self.wall_ms()
+        self._version = max((int(s.get("model_version", 0)) for s in statuses), default=0)
+        self._clock_ms = max((float(s.get("clock_ms", 0.0)) for s in statuses), default=0.0)
+        self._live = any(int(s.get("model_version", 0)) >= 1
+                         and now - float(s.get("at_ms", 0.0)) <= STALE_AFTER_S * 1000
+                         for s in statuses)
+
+    def model_version(self) -> int:
+        return self._version
+
+    def names(self) -> Mapping[int, str]:
+        return {}  # the catalog names every segment a worker published
+
+    def now_ms(self) -> float:
+        """As ``Engine._now_ms``: the newest event time any worker applied, or the wall clock."""
+        if self.settings.clock == "wall" or self._clock_ms == 0.0:
+            return self.wall_ms()
+        return self._clock_ms
+
+    def loaded(self) -> bool:
+        """A worker with a model reported within ``STALE_AFTER_S``."""
+        return self._live
+
+
+def build(settings: Settings, registry: CollectorRegistry | None = None) -> web.Application:
+    """The API as an aiohttp application (routes as in a worker; see ``streamseg.api``)."""
+    registry = registry or CollectorRegistry()
+    metrics = ApiMetrics(registry)
+    reader = RedisFeatureStore.from_url(
+        settings.redis_url, Keys(settings.key_prefix),
+        dedup_horizon_days=settings.dedup_horizon_days, retention_days=settings.retention_days)
+    publisher = LazyPublisher(settings.kafka_bootstrap_list)
+    view = StoredModelView(reader, settings)
+    api = Api(view, Eraser(settings, reader, publisher), reader,
+              BrokerProbe(settings.kafka_bootstrap_list), registry, metrics)
+
+    app = web.Application(middlewares=[api_middleware(
+        TokenAuth(settings.api_token_map, metrics_open=not settings.metrics_auth), metrics)])
+
+    def param(handler: Callable[[web.Request, str], Awaitable[web.StreamResponse]],
+              name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        return lambda request: handler(request, request.match_info[name])
+
+    customer = "/v1/customers/{customer_id:.+}"
+    app.router.add_get(customer, param(api.get_customer, "customer_id"))
+    app.router.add_delete(customer, param(api.delete_customer, "customer_id"))
+    app.router.add_get("/v1/segments", api.get_segments)
+    app.router.add_get("/v1/segments/{segment_id}", param(api.get_segment, "segment_id"))
+    app.router.add_get("/v1/openapi.json", api.openapi)
+    app.router.add_get("/healthz", api.healthz)
+    app.router.add_get("/readyz", api.readyz)
+    app.router.add_get("/metrics", api.metrics_page)
+
+    async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
+        api.engine_loop = asyncio.get_running_loop()  # erasures run on this loop
+        async with publisher:  # connects at the first erasure: lookups need no broker
+            follow = asyncio.create_task(_follow(view))
+            # what exists now lives as long as the process: keep it out of every full
+            # collection (they would scan it all, in the middle of some request)
+            gc.collect()
+            gc.freeze()
+            try:
+                yield
+            finally:
+                follow.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await follow
+                await reader.close()
+                await api.probe.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+async def _follow(view: StoredModelView) -> None:
+    while True:
+        try:
+            await view.refresh()
+        except Exception as exc:  # Redis away: keep the last statuses, /readyz says why
+            log.debug("worker statuses unavailable: %r", exc)
+        await asyncio.sleep(REFRESH_S)
+
+
+def run(settings: Settings, host: str, port: int) -> int:
+    """Serve until SIGINT/SIGTERM."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop comes with faust-streaming's extras
+        loop_factory = None
+    else:
+        loop_factory = uvloop.new_event_loop
+    loop = loop_factory() if loop_factory else asyncio.new_event_loop()
+    log.info("streamseg api on http://%s:%d (Redis %s)", host, port, settings.redis_url)
+    web.run_app(build(settings), host=host, port=port, print=None, access_log=None,
+                shutdown_timeout=5.0, loop=loop)
+    return 0

@@ -1,0 +1,53 @@
+"""``streamseg api``'s view of the workers: model version, readiness and clock from their statuses."""
+
+from __future__ import annotations
+
+import pytest
+
+from streamseg.api.server import STALE_AFTER_S, StoredModelView
+from streamseg.settings import Settings
+
+NOW_MS = 1_800_000_000_000.0
+
+
+class Statuses:
+    """What ``RedisFeatureStore.worker_statuses`` returns (the real one is tested on Valkey)."""
+
+    def __init__(self, statuses: dict[str, dict[str, float]]) -> None:
+        self.statuses = statuses
+
+    async def worker_statuses(self) -> dict[str, dict[str, float]]:
+        return self.statuses
+
+
+def view(statuses: dict[str, dict[str, float]], clock: str = "event") -> StoredModelView:
+    return StoredModelView(Statuses(statuses), Settings(clock=clock),  # type: ignore[arg-type]
+                           wall_ms=lambda: NOW_MS)
+
+
+async def test_takes_the_newest_model_and_event_clock_across_workers() -> None:
+    v = view({"a": {"clock_ms": 5_000.0, "model_version": 3, "at_ms": NOW_MS - 500},
+              "b": {"clock_ms": 9_000.0, "model_version": 4, "at_ms": NOW_MS - 900}})
+    assert (v.model_version(), v.loaded(), v.now_ms()) == (0, False, NOW_MS)  # nothing read yet
+    await v.refresh()
+    assert (v.model_version(), v.loaded(), v.now_ms()) == (4, True, 9_000.0)
+
+
+@pytest.mark.parametrize("statuses", [
+    {},  # no worker ever wrote
+    {"a": {"clock_ms": 0.0, "model_version": 0, "at_ms": NOW_MS}},  # a worker without a model
+    {"a": {"clock_ms": 1.0, "model_version": 2, "at_ms": NOW_MS - STALE_AFTER_S * 1000 - 1}},  # gone
+])
+async def test_is_not_ready_without_a_live_worker_holding_a_model(statuses: dict[str, dict[str, float]]) -> None:
+    v = view(statuses)
+    await v.refresh()
+    assert not v.loaded()
+
+
+async def test_uses_the_wall_clock_when_configured_or_before_any_event() -> None:
+    v = view({"a": {"clock_ms": 9_000.0, "model_version": 1, "at_ms": NOW_MS}}, clock="wall")
+    await v.refresh()
+    assert v.now_ms() == NOW_MS
+    v = view({"a": {"clock_ms": 0.0, "model_version": 1, "at_ms": NOW_MS}})
+    await v.refresh()
+    assert v.now_ms() == NOW_MS
