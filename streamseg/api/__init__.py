@@ -81,5 +81,6 @@ def _method(handler: Callable[..., Awaitable[web.Response]]) -> Callable[..., Aw
 
 
 async def _close(api: Api) -> None:
+    await api.lookups.close()
     await api.reader.close()
     await api.probe.close()

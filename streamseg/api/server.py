@@ -156,6 +156,7 @@ def build(settings: Settings, registry: CollectorRegistry | None = None) -> web.
                 follow.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await follow
+                await api.lookups.close()
                 await reader.close()
                 await api.probe.close()
 

@@ -96,7 +96,9 @@ class Api:
         self.registry = registry
         self.metrics = metrics
         self.names = CatalogNames(self._catalog, model.names)
-        self.states = CoalescedReads(reader.states)
+        # lookups read one batch at a time: on a connection of their own, no pool checkout
+        self.lookups = reader.dedicated()
+        self.states = CoalescedReads(self.lookups.states)
         self.engine_loop: asyncio.AbstractEventLoop | None = None
         self._openapi = resources.files("streamseg.api").joinpath("openapi.json").read_bytes()
 
