@@ -43,7 +43,8 @@ def register(app: faust.App, engine: Engine, store: RedisFeatureStore, settings:
         settings.redis_url, Keys(settings.key_prefix),
         dedup_horizon_days=settings.dedup_horizon_days, retention_days=settings.retention_days)
     eraser = Eraser(settings, store, engine.publisher, lock=engine.lock, on_forget=engine.forget)
-    api = Api(EngineModelView(engine), eraser, reader, BrokerProbe(settings.kafka_bootstrap_list), registry, metrics)
+    api = Api(EngineModelView(engine), eraser, reader, BrokerProbe(settings.kafka_bootstrap_list),
+              registry, metrics, settings.redis_url)
 
     _page(app, "/v1/customers/{customer_id:.+}", "customer",
           get=api.get_customer, delete=api.delete_customer)
@@ -81,6 +82,4 @@ def _method(handler: Callable[..., Awaitable[web.Response]]) -> Callable[..., Aw
 
 
 async def _close(api: Api) -> None:
-    await api.lookups.close()
-    await api.reader.close()
-    await api.probe.close()
+    await api.close()

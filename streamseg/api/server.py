@@ -123,7 +123,7 @@ def build(settings: Settings, registry: CollectorRegistry | None = None) -> web.
     publisher = LazyPublisher(settings.kafka_bootstrap_list)
     view = StoredModelView(reader, settings)
     api = Api(view, Eraser(settings, reader, publisher), reader,
-              BrokerProbe(settings.kafka_bootstrap_list), registry, metrics)
+              BrokerProbe(settings.kafka_bootstrap_list), registry, metrics, settings.redis_url)
 
     app = web.Application(middlewares=[api_middleware(
         TokenAuth(settings.api_token_map, metrics_open=not settings.metrics_auth), metrics)])
@@ -156,9 +156,7 @@ def build(settings: Settings, registry: CollectorRegistry | None = None) -> web.
                 follow.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await follow
-                await api.lookups.close()
-                await reader.close()
-                await api.probe.close()
+                await api.close()
 
     app.cleanup_ctx.append(lifecycle)
     return app

@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from redis.exceptions import RedisError
 
 from streamseg.api.errors import JSON, ApiError
+from streamseg.api.fastread import state_reader
 from streamseg.api.health import BrokerProbe
 from streamseg.api.lookup import (
     CatalogNames,
@@ -88,7 +89,8 @@ class Api:
     """State shared by the handlers; one per worker."""
 
     def __init__(self, model: ModelView, eraser: Eraser, reader: RedisFeatureStore,
-                 probe: BrokerProbe, registry: CollectorRegistry, metrics: ApiMetrics) -> None:
+                 probe: BrokerProbe, registry: CollectorRegistry, metrics: ApiMetrics,
+                 redis_url: str) -> None:
         self.model = model
         self.eraser = eraser
         self.reader = reader
@@ -96,9 +98,9 @@ class Api:
         self.registry = registry
         self.metrics = metrics
         self.names = CatalogNames(self._catalog, model.names)
-        # lookups read one batch at a time: on a connection of their own, no pool checkout
-        self.lookups = reader.dedicated()
-        self.states = CoalescedReads(self.lookups.states)
+        # lookups: one batch at a time on a lean connection of their own (streamseg.api.fastread)
+        read_states, self._close_lookups = state_reader(redis_url, reader)
+        self.states = CoalescedReads(read_states)
         self.engine_loop: asyncio.AbstractEventLoop | None = None
         self._openapi = resources.files("streamseg.api").joinpath("openapi.json").read_bytes()
 
@@ -162,6 +164,11 @@ class Api:
 
     async def openapi(self, request: web.Request) -> web.Response:
         return web.Response(body=self._openapi, content_type=JSON)
+
+    async def close(self) -> None:
+        await self._close_lookups()
+        await self.reader.close()
+        await self.probe.close()
 
     # -- helpers -------------------------------------------------------------------
     async def on_engine_loop(self, make: Callable[[], Coroutine[Any, Any, T]]) -> T:

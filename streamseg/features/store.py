@@ -10,7 +10,6 @@ features are derived without a second read.
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -190,19 +189,6 @@ class RedisFeatureStore:
     def from_url(cls, url: str, keys: Keys, **kw: float) -> RedisFeatureStore:
         client = aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
         return cls(client, keys, **kw)
-
-    def dedicated(self) -> RedisFeatureStore:
-        """This store over one connection of its own (from the same pool), kept between commands.
-
-        For a caller that sends one command at a time, as the API's coalesced
-        lookups do: a pooled client checks a connection out and back in around
-        every command, which costs about as much CPU as parsing the reply.
-        """
-        clone = copy.copy(self)
-        clone.client = self.client.client()
-        clone._forget = clone.client.register_script(FORGET_LUA)
-        clone._membership = clone.client.register_script(MEMBERSHIP_LUA)
-        return clone
 
     async def _load(self) -> str:
         self._sha = str(await self.client.script_load(self._script))
