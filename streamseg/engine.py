@@ -583,7 +583,7 @@ class Engine:
     async def refine(self, sample: CustomerSample | None = None) -> tuple[SegmentModel, list[Lifecycle]] | None:
         """Leader: re-fit the global centres on a sample of current customers.
 
-        The k-means re-fit (numpy) runs in a thread, off the event loop.
+        The rows and the k-means re-fit are built in a thread, off the event loop.
         """
         model = self.model
         if model is None:
@@ -591,8 +591,12 @@ class Engine:
         sample = sample if sample is not None else await self.sample_customers()
         if len(sample.states) < 2 * len(model.ids):
             return None
-        rows = model.matrix([model_input(d) for d in sample.derived])
-        centers, weights = await asyncio.to_thread(model.refine, rows, seed=self.settings.seed)
+        derived, seed = sample.derived, self.settings.seed
+
+        def fit() -> tuple[np.ndarray, np.ndarray]:  # ~0.1 s of Python for 20k rows: off the loop too
+            return model.refine(model.matrix([model_input(d) for d in derived]), seed=seed)
+
+        centers, weights = await asyncio.to_thread(fit)
         if self.model is not model:
             return None  # a newer version arrived meanwhile; re-fit it next time
         nxt, events = model.evolve(model.mean, model.var, centers, weights,
@@ -643,7 +647,12 @@ class Engine:
         sizes = await self.store.segment_sizes()
         model = self.model
         live = {sid: self.name_of(sid) for sid in model.ids}
-        self.profiles = build_profiles(sample.states, sample.derived, live, sizes, model.version)
+        # a 20k sample takes ~0.1 s of list building and numpy: in a thread, so batches go on
+        profiles = await asyncio.to_thread(build_profiles, sample.states, sample.derived, live,
+                                           sizes, model.version)
+        if not profiles:  # no member in the sample (before the first assignments): keep what was
+            return []
+        self.profiles = profiles
         return self.catalog(model, [])
 
     def _sync_standalone(self) -> None:

@@ -44,7 +44,7 @@ def register(app: faust.App, engine: Engine, store: RedisFeatureStore, settings:
         dedup_horizon_days=settings.dedup_horizon_days, retention_days=settings.retention_days)
     eraser = Eraser(settings, store, engine.publisher, lock=engine.lock, on_forget=engine.forget)
     api = Api(EngineModelView(engine), eraser, reader, BrokerProbe(settings.kafka_bootstrap_list),
-              registry, metrics, settings.redis_url)
+              registry, metrics)
 
     _page(app, "/v1/customers/{customer_id:.+}", "customer",
           get=api.get_customer, delete=api.delete_customer)

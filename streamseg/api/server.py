@@ -123,7 +123,7 @@ def build(settings: Settings, registry: CollectorRegistry | None = None) -> web.
     publisher = LazyPublisher(settings.kafka_bootstrap_list)
     view = StoredModelView(reader, settings)
     api = Api(view, Eraser(settings, reader, publisher), reader,
-              BrokerProbe(settings.kafka_bootstrap_list), registry, metrics, settings.redis_url)
+              BrokerProbe(settings.kafka_bootstrap_list), registry, metrics)
 
     app = web.Application(middlewares=[api_middleware(
         TokenAuth(settings.api_token_map, metrics_open=not settings.metrics_auth), metrics)])

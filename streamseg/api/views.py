@@ -21,7 +21,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from redis.exceptions import RedisError
 
 from streamseg.api.errors import JSON, ApiError
-from streamseg.api.fastread import state_reader
 from streamseg.api.health import BrokerProbe
 from streamseg.api.lookup import (
     CatalogNames,
@@ -89,8 +88,7 @@ class Api:
     """State shared by the handlers; one per worker."""
 
     def __init__(self, model: ModelView, eraser: Eraser, reader: RedisFeatureStore,
-                 probe: BrokerProbe, registry: CollectorRegistry, metrics: ApiMetrics,
-                 redis_url: str) -> None:
+                 probe: BrokerProbe, registry: CollectorRegistry, metrics: ApiMetrics) -> None:
         self.model = model
         self.eraser = eraser
         self.reader = reader
@@ -98,9 +96,8 @@ class Api:
         self.registry = registry
         self.metrics = metrics
         self.names = CatalogNames(self._catalog, model.names)
-        # lookups: one batch at a time on a lean connection of their own (streamseg.api.fastread)
-        read_states, self._close_lookups = state_reader(redis_url, reader)
-        self.states = CoalescedReads(read_states)
+        # one read at a time, many lookups each (reader.hashes: hiredis on one connection)
+        self.states = CoalescedReads(reader.states)
         self.engine_loop: asyncio.AbstractEventLoop | None = None
         self._openapi = resources.files("streamseg.api").joinpath("openapi.json").read_bytes()
 
@@ -166,7 +163,6 @@ class Api:
         return web.Response(body=self._openapi, content_type=JSON)
 
     async def close(self) -> None:
-        await self._close_lookups()
         await self.reader.close()
         await self.probe.close()
 

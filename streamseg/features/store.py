@@ -31,6 +31,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from streamseg.errors import StoreUnavailable
 from streamseg.events.models import ClickEvent, Event, TransactionEvent
+from streamseg.features.fastread import HashReader
 from streamseg.features.keys import Keys
 from streamseg.publish.records import CatalogEntry
 
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Status = Literal["applied", "duplicate", "late"]
 DAY_MS = 86_400_000
+#: Customers read per round trip when sampling (each chunk's parsing holds the event loop).
+SAMPLE_CHUNK = 100
 #: The worker-status hash outlives its last writer by this much (workers rewrite it each second).
 WORKER_STATUS_TTL_S = 86_400
 #: Redis refusing all work for a while -- full (maxmemory), a read-only replica, a failed
@@ -174,8 +177,10 @@ class RedisFeatureStore:
         dedup_horizon_days: float,
         retention_days: float,
         halflife_days: float = 30.0,
+        hashes: HashReader | None = None,
     ) -> None:
         self.client = client
+        self.hashes = hashes  # the lean path for HGETALL-heavy reads (None: through redis-py)
         self.keys = keys
         self.horizon_ms = int(dedup_horizon_days * DAY_MS)
         self.ttl_s = max(1, int(retention_days * 86_400))
@@ -188,7 +193,8 @@ class RedisFeatureStore:
     @classmethod
     def from_url(cls, url: str, keys: Keys, **kw: float) -> RedisFeatureStore:
         client = aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
-        return cls(client, keys, **kw)
+        hashes = None if url.startswith("rediss://") else HashReader(url)  # no TLS in the lean path
+        return cls(client, keys, hashes=hashes, **kw)
 
     async def _load(self) -> str:
         self._sha = str(await self.client.script_load(self._script))
@@ -294,17 +300,24 @@ class RedisFeatureStore:
     async def sample_states(self, limit: int) -> list[dict[str, float | str]]:
         """Up to ``limit`` customers' states, in SCAN order (a sample when there are more)."""
         out: list[dict[str, float | str]] = []
+        # small chunks: the caller's event loop runs batches between them
         async for batch in _chunks(self.client.scan_iter(match=self.keys.customer_pattern(),
-                                                          count=1000), 500):
-            pipe = self.client.pipeline(transaction=False)
-            for key in batch[: limit - len(out)]:
-                pipe.hgetall(key)
-            for raw in await pipe.execute():
-                if raw:
-                    out.append(parse_state([x for kv in raw.items() for x in kv]))
+                                                          count=1000), SAMPLE_CHUNK):
+            for flat in await self._hgetall(batch[: limit - len(out)]):
+                if flat:
+                    out.append(parse_state(flat))
             if len(out) >= limit:
                 break
         return out
+
+    async def _hgetall(self, keys: Sequence[bytes]) -> list[list[bytes]]:
+        """Flat field/value lists of many hashes, in one pipelined round trip."""
+        if self.hashes is not None:
+            return await self.hashes.hgetall(keys)
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.hgetall(key)
+        return [[x for kv in raw.items() for x in kv] for raw in await pipe.execute()]
 
     async def stale_states(self, before_ms: float, limit: int) -> dict[str, dict[str, float | str]]:
         """Up to ``limit`` customers last evaluated before ``before_ms`` (oldest first), with state.
@@ -390,12 +403,10 @@ class RedisFeatureStore:
 
     async def states(self, customer_ids: Sequence[str]) -> list[dict[str, float | str]]:
         """Several customers' states in one pipelined round trip ({} for an unknown customer)."""
-        if len(customer_ids) == 1:  # a pipeline costs more than a plain command for one
+        if self.hashes is None and len(customer_ids) == 1:  # redis-py: a plain command is cheaper
             return [await self.state(customer_ids[0])]
-        pipe = self.client.pipeline(transaction=False)
-        for cid in customer_ids:
-            pipe.hgetall(self.keys.state(cid))
-        return [parse_state([x for kv in raw.items() for x in kv]) for raw in await pipe.execute()]
+        keys = [self.keys.state(cid).encode() for cid in customer_ids]
+        return [parse_state(flat) for flat in await self._hgetall(keys)]
 
     async def ping(self) -> bool:
         try:
@@ -404,6 +415,8 @@ class RedisFeatureStore:
             return False
 
     async def close(self) -> None:
+        if self.hashes is not None:
+            await self.hashes.close()
         await self.client.aclose()
 
 

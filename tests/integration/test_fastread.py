@@ -1,5 +1,5 @@
-"""The API's lean state reader against real Valkey: same answers as the store, and failures
-that surface as redis-py errors and heal by reconnecting."""
+"""The store's lean hash reads (hiredis on one connection) against real Valkey: the same
+answers as redis-py, and failures that surface as redis-py errors and heal by reconnecting."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from streamseg.api.fastread import StateReader
 from streamseg.devstack import free_port
+from streamseg.features.fastread import HashReader
 from streamseg.features.keys import Keys
 from streamseg.features.store import RedisFeatureStore
 from streamseg.settings import Settings
@@ -26,40 +26,54 @@ STATE = {"first_ts": 1.7e12, "last_ts": 1.7e12 + 5e8, "seg": 2, "seg_dist": 0.25
          "seg_why": '[{"feature": "monetary_30d", "value": 90.0, "previous_mean": null, "new_mean": 80.0}]'}
 
 
+def stores(settings: Settings) -> tuple[RedisFeatureStore, RedisFeatureStore]:
+    """The store as built from a URL (lean reads) and the same store reading through redis-py."""
+    lean = RedisFeatureStore.from_url(settings.redis_url, Keys(settings.key_prefix),
+                                      dedup_horizon_days=30, retention_days=90)
+    plain = RedisFeatureStore(aioredis.Redis.from_url(settings.redis_url), Keys(settings.key_prefix),
+                              dedup_horizon_days=30, retention_days=90)
+    assert lean.hashes is not None and plain.hashes is None
+    return lean, plain
+
+
 @pytest.fixture
-async def reader(settings: Settings, redis_client: aioredis.Redis) -> AsyncIterator[StateReader]:
+async def seeded(settings: Settings, redis_client: aioredis.Redis) -> AsyncIterator[Settings]:
     keys = Keys(settings.key_prefix)
-    for i in range(3):
+    for i in range(250):  # more than one sampling chunk
         await redis_client.hset(keys.state(f"c{i}"), mapping={**STATE, "n_events": i})
-    r = StateReader(settings.redis_url, keys)
-    yield r
-    await r.close()
+    yield settings
 
 
-async def test_reads_what_the_store_reads_in_one_pipelined_batch(
-    settings: Settings, reader: StateReader,
-) -> None:
-    store = RedisFeatureStore.from_url(settings.redis_url, Keys(settings.key_prefix),
-                                       dedup_horizon_days=30, retention_days=90)
+async def test_states_and_samples_read_what_redis_py_reads(seeded: Settings) -> None:
+    lean, plain = stores(seeded)
     ids = ["c0", "nobody", "c2", "c1", "c0"]
     try:
-        want = await store.states(ids)
+        got, want = await lean.states(ids), await plain.states(ids)
+        assert got == want and got[1] == {} and got[2]["n_events"] == 2.0
+        assert isinstance(got[0]["seg_why"], str)
+        assert await lean.states(["c7"]) == await plain.states(["c7"]) == [await plain.state("c7")]
+        sample, reference = await lean.sample_states(10_000), await plain.sample_states(10_000)
+        key = lambda s: s["n_events"]  # noqa: E731
+        assert sorted(sample, key=key) == sorted(reference, key=key)
+        assert sorted(s["n_events"] for s in sample) == [float(i) for i in range(250)]
+        assert len(await lean.sample_states(120)) == 120
     finally:
-        await store.close()
-    got = await reader.states(ids)
-    assert got == want
-    assert got[1] == {} and got[2]["n_events"] == 2.0 and isinstance(got[0]["seg_why"], str)
-    assert [s for s in await reader.states(["c1"])] == [want[3]]
+        await lean.close()
+        await plain.close()
 
 
 async def test_reconnects_after_the_server_drops_the_connection(
-    reader: StateReader, redis_client: aioredis.Redis,
+    seeded: Settings, redis_client: aioredis.Redis,
 ) -> None:
-    assert (await reader.states(["c1"]))[0]["n_events"] == 1.0
-    killed = await redis_client.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
-    assert killed >= 1
-    await asyncio.sleep(0.1)  # the close reaches the reader
-    assert (await reader.states(["c1"]))[0]["n_events"] == 1.0  # a fresh connection
+    lean, _ = stores(seeded)
+    try:
+        assert (await lean.states(["c1"]))[0]["n_events"] == 1.0
+        killed = await redis_client.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        assert killed >= 1
+        await asyncio.sleep(0.1)  # the close reaches the reader
+        assert (await lean.states(["c1"]))[0]["n_events"] == 1.0  # on a fresh connection
+    finally:
+        await lean.close()
 
 
 async def test_authenticates_and_selects_the_database_of_the_url(
@@ -67,31 +81,32 @@ async def test_authenticates_and_selects_the_database_of_the_url(
 ) -> None:
     user, secret = f"lookup-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
     await redis_client.execute_command("ACL", "SETUSER", user, "on", f">{secret}", "~*", "+@all")
-    keys = Keys(settings.key_prefix)
+    key = Keys(settings.key_prefix).state("only-in-3").encode()
     host = urlsplit(settings.redis_url).netloc
     db3 = aioredis.Redis.from_url(f"redis://{host}/3")
     try:
-        await db3.hset(keys.state("only-in-3"), mapping=STATE)
-        assert not await redis_client.exists(keys.state("only-in-3"))  # not in the default db
-        r = StateReader(f"redis://{user}:{secret}@{host}/3", keys)
+        await db3.hset(key, mapping=STATE)
+        assert not await redis_client.exists(key)  # not in the default database
+        r = HashReader(f"redis://{user}:{secret}@{host}/3")
         try:
-            assert (await r.states(["only-in-3"]))[0]["seg"] == 2.0
+            (flat,) = await r.hgetall([key])
+            assert dict(zip(flat[::2], flat[1::2], strict=True))[b"seg"] == b"2"
         finally:
             await r.close()
-        wrong = StateReader(f"redis://{user}:not-the-secret@{host}/3", keys)
+        wrong = HashReader(f"redis://{user}:not-the-secret@{host}/3")
         with pytest.raises(ResponseError):
-            await wrong.states(["only-in-3"])
+            await wrong.hgetall([key])
         await wrong.close()
     finally:
-        await db3.delete(keys.state("only-in-3"))
+        await db3.delete(key)
         await db3.aclose()
         await redis_client.execute_command("ACL", "DELUSER", user)
 
 
 async def test_unreachable_server_is_a_connection_error() -> None:
-    r = StateReader(f"redis://127.0.0.1:{free_port()}", Keys("x"), timeout=1.0)
+    r = HashReader(f"redis://127.0.0.1:{free_port()}", timeout=1.0)
     with pytest.raises(RedisConnectionError):
-        await r.states(["c1"])
+        await r.hgetall([b"k"])
 
 
 async def test_a_server_that_stops_answering_times_out_and_the_next_read_reconnects() -> None:
@@ -103,12 +118,12 @@ async def test_a_server_that_stops_answering_times_out_and_the_next_read_reconne
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    r = StateReader(f"redis://127.0.0.1:{port}", Keys("x"), timeout=0.2)
+    r = HashReader(f"redis://127.0.0.1:{port}", timeout=0.2)
     try:
         with pytest.raises(RedisTimeoutError):
-            await r.states(["c1"])
+            await r.hgetall([b"k"])
         with pytest.raises(RedisTimeoutError):
-            await r.states(["c1"])
+            await r.hgetall([b"k"])
         assert len(connections) == 2  # the first connection was given up, not reused
     finally:
         await r.close()

@@ -101,8 +101,13 @@ async def test_catalog__lifecycle_names_profiles_and_reasons(settings: Settings,
     w = WorkerProcess(settings, tmp_path).start()
     try:
         updates = await consume(settings, settings.topic_segment_updates, until=60, timeout=90)
-        catalog = await consume(settings, settings.topic_segments, until=2 * GROUPS, timeout=60,
-                                settle=1.0)  # born entries, then profiled ones
+        want = 2 * GROUPS  # born entries, then profiled ones from a refresh that sees members
+        for _ in range(10):
+            catalog = await consume(settings, settings.topic_segments, until=want, timeout=60,
+                                    settle=1.0)
+            if any(r["value"]["profile"] for r in catalog):
+                break
+            want = len(catalog) + 1  # a refresh before the first assignments profiles nobody
     finally:
         w.stop()
     entries = [CatalogEntry.model_validate(r["value"]) for r in catalog]

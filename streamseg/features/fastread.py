@@ -1,16 +1,17 @@
-"""Customer state reads for the API's lookups, on one connection with hiredis and nothing else.
+"""Hash reads on one connection with hiredis and nothing else: the store's hot reads.
 
-A lookup is one ``HGETALL``. Through redis-py's asyncio client that read costs
-about 110 us of CPU (connection checkout and release, observability hooks,
-timeouts, reply callbacks that build a dict the store flattens again); on a
-plain asyncio protocol that feeds hiredis it costs about 26 us, and the API
-server spends the difference on every request
-(``load_tests/lookup_bench.py``). :class:`StateReader` does only that: it
-pipelines ``HGETALL`` for a batch of customers on one connection (reconnecting
-after any failure) and returns the same parsed states as
-:meth:`streamseg.features.store.RedisFeatureStore.states`. Its errors are
-redis-py's, so callers handle both alike. TLS URLs (``rediss://``) are not
-handled here: :func:`state_reader` then returns the store's own read.
+An API lookup is one ``HGETALL``, the leader's catalog refresh thousands.
+Through redis-py's asyncio client one ``HGETALL`` costs about 110 us of CPU
+(connection checkout and release, observability hooks, timeouts, reply
+callbacks that build a dict the store flattens again); on a plain asyncio
+protocol that feeds hiredis it costs about 26 us
+(``load_tests/lookup_bench.py``), and a refresh that read 3,500 customers
+through redis-py pipelines held the worker's event loop for ~300 ms.
+:class:`HashReader` does only that: it pipelines ``HGETALL`` for many keys on
+one connection (reconnecting after any failure) and returns hiredis' flat
+field/value lists. Its errors are redis-py's, so callers handle both alike.
+TLS URLs (``rediss://``) are not handled here; the store then reads through
+redis-py.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import hiredis
@@ -26,11 +27,6 @@ from redis.asyncio.connection import UnixDomainSocketConnection, parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-
-from streamseg.features.keys import Keys
-from streamseg.features.store import RedisFeatureStore, parse_state
-
-States = Callable[[Sequence[str]], Awaitable[list[dict[str, float | str]]]]
 
 
 def pack(*args: bytes) -> bytes:
@@ -80,10 +76,13 @@ class _Protocol(asyncio.Protocol):
                 fut.set_exception(exc)
 
 
-class StateReader:
-    """``await reader.states(ids)``: each customer's parsed state hash ({} if unknown)."""
+class HashReader:
+    """``await reader.hgetall(keys)``: each hash as a flat [field, value, ...] list ([] if none).
 
-    def __init__(self, url: str, keys: Keys, *, timeout: float = 5.0) -> None:
+    One connection, used from one event loop (the one it was first used on).
+    """
+
+    def __init__(self, url: str, *, timeout: float = 5.0) -> None:
         opts = parse_url(url)
         self.path: str | None = opts.get("path") if opts.get("connection_class") is \
             UnixDomainSocketConnection else None
@@ -93,30 +92,32 @@ class StateReader:
                                       if opts.get(k)))] if opts.get("password") else []
         if opts.get("db"):
             self.hello.append(pack(b"SELECT", str(opts["db"]).encode()))
-        self.keys = keys
         self.timeout = timeout
         self._conn: _Protocol | None = None
         self._connecting = asyncio.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def states(self, customer_ids: Sequence[str]) -> list[dict[str, float | str]]:
+    async def hgetall(self, keys: Sequence[bytes]) -> list[list[bytes]]:
+        if not keys:
+            return []
         conn = await self._connection()
-        request = b"".join(pack(b"HGETALL", self.keys.state(cid).encode()) for cid in customer_ids)
-        replies = await self._send(conn, request, len(customer_ids))
-        return [parse_state(flat) for flat in replies]
+        return await self._send(conn, b"".join(pack(b"HGETALL", k) for k in keys), len(keys))
 
     async def close(self) -> None:
-        if self._conn is not None and self._conn.transport is not None:
-            self._conn.transport.close()
-        self._conn = None
+        conn, self._conn = self._conn, None
+        if conn is not None and conn.transport is not None and self._loop is asyncio.get_running_loop():
+            conn.transport.close()
 
     async def _connection(self) -> _Protocol:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # first use, or the store moved to another loop (tests do)
+            self._loop, self._conn, self._connecting = loop, None, asyncio.Lock()
         conn = self._conn
         if conn is not None and conn.lost is None:
             return conn
         async with self._connecting:
             if self._conn is not None and self._conn.lost is None:
                 return self._conn
-            loop = asyncio.get_running_loop()
             try:
                 if self.path:
                     connect = loop.create_unix_connection(_Protocol, self.path)
@@ -124,9 +125,14 @@ class StateReader:
                     connect = loop.create_connection(_Protocol, self.host, self.port)
                 _, fresh = await asyncio.wait_for(connect, self.timeout)
             except (OSError, TimeoutError) as exc:
-                raise RedisConnectionError(f"cannot connect to Redis for lookups: {exc!r}") from exc
+                raise RedisConnectionError(f"cannot connect to Redis: {exc!r}") from exc
             if self.hello:
-                await self._send(fresh, b"".join(self.hello), len(self.hello))
+                try:
+                    await self._send(fresh, b"".join(self.hello), len(self.hello))
+                except BaseException:  # refused credentials or database: nothing kept open
+                    if fresh.transport is not None:
+                        fresh.transport.close()
+                    raise
             self._conn = fresh
             return fresh
 
@@ -143,20 +149,8 @@ class StateReader:
             conn._fail(RedisTimeoutError(f"Redis did not answer within {self.timeout} s"))
             with contextlib.suppress(Exception):
                 conn.transport.close()
-            raise RedisTimeoutError(f"Redis did not answer a lookup within {self.timeout} s") from None
+            raise RedisTimeoutError(f"Redis did not answer within {self.timeout} s") from None
         for reply in out:
             if isinstance(reply, hiredis.ReplyError):
                 raise ResponseError(str(reply))
         return out
-
-
-def state_reader(url: str, store: RedisFeatureStore) -> tuple[States, Callable[[], Awaitable[None]]]:
-    """The lookups' read (and how to close it): a :class:`StateReader` unless the URL needs TLS."""
-    if url.startswith("rediss://"):
-        return store.states, _nothing
-    reader = StateReader(url, store.keys)
-    return reader.states, reader.close
-
-
-async def _nothing() -> None:
-    return None
