@@ -46,8 +46,6 @@ from streamseg.settings import Settings
 log = logging.getLogger(__name__)
 #: A partition without data for this long no longer holds the drift windows back.
 IDLE_S = 10.0
-#: Customers derived between two yields to the event loop (see Engine.sample_customers).
-SAMPLE_CHUNK = 250
 
 T = TypeVar("T")
 
@@ -564,20 +562,20 @@ class Engine:
         are left out (on a replay, Redis' wall-clock TTL has not removed them yet).
 
         Shared by the leader's re-fit and the profiles, so one refresh reads and
-        derives each customer once. Deriving yields to the event loop every
-        ``SAMPLE_CHUNK`` customers: a 20k sample costs ~0.3 s of CPU, which must
-        not hold up event batches.
+        derives each customer once. Deriving a 20k sample costs ~0.3 s of CPU: it
+        runs in a thread, so batches go on meanwhile (the read is chunked).
         """
         states = await self.store.sample_states(self.settings.profile_sample)
         now = self._now_ms()
         # retention in the engine's clock: Redis expires customers in wall time, which on a
         # replay (event clock) keeps customers silent for longer than the retention in view
         cutoff = now - self.settings.retention_days * DAY_MS
-        states = [st for st in states if _last_ts(st, now) >= cutoff]
-        derived: list[dict[str, float]] = []
-        for i in range(0, len(states), SAMPLE_CHUNK):
-            derived.extend(derive(st, now) for st in states[i:i + SAMPLE_CHUNK])
-            await asyncio.sleep(0)
+
+        def derive_current() -> tuple[list[dict[str, float | str]], list[dict[str, float]]]:
+            current = [st for st in states if _last_ts(st, now) >= cutoff]
+            return current, [derive(st, now) for st in current]
+
+        states, derived = await asyncio.to_thread(derive_current)
         return CustomerSample(states, derived)
 
     async def refine(self, sample: CustomerSample | None = None) -> tuple[SegmentModel, list[Lifecycle]] | None:
