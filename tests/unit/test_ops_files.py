@@ -34,8 +34,9 @@ def test_compose_file__validates_and_has_every_service() -> None:
     run(tool("docker-compose"), "-f", "docker-compose.yml", "config", "-q")
     config = yaml.safe_load(run(tool("docker-compose"), "-f", "docker-compose.yml", "config"))
     services = config["services"]
-    assert set(services) == {"kafka", "redis", "worker-1", "worker-2", "generator", "prometheus",
-                             "grafana"}
+    assert set(services) == {"kafka", "redis", "worker-1", "worker-2", "api", "generator",
+                             "prometheus", "grafana"}
+    assert services["api"]["command"][0] == "api"
     long_running = set(services) - {"generator"}
     assert all("healthcheck" in services[s] for s in long_running)
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft
