@@ -257,16 +257,20 @@ async def assert_erased_then_restarts_from_nothing(served: Served, cid: str, aud
     assert after and after[0]["previous_segment_id"] is None  # a first assignment again
 
 
-async def test_delete__erases_the_customer_with_tombstone_and_audit_and_later_events_start_afresh(
-    served: Served,
-) -> None:
-    cid = "c0010"
+async def erase_over_http_and_check(served: Served, cid: str) -> None:
+    """DELETE as the ``svc`` token, then every check an erasure must pass."""
     _, sizes_before = await redis_view(served.settings, cid)
     status, audit, _ = await call(served, "DELETE", f"/v1/customers/{cid}", token=SVC)
     assert status == 200, audit
     assert_matches_openapi("/v1/customers/{customer_id}", "delete", status, audit)
     assert (audit["actor"], audit["via"]) == ("svc", "http")
     await assert_erased_then_restarts_from_nothing(served, cid, audit, sizes_before)
+
+
+async def test_delete__erases_the_customer_with_tombstone_and_audit_and_later_events_start_afresh(
+    served: Served,
+) -> None:
+    await erase_over_http_and_check(served, "c0010")
 
     status, again, _ = await call(served, "DELETE", "/v1/customers/never-seen", token=SVC)
     assert status == 200 and (again["had_membership"], again["removed_keys"]) == (False, [])
@@ -425,10 +429,4 @@ async def test_standalone_api__checks_tokens_and_serves_probes_and_metrics(stand
 
 
 async def test_standalone_api__erases_like_the_worker_api(standalone: Served) -> None:
-    cid = "c0012"
-    _, sizes_before = await redis_view(standalone.settings, cid)
-    status, audit, _ = await call(standalone, "DELETE", f"/v1/customers/{cid}", token=SVC)
-    assert status == 200, audit
-    assert_matches_openapi("/v1/customers/{customer_id}", "delete", status, audit)
-    assert (audit["actor"], audit["via"]) == ("svc", "http")
-    await assert_erased_then_restarts_from_nothing(standalone, cid, audit, sizes_before)
+    await erase_over_http_and_check(standalone, "c0012")
