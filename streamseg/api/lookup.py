@@ -15,11 +15,13 @@ tested without a server.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+import orjson
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
@@ -94,26 +96,69 @@ def _float(v: object) -> float | None:
 
 
 class CatalogNames:
-    """Segment names from the catalog, re-read at most every ``max_age`` seconds.
+    """Segment names from the catalog, re-read in the background about every ``max_age`` s.
 
-    A customer lookup needs only the name of one segment; re-reading the whole
-    catalog per request would cost a round trip and a parse. Names may lag a
-    catalog change by ``max_age``.
+    A customer lookup needs only the name of one segment. The first call waits
+    for the catalog; later calls answer from the names in hand at once and, when
+    those are older than ``max_age``, start a single re-read behind the scenes,
+    so reading and parsing the catalog never sits in front of a lookup. Names
+    may lag a catalog change by about ``max_age``; a failed re-read keeps the
+    names in hand and a later call tries again.
     """
 
-    def __init__(self, load: Callable[[], Awaitable[Mapping[int, CatalogEntry]]],
+    def __init__(self, load: Callable[[], Awaitable[Mapping[int, str]]],
                  fallback: Callable[[], Mapping[int, str]], max_age: float = 1.0) -> None:
         self._load = load
         self._fallback = fallback  # the local engine's names, until the catalog has the segment
         self.max_age = max_age
         self._names: dict[int, str] = {}
-        self._loaded_at = float("-inf")
+        self._loaded_at: float | None = None
+        self._refresh: asyncio.Task[None] | None = None
 
     async def get(self) -> Mapping[int, str]:
-        if time.monotonic() - self._loaded_at > self.max_age:
-            self._loaded_at = time.monotonic()
-            self._names = {sid: e.name for sid, e in (await self._load()).items()}
-        return {**self._fallback(), **self._names}
+        if self._loaded_at is None:
+            await self._reload()  # nothing in hand yet: errors reach the caller
+        elif time.monotonic() - self._loaded_at > self.max_age and (
+                self._refresh is None or self._refresh.done()):
+            self._refresh = asyncio.ensure_future(self._reload_quietly())
+        fallback = self._fallback()
+        return {**fallback, **self._names} if fallback else self._names
+
+    async def _reload(self) -> None:
+        names = dict(await self._load())
+        self._names, self._loaded_at = names, time.monotonic()
+
+    async def _reload_quietly(self) -> None:
+        try:
+            await self._reload()
+        except Exception as exc:  # Redis away: keep the names in hand, retry on a later call
+            log.debug("catalog names not re-read: %r", exc)
+
+    async def close(self) -> None:
+        task, self._refresh = self._refresh, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def catalog_names(raw: Mapping[int, bytes]) -> dict[int, str]:
+    """Segment id -> name from the stored catalog (entries without a readable name are left out).
+
+    >>> catalog_names({1: b'{"segment_id": 1, "name": "Loyal big spenders"}', 2: b"{"})
+    {1: 'Loyal big spenders'}
+    """
+    out: dict[int, str] = {}
+    for sid, value in raw.items():
+        try:
+            name = orjson.loads(value).get("name")
+        except (orjson.JSONDecodeError, AttributeError):
+            name = None
+        if isinstance(name, str):
+            out[sid] = name
+        else:
+            log.debug("catalog entry %d has no readable name, left out", sid)
+    return out
 
 
 class CoalescedReads:

@@ -25,6 +25,7 @@ from streamseg.api.health import BrokerProbe
 from streamseg.api.lookup import (
     CatalogNames,
     CoalescedReads,
+    catalog_names,
     customer_body,
     segment_body,
     segments_body,
@@ -95,7 +96,7 @@ class Api:
         self.probe = probe
         self.registry = registry
         self.metrics = metrics
-        self.names = CatalogNames(self._catalog, model.names)
+        self.names = CatalogNames(self._catalog_names, model.names)
         # one read at a time, many lookups each (reader.hashes: hiredis on one connection)
         self.states = CoalescedReads(reader.states)
         self.engine_loop: asyncio.AbstractEventLoop | None = None
@@ -163,6 +164,7 @@ class Api:
         return web.Response(body=self._openapi, content_type=JSON)
 
     async def close(self) -> None:
+        await self.names.close()
         await self.reader.close()
         await self.probe.close()
 
@@ -176,9 +178,8 @@ class Api:
             return await make()
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(make(), loop))
 
-    async def _catalog(self) -> dict[int, Any]:
-        catalog, _ = await self.reader.segments()
-        return catalog
+    async def _catalog_names(self) -> dict[int, str]:
+        return catalog_names(await self.reader.catalog())
 
     @staticmethod
     async def _redis(op: Awaitable[T]) -> T:

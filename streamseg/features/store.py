@@ -330,19 +330,15 @@ class RedisFeatureStore:
             cids = [c.decode() if isinstance(c, bytes) else str(c) for c in raw_ids]
             if not cids:
                 return {}
-            pipe = self.client.pipeline(transaction=False)
-            for cid in cids:
-                pipe.hgetall(self.keys.state(cid))
-            raws = await pipe.execute()
-            gone = [cid for cid, raw in zip(cids, raws, strict=True) if not raw]
+            flats = await self._hgetall([self.keys.state(cid).encode() for cid in cids])
+            gone = [cid for cid, flat in zip(cids, flats, strict=True) if not flat]
             if gone:
                 await self.client.zrem(key, *gone)
         except (RedisConnectionError, RedisTimeoutError, OSError, ResponseError) as exc:
             if _is_outage(exc):
                 raise StoreUnavailable(f"Redis unavailable while reading stale customers: {exc}") from exc
             raise
-        return {cid: parse_state([x for kv in raw.items() for x in kv])
-                for cid, raw in zip(cids, raws, strict=True) if raw}
+        return {cid: parse_state(flat) for cid, flat in zip(cids, flats, strict=True) if flat}
 
     async def mark_scored(self, customer_ids: Sequence[str], at_ms: float) -> None:
         """Record that these customers were evaluated as of ``at_ms`` (never moves back)."""
@@ -379,6 +375,8 @@ class RedisFeatureStore:
         return out
 
     async def state(self, customer_id: str) -> dict[str, float | str]:
+        if self.hashes is not None:
+            return parse_state((await self.hashes.hgetall([self.keys.state(customer_id).encode()]))[0])
         raw = await self.client.hgetall(self.keys.state(customer_id))
         return parse_state([x if isinstance(x, bytes) else x.encode() for kv in raw.items() for x in kv])
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from streamseg.api.lookup import CoalescedReads
+from streamseg.api.lookup import CatalogNames, CoalescedReads
 
 
 class Reads:
@@ -49,3 +49,65 @@ async def test_a_failed_read__reaches_every_waiter() -> None:
     assert all(isinstance(r, ConnectionError) for r in results)
     with pytest.raises(ConnectionError):  # and the next lookup still gets an answer, not a hang
         await asyncio.wait_for(coalesced.get("c"), 1)
+
+
+class Catalog:
+    """A catalog read that hands out versions of the names, optionally held or failing."""
+
+    def __init__(self) -> None:
+        self.names = {1: "Loyal big spenders"}
+        self.reads = 0
+        self.gate: asyncio.Event | None = None
+        self.fail = False
+
+    async def __call__(self) -> dict[int, str]:
+        self.reads += 1
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.fail:
+            raise ConnectionError("Redis away")
+        return dict(self.names)
+
+
+async def test_catalog_names__first_lookup_waits_then_stale_names_are_re_read_behind_the_lookup() -> None:
+    catalog = Catalog()
+    names = CatalogNames(catalog, dict, max_age=0.0)
+    assert await names.get() == {1: "Loyal big spenders"}
+    catalog.names = {1: "Renamed"}
+    catalog.gate = asyncio.Event()  # the re-read hangs: the lookup must not wait for it
+    assert await asyncio.wait_for(names.get(), 1) == {1: "Loyal big spenders"}
+    assert await asyncio.wait_for(names.get(), 1) == {1: "Loyal big spenders"}
+    assert catalog.reads == 2, "one re-read at a time, however many lookups find the names stale"
+    catalog.gate.set()
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert await names.get() == {1: "Renamed"}
+    await names.close()
+
+
+async def test_catalog_names__a_failed_re_read_keeps_the_names_and_a_first_read_error_reaches_the_caller() -> None:
+    catalog = Catalog()
+    catalog.fail = True
+    names = CatalogNames(catalog, lambda: {2: "From the engine"}, max_age=0.0)
+    with pytest.raises(ConnectionError):
+        await names.get()
+    catalog.fail = False
+    assert await names.get() == {1: "Loyal big spenders", 2: "From the engine"}
+    catalog.fail = True
+    for _ in range(3):
+        assert await names.get() == {1: "Loyal big spenders", 2: "From the engine"}
+        await asyncio.sleep(0)
+    assert catalog.reads >= 3, "a failed re-read is tried again on a later lookup"
+    await names.close()
+
+
+async def test_catalog_names__close_cancels_a_re_read_in_flight() -> None:
+    catalog = Catalog()
+    names = CatalogNames(catalog, dict, max_age=0.0)
+    await names.get()
+    catalog.gate = asyncio.Event()
+    await names.get()
+    task = names._refresh
+    assert task is not None and not task.done()
+    await names.close()
+    assert task.cancelled()
