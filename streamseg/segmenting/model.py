@@ -227,6 +227,16 @@ class SegmentModel:
             out_d[n] = d[n, col]
         return out_ids, out_d, z
 
+    def nearest(self, rows: np.ndarray, features: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest centre's stable id and distance per raw row whose columns are ``features``
+        (no anti-flapping margin: no previous segment). The drift monitor re-scores
+        samples of two windows with this, so both are read with the same segments."""
+        order = [list(features).index(f) for f in self.features]
+        z = self.scale(np.asarray(rows, dtype=float).reshape(-1, len(features))[:, order])
+        d = np.sqrt(((z[:, None, :] - self.centers[None, :, :]) ** 2).sum(2))
+        best = d.argmin(axis=1)
+        return np.asarray(self.ids, dtype=np.int64)[best], d[np.arange(len(z)), best]
+
     def center_of(self, segment_id: int) -> np.ndarray | None:
         try:
             return self.centers[self.ids.index(segment_id)]

@@ -245,3 +245,13 @@ def test_refine__leaves_a_healthy_model_on_overlapping_data_alone() -> None:
     first, _ = m.refine(rows, seed=1)
     again, _ = m.refine(rows, seed=2)  # another seed would pick another restart
     assert again == pytest.approx(first)
+
+
+def test_nearest__is_the_marginless_assignment_with_columns_matched_by_name() -> None:
+    m = model([0, 0, 0], [5, 0, 0], [0, 5, 0])
+    xs = [{"f0": 4.0, "f1": 0.5, "f2": 0.0}, {"f0": 0.2, "f1": 4.5, "f2": 1.0}, {"f0": 0.1, "f1": 0.0, "f2": 0.0}]
+    ids, dists, _ = m.assign(xs, [None] * 3)
+    names = ["f2", "f0", "f1"]  # the caller's column order, not the model's
+    got_ids, got_d = m.nearest(np.array([[x[f] for f in names] for x in xs]), names)
+    assert got_ids.tolist() == ids == [1, 2, 0]
+    assert got_d == pytest.approx(dists)
