@@ -406,7 +406,7 @@ class Engine:
         ids, dists, z = model.assign([r.x for r in rows], [r.prev for r in rows],
                                      self.settings.segment_margin)
         self.drift.observe([r.ts for r in rows], [r.x for r in rows], ids, dists,
-                           [r.prev for r in rows])
+                           [r.prev for r in rows], model_version=model.version)
         processed = now_iso()
         out = []
         for n, (r, sid) in enumerate(zip(rows, ids, strict=True)):
@@ -429,7 +429,7 @@ class Engine:
         if self.model is None:
             return []
         reports = self.drift.close(self._drift_clock_ms(), self.model.centers_by_id(),
-                                   self.model.version, self.model.names)
+                                   self.model.version, self.model.names, rescore=self.model.nearest)
         for r in reports:
             self.metrics.drift.record(r)
         return reports

@@ -33,15 +33,22 @@ class Thresholds:
 
 def evaluate(
     t: Thresholds, *, composition_shift: float, psi: float, feature_psi: Mapping[str, float],
-    emerging_share: float,
+    emerging_share: float, segments: bool = True,
 ) -> list[Alert]:
+    """Alerts crossing ``t``; ``segments=False`` leaves out the segment-level ones
+    (composition_shift, segment_psi, emerging_segment): feature PSI only.
+
+    >>> [a.alert for a in evaluate(Thresholds(), composition_shift=0.9, psi=0.9,
+    ...                            feature_psi={"x": 0.3}, emerging_share=0.9, segments=False)]
+    ['feature_psi']
+    """
     alerts = []
-    if composition_shift > t.composition_shift:
+    if segments and composition_shift > t.composition_shift:
         alerts.append(Alert(alert="composition_shift", value=composition_shift,
                             threshold=t.composition_shift,
                             detail=f"{composition_shift:.1%} of customers would have to change "
                             "segment to restore the reference mix"))
-    if psi > t.segment_psi:
+    if segments and psi > t.segment_psi:
         alerts.append(Alert(alert="segment_psi", value=psi, threshold=t.segment_psi,
                             detail=f"segment shares PSI {psi:.3f}"))
     drifted = {f: v for f, v in feature_psi.items() if v > t.feature_psi}
@@ -50,7 +57,7 @@ def evaluate(
         alerts.append(Alert(alert="feature_psi", value=drifted[worst], threshold=t.feature_psi,
                             detail=f"{len(drifted)} model input(s) shifted, most {worst} "
                             f"(PSI {drifted[worst]:.3f}): " + ", ".join(sorted(drifted))))
-    if emerging_share > t.emerging_share:
+    if segments and emerging_share > t.emerging_share:
         alerts.append(Alert(alert="emerging_segment", value=emerging_share,
                             threshold=t.emerging_share,
                             detail=f"{emerging_share:.1%} of customers are far from every centre"))

@@ -2,15 +2,25 @@
 
 The engine calls :meth:`DriftMonitor.observe` once per batch with each
 customer's event time, model inputs, assigned segment id and distance, and
-previous segment; that adds
+previous segment, and the model version that assigned them; that adds
 counts and histograms to the *slot* (as long as the shortest window) holding the
-customer's event time, and nothing more. A slot is closed once the engine's
+customer's event time, plus a bounded uniform sample of the model inputs, and
+nothing more. A slot is closed once the engine's
 clock is one slot past its end (updates for closed slots are dropped as late). :meth:`DriftMonitor.close`, called from a timer, closes every slot
 boundary the clock has passed and, for each configured window length L, compares
 the L before the boundary with the L before that (the reference): segment-share
 PSI, Jensen-Shannon distance and composition shift, the migration matrix,
 centroid movement, the share of customers far from every centre, and per-input
 PSI. Windows are sliding: every window length reports at every slot boundary.
+
+A model change (the leader's merge or re-fit) moves customers between segments
+although the customers did not change: when the two windows compared hold
+assignments by more than one model version, the assignments as made are not
+comparable, so both windows' samples are re-scored with the current model (the
+``rescore`` callable given to :meth:`~DriftMonitor.close`) and the segment-level
+figures compare those (``segment_basis="rescored"``). Without ``rescore`` they
+are not evaluated (``"held"``: no segment-level alert). Feature PSI does not
+depend on the model and is always evaluated.
 
 Time is the engine's clock: the event-time watermark with ``clock="event"`` (so
 replays and tests run windows at the speed of the data), else the wall clock.
@@ -27,6 +37,16 @@ replays and tests run windows at the speed of the data), else the wall clock.
 >>> rep = mon.close(180_000, {}, 1, {})  # nothing new to close
 >>> rep
 []
+
+Two model versions in the compared windows: the segment mix is read with one model.
+
+>>> mon = DriftMonitor(cfg, ["discount_share"])
+>>> mon.observe([30_000] * 50, xs, [0] * 50, [1.0] * 50, [0] * 50, model_version=1)
+>>> mon.observe([90_000] * 50, xs, [1] * 50, [1.0] * 50, [0] * 50, model_version=2)
+>>> same = lambda rows, names: (np.zeros(len(rows), dtype=np.int64), np.ones(len(rows)))
+>>> (r,) = mon.close(180_000, {}, 2, {}, rescore=same)
+>>> r.segment_basis, r.model_versions, r.reference_model_versions, r.composition_shift, r.alerts
+('rescored', [2], [1], 0.0, [])
 """
 
 from __future__ import annotations
@@ -34,7 +54,7 @@ from __future__ import annotations
 import os
 import socket
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -68,6 +88,8 @@ if TYPE_CHECKING:
     from streamseg.settings import Settings
 
 Centres = Mapping[int, Mapping[str, float]]
+#: (raw model-input rows, their column names) -> (segment id, distance) per row, with one model
+Rescore = Callable[[np.ndarray, Sequence[str]], tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +101,7 @@ class DriftConfig:
     min_customers: int = 100
     emerging_quantile: float = 0.95
     emerging_distance: float = 0.0  # 0: the reference window's emerging_quantile distance
+    sample_per_slot: int = 1000  # model-input rows kept per slot to re-score after a model change
     thresholds: Thresholds = field(default_factory=Thresholds)
     worker: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
 
@@ -111,13 +134,17 @@ class DriftMonitor:
         self.next_boundary: int | None = None
         self.snapshots: dict[int, _Snapshot] = {}  # boundary -> centres when it closed
         self.late_slots = 1
+        self.rng = np.random.default_rng(0)  # the slots' samples
 
     # -- per batch --------------------------------------------------------------
     def observe(self, times_ms: Sequence[float], vectors: Sequence[Vector],
                 segment_ids: Sequence[int], distances: Sequence[float] | np.ndarray,
-                previous: Sequence[int | None]) -> None:
+                previous: Sequence[int | None], *, model_version: int | None = None) -> None:
         """Add one batch to the slots holding each customer's event time (counts and
-        histograms only). Updates for slots already closed are too late and dropped."""
+        histograms, and the model inputs into each slot's bounded sample).
+        ``model_version``: the version that assigned ``segment_ids`` (None: unknown,
+        no model change is ever seen). Updates for slots already closed are too late
+        and dropped."""
         if not len(segment_ids):
             return
         n = len(segment_ids)
@@ -131,8 +158,11 @@ class DriftMonitor:
             if self.next_boundary is not None and index < self.next_boundary - 1:
                 continue
             rows = slot_of == index
-            self._add(self.slots.setdefault(index, Slot()), seg[rows], dist[rows], prev[rows],
-                      count_codes(codes[rows], starts))
+            slot = self.slots.setdefault(index, Slot())
+            slot.keep(matrix[rows], slot.n, self.config.sample_per_slot, self.rng)
+            if model_version is not None:
+                slot.versions[model_version] += int(rows.sum())
+            self._add(slot, seg[rows], dist[rows], prev[rows], count_codes(codes[rows], starts))
 
     def _add(self, slot: Slot, seg: np.ndarray, dist: np.ndarray, prev: np.ndarray,
              hists: list[np.ndarray]) -> None:
@@ -152,8 +182,11 @@ class DriftMonitor:
 
     # -- per timer tick -----------------------------------------------------------
     def close(self, now_ms: float, centres: Centres, model_version: int,
-              names: Mapping[int, str]) -> list[DriftReport]:
-        """Reports for every slot boundary up to ``now_ms`` not closed yet."""
+              names: Mapping[int, str], *, rescore: Rescore | None = None) -> list[DriftReport]:
+        """Reports for every slot boundary up to ``now_ms`` not closed yet.
+
+        ``rescore`` assigns raw model-input rows with the current model (``model_version``):
+        used when the windows compared span a model change."""
         if not self.slots:
             return []
         # boundaries b with (b + late_slots) * slot_ms <= now_ms: a slot is reported once the
@@ -163,10 +196,11 @@ class DriftMonitor:
         snapshot = _Snapshot(model_version, {sid: np.array([c.get(f, 0.0) for f in self.feature_names])
                                              for sid, c in centres.items()})
         reports = []
+        scored: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # slot -> its sample re-scored
         for b in self._boundaries(first, last):
             self.snapshots[b] = snapshot
             for seconds, span in zip(self.config.windows, self.spans, strict=True):
-                rep = self._report(b, seconds, span, snapshot, names)
+                rep = self._report(b, seconds, span, snapshot, names, rescore, scored)
                 if rep is not None:
                     reports.append(rep)
         self.next_boundary = max(first, last + 1)
@@ -195,18 +229,56 @@ class DriftMonitor:
         older = sorted(b for b in self.snapshots if b <= boundary)
         return self.snapshots[older[-1]] if older else None
 
-    def _report(self, b: int, seconds: int, span: int, now: _Snapshot,
-                names: Mapping[int, str]) -> DriftReport | None:
+    def _rescored(self, start: int, end: int, rescore: Rescore,
+                  scored: dict[int, tuple[np.ndarray, np.ndarray]]) -> tuple[Counter[int], np.ndarray]:
+        """A window's segment counts and distance histogram with its slots' samples
+        re-scored by one model; each sampled row weighs (slot's rows / rows sampled)."""
+        counts: Counter[int] = Counter()
+        dists = np.zeros(len(DIST_EDGES) - 1)
+        for d in sorted(d for d in self.slots if start <= d < end):
+            slot = self.slots[d]
+            if slot.sample is None or not len(slot.sample):
+                continue
+            if d not in scored:
+                scored[d] = rescore(slot.sample, self.feature_names)
+            ids, dist = scored[d]
+            weight = slot.n / len(slot.sample)
+            u, k = np.unique(ids, return_counts=True)
+            counts.update(dict(zip(u.tolist(), (k * weight).tolist(), strict=True)))
+            dists += np.histogram(np.minimum(dist, DIST_MAX - 1e-9), DIST_EDGES)[0] * weight
+        return counts, dists
+
+    def _report(self, b: int, seconds: int, span: int, now: _Snapshot, names: Mapping[int, str],
+                rescore: Rescore | None, scored: dict[int, tuple[np.ndarray, np.ndarray]],
+                ) -> DriftReport | None:
         cur, ref = self._window(b - span, b), self._window(b - 2 * span, b - span)
         if cur.n < self.config.min_customers or ref.n < self.config.min_customers:
             return None
-        sids = sorted(set(cur.segments) | set(ref.segments))
-        c = np.array([cur.segments[s] for s in sids], dtype=float)
-        r = np.array([ref.segments[s] for s in sids], dtype=float)
+        cur_seg, ref_seg, cur_dist, ref_dist = cur.segments, ref.segments, cur.distances, ref.distances
+        basis, note = "assigned", ""
+        spanned = sorted(set(cur.versions) | set(ref.versions))
+        if len(spanned) > 1:
+            as_made = _shift(ref.segments, cur.segments)
+            versions = ", ".join(f"v{v}" for v in spanned)
+            if rescore is not None:
+                basis = "rescored"
+                cur_seg, cur_dist = self._rescored(b - span, b, rescore, scored)
+                ref_seg, ref_dist = self._rescored(b - 2 * span, b - span, rescore, scored)
+                note = (f"the windows span model versions {versions}: both re-scored with "
+                        f"v{now.version}; the assignments as made show composition shift "
+                        f"{as_made:.3f}")
+            else:
+                basis = "held"
+                note = (f"the windows span model versions {versions} and could not be re-scored: "
+                        f"segment-level figures are the assignments as made (composition shift "
+                        f"{as_made:.3f}) and raise no alert")
+        sids = sorted(set(cur_seg) | set(ref_seg))
+        c = np.array([cur_seg[s] for s in sids], dtype=float)
+        r = np.array([ref_seg[s] for s in sids], dtype=float)
         shift, seg_psi = composition_shift(r, c), psi(r, c)
         threshold = self.config.emerging_distance or quantile_from_histogram(
-            ref.distances, DIST_EDGES, self.config.emerging_quantile)
-        emerging = share_above(cur.distances, DIST_EDGES, threshold)
+            ref_dist, DIST_EDGES, self.config.emerging_quantile)
+        emerging = share_above(cur_dist, DIST_EDGES, threshold)
         feat_psi = {f: psi_on_reference_quantiles(rh, ch) for f, rh, ch in
                     zip(self.feature_names, ref.features, cur.features, strict=True)}
         then = self._reference_snapshot(b - span)
@@ -218,8 +290,11 @@ class DriftMonitor:
             reference_start=iso((b - 2 * span) * ms), reference_end=iso((b - span) * ms),
             customers=cur.n, reference_customers=ref.n,
             segments=[SegmentShare(segment_id=s, name=names.get(s, f"Segment {s}"),
-                                   customers=int(n), share=n / cur.n, reference_share=rn / ref.n)
+                                   customers=round(n), share=n / c.sum(),
+                                   reference_share=rn / r.sum())
                       for s, n, rn in zip(sids, c, r, strict=True)],
+            model_versions=sorted(cur.versions), reference_model_versions=sorted(ref.versions),
+            segment_basis=basis, segment_note=note,
             composition_shift=shift, psi=seg_psi, js_distance=js_distance(r, c),
             model_version=now.version,
             reference_model_version=then.version if then else None,
@@ -228,12 +303,18 @@ class DriftMonitor:
                         for (a, z), n in cur.migrations.most_common()],
             first_assignments=cur.first_assignments, migration_rate=moved / cur.n,
             emerging_distance=threshold, emerging_share=emerging,
-            reference_emerging_share=share_above(ref.distances, DIST_EDGES, threshold),
+            reference_emerging_share=share_above(ref_dist, DIST_EDGES, threshold),
             feature_psi=feat_psi,
             alerts=evaluate(self.config.thresholds, composition_shift=shift, psi=seg_psi,
-                            feature_psi=feat_psi, emerging_share=emerging),
+                            feature_psi=feat_psi, emerging_share=emerging,
+                            segments=basis != "held"),
             generated_at=now_iso(),
         )
+
+
+def _shift(reference: Counter[int], current: Counter[int]) -> float:
+    sids = sorted(set(reference) | set(current))
+    return composition_shift([reference[s] for s in sids], [current[s] for s in sids])
 
 
 def _centroid_shift(then: _Snapshot | None, now: _Snapshot) -> dict[str, float]:

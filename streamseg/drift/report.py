@@ -6,6 +6,8 @@ and kept in ``docs/drift.v1.schema.json`` (a test keeps the two equal).
 
 from __future__ import annotations
 
+from typing import Literal
+
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,7 +23,8 @@ class SegmentShare(_Record):
 
     segment_id: int
     name: str
-    customers: int = Field(description="customer updates assigned to the segment in the window")
+    customers: int = Field(description="customer updates assigned to the segment in the window "
+                           "(segment_basis 'rescored': estimated from the window's re-scored sample)")
     share: float = Field(description="customers / all customer updates in the window")
     reference_share: float
 
@@ -59,6 +62,20 @@ class DriftReport(_Record):
                            "once per batch it appears in)")
     reference_customers: int
     segments: list[SegmentShare]
+    model_versions: list[int] = Field(
+        default_factory=list, description="model versions that assigned the window's customers")
+    reference_model_versions: list[int] = Field(
+        default_factory=list, description="model versions that assigned the reference's customers")
+    segment_basis: Literal["assigned", "rescored", "held"] = Field(
+        "assigned", description="what the segment-level figures (segments, composition_shift, psi, "
+        "js_distance, emerging_*) compare. 'assigned': the assignments as made, one model version "
+        "made them all; 'rescored': the two windows span a model change (a re-fit moves customers "
+        "between segments although they did not change), so a sample of each window's model "
+        "inputs was re-scored with the current model version and those are compared; 'held': "
+        "they span a model change and could not be re-scored, so the figures are the assignments "
+        "as made and raise no alert. feature_psi is model-independent and always evaluated")
+    segment_note: str = Field("", description="why the segment basis is not 'assigned', and the "
+                              "composition shift the assignments as made would have shown")
     composition_shift: float = Field(description="total variation distance between the segment "
                                      "shares: the share of customers that would have to move")
     psi: float = Field(description="population stability index of the segment shares")

@@ -74,20 +74,58 @@ def feature_edges(name: str) -> np.ndarray:
 
 @dataclass(slots=True)
 class Slot:
-    """Everything one slot of time saw, as sums that add up across slots."""
+    """Everything one slot of time saw, as sums that add up across slots.
+
+    ``versions`` counts the slot's assignments per model version that made them, and
+    ``sample`` is a uniform sample (reservoir) of the slot's model inputs (rows in
+    the monitor's feature order): when the windows compared span a model change,
+    both are re-scored with one model from these (see :mod:`.monitor`). A sum of
+    slots (:func:`sum_slots`) keeps the versions, not the samples.
+    """
 
     segments: Counter[int] = field(default_factory=Counter)
     migrations: Counter[tuple[int, int]] = field(default_factory=Counter)
     first_assignments: int = 0
     distances: np.ndarray = field(default_factory=lambda: np.zeros(len(DIST_EDGES) - 1))
     features: list[np.ndarray] = field(default_factory=list)
+    versions: Counter[int] = field(default_factory=Counter)
+    sample: np.ndarray | None = None
 
     @property
     def n(self) -> int:
         return sum(self.segments.values())
 
+    def keep(self, rows: np.ndarray, seen: int, size: int, rng: np.random.Generator) -> None:
+        """Reservoir-sample ``rows`` (the slot had seen ``seen`` rows before them) into at
+        most ``size`` rows, so every row the slot saw is in the sample with equal chance.
+
+        >>> s = Slot()
+        >>> rng = np.random.default_rng(0)
+        >>> s.keep(np.zeros((3, 2)), 0, 4, rng); s.sample.shape
+        (3, 2)
+        >>> s.keep(np.ones((100, 2)), 3, 4, rng); s.sample.shape
+        (4, 2)
+        """
+        if size <= 0 or not len(rows):
+            return
+        have = 0 if self.sample is None else len(self.sample)
+        room = max(0, size - have)
+        if room:
+            head = rows[:room]
+            self.sample = head.copy() if self.sample is None else np.concatenate((self.sample, head))
+            rows, seen = rows[room:], seen + room
+        if not len(rows):
+            return
+        # algorithm R, vectorised: row i (the slot's (seen + i)-th) replaces a random slot of
+        # the sample with probability size / (seen + i + 1)
+        pick = rng.integers(0, seen + np.arange(1, len(rows) + 1))
+        hit = pick < size
+        if hit.any() and self.sample is not None:
+            self.sample[pick[hit]] = rows[hit]
+
     def add(self, other: Slot) -> None:
         self.segments.update(other.segments)
+        self.versions.update(other.versions)
         self.migrations.update(other.migrations)
         self.first_assignments += other.first_assignments
         self.distances += other.distances

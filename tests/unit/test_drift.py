@@ -22,6 +22,7 @@ from streamseg.drift.stats import (
 from streamseg.errors import ConfigError
 from streamseg.features.registry import MODEL_FEATURES
 from streamseg.metrics import Metrics
+from streamseg.segmenting.model import SegmentModel
 from streamseg.settings import Settings
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "docs/drift.v1.schema.json"
@@ -151,6 +152,114 @@ def test_centroid_shift__is_the_distance_a_centre_moved_between_closes() -> None
               if r.window == "1m" and r.window_end.endswith("02:00.000Z")]
     assert rep.centroid_shift == {"0": pytest.approx(5.0)}
     assert (rep.reference_model_version, rep.model_version) == (1, 2)
+
+
+# -- model changes ---------------------------------------------------------------------
+# Two models over the same customers: v1 puts a discount_share of 0.5 in segment 0, v2
+# (after a re-fit moved the boundary) in segment 1. Customers at 0.2 are segment 0 and
+# customers at 0.8 segment 1 under both.
+def refit_models() -> tuple[SegmentModel, SegmentModel]:
+    feats = list(MODEL_FEATURES)
+    col = feats.index("discount_share")
+    d = len(feats)
+
+    def centres(a: float, b: float) -> np.ndarray:
+        c = np.zeros((2, d))
+        c[0, col], c[1, col] = a, b
+        return c
+
+    v1 = SegmentModel.first(feats, np.zeros(d), np.ones(d), centres(0.2, 0.9), np.ones(2))
+    v2, events = v1.evolve(np.zeros(d), np.ones(d), centres(0.1, 0.8), np.ones(2), max_move=1.0)
+    assert v2.version == 2 and v2.ids == [0, 1] and not events
+    return v1, v2
+
+
+def feed_model(mon: DriftMonitor, minute: int, model: SegmentModel, values: list[float],
+               prev: list[int | None] | None = None) -> None:
+    xs = [dict.fromkeys(MODEL_FEATURES, 0.0) | {"discount_share": v} for v in values]
+    ids, dists, _ = model.assign(xs, [None] * len(xs))
+    mon.observe([minute * MIN + 1000] * len(xs), xs, ids, dists, prev or list(ids),
+                model_version=model.version)
+
+
+def test_refit_moving_customers__is_not_read_as_drift_when_the_windows_are_rescored() -> None:
+    v1, v2 = refit_models()
+    same = [0.2] * 40 + [0.5] * 30 + [0.8] * 30  # the same population every minute
+    mon = monitor()
+    feed_model(mon, 0, v1, same)
+    feed_model(mon, 1, v2, same)  # the 0.5s moved 0 -> 1: the definitions changed, not them
+    (rep,) = [r for r in mon.close(3 * MIN, v2.centers_by_id(), 2, {}, rescore=v2.nearest)
+              if r.window == "1m"]
+    assert (rep.reference_model_versions, rep.model_versions) == ([1], [2])
+    assert rep.segment_basis == "rescored"
+    assert rep.composition_shift == 0.0 and rep.psi == 0.0
+    assert rep.emerging_share == pytest.approx(rep.reference_emerging_share)  # same distances
+    assert rep.alerts == []
+    assert "v1, v2" in rep.segment_note and "0.300" in rep.segment_note  # what it would have shown
+    assert [(s.segment_id, s.customers, s.reference_share) for s in rep.segments] == [
+        (0, 40, 0.4), (1, 60, 0.6)]  # both windows as v2 reads them
+
+
+def test_refit_moving_customers__would_alert_on_the_assignments_as_made() -> None:
+    """The behaviour the re-scoring replaces: the mix as assigned moved by 30%."""
+    v1, v2 = refit_models()
+    same = [0.2] * 40 + [0.5] * 30 + [0.8] * 30
+    mon = monitor()
+    feed_model(mon, 0, v1, same)
+    feed_model(mon, 1, v2, same)
+    (rep,) = [r for r in mon.close(3 * MIN, {}, 2, {}) if r.window == "1m"]  # no rescore
+    assert rep.segment_basis == "held" and rep.composition_shift == pytest.approx(0.3)
+    assert rep.alerts == []  # held: not evaluated, and the report says why
+    assert "could not be re-scored" in rep.segment_note
+
+
+def test_real_change_across_a_model_change__still_alerts_rescored() -> None:
+    v1, v2 = refit_models()
+    mon = monitor()
+    feed_model(mon, 0, v1, [0.2] * 60 + [0.8] * 40)
+    feed_model(mon, 1, v2, [0.2] * 20 + [0.8] * 80)  # 40% of the customers really moved
+    (rep,) = [r for r in mon.close(3 * MIN, {}, 2, {}, rescore=v2.nearest) if r.window == "1m"]
+    assert rep.segment_basis == "rescored"
+    assert rep.composition_shift == pytest.approx(0.4)
+    assert {a.alert for a in rep.alerts} >= {"composition_shift", "segment_psi", "feature_psi"}
+
+
+def test_held_segment_comparison__keeps_feature_psi_alerting() -> None:
+    v1, v2 = refit_models()
+    mon = monitor()
+    feed_model(mon, 0, v1, [0.2] * 100)
+    feed_model(mon, 1, v2, [0.8] * 100)
+    (rep,) = [r for r in mon.close(3 * MIN, {}, 2, {}) if r.window == "1m"]
+    assert rep.segment_basis == "held" and rep.composition_shift == 1.0
+    assert [a.alert for a in rep.alerts] == ["feature_psi"]
+
+
+def test_one_model_version__compares_the_assignments_as_made() -> None:
+    v1, _ = refit_models()
+    mon = monitor()
+    feed_model(mon, 0, v1, [0.2] * 50 + [0.8] * 50)
+    feed_model(mon, 1, v1, [0.2] * 50 + [0.8] * 50)
+    (rep,) = [r for r in mon.close(3 * MIN, {}, 1, {}, rescore=v1.nearest) if r.window == "1m"]
+    assert (rep.segment_basis, rep.segment_note) == ("assigned", "")
+    assert rep.model_versions == rep.reference_model_versions == [1]
+
+
+def test_rescored_mix__is_estimated_from_a_bounded_sample_weighted_to_the_slot() -> None:
+    v1, v2 = refit_models()
+    mon = monitor(sample_per_slot=200)
+    rng = np.random.default_rng(3)
+    for minute, model in ((0, v1), (1, v2)):
+        values = rng.permutation([0.2] * 1400 + [0.8] * 600).tolist()
+        for part in range(0, 2000, 250):  # batches, as the engine observes them
+            feed_model(mon, minute, model, values[part:part + 250])
+    assert all(len(s.sample) == 200 for s in mon.slots.values())
+    (rep,) = [r for r in mon.close(3 * MIN, {}, 2, {}, rescore=v2.nearest) if r.window == "1m"]
+    assert rep.segment_basis == "rescored"
+    assert sum(s.customers for s in rep.segments) == pytest.approx(2000, abs=1)
+    assert [s.segment_id for s in rep.segments] == [0, 1]
+    assert rep.segments[1].share == pytest.approx(0.3, abs=0.08)
+    assert rep.segments[1].reference_share == pytest.approx(0.3, abs=0.08)
+    assert rep.composition_shift < 0.15 and rep.alerts == []
 
 
 def test_too_few_customers__no_report() -> None:
