@@ -67,9 +67,11 @@ def no_segment_alert(stationary: list[DriftReport]) -> None:
 
 def table(reports: list[DriftReport]) -> str:
     return "\n".join(f"{r.window} day {day(end_ms(r)):.0f} n={r.customers} shift={r.composition_shift:.3f} "
-                     f"psi={r.psi:.3f} emerging={r.emerging_share:.3f} v{r.model_version} "
+                     f"psi={r.psi:.3f} emerging={r.emerging_share:.3f} {r.reference_model_versions}->{r.model_versions} "
+                     f"{r.segment_basis} "
                      f"{[a.alert for a in r.alerts]} "
-                     f"{sorted(r.feature_psi.items(), key=lambda kv: -kv[1])[:3]}" for r in reports)
+                     f"{sorted(r.feature_psi.items(), key=lambda kv: -kv[1])[:3]}"
+                     + (f"\n    {r.segment_note}" if r.segment_note else "") for r in reports)
 
 
 def segment_alerts(r: DriftReport) -> list[str]:
@@ -189,6 +191,7 @@ async def test_stationary_run__no_drift_alert_and_every_panel_and_rule_has_data(
     weekly = evaluated([r for r in reports if r.window == WINDOW])
     assert len(weekly) >= 15, [r.window_end for r in reports][-5:]
     print(f"\nchecked {checked} dashboard/rule expressions: all returned data")
+    print(table(weekly))
     no_segment_alert(evaluated(reports))
     print(f"stationary: {len(weekly)} weekly reports, no alert; "
           f"max composition shift {max(r.composition_shift for r in weekly):.3f}, max segment PSI "
