@@ -197,7 +197,7 @@ class Engine:
             others = [c for c in ids if c not in mine]
             if others:
                 states = await self._retry(lambda: self.store.states(others), "reading held customers")
-                now = self._now_ms()
+                now = self.now_ms()
                 for cid, st in zip(others, states, strict=True):
                     if st and not isinstance(st.get("seg"), float):  # expired or assigned: skip
                         feats = derive(st, now)
@@ -245,7 +245,7 @@ class Engine:
         Returns (customers evaluated, membership changes).
         """
         async with self._lock:
-            now = self._now_ms()
+            now = self.now_ms()
             states = await self._retry(lambda: self.store.stale_states(now - older_than_ms, limit),
                                        "reading stale customers")
             changes = self._segment({cid: CustomerUpdate(cid, [], st) for cid, st in states.items()}, {},
@@ -352,7 +352,8 @@ class Engine:
             self.partition_clock[part] = (max(ts, self.partition_clock.get(part, (0, 0.0))[0]), wall)
         return applied_ts
 
-    def _now_ms(self) -> float:
+    def now_ms(self) -> float:
+        """The engine's clock: the newest event time applied (``clock="event"``), else the wall clock."""
         if self.settings.clock == "wall" or self.clock_ms == 0.0:
             return self.wall_ms()
         return self.clock_ms
@@ -369,7 +370,7 @@ class Engine:
         does not know about, and only a republish makes the latest record agree
         with Redis again (at-least-once, like any redelivered input's output).
         """
-        now = self._now_ms()
+        now = self.now_ms()
         rows: list[_Row] = []
         learned: list[dict[str, float]] = []
         for cid, upd in updates.items():
@@ -437,10 +438,10 @@ class Engine:
     def _drift_clock_ms(self) -> float:
         """Event time every partition that had data in the last IDLE_S seconds has reached."""
         if self.settings.clock == "wall" or not self.partition_clock:
-            return self._now_ms()
+            return self.now_ms()
         active = [ts for ts, seen in self.partition_clock.values()
                   if self.wall_ms() - seen <= IDLE_S * 1000]
-        return float(min(active)) if active else self._now_ms()
+        return float(min(active)) if active else self.now_ms()
 
     # -- the model ------------------------------------------------------------------
     def name_of(self, segment_id: int) -> str:
@@ -566,7 +567,7 @@ class Engine:
         runs in a thread, so batches go on meanwhile (the read is chunked).
         """
         states = await self.store.sample_states(self.settings.profile_sample)
-        now = self._now_ms()
+        now = self.now_ms()
         # retention in the engine's clock: Redis expires customers in wall time, which on a
         # replay (event clock) keeps customers silent for longer than the retention in view
         cutoff = now - self.settings.retention_days * DAY_MS
