@@ -28,6 +28,7 @@ import gc
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import time
@@ -244,7 +245,7 @@ class Bench:
             # ids past the seeded ones are new customers: real work, not duplicates
             sys.executable, "-m", "streamseg", "generate", "--customers", str(a.customers * 10),
             "--rate", str(a.event_rate), "--days", "60", "--seed", str(seed),
-            "--duration", str(a.seconds * 3 + 60)], self.st.dir / f"generate-{seed}.log", self.env)
+            "--duration", str(a.seconds * (3 + a.api_rounds) + 60)], self.st.dir / f"generate-{seed}.log", self.env)
         self.st.processes.append(g.start())
         return g
 
@@ -296,8 +297,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         api_port = free_port()
         api = bench.api_server(api_port)
         wait_ready(api_port)
-        results["api"] = await bench.measure(api, api_port, Phase("api", "customer", args.seconds),
-                                             customers)
+        for n in range(1, args.api_rounds + 1):  # rounds back to back: the spread of the p99
+            name = "api" if n == 1 else f"api-{n}"
+            results[name] = await bench.measure(api, api_port, Phase(name, "customer", args.seconds),
+                                                customers)
         results["healthz"] = await bench.measure(worker, port, Phase("healthz", "/healthz",
                                                                      args.seconds), customers)
         if args.compare_main_loop:
@@ -312,16 +315,27 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def markdown(results: dict[str, Any], args: argparse.Namespace) -> str:
     rows = ["| phase | req/s | p50 ms | p95 ms | p99 ms | max ms | worker events/s | "
-            "server CPU ms/req | load avg | statuses |", "|---|---|---|---|---|---|---|---|---|---|"]
+            "server CPU ms/req | broker CPU % | load avg | statuses |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
+        # the embedded broker's CPU grows with every record batch it holds (broker_floor.py)
+        broker = r.get("cpu_percent", {}).get("broker", "")
         rows.append(f"| {name} | {r['rate_achieved']} | {r['p50_ms']} | {r['p95_ms']} | "
                     f"{r['p99_ms']} | {r['max_ms']} | {r['worker_events_per_s']} | "
-                    f"{r['server_cpu_ms_per_request']} | {r['load_average_1m']:.1f} | {r['statuses']} |")
+                    f"{r['server_cpu_ms_per_request']} | {broker} | {r['load_average_1m']:.1f} | "
+                    f"{r['statuses']} |")
     verdicts = [f"{name} p99 {results[name]['p99_ms']} ms "
                 f"{'meets' if results[name]['p99_ms'] <= TARGET_P99_MS else 'misses'} the "
                 f"{TARGET_P99_MS:g} ms target" for name in ("busy", "api") if name in results]
+    rounds = [r["p99_ms"] for name, r in results.items() if name.startswith("api")]
+    if len(rounds) > 1:
+        met = sum(p <= TARGET_P99_MS for p in rounds)
+        verdicts.append(f"over {len(rounds)} api rounds p99 {min(rounds)}-{max(rounds)} ms "
+                        f"(median {statistics.median(rounds)} ms), {met} of {len(rounds)} within "
+                        f"{TARGET_P99_MS:g} ms")
     return (f"# Lookup latency\n\n`python load_tests/lookup_bench.py --rate {args.rate:g} "
             f"--seconds {args.seconds:g} --event-rate {args.event_rate:g}"
+            f"{f' --api-rounds {args.api_rounds}' if args.api_rounds != 1 else ''}"
             f"{' --compare-main-loop' if args.compare_main_loop else ''}`\n\n"
             + "\n".join(rows) + "\n\nWhile the worker processes events: " + "; ".join(verdicts)
             + " (busy: the worker's own API; api: `streamseg api`).\n")
@@ -334,6 +348,8 @@ def main() -> None:
     ap.add_argument("--customers", type=int, default=300, help="seeded customers to look up")
     ap.add_argument("--event-rate", type=float, default=1000.0, help="generator events/s while busy")
     ap.add_argument("--compare-main-loop", action="store_true")
+    ap.add_argument("--api-rounds", type=int, default=1,
+                    help="measure the stand-alone API this many times in a row (p99 spread)")
     args = ap.parse_args()
     results = asyncio.run(run(args))
     results["command"] = " ".join(["python", "load_tests/lookup_bench.py", *sys.argv[1:]])
