@@ -33,6 +33,7 @@ from streamseg.features.store import RedisFeatureStore
 from streamseg.ingest import batch_topic
 from streamseg.metrics import Metrics, watch_gc
 from streamseg.rescore import sweep
+from streamseg.segmenting.offload import SampleProcess
 from streamseg.segmenting.sync import ModelSync
 from streamseg.settings import Settings
 
@@ -111,10 +112,17 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     )
     engine = Engine(settings, store, build_segmenter(settings), FaustPublisher(app), metrics,
                     standalone=False)
+    if settings.sample_process:
+        engine.sampler = SampleProcess(settings.redis_url, settings.key_prefix)
     sync = ModelSync(settings, engine, lambda snap: restore_segmenter(settings, snap))
     batch_topic(app, settings.input_topics, _WhenLoaded(engine, sync.loaded),
                 batch_max=settings.batch_max, fetch_max_wait_ms=settings.fetch_max_wait_ms)
     register(app, engine, store, settings)
+
+    @app.on_before_shutdown.connect  # type: ignore[misc,arg-type]
+    async def stop_sample_process(sender: object, **_: object) -> None:
+        if engine.sampler is not None:
+            await asyncio.to_thread(engine.sampler.close)
 
     @app.on_partitions_assigned.connect  # type: ignore[misc,arg-type]
     async def log_assignment(sender: object, assigned: set[faust.types.TP], **_: object) -> None:

@@ -40,9 +40,11 @@ from streamseg.segmenting import explain, factory
 from streamseg.segmenting.base import Segmenter
 from streamseg.segmenting.model import Lifecycle, LocalSummary, SegmentModel, merge
 from streamseg.segmenting.naming import name_segments
-from streamseg.segmenting.profiles import build_profiles
+from streamseg.segmenting.offload import ChildSample, LocalSample, SampleProcess, current_sample
 from streamseg.settings import Settings
 
+#: a customer sample for the leader's re-fit and profiles (see streamseg.segmenting.offload)
+CustomerSample = ChildSample | LocalSample
 log = logging.getLogger(__name__)
 #: A partition without data for this long no longer holds the drift windows back.
 IDLE_S = 10.0
@@ -140,6 +142,8 @@ class Engine:
         self.wall_ms = wall_ms
         self.kinds = {settings.topic_clickstream: "click", settings.topic_transactions: "transaction"}
         self.clock_ms = 0.0  # event-time watermark: newest event time applied
+        #: where the leader's samples are computed (a worker sets a child process); None: threads
+        self.sampler: SampleProcess | None = None
         self.standalone = standalone
         self.model: SegmentModel | None = None  # the global model customers are assigned with
         self.profiles: dict[int, SegmentProfile] = {}
@@ -563,39 +567,32 @@ class Engine:
         are left out (on a replay, Redis' wall-clock TTL has not removed them yet).
 
         Shared by the leader's re-fit and the profiles, so one refresh reads and
-        derives each customer once. Deriving a 20k sample costs ~0.3 s of CPU: it
-        runs in a thread, so batches go on meanwhile (the read is chunked).
+        derives each customer once. Deriving a 20k sample costs ~0.3 s of CPU:
+        with a :attr:`sampler` (the worker's) the sample is read, derived and
+        computed on in a child process (see :mod:`streamseg.segmenting.offload`);
+        without one, in a thread, the read chunked so batches go on meanwhile.
         """
-        states = await self.store.sample_states(self.settings.profile_sample)
         now = self.now_ms()
         # retention in the engine's clock: Redis expires customers in wall time, which on a
         # replay (event clock) keeps customers silent for longer than the retention in view
         cutoff = now - self.settings.retention_days * DAY_MS
-
-        def derive_current() -> tuple[list[dict[str, float | str]], list[dict[str, float]]]:
-            current = [st for st in states if _last_ts(st, now) >= cutoff]
-            return current, [derive(st, now) for st in current]
-
-        states, derived = await asyncio.to_thread(derive_current)
-        return CustomerSample(states, derived)
+        if self.sampler is not None:
+            return await self.sampler.sample(self.settings.profile_sample, now, cutoff)
+        states = await self.store.sample_states(self.settings.profile_sample)
+        return LocalSample(*await asyncio.to_thread(current_sample, states, now, cutoff))
 
     async def refine(self, sample: CustomerSample | None = None) -> tuple[SegmentModel, list[Lifecycle]] | None:
         """Leader: re-fit the global centres on a sample of current customers.
 
-        The rows and the k-means re-fit are built in a thread, off the event loop.
+        The rows and the k-means re-fit are built off the event loop (where the sample is).
         """
         model = self.model
         if model is None:
             return None
         sample = sample if sample is not None else await self.sample_customers()
-        if len(sample.states) < 2 * len(model.ids):
+        if len(sample) < 2 * len(model.ids):
             return None
-        derived, seed = sample.derived, self.settings.seed
-
-        def fit() -> tuple[np.ndarray, np.ndarray]:  # ~0.1 s of Python for 20k rows: off the loop too
-            return model.refine(model.matrix([model_input(d) for d in derived]), seed=seed)
-
-        centers, weights = await asyncio.to_thread(fit)
+        centers, weights = await sample.fit(model, self.settings.seed)
         if self.model is not model:
             return None  # a newer version arrived meanwhile; re-fit it next time
         nxt, events = model.evolve(model.mean, model.var, centers, weights,
@@ -646,9 +643,8 @@ class Engine:
         sizes = await self.store.segment_sizes()
         model = self.model
         live = {sid: self.name_of(sid) for sid in model.ids}
-        # a 20k sample takes ~0.1 s of list building and numpy: in a thread, so batches go on
-        profiles = await asyncio.to_thread(build_profiles, sample.states, sample.derived, live,
-                                           sizes, model.version)
+        # a 20k sample takes ~0.1 s of list building and numpy: off the loop, where the sample is
+        profiles = await sample.profiles(live, sizes, model.version)
         if not profiles:  # no member in the sample (before the first assignments): keep what was
             return []
         self.profiles = profiles
@@ -698,19 +694,6 @@ class Engine:
                 log.warning("%s failed (%r); retrying in %.1fs", what, exc, delay)
             await asyncio.sleep(delay)
             delay = min(5.0, delay * 2)
-
-
-def _last_ts(state: dict[str, float | str], default: float) -> float:
-    ts = state.get("last_ts")
-    return ts if isinstance(ts, float) else default
-
-
-@dataclass(frozen=True, slots=True)
-class CustomerSample:
-    """Sampled customer states and their derived features (same order)."""
-
-    states: list[dict[str, float | str]]
-    derived: list[dict[str, float]]
 
 
 def _is_transient(exc: Exception) -> bool:

@@ -126,6 +126,10 @@ class Settings(BaseSettings):
     )
     profile_sample: int = Field(20_000, ge=100, description="customers sampled for segment profiles")
     catalog_refresh_s: float = Field(30.0, gt=0, description="profiles/catalog refresh period")
+    sample_process: bool = Field(
+        True, description="the leader reads its refresh sample, re-fits and builds profiles in a "
+        "child process, so that work never holds the worker's interpreter lock (false: threads)",
+    )
     worker_id: str = Field("", description="stable id of this worker (default: host:web_port)")
 
     # --- drift (see streamseg/drift/) -------------------------------------------

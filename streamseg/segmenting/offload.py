@@ -1,0 +1,194 @@
+"""The leader's customer sample, read and computed in a child process.
+
+Every ``catalog_refresh_s`` the leader reads a sample of up to
+``profile_sample`` customers from Redis, derives their features, re-fits the
+centres by batch k-means and builds the segment profiles: about half a second
+of Python for 20k customers. In a thread of the worker that work holds the
+interpreter lock against the batch loop (which gets it back every 0.5 ms
+switch interval, so batches run at about half speed while it lasts: the
+refresh showed as latency spikes in ``streamseg bench``). Here it runs in one
+child process started at the first refresh, so the worker's loop keeps its
+interpreter and only the CPU is shared.
+
+The sample stays in the child between calls (:class:`ChildSample` holds its
+token): the re-fit and the profiles are computed from the same customers, and
+only centres and profiles travel back. If the child dies, the call fails with
+:class:`SampleLost` and the next refresh starts a new child.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, TypeVar
+
+import numpy as np
+
+from streamseg.features.keys import Keys
+from streamseg.features.registry import derive, model_input
+from streamseg.features.store import RedisFeatureStore
+from streamseg.publish.records import SegmentProfile
+from streamseg.segmenting.model import SegmentModel
+from streamseg.segmenting.profiles import build_profiles
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+State = dict[str, float | str]
+
+#: how often the child checks that the worker still runs
+PARENT_POLL_S = 1.0
+#: in the child: the sample of the latest refresh, by token
+_HELD: dict[str, tuple[list[State], list[dict[str, float]]]] = {}
+
+
+class SampleLost(RuntimeError):
+    """The child holding the sample is gone (it died, or a newer sample replaced it)."""
+
+
+def last_ts(state: Mapping[str, float | str], default: float) -> float:
+    ts = state.get("last_ts")
+    return ts if isinstance(ts, float) else default
+
+
+def current_sample(states: list[State], now_ms: float, cutoff_ms: float
+                   ) -> tuple[list[State], list[dict[str, float]]]:
+    """Customers active since ``cutoff_ms`` in the engine's clock, with their features at ``now_ms``."""
+    current = [st for st in states if last_ts(st, now_ms) >= cutoff_ms]
+    return current, [derive(st, now_ms) for st in current]
+
+
+def fit(model: SegmentModel, derived: list[dict[str, float]], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Batch k-means re-fit of ``model``'s centres on the sample's model inputs."""
+    return model.refine(model.matrix([model_input(d) for d in derived]), seed=seed)
+
+
+# -- in the child ---------------------------------------------------------------------
+def _follow_parent(parent: int) -> None:
+    """Exit when the worker is gone: a killed worker (kill -9) runs no shutdown, and a pool's
+    process holds its own queue's pipe open, so it would otherwise wait forever."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="follow-parent", daemon=True).start()
+
+
+def _read(token: str, redis_url: str, key_prefix: str, limit: int, now_ms: float,
+          cutoff_ms: float) -> int:
+    async def read() -> list[State]:
+        store = RedisFeatureStore.from_url(redis_url, Keys(key_prefix), dedup_horizon_days=1.0,
+                                           retention_days=1.0)
+        try:
+            return await store.sample_states(limit)
+        finally:
+            await store.close()
+
+    states = asyncio.run(read())
+    _HELD.clear()  # one refresh at a time: the previous sample is done with
+    _HELD[token] = current_sample(states, now_ms, cutoff_ms)
+    return len(_HELD[token][0])
+
+
+def _held(token: str) -> tuple[list[State], list[dict[str, float]]]:
+    try:
+        return _HELD[token]
+    except KeyError:
+        raise SampleLost(f"sample {token} is no longer held (a newer refresh replaced it)") from None
+
+
+def _fit(token: str, model: SegmentModel, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    return fit(model, _held(token)[1], seed)
+
+
+def _profiles(token: str, names: Mapping[int, str], sizes: Mapping[int, int],
+              model_version: int) -> dict[int, SegmentProfile]:
+    states, derived = _held(token)
+    return build_profiles(states, derived, names, sizes, model_version)
+
+
+# -- in the worker ----------------------------------------------------------------------
+class SampleProcess:
+    """One child process for the leader's samples (started at first use, see module doc)."""
+
+    def __init__(self, redis_url: str, key_prefix: str) -> None:
+        self.redis_url = redis_url
+        self.key_prefix = key_prefix
+        self._pool: ProcessPoolExecutor | None = None
+
+    async def sample(self, limit: int, now_ms: float, cutoff_ms: float) -> ChildSample:
+        """Read and derive a sample in the child; the handle computes on it there."""
+        token = uuid.uuid4().hex
+        n = await self.call(_read, token, self.redis_url, self.key_prefix, limit, now_ms, cutoff_ms)
+        return ChildSample(self, token, n)
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._pool is None:
+            # spawn, not fork: the worker has threads (Faust, aiokafka, the web server)
+            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_follow_parent, initargs=(os.getpid(),))
+        pool = self._pool
+        try:
+            return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+        except BrokenProcessPool as exc:
+            log.warning("the sample process died (%s); the next refresh starts a new one", exc)
+            if self._pool is pool:
+                self._pool = None
+                pool.shutdown(wait=False, cancel_futures=True)
+            raise SampleLost(f"the sample process died: {exc}") from exc
+
+    def pid(self) -> int | None:
+        """The child's process id, once it runs (for tests and operators)."""
+        procs = getattr(self._pool, "_processes", None) or {}
+        return next(iter(procs), None)
+
+    def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+class ChildSample:
+    """A sample held in the child process: its size, and the re-fit and profiles computed there."""
+
+    def __init__(self, owner: SampleProcess, token: str, n: int) -> None:
+        self.owner = owner
+        self.token = token
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    async def fit(self, model: SegmentModel, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        return await self.owner.call(_fit, self.token, model, seed)
+
+    async def profiles(self, names: Mapping[int, str], sizes: Mapping[int, int],
+                       model_version: int) -> dict[int, SegmentProfile]:
+        return await self.owner.call(_profiles, self.token, dict(names), dict(sizes), model_version)
+
+
+class LocalSample:
+    """A sample held in this process; the re-fit and profiles run in threads."""
+
+    def __init__(self, states: list[State], derived: list[dict[str, float]]) -> None:
+        self.states = states
+        self.derived = derived
+
+    def __len__(self) -> int:
+        return len(self.states)
+
+    async def fit(self, model: SegmentModel, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        return await asyncio.to_thread(fit, model, self.derived, seed)
+
+    async def profiles(self, names: Mapping[int, str], sizes: Mapping[int, int],
+                       model_version: int) -> dict[int, SegmentProfile]:
+        return await asyncio.to_thread(build_profiles, self.states, self.derived, names, sizes,
+                                       model_version)

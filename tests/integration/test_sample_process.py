@@ -1,0 +1,135 @@
+"""The leader's refresh sample in a child process (real Valkey): same answers as in threads,
+and a child that dies costs one refresh, not the worker's."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import orjson
+import pytest
+from prometheus_client import CollectorRegistry
+
+from streamseg.engine import Engine, InMessage, build_segmenter
+from streamseg.generate import assign_personas, simulate
+from streamseg.metrics import Metrics
+from streamseg.segmenting.offload import ChildSample, LocalSample, SampleLost, SampleProcess
+from streamseg.settings import Settings
+
+from .engine_support import Recorder, store_for
+
+pytestmark = pytest.mark.integration
+
+T0 = 1_767_225_600_000  # 2026-01-01
+
+
+async def seeded_engine(settings: Settings) -> Engine:
+    """An in-process engine (its own leader) that has segmented 200 simulated customers."""
+    cfg = settings.model_copy(update={"n_segments": 4, "model_warmup": 100, "model_sync_events": 50,
+                                      "clock": "event"})
+    truth = assign_personas(200, seed=5)
+    engine = Engine(cfg, store_for(cfg), build_segmenter(cfg), Recorder(), Metrics(CollectorRegistry()))
+    events = [InMessage(cfg.topic(ev.topic_role), 0, i, ev.customer_id.encode(), orjson.dumps(ev.payload))
+              for i, ev in enumerate(simulate(truth, days=40, end_ms=T0, seed=5))]
+    for i in range(0, len(events), 500):
+        await engine.process(events[i : i + 500])
+    assert engine.model is not None
+    return engine
+
+
+async def test_child_sample__same_refit_and_profiles_as_the_threads(settings: Settings) -> None:
+    engine = await seeded_engine(settings)
+    sampler = SampleProcess(engine.settings.redis_url, engine.settings.key_prefix)
+    try:
+        local = await engine.sample_customers()
+        engine.sampler = sampler
+        child = await engine.sample_customers()
+        assert isinstance(local, LocalSample) and isinstance(child, ChildSample)
+        assert len(child) == len(local) == 200
+        model = engine.model
+        assert model is not None
+        (lc, lw), (cc, cw) = await local.fit(model, 7), await child.fit(model, 7)
+        np.testing.assert_array_equal(cc, lc)
+        np.testing.assert_array_equal(cw, lw)
+        names = {sid: f"s{sid}" for sid in model.ids}
+        sizes = await engine.store.segment_sizes()
+        lp = await local.profiles(names, sizes, model.version)
+        cp = await child.profiles(names, sizes, model.version)
+        assert set(cp) == set(model.ids) and any(p.size for p in cp.values())
+        assert {k: p.model_dump() for k, p in cp.items()} == {k: p.model_dump() for k, p in lp.items()}
+        # the engine's own refresh runs through the child: profiles for every live segment
+        entries = await engine.refresh_profiles()
+        assert {e.segment_id for e in entries} >= set(model.ids)
+        assert all(e.profile is not None for e in entries if e.status == "active")
+        assert sampler.pid() is not None and sampler.pid() != os.getpid()
+    finally:
+        sampler.close()
+        await engine.store.close()
+
+
+async def test_child_sample__a_dead_child_fails_that_call_and_the_next_sample_starts_a_new_one(
+    settings: Settings,
+) -> None:
+    engine = await seeded_engine(settings)
+    sampler = SampleProcess(engine.settings.redis_url, engine.settings.key_prefix)
+    engine.sampler = sampler
+    try:
+        sample = await engine.sample_customers()
+        first = sampler.pid()
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        with pytest.raises(SampleLost):
+            await sample.fit(engine.model, 1)  # type: ignore[arg-type]
+        again = await engine.sample_customers()  # a fresh child, a fresh sample
+        assert len(again) == 200 and sampler.pid() not in (None, first)
+        with pytest.raises(SampleLost, match="no longer held"):  # the old handle's sample died with it
+            await sample.fit(engine.model, 1)  # type: ignore[arg-type]
+        centers, weights = await again.fit(engine.model, 1)  # type: ignore[arg-type]
+        assert len(centers) == len(weights) == len(engine.model.ids)  # type: ignore[union-attr]
+    finally:
+        sampler.close()
+        await engine.store.close()
+    assert sampler.pid() is None
+
+
+PARENT = """
+import asyncio, os, sys, time
+from streamseg.segmenting.offload import SampleProcess
+
+async def main():
+    sampler = SampleProcess(sys.argv[1], "x")
+    print(await sampler.call(os.getpid), flush=True)
+    time.sleep(600)
+
+asyncio.run(main())
+"""
+
+
+def test_child__exits_when_the_worker_is_killed(settings: Settings) -> None:
+    """kill -9 runs no shutdown: the child must notice on its own, not linger as an orphan."""
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, settings.redis_url],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        assert child != parent.pid and alive(child)
+        parent.kill()
+        parent.wait(10)
+        deadline = time.monotonic() + 10
+        while alive(child) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not alive(child), "the sample process outlived its killed worker"
+    finally:
+        parent.kill()
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[1].split()[0] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
