@@ -232,9 +232,10 @@ class Bench:
                     out[p.name] = cpu_seconds(p.proc.pid)
         return out
 
-    def api_server(self, port: int) -> ManagedProcess:
+    def api_server(self, port: int, **env: str) -> ManagedProcess:
         a = ManagedProcess(f"api-{port}", [sys.executable, "-m", "streamseg", "api", "--port",
-                                           str(port)], self.st.dir / f"api-{port}.log", self.env)
+                                           str(port)], self.st.dir / f"api-{port}.log",
+                           {**self.env, **env})
         self.st.processes.append(a.start())
         wait_for_port(port, 60, a.proc)
         return a
@@ -245,7 +246,7 @@ class Bench:
             # ids past the seeded ones are new customers: real work, not duplicates
             sys.executable, "-m", "streamseg", "generate", "--customers", str(a.customers * 10),
             "--rate", str(a.event_rate), "--days", "60", "--seed", str(seed),
-            "--duration", str(a.seconds * (3 + a.api_rounds) + 60)], self.st.dir / f"generate-{seed}.log", self.env)
+            "--duration", str(a.seconds * (3 + a.api_rounds * (2 if a.compare_slice else 1)) + 60)], self.st.dir / f"generate-{seed}.log", self.env)
         self.st.processes.append(g.start())
         return g
 
@@ -297,10 +298,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         api_port = free_port()
         api = bench.api_server(api_port)
         wait_ready(api_port)
+        plain = None
+        if args.compare_slice:  # the same API with the kernel's default time slice, rounds interleaved
+            plain_port = free_port()
+            plain = bench.api_server(plain_port, STREAMSEG_API_SLICE_MS="0")
+            wait_ready(plain_port)
         for n in range(1, args.api_rounds + 1):  # rounds back to back: the spread of the p99
             name = "api" if n == 1 else f"api-{n}"
             results[name] = await bench.measure(api, api_port, Phase(name, "customer", args.seconds),
                                                 customers)
+            if plain is not None:
+                name = "api-default-slice" + ("" if n == 1 else f"-{n}")
+                results[name] = await bench.measure(plain, plain_port, Phase(name, "customer",
+                                                                             args.seconds), customers)
         results["healthz"] = await bench.measure(worker, port, Phase("healthz", "/healthz",
                                                                      args.seconds), customers)
         if args.compare_main_loop:
@@ -327,15 +337,18 @@ def markdown(results: dict[str, Any], args: argparse.Namespace) -> str:
     verdicts = [f"{name} p99 {results[name]['p99_ms']} ms "
                 f"{'meets' if results[name]['p99_ms'] <= TARGET_P99_MS else 'misses'} the "
                 f"{TARGET_P99_MS:g} ms target" for name in ("busy", "api") if name in results]
-    rounds = [r["p99_ms"] for name, r in results.items() if name.startswith("api")]
-    if len(rounds) > 1:
-        met = sum(p <= TARGET_P99_MS for p in rounds)
-        verdicts.append(f"over {len(rounds)} api rounds p99 {min(rounds)}-{max(rounds)} ms "
-                        f"(median {statistics.median(rounds)} ms), {met} of {len(rounds)} within "
-                        f"{TARGET_P99_MS:g} ms")
+    for label, pick in (("api", lambda n: not n.startswith("api-default-slice")),
+                        ("api-default-slice", lambda n: n.startswith("api-default-slice"))):
+        rounds = [r["p99_ms"] for name, r in results.items() if name.startswith("api") and pick(name)]
+        if len(rounds) > 1:
+            met = sum(p <= TARGET_P99_MS for p in rounds)
+            verdicts.append(f"over {len(rounds)} {label} rounds p99 {min(rounds)}-{max(rounds)} ms "
+                            f"(median {statistics.median(rounds)} ms), {met} of {len(rounds)} within "
+                            f"{TARGET_P99_MS:g} ms")
     return (f"# Lookup latency\n\n`python load_tests/lookup_bench.py --rate {args.rate:g} "
             f"--seconds {args.seconds:g} --event-rate {args.event_rate:g}"
             f"{f' --api-rounds {args.api_rounds}' if args.api_rounds != 1 else ''}"
+            f"{' --compare-slice' if args.compare_slice else ''}"
             f"{' --compare-main-loop' if args.compare_main_loop else ''}`\n\n"
             + "\n".join(rows) + "\n\nWhile the worker processes events: " + "; ".join(verdicts)
             + " (busy: the worker's own API; api: `streamseg api`).\n")
@@ -350,6 +363,9 @@ def main() -> None:
     ap.add_argument("--compare-main-loop", action="store_true")
     ap.add_argument("--api-rounds", type=int, default=1,
                     help="measure the stand-alone API this many times in a row (p99 spread)")
+    ap.add_argument("--compare-slice", action="store_true",
+                    help="interleave rounds of a second API process with the kernel's default "
+                    "time slice (STREAMSEG_API_SLICE_MS=0)")
     args = ap.parse_args()
     results = asyncio.run(run(args))
     results["command"] = " ".join(["python", "load_tests/lookup_bench.py", *sys.argv[1:]])

@@ -160,6 +160,11 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     api_port: int = Field(
         6067, ge=1, le=65535, description="port of `streamseg api`, the API in a process of its own")
+    api_slice_ms: float = Field(
+        0.5, ge=0, le=100, description="`streamseg api` asks Linux (6.12+) for scheduler time slices "
+        "this short, so a lookup that arrives preempts batch work sooner (same CPU share; "
+        "0.1-100 ms, 0 = the kernel's default)",
+    )
     log_level: Literal["crit", "error", "warn", "info", "debug"] = "info"
 
     # --- HTTP API access control -------------------------------------------
@@ -200,6 +205,13 @@ class Settings(BaseSettings):
     def _redis_scheme(cls, v: str) -> str:
         if not v.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("STREAMSEG_REDIS_URL must start with redis://, rediss:// or unix://")
+        return v
+
+    @field_validator("api_slice_ms")
+    @classmethod
+    def _slice_range(cls, v: float) -> float:
+        if v and v < 0.1:
+            raise ValueError("STREAMSEG_API_SLICE_MS is 0 (the kernel's default) or 0.1-100 ms")
         return v
 
     @field_validator("drift_windows")

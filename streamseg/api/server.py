@@ -32,6 +32,7 @@ from prometheus_client import CollectorRegistry
 from streamseg.api.auth import TokenAuth
 from streamseg.api.health import BrokerProbe
 from streamseg.api.middleware import api_middleware
+from streamseg.api.sched import current_slice_ms, request_slice
 from streamseg.api.views import Api
 from streamseg.erasure import Eraser
 from streamseg.features.keys import Keys
@@ -179,6 +180,12 @@ def run(settings: Settings, host: str, port: int) -> int:
         loop_factory = None
     else:
         loop_factory = uvloop.new_event_loop
+    if settings.api_slice_ms:  # before any thread starts: threads inherit it
+        if request_slice(settings.api_slice_ms):
+            log.info("scheduler time slice %.1f ms (kernel reports %s ms)", settings.api_slice_ms,
+                     current_slice_ms())
+        else:
+            log.info("scheduler time slices stay the system's (not supported here)")
     loop = loop_factory() if loop_factory else asyncio.new_event_loop()
     log.info("streamseg api on http://%s:%d (Redis %s)", host, port, settings.redis_url)
     web.run_app(build(settings), host=host, port=port, print=None, access_log=None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from streamseg.api.server import STALE_AFTER_S, StoredModelView
 from streamseg.settings import Settings
@@ -51,3 +52,38 @@ async def test_uses_the_wall_clock_when_configured_or_before_any_event() -> None
     v = view({"a": {"clock_ms": 0.0, "model_version": 1, "at_ms": NOW_MS}})
     await v.refresh()
     assert v.now_ms() == NOW_MS
+
+
+def test_request_slice__the_kernel_reports_the_slice_asked_for_where_it_has_slices() -> None:
+    import threading
+
+    from streamseg.api.sched import current_slice_ms, request_slice
+
+    def in_thread() -> None:  # its own thread: the test process keeps its default
+        before = current_slice_ms()
+        if before is None or not request_slice(0.3):
+            seen.append(None)  # not Linux 6.12+ on x86_64/aarch64: nothing to check
+            return
+        seen.append(current_slice_ms())
+        child: list[float | None] = []
+        t = threading.Thread(target=lambda: child.append(current_slice_ms()))
+        t.start()
+        t.join()
+        seen.append(child[0])
+
+    seen: list[float | None] = []
+    t = threading.Thread(target=in_thread)
+    t.start()
+    t.join()
+    if seen == [None]:
+        pytest.skip("this kernel has no per-task slices")
+    assert seen == [0.3, 0.3], "the slice applies to the thread and to threads it starts"
+
+
+def test_request_slice__refuses_a_slice_the_kernel_would_not_take() -> None:
+    from streamseg.api.sched import request_slice
+
+    with pytest.raises(ValueError, match=r"0\.1-100 ms"):
+        request_slice(0.05)
+    with pytest.raises(ValidationError, match="API_SLICE_MS"):
+        Settings(api_slice_ms=0.05)
