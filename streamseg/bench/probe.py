@@ -100,7 +100,15 @@ def cpu_seconds(pid: int) -> float:
 
 
 def rss_mb(pid: int) -> float:
-    """Resident set size of a process in MiB (0 if it is gone)."""
+    """Resident set size of a process and of its descendants in MiB (0 if it is gone).
+
+    The descendants count: a worker's leader keeps its refresh sample in a child
+    process (``streamseg.segmenting.offload``), memory the worker owns all the same.
+    """
+    return sum(_own_rss_mb(p) for p in [pid, *descendants(pid)])
+
+
+def _own_rss_mb(pid: int) -> float:
     try:
         text = Path(f"/proc/{pid}/status").read_text()
     except OSError:
@@ -109,3 +117,20 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children, their children, ...), from /proc."""
+    parent_of: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent_of[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):  # gone meanwhile
+                continue
+    found, frontier = [], [pid]
+    while frontier:
+        kids = [p for p, pp in parent_of.items() if pp in frontier]
+        found += kids
+        frontier = kids
+    return found

@@ -1,0 +1,35 @@
+"""The bench's memory probe counts a process together with the processes it started."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+from streamseg.bench.probe import descendants, rss_mb
+
+HOLDER = "import sys, time; x = bytearray(80 << 20); x[::4096] = b'1' * len(x[::4096]); " \
+         "print('ready', flush=True); time.sleep(60)"
+
+
+def test_rss_mb__includes_the_memory_of_child_processes() -> None:
+    alone = rss_mb(os.getpid())
+    child = subprocess.Popen([sys.executable, "-c", HOLDER], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        assert child.pid in descendants(os.getpid())
+        assert rss_mb(os.getpid()) - alone >= 75  # the child's 80 MiB, touched page by page
+    finally:
+        child.kill()
+        child.wait()
+    deadline = time.monotonic() + 5
+    while child.pid in descendants(os.getpid()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert child.pid not in descendants(os.getpid())
+
+
+def test_rss_mb__of_a_process_that_is_gone_is_zero() -> None:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    assert rss_mb(gone.pid) == 0.0
