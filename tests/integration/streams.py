@@ -202,15 +202,27 @@ async def committed_total(settings: Settings) -> int:
 
 async def wait_drained(settings: Settings, produced: int, workers: list[WorkerProcess],
                        timeout: float = 120) -> None:
-    """Until the group has committed all ``produced`` input records (never more)."""
+    """Until the group has committed all ``produced`` input records (never more) and no
+    customer waits for a first assignment.
+
+    Customers whose events came before any model are held (``Keys.held``) and their
+    events acknowledged; a worker's timer assigns them once it has a model (every
+    second), so a committed stream alone does not mean every membership is written.
+    """
+    held = aioredis.Redis.from_url(settings.redis_url)
+
     async def drained() -> bool:
         for w in workers:
             assert w.proc.running, f"{w.proc.name} died:\n{w.log()[-3000:]}"
         done = await committed_total(settings)
         assert done <= produced, f"committed {done} offsets for {produced} records"
-        return done == produced
+        return done == produced and not await held.scard(Keys(settings.key_prefix).held())
 
-    await wait_until(drained, timeout, f"the worker group to commit all {produced} input offsets")
+    try:
+        await wait_until(drained, timeout, f"the worker group to commit all {produced} input "
+                         "offsets and assign every held-back customer")
+    finally:
+        await held.aclose()
 
 
 def metric(port: int, name: str, **labels: str) -> float:
