@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from streamseg.segmenting.river_kmeans import kmeans_plus_plus
+from streamseg.segmenting.vectors import kmeans_plus_plus
 
 MATCH_MAX_MOVE = 1.5  # standardized units a centre may move and keep its id
 RELATE_MAX_DIST = 3.0  # a vanished/new centre this close to another counts as merged/split

@@ -142,9 +142,12 @@ class ModelSync:
     async def refresh_catalog(self) -> None:
         """Leader only: re-fit the model on current customers, recompute profiles, republish."""
         sample = await self.engine.sample_customers()  # read and derived once, for both
-        async with self._leading:
-            await self._publish(await self.engine.refine(sample), "a sample of current customers")
-        await self.engine.publish_catalog(await self.engine.refresh_profiles(sample))
+        try:
+            async with self._leading:
+                await self._publish(await self.engine.refine(sample), "a sample of current customers")
+            await self.engine.publish_catalog(await self.engine.refresh_profiles(sample))
+        finally:
+            await sample.release()
 
     async def load_profiles(self) -> None:
         """Every worker: profiles from the catalog, for explaining changes."""

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from river import preprocessing
+
+if TYPE_CHECKING:  # River's preprocessing loads pandas and scikit-learn: not for the model alone
+    from river import preprocessing
 
 
 def scaled_matrix(

@@ -66,6 +66,9 @@ async def test_child_sample__same_refit_and_profiles_as_the_threads(settings: Se
         assert {e.segment_id for e in entries} >= set(model.ids)
         assert all(e.profile is not None for e in entries if e.status == "active")
         assert sampler.pid() is not None and sampler.pid() != os.getpid()
+        await child.release()  # the refresh is over: the child frees that sample
+        with pytest.raises(SampleLost, match="no longer held"):
+            await child.fit(model, 7)
     finally:
         sampler.close()
         await engine.store.close()

@@ -1,0 +1,73 @@
+"""The engine's end-to-end latency window by window, at one fixed rate: *when* does it rise?
+
+``streamseg bench`` gives one set of percentiles per 20-second phase; this runs
+the bench's engine subject (fresh embedded broker and Valkey, same producer,
+same warm-up) at one rate and prints p50/p95/p99 for every window, so spikes
+line up with what happens at that time (the leader's catalog refresh every
+``STREAMSEG_CATALOG_REFRESH_S`` = 30 s, drift windows every minute, the
+broker's own drift over time).
+
+    python load_tests/latency_windows.py --rate 6000 --seconds 90 [--window 5]
+
+Prints the windows and saves ``load_tests/results/latency_windows.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from streamseg.bench.load import Pool, paced
+from streamseg.bench.runner import Plan, joined, launch, percentiles, subjects, warm_up
+from streamseg.devstack import DevStack
+from streamseg.settings import Settings
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rate", type=float, default=6000.0, help="events/s (single-event messages)")
+    ap.add_argument("--seconds", type=float, default=90.0)
+    ap.add_argument("--window", type=float, default=5.0, help="seconds per reported window")
+    args = ap.parse_args()
+    plan = Plan.make(False, args.seconds)
+    windows: list[dict[str, Any]] = []
+    with DevStack() as stack:
+        base = Settings(kafka_bootstrap=stack.bootstrap, redis_url=stack.redis_url)
+        pool = Pool.simulate(plan.customers)
+        gc.collect()
+        gc.freeze()  # the producer's pool stays out of its collector, as in the bench
+        run = launch(stack, base, pool, subjects(100)[0], plan)
+        joined([run])
+        warm_up(run, plan.warmup_events)
+        last = [run.scrape()]
+        t0 = time.monotonic()
+
+        def tick() -> None:
+            now = run.scrape()
+            w = {"t_s": round(now.at - t0, 1), "events": round(now.events - last[0].events),
+                 **percentiles(now.minus(last[0]))}
+            windows.append(w)
+            print(json.dumps(w), flush=True)
+            last[0] = now
+
+        sent = asyncio.run(paced(run.settings, run.records, args.rate, args.seconds,
+                                 every=args.window, on_tick=tick))
+        time.sleep(args.window)
+        tick()  # what was still in flight when the producer stopped
+        run.proc.stop()
+    RESULTS.mkdir(exist_ok=True)
+    out = {"command": f"python load_tests/latency_windows.py --rate {args.rate:g} --seconds "
+                      f"{args.seconds:g} --window {args.window:g}",
+           "sent_events": sent.events, "windows": windows}
+    (RESULTS / "latency_windows.json").write_text(json.dumps(out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
