@@ -589,7 +589,12 @@ class Engine:
         model = self.model
         if model is None:
             return None
-        sample = sample if sample is not None else await self.sample_customers()
+        if sample is None:  # a sample of its own: freed here, not held until the next refresh
+            own = await self.sample_customers()
+            try:
+                return await self.refine(own)
+            finally:
+                await own.release()
         if len(sample) < 2 * len(model.ids):
             return None
         centers, weights = await sample.fit(model, self.settings.seed)
@@ -639,7 +644,12 @@ class Engine:
         """Recompute profiles from a sample of customers; the catalog entries to republish."""
         if self.model is None:
             return []
-        sample = sample if sample is not None else await self.sample_customers()
+        if sample is None:  # a sample of its own: freed here, not held until the next refresh
+            own = await self.sample_customers()
+            try:
+                return await self.refresh_profiles(own)
+            finally:
+                await own.release()
         sizes = await self.store.segment_sizes()
         model = self.model
         live = {sid: self.name_of(sid) for sid in model.ids}
