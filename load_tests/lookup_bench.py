@@ -11,6 +11,10 @@ every request it delays. Phases, in one run so they compare:
     api       lookups while busy, answered by `streamseg api` (the API in a
               process of its own, reading Redis) instead of the worker
     healthz   GET /healthz on the worker while busy: its HTTP floor without Redis
+    floor-*   (with --floor, after each api round) a lookup's two parts alone at the
+              same rate and load: floor-http, GET /healthz on `streamseg api` (an
+              HTTP round trip that reads nothing); floor-valkey, the lookup's HGETALL
+              sent by the client straight to Valkey (no HTTP server in between)
     mainloop  (with --compare-main-loop) lookups while busy, the web server
               sharing the worker's event loop (STREAMSEG_WEB_IN_THREAD=false)
 
@@ -102,11 +106,61 @@ class _Conn(asyncio.Protocol):
             self.waiter.set_exception(ConnectionError(f"connection closed: {exc!r}"))
 
 
-async def open_loop(base: str, path_of: Any, rate: float, seconds: float) -> dict[str, Any]:
-    """Send rate*seconds requests at their scheduled times; latency from the schedule."""
-    host, port = base.removeprefix("http://").rsplit(":", 1)
+class _RespConn(_Conn):
+    """One Redis connection, one command at a time; a reply is a RESP2 array of bulk strings.
+
+    For the floor phase: the lookup's own ``HGETALL``, sent by the client straight
+    to Valkey, with no HTTP server in between.
+    """
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        end = _resp_array_end(self.buf)
+        if end >= 0 and self.waiter is not None:
+            reply = bytes(self.buf[:end])
+            del self.buf[:end]
+            self.waiter.set_result((200 if reply[:1] == b"*" else 500, reply))
+
+
+def _resp_array_end(buf: bytearray) -> int:
+    """Where the first complete reply (an array of bulk strings, or an error) ends; -1 if none yet."""
+    eol = buf.find(b"\r\n")
+    if eol < 0:
+        return -1
+    if buf[:1] != b"*":  # an error or a simple string: one line
+        return eol + 2
+    at = eol + 2
+    for _ in range(int(buf[1:eol])):
+        eol = buf.find(b"\r\n", at)
+        if eol < 0:
+            return -1
+        at = eol + 2 + int(buf[at + 1:eol]) + 2  # "$<len>\r\n" <len bytes> "\r\n"
+        if at > len(buf):
+            return -1
+    return at
+
+
+def hgetall_command(key: str) -> bytes:
+    k = key.encode()
+    return b"*2\r\n$7\r\nHGETALL\r\n$%d\r\n%s\r\n" % (len(k), k)
+
+
+async def open_loop(base: str, path_of: Any, rate: float, seconds: float,
+                    protocol: type[_Conn] = _Conn) -> dict[str, Any]:
+    """Send rate*seconds requests at their scheduled times; latency from the schedule.
+
+    ``path_of()`` gives each request's HTTP path, or with ``protocol=_RespConn``
+    (``base`` then ``redis://host:port``) each request's Redis command.
+    """
+    host, port = base.removeprefix("http://").removeprefix("redis://").rsplit(":", 1)
     loop = asyncio.get_running_loop()
     auth = f"Authorization: Bearer {TOKEN}\r\nHost: {host}\r\n\r\n".encode()
+
+    def request() -> bytes:
+        if protocol is _RespConn:
+            command: bytes = path_of()
+            return command
+        return f"GET {path_of()} HTTP/1.1\r\n".encode() + auth
     n = int(rate * seconds)
     latencies: list[float] = []
     service: list[float] = []
@@ -116,14 +170,14 @@ async def open_loop(base: str, path_of: Any, rate: float, seconds: float) -> dic
     async def one(scheduled: float) -> None:
         sent = time.perf_counter()
         try:
-            conn = idle.pop() if idle else (await loop.create_connection(_Conn, host, int(port)))[1]
+            conn = idle.pop() if idle else (await loop.create_connection(protocol, host, int(port)))[1]
             conn.waiter = loop.create_future()
             assert conn.transport is not None
-            conn.transport.write(f"GET {path_of()} HTTP/1.1\r\n".encode() + auth)
+            conn.transport.write(request())
             status, body = await conn.waiter
             conn.waiter = None
             idle.append(conn)
-            key = str(status) if body[:1] == b"{" else f"{status} without a JSON body"
+            key = str(status) if body[:1] in (b"{", b"*") else f"{status} without a JSON body"
         except (OSError, ValueError) as exc:
             key = type(exc).__name__
         done = time.perf_counter()
@@ -133,7 +187,9 @@ async def open_loop(base: str, path_of: Any, rate: float, seconds: float) -> dic
 
     # warm a pool so connection set-up is not measured
     await asyncio.gather(*(one(time.perf_counter()) for _ in range(32)))
-    latencies.clear(), service.clear(), statuses.clear()
+    latencies.clear()
+    service.clear()
+    statuses.clear()
     # the client's own garbage collector must not be measured either: with 20k request
     # tasks alive its full collections stalled the client (busy p99 88 ms with them,
     # 23 ms without, on the same machine)
@@ -246,20 +302,29 @@ class Bench:
             # ids past the seeded ones are new customers: real work, not duplicates
             sys.executable, "-m", "streamseg", "generate", "--customers", str(a.customers * 10),
             "--rate", str(a.event_rate), "--days", "60", "--seed", str(seed),
-            "--duration", str(a.seconds * (3 + a.api_rounds * (2 if a.compare_slice else 1)) + 60)], self.st.dir / f"generate-{seed}.log", self.env)
+            "--duration", str(a.seconds * (3 + a.api_rounds * (2 if a.compare_slice else 1)
+                                            + (2 * a.api_rounds if a.floor else 0)) + 60)], self.st.dir / f"generate-{seed}.log", self.env)
         self.st.processes.append(g.start())
         return g
 
     async def measure(self, worker: ManagedProcess, port: int, phase: Phase,
                       customers: list[str]) -> dict[str, Any]:
-        def path() -> str:
+        keys = Keys("ss")
+
+        def path() -> str | bytes:
+            if phase.path == "valkey":  # the lookup's own read, straight to Valkey
+                return hgetall_command(keys.state(random.choice(customers)))
             return (f"/v1/customers/{random.choice(customers)}" if phase.path == "customer"
                     else phase.path)
         assert worker.proc is not None
         before, t0 = processed(self.worker_port), time.monotonic()
         cpu0 = cpu_seconds(worker.proc.pid)
         every0 = self.cpu_by_process()
-        out = await open_loop(f"http://127.0.0.1:{port}", path, self.args.rate, phase.seconds)
+        if phase.path == "valkey":
+            out = await open_loop(f"redis://127.0.0.1:{port}", path, self.args.rate, phase.seconds,
+                                  protocol=_RespConn)
+        else:
+            out = await open_loop(f"http://127.0.0.1:{port}", path, self.args.rate, phase.seconds)
         out["worker_events_per_s"] = round((processed(self.worker_port) - before)
                                            / (time.monotonic() - t0), 1)
         out["server_cpu_ms_per_request"] = round(
@@ -307,12 +372,23 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             name = "api" if n == 1 else f"api-{n}"
             results[name] = await bench.measure(api, api_port, Phase(name, "customer", args.seconds),
                                                 customers)
+            if args.floor:
+                # what a lookup is made of, each alone at the same rate right after the round:
+                # the HTTP round trip to `streamseg api` (its /healthz reads nothing), and the
+                # lookup's HGETALL sent by the client straight to Valkey. A lookup chains both.
+                suffix = "" if n == 1 else f"-{n}"
+                results[f"floor-http{suffix}"] = await bench.measure(
+                    api, api_port, Phase(f"floor-http{suffix}", "/healthz", args.seconds), customers)
+                results[f"floor-valkey{suffix}"] = await bench.measure(
+                    st.process("valkey"), st.redis_port,
+                    Phase(f"floor-valkey{suffix}", "valkey", args.seconds), customers)
             if plain is not None:
                 name = "api-default-slice" + ("" if n == 1 else f"-{n}")
                 results[name] = await bench.measure(plain, plain_port, Phase(name, "customer",
                                                                              args.seconds), customers)
         results["healthz"] = await bench.measure(worker, port, Phase("healthz", "/healthz",
                                                                      args.seconds), customers)
+
         if args.compare_main_loop:
             port2 = free_port()
             worker2 = bench.worker(port2, in_thread=False)  # joins the group: takes half the partitions
@@ -345,10 +421,15 @@ def markdown(results: dict[str, Any], args: argparse.Namespace) -> str:
             verdicts.append(f"over {len(rounds)} {label} rounds p99 {min(rounds)}-{max(rounds)} ms "
                             f"(median {statistics.median(rounds)} ms), {met} of {len(rounds)} within "
                             f"{TARGET_P99_MS:g} ms")
+    for label in ("floor-http", "floor-valkey"):
+        rounds = [r["p99_ms"] for name, r in results.items() if name.startswith(label)]
+        if rounds:
+            verdicts.append(f"{label} p99 {min(rounds)}-{max(rounds)} ms over {len(rounds)} round(s)")
     return (f"# Lookup latency\n\n`python load_tests/lookup_bench.py --rate {args.rate:g} "
             f"--seconds {args.seconds:g} --event-rate {args.event_rate:g}"
             f"{f' --api-rounds {args.api_rounds}' if args.api_rounds != 1 else ''}"
             f"{' --compare-slice' if args.compare_slice else ''}"
+            f"{' --floor' if args.floor else ''}"
             f"{' --compare-main-loop' if args.compare_main_loop else ''}`\n\n"
             + "\n".join(rows) + "\n\nWhile the worker processes events: " + "; ".join(verdicts)
             + " (busy: the worker's own API; api: `streamseg api`).\n")
@@ -363,6 +444,9 @@ def main() -> None:
     ap.add_argument("--compare-main-loop", action="store_true")
     ap.add_argument("--api-rounds", type=int, default=1,
                     help="measure the stand-alone API this many times in a row (p99 spread)")
+    ap.add_argument("--floor", action="store_true",
+                    help="after the API rounds, measure a lookup's two parts alone at the same rate "
+                    "and load: the stand-alone API's /healthz, and HGETALL straight to Valkey")
     ap.add_argument("--compare-slice", action="store_true",
                     help="interleave rounds of a second API process with the kernel's default "
                     "time slice (STREAMSEG_API_SLICE_MS=0)")
