@@ -99,6 +99,29 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+class CpuMeter:
+    """CPU seconds used by named processes over an interval; ``"subject"`` also counts its children.
+
+    A subject's leader does its refresh in a child process, and Valkey and the
+    broker work for it too: together they are what one event costs the machine.
+    """
+
+    def __init__(self, subject: int, others: dict[str, int]) -> None:
+        self.subject, self.others = subject, others
+        self.start = self._read()
+
+    def _read(self) -> dict[str, dict[int, float]]:
+        return {"subject": {self.subject: cpu_seconds(self.subject)},
+                "subject_children": {p: cpu_seconds(p) for p in descendants(self.subject)},
+                **{name: {pid: cpu_seconds(pid)} for name, pid in self.others.items()}}
+
+    def seconds(self) -> dict[str, float]:
+        """CPU seconds per name since the meter started (a child started meanwhile counts whole)."""
+        end = self._read()
+        return {name: sum(max(0.0, cpu - self.start[name].get(pid, 0.0)) for pid, cpu in pids.items())
+                for name, pids in end.items()}
+
+
 def rss_mb(pid: int) -> float:
     """Resident set size of a process and of its descendants in MiB (0 if it is gone).
 

@@ -74,14 +74,25 @@ def markdown(f: dict[str, Any]) -> str:
         f"on {m['cpus']} CPUs, load average {m['load_avg_before'][0]} before and "
         f"{m['load_avg_after'][0]} after (the machine is shared: ratios are the figures to trust).",
         "",
-        "| subject | max events/s | worker CPU us/event | p50 / p95 / p99 ms at 25% | at 50% | at 75% | peak RSS MiB |",
-        "|---|---:|---:|---|---|---|---:|",
+        "| subject | max events/s | worker CPU us/event | machine CPU us/event | CPU ceiling events/s "
+        "| p50 / p95 / p99 ms at 25% | at 50% | at 75% | peak RSS MiB |",
+        "|---|---:|---:|---:|---:|---|---|---|---:|",
     ]
     for name, s in f["subjects"].items():
         cells = [f"{r['p50_ms']} / {r['p95_ms']} / {r['p99_ms']}"
                  + ("" if r.get("kept_up", True) else " (fell behind)") for r in s["rates"]]
+        machine = (s.get("machine_cpu_us_per_event") or {}).get("total", "")
+        ceiling = s.get("cpu_ceiling_events_per_s")
         lines.append(f"| {name} ({s['label']}) | {s['max_events_per_s']:,} | {s['cpu_us_per_event']} | "
+                     f"{machine} | {f'{ceiling:,}' if ceiling else ''} | "
                      + " | ".join(cells) + f" | {s['memory']['rss_mb_peak']} |")
+    lines += ["", "Machine CPU per event is the worker's, its children's, Valkey's and the broker's CPU "
+              "while the worker drained its backlog alone, per event; the ceiling is the rate at which "
+              f"those costs fill all {m['cpus']} cores (the producer's own cost not counted)."]
+    for name, s in f["subjects"].items():
+        parts = s.get("machine_cpu_us_per_event")
+        if parts:
+            lines.append(f"- {name}: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in parts.items()))
     lines += ["", "| ratio | value |", "|---|---:|"]
     lines += [f"| {k.replace('_', ' ')} | {v} |" for k, v in f["ratios"].items()]
     lines += ["", "| target | goal | measured | met |", "|---|---|---:|---|"]

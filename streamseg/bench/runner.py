@@ -34,7 +34,7 @@ from statistics import median
 from typing import Any
 
 from streamseg.bench.load import Pool, Record, Sent, envelopes, paced, preload, singles
-from streamseg.bench.probe import Histogram, Scrape, cpu_seconds, rss_mb, scrape
+from streamseg.bench.probe import CpuMeter, Histogram, Scrape, cpu_seconds, rss_mb, scrape
 from streamseg.devstack import DevStack, ManagedProcess, free_port
 from streamseg.devstack.processes import wait_for_port
 from streamseg.settings import Settings
@@ -177,14 +177,19 @@ def warm_up(run: Running, events: int) -> float:
     return sent.events / (time.monotonic() - t0)
 
 
-def drain(run: Running, size: int, timeout: float) -> dict[str, Any]:
-    """Send ``size`` events as fast as possible, then time the subject draining the rest alone."""
+def drain(run: Running, size: int, timeout: float, others: dict[str, int] | None = None) -> dict[str, Any]:
+    """Send ``size`` events as fast as possible, then time the subject draining the rest alone.
+
+    ``others``: the servers it uses (name -> pid), whose CPU over the tail counts
+    towards what an event costs the machine (``machine_cpu_us_per_event``).
+    """
     start = run.scrape()
     sent = run.send(size)
     produced = run.scrape()
-    cpu0 = cpu_seconds(run.pid)
+    meter = CpuMeter(run.pid, others or {})
     end = run.wait_for(start.done + sent.messages, timeout, every=0.05)
-    cpu = cpu_seconds(run.pid) - cpu0
+    used = meter.seconds()
+    cpu = used["subject"]
     tail_events = start.events + sent.events - produced.events
     tail_s = end.at - produced.at
     if tail_events < 0.2 * sent.events or tail_s < 0.5:  # it kept up with the producer
@@ -194,20 +199,35 @@ def drain(run: Running, size: int, timeout: float) -> dict[str, Any]:
     return {"max_events_per_s": round(rate), "backlog_events": sent.events,
             "tail_events": int(tail_events), "tail_seconds": round(tail_s, 2),
             "cpu_us_per_event": round(cpu / tail_events * 1e6, 1) if tail_events > 0 else None,
-            "limited_by": limited}
+            **machine_cpu(used, tail_events), "limited_by": limited}
 
 
-def backlog(run: Running, rough_rate: float, tail_seconds: float) -> dict[str, Any]:
+def machine_cpu(used: dict[str, float], events: float) -> dict[str, Any]:
+    """CPU per event by process over a drain's tail, their sum, and the rate that sum allows.
+
+    The ceiling is every core busy with nothing but this work (the producer,
+    finished by then, not counted): no design with these per-event costs goes faster.
+    """
+    if events <= 0:
+        return {"machine_cpu_us_per_event": None, "cpu_ceiling_events_per_s": None}
+    per = {name: round(s / events * 1e6, 1) for name, s in used.items()}
+    total = sum(used.values()) / events * 1e6
+    return {"machine_cpu_us_per_event": {**per, "total": round(total, 1)},
+            "cpu_ceiling_events_per_s": round((os.cpu_count() or 1) * 1e6 / total) if total > 0 else None}
+
+
+def backlog(run: Running, rough_rate: float, tail_seconds: float,
+            others: dict[str, int] | None = None) -> dict[str, Any]:
     """Maximum throughput: the rate at which the subject drains a backlog alone.
 
     The first backlog is sized from the warm-up's rough rate; if its tail is
     too short to time, a second one is sized from the first's measured rate.
     """
     timeout = max(120.0, tail_seconds * 20)
-    result = drain(run, int(min(2e6, max(500, rough_rate * tail_seconds * 2))), timeout)
+    result = drain(run, int(min(2e6, max(500, rough_rate * tail_seconds * 2))), timeout, others)
     if result["tail_seconds"] < 0.6 * tail_seconds or result["limited_by"] == "producer":
         size = result["max_events_per_s"] * tail_seconds * 1.5
-        result = drain(run, int(min(2e6, max(2 * result["backlog_events"], size))), timeout)
+        result = drain(run, int(min(2e6, max(2 * result["backlog_events"], size))), timeout, others)
     return result
 
 
@@ -282,10 +302,11 @@ def memory_summary(run: Running) -> dict[str, Any]:
             "series": [[round(t - t0, 1), round(m, 1)] for t, m in run.memory[::step]]}
 
 
-def measure(run: Running, plan: Plan, rough: float, say: Callable[[str], None]) -> dict[str, Any]:
+def measure(run: Running, plan: Plan, rough: float, say: Callable[[str], None],
+            others: dict[str, int] | None = None) -> dict[str, Any]:
     name = run.subject.name
     out: dict[str, Any] = {"label": run.subject.label, "envelope": run.subject.envelope}
-    out.update(backlog(run, rough, plan.tail_seconds))
+    out.update(backlog(run, rough, plan.tail_seconds, others))
     say(f"{name}: {out['max_events_per_s']:,} events/s max "
         f"({out['cpu_us_per_event']} us CPU per event)")
     out["rates"] = []
@@ -316,6 +337,8 @@ def run_bench(plan: Plan, say: Callable[[str], None] = print) -> dict[str, Any]:
         if started_runs:
             joined(started_runs)
         valkey_pid = stack.process("valkey").proc.pid  # type: ignore[union-attr]
+        servers = {"valkey": valkey_pid,
+                   "broker": stack.process("broker").proc.pid}  # type: ignore[union-attr]
         results: dict[str, Any] = {}
         engine: Running | None = None
         for i, subject in enumerate(todo):
@@ -324,7 +347,7 @@ def run_bench(plan: Plan, say: Callable[[str], None] = print) -> dict[str, Any]:
                 joined([run])
             rough = warm_up(run, plan.warmup_events)
             v0 = cpu_seconds(valkey_pid)
-            results[subject.name] = measure(run, plan, rough, say)
+            results[subject.name] = measure(run, plan, rough, say, servers)
             results[subject.name]["valkey_cpu_s"] = round(cpu_seconds(valkey_pid) - v0, 2)
             if subject.name == "engine":
                 engine = run  # kept for the soak

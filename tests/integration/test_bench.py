@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -58,9 +59,19 @@ def test_bench_short__measures_every_subject(bench: tuple[Path, dict[str, Any], 
             assert r["rate"] == round(s["max_events_per_s"] * r["fraction"]), (name, r)
             assert positive(r["offered_events_per_s"]) and r["events"] > 0, (name, r)
             assert 0 < r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"], (name, r)
+        machine = s["machine_cpu_us_per_event"]
+        assert set(machine) == {"subject", "subject_children", "valkey", "broker", "total"}, name
+        assert machine["subject"] == s["cpu_us_per_event"], name
+        assert positive(machine["broker"]), name  # every subject fetches and commits
+        assert machine["total"] == pytest.approx(sum(v for k, v in machine.items() if k != "total"),
+                                                 abs=0.3), name
+        cores = os.cpu_count() or 1  # the JSON's total is rounded to 0.1 us
+        assert s["cpu_ceiling_events_per_s"] == pytest.approx(cores * 1e6 / machine["total"], rel=0.01)
         mem = s["memory"]
         assert 0 < mem["rss_mb_start"] <= mem["rss_mb_peak"] and positive(mem["rss_mb_end"])
         assert len(mem["series"]) >= 5
+    for name in ("engine", "engine_batched", "naive"):  # these apply every event in Valkey
+        assert positive(figures["subjects"][name]["machine_cpu_us_per_event"]["valkey"]), name
     assert figures["subjects"]["engine_batched"]["envelope"] > 1
     assert figures["subjects"]["engine"]["envelope"] == 0
 
