@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import gc
 import logging
 import multiprocessing
@@ -116,6 +117,22 @@ def _fit(token: str, model: SegmentModel, seed: int) -> tuple[np.ndarray, np.nda
 def _drop(token: str) -> None:
     if _HELD.pop(token, None) is not None:
         gc.collect()  # the sample's dicts go back to the allocator between refreshes
+        _trim()
+
+
+def _trim() -> None:
+    """Hand the C heap's free pages back to the system (glibc only; elsewhere nothing).
+
+    Python frees the sample's objects into the C allocator, which keeps the
+    pages: without this the process stays at a refresh's high-water mark
+    (about 270 MiB at 20k customers) between refreshes.
+    """
+    try:
+        libc = ctypes.CDLL(None)
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim(0)
 
 
 def _profiles(token: str, names: Mapping[int, str], sizes: Mapping[int, int],
