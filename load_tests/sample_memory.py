@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -115,7 +116,11 @@ def main() -> None:
     ap.add_argument("--customers", type=int, default=20_000, help="customer states stored")
     ap.add_argument("--sample", type=int, default=20_000, help="customers per refresh sample")
     ap.add_argument("--rounds", type=int, default=16)
+    ap.add_argument("--no-trim", action="store_true",
+                    help="the sample process keeps freed heap (STREAMSEG_SAMPLE_MALLOC_TRIM=false)")
     args = ap.parse_args()
+    if args.no_trim:  # the sample process is spawned after this: it inherits the setting
+        os.environ["STREAMSEG_SAMPLE_MALLOC_TRIM"] = "false"
     rounds = asyncio.run(run(args))
     command = " ".join(["python", "load_tests/sample_memory.py", *sys.argv[1:]])
     RESULTS.mkdir(exist_ok=True)

@@ -126,7 +126,11 @@ def _trim() -> None:
     Python frees the sample's objects into the C allocator, which keeps the
     pages: without this the process stays at a refresh's high-water mark
     (about 270 MiB at 20k customers) between refreshes.
+    ``STREAMSEG_SAMPLE_MALLOC_TRIM=false`` turns it off, for comparison
+    (``load_tests/sample_memory.py --no-trim``).
     """
+    if os.environ.get("STREAMSEG_SAMPLE_MALLOC_TRIM", "true").lower() in ("false", "0", "no"):
+        return
     try:
         libc = ctypes.CDLL(None)
         trim = libc.malloc_trim
