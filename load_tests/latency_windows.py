@@ -5,7 +5,8 @@ the bench's engine subject (fresh embedded broker and Valkey, same producer,
 same warm-up) at one rate and prints p50/p95/p99 for every window, so spikes
 line up with what happens at that time (the leader's catalog refresh every
 ``STREAMSEG_CATALOG_REFRESH_S`` = 30 s, drift windows every minute, the
-broker's own drift over time).
+broker's own drift over time). Each window also gives the CPU (% of one core)
+of the worker, its child processes, Valkey and the broker.
 
     python load_tests/latency_windows.py --rate 6000 --seconds 90 [--window 5]
 
@@ -18,11 +19,13 @@ import argparse
 import asyncio
 import gc
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 from streamseg.bench.load import Pool, paced
+from streamseg.bench.probe import CpuMeter
 from streamseg.bench.runner import Plan, joined, launch, percentiles, subjects, warm_up
 from streamseg.devstack import DevStack
 from streamseg.settings import Settings
@@ -48,14 +51,22 @@ def main() -> None:
         warm_up(run, plan.warmup_events)
         last = [run.scrape()]
         t0 = time.monotonic()
+        servers = {"valkey": stack.process("valkey").proc.pid,  # type: ignore[union-attr]
+                   "broker": stack.process("broker").proc.pid,  # type: ignore[union-attr]
+                   "producer": os.getpid()}  # this process: the paced producer and the scrapes
+        meter = [CpuMeter(run.pid, servers)]
 
         def tick() -> None:
             now = run.scrape()
+            spent = now.at - last[0].at
+            # % of one core per process over the window: who held the CPU when latency rose
+            cpu = {k: round(v * 100 / spent, 1) for k, v in meter[0].seconds().items()}
             w = {"t_s": round(now.at - t0, 1), "events": round(now.events - last[0].events),
-                 **percentiles(now.minus(last[0]))}
+                 **percentiles(now.minus(last[0])), "cpu_percent": cpu}
             windows.append(w)
             print(json.dumps(w), flush=True)
             last[0] = now
+            meter[0] = CpuMeter(run.pid, servers)
 
         sent = asyncio.run(paced(run.settings, run.records, args.rate, args.seconds,
                                  every=args.window, on_tick=tick))
