@@ -75,7 +75,6 @@ async def seed(settings: Settings, customers: int) -> Engine:
 async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     rounds: list[dict[str, Any]] = []
     with DevStack() as st:
-        st.start_redis()
         settings = Settings(kafka_bootstrap="127.0.0.1:1", redis_url=st.redis_url, key_prefix="mem",
                             n_segments=4, model_warmup=100, model_sync_events=50, clock="event")
         engine = await seed(settings, args.customers)
