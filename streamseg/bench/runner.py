@@ -207,6 +207,8 @@ def machine_cpu(used: dict[str, float], events: float) -> dict[str, Any]:
 
     The ceiling is every core busy with nothing but this work (the producer,
     finished by then, not counted): no design with these per-event costs goes faster.
+    In ``--short`` mode the other subjects idle on the same broker meanwhile, so
+    the broker's share there includes their polling.
     """
     if events <= 0:
         return {"machine_cpu_us_per_event": None, "cpu_ceiling_events_per_s": None}
