@@ -175,9 +175,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         except Exception as exc:  # a Redis outage must not kill the timer
             log.debug("segment sizes unavailable: %s", exc)
             return
-        metrics.segment_size.clear()
-        for sid, n in sizes.items():
-            metrics.segment_size.labels(str(sid), engine.name_of(sid)).set(n)
+        live = engine.model.ids if engine.model is not None else []
+        metrics.set_segment_sizes(sizes, live, engine.name_of)
 
     @app.timer(WORKER_STATUS_S)
     async def share_worker_status() -> None:

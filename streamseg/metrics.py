@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import time
+from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -98,6 +99,22 @@ class Metrics:
             ["topic", "partition"], registry=registry,
         )
         self.drift = DriftMetrics(registry)
+
+    def set_segment_sizes(self, sizes: Mapping[int, int], live: Collection[int],
+                          name_of: Callable[[int], str]) -> None:
+        """Replace the segment-size gauge: every live segment, and retired ones still holding customers.
+
+        A retired segment keeps its name (published memberships stay readable), and
+        a newer segment may take the same name; once the retired one is empty it
+        leaves the gauge, so dashboards do not show two segments of one name.
+        """
+        self.segment_size.clear()
+        for sid, n in sorted(sizes.items()):
+            if sid in live or n > 0:
+                self.segment_size.labels(str(sid), name_of(sid)).set(n)
+        for sid in live:
+            if sid not in sizes:  # no customer has been assigned to it yet
+                self.segment_size.labels(str(sid), name_of(sid)).set(0)
 
 
 class DriftMetrics:

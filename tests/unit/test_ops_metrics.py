@@ -76,3 +76,16 @@ def test_watch_gc__records_every_collection_by_generation() -> None:
     gc.collect()
     after = m.registry.get_sample_value("streamseg_gc_pause_seconds_count", {"generation": "2"})
     assert after == before + 2
+
+
+def test_segment_sizes__an_empty_retired_segment_leaves_the_gauge() -> None:
+    """A retired segment keeps its name, which a newer one may reuse: once it is empty it goes."""
+    metrics = Metrics(CollectorRegistry())
+    names = {0: "Window shoppers", 5: "High-value loyalists", 6: "High-value loyalists", 7: "New explorers"}
+    # 5 retired (empty), 4 retired but still holding customers, 7 live but never assigned yet
+    metrics.set_segment_sizes({0: 10, 4: 3, 5: 0, 6: 7}, live=[0, 6, 7],
+                              name_of=lambda sid: names.get(sid, f"Segment {sid}"))
+    exported = {(s.labels["segment"], s.labels["name"]): s.value
+                for family in metrics.segment_size.collect() for s in family.samples}
+    assert exported == {("0", "Window shoppers"): 10, ("4", "Segment 4"): 3,
+                        ("6", "High-value loyalists"): 7, ("7", "New explorers"): 0}
