@@ -11,10 +11,11 @@ only then does the caller acknowledge the batch's offsets.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any, Protocol, TypeVar
@@ -581,6 +582,15 @@ class Engine:
         states = await self.store.sample_states(self.settings.profile_sample)
         return LocalSample(*await asyncio.to_thread(current_sample, states, now, cutoff))
 
+    @contextlib.asynccontextmanager
+    async def _own_sample(self) -> AsyncIterator[CustomerSample]:
+        """A sample read for one call and freed after it, not held until the next refresh."""
+        sample = await self.sample_customers()
+        try:
+            yield sample
+        finally:
+            await sample.release()
+
     async def refine(self, sample: CustomerSample | None = None) -> tuple[SegmentModel, list[Lifecycle]] | None:
         """Leader: re-fit the global centres on a sample of current customers.
 
@@ -589,12 +599,9 @@ class Engine:
         model = self.model
         if model is None:
             return None
-        if sample is None:  # a sample of its own: freed here, not held until the next refresh
-            own = await self.sample_customers()
-            try:
+        if sample is None:
+            async with self._own_sample() as own:
                 return await self.refine(own)
-            finally:
-                await own.release()
         if len(sample) < 2 * len(model.ids):
             return None
         centers, weights = await sample.fit(model, self.settings.seed)
@@ -644,12 +651,9 @@ class Engine:
         """Recompute profiles from a sample of customers; the catalog entries to republish."""
         if self.model is None:
             return []
-        if sample is None:  # a sample of its own: freed here, not held until the next refresh
-            own = await self.sample_customers()
-            try:
+        if sample is None:
+            async with self._own_sample() as own:
                 return await self.refresh_profiles(own)
-            finally:
-                await own.release()
         sizes = await self.store.segment_sizes()
         model = self.model
         live = {sid: self.name_of(sid) for sid in model.ids}
