@@ -71,7 +71,7 @@ def markdown(f: dict[str, Any]) -> str:
     m = f["machine"]
     lines = [
         f"Measured {f['started_at']} with `{f['command']}` ({f['mode']} mode, {f['seconds']:.0f} s) "
-        f"on {m['cpus']} CPUs, load average {m['load_avg_before'][0]} before and "
+        f"on {f.get('broker', 'an unnamed broker')}, {m['cpus']} CPUs, load average {m['load_avg_before'][0]} before and "
         f"{m['load_avg_after'][0]} after (the machine is shared: ratios are the figures to trust).",
         "",
         "| subject | max events/s | worker CPU us/event | machine CPU us/event | CPU ceiling events/s "

@@ -36,7 +36,8 @@ from typing import Any
 from streamseg.bench.load import Pool, Record, Sent, envelopes, paced, preload, singles
 from streamseg.bench.probe import CpuMeter, Histogram, Scrape, cpu_seconds, rss_mb, scrape
 from streamseg.devstack import DevStack, ManagedProcess, free_port
-from streamseg.devstack.processes import wait_for_port
+from streamseg.devstack.processes import describe_broker, wait_for_port
+from streamseg.errors import DevStackError
 from streamseg.settings import Settings
 from streamseg.topics import ensure_topics
 
@@ -319,12 +320,14 @@ def measure(run: Running, plan: Plan, rough: float, say: Callable[[str], None],
     return out
 
 
-def run_bench(plan: Plan, say: Callable[[str], None] = print) -> dict[str, Any]:
+def run_bench(plan: Plan, say: Callable[[str], None] = print,
+              broker: str = "kafka") -> dict[str, Any]:
     """Every phase of the benchmark; returns the figures (see :mod:`streamseg.bench.report`)."""
     started = time.time()
     load_before = os.getloadavg()
-    with DevStack() as stack:
-        base = Settings(kafka_bootstrap=stack.bootstrap, redis_url=stack.redis_url)
+    with DevStack(broker=broker) as stack:
+        say(f"broker: {stack.broker_description} at {stack.bootstrap}")
+        base = stack.settings()
         pool = Pool.simulate(plan.customers)
         # the pool (hundreds of thousands of objects) lives until the end: out of the
         # collector's reach, or every full collection here pauses the paced producer
@@ -366,6 +369,7 @@ def run_bench(plan: Plan, say: Callable[[str], None] = print) -> dict[str, Any]:
         engine.proc.stop()
     return {
         "mode": "short" if plan.short else "full",
+        "broker": describe_broker(broker),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "seconds": round(time.time() - started, 1),
         "machine": {"cpus": os.cpu_count(), "load_avg_before": [round(x, 2) for x in load_before],
@@ -379,23 +383,29 @@ def run_bench(plan: Plan, say: Callable[[str], None] = print) -> dict[str, Any]:
     }
 
 
-def command_line(short: bool, soak_seconds: float | None) -> str:
+def command_line(short: bool, soak_seconds: float | None, broker: str = "kafka") -> str:
     parts = ["streamseg bench"] + (["--short"] if short else [])
+    if broker != "kafka":
+        parts.append(f"--broker {broker}")
     if soak_seconds is not None:
         parts.append(f"--soak {soak_seconds:g}")
     return " ".join(parts)
 
 
-def main(short: bool, soak_seconds: float | None, out: Path) -> int:
+def main(short: bool, soak_seconds: float | None, out: Path, broker: str = "kafka") -> int:
     """``streamseg bench``: run, save the three files under ``out``, print the table."""
     from streamseg.bench.report import finish, markdown, require_plotting, write
 
     require_plotting()
     plan = Plan.make(short, soak_seconds)
     t0 = time.monotonic()
-    figures = finish(run_bench(plan, say=lambda m: print(f"[{time.monotonic() - t0:6.1f}s] {m}",
-                                                         flush=True)),
-                     command_line(short, soak_seconds))
+    say = lambda m: print(f"[{time.monotonic() - t0:6.1f}s] {m}", flush=True)  # noqa: E731
+    try:
+        figures = finish(run_bench(plan, say=say, broker=broker),
+                         command_line(short, soak_seconds, broker))
+    except DevStackError as exc:
+        print(f"streamseg bench: {exc}", file=sys.stderr)
+        return 1
     paths = write(figures, out)
     print(markdown(figures))
     print("wrote " + ", ".join(str(p) for p in paths))

@@ -1,6 +1,8 @@
 """``streamseg dev``: the whole engine on one machine, with a refreshing terminal view.
 
-Starts a Tansu broker and a Valkey server on free ports, creates the topics,
+Starts a broker (Apache Kafka where a JDK and the jars from ``streamseg kafka
+fetch`` are present, else the embedded Tansu; ``--broker`` chooses) and a
+Valkey server on free ports, creates the topics,
 then runs ``streamseg worker`` and ``streamseg generate`` as child processes
 and shows segment sizes, names, throughput, dead letters and, because the
 generator knows each customer's planted persona, the adjusted Rand index of the
@@ -24,6 +26,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamseg.devstack.processes import DevStack, ManagedProcess, free_port, wait_for_port
+from streamseg.errors import DevStackError
 from streamseg.settings import Settings
 
 
@@ -114,12 +117,14 @@ def ari_against_truth(settings: Settings, truth: dict[str, str]) -> tuple[float,
     return adjusted_rand_index([truth[c] for c in ids], [seg[c] for c in ids]), len(ids)
 
 
-def render(snap: Snapshot, rate: float, ari: tuple[float, int], elapsed: float, clear: bool) -> str:
+def render(snap: Snapshot, rate: float, ari: tuple[float, int], elapsed: float, clear: bool,
+           broker: str = "") -> str:
     lines = []
     if clear:
         lines.append("\x1b[2J\x1b[H")
     lines.append(f"streamseg dev — {elapsed:5.0f}s   model v{snap.model_version:.0f}   "
-                 f"processed {snap.processed:,.0f} events   {rate:,.0f} events/s")
+                 f"processed {snap.processed:,.0f} events   {rate:,.0f} events/s"
+                 + (f"   broker: {broker}" if broker else ""))
     lines.append(f"ARI vs planted personas: {ari[0]:.3f} over {ari[1]:,} assigned customers")
     total = sum(n for _, n in snap.segments.values()) or 1
     lines.append("")
@@ -143,12 +148,18 @@ def run_dev(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     workdir = args.workdir or Path.cwd() / "streamseg-data"
     workdir.mkdir(parents=True, exist_ok=True)
-    stack = DevStack(workdir=workdir)
-    print(f"starting broker and Valkey (logs in {workdir}) ...", flush=True)
-    stack.start()
+    try:
+        stack = DevStack(workdir=workdir, broker=args.broker, kafka_nodes=args.kafka_nodes)
+        print(f"starting {stack.broker_description} and Valkey (logs in {workdir}) ...",
+              flush=True)
+        stack.start()
+    except DevStackError as exc:
+        print(f"streamseg dev: {exc}", file=sys.stderr)
+        return 1
+    print(f"broker: {stack.broker_description} at {stack.bootstrap}   "
+          f"Valkey: {stack.redis_url}", flush=True)
     web_port = free_port()
-    env = {**os.environ, "STREAMSEG_KAFKA_BOOTSTRAP": stack.bootstrap,
-           "STREAMSEG_REDIS_URL": stack.redis_url, "STREAMSEG_WEB_PORT": str(web_port),
+    env = {**os.environ, **stack.client_env, "STREAMSEG_WEB_PORT": str(web_port),
            "STREAMSEG_LOG_LEVEL": "warn",
            # replayed history: event time runs days per second, so day-long windows
            "STREAMSEG_DRIFT_WINDOWS": os.environ.get("STREAMSEG_DRIFT_WINDOWS", "1d,7d")}
@@ -158,7 +169,7 @@ def run_dev(args: argparse.Namespace) -> int:
         (workdir / "api-token").write_text(token + "\n")
         print(f"API: curl -H \"Authorization: Bearer $(cat {workdir / 'api-token'})\" "
               f"http://127.0.0.1:{web_port}/v1/segments", flush=True)
-    settings = Settings(kafka_bootstrap=stack.bootstrap, redis_url=stack.redis_url)
+    settings = stack.settings()
     truth_path = workdir / "truth.csv"
     py = sys.executable
     worker = ManagedProcess("worker", [py, "-m", "streamseg", "worker"], workdir / "worker.log", env)
@@ -170,7 +181,7 @@ def run_dev(args: argparse.Namespace) -> int:
         stack.processes.append(worker.start())
         wait_for_port(web_port, 60, worker.proc)
         stack.processes.append(generator.start())
-        return _watch(args, settings, web_port, truth_path, worker)
+        return _watch(args, settings, web_port, truth_path, worker, stack.broker_description)
     except KeyboardInterrupt:
         return 0
     finally:
@@ -180,7 +191,7 @@ def run_dev(args: argparse.Namespace) -> int:
 
 
 def _watch(args: argparse.Namespace, settings: Settings, web_port: int, truth_path: Path,
-           worker: ManagedProcess) -> int:
+           worker: ManagedProcess, broker: str) -> int:
     from streamseg.generate import read_truth
 
     started = time.monotonic()
@@ -200,5 +211,5 @@ def _watch(args: argparse.Namespace, settings: Settings, web_port: int, truth_pa
         if not truth and truth_path.exists():
             truth = read_truth(truth_path)
         ari = ari_against_truth(settings, truth) if truth else (float("nan"), 0)
-        print(render(snap, rate, ari, time.monotonic() - started, clear), flush=True)
+        print(render(snap, rate, ari, time.monotonic() - started, clear, broker), flush=True)
     return 0

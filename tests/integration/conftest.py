@@ -1,4 +1,9 @@
-"""Real Tansu broker + real Valkey, started once per test session.
+"""Real Apache Kafka + real Valkey, started once per test session.
+
+Every integration test runs on Apache Kafka (one KRaft node, from the jars
+``streamseg kafka fetch`` resolves); tests marked ``tansu`` run a second time
+on the embedded Tansu broker, so the pip-only fallback stays honest. A missing
+JDK or missing jars fail the Kafka tests with the command to run; nothing skips.
 
 Every test gets its own topic names, consumer group and Redis key prefix
 (like Faust's ``unique_topic`` fixture), so tests never see each other's data.
@@ -27,9 +32,18 @@ from streamseg.topics import ensure_topics
 pytestmark = pytest.mark.integration
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test on the session's stack runs on Kafka; ``tansu``-marked ones on Tansu too."""
+    if "stack" in metafunc.fixturenames:
+        brokers = ["kafka", "tansu"] if metafunc.definition.get_closest_marker("tansu") else ["kafka"]
+        metafunc.parametrize("stack", brokers, indirect=True, scope="session")
+
+
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
-    with DevStack(workdir=tmp_path_factory.mktemp("devstack")) as st:
+def stack(request: pytest.FixtureRequest,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    broker = getattr(request, "param", "kafka")
+    with DevStack(workdir=tmp_path_factory.mktemp(f"devstack-{broker}"), broker=broker) as st:
         yield st
 
 
@@ -39,6 +53,7 @@ def unique_settings(stack: DevStack, **overrides: object) -> Settings:
     base: dict[str, object] = dict(
         kafka_bootstrap=stack.bootstrap,
         redis_url=stack.redis_url,
+        kafka_idempotence=stack.broker == "kafka",
         app_id=f"streamseg-test-{tag}",
         topic_clickstream=f"t{tag}.clickstream.v1",
         topic_transactions=f"t{tag}.transactions.v1",

@@ -1,7 +1,8 @@
 """Faults for real processes: a Valkey that can stop and come back, a link to the broker to cut.
 
 The session-wide broker and Valkey serve every test, so an outage test starts
-its own.
+its own. :func:`active_controller` names the KRaft node to kill to take the
+controller away (failover tests).
 """
 
 from __future__ import annotations
@@ -14,8 +15,21 @@ import threading
 from collections.abc import Awaitable, Iterator
 from pathlib import Path
 
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.protocol.api import Request, RequestStruct, Response
+from aiokafka.protocol.types import (
+    CompactArray,
+    CompactString,
+    Int16,
+    Int32,
+    Int64,
+    Schema,
+    TaggedFields,
+)
+
 from streamseg.devstack import ManagedProcess, free_port
-from streamseg.devstack.processes import tansu_binary, valkey_binary, wait_for_port
+from streamseg.devstack.kafka import KafkaCluster
+from streamseg.devstack.processes import valkey_binary, wait_for_port
 
 from .conftest import WorkerProcess
 
@@ -129,21 +143,87 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 
 @contextlib.contextmanager
 def private_broker(workdir: Path) -> Iterator[TcpProxy]:
-    """A Tansu of one test's own that every client reaches through a :class:`TcpProxy`.
+    """An Apache Kafka node of one test's own that every client reaches through a :class:`TcpProxy`.
 
-    Tansu advertises the proxy's address, so after bootstrap clients still
-    connect through it. Tansu keeps topics in memory, so it must keep running
-    through the partition: the proxy, not the broker, is cut.
+    The node advertises the proxy's address, so after bootstrap clients still
+    connect through it; the proxy, not the broker, is cut (KRaft's controller
+    listener is not behind it, so the node itself stays healthy).
     """
     port = free_port()
     proxy = TcpProxy(port).start()
-    url = f"tcp://127.0.0.1:{port}"
-    argv = [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url",
-            f"tcp://127.0.0.1:{proxy.port}", "--storage-engine", "memory://tansu/"]
-    broker = ManagedProcess("broker", argv, workdir / "broker.log").start()
+    cluster = KafkaCluster(workdir / "kafka", nodes=1, ports=[(1, port, free_port())],
+                           extra={"advertised.listeners": f"PLAINTEXT://127.0.0.1:{proxy.port}"})
     try:
-        wait_for_port(port, 30, broker.proc)
+        cluster.start()
         yield proxy
     finally:
-        broker.stop()
+        cluster.stop()
         proxy.close()
+
+
+# --- which KRaft node is the active controller ---------------------------------------------
+#
+# In KRaft a Metadata (or DescribeCluster) response names a random live broker as
+# "controller" (clients cannot talk to the controller), so aiokafka's
+# ``describe_cluster()["controller_id"]`` is no way to find it. DescribeQuorum (KIP-595,
+# what ``kafka-metadata-quorum describe --status`` sends; brokers forward it to the
+# controller) reports the leader of the ``__cluster_metadata`` Raft quorum: the active
+# controller. aiokafka has no such request, so here is its version 0.
+
+_REPLICA_STATE = (("replica_id", Int32), ("log_end_offset", Int64), ("tags", TaggedFields))
+
+
+class DescribeQuorumResponse_v0(Response):
+    API_KEY = 55
+    API_VERSION = 0
+    SCHEMA = Schema(
+        ("error_code", Int16),
+        ("topics", CompactArray(
+            ("topic_name", CompactString("utf-8")),
+            ("partitions", CompactArray(
+                ("partition_index", Int32), ("error_code", Int16), ("leader_id", Int32),
+                ("leader_epoch", Int32), ("high_watermark", Int64),
+                ("current_voters", CompactArray(*_REPLICA_STATE)),
+                ("observers", CompactArray(*_REPLICA_STATE)),
+                ("tags", TaggedFields))),
+            ("tags", TaggedFields))),
+        ("tags", TaggedFields),
+    )
+
+
+class DescribeQuorumRequest_v0(RequestStruct):
+    FLEXIBLE_VERSION = True
+    API_KEY = 55
+    API_VERSION = 0
+    RESPONSE_TYPE = DescribeQuorumResponse_v0
+    SCHEMA = Schema(
+        ("topics", CompactArray(
+            ("topic_name", CompactString("utf-8")),
+            ("partitions", CompactArray(("partition_index", Int32), ("tags", TaggedFields))),
+            ("tags", TaggedFields))),
+        ("tags", TaggedFields),
+    )
+
+
+class DescribeQuorumRequest(Request[DescribeQuorumRequest_v0]):
+    """DescribeQuorum of the cluster metadata partition (``__cluster_metadata``-0)."""
+
+    API_KEY = 55
+
+    def build(self, request_struct_class: type[DescribeQuorumRequest_v0]) -> DescribeQuorumRequest_v0:
+        return request_struct_class([("__cluster_metadata", [(0, {})], {})], {})
+
+
+async def active_controller(bootstrap: list[str]) -> int:
+    """The node id of the active KRaft controller (the metadata quorum's leader)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        resp = (await admin._send_request(DescribeQuorumRequest())).to_object()
+    finally:
+        await admin.close()
+    assert resp["error_code"] == 0, resp
+    [topic] = resp["topics"]
+    [part] = topic["partitions"]
+    assert part["error_code"] == 0 and part["leader_id"] >= 0, part
+    return int(part["leader_id"])

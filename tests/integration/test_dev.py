@@ -60,10 +60,11 @@ def alive(pid: int) -> bool:
     return stat.exists() and stat.read_text().split()[2] != "Z"
 
 
-def test_dev__shows_segments_and_ctrl_c_stops_every_child(tmp_path: Path) -> None:
+@pytest.mark.parametrize("broker", ["kafka", "tansu"])
+def test_dev__shows_segments_and_ctrl_c_stops_every_child(tmp_path: Path, broker: str) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamseg", "dev", "--customers", "300", "--rate", "3000", "--days", "30",
-         "--no-view", "--workdir", str(tmp_path)],
+         "--no-view", "--workdir", str(tmp_path), "--broker", broker],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     lines: list[str] = []
@@ -80,6 +81,9 @@ def test_dev__shows_segments_and_ctrl_c_stops_every_child(tmp_path: Path) -> Non
             if any(name in line for name in SEGMENT_NAMES):  # a segment is shown
                 break
         assert any("customers" in line for line in lines), "".join(lines[-40:])
+        said = "Apache Kafka" if broker == "kafka" else "Tansu"
+        assert any(line.startswith(f"broker: {said}") for line in lines), "".join(lines[:10])
+        assert any(f"broker: {said}" in line and "events/s" in line for line in lines)
         assert any("ARI vs planted personas" in line for line in lines)
         names = {c: Path(f"/proc/{c}/cmdline").read_bytes() for c in children if alive(c)}
         assert len(children) >= 4, names  # broker, valkey, worker, generator (if still running)

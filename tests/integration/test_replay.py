@@ -44,7 +44,7 @@ from streamseg.settings import Settings
 
 from .conftest import WorkerProcess, consume, settings_env
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.tansu]
 
 HISTORY_DAYS = 60
 END_MS = int(time.time() * 1000) - int(DAY_MS)

@@ -12,7 +12,7 @@ from streamseg.settings import Settings
 
 from .conftest import WorkerProcess, consume, produce
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.tansu]
 
 NOW_MS = int(time.time() * 1000)
 DAY = 86_400_000
