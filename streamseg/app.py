@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -31,6 +33,13 @@ from streamseg.features.keys import Keys
 from streamseg.features.registry import HALFLIFE_DAYS
 from streamseg.features.store import RedisFeatureStore
 from streamseg.ingest import batch_topic
+from streamseg.kafka_security import (
+    KafkaAccessDenied,
+    access_denied,
+    error_options,
+    faust_credentials,
+    principal,
+)
 from streamseg.metrics import Metrics, watch_gc
 from streamseg.rescore import sweep
 from streamseg.segmenting.offload import SampleProcess
@@ -45,6 +54,49 @@ GIL_SWITCH_INTERVAL_S = 0.0005
 LOOP_LAG_PROBE_S = 0.1
 #: How often a worker writes its clock and model version to Redis (``Keys.workers``).
 WORKER_STATUS_S = 1.0
+
+
+class AccessGuard:
+    """Ends the worker at the first sign that the cluster refuses it, with one error line.
+
+    A wrong password, an untrusted certificate or a missing ACL is no outage:
+    every retry meets it again. Left alone, Faust logs a traceback for the
+    service it crashes (its leader topic, the consumer group), our timers log a
+    warning per tick, and the model-topic task dies. Every place that sees such
+    an error hands it here; the first one stops the worker gracefully (SIGTERM
+    to itself: Faust's own shutdown, nothing acknowledged that was not
+    processed) and ``streamseg worker`` prints it as its last line and exits 1.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.options = error_options(settings)
+        self.who = principal(settings)
+        self.denied: KafkaAccessDenied | None = None
+        #: how to stop the worker; None (an app not run by ``streamseg worker``): errors go
+        #: their usual way
+        self.stop: Callable[[], None] | None = None
+        self._stopping = False
+
+    def arm(self) -> None:
+        """Stop the worker through its SIGTERM handler (Faust's graceful shutdown)."""
+        self.stop = lambda: os.kill(os.getpid(), signal.SIGTERM)
+
+    def record(self, exc: BaseException) -> bool:
+        """Remember the first refusal; True if ``exc`` is one."""
+        denied = access_denied(exc, self.options, who=self.who)
+        if denied is not None and self.denied is None:
+            self.denied = denied
+        return denied is not None
+
+    def stop_for(self, exc: BaseException) -> bool:
+        """True, and the worker stopping, if ``exc`` is the cluster refusing us."""
+        if self.stop is None or not self.record(exc):
+            return False
+        if not self._stopping:  # once: other tasks meet the same refusal meanwhile
+            self._stopping = True
+            log.info("stopping: Kafka refused this worker (%s)", type(exc).__name__)
+            self.stop()
+        return True
 
 
 class FaustPublisher:
@@ -87,6 +139,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         settings.app_id,
         datadir=settings.faust_datadir(),
         broker=[f"kafka://{h}" for h in settings.kafka_bootstrap_list],
+        # TLS / SASL for Faust's consumer and producer (None: PLAINTEXT); see kafka_security
+        broker_credentials=faust_credentials(settings),
         key_serializer="raw",
         value_serializer="raw",
         web_host=settings.web_host,
@@ -94,7 +148,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         web_enabled=settings.web_port > 0,
         web_in_thread=settings.web_in_thread,
         topic_partitions=settings.topic_partitions,
-        topic_replication_factor=settings.topic_replication,
+        topic_replication_factor=settings.topic_replication or 1,  # run_worker resolves 0
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=10.0,
         broker_heartbeat_interval=1.0,
@@ -115,8 +169,10 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     if settings.sample_process:
         engine.sampler = SampleProcess(settings.redis_url, settings.key_prefix)
     sync = ModelSync(settings, engine, lambda snap: restore_segmenter(settings, snap))
+    access = AccessGuard(settings)
     batch_topic(app, settings.input_topics, _WhenLoaded(engine, sync.loaded),
-                batch_max=settings.batch_max, fetch_max_wait_ms=settings.fetch_max_wait_ms)
+                batch_max=settings.batch_max, fetch_max_wait_ms=settings.fetch_max_wait_ms,
+                on_access_denied=access.stop_for, idempotent=settings.kafka_idempotence)
     register(app, engine, store, settings)
 
     @app.on_before_shutdown.connect  # type: ignore[misc,arg-type]
@@ -131,7 +187,11 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
 
     @app.task
     async def follow_model_topic() -> None:
-        await sync.run()
+        try:
+            await sync.run()
+        except Exception as exc:
+            if not access.stop_for(exc):
+                raise
 
     @app.task
     async def watch_event_loop() -> None:
@@ -150,23 +210,23 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
 
     @app.timer(settings.model_sync_s)
     async def publish_local_model() -> None:
-        await _guard("publishing the local model", sync.publish_local)
+        await _guard("publishing the local model", sync.publish_local, access)
 
     @app.timer(settings.model_sync_s, on_leader=True)
     async def merge_models() -> None:
-        await _guard("merging models", sync.lead)
+        await _guard("merging models", sync.lead, access)
 
     @app.timer(settings.catalog_refresh_s, on_leader=True)
     async def refresh_catalog() -> None:
-        await _guard("refreshing the catalog", sync.refresh_catalog)
+        await _guard("refreshing the catalog", sync.refresh_catalog, access)
 
     @app.timer(min(1.0, settings.model_sync_s))
     async def assign_held_back() -> None:
-        await _guard("assigning held-back customers", engine.flush_pending)
+        await _guard("assigning held-back customers", engine.flush_pending, access)
 
     @app.timer(max(5.0, settings.model_sync_s))
     async def load_profiles() -> None:
-        await _guard("loading profiles", sync.load_profiles)
+        await _guard("loading profiles", sync.load_profiles, access)
 
     @app.timer(1.0)
     async def refresh_segment_sizes() -> None:
@@ -194,8 +254,9 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         try:
             await sweep(engine, older_than_days=settings.rescore_after_hours / 24.0,
                         batch=settings.rescore_batch, max_customers=settings.rescore_max)
-        except Exception:  # the sweep must not kill the timer; the next tick retries
-            log.exception("re-scoring sweep failed")
+        except Exception as exc:  # the sweep must not kill the timer; the next tick retries
+            if not access.stop_for(exc):
+                log.exception("re-scoring sweep failed")
 
     @app.timer(settings.drift_interval_s)
     async def close_drift_windows() -> None:
@@ -206,6 +267,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             await engine.publisher.publish(
                 [(settings.topic_drift, r.window.encode(), r.to_bytes()) for r in reports])
         except Exception as exc:  # reports are derived data (also in /metrics): log, go on
+            if access.stop_for(exc):
+                return
             log.warning("could not publish %d drift report(s): %r", len(reports), exc)
         for r in reports:
             if r.alerts:
@@ -225,6 +288,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
 
     app.streamseg_engine = engine  # type: ignore[attr-defined]
     app.streamseg_sync = sync  # type: ignore[attr-defined]
+    app.streamseg_access = access  # type: ignore[attr-defined]
     return app, engine
 
 
@@ -248,10 +312,13 @@ async def consumer_lag(app: faust.App, topics: set[str]) -> dict[tuple[str, int]
     return out
 
 
-async def _guard(what: str, op: Callable[[], Awaitable[object]]) -> None:
-    """Timers must survive outages: log and try again next tick."""
+async def _guard(what: str, op: Callable[[], Awaitable[object]],
+                 access: AccessGuard | None = None) -> None:
+    """Timers must survive outages: log and try again next tick (a refusal stops the worker)."""
     try:
         await op()
     except Exception as exc:
+        if access is not None and access.stop_for(exc):
+            return
         log.warning("%s failed: %r", what, exc)
 

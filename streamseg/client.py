@@ -21,6 +21,20 @@ state, so "apply the newest" is naturally idempotent). A new group starts at
 the beginning: the compacted topics then replay every customer's current
 segment and the whole catalog. Records that do not parse are logged, counted
 in ``invalid`` and skipped.
+
+A secured cluster takes aiokafka's own security keywords, the same the
+worker uses (``docs/security.md``)::
+
+    from aiokafka.helpers import create_ssl_context
+
+    SegmentSubscriber("kafka:9093", group_id="offers", security_protocol="SASL_SSL",
+                      ssl_context=create_ssl_context(cafile="ca.pem"),
+                      sasl_mechanism="SCRAM-SHA-512", sasl_plain_username="offers",
+                      sasl_plain_password=password)
+
+or, from ``STREAMSEG_KAFKA_*`` settings, ``SegmentSubscriber.from_settings(settings, "offers")``.
+If the cluster refuses the subscriber (credentials, TLS, a missing ACL),
+``start()`` and iteration raise :class:`~streamseg.kafka_security.KafkaAccessDenied`.
 """
 
 from __future__ import annotations
@@ -29,12 +43,19 @@ import logging
 import time
 from collections import deque
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from streamseg.kafka_security import (
+    OPTION_NAMES,
+    access_denied,
+    client_options,
+    principal,
+    start_client,
+)
 from streamseg.publish.records import CatalogEntry, SegmentUpdate
 from streamseg.settings import Settings
 
@@ -68,7 +89,16 @@ class SegmentSubscriber:
         commit_interval: float = 1.0,
         session_timeout_ms: int = 10_000,
         heartbeat_interval_ms: int = 1_000,
+        principal: str | None = None,
+        **security: Any,
     ) -> None:
+        """``security``: aiokafka's ``security_protocol``, ``ssl_context``, ``sasl_mechanism``,
+        ``sasl_plain_username``, ``sasl_plain_password``; ``principal`` names this client in
+        access errors (default: the SASL user)."""
+        unknown = set(security) - OPTION_NAMES
+        if unknown:
+            raise TypeError(f"unknown Kafka security option(s) {', '.join(sorted(unknown))}: "
+                            f"use {', '.join(sorted(OPTION_NAMES))}")
         self.kinds: dict[str, Literal["customer", "segment"]] = {}
         if updates_topic:
             self.kinds[updates_topic] = "customer"
@@ -76,11 +106,13 @@ class SegmentSubscriber:
             self.kinds[catalog_topic] = "segment"
         if not self.kinds:
             raise ValueError("subscribe to at least one of updates_topic, catalog_topic")
-        servers = [bootstrap] if isinstance(bootstrap, str) else list(bootstrap)
+        self._servers = [bootstrap] if isinstance(bootstrap, str) else list(bootstrap)
+        self._security = security
+        self._principal = principal
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=servers, group_id=group_id, enable_auto_commit=False,
+            bootstrap_servers=self._servers, group_id=group_id, enable_auto_commit=False,
             auto_offset_reset="earliest", session_timeout_ms=session_timeout_ms,
-            heartbeat_interval_ms=heartbeat_interval_ms,
+            heartbeat_interval_ms=heartbeat_interval_ms, **security,
         )
         self.commit_every = commit_every
         self.commit_interval = commit_interval
@@ -93,13 +125,15 @@ class SegmentSubscriber:
 
     @classmethod
     def from_settings(cls, settings: Settings, group_id: str, **kw: int | float) -> SegmentSubscriber:
+        """Bootstrap, topic names and TLS/SASL options from ``settings`` (``STREAMSEG_*``)."""
         return cls(settings.kafka_bootstrap_list, group_id, updates_topic=settings.topic_segment_updates,
-                   catalog_topic=settings.topic_segments, **kw)  # type: ignore[arg-type]
+                   catalog_topic=settings.topic_segments, principal=principal(settings),
+                   **kw, **client_options(settings))  # type: ignore[arg-type]
 
     # -- lifecycle ------------------------------------------------------------------
     async def start(self) -> None:
         self._consumer.subscribe(list(self.kinds), listener=_CommitOnRevoke(self))
-        await self._consumer.start()
+        await start_client(self._consumer, self._servers, self._security, who=self._principal)
 
     async def stop(self, *, handled: bool = True) -> None:
         """Commit what was handled (the last item too if ``handled``), leave the group."""
@@ -127,7 +161,14 @@ class SegmentSubscriber:
             if self._due():
                 await self._commit_or_warn()
             if not self._buffer:
-                batches = await self._consumer.getmany(timeout_ms=int(self.commit_interval * 1000))
+                try:
+                    batches = await self._consumer.getmany(
+                        timeout_ms=int(self.commit_interval * 1000))
+                except KafkaError as exc:
+                    denied = access_denied(exc, self._security, who=self._principal)
+                    if denied is not None:
+                        raise denied from exc
+                    raise
                 for records in batches.values():
                     self._buffer.extend(records)
                 continue

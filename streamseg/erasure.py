@@ -119,16 +119,27 @@ class Eraser:
 
 @contextlib.asynccontextmanager
 async def standalone_eraser(settings: Settings) -> AsyncIterator[Eraser]:
-    """An :class:`Eraser` with its own Redis client and Kafka producer (for the CLI)."""
+    """An :class:`Eraser` with its own Redis client and Kafka producer (for the CLI).
+
+    The producer connects, and the cluster is asked whether this client may
+    see the topics it will write, before any data is removed: a refused
+    password or a missing ACL raises
+    :class:`~streamseg.kafka_security.KafkaAccessDenied` with Redis untouched.
+    """
     from streamseg.features.keys import Keys
     from streamseg.features.store import RedisFeatureStore
+    from streamseg.kafka_security import check_settings_access, client_options, principal
     from streamseg.publish.kafka import KafkaPublisher
 
     store = RedisFeatureStore.from_url(settings.redis_url, Keys(settings.key_prefix),
                                        dedup_horizon_days=settings.dedup_horizon_days,
                                        retention_days=settings.retention_days)
     try:
-        async with KafkaPublisher(settings.kafka_bootstrap_list) as publisher:
+        async with KafkaPublisher(settings.kafka_bootstrap_list, client_options(settings),
+                                  who=principal(settings),
+                                  idempotent=settings.kafka_idempotence) as publisher:
+            await check_settings_access(
+                settings, topics=[*tombstone_topics(settings), settings.topic_audit])
             yield Eraser(settings, store, publisher)
     finally:
         await store.close()

@@ -31,21 +31,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from itertools import islice
 from time import monotonic
 from typing import Any, Protocol
 
 import faust
+from aiokafka.errors import TopicAuthorizationFailedError
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from faust.types.tuples import ack_lock
-from mode import ServiceT
+from mode import Service, ServiceT
 from mode.utils.futures import notify
 
 from streamseg.engine import InMessage
 
 log = logging.getLogger(__name__)
+#: How often the consumer group's pending errors are looked at.
+GROUP_CHECK_S = 1.0
 
 
 class BatchHandler(Protocol):
@@ -79,6 +82,19 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         # Faust hard-codes fetch_max_wait_ms=1500; aiokafka reads this when it starts
         consumer._fetch_max_wait_ms = self.consumer.transport.fetch_max_wait_ms  # type: ignore[attr-defined]
         return consumer
+
+    async def raise_group_errors(self) -> None:
+        """Raise what aiokafka's group coordinator holds for the user (runs in this thread).
+
+        aiokafka's ``getmany`` does this before each fetch; Faust reads the
+        fetcher directly and never does, so a refused JoinGroup
+        (GROUP_AUTHORIZATION_FAILED: a missing ACL) left the worker waiting to
+        join for ever, without a word.
+        """
+        consumer = self._consumer
+        coordinator = getattr(consumer, "_coordinator", None)
+        if coordinator is not None:
+            coordinator.check_errors()
 
 
 class ShortFetchConsumer(faust_aiokafka.Consumer):
@@ -146,10 +162,36 @@ class BatchConsumer(ShortFetchConsumer):
             if not self.transport.app.should_stop:
                 raise
             log.info("broker stopped the consumer, shutting down")
+        except Exception as exc:  # the cluster refusing us stops the worker, without a traceback
+            stop = self.transport.on_access_denied
+            if stop is None or not stop(exc):
+                raise
         finally:
             if inflight is not None and not inflight.done():
                 inflight.cancel()  # stopping: the batch stays unacknowledged and comes again
                 await asyncio.gather(inflight, return_exceptions=True)
+
+    @Service.task
+    async def _watch_group_errors(self) -> None:
+        """Every second, raise what aiokafka's group coordinator holds (see
+        :meth:`_ConsumerThread.raise_group_errors`): a refusal stops the worker."""
+        thread = self._thread
+        if not isinstance(thread, _ConsumerThread):
+            return
+        last = ""
+        while not self.should_stop:
+            await self.sleep(GROUP_CHECK_S)
+            if thread._consumer is None or self.should_stop:
+                continue
+            try:
+                await thread.call_thread(thread.raise_group_errors)
+            except Exception as exc:
+                stop = self.transport.on_access_denied
+                if stop is not None and stop(exc):
+                    return
+                if repr(exc) != last:  # aiokafka goes on once its error was taken
+                    log.warning("consumer group: %r", exc)
+                    last = repr(exc)
 
     async def _collect(self, records: list[tuple[TP, Any]],
                        active: set[TP] | None) -> tuple[list[InMessage], Offsets]:
@@ -216,14 +258,51 @@ class BatchConsumer(ShortFetchConsumer):
                 self._n_acked += len(new)
 
 
+class IdempotentProducer(faust_aiokafka.Producer):
+    """Faust's producer, idempotent when its transport says so (Faust itself enables
+    idempotence only inside transactions): a retried send after a leader change is
+    then written once, not twice."""
+
+    def _settings_extra(self) -> Mapping[str, Any]:
+        extra = dict(super()._settings_extra())
+        if getattr(self.transport, "idempotent", False):
+            extra.update(acks="all", enable_idempotence=True)
+        return extra
+
+
 class ShortFetchTransport(faust_aiokafka.Transport):
-    """The aiokafka transport, its consumer waiting at most ``fetch_max_wait_ms`` per fetch."""
+    """The aiokafka transport, its consumer waiting at most ``fetch_max_wait_ms`` per fetch;
+    its producer idempotent when ``idempotent`` (brokers without InitProducerId: False)."""
 
     Consumer = ShortFetchConsumer
+    Producer = IdempotentProducer
 
-    def __init__(self, url: list[Any], app: faust.App, *, fetch_max_wait_ms: int) -> None:
+    def __init__(self, url: list[Any], app: faust.App, *, fetch_max_wait_ms: int,
+                 idempotent: bool = False) -> None:
         super().__init__(url, app)
         self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.idempotent = idempotent
+
+    async def _create_topic(self, owner: Any, client: Any, topic: str, partitions: int,
+                            replication: int, **kwargs: Any) -> None:
+        """Faust's topic creation (its leader-election topic, on every start), accepting a
+        topic that exists although we may not create it.
+
+        Kafka answers CreateTopics from a client without the CREATE ACL with
+        TOPIC_AUTHORIZATION_FAILED even for an existing topic, and Faust decides
+        whether to create from a metadata snapshot that may not hold the topic
+        yet: a worker whose topics an operator created would need CREATE anyway.
+        """
+        try:
+            await super()._create_topic(owner, client, topic, partitions, replication, **kwargs)
+        except TopicAuthorizationFailedError:
+            try:
+                exists = topic in (await client.fetch_all_metadata()).topics()
+            except Exception:
+                exists = False
+            if not exists:
+                raise
+            log.info("topic %r exists (this worker may not create topics: fine)", topic)
 
 
 class BatchTransport(ShortFetchTransport):
@@ -232,15 +311,22 @@ class BatchTransport(ShortFetchTransport):
     Consumer = BatchConsumer
 
     def __init__(self, url: list[Any], app: faust.App, *, fetch_max_wait_ms: int,
-                 topics: frozenset[str], handler: BatchHandler, batch_max: int) -> None:
-        super().__init__(url, app, fetch_max_wait_ms=fetch_max_wait_ms)
+                 topics: frozenset[str], handler: BatchHandler, batch_max: int,
+                 on_access_denied: Callable[[BaseException], bool] | None = None,
+                 idempotent: bool = False) -> None:
+        super().__init__(url, app, fetch_max_wait_ms=fetch_max_wait_ms, idempotent=idempotent)
         self.batch_topics = topics
         self.batch_handler = handler
         self.batch_max = batch_max
+        #: called with a batch's error: True when it is the cluster refusing us (credentials,
+        #: ACLs) and the worker is stopping, so the error need not crash Faust's fetcher
+        self.on_access_denied = on_access_denied
 
 
 def batch_topic(app: faust.App, names: Sequence[str], handler: BatchHandler, *,
-                batch_max: int, fetch_max_wait_ms: int) -> faust.TopicT:
+                batch_max: int, fetch_max_wait_ms: int,
+                on_access_denied: Callable[[BaseException], bool] | None = None,
+                idempotent: bool = False) -> faust.TopicT:
     """Subscribe ``app`` to ``names``, their records going to ``handler`` in batches of at
     most ``batch_max`` messages.
 
@@ -250,7 +336,8 @@ def batch_topic(app: faust.App, names: Sequence[str], handler: BatchHandler, *,
     """
     app.transport = BatchTransport(app.conf.broker_consumer, app, topics=frozenset(names),
                                    handler=handler, batch_max=batch_max,
-                                   fetch_max_wait_ms=fetch_max_wait_ms)
+                                   fetch_max_wait_ms=fetch_max_wait_ms,
+                                   on_access_denied=on_access_denied, idempotent=idempotent)
     topic = app.topic(*names, key_serializer="raw", value_serializer="raw")
     app.topics.add(topic)
     return topic

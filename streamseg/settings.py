@@ -16,7 +16,7 @@ import os
 import tempfile
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streamseg.drift.windows import parse_windows
@@ -25,6 +25,8 @@ from streamseg.errors import ConfigError
 TopicRole = Literal["clickstream", "transactions", "dlq", "segment_updates", "segments", "model",
                     "drift", "audit"]
 Clusterer = Literal["kmeans", "streamkmeans", "dbstream", "clustream", "denstream"]
+KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 
 class Settings(BaseSettings):
@@ -43,6 +45,26 @@ class Settings(BaseSettings):
         description="Faust's data directory parent (<data_dir>/<app_id>-data); streamseg keeps no "
                     "state there (features live in Redis, the model on Kafka), so not the working directory")
 
+    # --- Kafka security (docs/security.md): one set for every Kafka client ---
+    kafka_security_protocol: KafkaSecurityProtocol = Field(
+        "PLAINTEXT", description="PLAINTEXT, SSL (TLS; with a client certificate for mTLS), "
+        "SASL_PLAINTEXT or SASL_SSL (SASL over TLS, what managed Kafka services want)")
+    kafka_ssl_cafile: str = Field(
+        "", description="PEM file of the CA certificate(s) that signed the brokers' certificates "
+        "(empty: the system's trust store); SSL and SASL_SSL")
+    kafka_ssl_certfile: str = Field(
+        "", description="client certificate (PEM, chain allowed) for brokers that require one "
+        "(mTLS, ssl.client.auth=required)")
+    kafka_ssl_keyfile: str = Field(
+        "", description="the client certificate's private key (PEM); may be empty when "
+        "kafka_ssl_certfile holds the key too")
+    kafka_ssl_key_password: SecretStr = Field(
+        SecretStr(""), description="password of an encrypted kafka_ssl_keyfile")
+    kafka_sasl_mechanism: KafkaSaslMechanism = Field(
+        "PLAIN", description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (SASL_PLAINTEXT, SASL_SSL)")
+    kafka_sasl_username: str = Field("", description="SASL user name")
+    kafka_sasl_password: SecretStr = Field(SecretStr(""), description="SASL password")
+
     # --- topics (names configurable, roles fixed) -------------------------
     topic_clickstream: str = "streamseg.clickstream.v1"
     topic_transactions: str = "streamseg.transactions.v1"
@@ -53,7 +75,12 @@ class Settings(BaseSettings):
     topic_drift: str = "streamseg.drift.v1"
     topic_audit: str = Field("streamseg.audit.v1", description="erasure audit records (not compacted)")
     topic_partitions: int = Field(4, ge=1, description="partitions for topics we create")
-    topic_replication: int = Field(1, ge=1)
+    kafka_idempotence: bool = Field(
+        True, description="idempotent producers (acks=all; a retried send is written once); "
+        "false for brokers without InitProducerId, such as the embedded Tansu")
+    topic_replication: int = Field(
+        0, ge=0, description="replicas of the topics streamseg creates, Faust's leader topic "
+        "included; 0: min(3, brokers in the cluster)")
 
     # --- redis keys ------------------------------------------------------
     key_prefix: str = Field("ss", description="prefix of every Redis key streamseg writes")
@@ -85,7 +112,7 @@ class Settings(BaseSettings):
     # --- model ---------------------------------------------------------------
     n_segments: int = Field(6, ge=2)
     clusterer: Clusterer = Field(
-        "kmeans", description="River clusterer; the README's Segmentation section compares them"
+        "kmeans", description="River clusterer (kmeans, streamkmeans, dbstream, clustream, denstream); docs/model.md compares them"
     )
     clusterer_params: str = Field(
         "{}", description='JSON object of clusterer hyperparameters, e.g. {"clustering_threshold": 2.0} '
@@ -185,6 +212,13 @@ class Settings(BaseSettings):
             raise ValueError("STREAMSEG_KAFKA_BOOTSTRAP must list at least one host:port")
         return v
 
+    @model_validator(mode="after")
+    def _kafka_security_consistent(self) -> Settings:
+        problems = kafka_security_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
     @field_validator("clusterer_params", mode="before")
     @classmethod
     def _params_json(cls, v: object) -> str:
@@ -243,6 +277,14 @@ class Settings(BaseSettings):
         return dict(json.loads(self.clusterer_params))
 
     @property
+    def kafka_uses_tls(self) -> bool:
+        return self.kafka_security_protocol in ("SSL", "SASL_SSL")
+
+    @property
+    def kafka_uses_sasl(self) -> bool:
+        return self.kafka_security_protocol in ("SASL_PLAINTEXT", "SASL_SSL")
+
+    @property
     def kafka_bootstrap_list(self) -> list[str]:
         return [h.strip() for h in self.kafka_bootstrap.split(",") if h.strip()]
 
@@ -259,8 +301,71 @@ class Settings(BaseSettings):
     def input_topics(self) -> tuple[str, str]:
         return (self.topic_clickstream, self.topic_transactions)
 
+    def replace(self, **changes: object) -> Settings:
+        """A copy with ``changes``, validated like the original (``model_copy`` skips that).
+
+        >>> Settings(n_segments=4).replace(topic_replication=3).topic_replication
+        3
+        """
+        return type(self).model_validate({**self.model_dump(), **changes})
+
 
 MIN_TOKEN_CHARS = 16
+
+
+def kafka_security_problems(s: Settings) -> list[str]:
+    """What is wrong with the Kafka security settings, one sentence each (empty: nothing).
+
+    Settings that would be silently ignored count as wrong: a SASL password
+    with a PLAINTEXT protocol is a mistake, not a wish.
+    """
+    protocol = f"STREAMSEG_KAFKA_SECURITY_PROTOCOL={s.kafka_security_protocol}"
+    problems: list[str] = []
+    password = s.kafka_sasl_password.get_secret_value()
+    if s.kafka_uses_sasl:
+        if not s.kafka_sasl_username.strip():
+            problems.append(f"{protocol} needs STREAMSEG_KAFKA_SASL_USERNAME")
+        if not password:
+            problems.append(f"{protocol} needs STREAMSEG_KAFKA_SASL_PASSWORD")
+    elif s.kafka_sasl_username or password:
+        problems.append(f"STREAMSEG_KAFKA_SASL_USERNAME/PASSWORD are set but {protocol} does not "
+                        "use SASL: set it to SASL_SSL (or SASL_PLAINTEXT)")
+    files = {"STREAMSEG_KAFKA_SSL_CAFILE": s.kafka_ssl_cafile,
+             "STREAMSEG_KAFKA_SSL_CERTFILE": s.kafka_ssl_certfile,
+             "STREAMSEG_KAFKA_SSL_KEYFILE": s.kafka_ssl_keyfile}
+    key_password = bool(s.kafka_ssl_key_password.get_secret_value())
+    if not s.kafka_uses_tls:
+        given = [name for name, path in files.items() if path]
+        if key_password:
+            given.append("STREAMSEG_KAFKA_SSL_KEY_PASSWORD")
+        if given:
+            problems.append(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} set but "
+                            f"{protocol} does not use TLS: set it to SSL or SASL_SSL")
+        return problems
+    for name, path in files.items():
+        if path and not os.path.isfile(path):
+            problems.append(f"{name}: no such file: {path}")
+        elif path and not os.access(path, os.R_OK):
+            problems.append(f"{name}: cannot read {path}")
+    if s.kafka_ssl_keyfile and not s.kafka_ssl_certfile:
+        problems.append("STREAMSEG_KAFKA_SSL_KEYFILE is set without STREAMSEG_KAFKA_SSL_CERTFILE "
+                        "(the client certificate it belongs to)")
+    elif (s.kafka_ssl_certfile and not s.kafka_ssl_keyfile and os.path.isfile(s.kafka_ssl_certfile)
+          and not _holds_private_key(s.kafka_ssl_certfile)):
+        problems.append("STREAMSEG_KAFKA_SSL_CERTFILE holds no private key: set "
+                        "STREAMSEG_KAFKA_SSL_KEYFILE to the client certificate's key")
+    if key_password and not s.kafka_ssl_certfile:
+        problems.append("STREAMSEG_KAFKA_SSL_KEY_PASSWORD is set without a client certificate "
+                        "(STREAMSEG_KAFKA_SSL_CERTFILE, STREAMSEG_KAFKA_SSL_KEYFILE)")
+    return problems
+
+
+def _holds_private_key(path: str) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return b"PRIVATE KEY-----" in fh.read()
+    except OSError:
+        return False
 
 
 def parse_api_tokens(spec: str) -> dict[str, str]:
@@ -284,3 +389,40 @@ def parse_api_tokens(spec: str) -> dict[str, str]:
                              f"{MIN_TOKEN_CHARS} characters")
         out[secret.strip()] = name.strip()
     return out
+
+
+def settings_table() -> str:
+    """docs/operations.md's settings reference, generated from :class:`Settings` (a test keeps them equal).
+
+    Secret fields show no default. A computed default under the temporary directory reads
+    ``<tempdir>``, so the table is the same on every machine.
+
+    >>> settings_table().splitlines()[2].startswith("| `STREAMSEG_KAFKA_BOOTSTRAP` | str |")
+    True
+    """
+    from typing import get_args, get_origin
+
+    def text(v: object) -> str:
+        if isinstance(v, bool):
+            return f"`{str(v).lower()}`"
+        if v == "":
+            return "empty"
+        return f"`{v}`".replace(tempfile.gettempdir(), "<tempdir>")
+
+    rows = ["| variable | type | default | description |", "|---|---|---|---|"]
+    for name, f in Settings.model_fields.items():
+        kind = f.annotation
+        if get_origin(kind) is Literal:
+            typ = "one of " + ", ".join(f"`{v}`" for v in get_args(kind))
+        else:
+            typ = "secret" if kind is SecretStr else getattr(kind, "__name__", str(kind))
+        bounds = [f"{op} {getattr(m, attr)}" for m in f.metadata
+                  for attr, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")) if hasattr(m, attr)]
+        typ = ", ".join([typ, *bounds])
+        if kind is SecretStr:
+            default = "(secret: not shown)"
+        else:
+            default = text(f.default_factory() if f.default_factory else f.default)  # type: ignore[call-arg]
+        desc = (f.description or "").replace("|", "\\|").replace("<", "\\<")
+        rows.append(f"| `STREAMSEG_{name.upper()}` | {typ} | {default} | {desc} |")
+    return "\n".join(rows)

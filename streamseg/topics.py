@@ -6,17 +6,39 @@ import asyncio
 import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    KafkaConnectionError,
+    TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
+    for_code,
+)
 
 from streamseg.errors import ConfigError
+from streamseg.kafka_security import (
+    KafkaAccessDenied,
+    check_settings_access,
+    client_options,
+    principal,
+    start_client,
+)
 from streamseg.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def topic_specs(settings: Settings) -> list[NewTopic]:
+def replication(settings: Settings, brokers: int) -> int:
+    """Replicas per topic: the setting, else min(3, brokers) (what a production cluster wants).
+
+    >>> replication(Settings(), 1), replication(Settings(), 5), replication(Settings(topic_replication=2), 5)
+    (1, 3, 2)
+    """
+    return settings.topic_replication or max(1, min(3, brokers))
+
+
+def topic_specs(settings: Settings, brokers: int = 1) -> list[NewTopic]:
     """Every topic the engine reads or writes, with partitions and cleanup policy."""
-    n, rf = settings.topic_partitions, settings.topic_replication
+    n, rf = settings.topic_partitions, replication(settings, brokers)
     return [
         NewTopic(settings.topic_clickstream, n, rf),
         NewTopic(settings.topic_transactions, n, rf),
@@ -34,32 +56,69 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
     ]
 
 
-async def ensure_topics(settings: Settings, attempts: int = 30) -> list[str]:
-    """Create whichever of our topics are missing; returns the names created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_list)
-    for attempt in range(attempts):
-        try:
-            await admin.start()
-            break
-        except KafkaConnectionError:
-            if attempt == attempts - 1:
-                raise ConfigError(
-                    f"cannot reach Kafka at {settings.kafka_bootstrap}: "
-                    "check STREAMSEG_KAFKA_BOOTSTRAP"
-                ) from None
-            await asyncio.sleep(1)
+def worker_topics(settings: Settings) -> list[str]:
+    """Every topic a worker uses: ours and Faust's leader-election topic."""
+    return [*(t.name for t in topic_specs(settings)), f"{settings.app_id}-__assignor-__leader"]
+
+
+async def ensure_topics(settings: Settings, attempts: int = 30, *,
+                        check_access: bool = True) -> int:
+    """Create whichever of our topics are missing; returns their replication factor.
+
+    An unreachable cluster is tried ``attempts`` times, a second apart; one that
+    refuses us (credentials, TLS, a missing ACL) ends it at once with
+    :class:`~streamseg.kafka_security.KafkaAccessDenied`. On a secured cluster
+    one connection of our own asks first (``check_access``; a caller that just
+    did so passes False), so a refusal is reported before aiokafka logs its own
+    version of it.
+    """
+    options = client_options(settings)
+    who = principal(settings)
+    if check_access and settings.kafka_security_protocol != "PLAINTEXT":
+        await check_settings_access(settings, topics=[t.name for t in topic_specs(settings)],
+                                    options=options)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_list, **options)
+    started = False
     try:
+        for attempt in range(attempts):
+            try:
+                await start_client(admin, settings.kafka_bootstrap_list, options, who=who)
+                started = True
+                break
+            except KafkaConnectionError:
+                if attempt == attempts - 1:
+                    raise ConfigError(
+                        f"cannot reach Kafka at {settings.kafka_bootstrap}: "
+                        "check STREAMSEG_KAFKA_BOOTSTRAP"
+                        + ("" if settings.kafka_security_protocol != "PLAINTEXT" else
+                           " (and STREAMSEG_KAFKA_SECURITY_PROTOCOL if the cluster is secured)")
+                    ) from None
+                await asyncio.sleep(1)
         existing = set(await admin.list_topics())
-        missing = [t for t in topic_specs(settings) if t.name not in existing]
+        brokers = len((await admin.describe_cluster())["brokers"])
+        missing = [t for t in topic_specs(settings, brokers) if t.name not in existing]
         created = []
         for spec in missing:
             try:
-                await admin.create_topics([spec])
-                created.append(spec.name)
+                response = await admin.create_topics([spec])
             except TopicAlreadyExistsError:
-                pass
+                continue
+            for name, code, *rest in getattr(response, "topic_errors", None) or [(spec.name, 0)]:
+                error = for_code(code)
+                if code == 0:
+                    created.append(name)
+                elif error is TopicAlreadyExistsError:
+                    pass
+                elif error in (TopicAuthorizationFailedError, ClusterAuthorizationFailedError):
+                    raise KafkaAccessDenied(
+                        f"Kafka denied {who} creating topic {name} ({error.__name__}): create "
+                        "the topics beforehand or grant CREATE (docs/security.md)")
+                else:
+                    log.warning("could not create topic %s: %s %s", name, error.__name__,
+                                rest[0] if rest and rest[0] else "")
         if created:
             log.info("created topics: %s", ", ".join(created))
-        return created
+        return replication(settings, brokers)
     finally:
-        await admin.close()
+        if started:
+            await admin.close()

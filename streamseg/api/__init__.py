@@ -26,6 +26,7 @@ from streamseg.api.views import Api, EngineModelView
 from streamseg.erasure import Eraser
 from streamseg.features.keys import Keys
 from streamseg.features.store import RedisFeatureStore
+from streamseg.kafka_security import client_options
 from streamseg.metrics import ApiMetrics
 from streamseg.settings import Settings
 
@@ -43,7 +44,8 @@ def register(app: faust.App, engine: Engine, store: RedisFeatureStore, settings:
         settings.redis_url, Keys(settings.key_prefix),
         dedup_horizon_days=settings.dedup_horizon_days, retention_days=settings.retention_days)
     eraser = Eraser(settings, store, engine.publisher, lock=engine.lock, on_forget=engine.forget)
-    api = Api(EngineModelView(engine), eraser, reader, BrokerProbe(settings.kafka_bootstrap_list),
+    api = Api(EngineModelView(engine), eraser, reader,
+              BrokerProbe(settings.kafka_bootstrap_list, security=client_options(settings)),
               registry, metrics)
 
     _page(app, "/v1/customers/{customer_id:.+}", "customer",

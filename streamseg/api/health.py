@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
@@ -20,9 +22,11 @@ log = logging.getLogger(__name__)
 class BrokerProbe:
     """``await probe.reachable()``: True if a broker answers on a live connection."""
 
-    def __init__(self, bootstrap: list[str], timeout: float = 2.0) -> None:
+    def __init__(self, bootstrap: list[str], timeout: float = 2.0, *,
+                 security: Mapping[str, Any] | None = None) -> None:
         self.bootstrap = bootstrap
         self.timeout = timeout
+        self.security = dict(security or {})  # aiokafka TLS/SASL options (kafka_security)
         self._client: AIOKafkaClient | None = None
 
     async def reachable(self) -> bool:
@@ -37,7 +41,7 @@ class BrokerProbe:
 
     async def _connect(self) -> AIOKafkaClient:
         client = AIOKafkaClient(bootstrap_servers=self.bootstrap,
-                                request_timeout_ms=int(self.timeout * 1000))
+                                request_timeout_ms=int(self.timeout * 1000), **self.security)
         try:
             await asyncio.wait_for(client.bootstrap(), self.timeout)
         except BaseException:

@@ -24,7 +24,7 @@ import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -34,9 +34,10 @@ from streamseg.api.health import BrokerProbe
 from streamseg.api.middleware import api_middleware
 from streamseg.api.sched import current_slice_ms, request_slice
 from streamseg.api.views import Api
-from streamseg.erasure import Eraser
+from streamseg.erasure import Eraser, tombstone_topics
 from streamseg.features.keys import Keys
 from streamseg.features.store import RedisFeatureStore
+from streamseg.kafka_security import check_settings_access, client_options, principal
 from streamseg.metrics import ApiMetrics
 from streamseg.publish.kafka import KafkaPublisher
 from streamseg.settings import Settings
@@ -54,8 +55,12 @@ STALE_AFTER_S = 30.0
 class LazyPublisher:
     """A :class:`KafkaPublisher` started at its first publish and stopped on exit."""
 
-    def __init__(self, bootstrap: list[str]) -> None:
+    def __init__(self, bootstrap: list[str], security: Mapping[str, Any] | None = None, *,
+                 who: str | None = None, idempotent: bool = True) -> None:
         self.bootstrap = bootstrap
+        self.security = security
+        self.who = who
+        self.idempotent = idempotent
         self._started: KafkaPublisher | None = None
         self._lock = asyncio.Lock()
 
@@ -70,7 +75,8 @@ class LazyPublisher:
     async def publish(self, records: Sequence[OutRecord]) -> None:
         async with self._lock:
             if self._started is None:
-                publisher = KafkaPublisher(self.bootstrap)
+                publisher = KafkaPublisher(self.bootstrap, self.security, who=self.who,
+                                           idempotent=self.idempotent)
                 await publisher.__aenter__()  # raises while the broker is away: the next try retries
                 self._started = publisher
         await self._started.publish(records)
@@ -121,10 +127,12 @@ def build(settings: Settings, registry: CollectorRegistry | None = None) -> web.
     reader = RedisFeatureStore.from_url(
         settings.redis_url, Keys(settings.key_prefix),
         dedup_horizon_days=settings.dedup_horizon_days, retention_days=settings.retention_days)
-    publisher = LazyPublisher(settings.kafka_bootstrap_list)
+    security = client_options(settings)
+    publisher = LazyPublisher(settings.kafka_bootstrap_list, security, who=principal(settings),
+                              idempotent=settings.kafka_idempotence)
     view = StoredModelView(reader, settings)
     api = Api(view, Eraser(settings, reader, publisher), reader,
-              BrokerProbe(settings.kafka_bootstrap_list), registry, metrics)
+              BrokerProbe(settings.kafka_bootstrap_list, security=security), registry, metrics)
 
     app = web.Application(middlewares=[api_middleware(
         TokenAuth(settings.api_token_map, metrics_open=not settings.metrics_auth), metrics)])
@@ -187,6 +195,11 @@ def run(settings: Settings, host: str, port: int) -> int:
         else:
             log.info("scheduler time slices stay the system's (not supported here)")
     loop = loop_factory() if loop_factory else asyncio.new_event_loop()
+    if settings.kafka_security_protocol != "PLAINTEXT":
+        # a secured cluster that refuses our credentials or ACLs ends the API now
+        # (KafkaAccessDenied); one that is away does not: lookups need no broker, /readyz says so
+        loop.run_until_complete(check_settings_access(
+            settings, topics=[*tombstone_topics(settings), settings.topic_audit]))
     log.info("streamseg api on http://%s:%d (Redis %s)", host, port, settings.redis_url)
     web.run_app(build(settings), host=host, port=port, print=None, access_log=None,
                 shutdown_timeout=5.0, loop=loop)

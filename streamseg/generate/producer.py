@@ -26,6 +26,13 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from streamseg.generate.personas import PlanSource, simulate
+from streamseg.kafka_security import (
+    check_settings_access,
+    client_options,
+    principal,
+    producer_options,
+    start_client,
+)
 from streamseg.settings import Settings
 
 TRUTH_HEADER = ("customer_id", "persona")
@@ -110,8 +117,12 @@ async def produce(
     end = int(time.time() * 1000) if end_ms is None else end_ms
     topics = {role: settings.topic(role) for role in ("clickstream", "transactions")}
 
+    security = client_options(settings)
+    if settings.kafka_security_protocol != "PLAINTEXT":  # a refusal in one line, before aiokafka's
+        await check_settings_access(settings, topics=topics.values(), options=security)
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_list, linger_ms=5, max_batch_size=262144
+        bootstrap_servers=settings.kafka_bootstrap_list, linger_ms=5, max_batch_size=262144,
+        **producer_options(settings),
     )
     clicks = transactions = 0
     customers: set[str] = set()
@@ -122,7 +133,8 @@ async def produce(
     # check the clock about every 50 ms at low rates, every CHECK_EVERY events otherwise
     every = CHECK_EVERY if rate is None else max(1, min(CHECK_EVERY, int(rate / 20)))
     try:
-        await producer.start()
+        await start_client(producer, settings.kafka_bootstrap_list, security,
+                           who=principal(settings))
         t0 = time.monotonic()  # pace from the first send, not from connecting
         for ev in simulate(truth, days=days, end_ms=end, seed=seed, scenario=scenario):
             n = clicks + transactions

@@ -42,6 +42,13 @@ from aiokafka.structs import RecordMetadata, TopicPartition
 from streamseg.errors import ConfigError, StreamsegError
 from streamseg.events.decode import decode_message
 from streamseg.events.models import TransactionEvent, iso
+from streamseg.kafka_security import (
+    access_denied,
+    client_options,
+    principal,
+    producer_options,
+    start_client,
+)
 from streamseg.publish.records import DeadLetter
 from streamseg.replay.mapping import EventKind, Mapping
 from streamseg.replay.progress import Progress
@@ -302,7 +309,8 @@ class LagGate:
         self.group = settings.app_id
         self.max_lag = max_lag
         self.inputs = set(settings.input_topics)
-        self.admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_list)
+        self.admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_list,
+                                         **client_options(settings))
         self.first: dict[TopicPartition, int] = {}  # offset of this replay's first record
         self.end: dict[TopicPartition, int] = {}  # one past its last acknowledged record
 
@@ -337,9 +345,11 @@ async def send(settings: Settings, loader: Loader, options: ReplayOptions,
     """Dead letters, then every event in time order; returns once the broker has them all."""
     topics = {TRANSACTIONS: settings.topic_transactions, CLICKS: settings.topic_clickstream,
               DLQ: settings.topic_dlq}
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_list, acks="all",
+    security = client_options(settings)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_list,
                                 linger_ms=20, max_batch_size=256 * 1024,
-                                compression_type=options.compression)
+                                compression_type=options.compression,
+                                **producer_options(settings))
     gate = LagGate(settings, options.max_lag) if options.max_lag else None
     # with a gate, look at the lag often enough that it can overshoot by half at most
     check = min(LOAD_TICK, max(1, options.max_lag // 2)) if options.max_lag else IN_FLIGHT
@@ -348,9 +358,11 @@ async def send(settings: Settings, loader: Loader, options: ReplayOptions,
     pending: list[asyncio.Future[RecordMetadata]] = []
     started = time.monotonic()
     try:
-        await producer.start()
+        await start_client(producer, settings.kafka_bootstrap_list, security,
+                           who=principal(settings))
         if gate:
-            await gate.admin.start()
+            await start_client(gate.admin, settings.kafka_bootstrap_list, security,
+                               who=principal(settings))
         for _, t, key, value in loader.dead.in_added_order():
             pending.append(await producer.send(topics[t], value=value, key=key or None))
             summary.dead_lettered += 1
@@ -366,6 +378,9 @@ async def send(settings: Settings, loader: Loader, options: ReplayOptions,
                 await _settle(producer, pending, gate)
         await _settle(producer, pending, gate)
     except KafkaError as exc:
+        denied = access_denied(exc, security, who=principal(settings))
+        if denied is not None:
+            raise denied from None
         raise StreamsegError(f"sending to Kafka at {settings.kafka_bootstrap} failed: {exc!r}") from exc
     finally:
         if gate:

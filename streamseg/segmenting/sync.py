@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from streamseg.kafka_security import client_options, principal, start_client
 from streamseg.publish.records import CatalogEntry
 from streamseg.segmenting.base import Segmenter
 from streamseg.segmenting.model import Lifecycle, LocalSummary, SegmentModel
@@ -62,10 +63,12 @@ class ModelSync:
     async def run(self) -> None:
         """Follow the model topic for ever (a Faust task)."""
         tp = TopicPartition(self.settings.topic_model, 0)
+        security = client_options(self.settings)
         consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_list,
                                     group_id=None, enable_auto_commit=False,
-                                    auto_offset_reset="earliest")
-        await consumer.start()
+                                    auto_offset_reset="earliest", **security)
+        await start_client(consumer, self.settings.kafka_bootstrap_list, security,
+                           who=principal(self.settings))
         self._consumer = consumer
         try:
             consumer.assign([tp])
