@@ -1,14 +1,17 @@
-"""End-to-end latency of the embedded broker alone: the bench's paced producer -> a bare
-aiokafka consumer, no streamseg code in between. The floor under every subject of
-``streamseg bench`` (same producer, same 50 ms ticks, same topics and partitions).
+"""End-to-end latency of the broker alone: the bench's paced producer -> a bare aiokafka
+consumer, no streamseg code in between. The floor under every subject of ``streamseg
+bench`` (same producer, same 50 ms ticks, same topics and partitions), on the broker
+chosen with ``--broker`` (Apache Kafka by default, as the bench; Tansu when asked for).
 
 Latency is Kafka record timestamp (set at send) -> the consumer holding the record,
-per window, so a drift over time shows (Tansu's in-memory storage slows with the
-number of record batches in a partition; see ``broker_batches.py``).
+per window, so a drift over time shows. Written to show Tansu's: its in-memory storage
+slows with the number of record batches in a partition (see ``broker_batches.py``);
+run with each ``--broker``, it shows whether the chosen broker drifts.
 
-    python load_tests/broker_floor.py --rate 6200 --seconds 300
+    python load_tests/broker_floor.py [--broker kafka|tansu] --rate 6200 --seconds 300
 
-Prints and saves load_tests/results/broker_floor.json and broker_floor.md.
+Prints and saves load_tests/results/broker_floor.json and broker_floor.md, which name the
+broker.
 """
 
 from __future__ import annotations
@@ -54,19 +57,23 @@ asyncio.run(main(sys.argv[1], float(sys.argv[2]), sys.argv[3:]))
 
 
 def main() -> None:
+    from common import add_broker_argument, announce, stamped
+
     from streamseg.bench.load import Pool, paced, singles
     from streamseg.devstack import DevStack
-    from streamseg.settings import Settings
     from streamseg.topics import ensure_topics
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_broker_argument(ap)
     ap.add_argument("--rate", type=float, default=6200.0, help="events/s (the bench's soak rate)")
     ap.add_argument("--seconds", type=float, default=300.0)
     ap.add_argument("--window", type=float, default=30.0)
     args = ap.parse_args()
-    with DevStack() as st:
+    broker_name = announce(args.broker)
+    st = DevStack(broker=args.broker)  # the broker alone: no Valkey
+    try:
         st.start_broker()
-        s = Settings(kafka_bootstrap=st.bootstrap, redis_url="redis://127.0.0.1:1/0", topic_partitions=4)
+        s = st.settings(redis_url="redis://127.0.0.1:1/0", topic_partitions=4)
         asyncio.run(ensure_topics(s))
         pool = Pool.simulate(4000)
         gc.collect()
@@ -84,22 +91,28 @@ def main() -> None:
         finally:
             consumer.terminate()
         out = consumer.stdout.read() if consumer.stdout else ""
+    finally:
+        st.stop()
     windows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     for i, w in enumerate(windows):
         w["t_s"] = round((i + 1) * args.window, 1)
-    result = {"rate": args.rate, "seconds": args.seconds, "sent_events": sent.events,
-              "elapsed_s": round(time.monotonic() - t0, 1), "windows": windows}
+    result = stamped({"rate": args.rate, "seconds": args.seconds, "window": args.window,
+                      "sent_events": sent.events, "elapsed_s": round(time.monotonic() - t0, 1),
+                      "windows": windows}, args.broker)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "broker_floor.json").write_text(json.dumps(result, indent=1))
     rows = ["| t (s) | records | p50 ms | p95 ms | p99 ms | max ms |", "|---:|---:|---:|---:|---:|---:|"]
     rows += [f"| {w['t_s']} | {w['records']} | {w['p50_ms']} | {w['p95_ms']} | {w['p99_ms']} | "
              f"{w['max_ms']} |" for w in windows]
-    md = (f"# Broker floor\n\n`python load_tests/broker_floor.py --rate {args.rate:g} --seconds "
-          f"{args.seconds:g}`: paced producer -> bare aiokafka consumer, no streamseg code.\n\n"
+    md = (f"# Broker floor: {broker_name}\n\n`python load_tests/broker_floor.py --broker {args.broker} "
+          f"--rate {args.rate:g} --seconds {args.seconds:g} --window {args.window:g}`: paced "
+          f"producer -> bare aiokafka consumer on {broker_name}, no streamseg code.\n\n"
           + "\n".join(rows) + "\n")
     (RESULTS / "broker_floor.md").write_text(md)
     print(md)
 
 
 if __name__ == "__main__":
-    main()
+    from common import run_script
+
+    run_script(main)

@@ -1,16 +1,19 @@
-"""Is the embedded broker's fetch cost per partition, or for everything it stores? (no streamseg code)
+"""Is the broker's fetch cost per partition, or for everything it stores? (no streamseg code)
 
-Two fresh Tansu brokers. Into each, ``--batches`` single-message sends
-(eight awaited in parallel, so mostly one record batch each) go first into a
-partition: the one later consumed (``same``), or another topic's (``other``).
-Then a trickle of 20 sends a second goes into the consumed partition for 10 s
-while a bare aiokafka consumer (10 ms fetch wait, as the worker's) reads it,
-and the broker's CPU over the trickle is printed: if only the fetched
-partition's batches cost, ``other`` stays at the empty broker's cost.
+Two fresh brokers of one kind (``--broker``: Apache Kafka by default, Tansu
+when asked for). Into each, ``--batches`` single-message sends (eight awaited
+in parallel, so mostly one record batch each) go first into a partition: the
+one later consumed (``same``), or another topic's (``other``). Then a trickle
+of 20 sends a second goes into the consumed partition for 10 s while a bare
+aiokafka consumer (10 ms fetch wait, as the worker's) reads it, and the
+broker's CPU over the trickle is printed: if only the fetched partition's
+batches cost, ``other`` stays at the empty broker's cost. Written to find
+where Tansu's cost grows with the batches it holds; run with each
+``--broker``, it shows whether the chosen broker has that cost at all.
 
-    python load_tests/broker_partition_cost.py [--batches 40000]
+    python load_tests/broker_partition_cost.py [--broker kafka|tansu] [--batches 40000]
 
-Prints and saves load_tests/results/broker_partition_cost.json.
+Prints and saves load_tests/results/broker_partition_cost.json, which names the broker.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from common import add_broker_argument, announce, run_script, stamped
 
 from streamseg.bench.probe import cpu_seconds
 from streamseg.devstack import DevStack
@@ -30,8 +34,8 @@ from streamseg.devstack import DevStack
 RESULTS = Path(__file__).parent / "results"
 
 
-async def trial(fill: str, batches: int) -> dict[str, float | int | str]:
-    with DevStack() as st:  # a fresh broker (and a Valkey this does not use)
+async def trial(fill: str, batches: int, kind: str) -> dict[str, float | int | str]:
+    with DevStack(broker=kind) as st:  # a fresh broker (and a Valkey this does not use)
         broker = st.process("broker")
         assert broker.proc is not None
         admin = AIOKafkaAdminClient(bootstrap_servers=st.bootstrap)
@@ -82,14 +86,21 @@ async def trial(fill: str, batches: int) -> dict[str, float | int | str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_broker_argument(ap)
     ap.add_argument("--batches", type=int, default=40_000, help="earlier sends before the trickle")
     args = ap.parse_args()
-    rows = [asyncio.run(trial(fill, args.batches)) for fill in ("other", "same")]
+    broker_name = announce(args.broker)
+    rows = [asyncio.run(trial(fill, args.batches, args.broker)) for fill in ("other", "same")]
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "broker_partition_cost.json").write_text(json.dumps(
-        {"command": f"python load_tests/broker_partition_cost.py --batches {args.batches}",
-         "trials": rows}, indent=2) + "\n")
+    path = RESULTS / "broker_partition_cost.json"
+    path.write_text(json.dumps(stamped(
+        {"command": f"python load_tests/broker_partition_cost.py --broker {args.broker} "
+                    f"--batches {args.batches}", "trials": rows}, args.broker), indent=2) + "\n")
+    cpu = {r["earlier_sends_into"]: r["broker_cpu_percent_during_trickle"] for r in rows}
+    print(f"{broker_name}: broker CPU during the trickle {cpu['other']}% after {args.batches:,} sends "
+          f"into another topic, {cpu['same']}% after as many into the consumed partition; "
+          f"saved {path}")
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

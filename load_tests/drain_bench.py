@@ -1,11 +1,12 @@
 """Maximum throughput of one worker: pre-load the topics, then time the drain.
 
-Real parts only: a Tansu broker, Valkey, `streamseg generate` (unpaced) and a
-`streamseg worker` process. The worker starts after all events are in Kafka,
-so the figure is the engine's own ceiling, not the generator's rate. Prints
-and saves JSON to load_tests/results/drain.json.
+Real parts only: a broker (Apache Kafka; Tansu with ``--broker tansu``), Valkey,
+`streamseg generate` (unpaced) and a `streamseg worker` process. The worker
+starts after all events are in the broker, so the figure is the engine's own
+ceiling, not the generator's rate. Prints and saves JSON, which names the
+broker, to load_tests/results/drain.json.
 
-    python load_tests/drain_bench.py --customers 1000
+    python load_tests/drain_bench.py [--broker kafka|tansu] --customers 1000
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from common import add_broker_argument, announce, run_script, stamped
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamseg.devstack import DevStack, ManagedProcess, free_port
@@ -45,13 +47,15 @@ def rss_mb(pid: int) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_broker_argument(ap)
     ap.add_argument("--customers", type=int, default=1000)
     ap.add_argument("--days", type=float, default=120.0)
     args = ap.parse_args()
-    with DevStack() as st:
+    announce(args.broker)
+    with DevStack(broker=args.broker) as st:
         port = free_port()
-        env = {**os.environ, "STREAMSEG_KAFKA_BOOTSTRAP": st.bootstrap, "STREAMSEG_REDIS_URL": st.redis_url,
+        env = {**os.environ, **st.client_env, 
                "STREAMSEG_WEB_PORT": str(port), "STREAMSEG_LOG_LEVEL": "warn"}
         gen = subprocess.run([sys.executable, "-m", "streamseg", "generate", "--customers",
                               str(args.customers), "--days", str(args.days)],
@@ -72,16 +76,16 @@ def main() -> None:
                 break
             time.sleep(0.25)
         secs = now - t0 if t0 else float("nan")
-        result = {
+        result = stamped({
             "events": total, "customers": args.customers,
             "seconds": round(secs, 2), "events_per_second": round((total - (first or 0)) / secs),
             "worker_rss_mb": round(rss_mb(worker.proc.pid), 1),  # type: ignore[union-attr]
             "generator_events_per_second": stats["events_per_second"],
-        }
+        }, args.broker)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "drain.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

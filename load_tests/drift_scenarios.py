@@ -5,6 +5,7 @@
 Runs stationary, persona_shift, new_persona and shrink with the settings of the
 scenario tests (tests/integration/drift_support.py) and saves the first alerting
 report of each run plus the delays to load_tests/results/drift_scenarios.{json,md}.
+No broker takes part (none is started); the results say so.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from streamseg.devstack import DevStack
+from common import NO_BROKER, announce, run_script, stamped, valkey_only
+
 from streamseg.drift.evaluate import end_ms
 from tests.integration.drift_support import WINDOW, WINDOW_MS, day, evaluated
 from tests.integration.test_drift_scenarios import _run
@@ -27,8 +29,9 @@ KINDS = ("stationary", "persona_shift", "new_persona", "shrink")
 
 
 def main() -> None:
+    broker_name = announce(NO_BROKER)
     OUT.mkdir(exist_ok=True)
-    with DevStack() as st, ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with valkey_only() as st, ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
         runs = dict(zip(KINDS, pool.map(_run, KINDS, [st.redis_url] * len(KINDS)), strict=True))
     rows, reports = [], {}
     for kind, run in runs.items():
@@ -45,8 +48,10 @@ def main() -> None:
                      "events": run.events, "seconds": round(run.seconds, 1)})
         if first:
             reports[kind] = json.loads(first.to_bytes())
-    (OUT / "drift_scenarios.json").write_text(json.dumps({"rows": rows, "first_alerts": reports}, indent=1))
-    md = ["| scenario | change (day) | delay (days) | within 2 windows | alerts | alerting / evaluated reports |",
+    (OUT / "drift_scenarios.json").write_text(
+        json.dumps(stamped({"rows": rows, "first_alerts": reports}, NO_BROKER), indent=1))
+    md = [f"Drift detection, engine in-process on Valkey; broker: {broker_name}", "",
+          "| scenario | change (day) | delay (days) | within 2 windows | alerts | alerting / evaluated reports |",
           "|---|---|---|---|---|---|"]
     md += [f"| {r['scenario']} | {r['change_day']} | {r['detection_delay_days']} | {r['within_two_windows']} "
            f"| {', '.join(r['alerts']) or '-'} | {r['alerting_reports']} / {r['evaluated_reports']} |" for r in rows]
@@ -55,4 +60,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

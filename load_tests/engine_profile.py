@@ -2,7 +2,8 @@
 
 CPU time per event of this process and of Valkey (from /proc) is printed next
 to the wall-clock rate, because on a shared machine the wall clock mostly
-measures the neighbours. ``--profile`` sorts a cProfile by CPU time.
+measures the neighbours. ``--profile`` sorts a cProfile by CPU time. No broker
+is started (the saved result says so): the engine publishes into a counter.
 
     python load_tests/engine_profile.py [--customers 2000] [--batch 500] [--envelope 0] [--profile]
 """
@@ -18,11 +19,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from common import NO_BROKER, announce, run_script, stamped, valkey_only
 from prometheus_client import CollectorRegistry
 
 from streamseg.bench.load import Pool, envelopes, singles
 from streamseg.bench.probe import cpu_seconds
-from streamseg.devstack import DevStack
 from streamseg.engine import Engine, InMessage, OutRecord, build_segmenter
 from streamseg.features.keys import Keys
 from streamseg.features.store import RedisFeatureStore
@@ -64,14 +65,15 @@ async def run(settings: Settings, msgs: list[InMessage], batch: int) -> tuple[in
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--customers", type=int, default=2000)
     ap.add_argument("--batch", type=int, default=500, help="messages per batch")
     ap.add_argument("--envelope", type=int, default=0, help="events per message (0: one)")
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
-    with DevStack() as st:
-        settings = Settings(kafka_bootstrap=st.bootstrap, redis_url=st.redis_url)
+    announce(NO_BROKER)
+    with valkey_only() as st:
+        settings = Settings(redis_url=st.redis_url)
         msgs = messages(settings, Pool.simulate(args.customers), args.envelope)
         valkey = st.process("valkey").proc.pid  # type: ignore[union-attr]
         valkey_cpu = cpu_seconds(valkey)
@@ -83,13 +85,14 @@ def main() -> None:
             prof.disable()
             pstats.Stats(prof).sort_stats("tottime").print_stats(30)
         valkey_cpu = cpu_seconds(valkey) - valkey_cpu
-    result = {"events": events, "batch_messages": args.batch, "envelope": args.envelope,
+    result = stamped({"events": events, "batch_messages": args.batch, "envelope": args.envelope,
               "events_per_s": round(events / wall), "engine_cpu_us_per_event": round(cpu / events * 1e6, 1),
-              "valkey_cpu_us_per_event": round(valkey_cpu / events * 1e6, 1), "profiled": args.profile}
+              "valkey_cpu_us_per_event": round(valkey_cpu / events * 1e6, 1), "profiled": args.profile},
+                     NO_BROKER)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "engine_profile.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

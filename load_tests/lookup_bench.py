@@ -1,8 +1,8 @@
 """Customer lookup latency (GET /v1/customers/{id}) while the worker is processing events.
 
-Real parts only: a Tansu broker, Valkey, one `streamseg worker` and a paced
-`streamseg generate` feeding it. A lean asyncio HTTP/1.1 client fires requests on
-an open-loop schedule (a fixed rate, whatever the answers do), and each
+Real parts only: a broker (Apache Kafka; Tansu with ``--broker tansu``), Valkey,
+one `streamseg worker` and a paced `streamseg generate` feeding it. A lean
+asyncio HTTP/1.1 client fires requests on an open-loop schedule (a fixed rate, whatever the answers do), and each
 latency is measured from the request's scheduled time, so a stall shows up in
 every request it delays. Phases, in one run so they compare:
 
@@ -18,12 +18,17 @@ every request it delays. Phases, in one run so they compare:
     mainloop  (with --compare-main-loop) lookups while busy, the web server
               sharing the worker's event loop (STREAMSEG_WEB_IN_THREAD=false)
 
-Prints and saves load_tests/results/lookup.json and lookup.md.
+Prints and saves load_tests/results/lookup.json and lookup.md, which name the broker.
 
-    python load_tests/lookup_bench.py --rate 1000 --seconds 20 --compare-main-loop
+    python load_tests/lookup_bench.py [--broker kafka|tansu] --rate 1000 --seconds 20 --compare-main-loop
 """
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))  # `common`, also when a test loads this file
 
 import argparse
 import asyncio
@@ -34,14 +39,13 @@ import os
 import random
 import statistics
 import subprocess
-import sys
 import time
 import urllib.request
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import redis
+from common import add_broker_argument, announce, run_script, stamped
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamseg.devstack import DevStack, ManagedProcess, free_port
@@ -267,8 +271,8 @@ class Bench:
     def __init__(self, st: DevStack, args: argparse.Namespace) -> None:
         self.st, self.args = st, args
         self.worker_port = 0  # whose processed-events counter the phases report
-        self.env = {**os.environ, "STREAMSEG_KAFKA_BOOTSTRAP": st.bootstrap,
-                    "STREAMSEG_REDIS_URL": st.redis_url, "STREAMSEG_LOG_LEVEL": "warn",
+        self.env = {**os.environ, **st.client_env,
+                     "STREAMSEG_LOG_LEVEL": "warn",
                     "STREAMSEG_API_TOKENS": f"bench:{TOKEN}"}
 
     def worker(self, port: int, in_thread: bool) -> ManagedProcess:
@@ -340,7 +344,7 @@ class Bench:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {}
-    with DevStack() as st:
+    with DevStack(broker=args.broker) as st:
         bench = Bench(st, args)
         port = free_port()
         worker = bench.worker(port, in_thread=True)
@@ -399,12 +403,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-def markdown(results: dict[str, Any], args: argparse.Namespace) -> str:
+def markdown(results: dict[str, Any], args: argparse.Namespace, broker_name: str) -> str:
+    """The phases' table; ``broker_name`` is the name the run was announced with."""
     rows = ["| phase | req/s | p50 ms | p95 ms | p99 ms | max ms | worker events/s | "
             "server CPU ms/req | broker CPU % | load avg | statuses |",
             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
-        # the embedded broker's CPU grows with every record batch it holds (broker_floor.py)
+        # Tansu's CPU grows with every record batch it holds (broker_floor.py, --broker tansu)
         broker = r.get("cpu_percent", {}).get("broker", "")
         rows.append(f"| {name} | {r['rate_achieved']} | {r['p50_ms']} | {r['p95_ms']} | "
                     f"{r['p99_ms']} | {r['max_ms']} | {r['worker_events_per_s']} | "
@@ -425,8 +430,9 @@ def markdown(results: dict[str, Any], args: argparse.Namespace) -> str:
         rounds = [r["p99_ms"] for name, r in results.items() if name.startswith(label)]
         if rounds:
             verdicts.append(f"{label} p99 {min(rounds)}-{max(rounds)} ms over {len(rounds)} round(s)")
-    return (f"# Lookup latency\n\n`python load_tests/lookup_bench.py --rate {args.rate:g} "
-            f"--seconds {args.seconds:g} --event-rate {args.event_rate:g}"
+    return (f"# Lookup latency\n\nOn {broker_name}: `python load_tests/lookup_bench.py "
+            f"--broker {args.broker} --rate {args.rate:g} --seconds {args.seconds:g} "
+            f"--event-rate {args.event_rate:g}"
             f"{f' --api-rounds {args.api_rounds}' if args.api_rounds != 1 else ''}"
             f"{' --compare-slice' if args.compare_slice else ''}"
             f"{' --floor' if args.floor else ''}"
@@ -437,6 +443,7 @@ def markdown(results: dict[str, Any], args: argparse.Namespace) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_broker_argument(ap)
     ap.add_argument("--rate", type=float, default=1000.0, help="lookups per second")
     ap.add_argument("--seconds", type=float, default=20.0, help="per phase")
     ap.add_argument("--customers", type=int, default=300, help="seeded customers to look up")
@@ -451,14 +458,16 @@ def main() -> None:
                     help="interleave rounds of a second API process with the kernel's default "
                     "time slice (STREAMSEG_API_SLICE_MS=0)")
     args = ap.parse_args()
-    results = asyncio.run(run(args))
-    results["command"] = " ".join(["python", "load_tests/lookup_bench.py", *sys.argv[1:]])
+    broker_name = announce(args.broker)
+    phases = asyncio.run(run(args))
+    command = " ".join(["python", "load_tests/lookup_bench.py", *sys.argv[1:]])
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "lookup.json").write_text(json.dumps(results, indent=2) + "\n")
-    md = markdown({k: v for k, v in results.items() if k != "command"}, args)
+    (RESULTS / "lookup.json").write_text(
+        json.dumps(stamped({**phases, "command": command}, args.broker), indent=2) + "\n")
+    md = markdown(phases, args, broker_name)
     (RESULTS / "lookup.md").write_text(md)
     print(md)
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -29,10 +29,15 @@ ARI and NMI are scikit-learn's. It also measures, after the warm-up (the first
   anti-flapping margin are what is measured.
 
 Figures are printed and saved to ``load_tests/results/quality.json`` and
-``quality.md``.
+``quality.md``. No broker takes part (none is started); the results say so.
 """
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))  # `common`, also when a test loads this file
 
 import argparse
 import asyncio
@@ -41,18 +46,17 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
+from common import NO_BROKER, announce, run_script, valkey_only
 from prometheus_client import CollectorRegistry
 from river import cluster
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from sklearn.preprocessing import StandardScaler
 
-from streamseg.devstack import DevStack
 from streamseg.engine import Engine, InMessage, OutRecord, build_segmenter
 from streamseg.features.keys import Keys
 from streamseg.features.registry import MODEL_FEATURES, derive, model_input, original_value
@@ -109,6 +113,7 @@ class Result:
     model_versions: list[int]
     seconds: float
     targets: dict[str, bool] = field(default_factory=dict)
+    broker: str = NO_BROKER  # the engine runs in-process on Valkey: no broker takes part
 
 
 # -- the engine's surroundings ------------------------------------------------------
@@ -335,7 +340,8 @@ def markdown(res: Result) -> str:
     c = res.config
     lines = [
         f"Segment quality: {c['customers']:,} customers, {c['days']:g} days, seed {c['seed']}, "
-        f"{res.k} planted personas ({c['personas']}), k = {res.k}, {res.events:,} events",
+        f"{res.k} planted personas ({c['personas']}), k = {res.k}, {res.events:,} events; "
+        f"broker: {res.broker}",
         "",
         "| model | ARI | NMI |",
         "|---|---|---|",
@@ -393,15 +399,12 @@ def main() -> None:
     cfg = Config(customers=a.customers, days=a.days, seed=a.seed, personas=a.personas,
                  batch=a.batch, warmup_frac=a.warmup_frac, stationary_rounds=a.stationary_rounds,
                  rescore=a.rescore, margin=a.margin)
+    announce(NO_BROKER)
     if a.redis_url:
         res = bench(cfg, a.redis_url)
     else:
-        stack = DevStack()
-        stack.start_redis()
-        try:
+        with valkey_only() as stack:
             res = bench(cfg, stack.redis_url)
-        finally:
-            stack.stop()
     print(markdown(res))
     # runs that change a default are saved beside the default run, not over it
     paths = save(res, "quality" if cfg.margin is None else f"quality-margin-{cfg.margin:g}")
@@ -409,4 +412,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -8,7 +8,8 @@ of INFO memory's used_memory divided by the number of customers. The sorted
 set holds the event and session ids of the last STREAMSEG_DEDUP_HORIZON_DAYS
 of each customer's event time, so it dominates for active customers.
 
-Prints a table and saves load_tests/results/redis_memory.json and .md.
+Prints a table and saves load_tests/results/redis_memory.json and .md. No broker
+is started (the results say so).
 
     python load_tests/redis_memory.py --customers 10000 --days 120
 """
@@ -25,8 +26,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import redis.asyncio as aioredis
+from common import NO_BROKER, announce, run_script, stamped, valkey_only
 
-from streamseg.devstack import DevStack
 from streamseg.events.models import ClickEvent, Event, TransactionEvent
 from streamseg.features.keys import Keys
 from streamseg.features.store import Membership, RedisFeatureStore
@@ -109,17 +110,15 @@ async def run(redis_url: str, customers: int, days: float, horizon: float) -> di
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--customers", type=int, default=10_000)
     ap.add_argument("--days", type=float, default=120.0)
     ap.add_argument("--horizon", type=float, default=30.0, help="dedup horizon (days)")
     args = ap.parse_args()
-    st = DevStack()
-    st.start_redis()
-    try:
-        result = asyncio.run(run(st.redis_url, args.customers, args.days, args.horizon))
-    finally:
-        st.stop()
+    broker_name = announce(NO_BROKER)
+    with valkey_only() as st:
+        result = stamped(asyncio.run(run(st.redis_url, args.customers, args.days, args.horizon)),
+                         NO_BROKER)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "redis_memory.json").write_text(json.dumps(result, indent=2) + "\n")
     rows = ["| bytes per customer | mean | p50 | p95 | max |", "|---|---|---|---|---|"]
@@ -130,10 +129,10 @@ def main() -> None:
     rows.append(f"| INFO used_memory delta / customer | {result['info_used_memory_delta_bytes_per_customer']:,}"
                 " | | | |")
     table = (f"{result['customers']:,} customers, {result['events']:,} events over {args.days:g} days, "
-             f"dedup horizon {args.horizon:g} days\n\n" + "\n".join(rows))
+             f"dedup horizon {args.horizon:g} days; broker: {broker_name}\n\n" + "\n".join(rows))
     (RESULTS / "redis_memory.md").write_text(table + "\n")
     print(table)
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

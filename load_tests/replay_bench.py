@@ -1,17 +1,18 @@
 """Replay throughput: history CSV -> Kafka (rows/s), then one worker draining it (events/s).
 
-Real parts only: a Tansu broker, Valkey, `streamseg replay` and `streamseg
-worker` processes. The generator writes a clicks CSV and an orders CSV (at
-least 100k rows together by default); `streamseg replay` sends both, merged
-by event time, as fast as possible; then a worker starts on the loaded topics
+Real parts only: a broker (Apache Kafka; Tansu with ``--broker tansu``), Valkey,
+`streamseg replay` and `streamseg worker` processes. The generator writes a
+clicks CSV and an orders CSV (at least 100k rows together by default);
+`streamseg replay` sends both, merged by event time, as fast as possible; then a worker starts on the loaded topics
 and the drain is timed as in drain_bench.py. Baseline in the same run:
 `streamseg generate` producing the same history straight from memory (same
 producer library, no file reading or validation), so the replay figure shows
 what reading, mapping, validating and sorting cost.
 
-Prints a table and saves load_tests/results/replay.json and replay.md.
+Prints a table and saves load_tests/results/replay.json and replay.md, which name
+the broker.
 
-    python load_tests/replay_bench.py --customers 600 --days 120
+    python load_tests/replay_bench.py [--broker kafka|tansu] --customers 600 --days 120
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+from common import add_broker_argument, announce, run_script, stamped
 from drain_bench import processed, rss_mb
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -103,15 +105,17 @@ def drain(st: DevStack, env: dict[str, str], total: int) -> dict[str, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_broker_argument(ap)
     ap.add_argument("--customers", type=int, default=600)
     ap.add_argument("--days", type=float, default=120.0)
     args = ap.parse_args()
+    broker_name = announce(args.broker)
     end_ms = int(time.time() * 1000) - 3_600_000
-    with DevStack() as st:
+    with DevStack(broker=args.broker) as st:
         clicks, orders, rows = write_history(st.dir, args.customers, args.days, end_ms)
-        base = {**os.environ, "STREAMSEG_KAFKA_BOOTSTRAP": st.bootstrap,
-                "STREAMSEG_REDIS_URL": st.redis_url, "STREAMSEG_LOG_LEVEL": "warn"}
+        base = {**os.environ, **st.client_env,
+                 "STREAMSEG_LOG_LEVEL": "warn"}
         env = {**base, "STREAMSEG_TOPIC_CLICKSTREAM": "r.clicks", "STREAMSEG_TOPIC_TRANSACTIONS": "r.orders",
                "STREAMSEG_TOPIC_DLQ": "r.dlq", "STREAMSEG_TOPIC_SEGMENT_UPDATES": "r.updates",
                "STREAMSEG_KEY_PREFIX": "r", "STREAMSEG_APP_ID": "replay-bench"}
@@ -125,7 +129,7 @@ def main() -> None:
                         "--days", str(args.days)], gen_env)
         gen = json.loads(out.strip().splitlines()[-1])
         worker = drain(st, env, summary["produced"])
-    result = {
+    result = stamped({
         "rows": rows, "customers": args.customers, "days": args.days,
         "file_mb": round((clicks.stat().st_size + orders.stat().st_size) / 1e6, 1),
         "replay_wall_seconds": round(secs, 2),
@@ -137,11 +141,12 @@ def main() -> None:
         "replay_rejected": summary["rejected"],
         "baseline_generate_events_per_second": round(gen["events_per_second"]),
         "worker_drain": worker,
-    }
+    }, args.broker)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "replay.json").write_text(json.dumps(result, indent=2) + "\n")
     table = "\n".join([
         "| measure | value |", "|---|---|",
+        f"| broker | {broker_name} |",
         f"| rows (clicks + orders CSV, {result['file_mb']} MB) | {rows:,} |",
         f"| replay, end to end (process start to exit) | {result['replay_rows_per_second_end_to_end']:,} rows/s |",
         f"| replay, read + validate + sort | {result['replay_load_seconds']} s |",
@@ -156,4 +161,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -6,7 +6,8 @@ then releases the sample. This stores ``--customers`` customer states in a
 fresh Valkey (the states of 200 simulated customers, segmented by a real
 in-process engine, copied under new ids), then runs ``--rounds`` refreshes'
 worth of sample -> fit -> profiles -> release through one sample process,
-printing its RSS while it holds each sample and after each release.
+printing its RSS while it holds each sample and after each release. No broker
+is started (the saved results say so).
 
     python load_tests/sample_memory.py --customers 20000 --rounds 16
 
@@ -26,10 +27,10 @@ from typing import Any
 
 import orjson
 import redis
+from common import NO_BROKER, announce, run_script, stamped, valkey_only
 from prometheus_client import CollectorRegistry
 
 from streamseg.bench.probe import rss_mb
-from streamseg.devstack import DevStack
 from streamseg.engine import Engine, InMessage, OutRecord, build_segmenter
 from streamseg.features.keys import Keys
 from streamseg.features.store import RedisFeatureStore
@@ -74,7 +75,7 @@ async def seed(settings: Settings, customers: int) -> Engine:
 
 async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     rounds: list[dict[str, Any]] = []
-    with DevStack() as st:
+    with valkey_only() as st:
         settings = Settings(kafka_bootstrap="127.0.0.1:1", redis_url=st.redis_url, key_prefix="mem",
                             n_segments=4, model_warmup=100, model_sync_events=50, clock="event")
         engine = await seed(settings, args.customers)
@@ -98,14 +99,14 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rounds
 
 
-def markdown(rounds: list[dict[str, Any]], command: str) -> str:
+def markdown(rounds: list[dict[str, Any]], command: str, broker: str = NO_BROKER) -> str:
     rows = ["| round | customers sampled | RSS holding the sample MiB | RSS after release MiB |",
             "|---:|---:|---:|---:|"]
     rows += [f"| {r['round']} | {r['sample']:,} | {r['rss_mb_held']} | {r['rss_mb_released']} |"
              for r in rounds]
     held = [r["rss_mb_held"] for r in rounds]
     half = held[len(held) // 2:]
-    return (f"# Sample process memory\n\n`{command}`\n\n" + "\n".join(rows)
+    return (f"# Sample process memory\n\n`{command}`; broker: {broker}\n\n" + "\n".join(rows)
             + f"\n\nHolding a sample: {held[0]} MiB in round 1, {max(half)} MiB at most over the "
             f"second half of the rounds ({max(half) / held[0] - 1:+.1%}).\n")
 
@@ -120,15 +121,16 @@ def main() -> None:
     args = ap.parse_args()
     if args.no_trim:  # the sample process is spawned after this: it inherits the setting
         os.environ["STREAMSEG_SAMPLE_MALLOC_TRIM"] = "false"
+    announce(NO_BROKER)
     rounds = asyncio.run(run(args))
     command = " ".join(["python", "load_tests/sample_memory.py", *sys.argv[1:]])
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "sample_memory.json").write_text(json.dumps({"command": command, "rounds": rounds},
-                                                           indent=2) + "\n")
+    (RESULTS / "sample_memory.json").write_text(
+        json.dumps(stamped({"command": command, "rounds": rounds}, NO_BROKER), indent=2) + "\n")
     md = markdown(rounds, command)
     (RESULTS / "sample_memory.md").write_text(md)
     print(md)
 
 
 if __name__ == "__main__":  # the sample process is spawned: it re-imports this module
-    main()
+    run_script(main)
