@@ -29,6 +29,7 @@ from streamseg.events.decode import Rejection, decode_message
 from streamseg.events.models import Event, iso
 from streamseg.features.registry import DAY_MS, MODEL_FEATURES, derive, model_input
 from streamseg.features.store import CustomerUpdate, FeatureStore, Membership
+from streamseg.kafka_security import is_access_error
 from streamseg.metrics import Metrics
 from streamseg.publish.records import (
     CatalogEntry,
@@ -231,6 +232,8 @@ class Engine:
                 await self._retry(lambda: self.store.hold(list(updates)), "holding customers")
             await self._emit(dead, changes)
         except Exception as exc:  # outages are retried inside: this is a bug or a poisoned request
+            if is_access_error(exc):  # not the batch's fault: stop unacknowledged (kafka_security)
+                raise
             report = BatchReport()
             dead = await self._dead_letter_batch(events, origin, dead[:rejected], exc)
             changes = []
@@ -288,7 +291,10 @@ class Engine:
             members = [Membership(c.customer_id, c.segment_id, c.previous_segment_id, c.distance,
                                   c.model_version, c.segment_name,
                                   orjson.dumps([r.model_dump() for r in c.reasons])) for c in changes]
-            erased = await self._retry(lambda: self.store.write_memberships(members), "writing memberships")
+            written = await self._retry(lambda: self.store.write_memberships(members),
+                                        "writing memberships")
+            await self._correct_raced(changes, written.raced)
+            erased = written.erased
             if erased:  # erased after their update was applied: the update published above must not
                 log.info("%d customer(s) erased mid-batch; tombstoning their updates again", len(erased))
                 await self._retry(lambda: self.publisher.publish(  # outlive the erasure's tombstone
@@ -297,6 +303,25 @@ class Engine:
         if self._catalog_out:
             entries, self._catalog_out = self._catalog_out, []
             await self.publish_catalog(entries)
+
+    async def _correct_raced(self, changes: list[SegmentUpdate],
+                             raced: dict[str, int | None]) -> None:
+        """Republish changes whose customer another worker moved since this one read it.
+
+        Two workers can evaluate one customer at once (customers held back until
+        the first model; a producer that splits a customer's events across
+        workers). The store's sizes stay exact either way; this makes the last
+        record per customer say what Redis holds, with the true previous segment.
+        """
+        fixed = [c.model_copy(update={"previous_segment_id": raced[c.customer_id]})
+                 for c in changes
+                 if c.customer_id in raced and raced[c.customer_id] != c.segment_id]
+        if fixed:
+            log.info("%d customer(s) were moved by another worker meanwhile; republishing",
+                     len(fixed))
+            await self._retry(lambda: self.publisher.publish(
+                [(self.settings.topic_segment_updates, c.customer_id.encode(), c.to_bytes())
+                 for c in fixed]), "publishing corrected memberships")
 
     # -- steps ------------------------------------------------------------------
     def _decode(
@@ -711,11 +736,13 @@ class Engine:
 
 
 def _is_transient(exc: Exception) -> bool:
+    """Kafka errors are retried, except a refusal (missing ACL, credentials): that one comes
+    back on every retry, so it stops the worker instead."""
     try:
         from aiokafka.errors import KafkaError
     except ImportError:  # pragma: no cover
         return False
-    return isinstance(exc, KafkaError)
+    return isinstance(exc, KafkaError) and not is_access_error(exc)
 
 
 def _dead(msg: InMessage, r: Rejection) -> DeadLetter:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Literal, Protocol, TypeVar
 
@@ -68,12 +68,22 @@ return {seg or '', had_state, had_seen}
 #: Membership of one customer, written only while its state exists: a customer
 #: erased (by another worker or the CLI) between this batch's feature update and
 #: its membership write must not come back as a hash holding only a segment.
+#: Write one membership and keep the segment sizes exact from what was stored, not from
+#: what the caller believed: two workers may evaluate one customer at once (held-back
+#: customers, or clicks and orders on partitions of different workers). Returns -1 when
+#: the customer is gone (erased), -2 when it had no segment, else the segment it had.
 MEMBERSHIP_LUA = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local old = redis.call('HGET', KEYS[1], 'seg')
 redis.call('HSET', KEYS[1], 'seg', ARGV[1], 'seg_dist', ARGV[2], 'seg_version', ARGV[3], 'seg_why', ARGV[4])
-redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
-if ARGV[5] ~= '' then redis.call('HINCRBY', KEYS[2], ARGV[5], -1) end
-return 1
+local new = tonumber(ARGV[1])
+local was = old and tonumber(old)
+if was ~= new then
+  redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+  if was then redis.call('HINCRBY', KEYS[2], string.format('%d', was), -1) end
+end
+if not was then return -2 end
+return was
 """
 
 
@@ -102,6 +112,20 @@ class Membership:
 
 
 @dataclass(frozen=True, slots=True)
+class MembershipWrite:
+    """What :meth:`RedisFeatureStore.write_memberships` found.
+
+    ``erased``: customers whose state was gone, nothing written. ``raced``:
+    customers whose stored segment was not the ``previous_segment_id`` the
+    caller decided from (another worker wrote in between), with the segment
+    that was stored (None: none); their published record needs correcting.
+    """
+
+    erased: list[str] = field(default_factory=list)
+    raced: dict[str, int | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class Forgotten:
     """What :meth:`RedisFeatureStore.forget` removed."""
 
@@ -114,7 +138,7 @@ class FeatureStore(Protocol):
 
     async def apply(self, events: Sequence[Event]) -> dict[str, CustomerUpdate]: ...
 
-    async def write_memberships(self, changes: Sequence[Membership]) -> list[str]: ...
+    async def write_memberships(self, changes: Sequence[Membership]) -> MembershipWrite: ...
 
     async def write_catalog(self, entries: Mapping[int, bytes]) -> None: ...
 
@@ -234,20 +258,20 @@ class RedisFeatureStore:
                 raise r
         return replies[:-1]
 
-    async def write_memberships(self, changes: Sequence[Membership]) -> list[str]:
-        """Store current membership and keep segment sizes; one round trip.
+    async def write_memberships(self, changes: Sequence[Membership]) -> MembershipWrite:
+        """Store current membership and keep segment sizes exact; one round trip.
 
-        Returns the customers whose state was gone (erased meanwhile): nothing
-        is written for them.
+        Nothing is written for customers erased meanwhile; customers another
+        writer moved since the caller read them are reported (see
+        :class:`MembershipWrite`).
         """
         if not changes:
-            return []
+            return MembershipWrite()
         pipe = self.client.pipeline(transaction=False)
         sizes = self.keys.segment_sizes()
         for m in changes:
-            prev = "" if m.previous_segment_id is None else str(m.previous_segment_id)
             await self._membership(keys=[self.keys.state(m.customer_id), sizes],  # queued, not sent
-                                   args=[m.segment_id, repr(m.distance), m.model_version, m.reasons, prev],
+                                   args=[m.segment_id, repr(m.distance), m.model_version, m.reasons],
                                    client=pipe)
         try:
             written = await pipe.execute()
@@ -255,7 +279,14 @@ class RedisFeatureStore:
             if _is_outage(exc):
                 raise StoreUnavailable(f"Redis unavailable while writing memberships: {exc}") from exc
             raise
-        return [m.customer_id for m, ok in zip(changes, written, strict=True) if not ok]
+        out = MembershipWrite()
+        for m, stored in zip(changes, written, strict=True):
+            was = None if stored == -2 else int(stored)
+            if stored == -1:
+                out.erased.append(m.customer_id)
+            elif was != m.previous_segment_id:
+                out.raced[m.customer_id] = was
+        return out
 
     async def forget(self, customer_id: str) -> Forgotten:
         """Erase a customer: state, membership and dedup entries; keep segment sizes true."""

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import itertools
 import math
+import re
 import time
 import urllib.request
 from collections import defaultdict
@@ -231,6 +232,14 @@ def metric(port: int, name: str, **labels: str) -> float:
         text = resp.read().decode()
     return sum(s.value for fam in text_string_to_metric_families(text) for s in fam.samples
                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+
+
+def input_assignment(worker: WorkerProcess) -> set[tuple[str, int]] | None:
+    """The input partitions the worker last logged as assigned (None: none yet)."""
+    lines = re.findall(r"input partitions assigned: (.*)", worker.log())
+    if not lines or lines[-1].strip() == "none":
+        return None
+    return {(topic, int(p)) for topic, p in (tp.strip().rsplit(":", 1) for tp in lines[-1].split(","))}
 
 
 def events_seen(port: int, outcome: str) -> float:

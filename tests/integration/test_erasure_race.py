@@ -14,7 +14,7 @@ from streamseg.engine import Engine, InMessage, build_segmenter
 from streamseg.events.models import ClickEvent
 from streamseg.features.keys import Keys
 from streamseg.features.registry import DAY_MS
-from streamseg.features.store import Membership, RedisFeatureStore
+from streamseg.features.store import Membership, MembershipWrite, RedisFeatureStore
 from streamseg.metrics import Metrics
 from streamseg.settings import Settings
 
@@ -36,7 +36,7 @@ class ErasedMidBatch(RedisFeatureStore):
 
     victim = ""
 
-    async def write_memberships(self, changes: Sequence[Membership]) -> list[str]:
+    async def write_memberships(self, changes: Sequence[Membership]) -> MembershipWrite:
         if any(m.customer_id == self.victim for m in changes):
             await self.forget(self.victim)  # as another worker's DELETE /v1/customers/{id} would
         return await super().write_memberships(changes)
@@ -50,13 +50,30 @@ async def test_write_memberships__skips_customers_erased_meanwhile(settings: Set
         await store.forget("erased")
         gone = await store.write_memberships([Membership("kept", 2, None, 0.5, 1, "x", b"[]"),
                                               Membership("erased", 3, None, 0.5, 1, "y", b"[]")])
-        assert gone == ["erased"]
+        assert gone.erased == ["erased"] and gone.raced == {}
         assert not await store.client.exists(keys.state("erased"))  # not revived as a bare segment
         assert (await store.state("kept"))["seg"] == 2.0
         assert await store.segment_sizes() == {2: 1}  # the erased one is not counted
 
         moved = await store.write_memberships([Membership("kept", 4, 2, 0.5, 1, "z", b"[]")])
-        assert moved == [] and await store.segment_sizes() == {2: 0, 4: 1}
+        assert moved == MembershipWrite() and await store.segment_sizes() == {2: 0, 4: 1}
+    finally:
+        await store.close()
+
+
+async def test_two_writers_first_assigning_one_customer__count_it_once_and_report_the_race(
+        settings: Settings) -> None:
+    """Two workers both saw no segment (held back, or a producer split the customer's events)."""
+    store = store_for(settings)
+    try:
+        await store.apply([click("both", 1)])
+        first = await store.write_memberships([Membership("both", 0, None, 0.5, 1, "x", b"[]")])
+        second = await store.write_memberships([Membership("both", 1, None, 0.7, 1, "y", b"[]")])
+        assert first == MembershipWrite()
+        assert second.raced == {"both": 0}  # it believed "no segment"; segment 0 was stored
+        assert await store.segment_sizes() == {0: 0, 1: 1}  # one customer, counted once
+        same = await store.write_memberships([Membership("both", 1, None, 0.7, 1, "y", b"[]")])
+        assert same.raced == {"both": 1} and await store.segment_sizes() == {0: 0, 1: 1}
     finally:
         await store.close()
 

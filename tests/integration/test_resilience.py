@@ -36,7 +36,7 @@ from streamseg.devstack import free_port
 from streamseg.engine import Engine, InMessage, OutRecord, build_segmenter
 from streamseg.features.keys import Keys
 from streamseg.features.registry import MODEL_FEATURES
-from streamseg.features.store import Membership, RedisFeatureStore
+from streamseg.features.store import Membership, MembershipWrite, RedisFeatureStore
 from streamseg.metrics import Metrics
 from streamseg.segmenting.model import SegmentModel
 from streamseg.settings import Settings
@@ -54,6 +54,7 @@ from .streams import (
     committed_offsets,
     committed_total,
     events_seen,
+    input_assignment,
     make_workload,
     metric,
     model_ready,
@@ -99,7 +100,7 @@ class RecordingPublisher:
 class DiesBeforeMembershipWrite(RedisFeatureStore):
     """The real store, except that the worker dies once the batch's records are published."""
 
-    async def write_memberships(self, changes: Sequence[Membership]) -> list[str]:
+    async def write_memberships(self, changes: Sequence[Membership]) -> MembershipWrite:
         raise WorkerKilled
 
 
@@ -210,6 +211,35 @@ async def test_customers_held_before_any_model__are_assigned_by_another_worker(
     assert not await redis_client.smembers(keys.held())
 
 
+async def test_held_customers_assigned_by_two_workers__counted_once_and_last_record_is_redis(
+    settings: Settings, redis_client: aioredis.Redis
+) -> None:
+    """Worker A holds customers back (no model yet) while worker B, with a model, assigns them
+    from the shared held set; then A gets its model and assigns them again from memory."""
+    store = feature_store(settings)
+    try:
+        early = engine_with(settings, store, RecordingPublisher(), None)
+        await early.process([order_message(settings, i, f"h{i}") for i in range(5)])
+        other = engine_with(settings, store, RecordingPublisher(), pinned_model(0, version=3))
+        assert await other.flush_pending() == 5
+        out = RecordingPublisher()
+        early.publisher = out
+        early.adopt(pinned_model(1, version=4))
+        await early.flush_pending()
+        sizes = await store.segment_sizes()
+    finally:
+        await store.close()
+    assert sizes == {0: 0, 1: 5}  # five customers, each counted once
+    keys = Keys(settings.key_prefix)
+    last: dict[str, dict] = {}
+    for t, _, v in out.records:
+        if t == settings.topic_segment_updates:
+            last[orjson.loads(v)["customer_id"]] = orjson.loads(v)
+    for i in range(5):
+        assert await redis_client.hget(keys.state(f"h{i}"), "seg") == b"1"
+        assert (last[f"h{i}"]["segment_id"], last[f"h{i}"]["previous_segment_id"]) == (1, 0)
+
+
 async def test_batch_redis_refuses_for_good__goes_to_the_dlq_whole_instead_of_raising(
     settings: Settings, redis_client: aioredis.Redis
 ) -> None:
@@ -247,6 +277,10 @@ async def test_second_worker_joining_and_leaving_mid_stream__counts_every_event_
         await produce(settings, alone)
         second = start_worker(other, tmp_path, "worker-2")
         with running(second):
+            # shared only once it owns partitions: on Apache Kafka the first worker could
+            # otherwise finish the whole chunk before the rebalance hands anything over
+            await wait_until(lambda: input_assignment(second) is not None, 90,
+                             "the second worker to be given input partitions")
             await produce(settings, shared)
             await wait_until(lambda: events_seen(other.web_port, "processed") > 0 and
                              model_ready(other.web_port), 90,
