@@ -228,3 +228,30 @@ def watch_gc(metrics: Metrics) -> None:
 
         gc.callbacks.append(callback)
     _gc_watch[:] = [metrics]
+
+
+def metrics_table() -> str:
+    """docs/operations.md's metrics reference, generated from the classes above (a test keeps them equal).
+
+    >>> metrics_table().splitlines()[2].startswith("| `streamseg_")
+    True
+    """
+    registry = CollectorRegistry()
+    found: list[Counter | Gauge | Histogram] = []
+
+    def walk(obj: object) -> None:
+        for value in vars(obj).values():
+            if isinstance(value, Counter | Gauge | Histogram):
+                found.append(value)
+            elif isinstance(value, DriftMetrics):
+                walk(value)
+
+    walk(Metrics(registry))
+    walk(ApiMetrics(registry))
+    rows = ["| metric | type | labels | help |", "|---|---|---|---|"]
+    for family, labels in sorted(((next(iter(m.describe())), m._labelnames) for m in found),
+                                 key=lambda pair: pair[0].name):
+        name = family.name + ("_total" if family.type == "counter" else "")
+        cells = ", ".join(f"`{label}`" for label in labels) or "-"
+        rows.append(f"| `{name}` | {family.type} | {cells} | {family.documentation} |")
+    return "\n".join(rows)

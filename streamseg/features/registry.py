@@ -232,7 +232,7 @@ def feature(name: str) -> Feature:
 
 
 def markdown_table() -> str:
-    """The README's feature table, generated from the registry (a test keeps them equal)."""
+    """The feature table of docs/model.md, generated from the registry (a test keeps them equal)."""
     rows = ["| feature | source | unit | window | in model | description |",
             "|---|---|---|---|---|---|"]
     for f in FEATURES:
