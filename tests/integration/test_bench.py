@@ -1,4 +1,4 @@
-"""``streamseg bench --short``: the real command, on its own embedded broker and Valkey.
+"""``streamseg bench --short``: the real command, on its own Apache Kafka and Valkey.
 
 Timings on a shared machine say nothing, so this checks that every figure is
 measured, present and consistent with the others -- never how fast it was.
@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from streamseg.bench.report import ratios, targets
+from streamseg.devstack.kafka import KAFKA_VERSION
 
 pytestmark = pytest.mark.integration
 
@@ -45,6 +46,9 @@ def test_bench_short__writes_json_markdown_and_png(bench: tuple[Path, dict[str, 
         assert f"| {name} (" in md
     assert "streamseg bench --short" in md and figures["command"] == "streamseg bench --short"
     assert md.strip() in stdout  # the table is printed too
+    # on Apache Kafka by default, and the saved figures say so
+    assert figures["broker"] == f"Apache Kafka {KAFKA_VERSION}"
+    assert f"on Apache Kafka {KAFKA_VERSION}," in md
 
 
 def test_bench_short__measures_every_subject(bench: tuple[Path, dict[str, Any], str]) -> None:
