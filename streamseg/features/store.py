@@ -56,15 +56,15 @@ from streamseg.events.models import ClickEvent, Event, TransactionEvent
 from streamseg.features.fastread import HashReader
 from streamseg.features.keys import Keys
 from streamseg.publish.records import CatalogEntry
+from streamseg.timeunits import DAY_MS, DAY_S
 
 log = logging.getLogger(__name__)
 
 Status = Literal["applied", "duplicate", "late"]
-DAY_MS = 86_400_000
 #: Customers read per round trip when sampling (each chunk's parsing holds the event loop).
 SAMPLE_CHUNK = 100
 #: The worker-status hash outlives its last writer by this much (workers rewrite it each second).
-WORKER_STATUS_TTL_S = 86_400
+WORKER_STATUS_TTL_S = DAY_S
 #: Redis unreachable (BusyLoadingError, LOADING, is a ConnectionError) or refusing all work
 #: for a while -- full (maxmemory), a read-only replica, a cluster in transition or a replica
 #: without its master (MasterDownError is a ClusterDownError): an outage to wait out
@@ -259,7 +259,7 @@ class RedisFeatureStore:
         self.hashes = hashes  # the lean path for HGETALL-heavy reads (None: through redis-py)
         self.keys = keys
         self.horizon_ms = int(dedup_horizon_days * DAY_MS)
-        self.ttl_s = max(1, int(retention_days * 86_400))
+        self.ttl_s = max(1, int(retention_days * DAY_S))
         self.halflife_ms = halflife_days * DAY_MS
         self._script = resources.files("streamseg.features").joinpath("apply_events.lua").read_text()
         self._sha: str | None = None
