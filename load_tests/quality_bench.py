@@ -67,8 +67,8 @@ from streamseg.metrics import Metrics
 from streamseg.rescore import sweep
 from streamseg.segmenting.base import Assignment, Segmenter, Vector
 from streamseg.settings import Settings
+from streamseg.timeunits import DAY_MS
 
-DAY_MS = 86_400_000
 END_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z: a fixed end keeps runs reproducible
 RESULTS = Path(__file__).parent / "results"
 

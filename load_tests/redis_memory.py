@@ -32,6 +32,7 @@ from streamseg.events.models import ClickEvent, Event, TransactionEvent
 from streamseg.features.keys import Keys
 from streamseg.features.store import Membership, RedisFeatureStore
 from streamseg.generate import assign_personas, simulate
+from streamseg.timeunits import HOUR_MS
 
 RESULTS = Path(__file__).parent / "results"
 BATCH = 500
@@ -39,7 +40,7 @@ BATCH = 500
 
 def batches(customers: int, days: float) -> Iterator[list[Event]]:
     """The generated history in event-time order, BATCH events at a time (never all in memory)."""
-    end = int(time.time() * 1000) - 3_600_000
+    end = int(time.time() * 1000) - HOUR_MS
     batch: list[Event] = []
     for ev in simulate(assign_personas(customers, seed=7), days=days, end_ms=end, seed=7):
         model = ClickEvent if ev.topic_role == "clickstream" else TransactionEvent

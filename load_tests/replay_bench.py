@@ -34,6 +34,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from streamseg.devstack import DevStack, ManagedProcess, free_port
 from streamseg.devstack.processes import wait_for_port
 from streamseg.generate import assign_personas, simulate
+from streamseg.timeunits import HOUR_MS
 
 RESULTS = Path(__file__).parent / "results"
 CLICK_COLUMNS = ["event_id", "customer_id", "ts", "type", "session_id", "device", "channel",
@@ -111,7 +112,7 @@ def main() -> None:
     ap.add_argument("--days", type=float, default=120.0)
     args = ap.parse_args()
     broker_name = announce(args.broker)
-    end_ms = int(time.time() * 1000) - 3_600_000
+    end_ms = int(time.time() * 1000) - HOUR_MS
     with DevStack(broker=args.broker) as st:
         clicks, orders, rows = write_history(st.dir, args.customers, args.days, end_ms)
         base = {**os.environ, **st.client_env,

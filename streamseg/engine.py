@@ -723,7 +723,7 @@ class Engine:
         while True:
             try:
                 return await op()
-            except (TimeoutError, StoreUnavailable, ConnectionError, OSError) as exc:
+            except StoreUnavailable as exc:  # the store's contract: every Redis outage, nothing else
                 self.metrics.store_retries.inc()
                 log.warning("%s failed (%s); retrying in %.1fs", what, exc, delay)
             except Exception as exc:  # Kafka errors from the producer

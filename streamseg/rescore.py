@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from streamseg.publish.records import SegmentUpdate
-
-DAY_MS = 86_400_000.0
+from streamseg.timeunits import DAY_MS
 
 
 class Rescorable(Protocol):

@@ -23,9 +23,9 @@ import orjson
 
 from streamseg.events.decode import MAX_EVENTS_PER_MESSAGE, EventKind
 from streamseg.events.models import CLICK_TYPES
+from streamseg.timeunits import DAY_MS, HOUR_MS
 
 NOW_MS = 1_767_225_600_000  # 2026-01-01: fixed so every run sees the same inputs
-DAY_MS = 86_400_000
 MAX_BYTES = 64 * 1024
 #: every reason a decoder or the engine may give (a new one must be added on purpose)
 REASONS = {"empty", "too_large", "malformed_json", "not_utf8", "not_an_object", "missing_field",
@@ -114,7 +114,7 @@ HOSTILE_VALUES: tuple[Any, ...] = (
     "NaN", "Infinity", "-Infinity", "1e400", "12.5", "0x10",
     # timestamps: far past, far future, edges, malformed
     0, -1, 10**15, 10**16, 1e20, 946_684_799_999, 946_684_800_000, 4_102_444_800_000,
-    NOW_MS + 2 * 3_600_000, NOW_MS + 10 * 365 * DAY_MS, NOW_MS // 1000, NOW_MS / 1000 + 0.5,
+    NOW_MS + 2 * HOUR_MS, NOW_MS + 10 * 365 * DAY_MS, NOW_MS // 1000, NOW_MS / 1000 + 0.5,
     "0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z", "2026-13-45", "2026-01-01",
     "2026-01-01T00:00:00+14:00", str(NOW_MS), "  1767225600  ", "yesterday",
 )

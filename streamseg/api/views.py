@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from redis.exceptions import RedisError
 
 from streamseg.api.errors import JSON, ApiError
 from streamseg.api.health import BrokerProbe
@@ -185,8 +184,8 @@ class Api:
     async def _redis(op: Awaitable[T]) -> T:
         try:
             return await op
-        except (RedisError, OSError) as exc:
-            raise ApiError(503, "store_unavailable", f"Redis is unreachable ({exc}); retry") from exc
+        except StoreUnavailable as exc:
+            raise ApiError(503, "store_unavailable", f"{exc}; retry") from exc
 
 
 def _check_customer_id(customer_id: str) -> None:

@@ -21,6 +21,7 @@ import orjson
 from pydantic import ValidationError
 
 from streamseg.events.models import ClickEvent, Event, TransactionEvent
+from streamseg.timeunits import HOUR_MS
 
 EventKind = Literal["click", "transaction"]
 _MODELS: dict[str, type[ClickEvent] | type[TransactionEvent]] = {
@@ -50,7 +51,7 @@ class DecodeOutcome:
 
 
 def decode_message(
-    raw: bytes | None, kind: EventKind, *, max_bytes: int, now_ms: int, max_future_ms: int = 3_600_000
+    raw: bytes | None, kind: EventKind, *, max_bytes: int, now_ms: int, max_future_ms: int = HOUR_MS
 ) -> DecodeOutcome:
     """Decode one Kafka message value of the given kind."""
     out = DecodeOutcome()

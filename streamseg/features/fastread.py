@@ -9,8 +9,10 @@ protocol that feeds hiredis it costs about 26 us
 through redis-py pipelines held the worker's event loop for ~300 ms.
 :class:`HashReader` does only that: it pipelines ``HGETALL`` for many keys on
 one connection (reconnecting after any failure) and returns hiredis' flat
-field/value lists. Its errors are redis-py's, so callers handle both alike.
-TLS URLs (``rediss://``) are not handled here; the store then reads through
+field/value lists. Its errors are redis-py's exception classes (an error reply
+is a plain ``ResponseError`` carrying its code), and only the store calls it:
+:mod:`streamseg.features.store` turns outages into ``StoreUnavailable`` for both
+paths alike, so nothing here is caught anywhere else. TLS URLs (``rediss://``) are not handled here; the store then reads through
 redis-py.
 """
 

@@ -18,6 +18,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 
 from streamseg.events.models import ClickEvent, Event, TransactionEvent
+from streamseg.timeunits import DAY_MS
 
 CLICK_COUNTER = {
     "page_view": "n_page_views", "product_view": "n_product_views", "search": "n_searches",
@@ -121,7 +122,6 @@ def features(events: Iterable[Event], now_ms: float, *, horizon_ms: float,
     (40.0, 0.2, 30.0)
     """
     evs = accepted(events, horizon_ms)
-    day = 86_400_000.0
     ts = [e.ts_ms for e in evs]
     ref = max([now_ms, *ts])
 
@@ -147,7 +147,7 @@ def features(events: Iterable[Event], now_ms: float, *, horizon_ms: float,
     carts, opens = len(of_type("add_to_cart")), len(of_type("email_open"))
 
     def since(t: float) -> float:
-        return max(0.0, (now_ms - t) / day)
+        return max(0.0, (now_ms - t) / DAY_MS)
 
     return {
         "days_since_last_activity": since(max(ts)) if ts else 0.0,

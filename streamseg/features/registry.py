@@ -34,7 +34,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-DAY_MS = 86_400_000.0
+from streamseg.timeunits import DAY_MS  # features count days; callers may take it from here
+
 HALFLIFE_DAYS = 30.0
 #: Recency for a customer who never bought, so the feature stays finite.
 NEVER_DAYS = 365.0

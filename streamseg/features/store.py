@@ -1,4 +1,24 @@
-"""Redis feature store: the only module that talks to Redis.
+"""Redis feature store: the one owner of Redis I/O and of its errors.
+
+Everything in streamseg reads and writes Redis through :class:`RedisFeatureStore`
+(its hot hash reads go over :class:`~streamseg.features.fastread.HashReader`, a
+transport only the store uses).
+
+Error contract, for every method of the store:
+
+* Redis unreachable or refusing all work for a while -- connection refused or
+  reset, a timeout, any ``OSError``, a server still loading its data
+  (``LOADING``), full (``OOM``), a read-only replica, a failed snapshot
+  (``MISCONF``), a long script (``BUSY``), a replica without its master
+  (``MASTERDOWN``), a cluster in transition (``TRYAGAIN``, ``CLUSTERDOWN``) --
+  raises :class:`~streamseg.errors.StoreUnavailable`. Callers catch only that,
+  wait and retry (the engine never acks meanwhile; the API answers 503).
+* Any other error reply is about the request, not the server (``WRONGTYPE``, a
+  script error, a missing ACL permission): it propagates unchanged as redis-py's
+  exception, for the caller to treat as a bug (the engine dead-letters the batch).
+
+:func:`is_outage` draws that line and :func:`unavailable_on_outage` applies it;
+no other module catches Redis exceptions.
 
 One batch of events costs one round trip: the events are grouped by customer
 and each customer's group is applied by one call of a Lua script
@@ -11,10 +31,11 @@ features are derived without a second read.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Literal, Protocol, TypeVar
+from typing import Literal, Protocol
 
 import orjson
 import redis.asyncio as aioredis
@@ -23,6 +44,7 @@ from redis.exceptions import (
     NoScriptError,
     OutOfMemoryError,
     ReadOnlyError,
+    RedisError,
     ResponseError,
     TryAgainError,
 )
@@ -34,27 +56,57 @@ from streamseg.events.models import ClickEvent, Event, TransactionEvent
 from streamseg.features.fastread import HashReader
 from streamseg.features.keys import Keys
 from streamseg.publish.records import CatalogEntry
+from streamseg.timeunits import DAY_MS, DAY_S
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 Status = Literal["applied", "duplicate", "late"]
-DAY_MS = 86_400_000
 #: Customers read per round trip when sampling (each chunk's parsing holds the event loop).
 SAMPLE_CHUNK = 100
 #: The worker-status hash outlives its last writer by this much (workers rewrite it each second).
-WORKER_STATUS_TTL_S = 86_400
-#: Redis refusing all work for a while -- full (maxmemory), a read-only replica, a failed
-#: snapshot (MISCONF), a long script (BUSY), a cluster in transition: an outage to wait out
-_REFUSALS = (OutOfMemoryError, ReadOnlyError, TryAgainError, ClusterDownError)
-_REFUSAL_CODES = ("MISCONF ", "BUSY ")
+WORKER_STATUS_TTL_S = DAY_S
+#: Redis unreachable (BusyLoadingError, LOADING, is a ConnectionError) or refusing all work
+#: for a while -- full (maxmemory), a read-only replica, a cluster in transition or a replica
+#: without its master (MasterDownError is a ClusterDownError): an outage to wait out
+_OUTAGES = (RedisConnectionError, RedisTimeoutError, OSError,
+            OutOfMemoryError, ReadOnlyError, TryAgainError, ClusterDownError)
+#: The same refusals by their error code, for replies redis-py's parser has not classed:
+#: MISCONF (a failed snapshot) and BUSY (a long script) have no class, and HashReader
+#: hands hiredis' error replies over as plain ResponseErrors
+_REFUSAL_CODES = ("LOADING", "OOM", "READONLY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN",
+                  "MISCONF", "BUSY")
 
 
-def _is_outage(exc: Exception) -> bool:
-    """Unreachable or refusing: retry later. Any other error reply is about the request."""
-    return isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError, *_REFUSALS)) or (
-        isinstance(exc, ResponseError) and str(exc).startswith(_REFUSAL_CODES)
+def is_outage(exc: BaseException) -> bool:
+    """Unreachable or refusing: retry later. Any other error reply is about the request.
+
+    >>> is_outage(ResponseError("BUSY Redis is busy running a script."))
+    True
+    >>> is_outage(ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"))
+    False
+    """
+    return isinstance(exc, _OUTAGES) or (
+        isinstance(exc, ResponseError) and str(exc).split(" ", 1)[0] in _REFUSAL_CODES
     )
+
+
+@contextmanager
+def unavailable_on_outage(what: str) -> Iterator[None]:
+    """Raise :class:`StoreUnavailable` for an outage inside the block; let other errors through.
+
+    ``what`` completes "Redis unavailable while ...".
+
+    >>> with unavailable_on_outage("reading a customer"):
+    ...     raise RedisConnectionError("Connection refused")
+    Traceback (most recent call last):
+    streamseg.errors.StoreUnavailable: Redis unavailable while reading a customer: Connection refused
+    """
+    try:
+        yield
+    except (RedisError, OSError) as exc:  # OSError: socket errors and timeouts redis-py let through
+        if is_outage(exc):
+            raise StoreUnavailable(f"Redis unavailable while {what}: {exc}") from exc
+        raise
 
 # Atomic per customer (both keys share the customer's hash tag): read the
 # membership and delete, so two concurrent erasures decrement a size only once.
@@ -207,7 +259,7 @@ class RedisFeatureStore:
         self.hashes = hashes  # the lean path for HGETALL-heavy reads (None: through redis-py)
         self.keys = keys
         self.horizon_ms = int(dedup_horizon_days * DAY_MS)
-        self.ttl_s = max(1, int(retention_days * 86_400))
+        self.ttl_s = max(1, int(retention_days * DAY_S))
         self.halflife_ms = halflife_days * DAY_MS
         self._script = resources.files("streamseg.features").joinpath("apply_events.lua").read_text()
         self._sha: str | None = None
@@ -229,16 +281,12 @@ class RedisFeatureStore:
         groups = group_by_customer(events)
         if not groups:
             return {}
-        try:
+        with unavailable_on_outage("applying events"):
             sha = self._sha or await self._load()
             try:
                 replies = await self._run(sha, groups)
             except NoScriptError:  # Redis restarted or flushed its script cache
                 replies = await self._run(await self._load(), groups)
-        except (RedisConnectionError, RedisTimeoutError, OSError, ResponseError) as exc:
-            if _is_outage(exc):
-                raise StoreUnavailable(f"Redis unavailable while applying events: {exc}") from exc
-            raise
         return {cid: _update(cid, reply) for cid, reply in zip(groups, replies, strict=True)}
 
     async def _run(self, sha: str, groups: Mapping[str, list[Event]]) -> list[list[bytes]]:
@@ -269,16 +317,12 @@ class RedisFeatureStore:
             return MembershipWrite()
         pipe = self.client.pipeline(transaction=False)
         sizes = self.keys.segment_sizes()
-        for m in changes:
-            await self._membership(keys=[self.keys.state(m.customer_id), sizes],  # queued, not sent
-                                   args=[m.segment_id, repr(m.distance), m.model_version, m.reasons],
-                                   client=pipe)
-        try:
+        with unavailable_on_outage("writing memberships"):
+            for m in changes:
+                await self._membership(keys=[self.keys.state(m.customer_id), sizes],  # queued, not sent
+                                       args=[m.segment_id, repr(m.distance), m.model_version, m.reasons],
+                                       client=pipe)
             written = await pipe.execute()
-        except (RedisConnectionError, RedisTimeoutError, OSError, ResponseError) as exc:
-            if _is_outage(exc):
-                raise StoreUnavailable(f"Redis unavailable while writing memberships: {exc}") from exc
-            raise
         out = MembershipWrite()
         for m, stored in zip(changes, written, strict=True):
             was = None if stored == -2 else int(stored)
@@ -291,7 +335,7 @@ class RedisFeatureStore:
     async def forget(self, customer_id: str) -> Forgotten:
         """Erase a customer: state, membership and dedup entries; keep segment sizes true."""
         state_key, seen_key = self.keys.state(customer_id), self.keys.seen(customer_id)
-        try:
+        with unavailable_on_outage("erasing a customer"):
             seg, had_state, had_seen = await self._forget(keys=[state_key, seen_key])
             segment = int(seg) if seg else None
             pipe = self.client.pipeline(transaction=False)
@@ -300,8 +344,6 @@ class RedisFeatureStore:
             if segment is not None:
                 pipe.hincrby(self.keys.segment_sizes(), str(segment), -1)
             await pipe.execute()
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise StoreUnavailable(f"Redis unreachable while erasing a customer: {exc}") from exc
         removed = [k for k, n in ((state_key, had_state), (seen_key, had_seen)) if n]
         return Forgotten(removed, segment)
 
@@ -310,45 +352,46 @@ class RedisFeatureStore:
         pipe = self.client.pipeline(transaction=False)
         pipe.hgetall(self.keys.catalog())
         pipe.hgetall(self.keys.segment_sizes())
-        raw_catalog, raw_sizes = await pipe.execute()
+        with unavailable_on_outage("reading the catalog"):
+            raw_catalog, raw_sizes = await pipe.execute()
         return _catalog(raw_catalog), {int(k): int(v) for k, v in raw_sizes.items()}
 
     async def write_catalog(self, entries: Mapping[int, bytes]) -> None:
         """Replace catalog entries (segment id -> CatalogEntry JSON)."""
         if not entries:
             return
-        try:
+        with unavailable_on_outage("writing the catalog"):
             await self.client.hset(self.keys.catalog(), mapping={str(k): v for k, v in entries.items()})
-        except (RedisConnectionError, RedisTimeoutError, OSError, ResponseError) as exc:
-            if _is_outage(exc):
-                raise StoreUnavailable(f"Redis unavailable while writing the catalog: {exc}") from exc
-            raise
 
     async def catalog(self) -> dict[int, bytes]:
-        raw = await self.client.hgetall(self.keys.catalog())
+        with unavailable_on_outage("reading the catalog"):
+            raw = await self.client.hgetall(self.keys.catalog())
         return {int(k): v if isinstance(v, bytes) else v.encode() for k, v in raw.items()}
 
     async def sample_states(self, limit: int) -> list[dict[str, float | str]]:
         """Up to ``limit`` customers' states, in SCAN order (a sample when there are more)."""
         out: list[dict[str, float | str]] = []
-        # small chunks: the caller's event loop runs batches between them
-        async for batch in _chunks(self.client.scan_iter(match=self.keys.customer_pattern(),
-                                                          count=1000), SAMPLE_CHUNK):
-            for flat in await self._hgetall(batch[: limit - len(out)]):
-                if flat:
-                    out.append(parse_state(flat))
-            if len(out) >= limit:
-                break
+        scan = self.client.scan_iter(match=self.keys.customer_pattern(), count=1000)
+        with unavailable_on_outage("sampling customers"):
+            # small chunks: the caller's event loop runs batches between them
+            async for batch in _chunks(scan, SAMPLE_CHUNK):
+                for flat in await self._hgetall(batch[: limit - len(out)]):
+                    if flat:
+                        out.append(parse_state(flat))
+                if len(out) >= limit:
+                    break
         return out
 
     async def _hgetall(self, keys: Sequence[bytes]) -> list[list[bytes]]:
         """Flat field/value lists of many hashes, in one pipelined round trip."""
-        if self.hashes is not None:
-            return await self.hashes.hgetall(keys)
-        pipe = self.client.pipeline(transaction=False)
-        for key in keys:
-            pipe.hgetall(key)
-        return [[x for kv in raw.items() for x in kv] for raw in await pipe.execute()]
+        with unavailable_on_outage("reading customers"):
+            if self.hashes is not None:
+                return await self.hashes.hgetall(keys)
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.hgetall(key)
+            replies = await pipe.execute()
+        return [[x for kv in raw.items() for x in kv] for raw in replies]
 
     async def stale_states(self, before_ms: float, limit: int) -> dict[str, dict[str, float | str]]:
         """Up to ``limit`` customers last evaluated before ``before_ms`` (oldest first), with state.
@@ -356,7 +399,7 @@ class RedisFeatureStore:
         Customers whose state has expired (retention) leave the index here.
         """
         key = self.keys.scored()
-        try:
+        with unavailable_on_outage("reading stale customers"):
             raw_ids = await self.client.zrangebyscore(key, "-inf", f"({before_ms!r}", start=0, num=limit)
             cids = [c.decode() if isinstance(c, bytes) else str(c) for c in raw_ids]
             if not cids:
@@ -365,25 +408,18 @@ class RedisFeatureStore:
             gone = [cid for cid, flat in zip(cids, flats, strict=True) if not flat]
             if gone:
                 await self.client.zrem(key, *gone)
-        except (RedisConnectionError, RedisTimeoutError, OSError, ResponseError) as exc:
-            if _is_outage(exc):
-                raise StoreUnavailable(f"Redis unavailable while reading stale customers: {exc}") from exc
-            raise
         return {cid: parse_state(flat) for cid, flat in zip(cids, flats, strict=True) if flat}
 
     async def mark_scored(self, customer_ids: Sequence[str], at_ms: float) -> None:
         """Record that these customers were evaluated as of ``at_ms`` (never moves back)."""
         if not customer_ids:
             return
-        try:
+        with unavailable_on_outage("marking customers scored"):
             await self.client.zadd(self.keys.scored(), dict.fromkeys(customer_ids, at_ms), gt=True)
-        except (RedisConnectionError, RedisTimeoutError, OSError, ResponseError) as exc:
-            if _is_outage(exc):
-                raise StoreUnavailable(f"Redis unavailable while marking customers scored: {exc}") from exc
-            raise
 
     async def segment_sizes(self) -> dict[int, int]:
-        raw = await self.client.hgetall(self.keys.segment_sizes())
+        with unavailable_on_outage("reading segment sizes"):
+            raw = await self.client.hgetall(self.keys.segment_sizes())
         return {int(k): int(v) for k, v in raw.items()}
 
     async def write_worker_status(self, worker: str, status: Mapping[str, float]) -> None:
@@ -391,12 +427,15 @@ class RedisFeatureStore:
         pipe = self.client.pipeline(transaction=False)
         pipe.hset(self.keys.workers(), worker, orjson.dumps(status))
         pipe.expire(self.keys.workers(), WORKER_STATUS_TTL_S)
-        await pipe.execute()
+        with unavailable_on_outage("writing the worker status"):
+            await pipe.execute()
 
     async def worker_statuses(self) -> dict[str, dict[str, float]]:
         """Every worker's last status (see :meth:`write_worker_status`); unreadable ones left out."""
         out = {}
-        for worker, raw in (await self.client.hgetall(self.keys.workers())).items():
+        with unavailable_on_outage("reading worker statuses"):
+            statuses = await self.client.hgetall(self.keys.workers())
+        for worker, raw in statuses.items():
             try:
                 status = orjson.loads(raw)
             except orjson.JSONDecodeError:
@@ -407,28 +446,26 @@ class RedisFeatureStore:
 
     async def state(self, customer_id: str) -> dict[str, float | str]:
         if self.hashes is not None:
-            return parse_state((await self.hashes.hgetall([self.keys.state(customer_id).encode()]))[0])
-        raw = await self.client.hgetall(self.keys.state(customer_id))
+            return parse_state((await self._hgetall([self.keys.state(customer_id).encode()]))[0])
+        with unavailable_on_outage("reading a customer"):
+            raw = await self.client.hgetall(self.keys.state(customer_id))
         return parse_state([x if isinstance(x, bytes) else x.encode() for kv in raw.items() for x in kv])
 
     async def hold(self, customer_ids: Sequence[str]) -> None:
         """Remember customers that still need a first assignment (see ``Keys.held``)."""
         if customer_ids:
-            await self._guarded(self.client.sadd(self.keys.held(), *customer_ids), "holding customers")
+            with unavailable_on_outage("holding customers"):
+                await self.client.sadd(self.keys.held(), *customer_ids)
 
     async def held(self, limit: int) -> list[str]:
-        raw = await self._guarded(self.client.srandmember(self.keys.held(), limit), "reading held customers")
+        with unavailable_on_outage("reading held customers"):
+            raw = await self.client.srandmember(self.keys.held(), limit)
         return [c.decode() if isinstance(c, bytes) else str(c) for c in raw or []]
 
     async def release(self, customer_ids: Sequence[str]) -> None:
         if customer_ids:
-            await self._guarded(self.client.srem(self.keys.held(), *customer_ids), "releasing customers")
-
-    async def _guarded(self, op: Awaitable[T], what: str) -> T:
-        try:
-            return await op
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise StoreUnavailable(f"Redis unreachable while {what}: {exc}") from exc
+            with unavailable_on_outage("releasing customers"):
+                await self.client.srem(self.keys.held(), *customer_ids)
 
     async def states(self, customer_ids: Sequence[str]) -> list[dict[str, float | str]]:
         """Several customers' states in one pipelined round trip ({} for an unknown customer)."""
@@ -438,9 +475,11 @@ class RedisFeatureStore:
         return [parse_state(flat) for flat in await self._hgetall(keys)]
 
     async def ping(self) -> bool:
+        """Whether Redis answers and takes work (False during an outage, see the module doc)."""
         try:
-            return bool(await self.client.ping())
-        except (RedisConnectionError, RedisTimeoutError, OSError):
+            with unavailable_on_outage("pinging"):
+                return bool(await self.client.ping())
+        except StoreUnavailable:
             return False
 
     async def close(self) -> None:

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any, Literal, Protocol
 
-DAY_MS = 86_400_000
-WEEK_MS = 7 * DAY_MS
+from streamseg.timeunits import DAY_MS, HOUR_MS, WEEK_MS
+
 CURRENCY = "EUR"
 
 #: Category -> price factor (multiplies a customer's price level).
@@ -408,8 +408,8 @@ class _Customer:
             if t >= stop:
                 return out
             ts = int(t)
-            if (ts // 3_600_000) % 24 < 6 and rng.random() < 0.7:
-                ts += 8 * 3_600_000  # most night visits move to the morning
+            if (ts // HOUR_MS) % 24 < 6 and rng.random() < 0.7:
+                ts += 8 * HOUR_MS  # most night visits move to the morning
                 if ts >= stop:
                     continue
             out.append(ts)

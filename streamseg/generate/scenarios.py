@@ -40,7 +40,8 @@ import random
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from streamseg.generate.personas import DAY_MS, PERSONAS, CustomerPlan, assign_personas
+from streamseg.generate.personas import PERSONAS, CustomerPlan, assign_personas
+from streamseg.timeunits import DAY_MS
 
 ScenarioKind = Literal["stationary", "persona_shift", "new_persona", "shrink"]
 SCENARIOS: tuple[str, ...] = get_args(ScenarioKind)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from streamseg.drift import DriftReport
 from streamseg.drift.evaluate import end_ms
-from streamseg.generate.personas import DAY_MS
 from streamseg.settings import Settings
+from streamseg.timeunits import DAY_MS
 
 END_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z: every simulated event is in the past
 DAYS = 70

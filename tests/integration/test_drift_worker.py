@@ -30,6 +30,7 @@ from streamseg.drift.evaluate import end_ms
 from streamseg.generate import produce as generate
 from streamseg.generate.scenarios import Scenario
 from streamseg.settings import Settings
+from streamseg.timeunits import DAY_MS
 from streamseg.topics import ensure_topics
 
 from . import promql
@@ -47,7 +48,7 @@ from .drift_support import (
 )
 
 pytestmark = pytest.mark.integration
-LAST_BOUNDARY_MS = END_MS - 2 * 86_400_000  # the last boundary closed (a slot late)
+LAST_BOUNDARY_MS = END_MS - 2 * DAY_MS  # the last boundary closed (a slot late)
 PACE = 1500  # events/s
 #: A replay squeezes ~2 event-days into a wall second, so the worker's batch sizes
 #: (a few events while it keeps up, 500 when it lags) show up as days of
@@ -241,6 +242,6 @@ async def test_shrinking_persona__alerts_within_two_windows_through_the_worker(
     delay = end_ms(first) - change
     assert delay <= 2 * WINDOW_MS, table(weekly)
     print(f"\nshrink via worker: change at day {day(change):.1f}, first alert in the window ending "
-          f"day {day(end_ms(first)):.1f} (delay {delay / 86_400_000:.1f} days): "
+          f"day {day(end_ms(first)):.1f} (delay {delay / DAY_MS:.1f} days): "
           f"{[a.alert for a in first.alerts]}\n{first.model_dump_json(by_alias=True, indent=1)}")
     no_segment_alert(before)

@@ -17,6 +17,8 @@ import redis.asyncio as aioredis
 from streamseg.devstack import free_port
 from streamseg.publish.records import CatalogEntry, SegmentUpdate
 from streamseg.settings import Settings
+from streamseg.timeunits import DAY_MS as DAY
+from streamseg.timeunits import HOUR_MS as HOUR
 from streamseg.topics import ensure_topics
 
 from .conftest import WorkerProcess, consume, produce
@@ -25,7 +27,6 @@ from .test_worker_end_to_end import fetch, processed_count
 pytestmark = pytest.mark.integration
 
 NOW_MS = int(time.time() * 1000)
-DAY, HOUR = 86_400_000, 3_600_000
 GROUPS = 3
 # Every customer of this toy workload changes at once, in bursts, and the online
 # clusterer learns each half-applied state (clicks before orders); a small online

@@ -9,13 +9,14 @@ import pytest
 
 from streamseg.publish.records import SegmentUpdate
 from streamseg.settings import Settings
+from streamseg.timeunits import DAY_MS as DAY
+from streamseg.timeunits import HOUR_MS
 
 from .conftest import WorkerProcess, consume, produce
 
 pytestmark = [pytest.mark.integration, pytest.mark.tansu]
 
 NOW_MS = int(time.time() * 1000)
-DAY = 86_400_000
 
 
 def click(i: int, cid: str, typ: str = "product_view", ts: int | None = None) -> bytes:
@@ -27,7 +28,7 @@ def click(i: int, cid: str, typ: str = "product_view", ts: int | None = None) ->
 
 def order(i: int, cid: str, amount: float, discount: float = 0.0) -> bytes:
     return orjson.dumps({"event_id": f"{cid}-o{i}", "customer_id": cid,
-                         "ts": NOW_MS - DAY * 30 + i * 3_600_000, "amount": amount,
+                         "ts": NOW_MS - DAY * 30 + i * HOUR_MS, "amount": amount,
                          "currency": "EUR", "items": 2, "categories": ["shoes"],
                          "discount_amount": discount, "refund": False})
 

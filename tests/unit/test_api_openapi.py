@@ -12,9 +12,8 @@ from streamseg.app import create_app
 from streamseg.features.registry import FEATURES
 from streamseg.publish.records import CatalogEntry, ErasureAudit, SegmentProfile
 from streamseg.settings import Settings
+from streamseg.timeunits import DAY_MS as DAY
 from tests.openapi_check import assert_matches_openapi, document
-
-DAY = 86_400_000.0
 
 
 def test_shipped_document__is_what_the_models_generate() -> None:

@@ -25,9 +25,9 @@ from streamseg.events.models import (
     parse_ts,
 )
 from streamseg.publish.records import DeadLetter, SegmentUpdate
+from streamseg.timeunits import HOUR_MS
 
 NOW_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
-HOUR_MS = 3_600_000
 MAX_BYTES = 65_536
 
 

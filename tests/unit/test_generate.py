@@ -26,8 +26,8 @@ from streamseg.generate import (
 )
 from streamseg.generate import producer as producer_mod
 from streamseg.settings import Settings
+from streamseg.timeunits import DAY_MS
 
-DAY_MS = 86_400_000
 END_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 DAYS = 60
 START_MS = END_MS - DAYS * DAY_MS

@@ -23,9 +23,9 @@ from streamseg.replay.progress import Progress
 from streamseg.replay.readers import detect_format, open_table
 from streamseg.replay.runner import Loader, Pacer, ReplaySummary, file_digest, format_summary
 from streamseg.settings import Settings
+from streamseg.timeunits import DAY_MS as DAY
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
-DAY = 86_400_000
 TXN_MAP = "customer_id=cust,ts=date,amount=dollars"
 
 

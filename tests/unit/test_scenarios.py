@@ -7,8 +7,8 @@ from collections import Counter
 import pytest
 
 from streamseg.generate import simulate
-from streamseg.generate.personas import DAY_MS
 from streamseg.generate.scenarios import Scenario
+from streamseg.timeunits import DAY_MS
 
 END = 1_767_225_600_000
 DAYS = 40
