@@ -37,6 +37,7 @@ from river import cluster
 from river.cluster.denstream import DenStreamMicroCluster
 
 from streamseg.segmenting.river_stream import Point, StreamSegmenter, heaviest
+from streamseg.segmenting.vectors import pairwise_sq_dist
 
 
 class FixedMicroCluster(DenStreamMicroCluster):
@@ -118,7 +119,7 @@ def dbscan_macro_clusters(
     [0, 0, 0, 1]
     """
     n = len(centers)
-    dist = np.sqrt(((centers[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2))
+    dist = np.sqrt(pairwise_sq_dist(centers, centers))
     core = weights > mu
     linked = (core[:, None] & core[None, :] & (dist < 2 * epsilon)
               & (dist <= radii[:, None] + radii[None, :]))

@@ -157,7 +157,7 @@ class RiverKMeansSegmenter:
 
     def _seed_centers(self) -> None:
         z = self._scale(self._buffer)
-        centers = lloyd(z, kmeans_plus_plus(z, self.n_segments, np.random.default_rng(self.seed)))
+        centers, _ = lloyd(z, kmeans_plus_plus(z, self.n_segments, np.random.default_rng(self.seed)))
         for k in range(self.n_segments):
             self.kmeans.centers[k] = collections.defaultdict(
                 float, {f: float(v) for f, v in zip(self.feature_names, centers[k], strict=True)}

@@ -50,6 +50,7 @@ from streamseg.segmenting.vectors import (
     lloyd,
     load_scaler,
     nearest,
+    pairwise_sq_dist,
     scaled_matrix,
     scaler_state,
 )
@@ -266,7 +267,8 @@ class ChunkedKMeans(cluster.STREAMKMeans):
             keys = list(x)
             z = np.array([[p[k] for k in keys] for p in self._temp_chunk.values()])
             rng = np.random.default_rng([self.kwargs["seed"], self.time_stamp])
-            for row in lloyd(z, kmeans_plus_plus(z, min(self.n_clusters, len(z)), rng)):
+            centers, _ = lloyd(z, kmeans_plus_plus(z, min(self.n_clusters, len(z)), rng))
+            for row in centers:
                 self._kmeans.learn_one(dict(zip(keys, map(float, row), strict=True)))
             self._temp_chunk = {}
         self.centers = self._kmeans.centers
@@ -296,7 +298,7 @@ class StreamKMeansSegmenter(StreamSegmenter):
         return {"chunk_size": self.model.chunk_size, "halflife": self.model.kwargs["halflife"]}
 
     def _start(self, z: np.ndarray) -> None:
-        seeds = lloyd(z, kmeans_plus_plus(z, self.n_segments, np.random.default_rng(self.seed)))
+        seeds, _ = lloyd(z, kmeans_plus_plus(z, self.n_segments, np.random.default_rng(self.seed)))
         self._set_centers({i: self._point(row) for i, row in enumerate(seeds)})
 
     def _learn_scaled(self, z: Point) -> None:
@@ -423,7 +425,7 @@ class VectorisedCluStream(cluster.CluStream):
         ids = list(self.micro_clusters)
         keys = list(x)
         c = np.array([[self.micro_clusters[i].center[k] for k in keys] for i in ids])
-        d2 = ((c[:, None, :] - c[None, :, :]) ** 2).sum(axis=2)
+        d2 = pairwise_sq_dist(c, c)
         d2[np.triu_indices(len(ids))] = np.inf  # pairs (a, b) with b < a, as River scans them
         a, b = np.unravel_index(int(np.argmin(d2)), d2.shape)
         self.micro_clusters[ids[a]] += self.micro_clusters[ids[b]]
@@ -482,7 +484,8 @@ class CluStreamSegmenter(StreamSegmenter):
         else:
             k = min(self.n_segments, len(mcs))
             start = kmeans_plus_plus(points, k, np.random.default_rng(self.seed), weights)
-        return lloyd(points, start, weights)
+        centers, _ = lloyd(points, start, weights)
+        return centers
 
     def set_centers(self, centers: Mapping[int, Mapping[str, float]]) -> None:
         """Continue from these centres (the global model's): the next macro step starts from them."""
