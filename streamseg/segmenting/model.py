@@ -92,7 +92,40 @@ class LocalSummary:
 
 @dataclass(slots=True)
 class SegmentModel:
-    """One global, versioned model: scaler plus centres keyed by stable segment id."""
+    """One global, versioned model: scaler plus centres keyed by stable segment id.
+
+    The leader builds it (:meth:`first`, then :meth:`evolve` from each merge or
+    :meth:`refine`) and publishes it as JSON; every worker assigns customers
+    with it (:meth:`assign`), so an id means the same segment everywhere.
+
+    Parameters
+    ----------
+    version
+        Goes up by one with every material change of the centres.
+    features
+        The model's input features, in the order of the centres' columns.
+    mean, var
+        The pooled scaler: per-feature mean and population variance.
+    ids
+        The stable segment id of each centre (row of ``centers``).
+    centers
+        ``(k, d)`` centres, standardized with ``mean`` and ``var``.
+    weights
+        ``(k,)`` members (or merged weight) behind each centre.
+    next_id
+        The id the next born segment gets; ids are never reused.
+    retired
+        Ids no longer in the model, each ``"merged"`` or ``"retired"``.
+    names
+        Readable, unique, stable segment names by id (set by the leader).
+
+    Examples
+    --------
+    >>> m = SegmentModel.first(["a"], np.array([10.0]), np.array([4.0]),
+    ...                        np.array([[-1.0], [1.0]]), np.array([5.0, 5.0]))
+    >>> m.assign([{"a": 7.0}, {"a": 13.0}], [None, None])[:2]  # z-scores -1.5 and 1.5
+    ([0, 1], array([0.5, 0.5]))
+    """
 
     version: int
     features: list[str]
