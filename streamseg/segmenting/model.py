@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from streamseg.segmenting.vectors import kmeans_plus_plus
+from streamseg.segmenting.vectors import kmeans_plus_plus, lloyd, nearest, pairwise_sq_dist
 
 MATCH_MAX_MOVE = 1.5  # standardized units a centre may move and keep its id
 RELATE_MAX_DIST = 3.0  # a vanished/new centre this close to another counts as merged/split
@@ -92,7 +92,40 @@ class LocalSummary:
 
 @dataclass(slots=True)
 class SegmentModel:
-    """One global, versioned model: scaler plus centres keyed by stable segment id."""
+    """One global, versioned model: scaler plus centres keyed by stable segment id.
+
+    The leader builds it (:meth:`first`, then :meth:`evolve` from each merge or
+    :meth:`refine`) and publishes it as JSON; every worker assigns customers
+    with it (:meth:`assign`), so an id means the same segment everywhere.
+
+    Parameters
+    ----------
+    version
+        Goes up by one with every material change of the centres.
+    features
+        The model's input features, in the order of the centres' columns.
+    mean, var
+        The pooled scaler: per-feature mean and population variance.
+    ids
+        The stable segment id of each centre (row of ``centers``).
+    centers
+        ``(k, d)`` centres, standardized with ``mean`` and ``var``.
+    weights
+        ``(k,)`` members (or merged weight) behind each centre.
+    next_id
+        The id the next born segment gets; ids are never reused.
+    retired
+        Ids no longer in the model, each ``"merged"`` or ``"retired"``.
+    names
+        Readable, unique, stable segment names by id (set by the leader).
+
+    Examples
+    --------
+    >>> m = SegmentModel.first(["a"], np.array([10.0]), np.array([4.0]),
+    ...                        np.array([[-1.0], [1.0]]), np.array([5.0, 5.0]))
+    >>> m.assign([{"a": 7.0}, {"a": 13.0}], [None, None])[:2]  # z-scores -1.5 and 1.5
+    ([0, 1], array([0.5, 0.5]))
+    """
 
     version: int
     features: list[str]
@@ -120,8 +153,7 @@ class SegmentModel:
         Returns ``self`` unchanged (and no events) when nothing moved materially.
         """
         old = self.rescaled(mean, var)  # previous centres in the new scale
-        cost = np.sqrt(((old[:, None, :] - centers[None, :, :]) ** 2).sum(2)) if len(old) else \
-            np.zeros((0, len(centers)))
+        cost = np.sqrt(pairwise_sq_dist(old, centers)) if len(old) else np.zeros((0, len(centers)))
         rows, cols = linear_sum_assignment(cost) if cost.size else (np.array([], int), np.array([], int))
         new_ids: list[int | None] = [None] * len(centers)
         matched_old: dict[int, int] = {}  # old row -> new col
@@ -179,11 +211,11 @@ class SegmentModel:
         z = self.scale(rows)
         k = len(self.centers)
         rng = np.random.default_rng(seed)
-        best, best_inertia = lloyd(z, self.centers.copy(), rng)
+        best, best_inertia = _refit(z, self.centers, rng)
         counts = _counts(z, best)
         if counts.min() < min_share * len(z):
             for _ in range(restarts):
-                cand, inertia = lloyd(z, kmeans_plus_plus(z, k, rng), rng)
+                cand, inertia = _refit(z, kmeans_plus_plus(z, k, rng), rng)
                 if inertia < (1.0 - better) * best_inertia:
                     best, best_inertia = cand, inertia
             counts = _counts(z, best)
@@ -212,7 +244,7 @@ class SegmentModel:
         a boundary do not flap back and forth.
         """
         z = self.scale(self.matrix(xs))
-        d = np.sqrt(((z[:, None, :] - self.centers[None, :, :]) ** 2).sum(2))
+        d = np.sqrt(pairwise_sq_dist(z, self.centers))
         best = d.argmin(axis=1)
         pos = {sid: i for i, sid in enumerate(self.ids)}
         out_ids: list[int] = []
@@ -233,9 +265,8 @@ class SegmentModel:
         samples of two windows with this, so both are read with the same segments."""
         order = [list(features).index(f) for f in self.features]
         z = self.scale(np.asarray(rows, dtype=float).reshape(-1, len(features))[:, order])
-        d = np.sqrt(((z[:, None, :] - self.centers[None, :, :]) ** 2).sum(2))
-        best = d.argmin(axis=1)
-        return np.asarray(self.ids, dtype=np.int64)[best], d[np.arange(len(z)), best]
+        best, dist = nearest(z, self.centers)
+        return np.asarray(self.ids, dtype=np.int64)[best], dist
 
     def center_of(self, segment_id: int) -> np.ndarray | None:
         try:
@@ -277,8 +308,9 @@ def merge(summaries: Sequence[LocalSummary], k: int, previous: SegmentModel | No
 
     Scalers are pooled exactly (parallel mean/variance); each worker's centres
     are brought back to model-input units and re-standardized in the pooled
-    scale; then weighted k-means (seeded from the previous global centres when
-    there are enough) reduces the pooled centres to ``k``. With a single worker
+    scale; then weighted k-means (:func:`~streamseg.segmenting.vectors.lloyd`,
+    seeded from the previous global centres when there are exactly ``k``)
+    reduces the pooled centres to ``k``. With a single worker
     the centres pass through unchanged.
     """
     if not summaries:
@@ -288,47 +320,24 @@ def merge(summaries: Sequence[LocalSummary], k: int, previous: SegmentModel | No
     w = np.concatenate([np.maximum(s.weights, 1e-9) for s in summaries])
     if len(summaries) == 1 or len(pts) <= k:
         return mean, var, pts, w
-    rng = np.random.default_rng(seed)
     if previous is not None and len(previous.ids) == k:
-        centers = previous.rescaled(mean, var).copy()
+        start = previous.rescaled(mean, var)
     else:
-        order = np.argsort(-w)
-        centers = pts[order[:k]].copy()  # heaviest centres first: deterministic and sensible
-    for _ in range(iterations):
-        labels = ((pts[:, None, :] - centers[None]) ** 2).sum(2).argmin(1)
-        for j in range(k):
-            m = labels == j
-            if m.any():
-                centers[j] = np.average(pts[m], axis=0, weights=w[m])
-            else:  # an empty centre takes the point worst served
-                far = ((pts - centers[labels]) ** 2).sum(1) * w
-                centers[j] = pts[int(far.argmax())] + rng.normal(0, 1e-6, pts.shape[1])
-    labels = ((pts[:, None, :] - centers[None]) ** 2).sum(2).argmin(1)
+        start = pts[np.argsort(-w)[:k]]  # heaviest centres first: deterministic and sensible
+    centers, labels = lloyd(pts, start, w, iterations=iterations, rng=np.random.default_rng(seed))
     weights = np.array([w[labels == j].sum() for j in range(k)])
     return mean, var, centers, weights
 
 
+def _refit(z: np.ndarray, start: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """Batch k-means of ``z`` from ``start``: the centres and their inertia."""
+    centers, _ = lloyd(z, start, iterations=20, rng=rng)
+    return centers, float(pairwise_sq_dist(z, centers).min(1).sum())
+
+
 def _counts(z: np.ndarray, centers: np.ndarray) -> np.ndarray:
-    labels = ((z[:, None, :] - centers[None]) ** 2).sum(2).argmin(1)
+    labels = pairwise_sq_dist(z, centers).argmin(1)
     return np.bincount(labels, minlength=len(centers)).astype(float)
-
-
-def lloyd(z: np.ndarray, centers: np.ndarray, rng: np.random.Generator,
-          iterations: int = 20) -> tuple[np.ndarray, float]:
-    """Batch k-means from ``centers``; an empty centre restarts at the worst-served point."""
-    for _ in range(iterations):
-        d2 = ((z[:, None, :] - centers[None]) ** 2).sum(2)
-        labels = d2.argmin(1)
-        for j in range(len(centers)):
-            m = labels == j
-            if m.any():
-                centers[j] = z[m].mean(0)
-            else:
-                worst = int(d2[np.arange(len(z)), labels].argmax())
-                centers[j] = z[worst] + rng.normal(0, 1e-6, z.shape[1])
-                labels[worst] = j
-    d2 = ((z[:, None, :] - centers[None]) ** 2).sum(2)
-    return centers, float(d2.min(1).sum())
 
 
 def pooled_scaler(summaries: Sequence[LocalSummary]) -> tuple[np.ndarray, np.ndarray]:

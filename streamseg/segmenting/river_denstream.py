@@ -15,15 +15,6 @@ River's online loop and pruning and replaces the parts that are wrong:
 
 The offline DBSCAN is therefore done here, vectorised, once per refresh
 (:func:`dbscan_macro_clusters`), never per event.
-
->>> import random
->>> rng = random.Random(0)
->>> seg = DenStreamSegmenter(["a", "b"], warmup=40, refresh_every=100, epsilon=0.5)
->>> for i in range(200):
-...     c = i % 2 * 10.0
-...     seg.learn({"a": c + rng.gauss(0, 1), "b": c + rng.gauss(0, 1)})
->>> seg.ready, len(seg.centers())
-(True, 2)
 """
 
 from __future__ import annotations
@@ -37,6 +28,7 @@ from river import cluster
 from river.cluster.denstream import DenStreamMicroCluster
 
 from streamseg.segmenting.river_stream import Point, StreamSegmenter, heaviest
+from streamseg.segmenting.vectors import pairwise_sq_dist
 
 
 class FixedMicroCluster(DenStreamMicroCluster):
@@ -118,7 +110,7 @@ def dbscan_macro_clusters(
     [0, 0, 0, 1]
     """
     n = len(centers)
-    dist = np.sqrt(((centers[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2))
+    dist = np.sqrt(pairwise_sq_dist(centers, centers))
     core = weights > mu
     linked = (core[:, None] & core[None, :] & (dist < 2 * epsilon)
               & (dist <= radii[:, None] + radii[None, :]))
@@ -147,13 +139,43 @@ class DenStreamSegmenter(StreamSegmenter):
     at least ``min_share`` of the weight, at most ``max_segments`` (default
     ``2 * n_segments``), heaviest first.
 
-    Defaults are tuned on the generator's personas (17 standardized features):
-    micro-clusters of at most 1.1 z-units RMS radius, dense (core) above a
+    Defaults are tuned on the generator's personas in the model's standardized
+    features (:data:`~streamseg.features.registry.MODEL_FEATURES`): micro-clusters of at most 1.1 z-units RMS radius, dense (core) above a
     weight of 10, time advancing one unit per 100 learns with a 100-unit
     half-life (``decaying_factor`` 0.01), so a micro-cluster fades over ~10,000
     learns. Larger ``epsilon`` chains the personas into fewer clusters (one,
     from 1.5 on) and made results depend on the event order; smaller multiplies
     micro-clusters and the per-event cost.
+
+    Parameters
+    ----------
+    feature_names, n_segments, warmup, seed, refresh_every
+        As for every :class:`~streamseg.segmenting.river_stream.StreamSegmenter`;
+        ``warmup`` is also River's ``n_samples_init``.
+    epsilon
+        Largest RMS radius of a micro-cluster, in z-units.
+    mu
+        Weight above which a micro-cluster is dense (a core).
+    beta
+        Share of ``mu`` at which an outlier micro-cluster becomes a potential one.
+    decaying_factor
+        Decay of micro-cluster weights per time unit.
+    stream_speed
+        Learns per time unit.
+    min_share, max_segments
+        Which clusters become segments, as for
+        :class:`~streamseg.segmenting.river_stream.DBSTREAMSegmenter`.
+
+    Examples
+    --------
+    >>> import random
+    >>> rng = random.Random(0)
+    >>> seg = DenStreamSegmenter(["a", "b"], warmup=40, refresh_every=100, epsilon=0.5)
+    >>> for i in range(200):
+    ...     c = i % 2 * 10.0
+    ...     seg.learn({"a": c + rng.gauss(0, 1), "b": c + rng.gauss(0, 1)})
+    >>> seg.ready, len(seg.centers())
+    (True, 2)
     """
 
     kind = "denstream"
@@ -167,6 +189,10 @@ class DenStreamSegmenter(StreamSegmenter):
         self.model = FixedDenStream(decaying_factor=decaying_factor, beta=beta, mu=mu,
                                     epsilon=epsilon, n_samples_init=self.warmup,
                                     stream_speed=stream_speed)
+
+    @classmethod
+    def _unit_test_params(cls) -> dict[str, Any]:
+        return {"epsilon": 0.4, "mu": 3.0}
 
     def _model_params(self) -> dict[str, Any]:
         m = self.model

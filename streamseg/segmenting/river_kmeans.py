@@ -11,18 +11,6 @@ boundaries (16% more membership flips, 99.63% instead of 99.87% of ids kept on
 a stationary stream; 87% more flips before the anti-flapping margin), for no
 better ARI; much smaller steps (0.005) sometimes stayed stuck with two personas
 merged. Assignment is a vectorised nearest-centre search.
-
->>> import random
->>> rng = random.Random(0)
->>> seg = RiverKMeansSegmenter(["a", "b"], n_segments=2, warmup=50, seed=1)
->>> for i in range(200):
-...     c = i % 2 * 10.0
-...     seg.learn({"a": c + rng.gauss(0, 1), "b": c + rng.gauss(0, 1)})
->>> seg.ready, seg.version
-(True, 1)
->>> lo, hi = seg.assign_many([{"a": 0.0, "b": 0.0}, {"a": 10.0, "b": 10.0}])
->>> lo.segment_id != hi.segment_id
-True
 """
 
 from __future__ import annotations
@@ -46,6 +34,44 @@ from streamseg.segmenting.vectors import (
 
 
 class RiverKMeansSegmenter:
+    """Online k-means (River's ``KMeans``) on standardized features, seeded by a batch warm-up.
+
+    The default clusterer: cheap per event (one centre moves), always
+    ``n_segments`` centres whose ids are River's centre indices, and it can
+    continue from the global model's centres (:meth:`set_centers`).
+
+    Parameters
+    ----------
+    feature_names
+        The features of every vector, in the order centres are written.
+    n_segments
+        Number of centres (segments).
+    halflife
+        How far the nearest centre moves towards each learned vector (River's
+        ``halflife``); see the module notes for why 0.01.
+    warmup
+        Vectors buffered before the centres are seeded by k-means++ and Lloyd;
+        until then the segmenter is not ``ready``.
+    seed
+        Seed of the k-means++ seeding and of River's KMeans.
+    version_every
+        The version goes up once every this many learns after the warm-up.
+
+    Examples
+    --------
+    >>> import random
+    >>> rng = random.Random(0)
+    >>> seg = RiverKMeansSegmenter(["a", "b"], n_segments=2, warmup=50, seed=1)
+    >>> for i in range(200):
+    ...     c = i % 2 * 10.0
+    ...     seg.learn({"a": c + rng.gauss(0, 1), "b": c + rng.gauss(0, 1)})
+    >>> seg.ready, seg.version
+    (True, 1)
+    >>> lo, hi = seg.assign_many([{"a": 0.0, "b": 0.0}, {"a": 10.0, "b": 10.0}])
+    >>> lo.segment_id != hi.segment_id
+    True
+    """
+
     def __init__(
         self,
         feature_names: Sequence[str],
@@ -67,6 +93,11 @@ class RiverKMeansSegmenter:
         self._version = 0
         self._learned = 0
         self._centers: np.ndarray | None = None  # cache for vectorised assignment
+
+    @classmethod
+    def _unit_test_params(cls) -> dict[str, Any]:
+        """Hyperparameters for the shared segmenter suite's small blobs (the defaults suit)."""
+        return {}
 
     # -- protocol -----------------------------------------------------------
     @property
@@ -157,7 +188,7 @@ class RiverKMeansSegmenter:
 
     def _seed_centers(self) -> None:
         z = self._scale(self._buffer)
-        centers = lloyd(z, kmeans_plus_plus(z, self.n_segments, np.random.default_rng(self.seed)))
+        centers, _ = lloyd(z, kmeans_plus_plus(z, self.n_segments, np.random.default_rng(self.seed)))
         for k in range(self.n_segments):
             self.kmeans.centers[k] = collections.defaultdict(
                 float, {f: float(v) for f, v in zip(self.feature_names, centers[k], strict=True)}

@@ -18,18 +18,6 @@ so the model's first picture is not skewed by a scaler that has seen 3 events.
 ``version`` starts at 1 when the first refresh yields centres and goes up by
 one whenever a refresh changes them. Everything in a :meth:`snapshot` is plain
 JSON: the River model's learned state is written out field by field.
-
->>> import random
->>> rng = random.Random(0)
->>> seg = DBSTREAMSegmenter(["a", "b"], warmup=40, refresh_every=100, clustering_threshold=0.5)
->>> for i in range(200):
-...     c = i % 2 * 10.0
-...     seg.learn({"a": c + rng.gauss(0, 1), "b": c + rng.gauss(0, 1)})
->>> seg.ready, seg.version, len(seg.centers())  # versions: warm-up end, learns 100 and 200
-(True, 3, 2)
->>> lo, hi = seg.assign_many([{"a": 0.0, "b": 0.0}, {"a": 10.0, "b": 10.0}])
->>> lo.segment_id != hi.segment_id
-True
 """
 
 from __future__ import annotations
@@ -50,6 +38,7 @@ from streamseg.segmenting.vectors import (
     lloyd,
     load_scaler,
     nearest,
+    pairwise_sq_dist,
     scaled_matrix,
     scaler_state,
 )
@@ -58,7 +47,30 @@ Point = dict[str, float]
 
 
 class StreamSegmenter(abc.ABC):
-    """Scaler, warm-up, cached macro-cluster centres and snapshots; subclasses bring the model."""
+    """Scaler, warm-up, cached macro-cluster centres and snapshots; subclasses bring the model.
+
+    A subclass names its ``kind`` (its key in
+    :data:`streamseg.segmenting.factory.SEGMENTERS` and in snapshots), builds
+    its River model in ``__init__`` from its own keyword arguments, and
+    supplies the online step (``_learn_scaled``), the macro step
+    (``_macro_centers``) and its state as plain data. These parameters are
+    common to every subclass:
+
+    Parameters
+    ----------
+    feature_names
+        The features of every vector, in the order centres are written.
+    n_segments
+        The number of segments asked for: exact for the k-means family, a
+        guide (``max_segments`` defaults to twice it) for the density-based.
+    warmup
+        Vectors buffered before the model first learns, scaled together with
+        the statistics of the whole buffer; until then not ``ready``.
+    seed
+        Seed of every random choice (k-means++ seeding, River's models).
+    refresh_every
+        The macro-cluster centres are recomputed once every this many learns.
+    """
 
     kind: ClassVar[str]
 
@@ -83,6 +95,11 @@ class StreamSegmenter(abc.ABC):
         self._learned = 0
         self._version = 0
         self._centers: np.ndarray | None = None  # the macro-cluster cache, scaled units
+
+    @classmethod
+    def _unit_test_params(cls) -> dict[str, Any]:
+        """Hyperparameters that suit the shared segmenter suite's small 3-feature blobs."""
+        return {}
 
     # -- protocol -----------------------------------------------------------
     @property
@@ -266,7 +283,8 @@ class ChunkedKMeans(cluster.STREAMKMeans):
             keys = list(x)
             z = np.array([[p[k] for k in keys] for p in self._temp_chunk.values()])
             rng = np.random.default_rng([self.kwargs["seed"], self.time_stamp])
-            for row in lloyd(z, kmeans_plus_plus(z, min(self.n_clusters, len(z)), rng)):
+            centers, _ = lloyd(z, kmeans_plus_plus(z, min(self.n_clusters, len(z)), rng))
+            for row in centers:
                 self._kmeans.learn_one(dict(zip(keys, map(float, row), strict=True)))
             self._temp_chunk = {}
         self.centers = self._kmeans.centers
@@ -282,6 +300,26 @@ class StreamKMeansSegmenter(StreamSegmenter):
     River's centre indices, so they stay put between refreshes. Like
     :class:`RiverKMeansSegmenter`, it can continue from the global model's
     centres (:meth:`set_centers`).
+
+    Parameters
+    ----------
+    feature_names, n_segments, warmup, seed, refresh_every
+        As for every :class:`StreamSegmenter`.
+    chunk_size
+        Events per chunk; each full chunk is clustered into ``n_segments``
+        centres that then move the main centres.
+    halflife
+        How far each chunk centre moves the nearest main centre (River's
+        ``halflife``).
+
+    Examples
+    --------
+    >>> seg = StreamKMeansSegmenter(["a"], n_segments=2, warmup=20, refresh_every=50,
+    ...                             chunk_size=20, seed=1)
+    >>> for i in range(100):
+    ...     seg.learn({"a": i % 2 * 10.0 + (i % 7) / 10})
+    >>> seg.ready, sorted(round(c["a"]) for c in seg.centers().values())
+    (True, [-1, 1])
     """
 
     kind = "streamkmeans"
@@ -292,11 +330,15 @@ class StreamKMeansSegmenter(StreamSegmenter):
         self.model = ChunkedKMeans(chunk_size=chunk_size, n_clusters=self.n_segments,
                                    halflife=halflife, seed=self.seed)
 
+    @classmethod
+    def _unit_test_params(cls) -> dict[str, Any]:
+        return {"chunk_size": 40}
+
     def _model_params(self) -> dict[str, Any]:
         return {"chunk_size": self.model.chunk_size, "halflife": self.model.kwargs["halflife"]}
 
     def _start(self, z: np.ndarray) -> None:
-        seeds = lloyd(z, kmeans_plus_plus(z, self.n_segments, np.random.default_rng(self.seed)))
+        seeds, _ = lloyd(z, kmeans_plus_plus(z, self.n_segments, np.random.default_rng(self.seed)))
         self._set_centers({i: self._point(row) for i, row in enumerate(seeds)})
 
     def _learn_scaled(self, z: Point) -> None:
@@ -340,11 +382,45 @@ class DBSTREAMSegmenter(StreamSegmenter):
     least ``min_share`` of the weight, at most ``max_segments`` (default
     ``2 * n_segments``), heaviest first as ids 0..k-1.
 
-    Defaults are tuned on the generator's personas (17 standardized features):
-    a radius of 2.5 z-units (a customer's 5th nearest neighbour is ~1.5 away),
-    a half-life of 10,000 learns (``fading_factor`` is per learn) and cleanup
+    Defaults are tuned on the generator's personas in the model's standardized
+    features (:data:`~streamseg.features.registry.MODEL_FEATURES`): a radius
+    of 2.5 z-units (a customer's 5th nearest neighbour is ~1.5 away), a
+    half-life of 10,000 learns (``fading_factor`` is per learn) and cleanup
     every 500 learns. A smaller radius means more micro-clusters, each costing
     a distance per event.
+
+    Parameters
+    ----------
+    feature_names, n_segments, warmup, seed, refresh_every
+        As for every :class:`StreamSegmenter`.
+    clustering_threshold
+        Micro-cluster radius, in z-units (River's ``clustering_threshold``).
+    fading_factor
+        Per-learn decay of micro-cluster weights.
+    cleanup_interval
+        Learns between removals of faded micro-clusters.
+    intersection_factor
+        Shared density (relative to weight) that joins two micro-clusters.
+    minimum_weight
+        Weight a micro-cluster needs to count in the reclustering.
+    min_share
+        Share of the total weight a cluster needs to become a segment.
+    max_segments
+        At most this many segments (default ``2 * n_segments``).
+
+    Examples
+    --------
+    >>> import random
+    >>> rng = random.Random(0)
+    >>> seg = DBSTREAMSegmenter(["a", "b"], warmup=40, refresh_every=100, clustering_threshold=0.5)
+    >>> for i in range(200):
+    ...     c = i % 2 * 10.0
+    ...     seg.learn({"a": c + rng.gauss(0, 1), "b": c + rng.gauss(0, 1)})
+    >>> seg.ready, seg.version, len(seg.centers())  # versions: warm-up end, learns 100 and 200
+    (True, 3, 2)
+    >>> lo, hi = seg.assign_many([{"a": 0.0, "b": 0.0}, {"a": 10.0, "b": 10.0}])
+    >>> lo.segment_id != hi.segment_id
+    True
     """
 
     kind = "dbstream"
@@ -360,6 +436,10 @@ class DBSTREAMSegmenter(StreamSegmenter):
             clustering_threshold=clustering_threshold, fading_factor=fading_factor,
             cleanup_interval=cleanup_interval, intersection_factor=intersection_factor,
             minimum_weight=minimum_weight)
+
+    @classmethod
+    def _unit_test_params(cls) -> dict[str, Any]:
+        return {"clustering_threshold": 0.8, "minimum_weight": 2.0, "cleanup_interval": 50}
 
     def _model_params(self) -> dict[str, Any]:
         m = self.model
@@ -411,7 +491,7 @@ class VectorisedCluStream(cluster.CluStream):
     When an event fits no micro-cluster and none is old enough to drop, River
     merges the two closest micro-clusters, comparing every pair in Python:
     ~1,200 distance calls for 50 micro-clusters, most of the learning cost on
-    17 features. Same rule, same tie-break (first pair in River's scan order).
+    the model's features. Same rule, same tie-break (first pair in River's scan order).
     """
 
     def _maintain_micro_clusters(self, x: Point, w: float) -> None:
@@ -423,7 +503,7 @@ class VectorisedCluStream(cluster.CluStream):
         ids = list(self.micro_clusters)
         keys = list(x)
         c = np.array([[self.micro_clusters[i].center[k] for k in keys] for i in ids])
-        d2 = ((c[:, None, :] - c[None, :, :]) ** 2).sum(axis=2)
+        d2 = pairwise_sq_dist(c, c)
         d2[np.triu_indices(len(ids))] = np.inf  # pairs (a, b) with b < a, as River scans them
         a, b = np.unravel_index(int(np.argmin(d2)), d2.shape)
         self.micro_clusters[ids[a]] += self.micro_clusters[ids[b]]
@@ -448,7 +528,29 @@ class CluStreamSegmenter(StreamSegmenter):
     River's radius is the *mean per-feature* deviation, not the RMS distance to
     the centre, so it shrinks ~sqrt(features)-fold against the distances it is
     compared with: ``micro_cluster_r_factor`` defaults to 8 (not River's 2) for
-    ~17 standardized features, so events fit and merges stay rare enough.
+    the model's standardized features
+    (:data:`~streamseg.features.registry.MODEL_FEATURES`), so events fit and
+    merges stay rare enough.
+
+    Parameters
+    ----------
+    feature_names, n_segments, warmup, seed, refresh_every
+        As for every :class:`StreamSegmenter`.
+    max_micro_clusters
+        Micro-clusters kept (River's ``max_micro_clusters``).
+    micro_cluster_r_factor
+        An event fits a micro-cluster within this many of its radii.
+    time_window
+        Learns after which an unused micro-cluster may be replaced.
+
+    Examples
+    --------
+    >>> seg = CluStreamSegmenter(["a"], n_segments=2, warmup=20, refresh_every=50,
+    ...                          max_micro_clusters=10, seed=1)
+    >>> for i in range(100):
+    ...     seg.learn({"a": i % 2 * 10.0 + (i % 7) / 10})
+    >>> seg.ready, sorted(round(c["a"]) for c in seg.centers().values())
+    (True, [-1, 1])
     """
 
     kind = "clustream"
@@ -462,6 +564,10 @@ class CluStreamSegmenter(StreamSegmenter):
             n_macro_clusters=self.n_segments, max_micro_clusters=max_micro_clusters,
             micro_cluster_r_factor=micro_cluster_r_factor, time_window=time_window,
             time_gap=self.NEVER, seed=self.seed)
+
+    @classmethod
+    def _unit_test_params(cls) -> dict[str, Any]:
+        return {"max_micro_clusters": 20, "micro_cluster_r_factor": 3}
 
     def _model_params(self) -> dict[str, Any]:
         m = self.model
@@ -482,7 +588,8 @@ class CluStreamSegmenter(StreamSegmenter):
         else:
             k = min(self.n_segments, len(mcs))
             start = kmeans_plus_plus(points, k, np.random.default_rng(self.seed), weights)
-        return lloyd(points, start, weights)
+        centers, _ = lloyd(points, start, weights)
+        return centers
 
     def set_centers(self, centers: Mapping[int, Mapping[str, float]]) -> None:
         """Continue from these centres (the global model's): the next macro step starts from them."""

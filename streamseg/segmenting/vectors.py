@@ -1,4 +1,4 @@
-"""Numeric helpers every segmenter shares: online scaling as data, nearest centres, k-means.
+"""Numeric helpers every segmenter shares: online scaling as data, distances, k-means.
 
 The segmenters learn through River's ``StandardScaler`` one dict at a time, but
 assign whole batches at once; these helpers turn a batch of dicts into one
@@ -49,9 +49,18 @@ def load_scaler(scaler: preprocessing.StandardScaler, state: Mapping[str, Any]) 
     scaler.vars = collections.defaultdict(float, state["vars"])
 
 
+def pairwise_sq_dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distance from every row of ``a`` (n, d) to every row of ``b`` (k, d): (n, k).
+
+    The one place the distance is written, so every segmenter, the global
+    model and the merge measure it alike.
+    """
+    return ((a[:, None, :] - b[None, :, :]) ** 2).sum(axis=2)
+
+
 def nearest(z: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Index of the nearest centre for each row of ``z`` and the Euclidean distance to it."""
-    d2 = ((z[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2)
+    d2 = pairwise_sq_dist(z, centers)
     best = d2.argmin(axis=1)
     return best, np.sqrt(d2[np.arange(len(z)), best])
 
@@ -64,7 +73,7 @@ def kmeans_plus_plus(
     first = rng.choice(len(z), p=w / w.sum()) if weights is not None else rng.integers(len(z))
     centers = [z[first]]
     for _ in range(1, k):
-        d2 = np.min(((z[:, None, :] - np.array(centers)[None]) ** 2).sum(2), axis=1) * w
+        d2 = np.min(pairwise_sq_dist(z, np.array(centers)), axis=1) * w
         total = d2.sum()
         idx = rng.choice(len(z), p=d2 / total) if total > 0 else rng.integers(len(z))
         centers.append(z[idx])
@@ -72,16 +81,45 @@ def kmeans_plus_plus(
 
 
 def lloyd(
-    z: np.ndarray, centers: np.ndarray, weights: np.ndarray | None = None, iterations: int = 10
-) -> np.ndarray:
-    """A few (weighted) Lloyd iterations; a centre that wins no point stays where it is."""
+    z: np.ndarray,
+    centers: np.ndarray,
+    weights: np.ndarray | None = None,
+    *,
+    iterations: int = 10,
+    rng: np.random.Generator | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Batch (weighted) k-means: Lloyd's iterations over ``z`` from ``centers``.
+
+    Every clusterer's seeding, CluStream's macro step, the leader's merge of
+    workers' centres and the global model's refit run through this one loop.
+    ``weights`` (default: all 1) weigh each row in the means. A centre that
+    wins no weight stays where it is, or, given ``rng``, restarts at the point
+    worst served (weighted squared distance to the centre it was assigned at
+    the start of the iteration), jittered by 1e-6, and takes that point from
+    its centre. ``centers`` is not modified.
+    Returns the centres and each row's nearest centre under them.
+
+    >>> z = np.array([[0.0], [1.0], [9.0], [11.0]])
+    >>> c, labels = lloyd(z, np.array([[0.0], [5.0]]))
+    >>> c.tolist(), labels.tolist()
+    ([[0.5], [10.0]], [0, 0, 1, 1])
+    >>> c, labels = lloyd(z, np.array([[0.0], [50.0]]), np.array([1.0, 1.0, 1.0, 3.0]),
+    ...                   rng=np.random.default_rng(0))  # the far centre restarts at 11
+    >>> np.round(c, 3).tolist(), labels.tolist()
+    ([[0.5], [10.5]], [0, 0, 1, 1])
+    """
     centers = np.array(centers, dtype=float)
     w = np.ones(len(z)) if weights is None else np.asarray(weights, dtype=float)
     for _ in range(iterations):
-        labels = ((z[:, None, :] - centers[None]) ** 2).sum(2).argmin(1)
-        for k in range(len(centers)):
-            member = labels == k
+        d2 = pairwise_sq_dist(z, centers)
+        labels = d2.argmin(1)
+        for j in range(len(centers)):
+            member = labels == j
             total = w[member].sum()
             if total > 0:
-                centers[k] = (z[member] * w[member, None]).sum(0) / total
-    return centers
+                centers[j] = (z[member] * w[member, None]).sum(0) / total
+            elif rng is not None:
+                worst = int((d2[np.arange(len(z)), labels] * w).argmax())
+                centers[j] = z[worst] + rng.normal(0, 1e-6, z.shape[1])
+                labels[worst] = j
+    return centers, pairwise_sq_dist(z, centers).argmin(1)

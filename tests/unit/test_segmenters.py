@@ -1,11 +1,14 @@
-"""The Segmenter protocol suite: every implementation in SEGMENTERS must pass it.
+"""The Segmenter protocol suite: every clusterer registered in the factory must pass it.
 
-To add an implementation, append a factory that builds it for the features
-FEATURES with 3 segments and a warm-up of WARMUP vectors. Implementations that
-support persistence expose ``restore(snapshot)`` as a classmethod. Stream
-clusterers with a cached macro-cluster step (STREAM_SEGMENTERS) also pass the
-refresh tests at the end; their hyperparameters here suit these 3-feature
-blobs, and a last test runs every clusterer with its defaults on 17 features.
+The suite iterates over :data:`streamseg.segmenting.factory.SEGMENTERS`, so a
+newly registered clusterer is tested without touching this file. Each is
+built for the features FEATURES with 3 segments and a warm-up of WARMUP
+vectors, plus the hyperparameters its ``_unit_test_params()`` classmethod
+names for these small 3-feature blobs (as River's estimator checks do).
+Implementations that support persistence expose ``restore(snapshot)`` as a
+classmethod. Stream clusterers with a cached macro-cluster step
+(:class:`StreamSegmenter` subclasses) also pass the refresh tests at the end,
+and a last test runs every clusterer with its defaults on 17 features.
 
 Centres are compared with a brute-force computation in standardized units: the
 protocol says centres are z-scores of the population, i.e. of every vector learned.
@@ -13,6 +16,7 @@ protocol says centres are z-scores of the population, i.e. of every vector learn
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -23,32 +27,27 @@ import pytest
 from streamseg.quality import adjusted_rand_index
 from streamseg.segmenting import factory
 from streamseg.segmenting.base import Assignment, Segmenter
-from streamseg.segmenting.river_denstream import DenStreamSegmenter
 from streamseg.segmenting.river_kmeans import RiverKMeansSegmenter
-from streamseg.segmenting.river_stream import (
-    CluStreamSegmenter,
-    DBSTREAMSegmenter,
-    StreamKMeansSegmenter,
-    StreamSegmenter,
-)
+from streamseg.segmenting.river_stream import CluStreamSegmenter, DBSTREAMSegmenter, StreamSegmenter
 
 FEATURES = ["recency", "frequency", "spend"]
 WARMUP = 60
 REFRESH = 50
 COMMON = {"n_segments": 3, "warmup": WARMUP, "seed": 1}
 
-STREAM_SEGMENTERS: list[Callable[[], StreamSegmenter]] = [
-    lambda: StreamKMeansSegmenter(FEATURES, **COMMON, refresh_every=REFRESH, chunk_size=40),
-    lambda: DBSTREAMSegmenter(FEATURES, **COMMON, refresh_every=REFRESH, clustering_threshold=0.8,
-                              minimum_weight=2.0, cleanup_interval=50),
-    lambda: CluStreamSegmenter(FEATURES, **COMMON, refresh_every=REFRESH, max_micro_clusters=20,
-                               micro_cluster_r_factor=3),
-    lambda: DenStreamSegmenter(FEATURES, **COMMON, refresh_every=REFRESH, epsilon=0.4, mu=3.0),
-]
-SEGMENTERS: list[Callable[[], Segmenter]] = [
-    lambda: RiverKMeansSegmenter(FEATURES, n_segments=3, warmup=WARMUP, seed=1),
-    *STREAM_SEGMENTERS,
-]
+
+
+SegmenterClass = type[RiverKMeansSegmenter] | type[StreamSegmenter]
+
+
+def maker(cls: SegmenterClass) -> Callable[[], Segmenter]:
+    """Builds ``cls`` for this suite: common settings plus the class's own test hyperparameters."""
+    cadence = {"refresh_every": REFRESH} if issubclass(cls, StreamSegmenter) else {}
+    return functools.partial(cls, FEATURES, **COMMON, **cadence, **cls._unit_test_params())
+
+
+CLASSES: list[SegmenterClass] = list(factory.SEGMENTERS.values())
+STREAM_CLASSES = [cls for cls in CLASSES if issubclass(cls, StreamSegmenter)]
 
 # three well-separated blobs; "spend" lives on a 100x larger scale than the rest
 BLOB_MEANS = np.array([[0.0, 0.0, 0.0], [8.0, 8.0, 0.0], [0.0, 8.0, 800.0]])
@@ -69,9 +68,9 @@ TRAIN, TRAIN_TRUTH = blobs(600, seed=7)
 HELD_OUT, HELD_OUT_TRUTH = blobs(100, seed=8)
 
 
-@pytest.fixture(params=SEGMENTERS, ids=lambda f: type(f()).__name__)
+@pytest.fixture(params=CLASSES, ids=lambda cls: cls.__name__)
 def make(request: pytest.FixtureRequest) -> Callable[[], Segmenter]:
-    return request.param  # type: ignore[no-any-return]
+    return maker(request.param)
 
 
 def trained(make: Callable[[], Segmenter], xs: list[dict[str, float]] = TRAIN) -> Segmenter:
@@ -301,9 +300,9 @@ def test_restore_of_kmeans_before_warmup__keeps_the_number_of_segments() -> None
 # --------------------------------------------------------------------------- stream clusterers: the cache
 
 
-@pytest.fixture(params=STREAM_SEGMENTERS, ids=lambda f: type(f()).__name__)
+@pytest.fixture(params=STREAM_CLASSES, ids=lambda cls: cls.__name__)
 def make_stream(request: pytest.FixtureRequest) -> Callable[[], StreamSegmenter]:
-    return request.param  # type: ignore[no-any-return]
+    return maker(request.param)  # type: ignore[return-value]
 
 
 def count_expensive_calls(seg: StreamSegmenter, monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -376,7 +375,7 @@ def test_restore_mid_warmup__finishes_the_warmup_like_the_original(
 
 
 def test_restore__refuses_a_snapshot_of_another_clusterer() -> None:
-    snap = json_round_trip(trained(STREAM_SEGMENTERS[1]).snapshot())
+    snap = json_round_trip(trained(maker(DBSTREAMSegmenter)).snapshot())
     with pytest.raises(ValueError, match="'dbstream' segmenter, not 'clustream'"):
         CluStreamSegmenter.restore(snap)
     assert type(factory.restore(snap)) is DBSTREAMSegmenter
@@ -410,12 +409,10 @@ def test_default_hyperparameters__recover_four_blobs_in_17_standardized_features
     assert adjusted_rand_index(held_truth, pred) >= 0.95
 
 
-@pytest.mark.parametrize("make_aligned", [STREAM_SEGMENTERS[0], STREAM_SEGMENTERS[2]],
-                         ids=["StreamKMeansSegmenter", "CluStreamSegmenter"])
-def test_set_centers__continues_learning_from_the_global_centres(
-    make_aligned: Callable[[], StreamSegmenter],
-) -> None:
-    seg = trained(make_aligned)
+@pytest.mark.parametrize("cls", [cls for cls in STREAM_CLASSES if hasattr(cls, "set_centers")],
+                         ids=lambda cls: cls.__name__)
+def test_set_centers__continues_learning_from_the_global_centres(cls: type[StreamSegmenter]) -> None:
+    seg = trained(maker(cls))
     version = seg.version
     given = {i: {f: v + 0.1 for f, v in c.items()} for i, c in seg.centers().items()}
     given[3] = {"recency": 2.0, "frequency": 2.0, "spend": 2.0}  # the global model may hold more
