@@ -135,11 +135,13 @@ async def standalone_eraser(settings: Settings) -> AsyncIterator[Eraser]:
                                        dedup_horizon_days=settings.dedup_horizon_days,
                                        retention_days=settings.retention_days)
     try:
+        # the topics first: an idempotent producer's start asks for a producer id, and a
+        # principal without any ACL would be told of a cluster refusal, not of the topic
+        await check_settings_access(
+            settings, topics=[*tombstone_topics(settings), settings.topic_audit])
         async with KafkaPublisher(settings.kafka_bootstrap_list, client_options(settings),
                                   who=principal(settings),
                                   idempotent=settings.kafka_idempotence) as publisher:
-            await check_settings_access(
-                settings, topics=[*tombstone_topics(settings), settings.topic_audit])
             yield Eraser(settings, store, publisher)
     finally:
         await store.close()
