@@ -167,7 +167,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     engine = Engine(settings, store, build_segmenter(settings), FaustPublisher(app), metrics,
                     standalone=False)
     if settings.sample_process:
-        engine.sampler = SampleProcess(settings.redis_url, settings.key_prefix)
+        engine.sampler = SampleProcess(settings.redis_url, settings.key_prefix,
+                                       malloc_trim=settings.sample_malloc_trim)
     sync = ModelSync(settings, engine, lambda snap: restore_segmenter(settings, snap))
     access = AccessGuard(settings)
     batch_topic(app, settings.input_topics, _WhenLoaded(engine, sync.loaded),

@@ -157,6 +157,11 @@ class Settings(BaseSettings):
         True, description="the leader reads its refresh sample, re-fits and builds profiles in a "
         "child process, so that work never holds the worker's interpreter lock (false: threads)",
     )
+    sample_malloc_trim: bool = Field(
+        True, description="the sample process hands freed heap back to the system after each "
+        "refresh (glibc malloc_trim); false keeps it, for comparison (load_tests/sample_memory.py "
+        "--no-trim)",
+    )
     worker_id: str = Field("", description="stable id of this worker (default: host:web_port)")
 
     # --- drift (see streamseg/drift/) -------------------------------------------
