@@ -187,6 +187,25 @@ class Settings(BaseSettings):
         0.0, ge=0, description="fixed 'far' distance in standardized units (0: use the quantile)")
     drift_interval_s: float = Field(1.0, gt=0, description="how often the worker closes windows")
 
+    # --- worker timers (the periods not named above) ----------------------------
+    held_back_every_s: float = Field(
+        1.0, gt=0, description="how often customers held back for want of a model are assigned "
+        "(never less often than model_sync_s)")
+    profiles_every_s: float = Field(
+        5.0, gt=0, description="how often a worker reads the segment profiles from Redis (never "
+        "more often than model_sync_s)")
+    segment_sizes_every_s: float = Field(
+        1.0, gt=0, description="how often a worker reads segment sizes from Redis for "
+        "streamseg_segment_customers")
+    worker_status_every_s: float = Field(
+        1.0, gt=0, description="how often a worker writes its clock and model version to Redis, "
+        "for `streamseg api`")
+    consumer_lag_every_s: float = Field(
+        2.0, gt=0, description="how often a worker refreshes streamseg_consumer_lag_messages (one "
+        "ListOffsets request each)")
+    loop_lag_probe_s: float = Field(
+        0.1, gt=0, description="the sleep whose lateness streamseg_event_loop_lag_seconds records")
+
     # --- web / metrics ---------------------------------------------------------
     web_port: int = Field(6066, ge=0, le=65535)
     web_host: str = "127.0.0.1"
