@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -80,7 +79,8 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                             n_segments=4, model_warmup=100, model_sync_events=50, clock="event")
         engine = await seed(settings, args.customers)
         assert engine.model is not None
-        sampler = SampleProcess(settings.redis_url, settings.key_prefix)
+        sampler = SampleProcess(settings.redis_url, settings.key_prefix,
+                                malloc_trim=not args.no_trim)
         try:
             for i in range(args.rounds):
                 sample = await sampler.sample(args.sample, T0, 0)
@@ -119,8 +119,6 @@ def main() -> None:
     ap.add_argument("--no-trim", action="store_true",
                     help="the sample process keeps freed heap (STREAMSEG_SAMPLE_MALLOC_TRIM=false)")
     args = ap.parse_args()
-    if args.no_trim:  # the sample process is spawned after this: it inherits the setting
-        os.environ["STREAMSEG_SAMPLE_MALLOC_TRIM"] = "false"
     announce(NO_BROKER)
     rounds = asyncio.run(run(args))
     command = " ".join(["python", "load_tests/sample_memory.py", *sys.argv[1:]])

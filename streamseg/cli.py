@@ -204,6 +204,7 @@ def run_worker(settings: Settings) -> int:
     from streamseg.app import create_app
     from streamseg.kafka_security import check_settings_access
     from streamseg.topics import ensure_topics, worker_topics
+    from streamseg.tuning import tune_process
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -214,13 +215,14 @@ def run_worker(settings: Settings) -> int:
                                                       group=settings.app_id))
         rf = loop.run_until_complete(ensure_topics(settings, check_access=False))
         settings = settings.replace(topic_replication=rf)  # Faust's own topics: the same
-        app, _ = create_app(settings)
+        worker = create_app(settings)
     except StreamsegError as exc:
         print(f"streamseg worker: {exc}", file=sys.stderr, flush=True)
         return 1
-    access = app.streamseg_access  # type: ignore[attr-defined]
+    tune_process(worker.app, settings)
+    access = worker.access
     try:
-        execute(app, settings, loop, access)
+        execute(worker.app, settings, loop, access)
     except SystemExit as done:  # Faust's worker ends by sys.exit
         if access.denied is None:
             raise

@@ -98,6 +98,11 @@ class Metrics:
             "Input messages not yet committed: partition end offset - committed offset",
             ["topic", "partition"], registry=registry,
         )
+        self.timer_failures = Counter(
+            "streamseg_timer_failures_total",
+            "Timer ticks that failed and were logged, by timer; the next tick tries again",
+            ["timer"], registry=registry,
+        )
         self.drift = DriftMetrics(registry)
 
     def set_segment_sizes(self, sizes: Mapping[int, int], live: Collection[int],

@@ -15,11 +15,18 @@ benchmark and tests call :func:`sweep` directly.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from streamseg.publish.records import SegmentUpdate
 from streamseg.timeunits import DAY_MS
+
+if TYPE_CHECKING:
+    import faust
+
+    from streamseg.settings import Settings
+    from streamseg.ticks import Ticks
 
 
 class Rescorable(Protocol):
@@ -48,3 +55,13 @@ async def sweep(engine: Rescorable, *, older_than_days: float, batch: int,
         if n < limit:
             break
     return report
+
+
+def register(app: faust.App, engine: Rescorable, settings: Settings, ticks: Ticks) -> None:
+    """Run :func:`sweep` on the Faust leader every ``rescore_every_s``."""
+
+    @ticks.every(app, settings.rescore_every_s, "re-scoring sweep", on_leader=True,
+                 level=logging.ERROR, traceback=True)
+    async def rescore_stale_customers() -> None:
+        await sweep(engine, older_than_days=settings.rescore_after_hours / 24.0,
+                    batch=settings.rescore_batch, max_customers=settings.rescore_max)

@@ -157,6 +157,11 @@ class Settings(BaseSettings):
         True, description="the leader reads its refresh sample, re-fits and builds profiles in a "
         "child process, so that work never holds the worker's interpreter lock (false: threads)",
     )
+    sample_malloc_trim: bool = Field(
+        True, description="the sample process hands freed heap back to the system after each "
+        "refresh (glibc malloc_trim); false keeps it, for comparison (load_tests/sample_memory.py "
+        "--no-trim)",
+    )
     worker_id: str = Field("", description="stable id of this worker (default: host:web_port)")
 
     # --- drift (see streamseg/drift/) -------------------------------------------
@@ -181,6 +186,25 @@ class Settings(BaseSettings):
     drift_emerging_distance: float = Field(
         0.0, ge=0, description="fixed 'far' distance in standardized units (0: use the quantile)")
     drift_interval_s: float = Field(1.0, gt=0, description="how often the worker closes windows")
+
+    # --- worker timers (the periods not named above) ----------------------------
+    held_back_every_s: float = Field(
+        1.0, gt=0, description="how often customers held back for want of a model are assigned "
+        "(never less often than model_sync_s)")
+    profiles_every_s: float = Field(
+        5.0, gt=0, description="how often a worker reads the segment profiles from Redis (never "
+        "more often than model_sync_s)")
+    segment_sizes_every_s: float = Field(
+        1.0, gt=0, description="how often a worker reads segment sizes from Redis for "
+        "streamseg_segment_customers")
+    worker_status_every_s: float = Field(
+        1.0, gt=0, description="how often a worker writes its clock and model version to Redis, "
+        "for `streamseg api`")
+    consumer_lag_every_s: float = Field(
+        2.0, gt=0, description="how often a worker refreshes streamseg_consumer_lag_messages (one "
+        "ListOffsets request each)")
+    loop_lag_probe_s: float = Field(
+        0.1, gt=0, description="the sleep whose lateness streamseg_event_loop_lag_seconds records")
 
     # --- web / metrics ---------------------------------------------------------
     web_port: int = Field(6066, ge=0, le=65535)

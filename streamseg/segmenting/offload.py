@@ -114,10 +114,11 @@ def _fit(token: str, model: SegmentModel, seed: int) -> tuple[np.ndarray, np.nda
     return fit(model, _held(token)[1], seed)
 
 
-def _drop(token: str) -> None:
+def _drop(token: str, malloc_trim: bool) -> None:
     if _HELD.pop(token, None) is not None:
         gc.collect()  # the sample's dicts go back to the allocator between refreshes
-        _trim()
+        if malloc_trim:
+            _trim()
 
 
 def _trim() -> None:
@@ -126,11 +127,9 @@ def _trim() -> None:
     Python frees the sample's objects into the C allocator, which keeps the
     pages: without this the process stays at a refresh's high-water mark
     (about 270 MiB at 20k customers) between refreshes.
-    ``STREAMSEG_SAMPLE_MALLOC_TRIM=false`` turns it off, for comparison
-    (``load_tests/sample_memory.py --no-trim``).
+    ``STREAMSEG_SAMPLE_MALLOC_TRIM=false`` (``SampleProcess(malloc_trim=False)``)
+    turns it off, for comparison (``load_tests/sample_memory.py --no-trim``).
     """
-    if os.environ.get("STREAMSEG_SAMPLE_MALLOC_TRIM", "true").lower() in ("false", "0", "no"):
-        return
     try:
         libc = ctypes.CDLL(None)
         trim = libc.malloc_trim
@@ -147,11 +146,15 @@ def _profiles(token: str, names: Mapping[int, str], sizes: Mapping[int, int],
 
 # -- in the worker ----------------------------------------------------------------------
 class SampleProcess:
-    """One child process for the leader's samples (started at first use, see module doc)."""
+    """One child process for the leader's samples (started at first use, see module doc).
 
-    def __init__(self, redis_url: str, key_prefix: str) -> None:
+    ``malloc_trim``: the child hands freed heap back after each release (see ``_trim``).
+    """
+
+    def __init__(self, redis_url: str, key_prefix: str, *, malloc_trim: bool = True) -> None:
         self.redis_url = redis_url
         self.key_prefix = key_prefix
+        self.malloc_trim = malloc_trim
         self._pool: ProcessPoolExecutor | None = None
 
     async def sample(self, limit: int, now_ms: float, cutoff_ms: float) -> ChildSample:
@@ -179,7 +182,7 @@ class SampleProcess:
         """Free a sample in the child (nothing to do if the child is gone with it)."""
         if self._pool is not None:
             with contextlib.suppress(SampleLost):
-                await self.call(_drop, token)
+                await self.call(_drop, token, self.malloc_trim)
 
     def pid(self) -> int | None:
         """The child's process id, once it runs (for tests and operators)."""

@@ -26,7 +26,7 @@ def test_document__is_a_valid_openapi_3_1_spec() -> None:
 
 
 def test_every_route_the_worker_serves__is_documented_and_nothing_more() -> None:
-    app, _ = create_app(Settings(web_port=6999))
+    app = create_app(Settings(web_port=6999)).app
     served = {(r.resource.canonical, r.method.lower()) for r in app.web.web_app.router.routes()
               if r.method != "HEAD"}
     documented = {(path, method) for path, ops in document()["paths"].items()

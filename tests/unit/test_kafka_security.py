@@ -238,10 +238,10 @@ def test_faust_credentials__sasl_plaintext_and_mtls(pki: Pki) -> None:
 def test_worker_app__gets_the_credentials(pki: Pki) -> None:
     from streamseg.app import create_app
 
-    app, _ = create_app(sasl_ssl(pki, web_port=free_port(), sample_process=False))
-    creds = app.conf.broker_credentials
+    worker = create_app(sasl_ssl(pki, web_port=free_port(), sample_process=False))
+    creds = worker.app.conf.broker_credentials
     assert isinstance(creds, SASLCredentials) and creds.username == "svc"
-    assert app.streamseg_access.who == "User:svc"  # type: ignore[attr-defined]
+    assert worker.access.who == "User:svc"
 
 
 def test_every_client__is_built_with_the_options(pki: Pki, monkeypatch: pytest.MonkeyPatch) -> None:
