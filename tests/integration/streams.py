@@ -15,7 +15,7 @@ import re
 import time
 import urllib.request
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +32,7 @@ from streamseg.features.reference import accumulate
 from streamseg.features.registry import DAY_MS, HALFLIFE_DAYS
 from streamseg.generate import assign_personas, simulate
 from streamseg.settings import Settings
+from tests.support import wait_until
 
 from .conftest import WorkerProcess
 
@@ -141,13 +142,14 @@ async def assert_memberships_published(settings: Settings, redis: aioredis.Redis
 # --- broker and worker observation -----------------------------------------------------
 
 
-async def read_topic(settings: Settings, topic: str) -> list[dict]:
-    """Every record of ``topic`` written so far, ordered by (partition, offset).
+async def read_topic(settings: Settings, topic: str, partitions: int | None = None) -> list[dict]:
+    """Every record of ``topic`` (of ``settings.topic_partitions`` partitions unless
+    ``partitions`` says) written so far, ordered by (partition, offset).
 
     Tansu's ListOffsets may report an end a little behind the last record, so
     read until that end is passed and a further fetch brings nothing new.
     """
-    tps = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
+    tps = [TopicPartition(topic, p) for p in range(partitions or settings.topic_partitions)]
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_list,
                                 enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
@@ -259,16 +261,6 @@ def model_ready(port: int) -> bool:
         return metric(port, "streamseg_model_version") >= 1
     except OSError:
         return False
-
-
-async def wait_until(cond: Callable[[], bool | Awaitable[bool]], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = cond()
-        if await result if isinstance(result, Awaitable) else result:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def start_worker(settings: Settings, tmp_path: Path, name: str) -> WorkerProcess:

@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,9 +24,10 @@ from streamseg.publish.records import CatalogEntry
 from streamseg.settings import Settings
 from streamseg.topics import ensure_topics
 from tests.openapi_check import assert_matches_openapi, document
+from tests.support import wait_until
 
 from .conftest import WorkerProcess, consume, produce, settings_env, unique_settings
-from .test_worker_end_to_end import processed_count, wait_until, workload
+from .test_worker_end_to_end import processed_count, workload
 
 pytestmark = pytest.mark.integration
 
@@ -58,13 +59,6 @@ async def call(served: Served, method: str, path: str, token: str | None = OPS,
         return resp.status, body, resp.headers
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.2)
-
-
 @pytest.fixture(scope="module")
 async def served(stack: DevStack, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Served]:
     """One worker for the module, with tokens, after it assigned every customer."""
@@ -83,10 +77,11 @@ async def served(stack: DevStack, tmp_path_factory: pytest.TempPathFactory) -> A
             ready.append((status, body))
             return True
 
-        await eventually(answered)
+        await wait_until(answered, 30, "the worker to answer /readyz")
         served.ready_before_events = ready[-1]
         await produce(settings, served.records)
-        await wait_until(lambda: processed_count(settings) >= len(served.records), timeout=90)
+        await wait_until(lambda: processed_count(settings) >= len(served.records), 90,
+                         "every event of the module processed")
         # every event is in: no membership changes after these
         served.updates = await consume(settings, settings.topic_segment_updates, until=CUSTOMERS,
                                        timeout=60, settle=1.0)
@@ -182,7 +177,8 @@ async def test_segments__serve_the_catalog_the_worker_wrote_with_live_sizes(serv
         return (bool(catalog) and {sid for sid, n in sizes.items() if n > 0} <= set(catalog)
                 and any(e["profile"] for e in catalog.values()))
 
-    await eventually(catalog_covers_every_member_with_profiles, timeout=60)
+    await wait_until(catalog_covers_every_member_with_profiles, 60,
+                     "a catalog covering every member, with profiles")
     for _ in range(5):  # the leader may republish in between: compare against one snapshot
         status, body, _ = await call(served, "GET", "/v1/segments")
         catalog, sizes = await stored_catalog(s)
@@ -251,7 +247,7 @@ async def assert_erased_then_restarts_from_nothing(served: Served, cid: str, aud
     async def back() -> bool:
         status, body, _ = await call(served, "GET", f"/v1/customers/{cid}")
         return status == 200 and body["segment_id"] is not None
-    await eventually(back)
+    await wait_until(back, 30, "the erased customer to be segmented again")
     _, body, _ = await call(served, "GET", f"/v1/customers/{cid}")
     assert body["features"]["events_total"] == len(events_of(served, cid))  # counted once, afresh
     later = await consume(s, s.topic_segment_updates, until=len(updates) + 1, timeout=30)
@@ -373,21 +369,22 @@ async def standalone(served: Served, tmp_path_factory: pytest.TempPathFactory) -
         async def ready() -> bool:
             status, _, _ = await call(via, "GET", "/readyz", token=None)
             return status == 200
-        await eventually(ready)
+        await wait_until(ready, 30, "the standalone api to be ready")
         yield via
     finally:
         proc.stop()
 
 
-async def same_answer(a: Served, b: Served, path: str, tries: int = 30) -> tuple[int, Any]:
+async def same_answer(a: Served, b: Served, path: str, timeout: float = 15.0) -> tuple[int, Any]:
     """Both servers' answer to GET path once they agree (the leader may republish meanwhile)."""
-    for _ in range(tries):
-        (sa, ba, _), (sb, bb, _) = await call(a, "GET", path), await call(b, "GET", path)
-        if (sa, ba) == (sb, bb):
-            return sb, bb
-        await asyncio.sleep(0.3)
-    assert (sb, bb) == (sa, ba), path
-    raise AssertionError("unreachable")
+    answers: list[tuple[int, Any]] = []
+
+    async def agree() -> bool:
+        answers[:] = [(await call(srv, "GET", path))[:2] for srv in (a, b)]
+        return answers[0] == answers[1]
+
+    await wait_until(agree, timeout, lambda: f"both servers to agree on {path}: {answers}", interval=0.3)
+    return answers[1]
 
 
 async def test_standalone_api__answers_every_lookup_as_the_worker_does(

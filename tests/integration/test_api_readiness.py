@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +11,7 @@ import pytest
 from streamseg.devstack import DevStack
 from streamseg.topics import ensure_topics
 from tests.openapi_check import assert_matches_openapi
+from tests.support import wait_until
 
 from .conftest import WorkerProcess, unique_settings
 
@@ -26,15 +25,19 @@ async def readiness(port: int) -> tuple[int, dict[str, Any]]:
 
 
 async def checks_become(port: int, want: dict[str, bool], timeout: float = 30.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        status, body = await readiness(port)
-        if body["checks"] == want:
-            assert status == 503 and body["ready"] is False
-            assert_matches_openapi("/readyz", "get", status, body)
-            return body
-        assert time.monotonic() < deadline, f"checks stayed {body['checks']}, wanted {want}"
-        await asyncio.sleep(0.3)
+    """The /readyz body once its checks are ``want`` (all of which say: not ready)."""
+    last: list[tuple[int, dict[str, Any]]] = []
+
+    async def reached() -> bool:
+        last[:] = [await readiness(port)]
+        return last[0][1]["checks"] == want
+
+    await wait_until(reached, timeout, lambda: f"checks {want}; they stayed {last[0][1]['checks']}",
+                     interval=0.3)
+    status, body = last[0]
+    assert status == 503 and body["ready"] is False
+    assert_matches_openapi("/readyz", "get", status, body)
+    return body
 
 
 async def test_readyz__reports_a_lost_redis_and_a_lost_broker(tmp_path: Path) -> None:

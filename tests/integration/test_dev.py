@@ -13,6 +13,7 @@ from typing import IO
 import pytest
 
 from streamseg.segmenting.naming import ARCHETYPES
+from tests.support import wait_until_sync
 
 pytestmark = pytest.mark.integration
 
@@ -95,5 +96,5 @@ def test_dev__shows_segments_and_ctrl_c_stops_every_child(tmp_path: Path, broker
     finally:
         if proc.poll() is None:
             proc.kill()
-    time.sleep(0.5)
-    assert [c for c in children if alive(c)] == []
+    wait_until_sync(lambda: not any(alive(c) for c in children), 0.5,
+                    lambda: f"every child to be gone; alive: {[c for c in children if alive(c)]}")

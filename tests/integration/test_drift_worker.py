@@ -32,6 +32,7 @@ from streamseg.generate.scenarios import Scenario
 from streamseg.settings import Settings
 from streamseg.timeunits import DAY_MS
 from streamseg.topics import ensure_topics
+from tests.support import wait_until_sync
 
 from . import promql
 from .conftest import WorkerProcess, produce
@@ -95,9 +96,7 @@ class Prometheus:
             binary, f"--config.file={config}", f"--storage.tsdb.path={tmp / 'tsdb'}",
             f"--web.listen-address=127.0.0.1:{self.port}"], tmp / "prometheus.log").start()
         wait_for_port(self.port, 30, self.proc.proc)
-        deadline = time.monotonic() + 30
-        while not self.ready() and time.monotonic() < deadline:  # 503 until the TSDB is open
-            time.sleep(0.2)
+        wait_until_sync(self.ready, 30, "Prometheus to open its TSDB (503 until then)", interval=0.2)
 
     def ready(self) -> bool:
         try:

@@ -17,8 +17,9 @@ from streamseg.features.registry import DAY_MS
 from streamseg.features.store import Membership, MembershipWrite, RedisFeatureStore
 from streamseg.metrics import Metrics
 from streamseg.settings import Settings
+from tests.support import Recorder
 
-from .engine_support import Recorder, store_for
+from .engine_support import store_for
 
 pytestmark = pytest.mark.integration
 

@@ -14,6 +14,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streamseg.devstack.kafka import KAFKA_VERSION, KafkaCluster
+from tests.support import wait_until_sync
 
 pytestmark = pytest.mark.integration
 
@@ -89,10 +90,8 @@ def test_kafka_start__prints_the_bootstrap_and_ctrl_c_stops_every_node(tmp_path:
     finally:
         if proc.poll() is None:
             proc.kill()
-    deadline = time.monotonic() + 10
-    while any(alive(p) for p in java) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert [p for p in java if alive(p)] == []
+    wait_until_sync(lambda: not any(alive(p) for p in java), 10,
+                    lambda: f"every Kafka JVM to exit; alive: {[p for p in java if alive(p)]}")
 
 
 def _cmdline(p: Path) -> str:

@@ -15,7 +15,6 @@ replays unthrottled and so lifts the horizon above the history's span.
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import math
 import subprocess
@@ -41,6 +40,7 @@ from streamseg.generate import assign_personas, simulate
 from streamseg.publish.records import DeadLetter
 from streamseg.replay.runner import derived_event_id, file_digest
 from streamseg.settings import Settings
+from tests.support import wait_until
 
 from .conftest import WorkerProcess, consume, settings_env
 
@@ -124,13 +124,10 @@ def events_total(settings: Settings, outcome: str | None = None) -> float:
 
 async def wait_for(settings: Settings, outcome: str | None, n: int, worker: WorkerProcess,
                    timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if events_total(settings, outcome) >= n:
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"worker did not report {n} {outcome} events: "
-                         f"{events_total(settings, outcome)}\n{worker.log()[-3000:]}")
+    """Until the worker reports ``n`` events with ``outcome`` (None: any outcome)."""
+    await wait_until(lambda: events_total(settings, outcome) >= n, timeout,
+                     lambda: f"{n} {outcome} events; the worker reports "
+                             f"{events_total(settings, outcome)}\n{worker.log()[-3000:]}")
 
 
 async def states(client: aioredis.Redis, settings: Settings) -> dict[str, dict[str, float | str]]:

@@ -16,8 +16,9 @@ from streamseg.generate import assign_personas, simulate
 from streamseg.metrics import Metrics
 from streamseg.rescore import sweep
 from streamseg.settings import Settings
+from tests.support import Recorder
 
-from .engine_support import Recorder, store_for
+from .engine_support import store_for
 
 pytestmark = pytest.mark.integration
 

@@ -33,7 +33,7 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
 from streamseg.devstack import free_port
-from streamseg.engine import Engine, InMessage, OutRecord, build_segmenter
+from streamseg.engine import Engine, InMessage, build_segmenter
 from streamseg.features.keys import Keys
 from streamseg.features.registry import MODEL_FEATURES
 from streamseg.features.store import Membership, MembershipWrite, RedisFeatureStore
@@ -42,8 +42,10 @@ from streamseg.segmenting.model import SegmentModel
 from streamseg.settings import Settings
 from streamseg.topics import ensure_topics
 from tests.fuzzing import REASONS, fuzz_inputs, positions
+from tests.support import Recorder
 
 from .conftest import WorkerProcess, produce
+from .engine_support import store_for
 from .faults import PrivateValkey, pause, private_broker
 from .streams import (
     NOW_MS,
@@ -89,14 +91,6 @@ def pinned_model(segment: int, version: int) -> SegmentModel:
                         np.ones(2), next_id=2)
 
 
-class RecordingPublisher:
-    def __init__(self) -> None:
-        self.records: list[OutRecord] = []
-
-    async def publish(self, records: Sequence[OutRecord]) -> None:
-        self.records.extend(records)
-
-
 class DiesBeforeMembershipWrite(RedisFeatureStore):
     """The real store, except that the worker dies once the batch's records are published."""
 
@@ -110,13 +104,7 @@ def order_message(settings: Settings, offset: int, customer: str) -> InMessage:
     return InMessage(settings.topic_transactions, 0, offset, customer.encode(), value)
 
 
-def feature_store(settings: Settings, cls: type[RedisFeatureStore] = RedisFeatureStore) -> RedisFeatureStore:
-    return cls.from_url(settings.redis_url, Keys(settings.key_prefix),
-                        dedup_horizon_days=settings.dedup_horizon_days,
-                        retention_days=settings.retention_days)
-
-
-def engine_with(settings: Settings, store: RedisFeatureStore, out: RecordingPublisher,
+def engine_with(settings: Settings, store: RedisFeatureStore, out: Recorder,
                 model: SegmentModel | None) -> Engine:
     """An engine as a worker runs it, assigning with ``model`` (None: no model yet)."""
     engine = Engine(settings, store, build_segmenter(settings), out, Metrics(CollectorRegistry()),
@@ -129,8 +117,8 @@ def engine_with(settings: Settings, store: RedisFeatureStore, out: RecordingPubl
 async def test_worker_killed_between_publish_and_membership_write__redelivery_republishes(
     settings: Settings, redis_client: aioredis.Redis
 ) -> None:
-    store, dying = feature_store(settings), feature_store(settings, DiesBeforeMembershipWrite)
-    out = RecordingPublisher()
+    store, dying = store_for(settings), store_for(settings, DiesBeforeMembershipWrite)
+    out = Recorder()
 
     def order(offset: int) -> list[InMessage]:
         return [order_message(settings, offset, "c1")]
@@ -190,13 +178,13 @@ async def test_customers_held_before_any_model__are_assigned_by_another_worker(
 ) -> None:
     """A worker acks the events of customers it holds back for want of a model; if it stops
     before the model arrives, another worker must still give them a segment."""
-    store = feature_store(settings)
+    store = store_for(settings)
     try:
-        early = engine_with(settings, store, RecordingPublisher(), None)  # no model yet
+        early = engine_with(settings, store, Recorder(), None)  # no model yet
         await early.process([order_message(settings, i, f"h{i}") for i in range(5)])
         assert early._pending and not await redis_client.hget(Keys(settings.key_prefix).state("h0"), "seg")
         # the early worker goes away (its memory with it); another one has a model
-        out = RecordingPublisher()
+        out = Recorder()
         other = engine_with(settings, store, out, pinned_model(1, version=3))
         assert await other.flush_pending() == 5
         assert await other.flush_pending() == 0  # released: nothing assigned twice
@@ -216,13 +204,13 @@ async def test_held_customers_assigned_by_two_workers__counted_once_and_last_rec
 ) -> None:
     """Worker A holds customers back (no model yet) while worker B, with a model, assigns them
     from the shared held set; then A gets its model and assigns them again from memory."""
-    store = feature_store(settings)
+    store = store_for(settings)
     try:
-        early = engine_with(settings, store, RecordingPublisher(), None)
+        early = engine_with(settings, store, Recorder(), None)
         await early.process([order_message(settings, i, f"h{i}") for i in range(5)])
-        other = engine_with(settings, store, RecordingPublisher(), pinned_model(0, version=3))
+        other = engine_with(settings, store, Recorder(), pinned_model(0, version=3))
         assert await other.flush_pending() == 5
-        out = RecordingPublisher()
+        out = Recorder()
         early.publisher = out
         early.adopt(pinned_model(1, version=4))
         await early.flush_pending()
@@ -245,8 +233,8 @@ async def test_batch_redis_refuses_for_good__goes_to_the_dlq_whole_instead_of_ra
 ) -> None:
     # Raising would reach Faust, which acknowledges the batch anyway: it would be lost.
     await redis_client.set(Keys(settings.key_prefix).state("c1"), "not a hash")  # WRONGTYPE
-    store = feature_store(settings)
-    out = RecordingPublisher()
+    store = store_for(settings)
+    out = Recorder()
     engine = engine_with(settings, store, out, pinned_model(0, version=1))
     bad_json = InMessage(settings.topic_transactions, 0, 2, b"c3", b'{"event_id": ')
     try:

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import orjson
@@ -19,8 +18,9 @@ from streamseg.generate import assign_personas, simulate
 from streamseg.metrics import Metrics
 from streamseg.segmenting.offload import ChildSample, LocalSample, SampleLost, SampleProcess
 from streamseg.settings import Settings
+from tests.support import Recorder, wait_until_sync
 
-from .engine_support import Recorder, store_for
+from .engine_support import store_for
 
 pytestmark = pytest.mark.integration
 
@@ -122,10 +122,7 @@ def test_child__exits_when_the_worker_is_killed(settings: Settings) -> None:
         assert child != parent.pid and alive(child)
         parent.kill()
         parent.wait(10)
-        deadline = time.monotonic() + 10
-        while alive(child) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not alive(child), "the sample process outlived its killed worker"
+        wait_until_sync(lambda: not alive(child), 10, "the sample process to exit with its killed worker")
     finally:
         parent.kill()
 

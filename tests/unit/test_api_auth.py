@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 
 import pytest
@@ -21,11 +20,7 @@ from tests.openapi_check import assert_matches_openapi
 SECRET = "s3cret-0123456789abcdef"
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.upper().startswith("STREAMSEG_"):
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("clean_env")  # no STREAMSEG_* from the shell
 
 
 def code_of(auth: TokenAuth, header: str | None) -> str:

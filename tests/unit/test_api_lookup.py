@@ -14,9 +14,11 @@ class Reads:
     def __init__(self, fail: bool = False) -> None:
         self.calls: list[list[str]] = []
         self.fail = fail
+        self.started = asyncio.Event()  # a read is in flight
 
     async def __call__(self, ids: Sequence[str]) -> list[dict[str, float | str]]:
         self.calls.append(list(ids))
+        self.started.set()
         await asyncio.sleep(0.01)  # a round trip
         if self.fail:
             raise ConnectionError("redis down")
@@ -35,7 +37,7 @@ async def test_lookups_during_a_read__go_together_in_the_next_one() -> None:
     reads = Reads()
     coalesced = CoalescedReads(reads)
     first = asyncio.ensure_future(coalesced.get("a"))
-    await asyncio.sleep(0.002)  # the first read is in flight now
+    await asyncio.wait_for(reads.started.wait(), 5)  # the first read is in flight now
     later = [asyncio.ensure_future(coalesced.get(c)) for c in ["b", "c"]]
     await asyncio.gather(first, *later)
     assert reads.calls == [["a"], ["b", "c"]]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 
 from streamseg.bench.probe import descendants, rss_mb
+from tests.support import wait_until_sync
 
 HOLDER = "import sys, time; x = bytearray(80 << 20); x[::4096] = b'1' * len(x[::4096]); " \
          "print('ready', flush=True); time.sleep(60)"
@@ -23,10 +23,7 @@ def test_rss_mb__includes_the_memory_of_child_processes() -> None:
     finally:
         child.kill()
         child.wait()
-    deadline = time.monotonic() + 5
-    while child.pid in descendants(os.getpid()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert child.pid not in descendants(os.getpid())
+    wait_until_sync(lambda: child.pid not in descendants(os.getpid()), 5, "the killed child to be reaped")
 
 
 def test_rss_mb__of_a_process_that_is_gone_is_zero() -> None:

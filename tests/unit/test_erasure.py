@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 
 import orjson
 import pytest
 
-from streamseg.engine import OutRecord
 from streamseg.erasure import Eraser, ErasureIncomplete, InvalidCustomerId
 from streamseg.features.store import Forgotten
 from streamseg.settings import Settings
+from tests.support import Recorder
 
 SETTINGS = Settings()
 
@@ -28,19 +27,8 @@ class MemoryStore:
         return Forgotten(keys, seg)
 
 
-class ListPublisher:
-    def __init__(self, fail: bool = False) -> None:
-        self.records: list[OutRecord] = []
-        self.fail = fail
-
-    async def publish(self, records: Sequence[OutRecord]) -> None:
-        if self.fail:
-            raise ConnectionError("broker down")
-        self.records.extend(records)
-
-
 async def test_erasure__publishes_tombstones_then_an_audit_record_naming_what_was_removed() -> None:
-    store, pub, dropped = MemoryStore(), ListPublisher(), []
+    store, pub, dropped = MemoryStore(), Recorder(), []
     eraser = Eraser(SETTINGS, store, pub, on_forget=dropped.append)
     audit = await eraser.forget("c1", actor="ops", via="http")
     assert (audit.had_membership, audit.segment_id, audit.removed_keys) == (True, 4, ["ss:{c1}:f"])
@@ -52,26 +40,39 @@ async def test_erasure__publishes_tombstones_then_an_audit_record_naming_what_wa
 
 
 async def test_erasing_twice__is_harmless_and_says_nothing_was_left() -> None:
-    eraser = Eraser(SETTINGS, MemoryStore(), ListPublisher())
+    eraser = Eraser(SETTINGS, MemoryStore(), Recorder())
     await eraser.forget("c1", actor="ops", via="cli")
     again = await eraser.forget("c1", actor="ops", via="cli")
     assert (again.had_membership, again.removed_keys) == (False, [])
     assert again.tombstoned_topics == [SETTINGS.topic_segment_updates]  # tombstone re-sent anyway
 
 
+class WatchedLock(asyncio.Lock):
+    """A lock that says when someone starts waiting for it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked = asyncio.Event()
+
+    async def acquire(self) -> bool:
+        self.asked.set()
+        return await super().acquire()
+
+
 async def test_erasure__waits_for_the_batch_holding_the_lock() -> None:
-    lock, store = asyncio.Lock(), MemoryStore()
-    eraser = Eraser(SETTINGS, store, ListPublisher(), lock=lock)
+    lock, store = WatchedLock(), MemoryStore()
+    eraser = Eraser(SETTINGS, store, Recorder(), lock=lock)
     async with lock:  # a batch in flight
+        lock.asked.clear()  # our own acquire
         task = asyncio.create_task(eraser.forget("c1", actor="ops", via="http"))
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(lock.asked.wait(), 5)  # the erasure is parked on the lock now
         assert store.calls == [] and not task.done()
     await task
     assert store.calls == ["c1"]
 
 
 async def test_kafka_failure__raises_erasure_incomplete_asking_for_a_retry() -> None:
-    eraser = Eraser(SETTINGS, MemoryStore(), ListPublisher(fail=True))
+    eraser = Eraser(SETTINGS, MemoryStore(), Recorder(fail=True))
     with pytest.raises(ErasureIncomplete, match="retry the erasure"):
         await eraser.forget("c1", actor="ops", via="http")
 
@@ -80,5 +81,5 @@ async def test_invalid_customer_id__is_refused_before_touching_anything() -> Non
     store = MemoryStore()
     for bad in ["", "x" * 129, "a\x00b"]:
         with pytest.raises(InvalidCustomerId):
-            await Eraser(SETTINGS, store, ListPublisher()).forget(bad, actor="ops", via="cli")
+            await Eraser(SETTINGS, store, Recorder()).forget(bad, actor="ops", via="cli")
     assert store.calls == []

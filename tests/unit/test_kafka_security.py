@@ -7,7 +7,6 @@ come from a throw-away CA (``openssl``), clients are inspected, not started.
 from __future__ import annotations
 
 import asyncio
-import os
 import ssl
 import time
 from typing import Any
@@ -42,11 +41,7 @@ from tests.integration.test_secured_kafka import Pki
 PASSWORD = "s3cret-password"
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.upper().startswith("STREAMSEG_"):
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("clean_env")  # no STREAMSEG_* from the shell
 
 
 @pytest.fixture(scope="module")

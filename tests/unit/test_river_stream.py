@@ -8,8 +8,6 @@ offline DBSCAN; CluStream's merge search) and the factory behind
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import orjson
 import pytest
@@ -28,12 +26,7 @@ from streamseg.segmenting.river_denstream import (
 from streamseg.segmenting.river_stream import VectorisedCluStream, heaviest
 from streamseg.settings import Settings
 
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.upper().startswith("STREAMSEG_"):
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("clean_env")  # no STREAMSEG_* from the shell
 
 
 def points(n: int, dims: int, seed: int, offset: float = 0.0) -> list[dict[str, float]]:

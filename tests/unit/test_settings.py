@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from pydantic import ValidationError
 
 from streamseg.settings import Settings
 
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No STREAMSEG_* variable from the developer's shell leaks into a test."""
-    for name in list(os.environ):
-        if name.upper().startswith("STREAMSEG_"):
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("clean_env")  # no STREAMSEG_* from the shell
 
 
 def test_defaults__topic_names_are_versioned_v1() -> None:
