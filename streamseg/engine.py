@@ -15,16 +15,15 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import numpy as np
 import orjson
 
 from streamseg.drift import DriftConfig, DriftMonitor, DriftReport
-from streamseg.errors import StoreUnavailable
 from streamseg.events.decode import Rejection, decode_message
 from streamseg.events.models import Event, iso
 from streamseg.features.registry import DAY_MS, MODEL_FEATURES, derive, model_input
@@ -38,6 +37,7 @@ from streamseg.publish.records import (
     SegmentUpdate,
     now_iso,
 )
+from streamseg.retry import Retrier
 from streamseg.segmenting import explain, factory
 from streamseg.segmenting.base import Segmenter
 from streamseg.segmenting.model import Lifecycle, LocalSummary, SegmentModel, merge
@@ -51,7 +51,6 @@ log = logging.getLogger(__name__)
 #: A partition without data for this long no longer holds the drift windows back.
 IDLE_S = 10.0
 
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +140,7 @@ class Engine:
         self.segmenter = segmenter
         self.publisher = publisher
         self.metrics = metrics
+        self.retry = Retrier(metrics)  # Redis and Kafka outages: back off, never drop a batch
         self.wall_ms = wall_ms
         self.kinds = {settings.topic_clickstream: "click", settings.topic_transactions: "transaction"}
         self.clock_ms = 0.0  # event-time watermark: newest event time applied
@@ -198,11 +198,11 @@ class Engine:
             if self.model is None:
                 return 0
             rows = list(self._pending.values())
-            ids = await self._retry(lambda: self.store.held(limit), "reading held customers")
+            ids = await self.retry(lambda: self.store.held(limit), "reading held customers")
             mine = {r.cid for r in rows}
             others = [c for c in ids if c not in mine]
             if others:
-                states = await self._retry(lambda: self.store.states(others), "reading held customers")
+                states = await self.retry(lambda: self.store.states(others), "reading held customers")
                 now = self.now_ms()
                 for cid, st in zip(others, states, strict=True):
                     if st and not isinstance(st.get("seg"), float):  # expired or assigned: skip
@@ -213,7 +213,7 @@ class Engine:
                 return 0
             changes = self._assign(self.model, rows) if rows else []
             await self._emit([], changes)  # raises (and keeps them held) if it cannot
-            await self._retry(lambda: self.store.release(sorted(mine | set(ids))), "releasing customers")
+            await self.retry(lambda: self.store.release(sorted(mine | set(ids))), "releasing customers")
             self._pending.clear()
             self._observe([], [], changes, time.perf_counter())
             log.info("assigned %d customers held back until the first model", len(rows))
@@ -225,11 +225,11 @@ class Engine:
         messages, events, origin, dead = p.messages, p.events, p.origin, p.dead
         rejected = len(dead)
         try:
-            updates = await self._retry(lambda: self.store.apply(events), "applying events")
+            updates = await self.retry(lambda: self.store.apply(events), "applying events")
             applied_ts = self._account(events, origin, updates, dead, report)
             changes = self._segment(updates, applied_ts)
             if self.model is None and updates:  # before any model: held, in the store too
-                await self._retry(lambda: self.store.hold(list(updates)), "holding customers")
+                await self.retry(lambda: self.store.hold(list(updates)), "holding customers")
             await self._emit(dead, changes)
         except Exception as exc:  # outages are retried inside: this is a bug or a poisoned request
             if is_access_error(exc):  # not the batch's fault: stop unacknowledged (kafka_security)
@@ -254,12 +254,12 @@ class Engine:
         """
         async with self._lock:
             now = self.now_ms()
-            states = await self._retry(lambda: self.store.stale_states(now - older_than_ms, limit),
+            states = await self.retry(lambda: self.store.stale_states(now - older_than_ms, limit),
                                        "reading stale customers")
             changes = self._segment({cid: CustomerUpdate(cid, [], st) for cid, st in states.items()}, {},
                                     learn_all=True)
             await self._emit([], changes)
-            await self._retry(lambda: self.store.mark_scored(list(states), now), "marking customers scored")
+            await self.retry(lambda: self.store.mark_scored(list(states), now), "marking customers scored")
             self._observe([], [], changes, time.perf_counter())
             return len(states), changes
 
@@ -286,18 +286,18 @@ class Engine:
         records += [(self.settings.topic_segment_updates, c.customer_id.encode(), c.to_bytes())
                     for c in changes]
         if records:
-            await self._retry(lambda: self.publisher.publish(records), "publishing")
+            await self.retry(lambda: self.publisher.publish(records), "publishing")
         if changes:
             members = [Membership(c.customer_id, c.segment_id, c.previous_segment_id, c.distance,
                                   c.model_version, c.segment_name,
                                   orjson.dumps([r.model_dump() for r in c.reasons])) for c in changes]
-            written = await self._retry(lambda: self.store.write_memberships(members),
+            written = await self.retry(lambda: self.store.write_memberships(members),
                                         "writing memberships")
             await self._correct_raced(changes, written.raced)
             erased = written.erased
             if erased:  # erased after their update was applied: the update published above must not
                 log.info("%d customer(s) erased mid-batch; tombstoning their updates again", len(erased))
-                await self._retry(lambda: self.publisher.publish(  # outlive the erasure's tombstone
+                await self.retry(lambda: self.publisher.publish(  # outlive the erasure's tombstone
                     [(self.settings.topic_segment_updates, cid.encode(), None) for cid in erased]),
                     "publishing tombstones")
         if self._catalog_out:
@@ -319,7 +319,7 @@ class Engine:
         if fixed:
             log.info("%d customer(s) were moved by another worker meanwhile; republishing",
                      len(fixed))
-            await self._retry(lambda: self.publisher.publish(
+            await self.retry(lambda: self.publisher.publish(
                 [(self.settings.topic_segment_updates, c.customer_id.encode(), c.to_bytes())
                  for c in fixed]), "publishing corrected memberships")
 
@@ -668,8 +668,8 @@ class Engine:
             return
         records: list[OutRecord] = [(self.settings.topic_segments, str(e.segment_id).encode(),
                                      e.to_bytes()) for e in entries]
-        await self._retry(lambda: self.publisher.publish(records), "publishing the catalog")
-        await self._retry(lambda: self.store.write_catalog({e.segment_id: e.to_bytes() for e in entries}),
+        await self.retry(lambda: self.publisher.publish(records), "publishing the catalog")
+        await self.retry(lambda: self.store.write_catalog({e.segment_id: e.to_bytes() for e in entries}),
                           "writing the catalog")
 
     async def refresh_profiles(self, sample: CustomerSample | None = None) -> list[CatalogEntry]:
@@ -716,33 +716,6 @@ class Engine:
                 m.latency.observe(max(0.0, now_s - msg.timestamp))
         m.batch_duration.observe(time.perf_counter() - started)
         m.batch_size.observe(len(messages))
-
-    async def _retry(self, op: Callable[[], Awaitable[T]], what: str) -> T:
-        """Retry outages with capped backoff: never drop a batch, never ack it early."""
-        delay = 0.1
-        while True:
-            try:
-                return await op()
-            except (TimeoutError, StoreUnavailable, ConnectionError, OSError) as exc:
-                self.metrics.store_retries.inc()
-                log.warning("%s failed (%s); retrying in %.1fs", what, exc, delay)
-            except Exception as exc:  # Kafka errors from the producer
-                if not _is_transient(exc):
-                    raise
-                self.metrics.publish_retries.inc()
-                log.warning("%s failed (%r); retrying in %.1fs", what, exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(5.0, delay * 2)
-
-
-def _is_transient(exc: Exception) -> bool:
-    """Kafka errors are retried, except a refusal (missing ACL, credentials): that one comes
-    back on every retry, so it stops the worker instead."""
-    try:
-        from aiokafka.errors import KafkaError
-    except ImportError:  # pragma: no cover
-        return False
-    return isinstance(exc, KafkaError) and not is_access_error(exc)
 
 
 def _dead(msg: InMessage, r: Rejection) -> DeadLetter:

@@ -22,7 +22,6 @@ from pydantic import SecretStr, ValidationError
 from streamseg import cli
 from streamseg.app import AccessGuard
 from streamseg.devstack.processes import free_port
-from streamseg.engine import _is_transient
 from streamseg.kafka_security import (
     KafkaAccessDenied,
     KafkaTlsFilesError,
@@ -35,6 +34,7 @@ from streamseg.kafka_security import (
     settings_access_denied,
     ssl_context,
 )
+from streamseg.retry import _is_transient
 from streamseg.settings import Settings
 from streamseg.topics import worker_topics
 from tests.integration.test_secured_kafka import Pki
