@@ -244,7 +244,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         model = engine.model
         try:
             await store.write_worker_status(sync.worker, {
-                "clock_ms": engine.clock_ms, "model_version": model.version if model else 0,
+                "clock_ms": engine.clock.clock_ms, "model_version": model.version if model else 0,
                 "at_ms": engine.wall_ms()})
         except Exception as exc:  # a Redis outage must not kill the timer
             log.debug("worker status not written: %r", exc)

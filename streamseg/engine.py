@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 import orjson
 
+from streamseg.clock import EngineClock
 from streamseg.drift import DriftConfig, DriftMonitor, DriftReport
 from streamseg.events.decode import Rejection, decode_message
 from streamseg.events.models import Event, iso
@@ -48,8 +49,6 @@ from streamseg.settings import Settings
 #: a customer sample for the leader's re-fit and profiles (see streamseg.segmenting.offload)
 CustomerSample = ChildSample | LocalSample
 log = logging.getLogger(__name__)
-#: A partition without data for this long no longer holds the drift windows back.
-IDLE_S = 10.0
 
 
 
@@ -143,7 +142,7 @@ class Engine:
         self.retry = Retrier(metrics)  # Redis and Kafka outages: back off, never drop a batch
         self.wall_ms = wall_ms
         self.kinds = {settings.topic_clickstream: "click", settings.topic_transactions: "transaction"}
-        self.clock_ms = 0.0  # event-time watermark: newest event time applied
+        self.clock = EngineClock(settings.clock, wall_ms)  # "now": event time, per partition too
         #: where the leader's samples are computed (a worker sets a child process); None: threads
         self.sampler: SampleProcess | None = None
         self.standalone = standalone
@@ -156,9 +155,6 @@ class Engine:
         self._catalog_out: list[CatalogEntry] = []
         self._pending: dict[str, _Row] = {}
         self._lock = asyncio.Lock()  # batches and timer-driven assignment never interleave
-        # newest event time and wall time of last data per input partition: drift windows
-        # close on the slowest active partition, so a partition read behind is not "late"
-        self.partition_clock: dict[tuple[str, int], tuple[int, float]] = {}
         drift = DriftConfig.from_settings(settings)
         self.drift = DriftMonitor(drift, MODEL_FEATURES)
         metrics.drift.set_thresholds(drift.thresholds)
@@ -203,7 +199,7 @@ class Engine:
             others = [c for c in ids if c not in mine]
             if others:
                 states = await self.retry(lambda: self.store.states(others), "reading held customers")
-                now = self.now_ms()
+                now = self.clock.now_ms()
                 for cid, st in zip(others, states, strict=True):
                     if st and not isinstance(st.get("seg"), float):  # expired or assigned: skip
                         feats = derive(st, now)
@@ -253,7 +249,7 @@ class Engine:
         Returns (customers evaluated, membership changes).
         """
         async with self._lock:
-            now = self.now_ms()
+            now = self.clock.now_ms()
             states = await self.retry(lambda: self.store.stale_states(now - older_than_ms, limit),
                                        "reading stale customers")
             changes = self._segment({cid: CustomerUpdate(cid, [], st) for cid, st in states.items()}, {},
@@ -375,18 +371,8 @@ class Engine:
                     index, ev.customer_id)))
         for (topic, outcome), n in outcomes.items():
             self.metrics.events.labels(topic, outcome).inc(n)
-        if applied_ts:
-            self.clock_ms = max(self.clock_ms, max(applied_ts.values()))
-        wall = self.wall_ms()
-        for part, ts in newest.items():
-            self.partition_clock[part] = (max(ts, self.partition_clock.get(part, (0, 0.0))[0]), wall)
+        self.clock.advance(newest)
         return applied_ts
-
-    def now_ms(self) -> float:
-        """The engine's clock: the newest event time applied (``clock="event"``), else the wall clock."""
-        if self.settings.clock == "wall" or self.clock_ms == 0.0:
-            return self.wall_ms()
-        return self.clock_ms
 
     def _segment(self, updates: dict[str, CustomerUpdate], applied_ts: dict[str, int], *,
                  learn_all: bool = False) -> list[SegmentUpdate]:
@@ -400,7 +386,7 @@ class Engine:
         does not know about, and only a republish makes the latest record agree
         with Redis again (at-least-once, like any redelivered input's output).
         """
-        now = self.now_ms()
+        now = self.clock.now_ms()
         rows: list[_Row] = []
         learned: list[dict[str, float]] = []
         for cid, upd in updates.items():
@@ -459,19 +445,11 @@ class Engine:
         """Close the drift windows the engine's clock has passed (called from a timer)."""
         if self.model is None:
             return []
-        reports = self.drift.close(self._drift_clock_ms(), self.model.centers_by_id(),
+        reports = self.drift.close(self.clock.drift_ms(), self.model.centers_by_id(),
                                    self.model.version, self.model.names, rescore=self.model.nearest)
         for r in reports:
             self.metrics.drift.record(r)
         return reports
-
-    def _drift_clock_ms(self) -> float:
-        """Event time every partition that had data in the last IDLE_S seconds has reached."""
-        if self.settings.clock == "wall" or not self.partition_clock:
-            return self.now_ms()
-        active = [ts for ts, seen in self.partition_clock.values()
-                  if self.wall_ms() - seen <= IDLE_S * 1000]
-        return float(min(active)) if active else self.now_ms()
 
     # -- the model ------------------------------------------------------------------
     def name_of(self, segment_id: int) -> str:
@@ -598,7 +576,7 @@ class Engine:
         computed on in a child process (see :mod:`streamseg.segmenting.offload`);
         without one, in a thread, the read chunked so batches go on meanwhile.
         """
-        now = self.now_ms()
+        now = self.clock.now_ms()
         # retention in the engine's clock: Redis expires customers in wall time, which on a
         # replay (event clock) keeps customers silent for longer than the retention in view
         cutoff = now - self.settings.retention_days * DAY_MS

@@ -75,7 +75,7 @@ class EngineModelView:
         return model.names if model is not None else {}
 
     def now_ms(self) -> float:
-        return self.engine.now_ms()
+        return self.engine.clock.now_ms()
 
     def loaded(self) -> bool:
         return self.engine.model is not None
