@@ -175,8 +175,8 @@ def raw(x: Vector) -> dict[str, float]:
 
 def model_version(engine: Engine) -> int:
     """The version customers are assigned with (a global model's, when the engine has one)."""
-    model = getattr(engine, "model", None)
-    return int(getattr(model, "version", None) or engine.segmenter.version)
+    model = engine.assigner.model
+    return int((model.version if model is not None else None) or engine.local.segmenter.version)
 
 
 # -- the run --------------------------------------------------------------------------
@@ -266,9 +266,10 @@ async def run_engine(cfg: Config, redis_url: str) -> Run:
 
 async def refit(engine: Engine) -> None:
     """What the Faust leader does every ``STREAMSEG_CATALOG_REFRESH_S``: re-fit on current customers."""
-    proposal = await engine.refine()
-    if proposal is not None and engine.adopt(proposal[0]):
-        await engine.publish_catalog(engine.catalog(*proposal))
+    leader = engine.leader
+    proposal = await leader.refine()
+    if proposal is not None and engine.assigner.adopt(proposal[0]):
+        await leader.publish_catalog(leader.catalog(*proposal))
 
 
 async def stationary_rounds(engine: Engine, store: RedisFeatureStore, keys: Keys,

@@ -167,7 +167,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     engine = Engine(settings, store, build_segmenter(settings), FaustPublisher(app), metrics,
                     standalone=False)
     if settings.sample_process:
-        engine.sampler = SampleProcess(settings.redis_url, settings.key_prefix)
+        engine.leader.sampler = SampleProcess(settings.redis_url, settings.key_prefix)
     sync = ModelSync(settings, engine, lambda snap: restore_segmenter(settings, snap))
     access = AccessGuard(settings)
     batch_topic(app, settings.input_topics, _WhenLoaded(engine, sync.loaded),
@@ -177,8 +177,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
 
     @app.on_before_shutdown.connect  # type: ignore[misc,arg-type]
     async def stop_sample_process(sender: object, **_: object) -> None:
-        if engine.sampler is not None:
-            await asyncio.to_thread(engine.sampler.close)
+        if engine.leader.sampler is not None:
+            await asyncio.to_thread(engine.leader.sampler.close)
 
     @app.on_partitions_assigned.connect  # type: ignore[misc,arg-type]
     async def log_assignment(sender: object, assigned: set[faust.types.TP], **_: object) -> None:
@@ -214,11 +214,11 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
 
     @app.timer(settings.model_sync_s, on_leader=True)
     async def merge_models() -> None:
-        await _guard("merging models", sync.lead, access)
+        await _guard("merging models", lambda: engine.leader.lead(sync.locals), access)
 
     @app.timer(settings.catalog_refresh_s, on_leader=True)
     async def refresh_catalog() -> None:
-        await _guard("refreshing the catalog", sync.refresh_catalog, access)
+        await _guard("refreshing the catalog", engine.leader.refresh_catalog, access)
 
     @app.timer(min(1.0, settings.model_sync_s))
     async def assign_held_back() -> None:
@@ -235,13 +235,14 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         except Exception as exc:  # a Redis outage must not kill the timer
             log.debug("segment sizes unavailable: %s", exc)
             return
-        live = engine.model.ids if engine.model is not None else []
-        metrics.set_segment_sizes(sizes, live, engine.name_of)
+        model = engine.assigner.model
+        live = model.ids if model is not None else []
+        metrics.set_segment_sizes(sizes, live, engine.assigner.name_of)
 
     @app.timer(WORKER_STATUS_S)
     async def share_worker_status() -> None:
         """The engine's clock and model version, for ``streamseg api`` (it has no engine)."""
-        model = engine.model
+        model = engine.assigner.model
         try:
             await store.write_worker_status(sync.worker, {
                 "clock_ms": engine.clock.clock_ms, "model_version": model.version if model else 0,
