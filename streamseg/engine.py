@@ -6,6 +6,22 @@ talks to a :class:`~streamseg.features.store.FeatureStore` and a
 and in tests. Per batch it makes one Redis round trip to apply the events, one
 Kafka publish (awaited) and, if memberships changed, one more Redis round trip;
 only then does the caller acknowledge the batch's offsets.
+
+One event's path::
+
+    Engine.prepare       decode (events/decode.py) or a dead letter
+    Engine._process      store.apply, via Retrier (retry.py)
+      _account           counts, late events, EngineClock.advance (clock.py)
+      _segment           LocalLearner.learn / count (segmenting/local.py)
+                         [standalone: Leader.lead_locally (leader/)]
+                         no model yet: HeldBack.hold (held.py), store's held set
+                         else Assigner.assign (segmenting/assign.py), drift observed
+      _emit              publish updates and dead letters, write memberships,
+                         Leader.flush_catalog
+    _observe             metrics
+
+Every worker follows the model topic (segmenting/sync.py: Assigner.adopt,
+LocalLearner.restore); the Faust leader's timers run :class:`~streamseg.leader.Leader`.
 """
 
 from __future__ import annotations

@@ -43,6 +43,17 @@ class Leader:
     It proposes versions; the :class:`~streamseg.segmenting.assign.Assigner`
     adopts them (its model is the one merged into and re-fitted). Publishing
     goes through the engine's publisher and retry policy.
+
+    >>> from prometheus_client import CollectorRegistry
+    >>> from streamseg.drift import DriftConfig, DriftMonitor
+    >>> from streamseg.features.registry import MODEL_FEATURES
+    >>> from streamseg.metrics import Metrics
+    >>> cfg = Settings()
+    >>> drift = DriftMonitor(DriftConfig.from_settings(cfg), MODEL_FEATURES)
+    >>> assigner = Assigner(cfg.segment_margin, Metrics(CollectorRegistry()), drift, lambda m: None)
+    >>> leader = Leader(cfg, None, None, None, assigner, None)  # type: ignore[arg-type]
+    >>> leader.propose([]) is None  # no worker has summarised a model yet: nothing to merge
+    True
     """
 
     def __init__(self, settings: Settings, store: FeatureStore, publisher: Publisher,
