@@ -235,8 +235,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         except Exception as exc:  # a Redis outage must not kill the timer
             log.debug("segment sizes unavailable: %s", exc)
             return
-        model = engine.assigner.model
-        live = model.ids if model is not None else []
+        live = engine.assigner.model.ids if engine.assigner.model is not None else []
         metrics.set_segment_sizes(sizes, live, engine.assigner.name_of)
 
     @app.timer(WORKER_STATUS_S)
