@@ -175,8 +175,8 @@ def raw(x: Vector) -> dict[str, float]:
 
 def model_version(engine: Engine) -> int:
     """The version customers are assigned with (a global model's, when the engine has one)."""
-    model = getattr(engine, "model", None)
-    return int(getattr(model, "version", None) or engine.segmenter.version)
+    model = engine.assigner.model
+    return int((model.version if model is not None else None) or engine.local.segmenter.version)
 
 
 # -- the run --------------------------------------------------------------------------
@@ -235,7 +235,7 @@ async def run_engine(cfg: Config, redis_url: str) -> Run:
                                        retention_days=settings.retention_days)
     tee = NaiveTee(build_segmenter(settings), k, cfg.seed)
     holder: list[Engine] = []
-    publisher = RecordingPublisher(settings.topic_segment_updates, lambda: holder[0].clock_ms)
+    publisher = RecordingPublisher(settings.topic_segment_updates, lambda: holder[0].clock.clock_ms)
     engine = Engine(settings, store, tee, publisher, Metrics(CollectorRegistry()))
     holder.append(engine)
     warmup_ms = END_MS - cfg.days * DAY_MS * (1 - cfg.warmup_frac)
@@ -245,16 +245,16 @@ async def run_engine(cfg: Config, redis_url: str) -> Run:
         for msgs in batches(settings, truth, cfg):
             await engine.process(msgs)
             events += len(msgs)
-            after += len(msgs) if engine.clock_ms >= warmup_ms else 0
-            if engine.clock_ms >= next_sweep:
+            after += len(msgs) if engine.clock.clock_ms >= warmup_ms else 0
+            if engine.clock.clock_ms >= next_sweep:
                 if cfg.rescore:
                     await sweep(engine, older_than_days=settings.rescore_after_hours / 24.0,
                                 batch=settings.rescore_batch)
                 await refit(engine)
-                next_sweep = engine.clock_ms + cfg.rescore_every_days * DAY_MS
+                next_sweep = engine.clock.clock_ms + cfg.rescore_every_days * DAY_MS
         if cfg.rescore:
             await sweep(engine, older_than_days=0.0, batch=1000)  # everyone as of the end
-        end_ms = engine.clock_ms
+        end_ms = engine.clock.clock_ms
         states = await read_states(store, keys, sorted(truth))
         naive = {c: tee.naive.predict_one(raw(model_input(derive(s, end_ms)))) for c, s in states.items()}
         stability, versions = await stationary_rounds(engine, store, keys, sorted(truth), cfg)
@@ -266,9 +266,10 @@ async def run_engine(cfg: Config, redis_url: str) -> Run:
 
 async def refit(engine: Engine) -> None:
     """What the Faust leader does every ``STREAMSEG_CATALOG_REFRESH_S``: re-fit on current customers."""
-    proposal = await engine.refine()
-    if proposal is not None and engine.adopt(proposal[0]):
-        await engine.publish_catalog(engine.catalog(*proposal))
+    leader = engine.leader
+    proposal = await leader.refine()
+    if proposal is not None and engine.assigner.adopt(proposal[0]):
+        await leader.publish_catalog(leader.catalog(*proposal))
 
 
 async def stationary_rounds(engine: Engine, store: RedisFeatureStore, keys: Keys,
@@ -278,7 +279,7 @@ async def stationary_rounds(engine: Engine, store: RedisFeatureStore, keys: Keys
     versions = [model_version(engine)]
     shares = []
     for _ in range(cfg.stationary_rounds):
-        engine.clock_ms += 1.0  # 1 ms later: recency unchanged, but every customer is due again
+        engine.clock.clock_ms += 1.0  # 1 ms later: recency unchanged, but every customer is due again
         await sweep(engine, older_than_days=0.0, batch=1000)
         after = await memberships(store, keys, cids)
         await refit(engine)  # the next round assigns with it

@@ -78,7 +78,7 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         settings = Settings(kafka_bootstrap="127.0.0.1:1", redis_url=st.redis_url, key_prefix="mem",
                             n_segments=4, model_warmup=100, model_sync_events=50, clock="event")
         engine = await seed(settings, args.customers)
-        assert engine.model is not None
+        assert engine.assigner.model is not None
         sampler = SampleProcess(settings.redis_url, settings.key_prefix,
                                 malloc_trim=not args.no_trim)
         try:
@@ -87,8 +87,9 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 pid = sampler.pid()
                 assert pid is not None
                 held = rss_mb(pid)
-                await sample.fit(engine.model, i)
-                await sample.profiles(engine.model.names, {0: len(sample)}, engine.model.version)
+                await sample.fit(engine.assigner.model, i)
+                model = engine.assigner.model
+                await sample.profiles(model.names, {0: len(sample)}, model.version)
                 await sample.release()
                 row = {"round": i + 1, "sample": len(sample), "rss_mb_held": round(held, 1),
                        "rss_mb_released": round(rss_mb(pid), 1)}

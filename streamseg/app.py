@@ -152,7 +152,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     engine = Engine(settings, store, build_segmenter(settings), FaustPublisher(app), metrics,
                     standalone=False)
     if settings.sample_process:
-        engine.sampler = SampleProcess(settings.redis_url, settings.key_prefix,
+        engine.leader.sampler = SampleProcess(settings.redis_url, settings.key_prefix,
                                        malloc_trim=settings.sample_malloc_trim)
     sync = ModelSync(settings, engine, lambda snap: restore_segmenter(settings, snap))
     access = AccessGuard(settings)
@@ -203,8 +203,8 @@ def _connect_lifecycle(app: faust.App, engine: Engine, settings: Settings) -> No
 
     @app.on_before_shutdown.connect  # type: ignore[misc,arg-type]
     async def stop_sample_process(sender: object, **_: object) -> None:
-        if engine.sampler is not None:
-            await asyncio.to_thread(engine.sampler.close)
+        if engine.leader.sampler is not None:
+            await asyncio.to_thread(engine.leader.sampler.close)
 
     @app.on_partitions_assigned.connect  # type: ignore[misc,arg-type]
     async def log_assignment(sender: object, assigned: set[faust.types.TP], **_: object) -> None:

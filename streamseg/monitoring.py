@@ -33,15 +33,15 @@ def register(app: faust.App, engine: Engine, store: RedisFeatureStore, worker: s
     @ticks.every(app, settings.segment_sizes_every_s, "reading segment sizes", level=logging.DEBUG)
     async def refresh_segment_sizes() -> None:
         sizes = await store.segment_sizes()
-        live = engine.model.ids if engine.model is not None else []
-        metrics.set_segment_sizes(sizes, live, engine.name_of)
+        live = engine.assigner.model.ids if engine.assigner.model is not None else []
+        metrics.set_segment_sizes(sizes, live, engine.assigner.name_of)
 
     @ticks.every(app, settings.worker_status_every_s, "writing the worker status",
                  level=logging.DEBUG)
     async def share_worker_status() -> None:
-        model = engine.model
+        model = engine.assigner.model
         await store.write_worker_status(worker, {
-            "clock_ms": engine.clock_ms, "model_version": model.version if model else 0,
+            "clock_ms": engine.clock.clock_ms, "model_version": model.version if model else 0,
             "at_ms": engine.wall_ms()})
 
     # fails while no partition is assigned yet, or the broker is away

@@ -110,7 +110,7 @@ class StoredModelView:
         return {}  # the catalog names every segment a worker published
 
     def now_ms(self) -> float:
-        """As ``Engine.now_ms``: the newest event time any worker applied, or the wall clock."""
+        """As ``EngineClock.now_ms``: the newest event time any worker applied, or the wall clock."""
         if self.settings.clock == "wall" or self._clock_ms == 0.0:
             return self.wall_ms()
         return self._clock_ms

@@ -66,18 +66,18 @@ class EngineModelView:
         self.engine = engine
 
     def model_version(self) -> int:
-        model = self.engine.model  # replaced whole when a new version arrives, never mutated
+        model = self.engine.assigner.model  # replaced whole when a new version arrives, never mutated
         return model.version if model is not None else 0
 
     def names(self) -> Mapping[int, str]:
-        model = self.engine.model
+        model = self.engine.assigner.model
         return model.names if model is not None else {}
 
     def now_ms(self) -> float:
-        return self.engine.now_ms()
+        return self.engine.clock.now_ms()
 
     def loaded(self) -> bool:
-        return self.engine.model is not None
+        return self.engine.assigner.model is not None
 
 
 def json_response(body: Any, status: int = 200) -> web.Response:

@@ -12,8 +12,9 @@ needs every record) and keeps reading. At start-up it restores its own
 clusterer from its last ``local:`` record (learning continues warm) and adopts
 the latest ``global`` model (the same customers get the same ids), before its
 agent processes anything. The Faust leader merges the fresh local summaries
-into the next global version, publishes it and the segment catalog. Only JSON
-is read from Kafka; nothing is unpickled.
+into the next global version and publishes it and the segment catalog (see
+:class:`streamseg.leader.Leader`, which takes :attr:`ModelSync.locals`). Only
+JSON is read from Kafka; nothing is unpickled.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +31,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from streamseg.kafka_security import client_options, principal, start_client
 from streamseg.publish.records import CatalogEntry
 from streamseg.segmenting.base import Segmenter
-from streamseg.segmenting.model import Lifecycle, LocalSummary, SegmentModel
+from streamseg.segmenting.model import LocalSummary, SegmentModel
 
 if TYPE_CHECKING:
     from streamseg.engine import Engine
@@ -47,6 +47,8 @@ def worker_id(settings: Settings) -> str:
 
 
 class ModelSync:
+    """This worker's side of the model topic: follow it, adopt what it says, publish our summary."""
+
     def __init__(self, settings: Settings, engine: Engine,
                  restore: Callable[[dict[str, Any]], Segmenter]) -> None:
         self.settings = settings
@@ -56,8 +58,6 @@ class ModelSync:
         self.locals: dict[str, LocalSummary] = {}
         self.loaded = asyncio.Event()  # the topic has been read up to its end once
         self._consumer: AIOKafkaConsumer | None = None
-        self._merging = ""
-        self._leading = asyncio.Lock()  # merges and refits never race to the same version
 
     # -- reading the topic ------------------------------------------------------------
     async def run(self) -> None:
@@ -92,7 +92,7 @@ class ModelSync:
             doc = orjson.loads(value)
             if key == GLOBAL:
                 model = SegmentModel.from_json(doc)
-                if self.engine.adopt(model):
+                if self.engine.assigner.adopt(model):
                     log.info("adopted global model v%d (%d segments)", model.version, len(model.ids))
             elif key.startswith(LOCAL):
                 summary = LocalSummary.from_json(doc)
@@ -104,7 +104,7 @@ class ModelSync:
         mine = self.locals.get(self.worker)
         if restored and mine is not None and mine.snapshot:
             try:
-                self.engine.segmenter = self.restore(mine.snapshot)
+                self.engine.local.restore(self.restore(mine.snapshot))
                 log.info("restored this worker's clusterer (%s) from the model topic", self.worker)
             except (ValueError, KeyError, TypeError) as exc:
                 log.error("cannot restore the clusterer, starting cold: %s", exc)
@@ -112,45 +112,12 @@ class ModelSync:
 
     # -- timers ------------------------------------------------------------------------
     async def publish_local(self) -> None:
-        summary = self.engine.local_summary(self.worker)
+        summary = self.engine.local.summary(self.worker)
         if summary is None:
             return
         self.locals[self.worker] = summary
         await self.engine.publisher.publish(
             [(self.settings.topic_model, LOCAL + self.worker.encode(), orjson.dumps(summary.to_json()))])
-
-    async def lead(self) -> None:
-        """Leader only: merge fresh local models into the next global version."""
-        horizon = 3 * self.settings.model_sync_s + 10.0
-        async with self._leading:
-            fresh = [s for s in self.locals.values() if time.time() - s.ts <= horizon]
-            usable = self.engine.mergeable(sorted(fresh, key=lambda s: s.worker))
-            names = ", ".join(s.worker for s in usable)
-            if usable and names != self._merging:  # a worker joined or left the merge
-                log.info("merging the models of %d workers: %s", len(usable), names)
-                self._merging = names
-            await self._publish(self.engine.propose(usable), f"{len(usable)} workers ({names})")
-
-    async def _publish(self, proposal: tuple[SegmentModel, list[Lifecycle]] | None, source: str) -> None:
-        if proposal is None:
-            return
-        model, events = proposal
-        await self.engine.publisher.publish(
-            [(self.settings.topic_model, GLOBAL, orjson.dumps(model.to_json()))])
-        self.engine.adopt(model)
-        log.info("published global model v%d from %s: %s", model.version, source,
-                 ", ".join(f"{e.segment_id} {e.status}" for e in events) or "centres moved")
-        await self.engine.publish_catalog(self.engine.catalog(model, events))
-
-    async def refresh_catalog(self) -> None:
-        """Leader only: re-fit the model on current customers, recompute profiles, republish."""
-        sample = await self.engine.sample_customers()  # read and derived once, for both
-        try:
-            async with self._leading:
-                await self._publish(await self.engine.refine(sample), "a sample of current customers")
-            await self.engine.publish_catalog(await self.engine.refresh_profiles(sample))
-        finally:
-            await sample.release()
 
     async def load_profiles(self) -> None:
         """Every worker: profiles from the catalog, for explaining changes."""
@@ -161,4 +128,4 @@ class ModelSync:
             if entry.profile is not None:
                 profiles[sid] = entry.profile
         if profiles:
-            self.engine.profiles = profiles
+            self.engine.assigner.set_profiles(profiles)

@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 
 
 def register(app: faust.App, sync: ModelSync, engine: Engine, settings: Settings, ticks: Ticks) -> None:
-    """Register the model sync's task and timers on ``app``."""
+    """Register the model topic's task, the local model's publication and the leader's
+    merge, catalog and held-back timers on ``app``."""
 
     @app.task
     async def follow_model_topic() -> None:
@@ -32,11 +33,11 @@ def register(app: faust.App, sync: ModelSync, engine: Engine, settings: Settings
 
     @ticks.every(app, settings.model_sync_s, "merging models", on_leader=True)
     async def merge_models() -> None:
-        await sync.lead()
+        await engine.leader.lead(sync.locals)
 
     @ticks.every(app, settings.catalog_refresh_s, "refreshing the catalog", on_leader=True)
     async def refresh_catalog() -> None:
-        await sync.refresh_catalog()
+        await engine.leader.refresh_catalog()
 
     # held-back customers wait for a model: assign them at least as often as models change
     @ticks.every(app, min(settings.held_back_every_s, settings.model_sync_s),

@@ -101,8 +101,8 @@ async def test_sweep__brings_silent_customers_segments_up_to_the_end_of_the_stre
 
         after = await memberships(store, Keys(cfg.key_prefix), truth)
         last_event = {m.key.decode(): orjson.loads(m.value)["ts"] for m in events if m.key and m.value}
-        assert report.evaluated == sum(ts < engine.clock_ms for ts in last_event.values()) >= 100
-        assert not await store.stale_states(engine.clock_ms, limit=10)
+        assert report.evaluated == sum(ts < engine.clock.clock_ms for ts in last_event.values()) >= 100
+        assert not await store.stale_states(engine.clock.clock_ms, limit=10)
         assert report.changed == publisher.updates(cfg) - published > 0
         moved = [truth[c] for c in truth if before[c] != after[c]]
         assert moved.count("lapsing") >= 0.8 * len(moved)  # measured: 45 of 51

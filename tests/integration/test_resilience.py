@@ -110,7 +110,7 @@ def engine_with(settings: Settings, store: RedisFeatureStore, out: Recorder,
     engine = Engine(settings, store, build_segmenter(settings), out, Metrics(CollectorRegistry()),
                     standalone=False)
     if model is not None:
-        engine.adopt(model)
+        engine.assigner.adopt(model)
     return engine
 
 
@@ -182,7 +182,7 @@ async def test_customers_held_before_any_model__are_assigned_by_another_worker(
     try:
         early = engine_with(settings, store, Recorder(), None)  # no model yet
         await early.process([order_message(settings, i, f"h{i}") for i in range(5)])
-        assert early._pending and not await redis_client.hget(Keys(settings.key_prefix).state("h0"), "seg")
+        assert len(early.held) == 5 and not await redis_client.hget(Keys(settings.key_prefix).state("h0"), "seg")
         # the early worker goes away (its memory with it); another one has a model
         out = Recorder()
         other = engine_with(settings, store, out, pinned_model(1, version=3))
@@ -212,7 +212,7 @@ async def test_held_customers_assigned_by_two_workers__counted_once_and_last_rec
         assert await other.flush_pending() == 5
         out = Recorder()
         early.publisher = out
-        early.adopt(pinned_model(1, version=4))
+        early.assigner.adopt(pinned_model(1, version=4))
         await early.flush_pending()
         sizes = await store.segment_sizes()
     finally:

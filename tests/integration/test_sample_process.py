@@ -37,7 +37,7 @@ async def seeded_engine(settings: Settings) -> Engine:
               for i, ev in enumerate(simulate(truth, days=40, end_ms=T0, seed=5))]
     for i in range(0, len(events), 500):
         await engine.process(events[i : i + 500])
-    assert engine.model is not None
+    assert engine.assigner.model is not None
     return engine
 
 
@@ -45,12 +45,12 @@ async def test_child_sample__same_refit_and_profiles_as_the_threads(settings: Se
     engine = await seeded_engine(settings)
     sampler = SampleProcess(engine.settings.redis_url, engine.settings.key_prefix)
     try:
-        local = await engine.sample_customers()
-        engine.sampler = sampler
-        child = await engine.sample_customers()
+        local = await engine.leader.sample_customers()
+        engine.leader.sampler = sampler
+        child = await engine.leader.sample_customers()
         assert isinstance(local, LocalSample) and isinstance(child, ChildSample)
         assert len(child) == len(local) == 200
-        model = engine.model
+        model = engine.assigner.model
         assert model is not None
         (lc, lw), (cc, cw) = await local.fit(model, 7), await child.fit(model, 7)
         np.testing.assert_array_equal(cc, lc)
@@ -62,7 +62,7 @@ async def test_child_sample__same_refit_and_profiles_as_the_threads(settings: Se
         assert set(cp) == set(model.ids) and any(p.size for p in cp.values())
         assert {k: p.model_dump() for k, p in cp.items()} == {k: p.model_dump() for k, p in lp.items()}
         # the engine's own refresh runs through the child: profiles for every live segment
-        entries = await engine.refresh_profiles()
+        entries = await engine.leader.refresh_profiles()
         assert {e.segment_id for e in entries} >= set(model.ids)
         assert all(e.profile is not None for e in entries if e.status == "active")
         assert sampler.pid() is not None and sampler.pid() != os.getpid()
@@ -79,20 +79,20 @@ async def test_child_sample__a_dead_child_fails_that_call_and_the_next_sample_st
 ) -> None:
     engine = await seeded_engine(settings)
     sampler = SampleProcess(engine.settings.redis_url, engine.settings.key_prefix)
-    engine.sampler = sampler
+    engine.leader.sampler = sampler
     try:
-        sample = await engine.sample_customers()
+        sample = await engine.leader.sample_customers()
         first = sampler.pid()
         assert first is not None
         os.kill(first, signal.SIGKILL)
         with pytest.raises(SampleLost):
-            await sample.fit(engine.model, 1)  # type: ignore[arg-type]
-        again = await engine.sample_customers()  # a fresh child, a fresh sample
+            await sample.fit(engine.assigner.model, 1)  # type: ignore[arg-type]
+        again = await engine.leader.sample_customers()  # a fresh child, a fresh sample
         assert len(again) == 200 and sampler.pid() not in (None, first)
         with pytest.raises(SampleLost, match="no longer held"):  # the old handle's sample died with it
-            await sample.fit(engine.model, 1)  # type: ignore[arg-type]
-        centers, weights = await again.fit(engine.model, 1)  # type: ignore[arg-type]
-        assert len(centers) == len(weights) == len(engine.model.ids)  # type: ignore[union-attr]
+            await sample.fit(engine.assigner.model, 1)  # type: ignore[arg-type]
+        centers, weights = await again.fit(engine.assigner.model, 1)  # type: ignore[arg-type]
+        assert len(centers) == len(weights) == len(engine.assigner.model.ids)  # type: ignore[union-attr]
     finally:
         sampler.close()
         await engine.store.close()

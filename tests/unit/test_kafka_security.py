@@ -21,7 +21,6 @@ from pydantic import SecretStr, ValidationError
 from streamseg import cli
 from streamseg.app import AccessGuard
 from streamseg.devstack.processes import free_port
-from streamseg.engine import _is_transient
 from streamseg.kafka_security import (
     KafkaAccessDenied,
     KafkaTlsFilesError,
@@ -34,6 +33,7 @@ from streamseg.kafka_security import (
     settings_access_denied,
     ssl_context,
 )
+from streamseg.retry import _is_transient
 from streamseg.settings import Settings
 from streamseg.topics import worker_topics
 from tests.integration.test_secured_kafka import Pki

@@ -41,10 +41,10 @@ def failing(*errors: Exception) -> tuple[list[int], object]:
 
 
 def test_retry__counts_broker_and_store_outages_separately(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("streamseg.engine.asyncio.sleep", _no_sleep)
+    monkeypatch.setattr("streamseg.retry.asyncio.sleep", _no_sleep)
     e = engine()
     calls, op = failing(KafkaTimeoutError(), KafkaTimeoutError(), StoreUnavailable("down"))
-    assert asyncio.run(e._retry(op, "publishing")) == "done"  # type: ignore[arg-type]
+    assert asyncio.run(e.retry(op, "publishing")) == "done"  # type: ignore[arg-type]
     assert calls[0] == 4
     assert e.metrics.publish_retries._value.get() == 2
     assert e.metrics.store_retries._value.get() == 1
@@ -54,7 +54,7 @@ def test_retry__raises_what_is_not_an_outage() -> None:
     e = engine()
     calls, op = failing(ValueError("a bug"))
     with pytest.raises(ValueError, match="a bug"):
-        asyncio.run(e._retry(op, "publishing"))  # type: ignore[arg-type]
+        asyncio.run(e.retry(op, "publishing"))  # type: ignore[arg-type]
     assert calls[0] == 1
     assert e.metrics.publish_retries._value.get() == 0
 

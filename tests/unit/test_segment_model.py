@@ -220,11 +220,19 @@ def test_refine__escapes_a_bad_start_and_keeps_good_ids() -> None:
 def test_unaligned_local_models__are_merged_once_per_local_version() -> None:
     """A density clusterer cannot take the global centres: its unchanged summary must not
     undo the leader's refit on every sync."""
-    from streamseg.engine import Engine
+    from prometheus_client import CollectorRegistry
 
-    eng = Engine.__new__(Engine)
-    eng.model = model([0, 0, 0], [5, 0, 0])
-    eng._merged_local = {}
+    from streamseg.drift import DriftConfig, DriftMonitor
+    from streamseg.leader import Leader
+    from streamseg.metrics import Metrics
+    from streamseg.segmenting.assign import Assigner
+    from streamseg.settings import Settings
+
+    cfg = Settings()
+    drift = DriftMonitor(DriftConfig.from_settings(cfg), MODEL_FEATURES)
+    assigner = Assigner(cfg.segment_margin, Metrics(CollectorRegistry()), drift, on_adopt=lambda m: None)
+    assert assigner.adopt(model([0, 0, 0], [5, 0, 0]))
+    eng = Leader(cfg, None, None, None, assigner, None)  # type: ignore[arg-type]  # merging needs no I/O
     rows = np.random.default_rng(6).normal(0, 1, (20, D))
     s1 = summary("dense", rows, rows[:2], [1, 1])
     assert eng.mergeable([s1]) == [s1]
@@ -233,7 +241,7 @@ def test_unaligned_local_models__are_merged_once_per_local_version() -> None:
     s1.local_version += 1
     assert eng.mergeable([s1]) == [s1]
     aligned = summary("kmeans", rows, rows[:2], [1, 1])
-    aligned.base_version = eng.model.version
+    aligned.base_version = assigner.model.version  # type: ignore[union-attr]
     assert eng.mergeable([s1, aligned]) == [aligned]  # aligned workers win
 
 
