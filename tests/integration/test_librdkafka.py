@@ -168,6 +168,17 @@ def profiled(entry: CatalogEntry) -> bool:
             and set(prof.top_features) <= set(prof.means))
 
 
+def described(entry: CatalogEntry) -> bool:
+    """What the catalog must say of a segment customers are stored in: a live one has a
+    profile of its members; one merged or retired by a re-fit says so, and a merged one
+    names where it went (its members move at their next evaluation: docs/user-guide.md)."""
+    if entry.status == "merged":
+        return bool(entry.related) and entry.profile is None
+    if entry.status == "retired":
+        return entry.profile is None
+    return profiled(entry)
+
+
 async def memberships(settings: Settings, redis: aioredis.Redis, customers: list[str]) -> dict[str, int | None]:
     keys = Keys(settings.key_prefix)
     pipe = redis.pipeline(transaction=False)
@@ -195,18 +206,25 @@ async def test_librdkafka_producer_in_and_consumer_out__records_are_the_document
     customers = sorted(wl.events)
     sub = LibrdkafkaSubscriber(settings, f"offers-{uuid.uuid4().hex[:8]}")
     try:
+        missing: dict[str, object] = {}
+
         async def agrees_with_valkey() -> bool:
             """Every customer's latest record names the segment stored for it, and the
             catalog describes each such segment by a profile of its members."""
             await asyncio.to_thread(sub.poll, 0.5)
             latest = sub.latest()
             stored = await memberships(settings, redis_client, customers)
-            return (all(cid in latest and latest[cid].segment_id == seg for cid, seg in stored.items())
-                    and all(sid in sub.catalog and profiled(sub.catalog[sid])
-                            for sid in set(stored.values())))
+            missing["records"] = {cid: (latest[cid].segment_id if cid in latest else None, seg)
+                                  for cid, seg in stored.items()
+                                  if cid not in latest or latest[cid].segment_id != seg}
+            missing["profiles"] = sorted(sid for sid in set(stored.values())  # type: ignore[type-var]
+                                         if sid not in sub.catalog
+                                         or not described(sub.catalog[sid]))
+            return not missing["records"] and not missing["profiles"]
 
-        await wait_until(agrees_with_valkey, 120, "the librdkafka subscriber to read every "
-                         "customer's current segment and a catalog entry with a profile for it")
+        await wait_until(agrees_with_valkey, 120, lambda: (
+            "the librdkafka subscriber to read every customer's current segment and a catalog "
+            f"entry that describes it; still missing (read, stored): {missing}"))
         assert set(sub.updates) == set(customers)
         for cid, recs in sub.updates.items():
             assert sub.keys[cid] == cid.encode()  # key = customer_id
