@@ -244,8 +244,10 @@ class KafkaNode:
                 f"--cluster-id={cluster_id}", "-c", str(self.config_path), *(extra_args or [])]
         done = subprocess.run(argv, capture_output=True, text=True, check=False)
         if done.returncode != 0:
+            said = [ln for ln in (done.stdout + done.stderr).splitlines()
+                    if ln.strip() and not ln.startswith("\tat ")]
             raise DevStackError(f"kafka StorageTool format failed for node {self.node_id}: "
-                                f"{(done.stdout + done.stderr).strip()[-1500:]}")
+                                f"{said[-1][-500:] if said else 'no output'}")
 
     def start(self) -> KafkaNode:
         log4j = self.jars.parent / "log4j2.properties"
@@ -327,6 +329,9 @@ class KafkaCluster:
         min_isr = 2 if self.replication >= 3 else 1
         for nid, bport, cport in ports:
             name = "broker" if self.nodes == 1 else f"broker-{nid}"
+            # a new cluster each start: a data folder left by an earlier run in the same
+            # workdir (`streamseg dev` defaults to ./streamseg-data) holds another cluster id
+            shutil.rmtree(self.workdir / f"kafka-{nid}" / "data", ignore_errors=True)
             node = KafkaNode(nid, bport, cport, self.workdir / f"kafka-{nid}", jars, self.heap_mb,
                              name)
             node.write_config(node_properties(nid, ports, node.dir / "data",

@@ -60,6 +60,14 @@ def test_three_nodes__form_one_cluster_replicating_three_ways_and_stop_cleanly(t
     assert [p for p in pids if alive(p)] == []
 
 
+def test_a_second_start_in_the_same_workdir__is_a_new_cluster(tmp_path: Path) -> None:
+    """`streamseg dev` twice in one folder: the first run's data must not stop the second."""
+    for topic in ("first", "second"):
+        with KafkaCluster(tmp_path, nodes=1) as cluster:
+            brokers, replicas = asyncio.run(describe(cluster.bootstrap, topic))
+            assert brokers == [1] and replicas == [1, 1]
+
+
 def test_a_killed_node__restarts_on_its_own_data(tmp_path: Path) -> None:
     with KafkaCluster(tmp_path, nodes=1) as cluster:
         asyncio.run(describe(cluster.bootstrap, "kept"))
