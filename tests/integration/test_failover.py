@@ -363,10 +363,10 @@ class Run:
 
         # every membership change the worker made was published
         await assert_memberships_published(self.settings, redis, self.wl)
-        updates = await read_topic(self.settings, self.settings.topic_segment_updates)
+        counted = membership_changes(self.port)  # before reading the topic: a change is counted
+        updates = await read_topic(self.settings, self.settings.topic_segment_updates)  # once published
         published = Counter((_label(u["previous_segment_id"]), str(u["segment_id"])) for u in updates
                             if u["previous_segment_id"] != u["segment_id"])
-        counted = membership_changes(self.port)
         assert counted, "the worker counted no membership change"
         short = {k: (n, published[k]) for k, n in counted.items() if published[k] < n}
         assert not short, f"changes counted but not published (counted, published): {short}"
