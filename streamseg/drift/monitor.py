@@ -90,6 +90,7 @@ if TYPE_CHECKING:
 Centres = Mapping[int, Mapping[str, float]]
 #: (raw model-input rows, their column names) -> (segment id, distance) per row, with one model
 Rescore = Callable[[np.ndarray, Sequence[str]], tuple[np.ndarray, np.ndarray]]
+Scored = dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +122,7 @@ class DriftConfig:
 class _Snapshot:
     version: int
     centres: dict[int, np.ndarray]
+    rescore: Rescore | None = None  # assigns rows with this version's model
 
 
 class DriftMonitor:
@@ -194,13 +196,13 @@ class DriftMonitor:
         last = int(now_ms // self.slot_ms) - self.late_slots
         first = self.next_boundary if self.next_boundary is not None else min(self.slots) + 1
         snapshot = _Snapshot(model_version, {sid: np.array([c.get(f, 0.0) for f in self.feature_names])
-                                             for sid, c in centres.items()})
+                                             for sid, c in centres.items()}, rescore)
         reports = []
-        scored: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # slot -> its sample re-scored
+        scored: Scored = {}  # (model version, slot) -> the slot's sample re-scored
         for b in self._boundaries(first, last):
             self.snapshots[b] = snapshot
             for seconds, span in zip(self.config.windows, self.spans, strict=True):
-                rep = self._report(b, seconds, span, snapshot, names, rescore, scored)
+                rep = self._report(b, seconds, span, snapshot, names, scored)
                 if rep is not None:
                     reports.append(rep)
         self.next_boundary = max(first, last + 1)
@@ -229,8 +231,33 @@ class DriftMonitor:
         older = sorted(b for b in self.snapshots if b <= boundary)
         return self.snapshots[older[-1]] if older else None
 
-    def _rescored(self, start: int, end: int, rescore: Rescore,
-                  scored: dict[int, tuple[np.ndarray, np.ndarray]]) -> tuple[Counter[int], np.ndarray]:
+    def _reading_model(self, b: int, span: int, now: _Snapshot, then: _Snapshot | None,
+                       scored: Scored) -> tuple[_Snapshot, str]:
+        """The model both windows are re-scored with when they span a model change.
+
+        The current model, or the reference window's if the mix moved more on its
+        segments: a re-fit during a change follows the customers (a shrinking
+        segment's centre moves into its neighbours' ground), so read with the new
+        model alone the shrink fades from view; read with the segments the
+        reference window had, it shows. Either reading compares both windows with
+        one model, so a stationary mix shows no shift on either. Returns the model
+        and a note on the other reading.
+        """
+        if then is None or then.rescore is None or then.version == now.version:
+            return now, ""
+        shifts = {}
+        for model in (now, then):
+            cur, _ = self._rescored(b - span, b, model, scored)
+            ref, _ = self._rescored(b - 2 * span, b - span, model, scored)
+            shifts[model.version] = _shift(ref, cur)
+        if shifts[then.version] > shifts[now.version]:
+            return then, (f" (the reference window's model; with the current v{now.version} "
+                          f"the shift is {shifts[now.version]:.3f})")
+        return now, (f" (with the reference window's v{then.version} the shift is "
+                     f"{shifts[then.version]:.3f})")
+
+    def _rescored(self, start: int, end: int, model: _Snapshot,
+                  scored: Scored) -> tuple[Counter[int], np.ndarray]:
         """A window's segment counts and distance histogram with its slots' samples
         re-scored by one model; each sampled row weighs (slot's rows / rows sampled)."""
         counts: Counter[int] = Counter()
@@ -239,9 +266,10 @@ class DriftMonitor:
             slot = self.slots[d]
             if slot.sample is None or not len(slot.sample):
                 continue
-            if d not in scored:
-                scored[d] = rescore(slot.sample, self.feature_names)
-            ids, dist = scored[d]
+            if (model.version, d) not in scored:
+                assert model.rescore is not None
+                scored[model.version, d] = model.rescore(slot.sample, self.feature_names)
+            ids, dist = scored[model.version, d]
             weight = slot.n / len(slot.sample)
             u, k = np.unique(ids, return_counts=True)
             counts.update(dict(zip(u.tolist(), (k * weight).tolist(), strict=True)))
@@ -249,24 +277,25 @@ class DriftMonitor:
         return counts, dists
 
     def _report(self, b: int, seconds: int, span: int, now: _Snapshot, names: Mapping[int, str],
-                rescore: Rescore | None, scored: dict[int, tuple[np.ndarray, np.ndarray]],
-                ) -> DriftReport | None:
+                scored: Scored) -> DriftReport | None:
         cur, ref = self._window(b - span, b), self._window(b - 2 * span, b - span)
         if cur.n < self.config.min_customers or ref.n < self.config.min_customers:
             return None
         cur_seg, ref_seg, cur_dist, ref_dist = cur.segments, ref.segments, cur.distances, ref.distances
         basis, note = "assigned", ""
+        then = self._reference_snapshot(b - span)
         spanned = sorted(set(cur.versions) | set(ref.versions))
         if len(spanned) > 1:
             as_made = _shift(ref.segments, cur.segments)
             versions = ", ".join(f"v{v}" for v in spanned)
-            if rescore is not None:
+            if now.rescore is not None:
                 basis = "rescored"
-                cur_seg, cur_dist = self._rescored(b - span, b, rescore, scored)
-                ref_seg, ref_dist = self._rescored(b - 2 * span, b - span, rescore, scored)
+                model, other = self._reading_model(b, span, now, then, scored)
+                cur_seg, cur_dist = self._rescored(b - span, b, model, scored)
+                ref_seg, ref_dist = self._rescored(b - 2 * span, b - span, model, scored)
                 note = (f"the windows span model versions {versions}: both re-scored with "
-                        f"v{now.version}; the assignments as made show composition shift "
-                        f"{as_made:.3f}")
+                        f"v{model.version}{other}; the assignments as made show composition "
+                        f"shift {as_made:.3f}")
             else:
                 basis = "held"
                 note = (f"the windows span model versions {versions} and could not be re-scored: "
@@ -281,7 +310,6 @@ class DriftMonitor:
         emerging = share_above(cur_dist, DIST_EDGES, threshold)
         feat_psi = {f: psi_on_reference_quantiles(rh, ch) for f, rh, ch in
                     zip(self.feature_names, ref.features, cur.features, strict=True)}
-        then = self._reference_snapshot(b - span)
         moved = sum(cur.migrations.values())
         ms = self.slot_ms
         return DriftReport(

@@ -317,3 +317,30 @@ def test_report_json__round_trips_and_matches_the_documented_schema() -> None:
     jsonschema.validate(raw, schema)
     assert schema == DriftReport.model_json_schema(by_alias=True), (
         "docs/drift.v1.schema.json is stale: python -m streamseg.drift.report > docs/drift.v1.schema.json")
+
+
+def test_refit_absorbing_a_shrink__is_read_with_the_reference_windows_model() -> None:
+    """A re-fit that follows a change can hide it: after half of segment 1's customers
+    left and others drifted towards it, v2's centres (0.0, 0.45) split both windows
+    alike. Read with v1, the segments the reference window had, the mix moved by 40%."""
+    feats = list(MODEL_FEATURES)
+    col, d = feats.index("discount_share"), len(MODEL_FEATURES)
+
+    def centres(a: float, b: float) -> np.ndarray:
+        c = np.zeros((2, d))
+        c[0, col], c[1, col] = a, b
+        return c
+
+    v1 = SegmentModel.first(feats, np.zeros(d), np.ones(d), centres(0.2, 0.9), np.ones(2))
+    v2, _ = v1.evolve(np.zeros(d), np.ones(d), centres(0.0, 0.45), np.ones(2), max_move=1.0)
+    mon = monitor()
+    feed_model(mon, 0, v1, [0.15] * 50 + [0.6] * 50)
+    assert mon.close(2 * MIN, v1.centers_by_id(), 1, {}, rescore=v1.nearest) == []  # v1 snapshot
+    feed_model(mon, 1, v2, [0.15] * 50 + [0.6] * 10 + [0.35] * 40)
+    (rep,) = [r for r in mon.close(3 * MIN, v2.centers_by_id(), 2, {}, rescore=v2.nearest)
+              if r.window == "1m"]
+    assert rep.segment_basis == "rescored"
+    assert rep.composition_shift == pytest.approx(0.4)
+    assert "composition_shift" in {a.alert for a in rep.alerts}
+    assert "re-scored with v1 (the reference window's model; with the current v2 the shift is 0.000)" \
+        in rep.segment_note
