@@ -113,7 +113,9 @@ async def warmup_progress(settings: Settings) -> str | None:
     from streamseg.features.store import RedisFeatureStore
     from streamseg.segmenting.warmup import warming_up
 
-    store = RedisFeatureStore.from_url(settings.redis_url, Keys(settings.key_prefix))
+    store = RedisFeatureStore.from_url(settings.redis_url, Keys(settings.key_prefix),
+                                       dedup_horizon_days=settings.dedup_horizon_days,
+                                       retention_days=settings.retention_days)
     try:
         return warming_up(await store.worker_statuses())
     finally:
