@@ -186,8 +186,8 @@ class Engine:
         (held by a worker that stopped before it had a model): their events are
         acknowledged, so the set is what makes sure they get a segment.
         """
+        await self._warm_up()
         async with self._lock:
-            await self._warm_up()
             if self.assigner.model is None:
                 return 0
             rows, release = await self.held.gather(limit, self.clock.now_ms())
@@ -203,15 +203,18 @@ class Engine:
     async def _warm_up(self) -> None:
         """Before the first model: count the customers seen, and seed this worker's clusterer
         early once the warm-up rule says so (:mod:`streamseg.segmenting.warmup`)."""
-        if self.assigner.model is not None or self.warmup.started_ms is None:
+        if self.assigner.model is not None:
             return
-        self.warmup.customers = await self.held.count()
+        # one read, outside the lock: an outage fails this tick, not the batches
+        self.warmup.customers = await self.store.held_count()  # every worker's customers
         if self.local.ready or not self.warmup.due(self.wall_ms()):
             return
-        if self.local.end_warmup():
-            log.info("first model seeded early: %d distinct customers seen", self.warmup.customers)
-            if self.standalone:
-                self.leader.lead_locally(self.local)
+        async with self._lock:  # the clusterer is the batches' too
+            if self.assigner.model is None and self.local.end_warmup():
+                log.info("first model seeded early: %d distinct customers seen",
+                         self.warmup.customers)
+                if self.standalone:
+                    self.leader.lead_locally(self.local)
 
     async def _process(self, p: Prepared) -> BatchReport:
         started = time.perf_counter() - p.decode_seconds

@@ -77,10 +77,6 @@ class HeldBack:
                                     int(float(st.get("last_ts", now))), None))
         return rows, sorted(mine | set(ids))
 
-    async def count(self) -> int:
-        """Customers in the store's held set: before the first model, every one any worker saw."""
-        return await self.retry(self.store.held_count, "counting held customers")
-
     async def release(self, customer_ids: list[str]) -> None:
         """They have a segment now: out of the store's held set and out of memory."""
         await self.retry(lambda: self.store.release(customer_ids), "releasing customers")
