@@ -326,6 +326,7 @@ def run_replay(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def inspect(settings: Settings, customer_id: str) -> int:
+    from streamseg.api.lookup import warming_up_note
     from streamseg.features.keys import Keys
     from streamseg.features.registry import derive
     from streamseg.features.store import RedisFeatureStore
@@ -335,6 +336,7 @@ async def inspect(settings: Settings, customer_id: str) -> int:
                                        retention_days=settings.retention_days)
     try:
         state = await store.state(customer_id)
+        statuses = await store.worker_statuses()
     finally:
         await store.close()
     if not state:
@@ -344,7 +346,8 @@ async def inspect(settings: Settings, customer_id: str) -> int:
     import time
 
     feats = derive(state, now if now is not None else time.time() * 1000)
-    out = {"customer_id": customer_id, "segment_id": state.get("seg"), "features": feats}
+    out = {"customer_id": customer_id, "segment_id": state.get("seg"), "features": feats,
+           "warming_up": warming_up_note(state, statuses)}
     sys.stdout.write(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode() + os.linesep)
     return 0
 

@@ -54,6 +54,7 @@ from streamseg.segmenting import factory
 from streamseg.segmenting.assign import Assigner, Row
 from streamseg.segmenting.base import Segmenter
 from streamseg.segmenting.local import LocalLearner
+from streamseg.segmenting.warmup import WarmUp
 from streamseg.settings import Settings
 
 __all__ = ["BatchReport", "Engine", "InMessage", "OutRecord", "Prepared", "Publisher",
@@ -149,6 +150,7 @@ class Engine:
         self.assigner = Assigner(settings.segment_margin, metrics, self.drift, on_adopt=self.local.pull)
         self.leader = Leader(settings, store, publisher, self.retry, self.assigner, self.clock)
         self.held = HeldBack(store, self.retry)  # customers seen before the first model
+        self.warmup = WarmUp.from_settings(settings)  # a small stream's first model (warmup.py)
         self._lock = asyncio.Lock()  # batches and timer-driven assignment never interleave
 
     # -- the batch ----------------------------------------------------------
@@ -178,10 +180,13 @@ class Engine:
     async def flush_pending(self, limit: int = 1000) -> int:
         """Assign customers held back before the first model arrived (a timer calls this).
 
+        Before the first model it counts the customers seen and may seed this
+        worker's clusterer early instead (:meth:`_warm_up`).
         Those held in this worker's memory, then any in the store's held set
         (held by a worker that stopped before it had a model): their events are
         acknowledged, so the set is what makes sure they get a segment.
         """
+        await self._warm_up()
         async with self._lock:
             if self.assigner.model is None:
                 return 0
@@ -195,6 +200,22 @@ class Engine:
             log.info("assigned %d customers held back until the first model", len(rows))
             return len(changes)
 
+    async def _warm_up(self) -> None:
+        """Before the first model: count the customers seen, and seed this worker's clusterer
+        early once the warm-up rule says so (:mod:`streamseg.segmenting.warmup`)."""
+        if self.assigner.model is not None:
+            return
+        # one read, outside the lock: an outage fails this tick, not the batches
+        self.warmup.customers = await self.store.held_count()  # every worker's customers
+        if self.local.ready or not self.warmup.due(self.wall_ms()):
+            return
+        async with self._lock:  # the clusterer is the batches' too
+            if self.assigner.model is None and self.local.end_warmup():
+                log.info("first model seeded early: %d distinct customers seen",
+                         self.warmup.customers)
+                if self.standalone:
+                    self.leader.lead_locally(self.local)
+
     async def _process(self, p: Prepared) -> BatchReport:
         started = time.perf_counter() - p.decode_seconds
         report = BatchReport()
@@ -205,6 +226,7 @@ class Engine:
             applied_ts = self._account(events, origin, updates, dead, report)
             changes = self._segment(updates, applied_ts)
             if self.assigner.model is None and updates:  # before any model: held, in the store too
+                self.warmup.begin(self.wall_ms())
                 await self.held.persist(updates)
             await self._emit(dead, changes)
         except Exception as exc:  # outages are retried inside: this is a bug or a poisoned request

@@ -42,7 +42,7 @@ def register(app: faust.App, engine: Engine, store: RedisFeatureStore, worker: s
         model = engine.assigner.model
         await store.write_worker_status(worker, {
             "clock_ms": engine.clock.clock_ms, "model_version": model.version if model else 0,
-            "at_ms": engine.wall_ms()})
+            "at_ms": engine.wall_ms(), **({} if model else engine.warmup.status())})
 
     # fails while no partition is assigned yet, or the broker is away
     @ticks.every(app, settings.consumer_lag_every_s, "reading consumer lag", level=logging.DEBUG)

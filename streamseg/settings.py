@@ -128,6 +128,13 @@ class Settings(BaseSettings):
     model_warmup: int = Field(
         500, ge=2, description="customer updates buffered to seed the centres before assigning"
     )
+    model_warmup_s: float = Field(
+        30.0, gt=0, description="a small stream's first model: seeded this long after the first "
+        "event even before model_warmup updates, once enough distinct customers were seen "
+        "(model_warmup_per_segment); docs/model.md")
+    model_warmup_per_segment: int = Field(
+        10, ge=1, description="distinct customers per segment (times n_segments) needed before "
+        "model_warmup_s can seed the first model")
     seed: int = 42
     rescore_after_hours: float = Field(
         24.0, gt=0, description="re-evaluate customers whose segment is older than this (clock "

@@ -28,6 +28,7 @@ from typing_extensions import TypedDict
 from streamseg.events.models import iso
 from streamseg.features.registry import State, derive
 from streamseg.publish.records import CatalogEntry
+from streamseg.segmenting.warmup import warming_up
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,12 @@ _REASONS = TypeAdapter(list[_ReasonBody])
 
 
 def customer_body(customer_id: str, state: State, *, names: Mapping[int, str],
-                  now_ms: float) -> dict[str, Any]:
-    """``GET /v1/customers/{id}``: membership, why, and features at ``now_ms``."""
+                  now_ms: float, warming_up: str | None = None) -> dict[str, Any]:
+    """``GET /v1/customers/{id}``: membership, why, and features at ``now_ms``.
+
+    ``warming_up``: the progress towards the first model (see
+    :func:`streamseg.segmenting.warmup.warming_up`), said while the customer has no segment.
+    """
     seg = _int(state.get("seg"))
     last = state.get("last_ts")
     return {
@@ -61,7 +66,19 @@ def customer_body(customer_id: str, state: State, *, names: Mapping[int, str],
         "features": derive(state, now_ms),
         "features_as_of": iso(int(now_ms)),
         "last_event_ts": iso(int(last)) if isinstance(last, float) else None,
+        "warming_up": warming_up if seg is None else None,
     }
+
+
+def warming_up_note(state: State, statuses: Mapping[str, Mapping[str, float]]) -> str | None:
+    """For a lookup outside a worker (``streamseg inspect``): "warming up: N of M customers
+    seen" from the workers' statuses while the customer has no segment and no worker a model.
+
+    >>> warming_up_note({"last_ts": 1.0}, {"w1": {"model_version": 0, "warmup_customers": 4,
+    ...                                          "warmup_needed": 60, "warmup_s": 30}})
+    'warming up: 4 of 60 customers seen (the first model needs 60 distinct customers)'
+    """
+    return None if isinstance(state.get("seg"), float) else warming_up(statuses)
 
 
 def reasons(state: State) -> list[dict[str, Any]]:

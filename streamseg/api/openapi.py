@@ -59,6 +59,9 @@ class Customer(_Body):
     features: Features  # type: ignore[valid-type]
     features_as_of: str = Field(description="the worker's clock the features are computed at")
     last_event_ts: str | None = Field(description="time of the customer's newest event")
+    warming_up: str | None = Field(description='while no model exists yet and the customer has '
+                                   'no segment: "warming up: N of M customers seen" (N distinct '
+                                   "customers seen, M needed for the first model); else null")
 
 
 class Segment(CatalogEntry):
@@ -86,6 +89,9 @@ class Readiness(_Body):
     ready: bool
     checks: Checks
     model_version: int
+    warming_up: str | None = Field(description='before the first model: "warming up: N of M '
+                                   'customers seen" (N distinct customers seen, M needed); '
+                                   "else null")
 
 
 MODELS: list[type[BaseModel]] = [Error, Customer, Segment, SegmentList, Health, Readiness,

@@ -40,6 +40,7 @@ from streamseg.features.store import RedisFeatureStore
 from streamseg.kafka_security import check_settings_access, client_options, principal
 from streamseg.metrics import ApiMetrics
 from streamseg.publish.kafka import KafkaPublisher
+from streamseg.segmenting.warmup import warming_up
 from streamseg.settings import Settings
 
 if TYPE_CHECKING:
@@ -93,10 +94,13 @@ class StoredModelView:
         self._version = 0
         self._clock_ms = 0.0
         self._live = False
+        self._warming: str | None = None
 
     async def refresh(self) -> None:
-        statuses = (await self.reader.worker_statuses()).values()
+        by_worker = await self.reader.worker_statuses()
+        statuses = by_worker.values()
         now = self.wall_ms()
+        self._warming = warming_up(by_worker)
         self._version = max((int(s.get("model_version", 0)) for s in statuses), default=0)
         self._clock_ms = max((float(s.get("clock_ms", 0.0)) for s in statuses), default=0.0)
         self._live = any(int(s.get("model_version", 0)) >= 1
@@ -118,6 +122,10 @@ class StoredModelView:
     def loaded(self) -> bool:
         """A worker with a model reported within ``STALE_AFTER_S``."""
         return self._live
+
+    def warming_up(self) -> str | None:
+        """The workers' progress towards the first model (None once one has a model)."""
+        return self._warming
 
 
 def build(settings: Settings, registry: CollectorRegistry | None = None) -> web.Application:

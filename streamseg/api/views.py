@@ -58,6 +58,8 @@ class ModelView(Protocol):
 
     def loaded(self) -> bool: ...
 
+    def warming_up(self) -> str | None: ...  # "warming up: N of M customers seen", or None
+
 
 class EngineModelView:
     """The engine's own model and clock (attribute reads: safe from the web thread)."""
@@ -78,6 +80,9 @@ class EngineModelView:
 
     def loaded(self) -> bool:
         return self.engine.assigner.model is not None
+
+    def warming_up(self) -> str | None:
+        return None if self.engine.assigner.model is not None else self.engine.warmup.text()
 
 
 def json_response(body: Any, status: int = 200) -> web.Response:
@@ -110,7 +115,8 @@ class Api:
                            "(never seen, expired or erased)")
         names = await self._redis(self.names.get())
         return json_response(customer_body(customer_id, state, names=names,
-                                           now_ms=self.model.now_ms()))
+                                           now_ms=self.model.now_ms(),
+                                           warming_up=self.model.warming_up()))
 
     async def delete_customer(self, request: web.Request, customer_id: str) -> web.Response:
         _check_customer_id(customer_id)
@@ -151,7 +157,8 @@ class Api:
         model_ok = self.model.loaded()
         ready = redis_ok and broker_ok and model_ok
         body = {"ready": ready, "checks": {"broker": broker_ok, "redis": redis_ok, "model": model_ok},
-                "model_version": self.model.model_version()}
+                "model_version": self.model.model_version(),
+                "warming_up": None if model_ok else self.model.warming_up()}
         return json_response(body, 200 if ready else 503)
 
     async def metrics_page(self, request: web.Request) -> web.Response:

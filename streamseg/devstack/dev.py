@@ -107,6 +107,21 @@ async def memberships(settings: Settings, ids: list[str]) -> dict[str, int]:
     return {cid: int(float(v)) for cid, v in zip(ids, values, strict=True) if v is not None}
 
 
+async def warmup_progress(settings: Settings) -> str | None:
+    """"warming up: N of M customers seen" from the worker's status, until it has a model."""
+    from streamseg.features.keys import Keys
+    from streamseg.features.store import RedisFeatureStore
+    from streamseg.segmenting.warmup import warming_up
+
+    store = RedisFeatureStore.from_url(settings.redis_url, Keys(settings.key_prefix),
+                                       dedup_horizon_days=settings.dedup_horizon_days,
+                                       retention_days=settings.retention_days)
+    try:
+        return warming_up(await store.worker_statuses())
+    finally:
+        await store.close()
+
+
 def ari_against_truth(settings: Settings, truth: dict[str, str]) -> tuple[float, int]:
     from streamseg.quality import adjusted_rand_index
 
@@ -118,13 +133,15 @@ def ari_against_truth(settings: Settings, truth: dict[str, str]) -> tuple[float,
 
 
 def render(snap: Snapshot, rate: float, ari: tuple[float, int], elapsed: float, clear: bool,
-           broker: str = "") -> str:
+           broker: str = "", warming: str | None = None) -> str:
     lines = []
     if clear:
         lines.append("\x1b[2J\x1b[H")
     lines.append(f"streamseg dev — {elapsed:5.0f}s   model v{snap.model_version:.0f}   "
                  f"processed {snap.processed:,.0f} events   {rate:,.0f} events/s"
                  + (f"   broker: {broker}" if broker else ""))
+    if warming and not snap.model_version:  # no segment yet: say how far the first model is
+        lines.append(warming)
     lines.append(f"ARI vs planted personas: {ari[0]:.3f} over {ari[1]:,} assigned customers")
     total = sum(n for _, n in snap.segments.values()) or 1
     lines.append("")
@@ -211,5 +228,7 @@ def _watch(args: argparse.Namespace, settings: Settings, web_port: int, truth_pa
         if not truth and truth_path.exists():
             truth = read_truth(truth_path)
         ari = ari_against_truth(settings, truth) if truth else (float("nan"), 0)
-        print(render(snap, rate, ari, time.monotonic() - started, clear, broker), flush=True)
+        warming = None if snap.model_version else asyncio.run(warmup_progress(settings))
+        print(render(snap, rate, ari, time.monotonic() - started, clear, broker, warming),
+              flush=True)
     return 0

@@ -204,6 +204,8 @@ class FeatureStore(Protocol):
 
     async def held(self, limit: int) -> list[str]: ...
 
+    async def held_count(self) -> int: ...
+
     async def release(self, customer_ids: Sequence[str]) -> None: ...
 
     async def states(self, customer_ids: Sequence[str]) -> list[dict[str, float | str]]: ...
@@ -461,6 +463,11 @@ class RedisFeatureStore:
         with unavailable_on_outage("reading held customers"):
             raw = await self.client.srandmember(self.keys.held(), limit)
         return [c.decode() if isinstance(c, bytes) else str(c) for c in raw or []]
+
+    async def held_count(self) -> int:
+        """Customers in the held set: before the first model, every distinct customer seen."""
+        with unavailable_on_outage("counting held customers"):
+            return int(await self.client.scard(self.keys.held()))
 
     async def release(self, customer_ids: Sequence[str]) -> None:
         if customer_ids:

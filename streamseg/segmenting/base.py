@@ -32,6 +32,15 @@ class Segmenter(Protocol):
 
     def learn(self, x: Vector) -> None: ...
 
+    def end_warmup(self) -> bool:
+        """End the warm-up now with the vectors buffered so far (at least ``n_segments`` of them),
+        rather than after ``warmup`` vectors; True if the segmenter is ready (it may already be).
+
+        A small stream never reaches ``warmup`` updates: the engine ends its warm-up
+        early once enough distinct customers were seen (:mod:`streamseg.segmenting.warmup`).
+        """
+        ...
+
     def assign_many(self, xs: Sequence[Vector]) -> list[Assignment]:
         """Nearest segment for each vector (requires ``ready``)."""
         ...

@@ -48,6 +48,10 @@ class LocalLearner:
         """Continue learning from a clusterer restored from this worker's last summary."""
         self._segmenter = segmenter
 
+    def end_warmup(self) -> bool:
+        """Seed the clusterer now from what it buffered (a small stream's first model); True if ready."""
+        return self._segmenter.end_warmup()
+
     def learn(self, x: dict[str, float]) -> None:
         """One customer's model input."""
         self._segmenter.learn(x)

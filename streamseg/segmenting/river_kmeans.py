@@ -125,6 +125,11 @@ class RiverKMeansSegmenter:
         if self._learned % self.version_every == 0:
             self._version += 1
 
+    def end_warmup(self) -> bool:
+        if not self.ready and len(self._buffer) >= self.n_segments:
+            self._seed_centers()
+        return self.ready
+
     def assign_many(self, xs: Sequence[Vector]) -> list[Assignment]:
         if not self.ready:
             raise RuntimeError("segmenter is still warming up; check .ready first")

@@ -127,6 +127,11 @@ class StreamSegmenter(abc.ABC):
         if self._learned % self.refresh_every == 0:
             self.refresh()
 
+    def end_warmup(self) -> bool:
+        if self._buffer is not None and len(self._buffer) >= self.n_segments:
+            self._end_warmup()
+        return self.ready
+
     def assign_many(self, xs: Sequence[Vector]) -> list[Assignment]:
         if self._centers is None:
             raise RuntimeError("segmenter is still warming up; check .ready first")

@@ -119,6 +119,32 @@ def test_after_warmup__ready_with_version_at_least_1(make: Callable[[], Segmente
     assert len(seg.assign_many(TRAIN[:5])) == 5
 
 
+def test_end_warmup_with_fewer_vectors_than_segments__does_nothing(
+        make: Callable[[], Segmenter]) -> None:
+    seg = trained(make, TRAIN[:2])
+    assert seg.end_warmup() is False
+    assert not seg.ready and seg.version == 0
+    for x in TRAIN[2:WARMUP]:  # the usual warm-up still ends it
+        seg.learn(x)
+    assert seg.ready
+
+
+def test_end_warmup_early__seeds_from_the_buffer_when_the_clusterer_can(
+        make: Callable[[], Segmenter]) -> None:
+    """The k-means family seeds k centres from any k vectors; density-based clusterers
+    become ready only if the buffer holds dense clusters, else they keep learning."""
+    seg = trained(make, TRAIN[:WARMUP // 2])
+    ready = seg.end_warmup()
+    assert ready is seg.ready
+    if isinstance(seg, RiverKMeansSegmenter) or type(seg).__name__ == "StreamKMeansSegmenter":
+        assert ready and len(seg.centers()) == 3
+        pred = [a.segment_id for a in seg.assign_many(HELD_OUT)]
+        assert adjusted_rand_index(HELD_OUT_TRUTH, pred) >= 0.95
+    for x in TRAIN[WARMUP // 2:]:  # learning goes on either way
+        seg.learn(x)
+    assert seg.ready and seg.end_warmup() is True  # a ready one stays as it is
+
+
 def test_version__never_decreases_while_learning(make: Callable[[], Segmenter]) -> None:
     seg = make()
     versions = []

@@ -141,6 +141,7 @@ CALLS: dict[str, Callable[[RedisFeatureStore], Coroutine[Any, Any, object]]] = {
     "states": lambda s: s.states(["c1", "c2"]),
     "hold": lambda s: s.hold(["c1"]),
     "held": lambda s: s.held(10),
+    "held_count": lambda s: s.held_count(),
     "release": lambda s: s.release(["c1"]),
 }
 
