@@ -109,9 +109,9 @@ class Settings(BaseSettings):
     earliest_event_time: str = Field(
         "2000-01-01", description="events before this ISO-8601 date/time (UTC unless a zone is "
         "given) are dead-lettered as too_old; lower it to replay older history (1900-01-01 at most)")
-    reporting_currency: str = Field(
-        "EUR", description="the one currency money is summed in (3-letter code); transactions in "
-        "another currency are converted by currency_rates")
+    reporting_currency: str = Field("EUR", min_length=3, max_length=3, description=(
+        "the one currency money is summed in (3-letter code); transactions in another "
+        "currency are converted by currency_rates"))
     currency_rates: str = Field(
         "", description="units of the reporting currency per unit of another, e.g. "
         "USD:0.92,GBP:1.17; a transaction in a currency neither this nor reporting_currency "
