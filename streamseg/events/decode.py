@@ -139,15 +139,18 @@ def _validate_one(
 
 def _admit_all(out: DecodeOutcome, admission: Admission) -> None:
     """Apply :func:`admit` to the valid events of ``out``: convert them, or move them to the rejects."""
-    events, indices = out.events, out.indices
-    out.events, out.indices = [], []
-    for event, index in zip(events, indices, strict=True):
+    refused: set[int] = set()
+    for pos, event in enumerate(out.events):
         admitted = admit(event, admission)
         if isinstance(admitted, Rejection):
-            out.rejects.append(Rejection(admitted.reason, admitted.detail, index, event.customer_id))
+            out.rejects.append(Rejection(admitted.reason, admitted.detail, out.indices[pos],
+                                         event.customer_id))
+            refused.add(pos)
         else:
-            out.events.append(admitted)
-            out.indices.append(index)
+            out.events[pos] = admitted
+    if refused:  # rare: only then are the lists rebuilt
+        out.events = [e for pos, e in enumerate(out.events) if pos not in refused]
+        out.indices = [i for pos, i in enumerate(out.indices) if pos not in refused]
 
 
 def admit(event: Event, admission: Admission) -> Event | Rejection:
@@ -166,14 +169,12 @@ def admit(event: Event, admission: Admission) -> Event | Rejection:
         return Rejection("too_old", f"ts {iso(event.ts_ms)} is before the earliest accepted event "
                          f"time {iso(admission.earliest_ms)} (STREAMSEG_EARLIEST_EVENT_TIME)")
     table = admission.currencies
-    if table is None or not isinstance(event, TransactionEvent):
+    if table is None or not isinstance(event, TransactionEvent) or event.currency == table.reporting:
         return event
     rate = table.rate(event.currency)
     if rate is None:
         return Rejection("unknown_currency", f"currency {event.currency!r} is not in the rate table; "
                          f"accepted: {table.describe()} (STREAMSEG_CURRENCY_RATES)")
-    if rate == 1.0 and event.currency == table.reporting:
-        return event
     return event.model_copy(update={"amount": event.amount * rate, "currency": table.reporting,
                                     "discount_amount": event.discount_amount * rate})
 
