@@ -80,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
                      help="which column feeds which event field, e.g. customer_id=cust,ts=date")
     rep.add_argument("--default", dest="defaults", default=None, metavar="FIELD=VALUE,...",
                      help="values for fields a file lacks, e.g. currency=USD")
+    rep.add_argument("--ts-format", default=None, metavar="FORMAT",
+                     help="read the ts column with this strptime format, e.g. %%Y%%m%%d or "
+                     "'%%d/%%m/%%Y %%H:%%M' (UTC unless it has %%z; default: ISO-8601, "
+                     "compact 19970101 included, or epoch seconds/milliseconds)")
     rep.add_argument("--format", choices=["csv", "jsonl", "parquet"], default=None,
                      help="file format (default: from the extension)")
     rep.add_argument("--delimiter", default=None, help="CSV delimiter (default: sniffed)")
@@ -303,7 +307,8 @@ def run_replay(settings: Settings, args: argparse.Namespace) -> int:
     logging.getLogger("aiokafka").setLevel(logging.WARNING)  # keep stderr for the progress bar
     try:
         options = ReplayOptions(
-            paths=tuple(args.paths), kind=args.kind, mapping=Mapping.parse(args.mapping, args.defaults),
+            paths=tuple(args.paths), kind=args.kind, mapping=Mapping.parse(args.mapping, args.defaults,
+                                                                     args.ts_format),
             format=args.format, delimiter=args.delimiter, header=False if args.no_header else None,
             speed=args.speed, dry_run=args.dry_run, compression=args.compression,
             progress=not args.no_progress, max_lag=args.max_lag,

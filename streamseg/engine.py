@@ -39,7 +39,7 @@ import orjson
 
 from streamseg.clock import EngineClock
 from streamseg.drift import DriftConfig, DriftMonitor, DriftReport
-from streamseg.events.decode import Rejection, decode_message
+from streamseg.events.decode import Admission, Rejection, decode_message
 from streamseg.events.models import Event
 from streamseg.features.registry import MODEL_FEATURES, derive, model_input
 from streamseg.features.store import CustomerUpdate, FeatureStore, Membership
@@ -327,6 +327,7 @@ class Engine:
         origin: list[tuple[InMessage, int | None]] = []
         now = int(self.wall_ms())
         skew = int(self.settings.max_future_skew_s * 1000)
+        admission = Admission(self.settings.earliest_event_ms, self.settings.currencies)
         max_bytes = self.settings.max_message_bytes
         for msg in messages:  # per message: keep the loop lean
             kind = self.kinds.get(msg.topic)
@@ -334,7 +335,8 @@ class Engine:
                 dead.append(_dead(msg, Rejection("unknown_topic", f"no event kind for {msg.topic}")))
                 continue
             out = decode_message(msg.value, kind,  # type: ignore[arg-type]
-                                 max_bytes=max_bytes, now_ms=now, max_future_ms=skew)
+                                 max_bytes=max_bytes, now_ms=now, max_future_ms=skew,
+                                 admission=admission)
             if out.rejects:
                 dead.extend(_dead(msg, r) for r in out.rejects)
             events += out.events

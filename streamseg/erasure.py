@@ -15,19 +15,23 @@ Ordering guarantee: inside a worker, erasure holds the same lock as the batch
 loop, so it happens after any batch that worker has in flight and before the
 next; events consumed afterwards, even ones produced before the erasure, start
 from nothing (their ids were forgotten too). Erasure is idempotent: if it
-fails half-way (Kafka unreachable), run it again.
+fails half-way (Kafka unreachable), run it again: what the first attempt
+removed is kept in Redis until an audit record is out, so the retry's record
+still says what was removed. The API (``check_broker``, as ``streamseg forget``
+at its start) asks the broker before erasing, so an unreachable or refusing
+broker leaves Redis untouched.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from pydantic import TypeAdapter, ValidationError
 
-from streamseg.errors import StreamsegError
+from streamseg.errors import StoreUnavailable, StreamsegError
 from streamseg.events.models import CustomerId
 from streamseg.features.store import Forgotten
 from streamseg.publish.records import ErasureAudit, now_iso
@@ -59,8 +63,28 @@ def check_customer_id(customer_id: str) -> str:
                                 "characters") from None
 
 
+class BrokerUnavailable(StreamsegError):
+    """No Kafka broker answered before the erasure began: nothing was erased, retry."""
+
+
 class ErasableStore(Protocol):
     async def forget(self, customer_id: str) -> Forgotten: ...
+
+    async def forget_done(self, customer_id: str) -> None: ...
+
+
+async def check_broker(settings: Settings) -> None:
+    """Raise unless a broker answers and lets this client see the topics an erasure writes.
+
+    Run before any data is removed, so a broker that is away (:class:`BrokerUnavailable`)
+    or refuses us (:class:`~streamseg.kafka_security.KafkaAccessDenied`) leaves Redis untouched.
+    """
+    from streamseg.kafka_security import check_settings_access
+
+    if not await check_settings_access(settings, topics=[*tombstone_topics(settings),
+                                                         settings.topic_audit]):
+        raise BrokerUnavailable(f"no Kafka broker answered at {settings.kafka_bootstrap}; "
+                                "nothing was erased, retry")
 
 
 def tombstone_topics(settings: Settings) -> list[str]:
@@ -79,17 +103,21 @@ class Eraser:
         *,
         lock: asyncio.Lock | None = None,
         on_forget: Callable[[str], None] = lambda _cid: None,
+        preflight: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.publisher = publisher
         self.lock = lock or asyncio.Lock()
         self.on_forget = on_forget
+        self.preflight = preflight  # e.g. check_broker: raises before anything is erased
 
     async def forget(self, customer_id: str, *, actor: str,
                      via: Literal["http", "cli"]) -> ErasureAudit:
         """Erase one customer; returns the audit record that was published."""
         check_customer_id(customer_id)
+        if self.preflight is not None:
+            await self.preflight()
         async with self.lock:  # the publish too: a later batch's update must follow the tombstone
             gone = await self.store.forget(customer_id)
             self.on_forget(customer_id)
@@ -98,6 +126,8 @@ class Eraser:
             records: list[OutRecord] = [(t, key, None) for t in audit.tombstoned_topics]
             records.append((self.settings.topic_audit, key, audit.to_bytes()))
             await self._publish(records)
+        with contextlib.suppress(StoreUnavailable):  # done; the note would only expire
+            await self.store.forget_done(customer_id)
         return audit
 
     def _audit(self, customer_id: str, actor: str, via: Literal["http", "cli"],

@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streamseg.drift.windows import parse_windows
 from streamseg.errors import ConfigError
+from streamseg.events.currency import Currencies
 
 TopicRole = Literal["clickstream", "transactions", "dlq", "segment_updates", "segments", "model",
                     "drift", "audit"]
@@ -105,6 +106,16 @@ class Settings(BaseSettings):
     max_future_skew_s: float = Field(
         3600.0, ge=0, description="events further in the future than this are dead-lettered"
     )
+    earliest_event_time: str = Field(
+        "2000-01-01", description="events before this ISO-8601 date/time (UTC unless a zone is "
+        "given) are dead-lettered as too_old; lower it to replay older history (1900-01-01 at most)")
+    reporting_currency: str = Field("EUR", min_length=3, max_length=3, description=(
+        "the one currency money is summed in (3-letter code); transactions in another "
+        "currency are converted by currency_rates"))
+    currency_rates: str = Field(
+        "", description="units of the reporting currency per unit of another, e.g. "
+        "USD:0.92,GBP:1.17; a transaction in a currency neither this nor reporting_currency "
+        "names is dead-lettered as unknown_currency")
     clock: Literal["event", "wall"] = Field(
         "event", description="'now' for recency: newest event time seen, or the wall clock"
     )
@@ -265,6 +276,26 @@ class Settings(BaseSettings):
                              'e.g. {"clustering_threshold": 2.0}')
         return json.dumps(params, sort_keys=True)
 
+    @field_validator("earliest_event_time")
+    @classmethod
+    def _earliest_parses(cls, v: str) -> str:
+        parse_earliest(v)
+        return v
+
+    @model_validator(mode="after")
+    def _currencies_parse(self) -> Settings:
+        Currencies.parse(self.reporting_currency, self.currency_rates)
+        return self
+
+    @property
+    def earliest_event_ms(self) -> int:
+        return parse_earliest(self.earliest_event_time)
+
+    @property
+    def currencies(self) -> Currencies:
+        """The reporting currency and the rate table (:mod:`streamseg.events.currency`)."""
+        return Currencies.parse(self.reporting_currency, self.currency_rates)
+
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, v: str) -> str:
@@ -397,6 +428,23 @@ def _holds_private_key(path: str) -> bool:
             return b"PRIVATE KEY-----" in fh.read()
     except OSError:
         return False
+
+
+def parse_earliest(text: str) -> int:
+    """``STREAMSEG_EARLIEST_EVENT_TIME`` as epoch ms; ValueError unless ISO-8601 within 1900-2100.
+
+    >>> parse_earliest("1990-01-01"), parse_earliest("19900101")
+    (631152000000, 631152000000)
+    """
+    from streamseg.events.models import parse_ts
+
+    stripped = text.strip()
+    if not stripped or (stripped.isdigit() and len(stripped) not in (8, 14)):  # not an epoch
+        raise ValueError(f"STREAMSEG_EARLIEST_EVENT_TIME must be an ISO-8601 date, got {text!r}")
+    try:
+        return parse_ts(text)
+    except ValueError as exc:
+        raise ValueError(f"STREAMSEG_EARLIEST_EVENT_TIME: {exc}") from None
 
 
 def parse_api_tokens(spec: str) -> dict[str, str]:

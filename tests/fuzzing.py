@@ -29,7 +29,8 @@ NOW_MS = 1_767_225_600_000  # 2026-01-01: fixed so every run sees the same input
 MAX_BYTES = 64 * 1024
 #: every reason a decoder or the engine may give (a new one must be added on purpose)
 REASONS = {"empty", "too_large", "malformed_json", "not_utf8", "not_an_object", "missing_field",
-           "invalid_field", "future_event", "unknown_topic", "late_event", "processing_error"}
+           "invalid_field", "future_event", "too_old", "unknown_currency", "unknown_topic",
+           "late_event", "processing_error"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +101,7 @@ def transaction(rng: random.Random) -> dict[str, Any]:
         "event_id": f"o{_int(rng, 10**6)}",
         "customer_id": _int(rng, 500) if rng.random() < 0.2 else f"c{_int(rng, 500)}",  # ints are ok
         "ts": NOW_MS - _int(rng, 20 * DAY_MS), "amount": round(rng.uniform(0, 900), 2),
-        "currency": "EUR", "items": 1 + _int(rng, 8), "refund": rng.random() < 0.1,
+        "currency": "EUR" if rng.random() < 0.98 else "XTS", "items": 1 + _int(rng, 8), "refund": rng.random() < 0.1,
         "categories": rng.sample(["shoes", "bags", "toys", "food"], _int(rng, 3)),
         "discount_amount": round(rng.uniform(0, 20), 2),
     }

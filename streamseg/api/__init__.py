@@ -23,7 +23,7 @@ from streamseg.api.auth import TokenAuth
 from streamseg.api.health import BrokerProbe
 from streamseg.api.middleware import api_middleware
 from streamseg.api.views import Api, EngineModelView
-from streamseg.erasure import Eraser
+from streamseg.erasure import Eraser, check_broker
 from streamseg.features.keys import Keys
 from streamseg.features.store import RedisFeatureStore
 from streamseg.kafka_security import client_options
@@ -43,7 +43,8 @@ def register(app: faust.App, engine: Engine, store: RedisFeatureStore, settings:
     reader = RedisFeatureStore.from_url(  # the web thread's own client (one client, one loop)
         settings.redis_url, Keys(settings.key_prefix),
         dedup_horizon_days=settings.dedup_horizon_days, retention_days=settings.retention_days)
-    eraser = Eraser(settings, store, engine.publisher, lock=engine.lock, on_forget=engine.forget)
+    eraser = Eraser(settings, store, engine.publisher, lock=engine.lock, on_forget=engine.forget,
+                    preflight=lambda: check_broker(settings))
     api = Api(EngineModelView(engine), eraser, reader,
               BrokerProbe(settings.kafka_bootstrap_list, security=client_options(settings)),
               registry, metrics)

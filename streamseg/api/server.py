@@ -34,7 +34,7 @@ from streamseg.api.health import BrokerProbe
 from streamseg.api.middleware import api_middleware
 from streamseg.api.sched import current_slice_ms, request_slice
 from streamseg.api.views import Api
-from streamseg.erasure import Eraser, tombstone_topics
+from streamseg.erasure import Eraser, check_broker, tombstone_topics
 from streamseg.features.keys import Keys
 from streamseg.features.store import RedisFeatureStore
 from streamseg.kafka_security import check_settings_access, client_options, principal
@@ -139,7 +139,7 @@ def build(settings: Settings, registry: CollectorRegistry | None = None) -> web.
     publisher = LazyPublisher(settings.kafka_bootstrap_list, security, who=principal(settings),
                               idempotent=settings.kafka_idempotence)
     view = StoredModelView(reader, settings)
-    api = Api(view, Eraser(settings, reader, publisher), reader,
+    api = Api(view, Eraser(settings, reader, publisher, preflight=lambda: check_broker(settings)), reader,
               BrokerProbe(settings.kafka_bootstrap_list, security=security), registry, metrics)
 
     app = web.Application(middlewares=[api_middleware(

@@ -30,9 +30,16 @@ from streamseg.api.lookup import (
     segments_body,
 )
 from streamseg.api.middleware import ACTOR
-from streamseg.erasure import Eraser, ErasureIncomplete, InvalidCustomerId, check_customer_id
+from streamseg.erasure import (
+    BrokerUnavailable,
+    Eraser,
+    ErasureIncomplete,
+    InvalidCustomerId,
+    check_customer_id,
+)
 from streamseg.errors import StoreUnavailable
 from streamseg.features.store import RedisFeatureStore
+from streamseg.kafka_security import KafkaAccessDenied
 from streamseg.metrics import ApiMetrics
 
 if TYPE_CHECKING:
@@ -126,6 +133,8 @@ class Api:
                 lambda: self.eraser.forget(customer_id, actor=actor, via="http"))
         except StoreUnavailable as exc:
             raise ApiError(503, "store_unavailable", f"{exc}; nothing was erased, retry") from exc
+        except (BrokerUnavailable, KafkaAccessDenied) as exc:  # asked before anything was erased
+            raise ApiError(503, "broker_unavailable", f"{exc}; nothing was erased") from exc
         except ErasureIncomplete as exc:
             raise ApiError(503, "erasure_incomplete", str(exc)) from exc
         self.metrics.erasures.inc()

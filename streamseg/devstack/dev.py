@@ -7,7 +7,10 @@ then runs ``streamseg worker`` and ``streamseg generate`` as child processes
 and shows segment sizes, names, throughput, dead letters and, because the
 generator knows each customer's planted persona, the adjusted Rand index of the
 segments against the truth, and the latest drift figures and alerts per window.
-Ctrl-C (or ``--duration``) stops everything.
+A worker that dies is started again with backoff (1 s, doubling up to 30 s), and
+the view says so; only Ctrl-C (or ``--duration``) stops everything. The
+addresses other commands need (``inspect``, ``forget``, the example service)
+are printed as ``export`` lines.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamseg.devstack.processes import DevStack, ManagedProcess, free_port, wait_for_port
+from streamseg.devstack.supervise import Supervised
 from streamseg.errors import DevStackError
 from streamseg.settings import Settings
 
@@ -133,7 +137,7 @@ def ari_against_truth(settings: Settings, truth: dict[str, str]) -> tuple[float,
 
 
 def render(snap: Snapshot, rate: float, ari: tuple[float, int], elapsed: float, clear: bool,
-           broker: str = "", warming: str | None = None) -> str:
+           broker: str = "", notes: tuple[str, ...] = (), warming: str | None = None) -> str:
     lines = []
     if clear:
         lines.append("\x1b[2J\x1b[H")
@@ -154,6 +158,9 @@ def render(snap: Snapshot, rate: float, ari: tuple[float, int], elapsed: float, 
     lines.append(f"dead letters: {dl}")
     lines.append("")
     lines.extend(render_drift(snap))
+    if notes:
+        lines.append("")
+        lines.extend(n for n in notes if n)
     if clear:
         lines.append("\nCtrl-C stops everything.")
     return "\n".join(lines)
@@ -175,6 +182,7 @@ def run_dev(args: argparse.Namespace) -> int:
         return 1
     print(f"broker: {stack.broker_description} at {stack.bootstrap}   "
           f"Valkey: {stack.redis_url}", flush=True)
+    print(f"for inspect, forget and examples/offer_service: {client_exports(stack)}", flush=True)
     web_port = free_port()
     env = {**os.environ, **stack.client_env, "STREAMSEG_WEB_PORT": str(web_port),
            "STREAMSEG_LOG_LEVEL": "warn",
@@ -189,16 +197,18 @@ def run_dev(args: argparse.Namespace) -> int:
     settings = stack.settings()
     truth_path = workdir / "truth.csv"
     py = sys.executable
-    worker = ManagedProcess("worker", [py, "-m", "streamseg", "worker"], workdir / "worker.log", env)
+    worker = Supervised(
+        ManagedProcess("worker", [py, "-m", "streamseg", "worker"], workdir / "worker.log", env))
     gen_argv = [py, "-m", "streamseg", "generate", "--customers", str(args.customers),
                 "--rate", str(args.rate), "--days", str(args.days), "--seed", str(args.seed),
                 "--truth", str(truth_path)]
     generator = ManagedProcess("generator", gen_argv, workdir / "generator.log", env)
     try:
-        stack.processes.append(worker.start())
-        wait_for_port(web_port, 60, worker.proc)
+        stack.processes.append(worker.start().process)  # the same object across restarts
+        wait_for_port(web_port, 60, worker.process.proc)
         stack.processes.append(generator.start())
-        return _watch(args, settings, web_port, truth_path, worker, stack.broker_description)
+        notes = (client_exports(stack),)
+        return _watch(args, settings, web_port, truth_path, worker, stack.broker_description, notes)
     except KeyboardInterrupt:
         return 0
     finally:
@@ -207,8 +217,13 @@ def run_dev(args: argparse.Namespace) -> int:
         print("stopped.", flush=True)
 
 
+def client_exports(stack: DevStack) -> str:
+    """``export STREAMSEG_...=...`` for a shell that runs other commands against this stack."""
+    return "export " + " ".join(f"{k}={v}" for k, v in stack.client_env.items())
+
+
 def _watch(args: argparse.Namespace, settings: Settings, web_port: int, truth_path: Path,
-           worker: ManagedProcess, broker: str) -> int:
+           worker: Supervised, broker: str, notes: tuple[str, ...] = ()) -> int:
     from streamseg.generate import read_truth
 
     started = time.monotonic()
@@ -217,18 +232,20 @@ def _watch(args: argparse.Namespace, settings: Settings, web_port: int, truth_pa
     clear = sys.stdout.isatty() and not args.no_view
     while args.duration is None or time.monotonic() - started < args.duration:
         time.sleep(2.0)
-        if not worker.running:
-            print(f"worker exited; see {worker.log_path}", file=sys.stderr)
-            return 1
+        event = worker.poll()
+        if event is not None:
+            print(event, flush=True)
         snap = scrape(f"http://127.0.0.1:{web_port}/metrics")
         if snap is None:
             continue
-        rate = 0.0 if prev is None else (snap.processed - prev.processed) / (snap.at - prev.at)
+        # a restarted worker counts from zero again
+        rate = 0.0 if prev is None else max(0.0, snap.processed - prev.processed) / (snap.at - prev.at)
         prev = snap
         if not truth and truth_path.exists():
             truth = read_truth(truth_path)
         ari = ari_against_truth(settings, truth) if truth else (float("nan"), 0)
         warming = None if snap.model_version else asyncio.run(warmup_progress(settings))
-        print(render(snap, rate, ari, time.monotonic() - started, clear, broker, warming),
+        shown = (worker.status(), *notes) if clear else (worker.status(),)  # a cleared screen lost them
+        print(render(snap, rate, ari, time.monotonic() - started, clear, broker, shown, warming),
               flush=True)
     return 0

@@ -20,7 +20,8 @@ from typing import Literal
 import orjson
 from pydantic import ValidationError
 
-from streamseg.events.models import ClickEvent, Event, TransactionEvent
+from streamseg.events.currency import Currencies
+from streamseg.events.models import DEFAULT_EARLIEST_MS, ClickEvent, Event, TransactionEvent, iso
 from streamseg.timeunits import HOUR_MS
 
 EventKind = Literal["click", "transaction"]
@@ -50,8 +51,24 @@ class DecodeOutcome:
     indices: list[int | None] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What a valid event must also meet: not before ``earliest_ms``; money in a known currency.
+
+    ``currencies`` None leaves amounts as they are (only for callers that
+    convert later, or tests); the worker always passes the settings' table.
+    """
+
+    earliest_ms: int = DEFAULT_EARLIEST_MS
+    currencies: Currencies | None = None
+
+
+_ADMIT_ALL = Admission()
+
+
 def decode_message(
-    raw: bytes | None, kind: EventKind, *, max_bytes: int, now_ms: int, max_future_ms: int = HOUR_MS
+    raw: bytes | None, kind: EventKind, *, max_bytes: int, now_ms: int, max_future_ms: int = HOUR_MS,
+    admission: Admission = _ADMIT_ALL,
 ) -> DecodeOutcome:
     """Decode one Kafka message value of the given kind."""
     out = DecodeOutcome()
@@ -87,6 +104,8 @@ def decode_message(
         out.rejects.append(
             Rejection("not_an_object", f"JSON value is {type(doc).__name__}, expected an object")
         )
+    if out.events:
+        _admit_all(out, admission)
     return out
 
 
@@ -116,6 +135,48 @@ def _validate_one(
         return
     out.events.append(event)
     out.indices.append(index)
+
+
+def _admit_all(out: DecodeOutcome, admission: Admission) -> None:
+    """Apply :func:`admit` to the valid events of ``out``: convert them, or move them to the rejects."""
+    refused: set[int] = set()
+    for pos, event in enumerate(out.events):
+        admitted = admit(event, admission)
+        if isinstance(admitted, Rejection):
+            out.rejects.append(Rejection(admitted.reason, admitted.detail, out.indices[pos],
+                                         event.customer_id))
+            refused.add(pos)
+        else:
+            out.events[pos] = admitted
+    if refused:  # rare: only then are the lists rebuilt
+        out.events = [e for pos, e in enumerate(out.events) if pos not in refused]
+        out.indices = [i for pos, i in enumerate(out.indices) if pos not in refused]
+
+
+def admit(event: Event, admission: Admission) -> Event | Rejection:
+    """``event`` (its money in the reporting currency), or why it is refused: ``too_old``, ``unknown_currency``.
+
+    >>> ev = TransactionEvent.model_validate({"event_id": "o", "customer_id": "c",
+    ...     "ts": "19970101", "amount": 10.0, "currency": "usd", "discount_amount": 2.0})
+    >>> admit(ev, Admission()).reason
+    'too_old'
+    >>> eur = Currencies.parse("EUR", "USD:0.5")
+    >>> converted = admit(ev, Admission(earliest_ms=0, currencies=eur))
+    >>> converted.amount, converted.discount_amount, converted.currency
+    (5.0, 1.0, 'EUR')
+    """
+    if event.ts_ms < admission.earliest_ms:
+        return Rejection("too_old", f"ts {iso(event.ts_ms)} is before the earliest accepted event "
+                         f"time {iso(admission.earliest_ms)} (STREAMSEG_EARLIEST_EVENT_TIME)")
+    table = admission.currencies
+    if table is None or not isinstance(event, TransactionEvent) or event.currency == table.reporting:
+        return event
+    rate = table.rate(event.currency)
+    if rate is None:
+        return Rejection("unknown_currency", f"currency {event.currency!r} is not in the rate table; "
+                         f"accepted: {table.describe()} (STREAMSEG_CURRENCY_RATES)")
+    return event.model_copy(update={"amount": event.amount * rate, "currency": table.reporting,
+                                    "discount_amount": event.discount_amount * rate})
 
 
 def _validation_rejection(exc: ValidationError, index: int | None, cid: str | None) -> Rejection:

@@ -1,8 +1,11 @@
 """The input contract: one JSON object per Kafka message, key = customer_id.
 
 Unknown extra fields are ignored; missing or invalid required fields are not.
-``ts`` is ISO-8601 (a zone is assumed UTC when absent) or a Unix epoch number:
-values below 10^11 are read as seconds, larger ones as milliseconds.
+``ts`` is ISO-8601 (a zone is assumed UTC when absent; the compact forms
+``19970101`` and ``19970101120000`` too) or a Unix epoch number: values below
+10^11 are read as seconds, larger ones as milliseconds. The models accept
+1900-2100; how early an event may be is the decoder's check
+(``STREAMSEG_EARLIEST_EVENT_TIME``, default 2000-01-01).
 
 >>> ev = TransactionEvent.model_validate(
 ...     {"event_id": "o-1", "customer_id": "c-9", "ts": "2026-01-02T03:04:05Z",
@@ -49,11 +52,20 @@ ClickType = Literal[
     "review",
 ]
 
-#: 2000-01-01T00:00:00Z; anything earlier is treated as a broken clock.
-MIN_TS_MS = 946_684_800_000
+#: 1900-01-01T00:00:00Z: the earliest time any event can carry (the accepted
+#: range is narrower: ``STREAMSEG_EARLIEST_EVENT_TIME``, checked when decoding).
+MIN_TS_MS = -2_208_988_800_000
+#: 2000-01-01T00:00:00Z: the default earliest accepted event time; earlier is
+#: usually a broken clock, unless history is replayed (then lower the setting).
+DEFAULT_EARLIEST_MS = 946_684_800_000
 #: 2100-01-01T00:00:00Z
 MAX_TS_MS = 4_102_444_800_000
 _SECONDS_BELOW = 10**11
+_RANGE = "ts must lie between 1900-01-01 and 2100-01-01"
+#: Digits-only text of these lengths is a compact ISO-8601 date (YYYYMMDD) or
+#: date-time (YYYYMMDDhhmmss), not an epoch: as epoch seconds 8 digits fall in
+#: 1970-1973, and 14 digits are past 2100 as milliseconds.
+COMPACT_FORMATS = {8: "%Y%m%d", 14: "%Y%m%d%H%M%S"}
 
 
 def parse_ts(value: object) -> int:
@@ -61,6 +73,8 @@ def parse_ts(value: object) -> int:
 
     >>> parse_ts("2026-01-01"), parse_ts(1767225600), parse_ts(1767225600000)
     (1767225600000, 1767225600000, 1767225600000)
+    >>> parse_ts("19970101"), parse_ts("19970101000000"), parse_ts("1997-01-01")
+    (852076800000, 852076800000, 852076800000)
     """
     if isinstance(value, bool):
         raise ValueError("ts must be ISO-8601 text or epoch seconds/milliseconds, not a boolean")
@@ -70,21 +84,28 @@ def parse_ts(value: object) -> int:
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError("ts must be a finite number")
         if abs(value) >= 10**16:
-            raise ValueError("ts must lie between 2000-01-01 and 2100-01-01")
+            raise ValueError(_RANGE)
         ms = float(value) * 1000.0 if abs(value) < _SECONDS_BELOW else float(value)
     elif isinstance(value, str):
         ms = _parse_iso(value)
     else:
         raise ValueError("ts must be ISO-8601 text or epoch seconds/milliseconds")
     if not MIN_TS_MS <= ms < MAX_TS_MS:
-        raise ValueError("ts must lie between 2000-01-01 and 2100-01-01")
+        raise ValueError(_RANGE)
     return int(round(ms))
 
 
 def _parse_iso(text: str) -> float:
     text = text.strip()
     if text.isdigit():
-        return parse_ts(int(text))
+        compact = COMPACT_FORMATS.get(len(text))
+        if compact is None:
+            return parse_ts(int(text))
+        try:
+            return datetime.strptime(text, compact).replace(tzinfo=UTC).timestamp() * 1000.0
+        except ValueError:
+            raise ValueError(f"ts {text!r} is not a compact ISO-8601 date "
+                             f"({compact.replace('%', '')})") from None
     try:
         dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError as exc:

@@ -26,6 +26,15 @@ class Keys:
         """Sorted set: event ids and session ids seen, scored by event time."""
         return f"{self.prefix}:{{{customer_id}}}:e"
 
+    def erasing(self, customer_id: str) -> str:
+        """Hash: what an erasure removed, kept until its audit record is published.
+
+        An erasure whose tombstones or audit record could not be published is
+        retried; by then the customer's keys are gone, and this is what lets the
+        retry's audit record still say what was removed.
+        """
+        return f"{self.prefix}:{{{customer_id}}}:x"
+
     def segment_sizes(self) -> str:
         """Hash: segment id -> number of customers currently in it."""
         return f"{self.prefix}:segments:sizes"

@@ -110,11 +110,20 @@ def unavailable_on_outage(what: str) -> Iterator[None]:
 
 # Atomic per customer (both keys share the customer's hash tag): read the
 # membership and delete, so two concurrent erasures decrement a size only once.
+#: Erase a customer and note what went in KEYS[3], merged with what an earlier, unfinished
+#: attempt removed (deleted once the audit record is out: see ``forget_done``). Returns the
+#: segment removed now (its size is decremented) and, merged, the segment, state and ids removed.
 FORGET_LUA = """
 local seg = redis.call('HGET', KEYS[1], 'seg')
 local had_state = redis.call('DEL', KEYS[1])
 local had_seen = redis.call('DEL', KEYS[2])
-return {seg or '', had_state, had_seen}
+local was = redis.call('HMGET', KEYS[3], 'seg', 'state', 'seen')
+local any_seg = seg or was[1] or ''
+local any_state = math.max(had_state, tonumber(was[2] or 0))
+local any_seen = math.max(had_seen, tonumber(was[3] or 0))
+redis.call('HSET', KEYS[3], 'seg', any_seg, 'state', any_state, 'seen', any_seen)
+redis.call('EXPIRE', KEYS[3], ARGV[1])
+return {seg or '', any_seg, any_state, any_seen}
 """
 
 #: Membership of one customer, written only while its state exists: a customer
@@ -335,19 +344,28 @@ class RedisFeatureStore:
         return out
 
     async def forget(self, customer_id: str) -> Forgotten:
-        """Erase a customer: state, membership and dedup entries; keep segment sizes true."""
+        """Erase a customer: state, membership and dedup entries; keep segment sizes true.
+
+        What was removed is remembered (merged over attempts) until :meth:`forget_done`,
+        so an erasure retried after a failed publish still reports it.
+        """
         state_key, seen_key = self.keys.state(customer_id), self.keys.seen(customer_id)
         with unavailable_on_outage("erasing a customer"):
-            seg, had_state, had_seen = await self._forget(keys=[state_key, seen_key])
-            segment = int(seg) if seg else None
+            seg_now, seg, had_state, had_seen = await self._forget(
+                keys=[state_key, seen_key, self.keys.erasing(customer_id)], args=[self.ttl_s])
             pipe = self.client.pipeline(transaction=False)
             pipe.zrem(self.keys.scored(), customer_id)  # the re-scoring index names the customer,
             pipe.srem(self.keys.held(), customer_id)  # and so may the held set
-            if segment is not None:
-                pipe.hincrby(self.keys.segment_sizes(), str(segment), -1)
+            if seg_now:
+                pipe.hincrby(self.keys.segment_sizes(), str(int(seg_now)), -1)
             await pipe.execute()
-        removed = [k for k, n in ((state_key, had_state), (seen_key, had_seen)) if n]
-        return Forgotten(removed, segment)
+        removed = [k for k, n in ((state_key, had_state), (seen_key, had_seen)) if int(n)]
+        return Forgotten(removed, int(seg) if seg else None)
+
+    async def forget_done(self, customer_id: str) -> None:
+        """The erasure's audit record is published: forget what it removed too."""
+        with unavailable_on_outage("finishing an erasure"):
+            await self.client.delete(self.keys.erasing(customer_id))
 
     async def segments(self) -> tuple[dict[int, CatalogEntry], dict[int, int]]:
         """The catalog (as the engine last wrote it) and live segment sizes; one round trip."""

@@ -32,7 +32,7 @@ from typing import Literal
 import orjson
 
 from streamseg.errors import ConfigError
-from streamseg.events.models import ClickEvent, TransactionEvent
+from streamseg.events.models import COMPACT_FORMATS, ClickEvent, TransactionEvent
 
 EventKind = Literal["click", "transaction"]
 KINDS: tuple[EventKind, ...] = ("transaction", "click")
@@ -90,10 +90,16 @@ class Mapping:
 
     columns: dict[str, str] = field(default_factory=dict)
     defaults: dict[str, str] = field(default_factory=dict)
+    #: a :func:`datetime.strptime` format the ts column is read with (``--ts-format``)
+    ts_format: str | None = None
 
     @classmethod
-    def parse(cls, mapping: str | None, defaults: str | None = None) -> Mapping:
-        return cls(parse_pairs(mapping, "--map"), parse_pairs(defaults, "--default"))
+    def parse(cls, mapping: str | None, defaults: str | None = None,
+              ts_format: str | None = None) -> Mapping:
+        if ts_format is not None and "%" not in ts_format:
+            raise ConfigError(f"--ts-format takes a strptime format such as %Y%m%d or "
+                              f"'%d/%m/%Y %H:%M', got {ts_format!r}")
+        return cls(parse_pairs(mapping, "--map"), parse_pairs(defaults, "--default"), ts_format)
 
     def column(self, name: str, columns: Collection[str] | None = None) -> str:
         """The column that feeds contract field ``name``: the mapped one if the file has it."""
@@ -131,14 +137,21 @@ class Mapping:
                               "or give a --default FIELD=VALUE")
 
     def payload(self, row: MappingABC[str, object], kind: EventKind, derived_id: str) -> dict[str, object]:
-        """The contract-shaped event of one row (not yet validated)."""
+        """The contract-shaped event of one row (not yet validated).
+
+        Raises ValueError when the ts column does not match ``ts_format``.
+
+        >>> Mapping(ts_format="%d/%m/%Y").payload({"ts": "31/12/1997"}, "click", "r:1")
+        {'event_id': 'r:1', 'ts': 883526400000}
+        """
         out: dict[str, object] = {}
         for name in FIELDS[kind]:
             value = _present(row.get(self.column(name, row)))
             if value is None:
                 value = self.defaults.get(name)
             if value is not None:
-                out[name] = coerce(name, value)
+                out[name] = (strptime_ms(value, self.ts_format) if name == "ts" and self.ts_format
+                             else coerce(name, value))
         if "event_id" not in out:
             out = {"event_id": derived_id, **out}
         return out
@@ -184,9 +197,25 @@ def _ts(value: object) -> object:
     if isinstance(value, Decimal):
         return float(value)
     if isinstance(value, str) and _NUMBER.match(value):
+        if value.isdigit() and len(value) in COMPACT_FORMATS:
+            return value  # 19970101: a compact ISO-8601 date, not an epoch
         number = float(value)
         return int(number) if number.is_integer() else number
     return value
+
+
+def strptime_ms(value: object, fmt: str) -> object:
+    """Epoch ms of ``value`` read with ``fmt`` (UTC unless the format has a zone); typed
+    dates and times (Parquet) are taken as they are."""
+    if isinstance(value, date | datetime):
+        return _ts(value)
+    text = str(value).strip()
+    try:
+        dt = datetime.strptime(text, fmt)
+    except ValueError:
+        raise ValueError(f"ts {text[:40]!r} does not match --ts-format {fmt!r}") from None
+    dt = dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+    return int(round(dt.timestamp() * 1000))
 
 
 def _float(value: object) -> object:

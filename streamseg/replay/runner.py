@@ -17,7 +17,7 @@ in the payload's ``ts``.
 >>> path = Path(tempfile.mkdtemp()) / "orders.csv"
 >>> _ = path.write_text("cust,date,dollars\\n42,2026-01-02,9.5\\n42,2026-01-01,oops\\n")
 >>> opts = ReplayOptions(paths=(path,), mapping=Mapping.parse("customer_id=cust,ts=date,amount=dollars",
-...                      "currency=USD"), dry_run=True, progress=False)
+...                      "currency=EUR"), dry_run=True, progress=False)
 >>> s = asyncio.run(replay(Settings(), opts))
 >>> s.rows_read, s.valid, s.rejected, s.first_event_ts
 (2, 1, {'invalid_field': 1}, '2026-01-02T00:00:00.000Z')
@@ -40,8 +40,8 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import RecordMetadata, TopicPartition
 
 from streamseg.errors import ConfigError, StreamsegError
-from streamseg.events.decode import decode_message
-from streamseg.events.models import TransactionEvent, iso
+from streamseg.events.decode import Admission, DecodeOutcome, Rejection, admit, decode_message
+from streamseg.events.models import MIN_TS_MS, TransactionEvent, iso
 from streamseg.kafka_security import (
     access_denied,
     client_options,
@@ -218,12 +218,19 @@ class Loader:
             self._reject(row, source, *row.error, customer_id=None)
             return False
         derived = derived_event_id(digest, row.number)
-        payload = self.options.mapping.payload(row.fields, kind, derived)
+        try:
+            payload = self.options.mapping.payload(row.fields, kind, derived)
+        except ValueError as exc:  # the ts column does not match --ts-format
+            self._reject(row, source, "invalid_field", f"ts: {exc}", customer_id=None)
+            return False
+        # the worker's checks, so a row it would refuse is refused here with the same reason;
+        # the event goes out as the file has it (the worker converts its currency)
         out = decode_message(_dumps(payload), kind, max_bytes=self.settings.max_message_bytes,
                              now_ms=self._now_ms,
-                             max_future_ms=int(self.settings.max_future_skew_s * 1000))
-        if out.rejects:
-            r = out.rejects[0]
+                             max_future_ms=int(self.settings.max_future_skew_s * 1000),
+                             admission=Admission(self.settings.earliest_event_ms))
+        r = self._refusal(out)
+        if r is not None:
             self._reject(row, source, r.reason, r.detail, customer_id=r.customer_id)
             return False
         event = out.events[0]
@@ -235,6 +242,13 @@ class Loader:
         self._first = event.ts_ms if self._first is None else min(self._first, event.ts_ms)
         self._last = event.ts_ms if self._last is None else max(self._last, event.ts_ms)
         return True
+
+    def _refusal(self, out: DecodeOutcome) -> Rejection | None:
+        """Why the worker would refuse the row's event (its currency too), or None."""
+        if out.rejects:
+            return out.rejects[0]
+        checked = admit(out.events[0], Admission(MIN_TS_MS, self.settings.currencies))
+        return checked if isinstance(checked, Rejection) else None
 
     def _reject(self, row: RawRow, source: str, reason: str, detail: str, *,
                 customer_id: str | None) -> None:

@@ -297,7 +297,7 @@ def write_history(path: Path, customers: int, per_customer: int = 3) -> int:
     rows = ["customer_id,ts,amount,currency"]
     for c in range(customers):
         for i in range(per_customer):
-            rows.append(f"c{c:04d},2026-01-{1 + i:02d}T{c % 24:02d}:00:00Z,{5 + (c * 7 + i) % 90}.5,USD")
+            rows.append(f"c{c:04d},2026-01-{1 + i:02d}T{c % 24:02d}:00:00Z,{5 + (c * 7 + i) % 90}.5,EUR")  # the reporting currency
     path.write_text("\n".join(rows) + "\n")
     return customers * per_customer
 

@@ -7,7 +7,7 @@ import asyncio
 import orjson
 import pytest
 
-from streamseg.erasure import Eraser, ErasureIncomplete, InvalidCustomerId
+from streamseg.erasure import BrokerUnavailable, Eraser, ErasureIncomplete, InvalidCustomerId
 from streamseg.features.store import Forgotten
 from streamseg.settings import Settings
 from tests.support import Recorder
@@ -25,6 +25,9 @@ class MemoryStore:
         seg = self.customers.pop(customer_id, None)
         keys = [f"ss:{{{customer_id}}}:f"] if seg is not None else []
         return Forgotten(keys, seg)
+
+    async def forget_done(self, customer_id: str) -> None:
+        self.calls.append(f"done:{customer_id}")
 
 
 async def test_erasure__publishes_tombstones_then_an_audit_record_naming_what_was_removed() -> None:
@@ -68,7 +71,7 @@ async def test_erasure__waits_for_the_batch_holding_the_lock() -> None:
         await asyncio.wait_for(lock.asked.wait(), 5)  # the erasure is parked on the lock now
         assert store.calls == [] and not task.done()
     await task
-    assert store.calls == ["c1"]
+    assert store.calls == ["c1", "done:c1"]
 
 
 async def test_kafka_failure__raises_erasure_incomplete_asking_for_a_retry() -> None:
@@ -83,3 +86,22 @@ async def test_invalid_customer_id__is_refused_before_touching_anything() -> Non
         with pytest.raises(InvalidCustomerId):
             await Eraser(SETTINGS, store, Recorder()).forget(bad, actor="ops", via="cli")
     assert store.calls == []
+
+
+async def test_preflight_refusal__leaves_the_store_untouched() -> None:
+    store = MemoryStore()
+
+    async def broker_away() -> None:
+        raise BrokerUnavailable("no Kafka broker answered; nothing was erased, retry")
+
+    with pytest.raises(BrokerUnavailable):
+        await Eraser(SETTINGS, store, Recorder(), preflight=broker_away).forget(
+            "c1", actor="ops", via="http")
+    assert store.calls == [] and store.customers == {"c1": 4}
+
+
+async def test_failed_publish__is_not_marked_done_so_the_retry_can_report_what_went() -> None:
+    store = MemoryStore()
+    with pytest.raises(ErasureIncomplete):
+        await Eraser(SETTINGS, store, Recorder(fail=True)).forget("c1", actor="ops", via="http")
+    assert store.calls == ["c1"]  # no "done:c1": the store keeps its note of what was removed

@@ -6,6 +6,7 @@ Every test decodes real bytes the way the worker does; nothing touches the netwo
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 
 import orjson
@@ -14,9 +15,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from streamseg.events.decode import MAX_EVENTS_PER_MESSAGE, DecodeOutcome, decode_message
+from streamseg.events.currency import Currencies
+from streamseg.events.decode import MAX_EVENTS_PER_MESSAGE, Admission, DecodeOutcome, decode_message
 from streamseg.events.models import (
     CLICK_TYPES,
+    DEFAULT_EARLIEST_MS,
     MAX_TS_MS,
     MIN_TS_MS,
     ClickEvent,
@@ -131,10 +134,10 @@ def test_ts_formats__all_normalise_to_utc_epoch_millis(ts: object, expected_ms: 
 
 def test_parse_ts__seconds_and_millis_boundary_is_10_to_the_11() -> None:
     # 10^11 - 1 is read as seconds (year ~5138, out of range); 10^11 as millis (1973, too early)
-    with pytest.raises(ValueError, match="between 2000-01-01 and 2100-01-01"):
+    with pytest.raises(ValueError, match="between 1900-01-01 and 2100-01-01"):
         parse_ts(10**11 - 1)
-    with pytest.raises(ValueError, match="between 2000-01-01 and 2100-01-01"):
-        parse_ts(10**11)
+    assert parse_ts(10**11) == 10**11
+    assert only_reject(decode(click(ts=10**11))).reason == "too_old"
     assert parse_ts(MIN_TS_MS) == MIN_TS_MS
     assert parse_ts(MIN_TS_MS // 1000) == MIN_TS_MS
 
@@ -308,7 +311,7 @@ def test_missing_ts__is_rejected_as_missing_field() -> None:
         ("ts", True),
         ("ts", None),
         ("ts", [NOW_MS]),
-        ("ts", -1_767_225_600),
+        ("ts", -3_000_000_000),  # 1874: before any time an event can carry
     ],
 )
 def test_wrong_type_or_out_of_range_transaction_field__is_rejected_as_invalid_field_naming_it(
@@ -346,15 +349,15 @@ def test_rejection_of_an_identified_event__carries_its_customer_id() -> None:
 @pytest.mark.parametrize(
     "ts", ["1999-12-31T23:59:59Z", 946_684_799, 946_684_799_999, "1970-01-01", 0],
 )
-def test_ts_before_2000__is_rejected_as_invalid_ts(ts: object) -> None:
+def test_ts_before_2000__is_rejected_as_too_old_naming_the_setting(ts: object) -> None:
     r = only_reject(decode(click(ts=ts)))
-    assert r.reason == "invalid_field"
-    assert r.detail.startswith("ts:")
-    assert "2000-01-01" in r.detail
+    assert r.reason == "too_old"
+    assert r.detail.startswith("ts ")
+    assert "2000-01-01" in r.detail and "STREAMSEG_EARLIEST_EVENT_TIME" in r.detail
 
 
 def test_ts_at_2000_01_01__is_accepted() -> None:
-    assert only_event(decode(click(ts="2000-01-01T00:00:00Z"))).ts_ms == MIN_TS_MS
+    assert only_event(decode(click(ts="2000-01-01T00:00:00Z"))).ts_ms == DEFAULT_EARLIEST_MS
 
 
 def test_ts_beyond_max_future_skew__is_rejected_as_future_event() -> None:
@@ -483,10 +486,10 @@ def _accounted(raw: bytes, kind: str) -> DecodeOutcome:
     assert len(out.events) + len(out.rejects) >= 1, "input vanished without event or rejection"
     for r in out.rejects:
         assert r.reason in {"empty", "too_large", "not_utf8", "malformed_json", "not_an_object",
-                            "missing_field", "invalid_field", "future_event"}
+                            "missing_field", "invalid_field", "future_event", "too_old"}
         assert r.detail
     for e in out.events:
-        assert MIN_TS_MS <= e.ts_ms <= NOW_MS + HOUR_MS
+        assert DEFAULT_EARLIEST_MS <= e.ts_ms <= NOW_MS + HOUR_MS
     return out
 
 
@@ -617,3 +620,36 @@ def test_batched_envelope__reports_each_kept_event_at_its_element_position() -> 
     out = decode_message(raw, "click", max_bytes=65536, now_ms=NOW_MS)
     assert [e.event_id for e in out.events] == ["e-1", "e-2"]
     assert out.indices == [1, 2]
+
+
+# --------------------------------------------------------------------------- old history, currencies
+
+
+@pytest.mark.parametrize("ts", ["19970101", "19970101000000", "1997-01-01", "1997-01-01T00:00:00Z"])
+def test_compact_and_iso_1997_dates__are_dates_and_pass_a_lowered_earliest_time(ts: str) -> None:
+    earliest = Admission(earliest_ms=parse_ts("1990-01-01"))
+    assert only_event(decode(click(ts=ts), admission=earliest)).ts_ms == 852_076_800_000
+    r = only_reject(decode(click(ts=ts)))  # the default earliest time is 2000-01-01
+    assert r.reason == "too_old" and "STREAMSEG_EARLIEST_EVENT_TIME" in r.detail
+
+
+def test_compact_date_that_is_no_date__is_invalid_not_an_epoch() -> None:
+    r = only_reject(decode(click(ts="19971332")))
+    assert r.reason == "invalid_field" and "compact ISO-8601" in r.detail
+
+
+def test_money_in_another_currency__is_converted_and_an_unknown_one_refused() -> None:
+    money = Admission(currencies=Currencies.parse("EUR", "USD:0.5"))
+    ev = only_event(decode(txn(amount=10.0, currency="USD", discount_amount=4.0), "transaction",
+                           admission=money))
+    assert isinstance(ev, TransactionEvent)
+    assert (ev.amount, ev.discount_amount, ev.currency) == (5.0, 2.0, "EUR")
+    r = only_reject(decode(txn(currency="JPY"), "transaction", admission=money))
+    assert (r.reason, r.customer_id) == ("unknown_currency", "c-1")
+    assert "'JPY'" in r.detail and "EUR (and USD by the rate table)" in r.detail
+
+
+@pytest.mark.parametrize("spec", ["USD", "USD:0", "USD:-1", "USD:x", "DOLLAR:1", "USD:nan"])
+def test_bad_rate_table__is_refused_naming_the_entry(spec: str) -> None:
+    with pytest.raises(ValueError, match=rf"got {re.escape(repr(spec))}"):
+        Currencies.parse("EUR", spec)

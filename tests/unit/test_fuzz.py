@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from streamseg.engine import Engine, InMessage, build_segmenter
 from streamseg.events.decode import DecodeOutcome, EventKind, decode_message
-from streamseg.events.models import MIN_TS_MS, ClickEvent, Event, TransactionEvent
+from streamseg.events.models import DEFAULT_EARLIEST_MS, ClickEvent, Event, TransactionEvent
 from streamseg.features.keys import Keys
 from streamseg.features.store import RedisFeatureStore
 from streamseg.metrics import Metrics
@@ -52,7 +52,7 @@ KIND_OF = {topic: kind for kind, topic in TOPIC_OF.items()}
 def assert_valid_event(ev: Event, kind: str) -> None:
     """What a decoded event promises everything downstream."""
     assert ev.kind == kind
-    assert MIN_TS_MS <= ev.ts_ms <= NOW_MS + SKEW_MS
+    assert DEFAULT_EARLIEST_MS <= ev.ts_ms <= NOW_MS + SKEW_MS
     assert 1 <= len(ev.customer_id) <= 128 and all(ord(c) >= 0x20 for c in ev.customer_id)
     assert ev.event_id
     if isinstance(ev, TransactionEvent):

@@ -266,13 +266,13 @@ def test_bad_rows__become_dead_letters_with_file_row_reason_and_original(tmp_pat
     letters = dead(loader)
     assert [(d.source_offset, d.reason) for d in letters] == [
         (2, "invalid_field"), (3, "invalid_field"), (4, "missing_field"), (5, "malformed_row"),
-        (6, "invalid_field"), (7, "future_event"), (8, "invalid_field")]
+        (6, "too_old"), (7, "future_event"), (8, "invalid_field")]
     assert all(d.source_topic == f"replay:{path}" and d.source_partition == -1 for d in letters)
     assert orjson.loads(letters[1].original) == {"cust": "c3", "date": "2026-01-02", "dollars": "lots",
                                                  "currency": "EUR"}
     assert letters[0].customer_id == "c2" and "yesterday" in letters[0].detail
-    assert loader.summary.rejected == {"invalid_field": 4, "missing_field": 1, "malformed_row": 1,
-                                       "future_event": 1}
+    assert loader.summary.rejected == {"invalid_field": 3, "missing_field": 1, "malformed_row": 1,
+                                       "too_old": 1, "future_event": 1}
     assert len(loader.events) == 1
 
 
@@ -361,3 +361,33 @@ def test_pacer__sends_each_event_at_start_plus_its_event_time_over_speed() -> No
 def test_replay_options__refuse_nonsense(kw: dict, error: str) -> None:
     with pytest.raises(ConfigError, match=error):
         ReplayOptions(**{"paths": (Path("x.csv"),), **kw})
+
+
+# --------------------------------------------------------------------------- old history, currencies
+
+
+def test_compact_dates__are_dates_not_epochs_and_keep_the_file_currency(tmp_path: Path) -> None:
+    path = txn_csv(tmp_path, ["c1,19970101,5,EUR", "c2,19980601,5,usd"])
+    opts = ReplayOptions(paths=(path,), mapping=Mapping.parse(TXN_MAP), dry_run=True, progress=False)
+    loader = Loader(Settings(earliest_event_time="1990-01-01", currency_rates="USD:0.9"), opts,
+                    ReplaySummary())
+    loader.load()
+    assert [(e["ts"], e["amount"], e["currency"]) for e in sent(loader)] == [
+        (852_076_800_000, 5.0, "EUR"), (896_659_200_000, 5.0, "usd")]  # the worker converts
+
+
+def test_ts_format__reads_the_ts_column_and_refuses_rows_that_do_not_match(tmp_path: Path) -> None:
+    path = txn_csv(tmp_path, ["c1,31/12/1999,5,EUR", "c2,1999-12-31,5,EUR", "c3,01/02/2026,5,EUR"])
+    loader = load([path], mapping=Mapping.parse(TXN_MAP, ts_format="%d/%m/%Y"))
+    assert [e["ts"] for e in sent(loader)] == [1_769_904_000_000]  # 1 February 2026
+    assert [(d.source_offset, d.reason) for d in dead(loader)] == [(1, "too_old"), (2, "invalid_field")]
+    assert "does not match --ts-format '%d/%m/%Y'" in dead(loader)[1].detail
+    with pytest.raises(ConfigError, match="strptime"):
+        Mapping.parse(TXN_MAP, ts_format="dd/mm/yyyy")
+
+
+def test_row_in_a_currency_without_a_rate__is_refused_as_the_worker_would(tmp_path: Path) -> None:
+    loader = load([txn_csv(tmp_path, ["c1,2026-01-02,5,EUR", "c2,2026-01-02,5,JPY"])],
+                  mapping=Mapping.parse(TXN_MAP))
+    assert [e["customer_id"] for e in sent(loader)] == ["c1"]
+    assert [(d.source_offset, d.reason) for d in dead(loader)] == [(2, "unknown_currency")]
