@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="host:port[,host:port...]")
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="redis:// or rediss:// URL")
     app_id: str = Field("streamseg", description="Faust app id = Kafka consumer group")
+    kafka_connect_timeout_s: float = Field(
+        10.0, gt=0, description="how long a command waits for an unreachable Kafka cluster "
+        "before it ends with one line saying so")
     data_dir: str = Field(
         default_factory=lambda: os.path.join(tempfile.gettempdir(), "streamseg"),
         description="Faust's data directory parent (<data_dir>/<app_id>-data); streamseg keeps no "

@@ -19,7 +19,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from pydantic import ConfigDict, TypeAdapter, ValidationError
@@ -28,6 +28,10 @@ from typing_extensions import TypedDict
 from streamseg.events.models import iso
 from streamseg.features.registry import State, derive
 from streamseg.publish.records import CatalogEntry
+
+if TYPE_CHECKING:
+    from streamseg.features.store import RedisFeatureStore
+    from streamseg.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +66,22 @@ def customer_body(customer_id: str, state: State, *, names: Mapping[int, str],
         "features_as_of": iso(int(now_ms)),
         "last_event_ts": iso(int(last)) if isinstance(last, float) else None,
     }
+
+
+async def lookup_stored(reader: RedisFeatureStore, settings: Settings,
+                        customer_id: str) -> dict[str, Any] | None:
+    """What ``streamseg api`` answers for ``GET /v1/customers/{id}`` (None: no such customer),
+    read straight from Redis: segment names from the catalog, the clock from the workers'
+    statuses. ``streamseg inspect`` prints it."""
+    from streamseg.api.server import StoredModelView
+
+    state = await reader.state(customer_id)
+    if not state:
+        return None
+    model = StoredModelView(reader, settings)
+    await model.refresh()
+    names = catalog_names(await reader.catalog())
+    return customer_body(customer_id, state, names=names, now_ms=model.now_ms())
 
 
 def reasons(state: State) -> list[dict[str, Any]]:
