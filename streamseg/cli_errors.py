@@ -19,7 +19,7 @@ True
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
 from aiokafka.errors import KafkaConnectionError
@@ -33,8 +33,7 @@ USAGE = 2
 RUNTIME = 1
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
+class Answer(NamedTuple):
     """A command's exit status and the one line it ends with."""
 
     code: int
