@@ -1,4 +1,10 @@
-"""``streamseg dev | worker | api | generate | replay | bench | inspect | forget``."""
+"""The ``streamseg`` command line: one small parser builder and one handler per command.
+
+:data:`COMMANDS` is the table of contents. :func:`main` loads the settings and
+runs the chosen handler; whatever a handler raises is answered in one place,
+:mod:`streamseg.cli_errors` (one line on stderr; exit 2 for usage or
+configuration, 1 for a runtime failure).
+"""
 
 from __future__ import annotations
 
@@ -8,57 +14,122 @@ import dataclasses
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import orjson
-from pydantic import ValidationError
 
+from streamseg.cli_errors import answer
 from streamseg.devstack.processes import BROKERS
-from streamseg.errors import StreamsegError
+from streamseg.errors import ConfigError, StreamsegError
 from streamseg.generate.scenarios import SCENARIOS
 from streamseg.settings import Settings
 
 if TYPE_CHECKING:
     import faust
 
-    from streamseg.app import AccessGuard
+    from streamseg.access_guard import AccessGuard
+
+DESCRIPTION = ("Streaming customer segmentation: run a worker or the HTTP API, try it all "
+               "locally (dev), feed it events (generate, replay), look a customer up "
+               "(inspect) or erase one (forget). Settings come from environment variables "
+               "named STREAMSEG_<SETTING> (docs/operations.md).")
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Shows every option's real default, unless its help already says what it defaults to."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (default is None or default is False or default == argparse.SUPPRESS
+                or "default" in text or not action.option_strings):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """One subcommand: its help, its options and what runs it."""
+
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[Settings, argparse.Namespace], int]
+    #: how its error line starts (default "streamseg <command>")
+    failed: Callable[[argparse.Namespace], str] | None = None
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="streamseg", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    """Run ``streamseg ARGV``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    command = COMMANDS[args.command]
+    settings: Settings | None = None
+    try:
+        settings = Settings()
+        logging.basicConfig(level=logging.INFO,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        return command.run(settings, args)
+    except Exception as exc:
+        found = answer(exc, settings)
+        if found is None:
+            raise
+        who = (command.failed(args) if command.failed and settings is not None
+               else f"streamseg {args.command}")
+        print(f"{who}: {found.line}", file=sys.stderr, flush=True)
+        return found.code
 
-    dev = sub.add_parser("dev", help="embedded broker + Valkey + worker + generator, with a live view")
-    dev.add_argument("--customers", type=int, default=2000)
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every command in :data:`COMMANDS`."""
+    parser = argparse.ArgumentParser(prog="streamseg", description=DESCRIPTION,
+                                     formatter_class=HelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, command in COMMANDS.items():
+        command.arguments(sub.add_parser(name, help=command.help, description=command.help,
+                                         formatter_class=HelpFormatter))
+    return parser
+
+
+# --- options of each command -----------------------------------------------------------------
+
+
+def _dev_arguments(dev: argparse.ArgumentParser) -> None:
+    dev.add_argument("--customers", type=int, default=2000, help="simulated customers")
     dev.add_argument("--rate", type=float, default=3000.0, help="generator events/s (0 = unpaced)")
-    dev.add_argument("--days", type=float, default=120.0, help="simulated history length")
+    dev.add_argument("--days", type=float, default=120.0, help="simulated history length in days")
     dev.add_argument("--duration", type=float, default=None,
                      help="stop everything after this many seconds (default: run until Ctrl-C)")
-    dev.add_argument("--workdir", type=Path, default=None, help="logs, data and truth file (default: ./streamseg-data)")
-    dev.add_argument("--seed", type=int, default=7)
+    dev.add_argument("--workdir", type=Path, default=Path("streamseg-data"),
+                     help="logs, data and truth file, relative to the current folder")
+    dev.add_argument("--seed", type=int, default=7, help="random seed of the generator")
     dev.add_argument("--no-view", action="store_true", help="print one status line per refresh")
     dev.add_argument("--broker", choices=BROKERS, default="auto",
-                     help="kafka: Apache Kafka from its Maven jars (`streamseg kafka fetch`); "
-                     "tansu: the pip-only embedded broker; auto (default): kafka where a JDK "
+                     help="kafka: Apache Kafka from its Maven jars (streamseg kafka fetch); "
+                     "tansu: the pip-only embedded broker; auto (the default): kafka where a JDK "
                      "and the jars are present, else tansu")
     dev.add_argument("--kafka-nodes", type=int, choices=[1, 3], default=1,
                      help="Apache Kafka nodes on loopback (3: replication factor 3, "
                      "min.insync.replicas=2)")
 
-    sub.add_parser("worker", help="run a worker against STREAMSEG_KAFKA_BOOTSTRAP / STREAMSEG_REDIS_URL")
 
-    api = sub.add_parser("api", help="serve the HTTP API in a process of its own, from Redis "
-                         "(lookups never wait behind a worker's batch)")
-    api.add_argument("--host", default=None, help="default: STREAMSEG_WEB_HOST")
-    api.add_argument("--port", type=int, default=None, help="default: STREAMSEG_API_PORT (6067)")
+def _no_arguments(parser: argparse.ArgumentParser) -> None:
+    """A command configured by its STREAMSEG_* settings alone."""
 
-    gen = sub.add_parser("generate", help="produce synthetic events from planted personas")
-    gen.add_argument("--customers", type=int, default=2000)
+
+def _api_arguments(api: argparse.ArgumentParser) -> None:
+    api.add_argument("--host", default=None, help="address to listen on (default: STREAMSEG_WEB_HOST)")
+    api.add_argument("--port", type=int, default=None,
+                     help="port to listen on (default: STREAMSEG_API_PORT, 6067)")
+
+
+def _generate_arguments(gen: argparse.ArgumentParser) -> None:
+    gen.add_argument("--customers", type=int, default=2000, help="simulated customers")
     gen.add_argument("--rate", type=float, default=0.0, help="events/s (0 = as fast as possible)")
-    gen.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
-    gen.add_argument("--days", type=float, default=120.0)
-    gen.add_argument("--seed", type=int, default=7)
+    gen.add_argument("--duration", type=float, default=None,
+                     help="stop after this many seconds (default: when the history is sent)")
+    gen.add_argument("--days", type=float, default=120.0, help="simulated history length in days")
+    gen.add_argument("--seed", type=int, default=7, help="random seed")
     gen.add_argument("--truth", type=Path, default=None, help="write customer_id,persona CSV here")
     gen.add_argument("--scenario", choices=SCENARIOS, default=None,
                      help="a drift scenario on a steady population (streamseg/generate/scenarios.py)")
@@ -70,8 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--scenario-share", type=float, default=None,
                      help="new_persona: share of customers; shrink: share that leaves")
 
-    rep = sub.add_parser("replay", help="replay history files (CSV, JSON Lines, Parquet) into the "
-                         "input topics in event-time order")
+
+def _replay_arguments(rep: argparse.ArgumentParser) -> None:
     rep.add_argument("paths", nargs="+", type=Path, metavar="PATH",
                      help="files to replay together (merged by event time)")
     rep.add_argument("--kind", choices=["transaction", "click"], default=None,
@@ -94,100 +165,96 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--max-lag", type=int, default=None, metavar="N",
                      help="hold back while the worker group (STREAMSEG_APP_ID) is more than N events "
                      "behind, so it never sees one topic far ahead of the other (default: off)")
-    rep.add_argument("--compression", choices=["gzip"], default=None)
+    rep.add_argument("--compression", choices=["gzip"], default=None,
+                     help="the files are compressed (default: from the extension)")
     rep.add_argument("--dry-run", action="store_true", help="read and validate only; send nothing")
     rep.add_argument("--json", action="store_true", help="print the summary as JSON")
     rep.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
-    bench = sub.add_parser("bench", help="throughput, latency and memory against baselines "
-                           "(Apache Kafka + Valkey on this machine); writes bench.json, bench.md, bench_latency.png")
+
+def _bench_arguments(bench: argparse.ArgumentParser) -> None:
     bench.add_argument("--short", action="store_true", help="the CI mode: about a minute")
     bench.add_argument("--soak", type=float, default=None, metavar="SECONDS",
-                       help="soak length at 50%% of the engine's maximum (default 600, short 5; 0 = none)")
-    bench.add_argument("--out", type=Path, default=Path("load_tests/results"))
+                       help="soak length at 50%% of the engine's maximum (default 600, short 5; "
+                       "0 = none)")
+    bench.add_argument("--out", type=Path, default=Path("load_tests/results"),
+                       help="folder the figures are written to")
     bench.add_argument("--broker", choices=["kafka", "tansu"], default="kafka",
-                       help="the broker measured on (default kafka; tansu only when asked: it "
-                       "slows as partitions age, so its figures are not the engine's)")
+                       help="the broker measured on (tansu only when asked: it slows as "
+                       "partitions age, so its figures are not the engine's)")
 
-    kafka = sub.add_parser("kafka", help="the Apache Kafka harness (jars from Maven Central)")
-    kafka_sub = kafka.add_subparsers(dest="kafka_command", required=True)
-    kfetch = kafka_sub.add_parser("fetch", help="resolve Apache Kafka's jars through Maven into "
-                                  "the cache folder ($STREAMSEG_KAFKA_HOME or "
-                                  "~/.cache/streamseg/kafka-<version>)")
+
+def _kafka_arguments(kafka: argparse.ArgumentParser) -> None:
+    kafka_sub = kafka.add_subparsers(dest="kafka_command", required=True, metavar="ACTION")
+    fetch_help = ("resolve Apache Kafka's jars through Maven into the cache folder "
+                  "($STREAMSEG_KAFKA_HOME or ~/.cache/streamseg/kafka-<version>)")
+    kfetch = kafka_sub.add_parser("fetch", help=fetch_help, description=fetch_help,
+                                  formatter_class=HelpFormatter)
     kfetch.add_argument("--verbose", action="store_true", help="show Maven's output")
-    kstart = kafka_sub.add_parser("start", help="run Apache Kafka on loopback until Ctrl-C and "
-                                  "print its bootstrap address")
-    kstart.add_argument("--nodes", type=int, choices=[1, 3], default=1)
+    start_help = "run Apache Kafka on loopback until Ctrl-C and print its bootstrap address"
+    kstart = kafka_sub.add_parser("start", help=start_help, description=start_help,
+                                  formatter_class=HelpFormatter)
+    kstart.add_argument("--nodes", type=int, choices=[1, 3], default=1,
+                        help="nodes in the cluster (3: replication factor 3)")
     kstart.add_argument("--workdir", type=Path, default=None,
                         help="data and logs (default: a new temporary folder)")
 
-    ins = sub.add_parser("inspect", help="show a customer's features and segment")
-    ins.add_argument("customer_id")
 
-    fgt = sub.add_parser("forget", help="erase a customer's data (GDPR) and publish tombstones + audit")
-    fgt.add_argument("customer_id")
+def _inspect_arguments(ins: argparse.ArgumentParser) -> None:
+    ins.add_argument("customer_id", help="the customer to show")
+
+
+def _forget_arguments(fgt: argparse.ArgumentParser) -> None:
+    fgt.add_argument("customer_id", help="the customer to erase")
     fgt.add_argument("--actor", default=None, help="who asks, for the audit record (default: cli:$USER)")
 
-    args = parser.parse_args(argv)
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        print(f"streamseg {args.command}: invalid settings: {settings_errors(exc)}",
-              file=sys.stderr, flush=True)
-        return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.command == "worker":
-        return run_worker(settings)
-    if args.command == "api":
-        from streamseg.api.server import run as run_api
 
-        try:
-            return run_api(settings, args.host or settings.web_host, args.port or settings.api_port)
-        except StreamsegError as exc:  # the cluster refused it, or unusable TLS files
-            print(f"streamseg api: {exc}", file=sys.stderr, flush=True)
-            return 1
-    if args.command == "dev":
-        from streamseg.devstack.dev import run_dev
-
-        return run_dev(args)
-    if args.command == "generate":
-        return run_generate(settings, args)
-    if args.command == "replay":
-        return run_replay(settings, args)
-    if args.command == "bench":
-        from streamseg.bench.runner import main as run_bench
-
-        return run_bench(args.short, args.soak, args.out, args.broker)
-    if args.command == "kafka":
-        return run_kafka(args)
-    if args.command == "inspect":
-        return asyncio.run(inspect(settings, args.customer_id))
-    if args.command == "forget":
-        return asyncio.run(forget(settings, args.customer_id, args.actor))
-    return 2  # pragma: no cover - argparse enforces the choices
+# --- what runs each command ------------------------------------------------------------------
 
 
-def run_kafka(args: argparse.Namespace) -> int:
+def _run_dev(settings: Settings, args: argparse.Namespace) -> int:
+    from streamseg.devstack.dev import run_dev
+
+    args.workdir = args.workdir.resolve()
+    return run_dev(args)
+
+
+def _run_api(settings: Settings, args: argparse.Namespace) -> int:
+    from streamseg.api.server import run as run_api
+
+    return run_api(settings, args.host or settings.web_host, args.port or settings.api_port)
+
+
+def _run_bench(settings: Settings, args: argparse.Namespace) -> int:
+    from streamseg.bench.runner import main as run_bench
+
+    return run_bench(args.short, args.soak, args.out, args.broker)
+
+
+def _run_inspect(settings: Settings, args: argparse.Namespace) -> int:
+    return asyncio.run(inspect(settings, args.customer_id))
+
+
+def _run_forget(settings: Settings, args: argparse.Namespace) -> int:
+    return asyncio.run(forget(settings, args.customer_id, args.actor))
+
+
+def run_kafka(settings: Settings, args: argparse.Namespace) -> int:
     """``streamseg kafka fetch | start``."""
     import signal
     import tempfile
     import time
 
     from streamseg.devstack import kafka
-    from streamseg.errors import DevStackError
 
-    try:
-        if args.kafka_command == "fetch":
-            jars = kafka.fetch(quiet=not args.verbose)
-            print(f"Apache Kafka {kafka.KAFKA_VERSION}: {len(list(jars.glob('*.jar')))} jars "
-                  f"in {jars}")
-            return 0
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        workdir = args.workdir or Path(tempfile.mkdtemp(prefix="streamseg-kafka-"))
-        cluster = kafka.KafkaCluster(workdir, nodes=args.nodes).start()
-    except DevStackError as exc:
-        print(f"streamseg kafka: {exc}", file=sys.stderr)
-        return 1
+    if args.kafka_command == "fetch":
+        jars = kafka.fetch(quiet=not args.verbose)
+        print(f"Apache Kafka {kafka.KAFKA_VERSION}: {len(list(jars.glob('*.jar')))} jars "
+              f"in {jars}")
+        return 0
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="streamseg-kafka-"))
+    cluster = kafka.KafkaCluster(workdir, nodes=args.nodes).start()
     print(f"Apache Kafka {kafka.KAFKA_VERSION}, {args.nodes} node(s): "
           f"STREAMSEG_KAFKA_BOOTSTRAP={cluster.bootstrap}  (logs in {workdir}; Ctrl-C stops)",
           flush=True)
@@ -202,9 +269,9 @@ def run_kafka(args: argparse.Namespace) -> int:
         cluster.stop()
 
 
-def run_worker(settings: Settings) -> int:
-    """Exit 1 with one line on stderr if the cluster refuses the worker (credentials, TLS,
-    ACLs: see docs/security.md), at start or later."""
+def run_worker(settings: Settings, args: argparse.Namespace | None = None) -> int:
+    """Run a worker until it is stopped; a cluster that refuses it (credentials, TLS, ACLs:
+    see docs/security.md), at start or later, ends it with :class:`KafkaAccessDenied`."""
     from streamseg.app import create_app
     from streamseg.kafka_security import check_settings_access
     from streamseg.topics import ensure_topics, worker_topics
@@ -212,29 +279,22 @@ def run_worker(settings: Settings) -> int:
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    try:
-        # one connection of its own first: aiokafka would hide a refused password behind
-        # "unable to bootstrap", and Faust meets a missing ACL only deep in its start-up
-        loop.run_until_complete(check_settings_access(settings, topics=worker_topics(settings),
-                                                      group=settings.app_id))
-        rf = loop.run_until_complete(ensure_topics(settings, check_access=False))
-        settings = settings.replace(topic_replication=rf)  # Faust's own topics: the same
-        worker = create_app(settings)
-    except StreamsegError as exc:
-        print(f"streamseg worker: {exc}", file=sys.stderr, flush=True)
-        return 1
+    # one connection of its own first: aiokafka would hide a refused password behind
+    # "unable to bootstrap", and Faust meets a missing ACL only deep in its start-up
+    loop.run_until_complete(check_settings_access(settings, topics=worker_topics(settings),
+                                                  group=settings.app_id))
+    rf = loop.run_until_complete(ensure_topics(settings, check_access=False))
+    settings = settings.replace(topic_replication=rf)  # Faust's own topics: the same
+    worker = create_app(settings)
     tune_process(worker.app, settings)
     access = worker.access
     try:
         execute(worker.app, settings, loop, access)
     except SystemExit as done:  # Faust's worker ends by sys.exit
-        if access.denied is None:
-            raise
-        if done.code not in (0, 1, None):
+        if access.denied is None or done.code not in (0, 1, None):
             raise
     if access.denied is not None:
-        print(f"streamseg worker: {access.denied}", file=sys.stderr, flush=True)
-        return 1
+        raise access.denied
     return 0
 
 
@@ -250,7 +310,7 @@ def execute(app: faust.App, settings: Settings, loop: asyncio.AbstractEventLoop,
             except Exception as exc:  # e.g. Faust creating its leader topic without the ACL
                 if access is None or not access.record(exc):
                     raise
-                # no traceback: the worker stops as usual, run_worker prints the one line
+                # no traceback: the worker stops as usual, run_worker raises the refusal
 
     worker = StreamsegWorker(app, loglevel=settings.log_level, loop=loop)
     if access is not None:
@@ -263,6 +323,7 @@ def execute(app: faust.App, settings: Settings, loop: asyncio.AbstractEventLoop,
 
 
 def run_generate(settings: Settings, args: argparse.Namespace) -> int:
+    """Produce the synthetic history; print its figures as one JSON line."""
     import time
 
     from streamseg.events.models import iso
@@ -275,22 +336,14 @@ def run_generate(settings: Settings, args: argparse.Namespace) -> int:
             scenario = Scenario(args.scenario, at=args.scenario_at, persona=args.scenario_persona,
                                 to=args.scenario_to, share=args.scenario_share)
         except ValueError as exc:
-            print(f"streamseg generate: {exc}", file=sys.stderr)
-            return 2
+            raise ConfigError(str(exc)) from exc
     truth = (scenario.assign(args.customers, args.seed) if scenario
              else assign_personas(args.customers, seed=args.seed))
     end_ms = int(time.time() * 1000)
-    try:
-        stats = asyncio.run(produce(
-            settings, truth, days=args.days, seed=args.seed, rate=args.rate or None,
-            duration=args.duration, truth_path=args.truth, end_ms=end_ms, scenario=scenario,
-        ))
-    except Exception as exc:
-        refused = _refused(settings, exc)
-        if refused is None:
-            raise
-        print(f"streamseg generate: {refused}", file=sys.stderr, flush=True)
-        return 1
+    stats = asyncio.run(produce(
+        settings, truth, days=args.days, seed=args.seed, rate=args.rate or None,
+        duration=args.duration, truth_path=args.truth, end_ms=end_ms, scenario=scenario,
+    ))
     out = dataclasses.asdict(stats)
     if scenario:
         out["scenario"] = args.scenario
@@ -301,28 +354,19 @@ def run_generate(settings: Settings, args: argparse.Namespace) -> int:
 
 def run_replay(settings: Settings, args: argparse.Namespace) -> int:
     """Exit 0 when done (rejected rows are in the summary and the DLQ), 1 if every row was
-    rejected, 2 on a usage error (no such file, unknown column, unreachable broker)."""
+    rejected or the cluster failed us, 2 on a usage error (no such file, unknown column)."""
     from streamseg.replay import Mapping, ReplayOptions, format_summary, replay
 
     logging.getLogger("aiokafka").setLevel(logging.WARNING)  # keep stderr for the progress bar
+    options = ReplayOptions(
+        paths=tuple(args.paths), kind=args.kind,
+        mapping=Mapping.parse(args.mapping, args.defaults, args.ts_format),
+        format=args.format, delimiter=args.delimiter, header=False if args.no_header else None,
+        speed=args.speed, dry_run=args.dry_run, compression=args.compression,
+        progress=not args.no_progress, max_lag=args.max_lag,
+    )
     try:
-        options = ReplayOptions(
-            paths=tuple(args.paths), kind=args.kind, mapping=Mapping.parse(args.mapping, args.defaults,
-                                                                     args.ts_format),
-            format=args.format, delimiter=args.delimiter, header=False if args.no_header else None,
-            speed=args.speed, dry_run=args.dry_run, compression=args.compression,
-            progress=not args.no_progress, max_lag=args.max_lag,
-        )
         summary = asyncio.run(replay(settings, options))
-    except Exception as exc:
-        refused = _refused(settings, exc)  # the cluster refused us: exit 1, as the other commands
-        if refused is not None:
-            print(f"streamseg replay: {refused}", file=sys.stderr, flush=True)
-            return 1
-        if not isinstance(exc, StreamsegError):
-            raise
-        print(f"streamseg replay: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:  # what was handed to the producer has been flushed
         print("streamseg replay: interrupted; replaying the same files again is safe", file=sys.stderr)
         return 130
@@ -331,29 +375,21 @@ def run_replay(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def inspect(settings: Settings, customer_id: str) -> int:
-    from streamseg.api.lookup import warming_up_note
+    """Print what ``GET /v1/customers/{id}`` answers for ``customer_id``, read from Redis."""
+    from streamseg.api.lookup import lookup_stored
     from streamseg.features.keys import Keys
-    from streamseg.features.registry import derive
     from streamseg.features.store import RedisFeatureStore
 
     store = RedisFeatureStore.from_url(settings.redis_url, Keys(settings.key_prefix),
                                        dedup_horizon_days=settings.dedup_horizon_days,
                                        retention_days=settings.retention_days)
     try:
-        state = await store.state(customer_id)
-        statuses = await store.worker_statuses()
+        body = await lookup_stored(store, settings, customer_id)
     finally:
         await store.close()
-    if not state:
-        print(f"no such customer: {customer_id}", file=sys.stderr)
-        return 1
-    now = float(state.get("last_ts", 0.0)) if settings.clock == "event" else None
-    import time
-
-    feats = derive(state, now if now is not None else time.time() * 1000)
-    out = {"customer_id": customer_id, "segment_id": state.get("seg"), "features": feats,
-           "warming_up": warming_up_note(state, statuses)}
-    sys.stdout.write(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode() + os.linesep)
+    if body is None:
+        raise StreamsegError(f"no data for customer {customer_id!r} (never seen, expired or erased)")
+    sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + os.linesep)
     return 0
 
 
@@ -361,50 +397,38 @@ async def forget(settings: Settings, customer_id: str, actor: str | None) -> int
     """Erase one customer; prints the published audit record."""
     import getpass
 
-    from aiokafka.errors import KafkaError
-
-    from streamseg.erasure import ErasureIncomplete, standalone_eraser
+    from streamseg.erasure import standalone_eraser
 
     who = actor or f"cli:{getpass.getuser()}"
-    try:
-        async with standalone_eraser(settings) as eraser:
-            audit = await eraser.forget(customer_id, actor=who, via="cli")
-    except (StreamsegError, KafkaError, OSError) as exc:
-        refused = _refused(settings, exc)
-        if refused is not None and isinstance(exc, ErasureIncomplete):
-            print(f"erasure of {customer_id!r} failed: {refused}; its Redis data is already "
-                  "removed: run `streamseg forget` again once that is fixed", file=sys.stderr)
-        else:
-            print(f"erasure of {customer_id!r} failed: {refused or exc}", file=sys.stderr)
-        return 1
+    async with standalone_eraser(settings) as eraser:
+        audit = await eraser.forget(customer_id, actor=who, via="cli")
     sys.stdout.write(audit.to_bytes().decode() + os.linesep)
     return 0
 
 
-def settings_errors(exc: ValidationError) -> str:
-    """A settings validation error as one line, naming the variables (never their values).
-
-    >>> try:
-    ...     Settings(kafka_security_protocol="SASL_SSL", kafka_sasl_username="svc")
-    ... except ValidationError as exc:
-    ...     print(settings_errors(exc))
-    STREAMSEG_KAFKA_SECURITY_PROTOCOL=SASL_SSL needs STREAMSEG_KAFKA_SASL_PASSWORD
-    """
-    out = []
-    for err in exc.errors():
-        msg = str(err.get("msg", "")).removeprefix("Value error, ")
-        loc = err.get("loc") or ()
-        out.append(f"STREAMSEG_{str(loc[0]).upper()}: {msg}" if loc else msg)
-    return "; ".join(out)
-
-
-def _refused(settings: Settings, exc: BaseException) -> StreamsegError | None:
-    """The one line to end with when the cluster refused us (or the TLS files are unusable)."""
-    from streamseg.kafka_security import KafkaTlsFilesError, settings_access_denied
-
-    if isinstance(exc, KafkaTlsFilesError):
-        return exc
-    return settings_access_denied(settings, exc)
+#: Every subcommand, in the order ``streamseg --help`` lists them.
+COMMANDS: dict[str, Command] = {
+    "dev": Command("embedded broker, Valkey, worker and generator on this machine, with a live "
+                   "view", _dev_arguments, _run_dev),
+    "worker": Command("run a worker against STREAMSEG_KAFKA_BOOTSTRAP and STREAMSEG_REDIS_URL",
+                      _no_arguments, run_worker),
+    "api": Command("serve the HTTP API in a process of its own, from Redis (lookups never wait "
+                   "behind a worker's batch)", _api_arguments, _run_api),
+    "generate": Command("produce synthetic events from planted personas", _generate_arguments,
+                        run_generate),
+    "replay": Command("replay history files (CSV, JSON Lines, Parquet) into the input topics in "
+                      "event-time order", _replay_arguments, run_replay),
+    "bench": Command("throughput, latency and memory against baselines (Apache Kafka and Valkey "
+                     "on this machine); writes bench.json, bench.md, bench_latency.png",
+                     _bench_arguments, _run_bench),
+    "kafka": Command("the Apache Kafka harness (jars from Maven Central)", _kafka_arguments,
+                     run_kafka),
+    "inspect": Command("show a customer's segment and features, as the HTTP API does",
+                       _inspect_arguments, _run_inspect),
+    "forget": Command("erase a customer's data (GDPR) and publish tombstones and an audit record",
+                      _forget_arguments, _run_forget,
+                      failed=lambda args: f"erasure of {args.customer_id!r} failed"),
+}
 
 
 if __name__ == "__main__":  # pragma: no cover

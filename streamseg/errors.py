@@ -30,3 +30,8 @@ class StoreUnavailable(StreamsegError):
 
 class DevStackError(StreamsegError):
     """The embedded broker or Valkey server failed to start."""
+
+
+class BrokerUnavailable(StreamsegError):
+    """No Kafka broker answered within STREAMSEG_KAFKA_CONNECT_TIMEOUT_S; the message says
+    where it looked and what to check."""

@@ -37,7 +37,7 @@ from typing import Any, Protocol
 from aiokafka import errors as kerrors
 from aiokafka.helpers import create_ssl_context
 
-from streamseg.errors import ConfigError, StreamsegError
+from streamseg.errors import BrokerUnavailable, ConfigError, StreamsegError
 from streamseg.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -150,6 +150,15 @@ def error_options(settings: Settings) -> dict[str, Any]:
 def settings_access_denied(settings: Settings, exc: BaseException) -> KafkaAccessDenied | None:
     """:func:`access_denied` for a client built from ``settings``."""
     return access_denied(exc, error_options(settings), who=principal(settings))
+
+
+def kafka_unreachable(settings: Settings) -> BrokerUnavailable:
+    """The error for a cluster that did not answer: where we looked and what to check."""
+    secured = settings.kafka_security_protocol != "PLAINTEXT"
+    return BrokerUnavailable(
+        f"cannot reach Kafka at {settings.kafka_bootstrap}: check STREAMSEG_KAFKA_BOOTSTRAP"
+        + ("" if secured else " (and STREAMSEG_KAFKA_SECURITY_PROTOCOL if the cluster is secured)")
+        + " and that the brokers are running")
 
 
 def principal(settings: Settings) -> str:
@@ -286,6 +295,8 @@ async def start_client(client: _Startable, bootstrap: Sequence[str],
                        options: Mapping[str, Any], *, who: str | None = None) -> None:
     """``await client.start()``; if it cannot bootstrap, find out whether the cluster refused
     us (then raise :class:`KafkaAccessDenied`) or is just away (then the original error)."""
+    quiet = _QuietBootstrap()
+    logging.getLogger("aiokafka").addFilter(quiet)
     try:
         await client.start()
     except kerrors.KafkaConnectionError as exc:
@@ -298,6 +309,16 @@ async def start_client(client: _Startable, bootstrap: Sequence[str],
         if denied is not None:
             raise denied from None
         raise
+    finally:
+        logging.getLogger("aiokafka").removeFilter(quiet)
+
+
+class _QuietBootstrap(logging.Filter):
+    """Drops aiokafka's "Unable connect to" while a client starts: its caller retries, and
+    answers for a cluster that stays away in one line of its own."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Unable connect to")
 
 
 def _host_port(address: str) -> tuple[str, int]:

@@ -19,8 +19,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from streamseg import settings_checks as checks
 from streamseg.drift.windows import parse_windows
-from streamseg.errors import ConfigError
 from streamseg.events.currency import Currencies
 
 TopicRole = Literal["clickstream", "transactions", "dlq", "segment_updates", "segments", "model",
@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="host:port[,host:port...]")
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="redis:// or rediss:// URL")
     app_id: str = Field("streamseg", description="Faust app id = Kafka consumer group")
+    kafka_connect_timeout_s: float = Field(
+        10.0, gt=0, description="how long a command waits for an unreachable Kafka cluster "
+        "before it ends with one line saying so")
     data_dir: str = Field(
         default_factory=lambda: os.path.join(tempfile.gettempdir(), "streamseg"),
         description="Faust's data directory parent (<data_dir>/<app_id>-data); streamseg keeps no "
@@ -247,91 +250,34 @@ class Settings(BaseSettings):
         "behind a batch"
     )
 
-    @field_validator("kafka_bootstrap")
-    @classmethod
-    def _bootstrap_not_empty(cls, v: str) -> str:
-        if not [h for h in v.split(",") if h.strip()]:
-            raise ValueError("STREAMSEG_KAFKA_BOOTSTRAP must list at least one host:port")
-        return v
+    # --- checks, one function each in streamseg/settings_checks.py ------------------
+    _bootstrap = field_validator("kafka_bootstrap")(checks.bootstrap_listed)
+    _params = field_validator("clusterer_params", mode="before")(checks.params_json)
+    _redis = field_validator("redis_url")(checks.redis_scheme)
+    _slice = field_validator("api_slice_ms")(checks.slice_range)
+    _windows = field_validator("drift_windows")(checks.windows_parse)
+    _earliest = field_validator("earliest_event_time")(checks.earliest_parses)
+    _currencies = model_validator(mode="after")(checks.currencies_parse)
+    _tokens = field_validator("api_tokens")(checks.tokens_well_formed)
+    _security = model_validator(mode="after")(checks.security_consistent)
 
-    @model_validator(mode="after")
-    def _kafka_security_consistent(self) -> Settings:
-        problems = kafka_security_problems(self)
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
-
-    @field_validator("clusterer_params", mode="before")
-    @classmethod
-    def _params_json(cls, v: object) -> str:
-        try:
-            params = json.loads(v) if isinstance(v, str) else v
-        except ValueError:
-            params = None
-        if not isinstance(params, dict) or not all(
-            isinstance(k, str) and isinstance(x, int | float) and not isinstance(x, bool)
-            for k, x in params.items()
-        ):
-            raise ValueError('STREAMSEG_CLUSTERER_PARAMS must be a JSON object of numbers, '
-                             'e.g. {"clustering_threshold": 2.0}')
-        return json.dumps(params, sort_keys=True)
-
-    @field_validator("earliest_event_time")
-    @classmethod
-    def _earliest_parses(cls, v: str) -> str:
-        parse_earliest(v)
-        return v
-
-    @model_validator(mode="after")
-    def _currencies_parse(self) -> Settings:
-        Currencies.parse(self.reporting_currency, self.currency_rates)
-        return self
+    @property
+    def drift_window_seconds(self) -> list[int]:
+        return parse_windows(self.drift_windows)
 
     @property
     def earliest_event_ms(self) -> int:
-        return parse_earliest(self.earliest_event_time)
+        return checks.parse_earliest(self.earliest_event_time)
 
     @property
     def currencies(self) -> Currencies:
         """The reporting currency and the rate table (:mod:`streamseg.events.currency`)."""
         return Currencies.parse(self.reporting_currency, self.currency_rates)
 
-    @field_validator("redis_url")
-    @classmethod
-    def _redis_scheme(cls, v: str) -> str:
-        if not v.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("STREAMSEG_REDIS_URL must start with redis://, rediss:// or unix://")
-        return v
-
-    @field_validator("api_slice_ms")
-    @classmethod
-    def _slice_range(cls, v: float) -> float:
-        if v and v < 0.1:
-            raise ValueError("STREAMSEG_API_SLICE_MS is 0 (the kernel's default) or 0.1-100 ms")
-        return v
-
-    @field_validator("drift_windows")
-    @classmethod
-    def _windows_parse(cls, v: str) -> str:
-        try:
-            parse_windows(v)
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None
-        return v
-
-    @property
-    def drift_window_seconds(self) -> list[int]:
-        return parse_windows(self.drift_windows)
-    @field_validator("api_tokens")
-    @classmethod
-    def _tokens_well_formed(cls, v: str) -> str:
-        parse_api_tokens(v)  # raises ValueError with the offending entry
-        return v
-
     @property
     def api_token_map(self) -> dict[str, str]:
         """secret -> name of every configured API token."""
-        return parse_api_tokens(self.api_tokens)
+        return checks.parse_api_tokens(self.api_tokens)
 
     @property
     def clusterer_kwargs(self) -> dict[str, float]:
@@ -370,104 +316,6 @@ class Settings(BaseSettings):
         3
         """
         return type(self).model_validate({**self.model_dump(), **changes})
-
-
-MIN_TOKEN_CHARS = 16
-
-
-def kafka_security_problems(s: Settings) -> list[str]:
-    """What is wrong with the Kafka security settings, one sentence each (empty: nothing).
-
-    Settings that would be silently ignored count as wrong: a SASL password
-    with a PLAINTEXT protocol is a mistake, not a wish.
-    """
-    protocol = f"STREAMSEG_KAFKA_SECURITY_PROTOCOL={s.kafka_security_protocol}"
-    problems: list[str] = []
-    password = s.kafka_sasl_password.get_secret_value()
-    if s.kafka_uses_sasl:
-        if not s.kafka_sasl_username.strip():
-            problems.append(f"{protocol} needs STREAMSEG_KAFKA_SASL_USERNAME")
-        if not password:
-            problems.append(f"{protocol} needs STREAMSEG_KAFKA_SASL_PASSWORD")
-    elif s.kafka_sasl_username or password:
-        problems.append(f"STREAMSEG_KAFKA_SASL_USERNAME/PASSWORD are set but {protocol} does not "
-                        "use SASL: set it to SASL_SSL (or SASL_PLAINTEXT)")
-    files = {"STREAMSEG_KAFKA_SSL_CAFILE": s.kafka_ssl_cafile,
-             "STREAMSEG_KAFKA_SSL_CERTFILE": s.kafka_ssl_certfile,
-             "STREAMSEG_KAFKA_SSL_KEYFILE": s.kafka_ssl_keyfile}
-    key_password = bool(s.kafka_ssl_key_password.get_secret_value())
-    if not s.kafka_uses_tls:
-        given = [name for name, path in files.items() if path]
-        if key_password:
-            given.append("STREAMSEG_KAFKA_SSL_KEY_PASSWORD")
-        if given:
-            problems.append(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} set but "
-                            f"{protocol} does not use TLS: set it to SSL or SASL_SSL")
-        return problems
-    for name, path in files.items():
-        if path and not os.path.isfile(path):
-            problems.append(f"{name}: no such file: {path}")
-        elif path and not os.access(path, os.R_OK):
-            problems.append(f"{name}: cannot read {path}")
-    if s.kafka_ssl_keyfile and not s.kafka_ssl_certfile:
-        problems.append("STREAMSEG_KAFKA_SSL_KEYFILE is set without STREAMSEG_KAFKA_SSL_CERTFILE "
-                        "(the client certificate it belongs to)")
-    elif (s.kafka_ssl_certfile and not s.kafka_ssl_keyfile and os.path.isfile(s.kafka_ssl_certfile)
-          and not _holds_private_key(s.kafka_ssl_certfile)):
-        problems.append("STREAMSEG_KAFKA_SSL_CERTFILE holds no private key: set "
-                        "STREAMSEG_KAFKA_SSL_KEYFILE to the client certificate's key")
-    if key_password and not s.kafka_ssl_certfile:
-        problems.append("STREAMSEG_KAFKA_SSL_KEY_PASSWORD is set without a client certificate "
-                        "(STREAMSEG_KAFKA_SSL_CERTFILE, STREAMSEG_KAFKA_SSL_KEYFILE)")
-    return problems
-
-
-def _holds_private_key(path: str) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            return b"PRIVATE KEY-----" in fh.read()
-    except OSError:
-        return False
-
-
-def parse_earliest(text: str) -> int:
-    """``STREAMSEG_EARLIEST_EVENT_TIME`` as epoch ms; ValueError unless ISO-8601 within 1900-2100.
-
-    >>> parse_earliest("1990-01-01"), parse_earliest("19900101")
-    (631152000000, 631152000000)
-    """
-    from streamseg.events.models import parse_ts
-
-    stripped = text.strip()
-    if not stripped or (stripped.isdigit() and len(stripped) not in (8, 14)):  # not an epoch
-        raise ValueError(f"STREAMSEG_EARLIEST_EVENT_TIME must be an ISO-8601 date, got {text!r}")
-    try:
-        return parse_ts(text)
-    except ValueError as exc:
-        raise ValueError(f"STREAMSEG_EARLIEST_EVENT_TIME: {exc}") from None
-
-
-def parse_api_tokens(spec: str) -> dict[str, str]:
-    """``"ops:s3cr3t...,svc:..."`` -> {secret: name}; refuses short or unnamed secrets.
-
-    >>> parse_api_tokens("ops:0123456789abcdef, svc:fedcba9876543210")
-    {'0123456789abcdef': 'ops', 'fedcba9876543210': 'svc'}
-    >>> parse_api_tokens("")
-    {}
-    """
-    out: dict[str, str] = {}
-    for i, entry in enumerate(e.strip() for e in spec.split(",")):
-        if not entry:
-            continue
-        name, sep, secret = entry.partition(":")
-        if not sep or not name.strip():
-            raise ValueError(f"STREAMSEG_API_TOKENS entries must look like name:secret (entry {i + 1} "
-                             "has no name)")
-        if len(secret.strip()) < MIN_TOKEN_CHARS:
-            raise ValueError(f"STREAMSEG_API_TOKENS: the secret of {name.strip()!r} is shorter than "
-                             f"{MIN_TOKEN_CHARS} characters")
-        out[secret.strip()] = name.strip()
-    return out
 
 
 def settings_table() -> str:

@@ -4,7 +4,7 @@ Faust ends a timer whose body raises, so every periodic job of the worker runs
 through :class:`Ticks`: an outage (Redis or a broker away) costs one tick, not
 the timer. The cluster refusing the worker is no outage: every retry would meet
 it again, so a refusal goes to ``refused`` (the worker's
-:meth:`streamseg.app.AccessGuard.stop_for`), which stops the worker.
+:meth:`streamseg.access_guard.AccessGuard.stop_for`), which stops the worker.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
@@ -14,11 +15,11 @@ from aiokafka.errors import (
     for_code,
 )
 
-from streamseg.errors import ConfigError
 from streamseg.kafka_security import (
     KafkaAccessDenied,
     check_settings_access,
     client_options,
+    kafka_unreachable,
     principal,
     start_client,
 )
@@ -61,11 +62,11 @@ def worker_topics(settings: Settings) -> list[str]:
     return [*(t.name for t in topic_specs(settings)), f"{settings.app_id}-__assignor-__leader"]
 
 
-async def ensure_topics(settings: Settings, attempts: int = 30, *,
-                        check_access: bool = True) -> int:
+async def ensure_topics(settings: Settings, *, check_access: bool = True) -> int:
     """Create whichever of our topics are missing; returns their replication factor.
 
-    An unreachable cluster is tried ``attempts`` times, a second apart; one that
+    An unreachable cluster is tried a second apart for
+    ``kafka_connect_timeout_s``, then :class:`~streamseg.errors.BrokerUnavailable`; one that
     refuses us (credentials, TLS, a missing ACL) ends it at once with
     :class:`~streamseg.kafka_security.KafkaAccessDenied`. On a secured cluster
     one connection of our own asks first (``check_access``; a caller that just
@@ -80,19 +81,14 @@ async def ensure_topics(settings: Settings, attempts: int = 30, *,
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_list, **options)
     started = False
     try:
-        for attempt in range(attempts):
+        deadline = time.monotonic() + settings.kafka_connect_timeout_s
+        while not started:
             try:
                 await start_client(admin, settings.kafka_bootstrap_list, options, who=who)
                 started = True
-                break
             except KafkaConnectionError:
-                if attempt == attempts - 1:
-                    raise ConfigError(
-                        f"cannot reach Kafka at {settings.kafka_bootstrap}: "
-                        "check STREAMSEG_KAFKA_BOOTSTRAP"
-                        + ("" if settings.kafka_security_protocol != "PLAINTEXT" else
-                           " (and STREAMSEG_KAFKA_SECURITY_PROTOCOL if the cluster is secured)")
-                    ) from None
+                if time.monotonic() + 1 > deadline:
+                    raise kafka_unreachable(settings) from None
                 await asyncio.sleep(1)
         existing = set(await admin.list_topics())
         brokers = len((await admin.describe_cluster())["brokers"])

@@ -7,13 +7,17 @@ wait or record lands everywhere at once.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
 
 from streamseg.engine import OutRecord
 from streamseg.settings import Settings
 
 What = str | Callable[[], str]
+T = TypeVar("T")
 
 
 def _timed_out(timeout: float, what: What) -> AssertionError:
@@ -47,6 +51,40 @@ def wait_until_sync(cond: Callable[[], bool], timeout: float, what: What, interv
             return
         time.sleep(interval)
     raise _timed_out(timeout, what)
+
+
+async def retry_transient(attempt: Callable[[float], Awaitable[T]], timeout: float,
+                          transient: tuple[type[BaseException], ...], pause: float = 0.5) -> T:
+    """``await attempt(remaining seconds)`` until it returns; one of the ``transient``
+    exceptions is tried again after ``pause`` until ``timeout`` has passed, then re-raised.
+
+    >>> tries = []
+    >>> async def flaky(remaining: float) -> str:
+    ...     tries.append(remaining)
+    ...     if len(tries) < 3:
+    ...         raise ConnectionError("not yet")
+    ...     return "done"
+    >>> asyncio.run(retry_transient(flaky, 5, (ConnectionError,), pause=0)), len(tries)
+    ('done', 3)
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await attempt(max(0.0, deadline - time.monotonic()))
+        except transient:
+            if time.monotonic() >= deadline:
+                raise
+            await asyncio.sleep(pause)
+
+
+def alive(pid: int) -> bool:
+    """True while process ``pid`` runs (a zombie, exited but not yet reaped, is not alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split()[2] != "Z"
 
 
 class Recorder:

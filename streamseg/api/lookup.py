@@ -19,7 +19,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from pydantic import ConfigDict, TypeAdapter, ValidationError
@@ -28,7 +28,10 @@ from typing_extensions import TypedDict
 from streamseg.events.models import iso
 from streamseg.features.registry import State, derive
 from streamseg.publish.records import CatalogEntry
-from streamseg.segmenting.warmup import warming_up
+
+if TYPE_CHECKING:
+    from streamseg.features.store import RedisFeatureStore
+    from streamseg.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -70,15 +73,21 @@ def customer_body(customer_id: str, state: State, *, names: Mapping[int, str],
     }
 
 
-def warming_up_note(state: State, statuses: Mapping[str, Mapping[str, float]]) -> str | None:
-    """For a lookup outside a worker (``streamseg inspect``): "warming up: N of M customers
-    seen" from the workers' statuses while the customer has no segment and no worker a model.
+async def lookup_stored(reader: RedisFeatureStore, settings: Settings,
+                        customer_id: str) -> dict[str, Any] | None:
+    """What ``streamseg api`` answers for ``GET /v1/customers/{id}`` (None: no such customer),
+    read straight from Redis: segment names from the catalog, the clock from the workers'
+    statuses. ``streamseg inspect`` prints it."""
+    from streamseg.api.server import StoredModelView
 
-    >>> warming_up_note({"last_ts": 1.0}, {"w1": {"model_version": 0, "warmup_customers": 4,
-    ...                                          "warmup_needed": 60, "warmup_s": 30}})
-    'warming up: 4 of 60 customers seen (the first model needs 60 distinct customers)'
-    """
-    return None if isinstance(state.get("seg"), float) else warming_up(statuses)
+    state = await reader.state(customer_id)
+    if not state:
+        return None
+    model = StoredModelView(reader, settings)
+    await model.refresh()
+    names = catalog_names(await reader.catalog())
+    return customer_body(customer_id, state, names=names, now_ms=model.now_ms(),
+                         warming_up=model.warming_up())
 
 
 def reasons(state: State) -> list[dict[str, Any]]:

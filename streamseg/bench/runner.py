@@ -37,7 +37,6 @@ from streamseg.bench.load import Pool, Record, Sent, envelopes, paced, preload, 
 from streamseg.bench.probe import CpuMeter, Histogram, Scrape, cpu_seconds, rss_mb, scrape
 from streamseg.devstack import DevStack, ManagedProcess, free_port
 from streamseg.devstack.processes import describe_broker, wait_for_port
-from streamseg.errors import DevStackError
 from streamseg.settings import Settings
 from streamseg.topics import ensure_topics
 
@@ -400,12 +399,8 @@ def main(short: bool, soak_seconds: float | None, out: Path, broker: str = "kafk
     plan = Plan.make(short, soak_seconds)
     t0 = time.monotonic()
     say = lambda m: print(f"[{time.monotonic() - t0:6.1f}s] {m}", flush=True)  # noqa: E731
-    try:
-        figures = finish(run_bench(plan, say=say, broker=broker),
-                         command_line(short, soak_seconds, broker))
-    except DevStackError as exc:
-        print(f"streamseg bench: {exc}", file=sys.stderr)
-        return 1
+    # a DevStackError is the command's one line (streamseg.cli_errors)
+    figures = finish(run_bench(plan, say=say, broker=broker), command_line(short, soak_seconds, broker))
     paths = write(figures, out)
     print(markdown(figures))
     print("wrote " + ", ".join(str(p) for p in paths))

@@ -30,7 +30,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from streamseg.devstack.processes import DevStack, ManagedProcess, free_port, wait_for_port
 from streamseg.devstack.supervise import Supervised
-from streamseg.errors import DevStackError
 from streamseg.settings import Settings
 
 
@@ -172,14 +171,9 @@ def run_dev(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     workdir = args.workdir or Path.cwd() / "streamseg-data"
     workdir.mkdir(parents=True, exist_ok=True)
-    try:
-        stack = DevStack(workdir=workdir, broker=args.broker, kafka_nodes=args.kafka_nodes)
-        print(f"starting {stack.broker_description} and Valkey (logs in {workdir}) ...",
-              flush=True)
-        stack.start()
-    except DevStackError as exc:
-        print(f"streamseg dev: {exc}", file=sys.stderr)
-        return 1
+    stack = DevStack(workdir=workdir, broker=args.broker, kafka_nodes=args.kafka_nodes)
+    print(f"starting {stack.broker_description} and Valkey (logs in {workdir}) ...", flush=True)
+    stack.start()  # a DevStackError is the command's one line (streamseg.cli_errors)
     print(f"broker: {stack.broker_description} at {stack.bootstrap}   "
           f"Valkey: {stack.redis_url}", flush=True)
     print(f"for inspect, forget and examples/offer_service: {client_exports(stack)}", flush=True)

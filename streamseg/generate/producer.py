@@ -18,14 +18,14 @@ import contextlib
 import csv
 import os
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from streamseg.generate.personas import PlanSource, simulate
+from streamseg.generate.personas import GeneratedEvent, PlanSource, simulate
 from streamseg.kafka_security import (
     check_settings_access,
     client_options,
@@ -116,73 +116,125 @@ async def produce(
         write_truth(truth, truth_path)
     end = int(time.time() * 1000) if end_ms is None else end_ms
     topics = {role: settings.topic(role) for role in ("clickstream", "transactions")}
+    producer = await _start_producer(settings, list(topics.values()))
+    tally = _Tally()
+    pacer = _Pacer(rate, duration, progress)  # pace from the first send, not from connecting
+    in_flight: list[asyncio.Future[object]] = []
+    finished = False
+    try:
+        events = simulate(truth, days=days, end_ms=end, seed=seed, scenario=scenario)
+        await _send_all(producer, events, topics, pacer, tally, in_flight)
+        finished = True
+    finally:
+        await _stop(producer, in_flight, flush_first=not finished)
+    if progress is not None:
+        progress(tally.total)
+    return tally.stats(time.monotonic() - pacer.t0)
 
+
+async def _start_producer(settings: Settings, topics: list[str]) -> AIOKafkaProducer:
+    """A started producer for ``settings``; a cluster that refuses us says so in one line
+    (:class:`~streamseg.kafka_security.KafkaAccessDenied`) before aiokafka's own errors."""
     security = client_options(settings)
-    if settings.kafka_security_protocol != "PLAINTEXT":  # a refusal in one line, before aiokafka's
-        await check_settings_access(settings, topics=topics.values(), options=security)
+    if settings.kafka_security_protocol != "PLAINTEXT":
+        await check_settings_access(settings, topics=topics, options=security)
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap_list, linger_ms=5, max_batch_size=262144,
         **producer_options(settings),
     )
-    clicks = transactions = 0
-    customers: set[str] = set()
-    in_flight: list[asyncio.Future[object]] = []
-    t0 = time.monotonic()
-    finished = False
-    reported = 0
-    # check the clock about every 50 ms at low rates, every CHECK_EVERY events otherwise
-    every = CHECK_EVERY if rate is None else max(1, min(CHECK_EVERY, int(rate / 20)))
     try:
         await start_client(producer, settings.kafka_bootstrap_list, security,
                            who=principal(settings))
-        t0 = time.monotonic()  # pace from the first send, not from connecting
-        for ev in simulate(truth, days=days, end_ms=end, seed=seed, scenario=scenario):
-            n = clicks + transactions
-            if n % every == 0:
-                elapsed = time.monotonic() - t0
-                wait = max(0.0, n / rate - elapsed) if rate is not None else 0.0
-                if duration is not None and elapsed + wait >= duration:
-                    await asyncio.sleep(max(0.0, duration - elapsed))
-                    break
-                await asyncio.sleep(wait)  # also lets the sender (and cancellation) in
-                if progress is not None and n - reported >= PROGRESS_EVERY:
-                    progress(n)
-                    reported = n
-            in_flight.append(
-                await producer.send(
-                    topics[ev.topic_role],
-                    value=orjson.dumps(ev.payload),
-                    key=ev.customer_id.encode(),
-                )
-            )
-            if ev.topic_role == "clickstream":
-                clicks += 1
-            else:
-                transactions += 1
-            customers.add(ev.customer_id)
-            if len(in_flight) >= IN_FLIGHT:
-                await asyncio.gather(*in_flight)
-                in_flight.clear()
-        await producer.flush()
-        await asyncio.gather(*in_flight)
-        finished = True
+    except BaseException:
+        await producer.stop()
+        raise
+    return producer
+
+
+async def _send_all(producer: AIOKafkaProducer, events: Iterable[GeneratedEvent],
+                    topics: Mapping[str, str], pacer: _Pacer, tally: _Tally,
+                    in_flight: list[asyncio.Future[object]]) -> None:
+    """Send ``events`` as ``pacer`` allows, each to its topic keyed by customer; return once
+    every send is acknowledged (or the duration is up)."""
+    for ev in events:
+        if not await pacer.step(tally.total):
+            break
+        in_flight.append(await producer.send(topics[ev.topic_role], value=orjson.dumps(ev.payload),
+                                             key=ev.customer_id.encode()))
+        tally.count(ev)
+        if len(in_flight) >= IN_FLIGHT:
+            await asyncio.gather(*in_flight)
+            in_flight.clear()
+    await producer.flush()
+    await asyncio.gather(*in_flight)
+
+
+async def _stop(producer: AIOKafkaProducer, in_flight: list[asyncio.Future[object]], *,
+                flush_first: bool) -> None:
+    """Stop ``producer``; cancelled or failed (``flush_first``): deliver what was handed over,
+    quietly and within FLUSH_TIMEOUT_S, first."""
+    try:
+        if flush_first:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(producer.flush(), FLUSH_TIMEOUT_S)
+                await asyncio.gather(*in_flight, return_exceptions=True)
     finally:
-        try:
-            if not finished:  # cancelled or failed: deliver what was handed over, quietly
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(producer.flush(), FLUSH_TIMEOUT_S)
-                    await asyncio.gather(*in_flight, return_exceptions=True)
-        finally:
-            await producer.stop()
-    seconds = time.monotonic() - t0
-    total = clicks + transactions
-    if progress is not None:
-        progress(total)
-    return GenerateStats(
-        events_produced=total,
-        clicks=clicks,
-        transactions=transactions,
-        customers=len(customers),
-        seconds=seconds,
-        events_per_second=total / seconds if seconds > 0 else 0.0,
-    )
+        await producer.stop()
+
+
+class _Pacer:
+    """Holds sends to ``rate`` events/s and ends them after ``duration`` seconds.
+
+    The clock is checked about every 50 ms at low rates, every CHECK_EVERY events otherwise.
+    """
+
+    def __init__(self, rate: float | None, duration: float | None,
+                 progress: Callable[[int], None] | None) -> None:
+        self.rate = rate
+        self.duration = duration
+        self.progress = progress
+        self.every = CHECK_EVERY if rate is None else max(1, min(CHECK_EVERY, int(rate / 20)))
+        self.t0 = time.monotonic()
+        self.reported = 0
+
+    async def step(self, n: int) -> bool:
+        """Before event ``n``: wait for its turn; False once the duration is up."""
+        if n % self.every:
+            return True
+        elapsed = time.monotonic() - self.t0
+        wait = max(0.0, n / self.rate - elapsed) if self.rate is not None else 0.0
+        if self.duration is not None and elapsed + wait >= self.duration:
+            await asyncio.sleep(max(0.0, self.duration - elapsed))
+            return False
+        await asyncio.sleep(wait)  # also lets the sender (and cancellation) in
+        if self.progress is not None and n - self.reported >= PROGRESS_EVERY:
+            self.progress(n)
+            self.reported = n
+        return True
+
+
+@dataclass(slots=True)
+class _Tally:
+    """What was sent so far."""
+
+    clicks: int = 0
+    transactions: int = 0
+    customers: set[str] = field(default_factory=set)
+
+    @property
+    def total(self) -> int:
+        return self.clicks + self.transactions
+
+    def count(self, ev: GeneratedEvent) -> None:
+        if ev.topic_role == "clickstream":
+            self.clicks += 1
+        else:
+            self.transactions += 1
+        self.customers.add(ev.customer_id)
+
+    def stats(self, seconds: float) -> GenerateStats:
+        total = self.total
+        return GenerateStats(events_produced=total, clicks=self.clicks,
+                             transactions=self.transactions, customers=len(self.customers),
+                             seconds=seconds,
+                             events_per_second=total / seconds if seconds > 0 else 0.0)

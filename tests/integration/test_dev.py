@@ -13,7 +13,7 @@ from typing import IO
 import pytest
 
 from streamseg.segmenting.naming import ARCHETYPES
-from tests.support import wait_until_sync
+from tests.support import alive, wait_until_sync
 
 pytestmark = pytest.mark.integration
 
@@ -50,15 +50,6 @@ def children_of(pid: int) -> set[int]:
         if int(fields.get("PPid", "0").strip()) == pid:
             kids.add(int(status.parent.name))
     return kids
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split()[2] != "Z"
 
 
 @pytest.mark.parametrize("broker", ["kafka", "tansu"])

@@ -55,6 +55,7 @@ from streamseg.features.reference import accepted
 from streamseg.features.registry import DAY_MS
 from streamseg.settings import Settings
 from streamseg.topics import ensure_topics
+from tests.support import retry_transient
 
 from .conftest import WorkerProcess, unique_settings
 from .faults import active_controller
@@ -296,6 +297,13 @@ class Run:
         assert self.worker is not None
         return self.worker.log()[-4000:]
 
+    async def start_busy(self) -> None:
+        """:meth:`start`, then :meth:`until_busy`, noted on the timeline."""
+        await self.start()
+        self.mark(f"worker {self.pid} started (log: {self.log_path}), "
+                  f"stream of {len(self.wl.records)} records at {RATE:.0f}/s")
+        await self.until_busy()
+
     async def until_busy(self) -> None:
         """The worker has a model and works on the stream, and FAULT_AT of it is sent."""
         assert self.producer is not None
@@ -378,17 +386,11 @@ class Run:
     async def until_drained(self, timeout: float = 300) -> None:
         """:func:`wait_drained`, asked again when the group coordinator is away (moving to
         another node, or loading the group after a restart)."""
-        assert self.worker is not None
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                await wait_drained(self.settings, len(self.wl.records), [self.worker],
-                                   timeout=max(1.0, deadline - time.monotonic()))
-                return
-            except TRANSIENT:
-                if time.monotonic() >= deadline:
-                    raise
-                await asyncio.sleep(0.5)
+        worker = self.worker
+        assert worker is not None
+        await retry_transient(lambda remaining: wait_drained(
+            self.settings, len(self.wl.records), [worker], timeout=max(1.0, remaining)),
+            timeout, TRANSIENT)
 
     async def close(self) -> None:
         """Stop the producer (if a check failed before it finished) and the worker."""
@@ -446,10 +448,7 @@ async def test_node_killed_under_load__worker_carries_on_and_counts_every_event_
 ) -> None:
     run = Run(healthy, stream, tmp_path)
     try:
-        await run.start()
-        run.mark(f"worker {run.pid} started (log: {run.log_path}), "
-                 f"stream of {len(run.wl.records)} records at {RATE:.0f}/s")
-        await run.until_busy()
+        await run.start_busy()
         victim = run.kafka.node(await target(run))
         committed = await run.backlog_now()
         victim.kill()  # SIGKILL: no controlled shutdown, no leadership handed over
@@ -484,10 +483,7 @@ async def test_whole_cluster_down_20s_mid_stream__worker_recovers_and_counts_eve
 ) -> None:
     run = Run(healthy, stream, tmp_path)
     try:
-        await run.start()
-        run.mark(f"worker {run.pid} started (log: {run.log_path}), "
-                 f"stream of {len(run.wl.records)} records at {RATE:.0f}/s")
-        await run.until_busy()
+        await run.start_busy()
         committed = await run.backlog_now()
         for node in run.kafka.members:
             node.kill()

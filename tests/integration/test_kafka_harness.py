@@ -14,18 +14,9 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streamseg.devstack.kafka import KAFKA_VERSION, KafkaCluster
-from tests.support import wait_until_sync
+from tests.support import alive, wait_until_sync
 
 pytestmark = pytest.mark.integration
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split()[2] != "Z"
 
 
 async def describe(bootstrap: str, topic: str, replication: int = 1) -> tuple[list[int], list[int]]:

@@ -44,6 +44,7 @@ from streamseg.kafka_security import KafkaAccessDenied, check_settings_access, c
 from streamseg.publish.records import SegmentUpdate
 from streamseg.settings import Settings
 from streamseg.topics import ensure_topics
+from tests.support import retry_transient
 
 pytestmark = pytest.mark.integration
 
@@ -319,16 +320,9 @@ def assert_refused(ran: Ran, prefix: str, *fragments: str) -> str:
 
 async def granted(settings: Settings, timeout: float = 30.0) -> None:
     """Wait until the broker applies the ACLs just created (they propagate as metadata)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            await check_settings_access(settings, topics=[settings.topic_clickstream],
-                                        group=settings.app_id)
-            return
-        except KafkaAccessDenied:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.2)
+    await retry_transient(lambda _: check_settings_access(
+        settings, topics=[settings.topic_clickstream], group=settings.app_id),
+        timeout, (KafkaAccessDenied,), pause=0.2)
 
 
 async def first_updates(settings: Settings, n: int, timeout: float = 120.0) -> list[SegmentUpdate]:

@@ -19,7 +19,7 @@ from faust.types.auth import AuthProtocol, SASLMechanism
 from pydantic import SecretStr, ValidationError
 
 from streamseg import cli
-from streamseg.app import AccessGuard
+from streamseg.access_guard import AccessGuard
 from streamseg.devstack.processes import free_port
 from streamseg.kafka_security import (
     KafkaAccessDenied,
