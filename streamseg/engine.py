@@ -49,7 +49,7 @@ from streamseg.leader import Leader
 from streamseg.metrics import Metrics
 from streamseg.publish.publisher import OutRecord, Publisher
 from streamseg.publish.records import DeadLetter, SegmentUpdate
-from streamseg.retry import Retrier
+from streamseg.retry import Retrier, is_record_refused
 from streamseg.segmenting import factory
 from streamseg.segmenting.assign import Assigner, Row
 from streamseg.segmenting.base import Segmenter
@@ -72,6 +72,8 @@ class InMessage:
     key: bytes | None
     value: bytes | None
     timestamp: float | None = None  # seconds since the epoch (Kafka record timestamp)
+    #: the consumer could not read this record (larger than its fetch size): why, else None
+    unread: str | None = None
 
 
 @dataclass(slots=True)
@@ -196,27 +198,58 @@ class Engine:
             return len(changes)
 
     async def _process(self, p: Prepared) -> BatchReport:
+        """Apply, then outputs. An event is applied once or dead-lettered, never both: only a
+        batch the store refused goes to the DLQ whole; once applied, a failure loses outputs
+        (logged, counted), not events."""
         started = time.perf_counter() - p.decode_seconds
         report = BatchReport()
-        messages, events, origin, dead = p.messages, p.events, p.origin, p.dead
-        rejected = len(dead)
+        events, origin, dead = p.events, p.origin, list(p.dead)
         try:
             updates = await self.retry(lambda: self.store.apply(events), "applying events")
+        except Exception as exc:  # outages are retried inside: a bug or a poisoned request
+            if is_access_error(exc):  # not the batch's fault: stop unacknowledged (kafka_security)
+                raise
+            dead += self._not_applied(events, origin, exc)
+            await self._publish(dead, [])
+            changes: list[SegmentUpdate] = []
+        else:
+            changes = await self._after_apply(events, origin, updates, dead, report)
+        _observe(self.metrics, p.messages, dead, changes, started)
+        report.dead_letters = len(dead)
+        report.changes = changes
+        return report
+
+    async def _after_apply(self, events: list[Event], origin: list[tuple[InMessage, int | None]],
+                           updates: dict[str, CustomerUpdate], dead: list[DeadLetter],
+                           report: BatchReport) -> list[SegmentUpdate]:
+        """Account, segment and emit an applied batch; returns the changes published.
+
+        Nothing here may raise for the batch's content (only a refused credential
+        does): the batch is then acknowledged with what could be done, and a
+        customer whose change was not recorded is evaluated again at its next event.
+        """
+        changes: list[SegmentUpdate] = []
+        try:
             applied_ts = self._account(events, origin, updates, dead, report)
             changes = self._segment(updates, applied_ts)
             if self.assigner.model is None and updates:  # before any model: held, in the store too
                 await self.held.persist(updates)
-            await self._emit(dead, changes)
-        except Exception as exc:  # outages are retried inside: this is a bug or a poisoned request
-            if is_access_error(exc):  # not the batch's fault: stop unacknowledged (kafka_security)
+        except Exception as exc:
+            if is_access_error(exc):
                 raise
-            report = BatchReport()
-            dead = await self._dead_letter_batch(events, origin, dead[:rejected], exc)
+            log.error("a batch of %d events was applied, but segmenting it failed; its segment "
+                      "updates are lost until those customers' next events", len(events), exc_info=exc)
+            self.metrics.outputs_lost.labels("none").inc()
             changes = []
-        _observe(self.metrics, messages, dead, changes, started)
-        report.dead_letters = len(dead)
-        report.changes = changes
-        return report
+        changes = await self._publish(dead, changes)
+        try:
+            await self._record(changes)
+        except Exception as exc:
+            if is_access_error(exc):
+                raise
+            log.error("recording %d published membership(s) failed; those customers are "
+                      "evaluated again at their next event", len(changes), exc_info=exc)
+        return changes
 
     async def rescore_stale(self, *, older_than_ms: float, limit: int) -> tuple[int, list[SegmentUpdate]]:
         """Re-evaluate up to ``limit`` customers not evaluated for ``older_than_ms`` of clock time.
@@ -239,30 +272,63 @@ class Engine:
             _observe(self.metrics, [], [], changes, time.perf_counter())
             return len(states), changes
 
-    async def _dead_letter_batch(
-        self, events: list[Event], origin: list[tuple[InMessage, int | None]],
-        rejected: list[DeadLetter], exc: Exception,
-    ) -> list[DeadLetter]:
-        """Send a batch that failed for good to the DLQ, so acknowledging it loses nothing.
+    def _not_applied(self, events: list[Event], origin: list[tuple[InMessage, int | None]],
+                     exc: Exception) -> list[DeadLetter]:
+        """Dead letters for a batch the store refused for good, so acknowledging it loses nothing.
 
-        Without this the exception would reach Faust, which acknowledges the
-        batch anyway (``take_events`` acks in a ``finally``) and so drops it.
+        Without this the exception would reach the consumer and stop the worker,
+        and the same batch would stop it again after every restart.
         """
         log.error("a batch of %d events failed; dead-lettering it", len(events), exc_info=exc)
-        detail = f"{type(exc).__name__}: {exc}"[:1000]
-        dead = rejected + [_dead(msg, Rejection("processing_error", detail, index, ev.customer_id))
-                           for ev, (msg, index) in zip(events, origin, strict=True)]
-        await self._emit(dead, [])
-        return dead
+        detail = f"{type(exc).__name__}: {exc}"
+        return [self._dead(msg, Rejection("processing_error", detail, index, ev.customer_id))
+                for ev, (msg, index) in zip(events, origin, strict=True)]
 
     async def _emit(self, dead: list[DeadLetter], changes: list[SegmentUpdate]) -> None:
         """Publish (awaited), then record memberships: a crash in between republishes."""
+        await self._record(await self._publish(dead, changes))
+
+    async def _publish(self, dead: list[DeadLetter], changes: list[SegmentUpdate]) -> list[SegmentUpdate]:
+        """Publish dead letters and changes; returns the changes the broker took.
+
+        Outages are retried. A record the broker refuses for good (too large for
+        its topic, say) cannot stop or loop the worker: the records then go one by
+        one, and each refused one is logged and counted
+        (``streamseg_outputs_lost_total``) instead.
+        """
         records: list[OutRecord] = [(self.settings.topic_dlq, d.customer_id.encode() if d.customer_id
                                      else None, d.to_bytes()) for d in dead]
         records += [(self.settings.topic_segment_updates, c.customer_id.encode(), c.to_bytes())
                     for c in changes]
-        if records:
+        if not records:
+            return changes
+        try:
             await self.retry(lambda: self.publisher.publish(records), "publishing")
+            return changes
+        except Exception as exc:
+            if not is_record_refused(exc):
+                raise
+            log.error("the broker refused a record (%r); publishing this batch's %d records "
+                      "one by one", exc, len(records))
+        taken = [await self._publish_one(r) for r in records]
+        return [c for c, ok in zip(changes, taken[len(dead):], strict=True) if ok]
+
+    async def _publish_one(self, record: OutRecord) -> bool:
+        """Publish one record; False (logged, counted) if the broker refuses it for good."""
+        try:
+            await self.retry(lambda: self.publisher.publish([record]), "publishing")
+            return True
+        except Exception as exc:
+            if not is_record_refused(exc):
+                raise
+            topic, _, value = record
+            log.error("the broker refused a %d-byte record for %s for good (%r); dropped",
+                      len(value or b""), topic, exc)
+            self.metrics.outputs_lost.labels(topic).inc()
+            return False
+
+    async def _record(self, changes: list[SegmentUpdate]) -> None:
+        """Write published memberships to the store (re-tombstoning customers erased meanwhile)."""
         if changes:
             members = [Membership(c.customer_id, c.segment_id, c.previous_segment_id, c.distance,
                                   c.model_version, c.segment_name,
@@ -306,18 +372,34 @@ class Engine:
         now = int(self.wall_ms())
         skew = int(self.settings.max_future_skew_s * 1000)
         max_bytes = self.settings.max_message_bytes
+        mismatched: Counter[str] = Counter()
         for msg in messages:  # per message: keep the loop lean
             kind = self.kinds.get(msg.topic)
-            if kind is None:
-                dead.append(_dead(msg, Rejection("unknown_topic", f"no event kind for {msg.topic}")))
+            if kind is None or msg.unread:
+                dead.append(self._dead(msg, Rejection("unknown_topic", f"no event kind for {msg.topic}")
+                                       if kind is None else Rejection("too_large", msg.unread or "")))
                 continue
             out = decode_message(msg.value, kind,  # type: ignore[arg-type]
                                  max_bytes=max_bytes, now_ms=now, max_future_ms=skew)
             if out.rejects:
-                dead.extend(_dead(msg, r) for r in out.rejects)
+                dead.extend(self._dead(msg, r) for r in out.rejects)
             events += out.events
             origin.extend(zip(repeat(msg), out.indices))
+            if msg.key is not None and out.indices == [None] and \
+                    msg.key != out.events[0].customer_id.encode():
+                mismatched[msg.topic] += 1  # applied all the same: see docs/user-guide.md#input-topics
+        for topic, n in mismatched.items():
+            self.metrics.key_mismatches.labels(topic).inc(n)
         return events, origin
+
+    def _dead(self, msg: InMessage, r: Rejection) -> DeadLetter:
+        """The dead letter of (an element of) a message, carrying a bounded prefix of its bytes."""
+        return DeadLetter.build(
+            reason=r.reason, detail=r.detail, topic=msg.topic, partition=msg.partition,
+            offset=msg.offset, key=msg.key, original=msg.value, index=r.index,
+            customer_id=r.customer_id, prefix_bytes=self.settings.dlq_prefix_bytes,
+            unread=msg.unread is not None,
+        )
 
     def _account(
         self, events: list[Event], origin: list[tuple[InMessage, int | None]],
@@ -343,7 +425,7 @@ class Engine:
                 outcomes[msg.topic, "duplicate"] += 1
             else:
                 report.late += 1
-                dead.append(_dead(msg, Rejection(
+                dead.append(self._dead(msg, Rejection(
                     "late_event", "event is older than the customer's newest event by more than "
                     f"the dedup horizon ({self.settings.dedup_horizon_days:g} days)",
                     index, ev.customer_id)))
@@ -416,11 +498,3 @@ def _observe(m: Metrics, messages: Sequence[InMessage], dead: list[DeadLetter],
             m.latency.observe(max(0.0, now_s - msg.timestamp))
     m.batch_duration.observe(time.perf_counter() - started)
     m.batch_size.observe(len(messages))
-
-
-def _dead(msg: InMessage, r: Rejection) -> DeadLetter:
-    return DeadLetter.build(
-        reason=r.reason, detail=r.detail, topic=msg.topic, partition=msg.partition,
-        offset=msg.offset, key=msg.key, original=msg.value, index=r.index,
-        customer_id=r.customer_id,
-    )
