@@ -1,0 +1,123 @@
+"""No poison pills: oversized and binary input, and outputs the broker refuses, never stop a worker.
+
+A value of 800 KB, 5 MB or 20 MB among normal events must become one dead
+letter of bounded size (reason, source, size, SHA-256, a prefix of the bytes),
+while the normal events around it are applied exactly once and the worker goes
+on. A record the broker refuses for good (a topic whose ``max.message.bytes``
+is below ours) must not loop the worker either: its events stay applied once,
+the lost output is counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from pathlib import Path
+
+import orjson
+import pytest
+import redis.asyncio as aioredis
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from streamseg.devstack import DevStack
+from streamseg.publish.records import dead_letter_bound
+from streamseg.topics import ensure_topics
+
+from .conftest import unique_settings
+from .streams import (
+    Record,
+    assert_features_match_reference,
+    events_seen,
+    make_workload,
+    metric,
+    produce_tracked,
+    read_topic,
+    running,
+    start_worker,
+    wait_drained,
+)
+
+pytestmark = pytest.mark.integration
+
+MB = 1_000_000
+#: what the test producer may send: the 20 MB value and then some
+MAX_REQUEST = 32 << 20
+
+
+def big_value(size: int, binary: bool) -> bytes:
+    """``size`` bytes: random binary, or an event whose padding makes it that large."""
+    if binary:
+        return random.Random(size).randbytes(size)
+    head = b'{"event_id":"big","customer_id":"c-big","ts":1767225600000,"type":"login","pad":"'
+    return head + b"x" * (size - len(head) - 2) + b'"}'
+
+
+BIG = {"800KB": big_value(800_000, binary=False), "5MB": big_value(5 * MB, binary=True),
+       "20MB": big_value(20 * MB, binary=False)}
+
+
+@pytest.mark.tansu
+async def test_800kb_5mb_20mb_values__are_bounded_dead_letters_and_the_stream_goes_on(
+    stack: DevStack, tmp_path: Path, redis_client: aioredis.Redis
+) -> None:
+    # a fetch size the 20 MB record fits in, so it really reaches the worker whole
+    settings = unique_settings(stack, fetch_partition_bytes=MAX_REQUEST)
+    await ensure_topics(settings)
+    wl = make_workload(settings, customers=30, seed=21)
+    records: list[Record] = list(wl.records)
+    for i, value in enumerate(BIG.values()):  # spread among the normal events
+        at = (i + 1) * len(records) // (len(BIG) + 1)
+        records.insert(at, (settings.topic_clickstream, b"c-big", value))
+    worker = start_worker(settings, tmp_path, "worker")
+    with running(worker):
+        await produce_tracked(settings, records, max_request_size=MAX_REQUEST)
+        await wait_drained(settings, len(records), [worker])  # asserts it kept running
+        assert events_seen(settings.web_port, "processed") == sum(map(len, wl.events.values()))
+    await assert_features_match_reference(settings, redis_client, wl)  # each applied once
+
+    dead = await read_topic(settings, settings.topic_dlq)
+    assert sorted(d["original_size"] for d in dead) == sorted(map(len, BIG.values())), dead
+    for d in dead:
+        value = next(v for v in BIG.values() if len(v) == d["original_size"])
+        assert d["reason"] == "too_large" and d["source_topic"] == settings.topic_clickstream
+        assert d["original_sha256"] == hashlib.sha256(value).hexdigest()
+        assert d["original_truncated"] and d["source_key"] == "c-big"
+        assert bytes_of(d["original_b64"]) == value[:settings.dlq_prefix_bytes]
+        assert len(orjson.dumps(d)) <= dead_letter_bound(settings.dlq_prefix_bytes)
+
+
+def bytes_of(b64: str) -> bytes:
+    import base64
+
+    return base64.b64decode(b64)
+
+
+async def test_topic_refusing_our_segment_updates__worker_goes_on_and_counts_them_lost(
+    stack: DevStack, tmp_path: Path, redis_client: aioredis.Redis
+) -> None:
+    """A broker limit below our records (MessageSizeTooLarge, not retriable) must not loop the
+    worker, nor dead-letter events that were applied. (Apache Kafka only: the broker's limit
+    is the fault shown.)"""
+    settings = unique_settings(stack)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_list)
+    await admin.start()
+    try:  # before ensure_topics, which then leaves it as it is
+        await admin.create_topics([NewTopic(settings.topic_segment_updates, 2, 1,
+                                            topic_configs={"max.message.bytes": "100"})])
+    finally:
+        await admin.close()
+    await ensure_topics(settings)
+    wl = make_workload(settings, customers=30, seed=22)
+    records: list[Record] = [*wl.records, (settings.topic_clickstream, b"x", b'{"event_id": ')]
+    worker = start_worker(settings, tmp_path, "worker")
+    with running(worker):
+        await produce_tracked(settings, records)
+        await wait_drained(settings, len(records), [worker])
+        port = settings.web_port
+        assert metric(port, "streamseg_outputs_lost_total", topic=settings.topic_segment_updates) > 0
+        assert events_seen(port, "processed") == sum(map(len, wl.events.values()))
+    await assert_features_match_reference(settings, redis_client, wl)
+    dead = await read_topic(settings, settings.topic_dlq)
+    assert [d["reason"] for d in dead] == ["malformed_json"], "applied events were dead-lettered"
+
+
