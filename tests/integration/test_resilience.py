@@ -250,6 +250,30 @@ async def test_batch_redis_refuses_for_good__goes_to_the_dlq_whole_instead_of_ra
         "streamseg_dead_letters_total", {"reason": "processing_error"}) == 2
 
 
+async def test_batch_applied_then_membership_write_refused__events_are_not_also_dead_lettered(
+    settings: Settings, redis_client: aioredis.Redis
+) -> None:
+    """An event is applied once or dead-lettered, never both: the store took the events, so a
+    later failure must not send them to the DLQ as processing_error (nor stop the worker)."""
+    keys = Keys(settings.key_prefix)
+    await redis_client.set(keys.segment_sizes(), "not a hash")  # WRONGTYPE for memberships only
+    store = store_for(settings)
+    out = Recorder()
+    engine = engine_with(settings, store, out, pinned_model(0, version=1))
+    bad_json = InMessage(settings.topic_transactions, 0, 2, b"c3", b'{"event_id": ')
+    try:
+        report = await engine.process([order_message(settings, 0, "c1"),
+                                       order_message(settings, 1, "c2"), bad_json])
+    finally:
+        await store.close()
+    dead = [orjson.loads(v) for topic, _, v in out.records if topic == settings.topic_dlq]
+    assert [(d["source_offset"], d["reason"]) for d in dead] == [(2, "malformed_json")]
+    assert report.processed == 2 and report.dead_letters == 1
+    assert out.updates(settings) == 2  # published before the failed write, as always
+    for cid in ("c1", "c2"):
+        assert await redis_client.hget(keys.state(cid), "n_events") == b"1"
+
+
 # --- rebalance ---------------------------------------------------------------------------
 
 
