@@ -10,14 +10,17 @@ only then does the caller acknowledge the batch's offsets.
 One event's path::
 
     Engine.prepare       decode (events/decode.py) or a dead letter
-    Engine._process      store.apply, via Retrier (retry.py)
+    Engine._process      store.apply, via Retrier (retry.py); refused for good: the
+                         batch's events are dead letters. Once applied, never.
       _account           counts, late events, EngineClock.advance (clock.py)
       _segment           LocalLearner.learn / count (segmenting/local.py)
                          [standalone: Leader.lead_locally (leader/)]
                          no model yet: HeldBack.hold (held.py), store's held set
                          else Assigner.assign (segmenting/assign.py), drift observed
-      _emit              publish updates and dead letters, write memberships,
-                         Leader.flush_catalog
+      Emitter.publish    publish updates and dead letters (publish/emitter.py; dead letters
+                         carry a bounded prefix, publish/records.py; a record the broker
+                         refuses for good is counted lost, never retried for ever)
+      Emitter.record     write the published memberships; then Leader.flush_catalog
     _observe             metrics
 
 Every worker follows the model topic (segmenting/sync.py: Assigner.adopt,
@@ -35,21 +38,20 @@ from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any
 
-import orjson
-
 from streamseg.clock import EngineClock
 from streamseg.drift import DriftConfig, DriftMonitor, DriftReport
 from streamseg.events.decode import Rejection, decode_message
 from streamseg.events.models import Event
 from streamseg.features.registry import MODEL_FEATURES, derive, model_input
-from streamseg.features.store import CustomerUpdate, FeatureStore, Membership
+from streamseg.features.store import CustomerUpdate, FeatureStore
 from streamseg.held import HeldBack
 from streamseg.kafka_security import is_access_error
 from streamseg.leader import Leader
 from streamseg.metrics import Metrics
+from streamseg.publish.emitter import Emitter
 from streamseg.publish.publisher import OutRecord, Publisher
 from streamseg.publish.records import DeadLetter, SegmentUpdate
-from streamseg.retry import Retrier, is_record_refused
+from streamseg.retry import Retrier
 from streamseg.segmenting import factory
 from streamseg.segmenting.assign import Assigner, Row
 from streamseg.segmenting.base import Segmenter
@@ -136,9 +138,9 @@ class Engine:
     ) -> None:
         self.settings = settings
         self.store = store
-        self.publisher = publisher
         self.metrics = metrics
         self.retry = Retrier(metrics)  # Redis and Kafka outages: back off, never drop a batch
+        self.emitter = Emitter(settings, store, publisher, self.retry, metrics)  # outputs
         self.wall_ms = wall_ms
         self.kinds = {settings.topic_clickstream: "click", settings.topic_transactions: "transaction"}
         self.clock = EngineClock(settings.clock, wall_ms)  # "now": event time, per partition too
@@ -167,6 +169,15 @@ class Engine:
         p = batch if isinstance(batch, Prepared) else self.prepare(batch)
         async with self._lock:
             return await self._process(p)
+
+    @property
+    def publisher(self) -> Publisher:
+        """Where this engine's outputs go (the emitter's publisher)."""
+        return self.emitter.publisher
+
+    @publisher.setter
+    def publisher(self, publisher: Publisher) -> None:
+        self.emitter.publisher = publisher
 
     @property
     def lock(self) -> asyncio.Lock:
@@ -210,7 +221,7 @@ class Engine:
             if is_access_error(exc):  # not the batch's fault: stop unacknowledged (kafka_security)
                 raise
             dead += self._not_applied(events, origin, exc)
-            await self._publish(dead, [])
+            await self.emitter.publish(dead, [])
             changes: list[SegmentUpdate] = []
         else:
             changes = await self._after_apply(events, origin, updates, dead, report)
@@ -241,7 +252,7 @@ class Engine:
                       "updates are lost until those customers' next events", len(events), exc_info=exc)
             self.metrics.outputs_lost.labels("none").inc()
             changes = []
-        changes = await self._publish(dead, changes)
+        changes = await self.emitter.publish(dead, changes)
         try:
             await self._record(changes)
         except Exception as exc:
@@ -286,82 +297,13 @@ class Engine:
 
     async def _emit(self, dead: list[DeadLetter], changes: list[SegmentUpdate]) -> None:
         """Publish (awaited), then record memberships: a crash in between republishes."""
-        await self._record(await self._publish(dead, changes))
-
-    async def _publish(self, dead: list[DeadLetter], changes: list[SegmentUpdate]) -> list[SegmentUpdate]:
-        """Publish dead letters and changes; returns the changes the broker took.
-
-        Outages are retried. A record the broker refuses for good (too large for
-        its topic, say) cannot stop or loop the worker: the records then go one by
-        one, and each refused one is logged and counted
-        (``streamseg_outputs_lost_total``) instead.
-        """
-        records: list[OutRecord] = [(self.settings.topic_dlq, d.customer_id.encode() if d.customer_id
-                                     else None, d.to_bytes()) for d in dead]
-        records += [(self.settings.topic_segment_updates, c.customer_id.encode(), c.to_bytes())
-                    for c in changes]
-        if not records:
-            return changes
-        try:
-            await self.retry(lambda: self.publisher.publish(records), "publishing")
-            return changes
-        except Exception as exc:
-            if not is_record_refused(exc):
-                raise
-            log.error("the broker refused a record (%r); publishing this batch's %d records "
-                      "one by one", exc, len(records))
-        taken = [await self._publish_one(r) for r in records]
-        return [c for c, ok in zip(changes, taken[len(dead):], strict=True) if ok]
-
-    async def _publish_one(self, record: OutRecord) -> bool:
-        """Publish one record; False (logged, counted) if the broker refuses it for good."""
-        try:
-            await self.retry(lambda: self.publisher.publish([record]), "publishing")
-            return True
-        except Exception as exc:
-            if not is_record_refused(exc):
-                raise
-            topic, _, value = record
-            log.error("the broker refused a %d-byte record for %s for good (%r); dropped",
-                      len(value or b""), topic, exc)
-            self.metrics.outputs_lost.labels(topic).inc()
-            return False
+        await self._record(await self.emitter.publish(dead, changes))
 
     async def _record(self, changes: list[SegmentUpdate]) -> None:
-        """Write published memberships to the store (re-tombstoning customers erased meanwhile)."""
-        if changes:
-            members = [Membership(c.customer_id, c.segment_id, c.previous_segment_id, c.distance,
-                                  c.model_version, c.segment_name,
-                                  orjson.dumps([r.model_dump() for r in c.reasons])) for c in changes]
-            written = await self.retry(lambda: self.store.write_memberships(members),
-                                        "writing memberships")
-            await self._correct_raced(changes, written.raced)
-            erased = written.erased
-            if erased:  # erased after their update was applied: the update published above must not
-                log.info("%d customer(s) erased mid-batch; tombstoning their updates again", len(erased))
-                await self.retry(lambda: self.publisher.publish(  # outlive the erasure's tombstone
-                    [(self.settings.topic_segment_updates, cid.encode(), None) for cid in erased]),
-                    "publishing tombstones")
-        await self.leader.flush_catalog()  # versions this engine merged itself (standalone)
-
-    async def _correct_raced(self, changes: list[SegmentUpdate],
-                             raced: dict[str, int | None]) -> None:
-        """Republish changes whose customer another worker moved since this one read it.
-
-        Two workers can evaluate one customer at once (customers held back until
-        the first model; a producer that splits a customer's events across
-        workers). The store's sizes stay exact either way; this makes the last
-        record per customer say what Redis holds, with the true previous segment.
-        """
-        fixed = [c.model_copy(update={"previous_segment_id": raced[c.customer_id]})
-                 for c in changes
-                 if c.customer_id in raced and raced[c.customer_id] != c.segment_id]
-        if fixed:
-            log.info("%d customer(s) were moved by another worker meanwhile; republishing",
-                     len(fixed))
-            await self.retry(lambda: self.publisher.publish(
-                [(self.settings.topic_segment_updates, c.customer_id.encode(), c.to_bytes())
-                 for c in fixed]), "publishing corrected memberships")
+        """Write published memberships (:meth:`Emitter.record`), then catalog versions this
+        engine merged itself (standalone)."""
+        await self.emitter.record(changes)
+        await self.leader.flush_catalog()
 
     # -- steps ------------------------------------------------------------------
     def _decode(
