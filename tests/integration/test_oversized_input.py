@@ -92,13 +92,15 @@ def bytes_of(b64: str) -> bytes:
     return base64.b64decode(b64)
 
 
-async def test_topic_refusing_our_segment_updates__worker_goes_on_and_counts_them_lost(
+async def test_tight_limits__refused_updates_counted_lost_and_unfetchable_record_dead_lettered(
     stack: DevStack, tmp_path: Path, redis_client: aioredis.Redis
 ) -> None:
     """A broker limit below our records (MessageSizeTooLarge, not retriable) must not loop the
-    worker, nor dead-letter events that were applied. (Apache Kafka only: the broker's limit
-    is the fault shown.)"""
-    settings = unique_settings(stack)
+    worker, nor dead-letter events that were applied; and an 800 KB record over the worker's
+    smallest fetch size must not stall or stop it: read whole (first data of a fetch) or
+    skipped by the client, it is one too_large dead letter at its offset. (Apache Kafka
+    only: the broker's limit is the fault shown.)"""
+    settings = unique_settings(stack, fetch_partition_bytes=64 * 1024)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_list)
     await admin.start()
     try:  # before ensure_topics, which then leaves it as it is
@@ -108,16 +110,24 @@ async def test_topic_refusing_our_segment_updates__worker_goes_on_and_counts_the
         await admin.close()
     await ensure_topics(settings)
     wl = make_workload(settings, customers=30, seed=22)
-    records: list[Record] = [*wl.records, (settings.topic_clickstream, b"x", b'{"event_id": ')]
+    half = len(wl.records) // 2
+    records: list[Record] = [*wl.records[:half], (settings.topic_clickstream, b"x", BIG["800KB"]),
+                             *wl.records[half:], (settings.topic_clickstream, b"x", b'{"event_id": ')]
     worker = start_worker(settings, tmp_path, "worker")
     with running(worker):
-        await produce_tracked(settings, records)
+        where = await produce_tracked(settings, records, max_request_size=MAX_REQUEST)
         await wait_drained(settings, len(records), [worker])
         port = settings.web_port
         assert metric(port, "streamseg_outputs_lost_total", topic=settings.topic_segment_updates) > 0
         assert events_seen(port, "processed") == sum(map(len, wl.events.values()))
     await assert_features_match_reference(settings, redis_client, wl)
-    dead = await read_topic(settings, settings.topic_dlq)
-    assert [d["reason"] for d in dead] == ["malformed_json"], "applied events were dead-lettered"
+    dead = sorted(await read_topic(settings, settings.topic_dlq), key=lambda d: d["reason"])
+    assert [d["reason"] for d in dead] == ["malformed_json", "too_large"], "applied events were dead-lettered"
+    big = dead[1]
+    tp, offset = where[half]
+    assert (big["source_partition"], big["source_offset"]) == (tp.partition, offset)
+    assert big["original_size"] in (None, 800_000)  # None: the client could not read it
+    print("800 KB record over a 64 KiB fetch size:",
+          "skipped by the client" if big["original_size"] is None else "read whole")
 
 

@@ -10,11 +10,14 @@ import random
 
 import orjson
 import pytest
+from aiokafka import TopicPartition
+from aiokafka.errors import RecordTooLargeError
 from prometheus_client import CollectorRegistry
 
 from streamseg.engine import Engine, InMessage, build_segmenter
 from streamseg.features.keys import Keys
 from streamseg.features.store import RedisFeatureStore
+from streamseg.ingest import _unread_record
 from streamseg.metrics import Metrics
 from streamseg.publish.records import DeadLetter, dead_letter_bound
 from streamseg.settings import Settings
@@ -81,3 +84,13 @@ def test_key_differing_from_customer_id__is_applied_and_counted_once_per_message
     assert (n, dead) == (7, [])
     count = engine.metrics.registry.get_sample_value
     assert count("streamseg_key_mismatches_total", {"topic": topic}) == 1
+
+
+def test_record_too_large_error__becomes_an_unread_record_at_the_offset_aiokafka_skipped() -> None:
+    """aiokafka's fetcher raises this (with these arguments) for a cut batch and has already
+    moved past the offset; the consumer turns it into a record the engine dead-letters."""
+    exc = RecordTooLargeError("There are some messages at [Partition=Offset]: %s=%s whose size "
+                              "is larger than the fetch size %s", TopicPartition("clicks", 1), 42, 65536)
+    ((tp, (rec,)),) = _unread_record(exc).items()
+    assert (tp.topic, tp.partition, rec.offset, rec.value) == ("clicks", 1, 42, None)
+    assert "65536 bytes" in rec.unread
