@@ -18,12 +18,19 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from prometheus_client import CollectorRegistry
 
 from streamseg.devstack import DevStack
+from streamseg.engine import Engine, InMessage, build_segmenter
+from streamseg.metrics import Metrics
 from streamseg.publish.records import dead_letter_bound
+from streamseg.settings import Settings
 from streamseg.topics import ensure_topics
+from tests.fuzzing import MAX_BYTES, NOW_MS, fuzz_inputs, positions
+from tests.support import Recorder
 
 from .conftest import unique_settings
+from .engine_support import store_for
 from .streams import (
     Record,
     assert_features_match_reference,
@@ -131,3 +138,38 @@ async def test_tight_limits__refused_updates_counted_lost_and_unfetchable_record
           "skipped by the client" if big["original_size"] is None else "read whole")
 
 
+
+
+FUZZ_INPUTS = 20_000
+
+
+async def test_hostile_large_and_binary_messages_through_the_engine_and_valkey__each_applied_or_dead_lettered(
+    settings: Settings,
+) -> None:
+    """The decode fuzz (tests/unit/test_fuzz.py, 100k inputs) taken on through the store: every
+    element of every message is applied, a duplicate or a dead letter, none of them a
+    processing_error, and no dead letter is larger than the bound."""
+    settings = settings.replace(max_message_bytes=MAX_BYTES)
+    topic = {"click": settings.topic_clickstream, "transaction": settings.topic_transactions}
+    store = store_for(settings)
+    engine = Engine(settings, store, build_segmenter(settings), Recorder(),
+                    Metrics(CollectorRegistry()), wall_ms=lambda: float(NOW_MS), standalone=False)
+    bound = dead_letter_bound(settings.dlq_prefix_bytes)
+    outcomes = units = 0
+    inputs = list(fuzz_inputs(seed=17, n=FUZZ_INPUTS))
+    try:
+        for start in range(0, FUZZ_INPUTS, 500):
+            batch = [InMessage(topic[inp.kind], 0, start + i, (None, b"c1", b"\xff")[i % 3], inp.raw)
+                     for i, inp in enumerate(inputs[start:start + 500])]
+            out = engine.publisher = Recorder()
+            report = await engine.process(batch)
+            outcomes += report.processed + report.duplicates + report.dead_letters
+            units += sum(len(positions(m.value)) for m in batch)
+            dead = [v for t, _, v in out.records if t == settings.topic_dlq]
+            assert len(dead) == report.dead_letters and max(map(len, dead), default=0) <= bound
+            assert not any(b'"processing_error"' in v for v in dead)
+    finally:
+        await store.close()
+    assert outcomes == units
+    assert engine.metrics.registry.get_sample_value(
+        "streamseg_events_total", {"topic": settings.topic_clickstream, "outcome": "processed"}) > 1000
