@@ -164,9 +164,10 @@ class DeadLetter(BaseModel):
         cls, *, reason: str, detail: str, topic: str, partition: int, offset: int,
         key: bytes | None, original: bytes | None, index: int | None = None,
         customer_id: str | None = None, prefix_bytes: int = DLQ_PREFIX_BYTES,
-        unread: bool = False,
+        unread: bool = False, sha256: str | None = None,
     ) -> DeadLetter:
-        """A dead letter; ``unread``: the value never reached us (size and digest unknown)."""
+        """A dead letter; ``unread``: the value never reached us (size and digest unknown);
+        ``sha256``: the value's digest when the caller has it already."""
         value = original or b""
         return cls(
             reason=reason, detail=detail[:DLQ_TEXT_CHARS], source_topic=topic,
@@ -175,7 +176,7 @@ class DeadLetter(BaseModel):
             index=index, customer_id=customer_id,
             original_b64=base64.b64encode(value[:prefix_bytes]).decode(),
             original_size=None if unread else len(value),
-            original_sha256=None if unread else hashlib.sha256(value).hexdigest(),
+            original_sha256=None if unread else sha256 or hashlib.sha256(value).hexdigest(),
             original_truncated=unread or len(value) > prefix_bytes, dead_lettered_at=now_iso(),
         )
 
