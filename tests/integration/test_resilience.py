@@ -388,7 +388,7 @@ async def test_thousands_of_hostile_messages__every_element_processed_or_dead_le
     keys = (None, b"c1", b"\xff\xfe")  # no key, a customer, not UTF-8 (a null value needs a key)
     records: list[Record] = [(topic[inp.kind], keys[i % 3] or (b"k" if inp.raw is None else None),
                               inp.raw) for i, inp in enumerate(inputs)]
-    await produce_tracked(settings, records)
+    await produce_tracked(settings, records, max_request_size=8 << 20)  # values up to 5 MB
     await wait_drained(settings, len(records), [worker])
 
     dead = await read_topic(settings, settings.topic_dlq)
