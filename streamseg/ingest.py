@@ -24,7 +24,10 @@ is in flight it is registered as an unacked message, so a rebalance
 (``stream_wait_empty``) waits for it before committing and giving partitions
 away. A batch that fails or is cancelled is never acknowledged: its records
 are delivered again after a restart or rebalance, and the engine's per-event
-idempotency makes the replay harmless.
+idempotency makes the replay harmless. The engine raises only when the cluster
+refuses the worker, never for a batch's content: no single record can stop a
+worker, even one too large for the fetch size (dead-lettered by its offset, see
+:func:`_unread_record`).
 """
 
 from __future__ import annotations
