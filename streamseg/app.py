@@ -144,6 +144,7 @@ def faust_app(settings: Settings) -> faust.App:
         broker_commit_interval=1.0,
         producer_linger_ms=1,
         producer_acks=-1,
+        consumer_max_fetch_size=settings.fetch_partition_bytes,
         cython_optimizations=True,
     )
 

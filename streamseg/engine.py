@@ -10,14 +10,17 @@ only then does the caller acknowledge the batch's offsets.
 One event's path::
 
     Engine.prepare       decode (events/decode.py) or a dead letter
-    Engine._process      store.apply, via Retrier (retry.py)
+    Engine._process      store.apply, via Retrier (retry.py); refused for good: the
+                         batch's events are dead letters. Once applied, never.
       _account           counts, late events, EngineClock.advance (clock.py)
       _segment           LocalLearner.learn / count (segmenting/local.py)
                          [standalone: Leader.lead_locally (leader/)]
                          no model yet: HeldBack.hold (held.py), store's held set
                          else Assigner.assign (segmenting/assign.py), drift observed
-      _emit              publish updates and dead letters, write memberships,
-                         Leader.flush_catalog
+      Emitter.publish    publish updates and dead letters (publish/emitter.py; dead letters
+                         carry a bounded prefix, publish/records.py; a record the broker
+                         refuses for good is counted lost, never retried for ever)
+      Emitter.record     write the published memberships; then Leader.flush_catalog
     _observe             metrics
 
 Every worker follows the model topic (segmenting/sync.py: Assigner.adopt,
@@ -35,18 +38,17 @@ from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any
 
-import orjson
-
 from streamseg.clock import EngineClock
 from streamseg.drift import DriftConfig, DriftMonitor, DriftReport
 from streamseg.events.decode import Admission, Rejection, decode_message
 from streamseg.events.models import Event
 from streamseg.features.registry import MODEL_FEATURES, derive, model_input
-from streamseg.features.store import CustomerUpdate, FeatureStore, Membership
+from streamseg.features.store import CustomerUpdate, FeatureStore
 from streamseg.held import HeldBack
 from streamseg.kafka_security import is_access_error
 from streamseg.leader import Leader
 from streamseg.metrics import Metrics
+from streamseg.publish.emitter import Emitter
 from streamseg.publish.publisher import OutRecord, Publisher
 from streamseg.publish.records import DeadLetter, SegmentUpdate
 from streamseg.retry import Retrier
@@ -73,6 +75,8 @@ class InMessage:
     key: bytes | None
     value: bytes | None
     timestamp: float | None = None  # seconds since the epoch (Kafka record timestamp)
+    #: the consumer could not read this record (larger than its fetch size): why, else None
+    unread: str | None = None
 
 
 @dataclass(slots=True)
@@ -135,9 +139,9 @@ class Engine:
     ) -> None:
         self.settings = settings
         self.store = store
-        self.publisher = publisher
         self.metrics = metrics
         self.retry = Retrier(metrics)  # Redis and Kafka outages: back off, never drop a batch
+        self.emitter = Emitter(settings, store, publisher, self.retry, metrics)  # outputs
         self.wall_ms = wall_ms
         self.kinds = {settings.topic_clickstream: "click", settings.topic_transactions: "transaction"}
         self.clock = EngineClock(settings.clock, wall_ms)  # "now": event time, per partition too
@@ -167,6 +171,15 @@ class Engine:
         p = batch if isinstance(batch, Prepared) else self.prepare(batch)
         async with self._lock:
             return await self._process(p)
+
+    @property
+    def publisher(self) -> Publisher:
+        """Where this engine's outputs go (the emitter's publisher)."""
+        return self.emitter.publisher
+
+    @publisher.setter
+    def publisher(self, publisher: Publisher) -> None:
+        self.emitter.publisher = publisher
 
     @property
     def lock(self) -> asyncio.Lock:
@@ -217,28 +230,59 @@ class Engine:
                     self.leader.lead_locally(self.local)
 
     async def _process(self, p: Prepared) -> BatchReport:
+        """Apply, then outputs. An event is applied once or dead-lettered, never both: only a
+        batch the store refused goes to the DLQ whole; once applied, a failure loses outputs
+        (logged, counted), not events."""
         started = time.perf_counter() - p.decode_seconds
         report = BatchReport()
-        messages, events, origin, dead = p.messages, p.events, p.origin, p.dead
-        rejected = len(dead)
+        events, origin, dead = p.events, p.origin, list(p.dead)
         try:
             updates = await self.retry(lambda: self.store.apply(events), "applying events")
+        except Exception as exc:  # outages are retried inside: a bug or a poisoned request
+            if is_access_error(exc):  # not the batch's fault: stop unacknowledged (kafka_security)
+                raise
+            dead += self._not_applied(events, origin, exc)
+            await self.emitter.publish(dead, [])
+            changes: list[SegmentUpdate] = []
+        else:
+            changes = await self._after_apply(events, origin, updates, dead, report)
+        _observe(self.metrics, p.messages, dead, changes, started)
+        report.dead_letters = len(dead)
+        report.changes = changes
+        return report
+
+    async def _after_apply(self, events: list[Event], origin: list[tuple[InMessage, int | None]],
+                           updates: dict[str, CustomerUpdate], dead: list[DeadLetter],
+                           report: BatchReport) -> list[SegmentUpdate]:
+        """Account, segment and emit an applied batch; returns the changes published.
+
+        Nothing here may raise for the batch's content (only a refused credential
+        does): the batch is then acknowledged with what could be done, and a
+        customer whose change was not recorded is evaluated again at its next event.
+        """
+        changes: list[SegmentUpdate] = []
+        try:
             applied_ts = self._account(events, origin, updates, dead, report)
             changes = self._segment(updates, applied_ts)
             if self.assigner.model is None and updates:  # before any model: held, in the store too
                 self.warmup.begin(self.wall_ms())
                 await self.held.persist(updates)
-            await self._emit(dead, changes)
-        except Exception as exc:  # outages are retried inside: this is a bug or a poisoned request
-            if is_access_error(exc):  # not the batch's fault: stop unacknowledged (kafka_security)
+        except Exception as exc:
+            if is_access_error(exc):
                 raise
-            report = BatchReport()
-            dead = await self._dead_letter_batch(events, origin, dead[:rejected], exc)
+            log.error("a batch of %d events was applied, but segmenting it failed; its segment "
+                      "updates are lost until those customers' next events", len(events), exc_info=exc)
+            self.metrics.outputs_lost.labels("none").inc()
             changes = []
-        _observe(self.metrics, messages, dead, changes, started)
-        report.dead_letters = len(dead)
-        report.changes = changes
-        return report
+        changes = await self.emitter.publish(dead, changes)
+        try:
+            await self._record(changes)
+        except Exception as exc:
+            if is_access_error(exc):
+                raise
+            log.error("recording %d published membership(s) failed; those customers are "
+                      "evaluated again at their next event", len(changes), exc_info=exc)
+        return changes
 
     async def rescore_stale(self, *, older_than_ms: float, limit: int) -> tuple[int, list[SegmentUpdate]]:
         """Re-evaluate up to ``limit`` customers not evaluated for ``older_than_ms`` of clock time.
@@ -261,63 +305,28 @@ class Engine:
             _observe(self.metrics, [], [], changes, time.perf_counter())
             return len(states), changes
 
-    async def _dead_letter_batch(
-        self, events: list[Event], origin: list[tuple[InMessage, int | None]],
-        rejected: list[DeadLetter], exc: Exception,
-    ) -> list[DeadLetter]:
-        """Send a batch that failed for good to the DLQ, so acknowledging it loses nothing.
+    def _not_applied(self, events: list[Event], origin: list[tuple[InMessage, int | None]],
+                     exc: Exception) -> list[DeadLetter]:
+        """Dead letters for a batch the store refused for good, so acknowledging it loses nothing.
 
-        Without this the exception would reach Faust, which acknowledges the
-        batch anyway (``take_events`` acks in a ``finally``) and so drops it.
+        Without this the exception would reach the consumer and stop the worker,
+        and the same batch would stop it again after every restart.
         """
         log.error("a batch of %d events failed; dead-lettering it", len(events), exc_info=exc)
-        detail = f"{type(exc).__name__}: {exc}"[:1000]
-        dead = rejected + [_dead(msg, Rejection("processing_error", detail, index, ev.customer_id))
-                           for ev, (msg, index) in zip(events, origin, strict=True)]
-        await self._emit(dead, [])
-        return dead
+        detail = f"{type(exc).__name__}: {exc}"
+        digests: dict[int, str] = {}
+        return [self._dead(msg, Rejection("processing_error", detail, index, ev.customer_id), digests)
+                for ev, (msg, index) in zip(events, origin, strict=True)]
 
     async def _emit(self, dead: list[DeadLetter], changes: list[SegmentUpdate]) -> None:
         """Publish (awaited), then record memberships: a crash in between republishes."""
-        records: list[OutRecord] = [(self.settings.topic_dlq, d.customer_id.encode() if d.customer_id
-                                     else None, d.to_bytes()) for d in dead]
-        records += [(self.settings.topic_segment_updates, c.customer_id.encode(), c.to_bytes())
-                    for c in changes]
-        if records:
-            await self.retry(lambda: self.publisher.publish(records), "publishing")
-        if changes:
-            members = [Membership(c.customer_id, c.segment_id, c.previous_segment_id, c.distance,
-                                  c.model_version, c.segment_name,
-                                  orjson.dumps([r.model_dump() for r in c.reasons])) for c in changes]
-            written = await self.retry(lambda: self.store.write_memberships(members),
-                                        "writing memberships")
-            await self._correct_raced(changes, written.raced)
-            erased = written.erased
-            if erased:  # erased after their update was applied: the update published above must not
-                log.info("%d customer(s) erased mid-batch; tombstoning their updates again", len(erased))
-                await self.retry(lambda: self.publisher.publish(  # outlive the erasure's tombstone
-                    [(self.settings.topic_segment_updates, cid.encode(), None) for cid in erased]),
-                    "publishing tombstones")
-        await self.leader.flush_catalog()  # versions this engine merged itself (standalone)
+        await self._record(await self.emitter.publish(dead, changes))
 
-    async def _correct_raced(self, changes: list[SegmentUpdate],
-                             raced: dict[str, int | None]) -> None:
-        """Republish changes whose customer another worker moved since this one read it.
-
-        Two workers can evaluate one customer at once (customers held back until
-        the first model; a producer that splits a customer's events across
-        workers). The store's sizes stay exact either way; this makes the last
-        record per customer say what Redis holds, with the true previous segment.
-        """
-        fixed = [c.model_copy(update={"previous_segment_id": raced[c.customer_id]})
-                 for c in changes
-                 if c.customer_id in raced and raced[c.customer_id] != c.segment_id]
-        if fixed:
-            log.info("%d customer(s) were moved by another worker meanwhile; republishing",
-                     len(fixed))
-            await self.retry(lambda: self.publisher.publish(
-                [(self.settings.topic_segment_updates, c.customer_id.encode(), c.to_bytes())
-                 for c in fixed]), "publishing corrected memberships")
+    async def _record(self, changes: list[SegmentUpdate]) -> None:
+        """Write published memberships (:meth:`Emitter.record`), then catalog versions this
+        engine merged itself (standalone)."""
+        await self.emitter.record(changes)
+        await self.leader.flush_catalog()
 
     # -- steps ------------------------------------------------------------------
     def _decode(
@@ -329,19 +338,44 @@ class Engine:
         skew = int(self.settings.max_future_skew_s * 1000)
         admission = Admission(self.settings.earliest_event_ms, self.settings.currencies)
         max_bytes = self.settings.max_message_bytes
+        mismatched: Counter[str] = Counter()
         for msg in messages:  # per message: keep the loop lean
             kind = self.kinds.get(msg.topic)
-            if kind is None:
-                dead.append(_dead(msg, Rejection("unknown_topic", f"no event kind for {msg.topic}")))
+            if kind is None or msg.unread:
+                dead.append(self._dead(msg, Rejection("unknown_topic", f"no event kind for {msg.topic}")
+                                       if kind is None else Rejection("too_large", msg.unread or "")))
                 continue
             out = decode_message(msg.value, kind,  # type: ignore[arg-type]
                                  max_bytes=max_bytes, now_ms=now, max_future_ms=skew,
                                  admission=admission)
             if out.rejects:
-                dead.extend(_dead(msg, r) for r in out.rejects)
+                digests: dict[int, str] = {}  # an envelope's rejects share one digest
+                dead.extend(self._dead(msg, r, digests) for r in out.rejects)
             events += out.events
             origin.extend(zip(repeat(msg), out.indices))
+            if msg.key is not None and out.indices == [None] and \
+                    msg.key != out.events[0].customer_id.encode():
+                mismatched[msg.topic] += 1  # applied all the same: see docs/user-guide.md#input-topics
+        for topic, n in mismatched.items():
+            self.metrics.key_mismatches.labels(topic).inc(n)
         return events, origin
+
+    def _dead(self, msg: InMessage, r: Rejection, digests: dict[int, str] | None = None) -> DeadLetter:
+        """The dead letter of (an element of) a message, carrying a bounded prefix of its bytes.
+
+        ``digests`` (by message id) spares hashing one value again for every element
+        of an envelope: 10,000 rejected elements of 64 KiB would hash 640 MB.
+        """
+        known = digests.get(id(msg)) if digests is not None else None
+        dl = DeadLetter.build(
+            reason=r.reason, detail=r.detail, topic=msg.topic, partition=msg.partition,
+            offset=msg.offset, key=msg.key, original=msg.value, index=r.index,
+            customer_id=r.customer_id, prefix_bytes=self.settings.dlq_prefix_bytes,
+            unread=msg.unread is not None, sha256=known,
+        )
+        if digests is not None and dl.original_sha256 is not None:
+            digests[id(msg)] = dl.original_sha256
+        return dl
 
     def _account(
         self, events: list[Event], origin: list[tuple[InMessage, int | None]],
@@ -351,6 +385,7 @@ class Engine:
         cursor = dict.fromkeys(updates, 0)
         applied_ts: dict[str, int] = {}
         outcomes: Counter[tuple[str, str]] = Counter()  # one metric update per label set
+        digests: dict[int, str] = {}
         newest: dict[tuple[str, int], int] = {}
         for ev, (msg, index) in zip(events, origin, strict=True):
             upd = updates[ev.customer_id]
@@ -367,10 +402,10 @@ class Engine:
                 outcomes[msg.topic, "duplicate"] += 1
             else:
                 report.late += 1
-                dead.append(_dead(msg, Rejection(
+                dead.append(self._dead(msg, Rejection(
                     "late_event", "event is older than the customer's newest event by more than "
                     f"the dedup horizon ({self.settings.dedup_horizon_days:g} days)",
-                    index, ev.customer_id)))
+                    index, ev.customer_id), digests))
         for (topic, outcome), n in outcomes.items():
             self.metrics.events.labels(topic, outcome).inc(n)
         self.clock.advance(newest)
@@ -440,11 +475,3 @@ def _observe(m: Metrics, messages: Sequence[InMessage], dead: list[DeadLetter],
             m.latency.observe(max(0.0, now_s - msg.timestamp))
     m.batch_duration.observe(time.perf_counter() - started)
     m.batch_size.observe(len(messages))
-
-
-def _dead(msg: InMessage, r: Rejection) -> DeadLetter:
-    return DeadLetter.build(
-        reason=r.reason, detail=r.detail, topic=msg.topic, partition=msg.partition,
-        offset=msg.offset, key=msg.key, original=msg.value, index=r.index,
-        customer_id=r.customer_id,
-    )

@@ -24,7 +24,10 @@ is in flight it is registered as an unacked message, so a rebalance
 (``stream_wait_empty``) waits for it before committing and giving partitions
 away. A batch that fails or is cancelled is never acknowledged: its records
 are delivered again after a restart or rebalance, and the engine's per-event
-idempotency makes the replay harmless.
+idempotency makes the replay harmless. The engine raises only when the cluster
+refuses the worker, never for a batch's content: no single record can stop a
+worker, even one too large for the fetch size (dead-lettered by its offset, see
+:func:`_unread_record`).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from time import monotonic
 from typing import Any, Protocol
 
 import faust
-from aiokafka.errors import TopicAuthorizationFailedError
+from aiokafka.errors import RecordTooLargeError, TopicAuthorizationFailedError
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from faust.types.tuples import ack_lock
@@ -79,8 +82,11 @@ Offsets = dict[TP, list[int]]
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
+        transport = self.consumer.transport
         # Faust hard-codes fetch_max_wait_ms=1500; aiokafka reads this when it starts
-        consumer._fetch_max_wait_ms = self.consumer.transport.fetch_max_wait_ms  # type: ignore[attr-defined]
+        consumer._fetch_max_wait_ms = transport.fetch_max_wait_ms  # type: ignore[attr-defined]
+        # a response as large as one partition's largest fetch (Faust leaves aiokafka's 50 MB)
+        consumer._fetch_max_bytes = max(consumer._fetch_max_bytes, consumer._max_partition_fetch_bytes)
         return consumer
 
     async def raise_group_errors(self) -> None:
@@ -126,7 +132,12 @@ class BatchConsumer(ShortFetchConsumer):
         try:
             while not (consumer_stopped() or fetcher_stopped()):
                 if fetched is None:
-                    records, active = await self._wait_next_records(1.0)
+                    try:
+                        records, active = await self._wait_next_records(1.0)
+                    except RecordTooLargeError as exc:  # aiokafka skipped it: dead-letter it
+                        if exc.args[1].topic not in self.transport.batch_topics:
+                            raise
+                        records, active = _unread_record(exc), None
                     if inflight is not None and inflight.done():
                         finished, inflight = inflight, None
                         finished.result()  # a failed batch stops the worker now, unacknowledged
@@ -213,7 +224,8 @@ class BatchConsumer(ShortFetchConsumer):
             if tp.topic in batch_topics:
                 ts = r.timestamp
                 batch.append(InMessage(r.topic, r.partition, offset, r.key, r.value,
-                                       ts / 1000.0 if ts is not None else None))
+                                       ts / 1000.0 if ts is not None else None,
+                                       getattr(r, "unread", None)))
                 offsets.setdefault(tp, []).append(offset)
             else:  # Faust's own per-message path, unchanged
                 await self.wait_first(self.callback(self._to_message(tp, r)),
@@ -256,6 +268,35 @@ class BatchConsumer(ShortFetchConsumer):
                 index.update(new)
                 self._acked[tp].extend(new)
                 self._n_acked += len(new)
+
+
+class _Unread:
+    """Stands for a record the consumer could not read, so it goes through a batch like any
+    other: dead-lettered by its offset (reason ``too_large``), then acknowledged."""
+
+    key = value = timestamp = None
+
+    def __init__(self, topic: str, partition: int, offset: int, why: str) -> None:
+        self.topic, self.partition, self.offset, self.unread = topic, partition, offset, why
+
+
+def _unread_record(exc: RecordTooLargeError) -> dict[TP, list[Any]]:
+    """The record a RecordTooLargeError names, as a fetch of one :class:`_Unread` record.
+
+    aiokafka raises it when a partition's fetch holds bytes but no whole record
+    batch: a batch larger than ``max_partition_fetch_bytes`` that the broker cut
+    (it hands over a whole oversized batch only for the first partition of a
+    fetch). aiokafka has then already moved past that offset (aio-libs/aiokafka
+    #1173); left alone, the error stops the worker and the offset is never
+    acknowledged. Producers put an oversized record in a batch of its own, so
+    the offset is that record's.
+    """
+    _, tp, offset, limit = exc.args
+    why = (f"record is larger than the consumer's fetch size ({limit} bytes, "
+           "STREAMSEG_FETCH_PARTITION_BYTES); it was not read")
+    log.error("%s:%d offset %d: %s; dead-lettering it by its offset", tp.topic, tp.partition,
+              offset, why)
+    return {TP(tp.topic, tp.partition): [_Unread(tp.topic, tp.partition, offset, why)]}
 
 
 class IdempotentProducer(faust_aiokafka.Producer):

@@ -103,6 +103,18 @@ class Metrics:
             "Timer ticks that failed and were logged, by timer; the next tick tries again",
             ["timer"], registry=registry,
         )
+        self.key_mismatches = Counter(
+            "streamseg_key_mismatches_total",
+            "Single-event messages whose Kafka key is set and is not the event's customer_id "
+            "(applied all the same; that customer's ordering is not guaranteed)",
+            ["topic"], registry=registry,
+        )
+        self.outputs_lost = Counter(
+            "streamseg_outputs_lost_total",
+            "Outputs given up after their events were applied: records the broker refused for "
+            "good (by topic), or a batch's segment step (topic 'none'); see docs/operations.md",
+            ["topic"], registry=registry,
+        )
         self.drift = DriftMetrics(registry)
 
     def set_segment_sizes(self, sizes: Mapping[int, int], live: Collection[int],

@@ -54,10 +54,31 @@ class Retrier:
 
 
 def _is_transient(exc: Exception) -> bool:
-    """Kafka errors are retried, except a refusal (missing ACL, credentials): that one comes
-    back on every retry, so it stops the worker instead."""
+    """Kafka errors are retried, except a refusal (missing ACL, credentials) and a record the
+    broker refuses for what it is (:func:`is_record_refused`): either comes back on every retry."""
     try:
         from aiokafka.errors import KafkaError
     except ImportError:  # pragma: no cover
         return False
-    return isinstance(exc, KafkaError) and not is_access_error(exc)
+    return isinstance(exc, KafkaError) and not is_access_error(exc) and not is_record_refused(exc)
+
+
+def is_record_refused(exc: BaseException) -> bool:
+    """The broker (or the producer's own check) refuses the record itself: too large for the
+    topic's ``max.message.bytes`` or the producer's ``max_request_size``, corrupt, or its
+    timestamp out of range. Sending it again cannot succeed.
+
+    >>> from aiokafka.errors import MessageSizeTooLargeError, KafkaConnectionError
+    >>> is_record_refused(MessageSizeTooLargeError()), is_record_refused(KafkaConnectionError())
+    (True, False)
+    """
+    from aiokafka import errors
+
+    refused = (errors.MessageSizeTooLargeError, errors.RecordListTooLargeError,
+               errors.CorruptRecordException, errors.InvalidTimestampError)
+    cause: BaseException | None = exc
+    while cause is not None:  # Faust's producer wraps the client's own check in ProducerSendError
+        if isinstance(cause, refused):
+            return True
+        cause = cause.__cause__
+    return False

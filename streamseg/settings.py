@@ -106,6 +106,15 @@ class Settings(BaseSettings):
         "one) hold a fetch this long even when records arrive, adding it to latency",
     )
     max_message_bytes: int = Field(64 * 1024, ge=256, description="larger payloads are dead letters")
+    dlq_prefix_bytes: int = Field(
+        4096, ge=0, le=256 * 1024,
+        description="bytes of the original message a dead letter carries (with its size and SHA-256)",
+    )
+    fetch_partition_bytes: int = Field(
+        1024 * 1024, ge=64 * 1024,
+        description="most bytes one fetch reads from one input partition (max.partition.fetch.bytes);"
+        " a larger record is dead-lettered by its offset unless the broker hands it over whole",
+    )
     max_future_skew_s: float = Field(
         3600.0, ge=0, description="events further in the future than this are dead-lettered"
     )

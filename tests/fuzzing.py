@@ -5,7 +5,8 @@ and the worker fuzz test (:mod:`tests.integration.test_resilience`). Inputs are
 valid events and envelopes bent every way a producer gets them wrong:
 truncated or byte-flipped JSON, deep nesting, huge strings, wrong types,
 NaN/Infinity literals, timestamps far in the past or future, non-UTF-8 bytes,
-envelopes mixing good and bad elements.
+envelopes mixing good and bad elements, random binary, and values far larger
+than any limit (up to 5 MB: what crashed workers when a dead letter copied them whole).
 
 Whatever the input, a decoder must account for every element: a message that
 is not a JSON array with 1..MAX_EVENTS_PER_MESSAGE elements has one outcome (one
@@ -56,12 +57,16 @@ def positions(raw: bytes | None, max_bytes: int = MAX_BYTES) -> list[int | None]
     return [None] if n is None else list(range(n))
 
 
-def fuzz_inputs(seed: int, n: int) -> Iterator[FuzzInput]:
-    """``n`` hostile message values, the same for the same seed."""
+def fuzz_inputs(seed: int, n: int, *, large: bool = True) -> Iterator[FuzzInput]:
+    """``n`` hostile message values, the same for the same seed; ``large``: some of them
+    from 64 KiB to 5 MB (:data:`LARGE_VALUES`), else those are left out."""
     rng = random.Random(seed)
     for _ in range(n):
         kind: EventKind = _pick(rng, ("click", "transaction"))
-        yield FuzzInput(kind, _message(rng, kind))
+        raw = _message(rng, kind)
+        if not large and raw is not None and len(raw) > 2 * MAX_BYTES:
+            raw = raw[:MAX_BYTES + 1]
+        yield FuzzInput(kind, raw)
 
 
 # --- building blocks ------------------------------------------------------------------
@@ -169,6 +174,10 @@ def _message(rng: random.Random, kind: EventKind) -> bytes | None:
         return orjson.dumps({**click(rng), "pad": "y" * _pick(rng, (MAX_BYTES - 400, MAX_BYTES))})
     if roll < 0.92:
         return _OVERSIZED_ENVELOPE
+    if roll < 0.94:  # random binary: often not UTF-8, now and then valid JSON by chance
+        return rng.randbytes(_int(rng, 3000))
+    if roll < 0.945:  # far over the limit: shared objects, so 100k inputs stay small in memory
+        return _pick(rng, LARGE_VALUES)
     return _pick(rng, (None, b"", b" ", b"null", b"42", b'"text"', b"true", b"[]", b"{}",
                        b"\xff\xfe\xfd", b"\xc3\x28", b"\xef\xbb\xbf{}", b"[1,]", b"{'a': 1}"))
 
@@ -210,3 +219,16 @@ def _number_literal(rng: random.Random, raw: bytes) -> bytes:
 
 #: one element too many for an envelope, yet small enough in bytes
 _OVERSIZED_ENVELOPE = orjson.dumps(list(range(MAX_EVENTS_PER_MESSAGE + 1)))
+
+
+def _large(size: int, binary: bool) -> bytes:
+    """A ``size``-byte value: random bytes, or a valid-looking event padded with text."""
+    if binary:
+        return random.Random(size).randbytes(size)
+    head = orjson.dumps({**click(random.Random(size)), "pad": ""})[:-2]
+    return head + b"x" * (size - len(head) - 2) + b'"}'
+
+
+#: values just over the limit and up to 5 MB, JSON and binary
+LARGE_VALUES = tuple(_large(size, binary) for size in (MAX_BYTES + 1, 800_000, 5_000_000)
+                     for binary in (False, True))

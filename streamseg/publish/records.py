@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -106,8 +107,41 @@ class ErasureAudit(BaseModel):
         return orjson.dumps(self.model_dump())
 
 
+#: Bytes of the original message a dead letter carries by default (``STREAMSEG_DLQ_PREFIX_BYTES``).
+DLQ_PREFIX_BYTES = 4096
+#: Longest ``detail`` and ``source_key`` (in characters) a dead letter carries.
+DLQ_TEXT_CHARS = 1000
+
+
+def dead_letter_bound(prefix_bytes: int = DLQ_PREFIX_BYTES) -> int:
+    """The most bytes one serialized dead letter can take, whatever the input.
+
+    The base64 prefix, plus ``detail`` and ``source_key`` (each at most
+    DLQ_TEXT_CHARS characters, JSON-escaped at worst 6 bytes each: ``\\uXXXX``), plus
+    4 KiB for the fixed fields. Far below any broker's smallest message limit
+    for the default prefix, so publishing a dead letter never fails for size.
+
+    >>> dead_letter_bound(4096)
+    21560
+    """
+    return -(-prefix_bytes // 3) * 4 + 2 * 6 * DLQ_TEXT_CHARS + 4096
+
+
 class DeadLetter(BaseModel):
-    """streamseg.dlq.v1: an input the engine refused, with everything to replay it."""
+    """streamseg.dlq.v1: an input the engine refused, where it came from and what it was.
+
+    The original bytes are carried up to a bounded prefix (``original_b64``, the
+    first ``prefix_bytes``), with the full size and SHA-256 of the value, so a
+    dead letter always fits in a Kafka record however large the input was
+    (:func:`dead_letter_bound`); ``original_truncated`` says whether the prefix is
+    all of it. The record at ``source_topic``/``source_partition``/``source_offset``
+    holds the rest for as long as the topic's retention keeps it.
+
+    >>> dl = DeadLetter.build(reason="too_large", detail="big", topic="t", partition=0, offset=7,
+    ...                       key=None, original=b"x" * 10, prefix_bytes=4)
+    >>> dl.original, dl.original_size, dl.original_truncated
+    (b'xxxx', 10, True)
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -119,24 +153,36 @@ class DeadLetter(BaseModel):
     source_key: str | None
     index: int | None
     customer_id: str | None
-    original_b64: str
+    original_b64: str  # the first bytes of the value (all of it unless original_truncated)
+    original_size: int | None = None  # bytes of the whole value; None: never read (see ingest)
+    original_sha256: str | None = None  # hex digest of the whole value; None: never read
+    original_truncated: bool = False
     dead_lettered_at: str
 
     @classmethod
     def build(
         cls, *, reason: str, detail: str, topic: str, partition: int, offset: int,
         key: bytes | None, original: bytes | None, index: int | None = None,
-        customer_id: str | None = None,
+        customer_id: str | None = None, prefix_bytes: int = DLQ_PREFIX_BYTES,
+        unread: bool = False, sha256: str | None = None,
     ) -> DeadLetter:
+        """A dead letter; ``unread``: the value never reached us (size and digest unknown);
+        ``sha256``: the value's digest when the caller has it already."""
+        value = original or b""
         return cls(
-            reason=reason, detail=detail, source_topic=topic, source_partition=partition,
-            source_offset=offset, source_key=key.decode("utf-8", "replace") if key else None,
+            reason=reason, detail=detail[:DLQ_TEXT_CHARS], source_topic=topic,
+            source_partition=partition, source_offset=offset,
+            source_key=key[:DLQ_TEXT_CHARS].decode("utf-8", "replace") if key else None,
             index=index, customer_id=customer_id,
-            original_b64=base64.b64encode(original or b"").decode(), dead_lettered_at=now_iso(),
+            original_b64=base64.b64encode(value[:prefix_bytes]).decode(),
+            original_size=None if unread else len(value),
+            original_sha256=None if unread else sha256 or hashlib.sha256(value).hexdigest(),
+            original_truncated=unread or len(value) > prefix_bytes, dead_lettered_at=now_iso(),
         )
 
     @property
     def original(self) -> bytes:
+        """The bytes carried: the whole value unless ``original_truncated``."""
         return base64.b64decode(self.original_b64)
 
     def to_bytes(self) -> bytes:

@@ -188,9 +188,11 @@ async def read_topic(settings: Settings, topic: str, partitions: int | None = No
         await consumer.stop()
 
 
-async def produce_tracked(settings: Settings, records: list[Record]) -> list[tuple[TopicPartition, int]]:
+async def produce_tracked(settings: Settings, records: list[Record], *,
+                         max_request_size: int = 1_048_576) -> list[tuple[TopicPartition, int]]:
     """Produce ``records``; return where each one landed (partition, offset)."""
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_list)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_list,
+                                max_request_size=max_request_size)
     await producer.start()
     try:
         sent = [await producer.send(topic, key=key, value=value) for topic, key, value in records]

@@ -33,7 +33,7 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
 from streamseg.devstack import free_port
-from streamseg.engine import Engine, InMessage, build_segmenter
+from streamseg.engine import BatchReport, Engine, InMessage, build_segmenter
 from streamseg.features.keys import Keys
 from streamseg.features.registry import MODEL_FEATURES
 from streamseg.features.store import Membership, MembershipWrite, RedisFeatureStore
@@ -228,11 +228,9 @@ async def test_held_customers_assigned_by_two_workers__counted_once_and_last_rec
         assert (last[f"h{i}"]["segment_id"], last[f"h{i}"]["previous_segment_id"]) == (1, 0)
 
 
-async def test_batch_redis_refuses_for_good__goes_to_the_dlq_whole_instead_of_raising(
-    settings: Settings, redis_client: aioredis.Redis
-) -> None:
-    # Raising would reach Faust, which acknowledges the batch anyway: it would be lost.
-    await redis_client.set(Keys(settings.key_prefix).state("c1"), "not a hash")  # WRONGTYPE
+async def two_orders_and_bad_json(settings: Settings) -> tuple[BatchReport, Engine, Recorder]:
+    """One batch through an engine with a model: orders of c1 and c2 (offsets 0, 1), then
+    malformed JSON (offset 2)."""
     store = store_for(settings)
     out = Recorder()
     engine = engine_with(settings, store, out, pinned_model(0, version=1))
@@ -242,12 +240,39 @@ async def test_batch_redis_refuses_for_good__goes_to_the_dlq_whole_instead_of_ra
                                        order_message(settings, 1, "c2"), bad_json])
     finally:
         await store.close()
+    return report, engine, out
+
+
+async def test_batch_redis_refuses_for_good__goes_to_the_dlq_whole_instead_of_raising(
+    settings: Settings, redis_client: aioredis.Redis
+) -> None:
+    # Raising would reach Faust, which acknowledges the batch anyway: it would be lost.
+    await redis_client.set(Keys(settings.key_prefix).state("c1"), "not a hash")  # WRONGTYPE
+    report, engine, out = await two_orders_and_bad_json(settings)
     dead = [orjson.loads(v) for topic, _, v in out.records if topic == settings.topic_dlq]
     assert sorted((d["source_offset"], d["reason"]) for d in dead) == [
         (0, "processing_error"), (1, "processing_error"), (2, "malformed_json")]
     assert "WRONGTYPE" in dead[-1]["detail"] and report.dead_letters == 3
     assert engine.metrics.registry.get_sample_value(
         "streamseg_dead_letters_total", {"reason": "processing_error"}) == 2
+
+
+async def test_batch_applied_then_membership_write_refused__events_are_not_also_dead_lettered(
+    settings: Settings, redis_client: aioredis.Redis
+) -> None:
+    """An event is applied once or dead-lettered, never both: the store took the events, so a
+    later failure must not send them to the DLQ as processing_error (nor stop the worker)."""
+    keys = Keys(settings.key_prefix)
+    await redis_client.set(keys.segment_sizes(), "not a hash")  # WRONGTYPE for memberships only
+    report, engine, out = await two_orders_and_bad_json(settings)
+    dead = [orjson.loads(v) for topic, _, v in out.records if topic == settings.topic_dlq]
+    assert [(d["source_offset"], d["reason"]) for d in dead] == [(2, "malformed_json")]
+    assert report.processed == 2 and report.dead_letters == 1
+    assert out.updates(settings) == 2  # published before the failed write, as always
+    assert engine.metrics.registry.get_sample_value(
+        "streamseg_dead_letters_total", {"reason": "processing_error"}) is None
+    for cid in ("c1", "c2"):
+        assert await redis_client.hget(keys.state(cid), "n_events") == b"1"
 
 
 # --- rebalance ---------------------------------------------------------------------------
@@ -363,7 +388,7 @@ async def test_thousands_of_hostile_messages__every_element_processed_or_dead_le
     keys = (None, b"c1", b"\xff\xfe")  # no key, a customer, not UTF-8 (a null value needs a key)
     records: list[Record] = [(topic[inp.kind], keys[i % 3] or (b"k" if inp.raw is None else None),
                               inp.raw) for i, inp in enumerate(inputs)]
-    await produce_tracked(settings, records)
+    await produce_tracked(settings, records, max_request_size=8 << 20)  # values up to 5 MB
     await wait_drained(settings, len(records), [worker])
 
     dead = await read_topic(settings, settings.topic_dlq)

@@ -7,6 +7,7 @@ valid event or as a dead letter with a known reason:
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 from collections import Counter
@@ -24,9 +25,10 @@ from streamseg.events.models import DEFAULT_EARLIEST_MS, ClickEvent, Event, Tran
 from streamseg.features.keys import Keys
 from streamseg.features.store import RedisFeatureStore
 from streamseg.metrics import Metrics
-from streamseg.publish.records import DeadLetter
+from streamseg.publish.records import DeadLetter, dead_letter_bound
 from streamseg.settings import Settings
 from tests.fuzzing import (
+    LARGE_VALUES,
     MAX_BYTES,
     NOW_MS,
     REASONS,
@@ -82,6 +84,18 @@ def check_decoded(inp: FuzzInput, out: DecodeOutcome) -> None:
 # --- 100k seeded inputs through Engine._decode ------------------------------------------------
 
 
+def assert_carries(d: DeadLetter, value: bytes, digests: dict[int, str]) -> None:
+    """A dead letter names the whole value (size, SHA-256) and carries a bounded prefix of it,
+    so publishing it cannot fail for size, whatever the input. (``digests``: by offset, so an
+    envelope's value is hashed once.)"""
+    prefix = SETTINGS.dlq_prefix_bytes
+    assert d.original == value[:prefix] and d.original_truncated == (len(value) > prefix)
+    digest = digests.get(d.source_offset) or digests.setdefault(
+        d.source_offset, hashlib.sha256(value).hexdigest())
+    assert (d.original_size, d.original_sha256) == (len(value), digest)
+    assert len(d.to_bytes()) <= dead_letter_bound(prefix)
+
+
 def message(offset: int, inp: FuzzInput) -> InMessage:
     topic = UNKNOWN_TOPIC if offset % 97 == 0 else TOPIC_OF[inp.kind]
     key = (None, b"c1", b"\xff\xfe", f"k{offset}".encode())[offset % 4]
@@ -109,12 +123,12 @@ def test_100k_hostile_messages__every_element_is_an_event_or_a_dead_letter_with_
             assert_valid_event(ev, KIND_OF[msg.topic])
             seen[msg.offset].append(index)
         by_offset = {m.offset: m for m in msgs}
+        digests: dict[int, str] = {}
         for d in dead:
             src = by_offset[d.source_offset]
             assert d.reason in REASONS and d.detail, d
             assert (d.source_topic, d.source_partition) == (src.topic, src.partition)
-            assert d.original == (src.value or b"")
-            assert d.to_bytes()  # publishable as it is
+            assert_carries(d, src.value or b"", digests)
             seen[d.source_offset].append(d.index)
         for m in msgs:
             if m.topic == UNKNOWN_TOPIC:
@@ -124,11 +138,14 @@ def test_100k_hostile_messages__every_element_is_an_event_or_a_dead_letter_with_
         DeadLetter.model_validate_json(dead[-1].to_bytes())  # the published form reads back
         totals["units"] += sum(1 if m.topic == UNKNOWN_TOPIC else len(positions(m.value)) for m in msgs)
         totals["events"] += len(events)
+        totals["large"] += sum(any(m.value is v for v in LARGE_VALUES) for m in msgs)
+        totals["binary"] += sum(len(m.value or b"") < 4096 and not _utf8(m.value) for m in msgs)
         totals.update(d.reason for d in dead)
     assert totals["events"] + sum(totals[r] for r in REASONS) == totals["units"]
     # the generator must keep reaching every class of bad input, and plenty of good ones
     assert {r for r in REASONS if totals[r]} == REASONS - {"late_event", "processing_error"}, totals
     assert totals["events"] > totals["units"] // 10, totals
+    assert totals["large"] > 100 and totals["binary"] > 1000, totals  # the payloads that crashed workers
 
 
 # --- hypothesis: structured inputs near the valid ones ------------------------------------------
@@ -172,3 +189,11 @@ def test_any_message__decodes_to_events_and_reasoned_rejections_one_per_element(
     inp = FuzzInput(kind, raw)
     check_decoded(inp, decode_message(raw, kind, max_bytes=MAX_BYTES, now_ms=NOW_MS,
                                       max_future_ms=SKEW_MS))
+
+
+def _utf8(value: bytes | None) -> bool:
+    try:
+        (value or b"").decode()
+    except UnicodeDecodeError:
+        return False
+    return True
