@@ -35,16 +35,16 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
 from typing import Any
 
 from streamseg.clock import EngineClock
 from streamseg.drift import DriftConfig, DriftMonitor, DriftReport
-from streamseg.events.decode import Admission, Rejection, decode_message
+from streamseg.events.decode import Rejection
 from streamseg.events.models import Event
 from streamseg.features.registry import MODEL_FEATURES, derive, model_input
 from streamseg.features.store import CustomerUpdate, FeatureStore
 from streamseg.held import HeldBack
+from streamseg.intake import InMessage, Intake
 from streamseg.kafka_security import is_access_error
 from streamseg.leader import Leader
 from streamseg.metrics import Metrics
@@ -63,20 +63,6 @@ __all__ = ["BatchReport", "Engine", "InMessage", "OutRecord", "Prepared", "Publi
            "build_segmenter", "restore_segmenter"]
 log = logging.getLogger(__name__)
 
-
-
-@dataclass(frozen=True, slots=True)
-class InMessage:
-    """One consumed Kafka message, as the engine needs it."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp: float | None = None  # seconds since the epoch (Kafka record timestamp)
-    #: the consumer could not read this record (larger than its fetch size): why, else None
-    unread: str | None = None
 
 
 @dataclass(slots=True)
@@ -143,7 +129,7 @@ class Engine:
         self.retry = Retrier(metrics)  # Redis and Kafka outages: back off, never drop a batch
         self.emitter = Emitter(settings, store, publisher, self.retry, metrics)  # outputs
         self.wall_ms = wall_ms
-        self.kinds = {settings.topic_clickstream: "click", settings.topic_transactions: "transaction"}
+        self.intake = Intake(settings, metrics, wall_ms)  # messages -> events or dead letters
         self.clock = EngineClock(settings.clock, wall_ms)  # "now": event time, per partition too
         self.standalone = standalone  # no Faust leader: this engine merges its own model
         drift = DriftConfig.from_settings(settings)
@@ -163,7 +149,7 @@ class Engine:
         while the previous batch waits on Redis and Kafka (see streamseg.ingest)."""
         started = time.perf_counter()
         dead: list[DeadLetter] = []
-        events, origin = self._decode(messages, dead)
+        events, origin = self.intake.decode(messages, dead)
         return Prepared(messages, events, origin, dead, time.perf_counter() - started)
 
     async def process(self, batch: Sequence[InMessage] | Prepared) -> BatchReport:
@@ -241,7 +227,7 @@ class Engine:
         except Exception as exc:  # outages are retried inside: a bug or a poisoned request
             if is_access_error(exc):  # not the batch's fault: stop unacknowledged (kafka_security)
                 raise
-            dead += self._not_applied(events, origin, exc)
+            dead += self.intake.not_applied(events, origin, exc)
             await self.emitter.publish(dead, [])
             changes: list[SegmentUpdate] = []
         else:
@@ -305,19 +291,6 @@ class Engine:
             _observe(self.metrics, [], [], changes, time.perf_counter())
             return len(states), changes
 
-    def _not_applied(self, events: list[Event], origin: list[tuple[InMessage, int | None]],
-                     exc: Exception) -> list[DeadLetter]:
-        """Dead letters for a batch the store refused for good, so acknowledging it loses nothing.
-
-        Without this the exception would reach the consumer and stop the worker,
-        and the same batch would stop it again after every restart.
-        """
-        log.error("a batch of %d events failed; dead-lettering it", len(events), exc_info=exc)
-        detail = f"{type(exc).__name__}: {exc}"
-        digests: dict[int, str] = {}
-        return [self._dead(msg, Rejection("processing_error", detail, index, ev.customer_id), digests)
-                for ev, (msg, index) in zip(events, origin, strict=True)]
-
     async def _emit(self, dead: list[DeadLetter], changes: list[SegmentUpdate]) -> None:
         """Publish (awaited), then record memberships: a crash in between republishes."""
         await self._record(await self.emitter.publish(dead, changes))
@@ -329,54 +302,6 @@ class Engine:
         await self.leader.flush_catalog()
 
     # -- steps ------------------------------------------------------------------
-    def _decode(
-        self, messages: Sequence[InMessage], dead: list[DeadLetter]
-    ) -> tuple[list[Event], list[tuple[InMessage, int | None]]]:
-        events: list[Event] = []
-        origin: list[tuple[InMessage, int | None]] = []
-        now = int(self.wall_ms())
-        skew = int(self.settings.max_future_skew_s * 1000)
-        admission = Admission(self.settings.earliest_event_ms, self.settings.currencies)
-        max_bytes = self.settings.max_message_bytes
-        mismatched: Counter[str] = Counter()
-        for msg in messages:  # per message: keep the loop lean
-            kind = self.kinds.get(msg.topic)
-            if kind is None or msg.unread:
-                dead.append(self._dead(msg, Rejection("unknown_topic", f"no event kind for {msg.topic}")
-                                       if kind is None else Rejection("too_large", msg.unread or "")))
-                continue
-            out = decode_message(msg.value, kind,  # type: ignore[arg-type]
-                                 max_bytes=max_bytes, now_ms=now, max_future_ms=skew,
-                                 admission=admission)
-            if out.rejects:
-                digests: dict[int, str] = {}  # an envelope's rejects share one digest
-                dead.extend(self._dead(msg, r, digests) for r in out.rejects)
-            events += out.events
-            origin.extend(zip(repeat(msg), out.indices))
-            if msg.key is not None and out.indices == [None] and \
-                    msg.key != out.events[0].customer_id.encode():
-                mismatched[msg.topic] += 1  # applied all the same: see docs/user-guide.md#input-topics
-        for topic, n in mismatched.items():
-            self.metrics.key_mismatches.labels(topic).inc(n)
-        return events, origin
-
-    def _dead(self, msg: InMessage, r: Rejection, digests: dict[int, str] | None = None) -> DeadLetter:
-        """The dead letter of (an element of) a message, carrying a bounded prefix of its bytes.
-
-        ``digests`` (by message id) spares hashing one value again for every element
-        of an envelope: 10,000 rejected elements of 64 KiB would hash 640 MB.
-        """
-        known = digests.get(id(msg)) if digests is not None else None
-        dl = DeadLetter.build(
-            reason=r.reason, detail=r.detail, topic=msg.topic, partition=msg.partition,
-            offset=msg.offset, key=msg.key, original=msg.value, index=r.index,
-            customer_id=r.customer_id, prefix_bytes=self.settings.dlq_prefix_bytes,
-            unread=msg.unread is not None, sha256=known,
-        )
-        if digests is not None and dl.original_sha256 is not None:
-            digests[id(msg)] = dl.original_sha256
-        return dl
-
     def _account(
         self, events: list[Event], origin: list[tuple[InMessage, int | None]],
         updates: dict[str, CustomerUpdate], dead: list[DeadLetter], report: BatchReport,
@@ -402,7 +327,7 @@ class Engine:
                 outcomes[msg.topic, "duplicate"] += 1
             else:
                 report.late += 1
-                dead.append(self._dead(msg, Rejection(
+                dead.append(self.intake.dead(msg, Rejection(
                     "late_event", "event is older than the customer's newest event by more than "
                     f"the dedup horizon ({self.settings.dedup_horizon_days:g} days)",
                     index, ev.customer_id), digests))

@@ -98,6 +98,11 @@ class Metrics:
             "Input messages not yet committed: partition end offset - committed offset",
             ["topic", "partition"], registry=registry,
         )
+        self._failures(registry)
+        self.drift = DriftMetrics(registry)
+
+    def _failures(self, registry: CollectorRegistry) -> None:
+        """What went wrong and was handled: failed timer ticks, key mismatches, lost outputs."""
         self.timer_failures = Counter(
             "streamseg_timer_failures_total",
             "Timer ticks that failed and were logged, by timer; the next tick tries again",
@@ -115,7 +120,6 @@ class Metrics:
             "good (by topic), or a batch's segment step (topic 'none'); see docs/operations.md",
             ["topic"], registry=registry,
         )
-        self.drift = DriftMetrics(registry)
 
     def set_segment_sizes(self, sizes: Mapping[int, int], live: Collection[int],
                           name_of: Callable[[int], str]) -> None:

@@ -36,7 +36,7 @@ def decode_engine(**overrides: object) -> Engine:
 
 def decode(engine: Engine, *msgs: InMessage) -> tuple[int, list[DeadLetter]]:
     dead: list[DeadLetter] = []
-    events, _ = engine._decode(list(msgs), dead)
+    events, _ = engine.intake.decode(list(msgs), dead)
     return len(events), dead
 
 

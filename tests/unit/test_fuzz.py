@@ -81,7 +81,7 @@ def check_decoded(inp: FuzzInput, out: DecodeOutcome) -> None:
     assert_accounted(inp.raw, [*out.indices, *(r.index for r in out.rejects)])
 
 
-# --- 100k seeded inputs through Engine._decode ------------------------------------------------
+# --- 100k seeded inputs through Intake.decode ------------------------------------------------
 
 
 def assert_carries(d: DeadLetter, value: bytes, digests: dict[int, str]) -> None:
@@ -117,7 +117,7 @@ def test_100k_hostile_messages__every_element_is_an_event_or_a_dead_letter_with_
     for start in range(0, N_INPUTS, CHUNK):
         msgs = [message(start + i, inp) for i, inp in enumerate(inputs[start:start + CHUNK])]
         dead: list[DeadLetter] = []
-        events, origin = engine._decode(msgs, dead)
+        events, origin = engine.intake.decode(msgs, dead)
         seen: dict[int, list[int | None]] = {m.offset: [] for m in msgs}
         for ev, (msg, index) in zip(events, origin, strict=True):
             assert_valid_event(ev, KIND_OF[msg.topic])
