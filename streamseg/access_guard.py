@@ -13,7 +13,8 @@ import os
 import signal
 from collections.abc import Callable
 
-from streamseg.kafka_security import KafkaAccessDenied, access_denied, error_options, principal
+from streamseg.errors import AccessRefused, StoreRefused
+from streamseg.kafka_security import access_denied, error_options, principal
 from streamseg.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ class AccessGuard:
     def __init__(self, settings: Settings) -> None:
         self.options = error_options(settings)
         self.who = principal(settings)
-        self.denied: KafkaAccessDenied | None = None
+        self.denied: AccessRefused | None = None
         #: how to stop the worker; None (an app not run by ``streamseg worker``): errors go
         #: their usual way
         self.stop: Callable[[], None] | None = None
@@ -57,6 +58,7 @@ class AccessGuard:
             return False
         if not self._stopping:  # once: other tasks meet the same refusal meanwhile
             self._stopping = True
-            log.info("stopping: Kafka refused this worker (%s)", type(exc).__name__)
+            log.info("stopping: %s refused this worker (%s)",
+                     "Redis" if isinstance(self.denied, StoreRefused) else "Kafka", type(exc).__name__)
             self.stop()
         return True

@@ -28,6 +28,17 @@ class StoreUnavailable(StreamsegError):
     """Redis/Valkey could not be reached; the caller retries, never acks."""
 
 
+class AccessRefused(StreamsegError):
+    """Kafka or Redis refused this client (credentials, TLS, an ACL): retrying cannot help.
+
+    The message says what was refused and which setting to check; a worker stops on it.
+    """
+
+
+class StoreRefused(AccessRefused):
+    """Redis/Valkey refused the credentials or an ACL (WRONGPASS, NOAUTH, NOPERM)."""
+
+
 class DevStackError(StreamsegError):
     """The embedded broker or Valkey server failed to start."""
 

@@ -37,7 +37,7 @@ from typing import Any, Protocol
 from aiokafka import errors as kerrors
 from aiokafka.helpers import create_ssl_context
 
-from streamseg.errors import BrokerUnavailable, ConfigError, StreamsegError
+from streamseg.errors import AccessRefused, BrokerUnavailable, ConfigError
 from streamseg.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ OPTION_NAMES = frozenset({"security_protocol", "ssl_context", "sasl_mechanism",
 CHECK_TIMEOUT_S = 10.0
 
 
-class KafkaAccessDenied(StreamsegError):
+class KafkaAccessDenied(AccessRefused):
     """The Kafka cluster refused this client: authentication, TLS or a missing ACL.
 
     Retrying cannot help; the message says what was refused and what to check.
@@ -147,7 +147,7 @@ def error_options(settings: Settings) -> dict[str, Any]:
     return opts
 
 
-def settings_access_denied(settings: Settings, exc: BaseException) -> KafkaAccessDenied | None:
+def settings_access_denied(settings: Settings, exc: BaseException) -> AccessRefused | None:
     """:func:`access_denied` for a client built from ``settings``."""
     return access_denied(exc, error_options(settings), who=principal(settings))
 
@@ -216,8 +216,9 @@ def _chain(exc: BaseException) -> Iterable[BaseException]:
 
 
 def access_denied(exc: BaseException, options: Mapping[str, Any], *, where: str = "",
-                  who: str | None = None) -> KafkaAccessDenied | None:
-    """``exc`` (or its cause) as a :class:`KafkaAccessDenied` if the cluster refused this client.
+                  who: str | None = None) -> AccessRefused | None:
+    """``exc`` (or its cause) as a :class:`KafkaAccessDenied` if the cluster refused this client
+    (or the :class:`~streamseg.errors.StoreRefused` Redis raised for the same reason).
 
     None for anything a retry may cure (an unreachable broker, a timeout, a
     leader election). ``options`` are the client's aiokafka security options,
@@ -227,7 +228,7 @@ def access_denied(exc: BaseException, options: Mapping[str, Any], *, where: str 
     at = f" at {where}" if where else ""
     protocol = options.get("security_protocol", "PLAINTEXT")
     for err in _chain(exc):
-        if isinstance(err, KafkaAccessDenied):
+        if isinstance(err, AccessRefused):
             return err
         if isinstance(err, _AUTHENTICATION):
             detail = str(err.args[0]) if err.args and isinstance(err.args[0], str) else str(err)
@@ -376,7 +377,7 @@ async def check_access(bootstrap: Sequence[str], options: Mapping[str, Any], *,
 
 
 def _denied(exc: BaseException, options: Mapping[str, Any], where: str,
-            who: str | None) -> KafkaAccessDenied:
+            who: str | None) -> AccessRefused:
     found = access_denied(exc, options, where=where, who=who)
     assert found is not None, exc
     return found

@@ -37,7 +37,7 @@ from streamseg.erasure import (
     InvalidCustomerId,
     check_customer_id,
 )
-from streamseg.errors import StoreUnavailable
+from streamseg.errors import StoreRefused, StoreUnavailable
 from streamseg.features.store import RedisFeatureStore
 from streamseg.kafka_security import KafkaAccessDenied
 from streamseg.metrics import ApiMetrics
@@ -131,7 +131,7 @@ class Api:
         try:
             audit = await self.on_engine_loop(
                 lambda: self.eraser.forget(customer_id, actor=actor, via="http"))
-        except StoreUnavailable as exc:
+        except (StoreUnavailable, StoreRefused) as exc:
             raise ApiError(503, "store_unavailable", f"{exc}; nothing was erased, retry") from exc
         except (BrokerUnavailable, KafkaAccessDenied) as exc:  # asked before anything was erased
             raise ApiError(503, "broker_unavailable", f"{exc}; nothing was erased") from exc
@@ -200,7 +200,7 @@ class Api:
     async def _redis(op: Awaitable[T]) -> T:
         try:
             return await op
-        except StoreUnavailable as exc:
+        except (StoreUnavailable, StoreRefused) as exc:  # refused: the API's Redis settings
             raise ApiError(503, "store_unavailable", f"{exc}; retry") from exc
 
 

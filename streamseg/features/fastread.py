@@ -26,8 +26,8 @@ from typing import Any
 
 import hiredis
 from redis.asyncio.connection import UnixDomainSocketConnection, parse_url
+from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 
@@ -131,10 +131,13 @@ class HashReader:
             if self.hello:
                 try:
                     await self._send(fresh, b"".join(self.hello), len(self.hello))
-                except BaseException:  # refused credentials or database: nothing kept open
+                except BaseException as exc:  # refused credentials or database: nothing kept open
                     if fresh.transport is not None:
                         fresh.transport.close()
-                    raise
+                    refusal = _refusal(exc)
+                    if refusal is exc:
+                        raise
+                    raise refusal from exc
             self._conn = fresh
             return fresh
 
@@ -156,3 +159,14 @@ class HashReader:
             if isinstance(reply, hiredis.ReplyError):
                 raise ResponseError(str(reply))
         return out
+
+
+def _refusal(exc: BaseException) -> BaseException:
+    """A refused AUTH as redis-py classes it (hiredis hands it over as a plain error reply),
+    so the store's contract sees a refusal, not an outage or a bad request."""
+    code = str(exc).split(" ", 1)[0]
+    if isinstance(exc, ResponseError) and code in ("WRONGPASS", "NOAUTH"):
+        return AuthenticationError(str(exc))
+    if isinstance(exc, ResponseError) and code == "NOPERM":
+        return NoPermissionError(str(exc))
+    return exc

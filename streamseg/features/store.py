@@ -40,7 +40,9 @@ from typing import Literal, Protocol
 import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import (
+    AuthenticationError,
     ClusterDownError,
+    NoPermissionError,
     NoScriptError,
     OutOfMemoryError,
     ReadOnlyError,
@@ -51,7 +53,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from streamseg.errors import StoreUnavailable
+from streamseg.errors import StoreRefused, StoreUnavailable
 from streamseg.events.models import ClickEvent, Event, TransactionEvent
 from streamseg.features.fastread import HashReader
 from streamseg.features.keys import Keys
@@ -84,7 +86,11 @@ def is_outage(exc: BaseException) -> bool:
     True
     >>> is_outage(ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"))
     False
+    >>> is_outage(AuthenticationError("WRONGPASS invalid username-password pair"))
+    False
     """
+    if isinstance(exc, AuthenticationError):  # a ConnectionError to redis-py, but no retry cures it
+        return False
     return isinstance(exc, _OUTAGES) or (
         isinstance(exc, ResponseError) and str(exc).split(" ", 1)[0] in _REFUSAL_CODES
     )
@@ -100,10 +106,17 @@ def unavailable_on_outage(what: str) -> Iterator[None]:
     ...     raise RedisConnectionError("Connection refused")
     Traceback (most recent call last):
     streamseg.errors.StoreUnavailable: Redis unavailable while reading a customer: Connection refused
+    >>> with unavailable_on_outage("reading a customer"):
+    ...     raise AuthenticationError("WRONGPASS invalid username-password pair")
+    Traceback (most recent call last):
+    streamseg.errors.StoreRefused: Redis refused streamseg while reading a customer (WRONGPASS invalid username-password pair): check the user and password in STREAMSEG_REDIS_URL and the user's ACL
     """
     try:
         yield
     except (RedisError, OSError) as exc:  # OSError: socket errors and timeouts redis-py let through
+        if isinstance(exc, AuthenticationError | NoPermissionError):
+            raise StoreRefused(f"Redis refused streamseg while {what} ({exc}): check the user and "
+                               "password in STREAMSEG_REDIS_URL and the user's ACL") from exc
         if is_outage(exc):
             raise StoreUnavailable(f"Redis unavailable while {what}: {exc}") from exc
         raise
@@ -500,11 +513,12 @@ class RedisFeatureStore:
         return [parse_state(flat) for flat in await self._hgetall(keys)]
 
     async def ping(self) -> bool:
-        """Whether Redis answers and takes work (False during an outage, see the module doc)."""
+        """Whether Redis answers and takes our work (False during an outage, see the module
+        doc, or while it refuses our credentials)."""
         try:
             with unavailable_on_outage("pinging"):
                 return bool(await self.client.ping())
-        except StoreUnavailable:
+        except (StoreUnavailable, StoreRefused):
             return False
 
     async def close(self) -> None:

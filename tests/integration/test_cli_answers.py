@@ -114,6 +114,22 @@ def test_unreachable_redis__one_line_naming_the_address_and_exit_1(
                     "STREAMSEG_REDIS_URL")
 
 
+@pytest.mark.parametrize("command", ["worker", *NEEDS_REDIS])
+def test_refused_redis_password__one_line_naming_the_setting_and_exit_1(
+        command: str, settings: Settings, tmp_path: Path) -> None:
+    """A wrong password is no outage: the worker stops instead of retrying forever (and
+    dead-letters nothing), the tools answer at once."""
+    refused = settings.redis_url.replace("redis://", "redis://nobody:wrong-password@", 1)
+    # a worker that started logs its start-up at INFO: only warnings and its answer here
+    ran = run(command, env_for(settings, STREAMSEG_REDIS_URL=refused, STREAMSEG_LOG_LEVEL="warn"),
+              tmp_path)
+    if command == "worker":  # it had started: its log lines come first, the answer last
+        assert "Traceback" not in ran.stderr, ran.stderr[-3000:]
+        ran = Ran(ran.code, ran.stdout, ran.stderr.splitlines()[-1] if ran.stderr.strip() else "")
+    assert_one_line(ran, 1, prefix_of(command), "Redis refused streamseg", "STREAMSEG_REDIS_URL")
+    assert "wrong-password" not in ran.stderr
+
+
 @pytest.mark.parametrize("command", NEEDS_KAFKA)
 def test_unreachable_broker__one_line_naming_the_address_and_exit_1(
         command: str, settings: Settings, tmp_path: Path) -> None:

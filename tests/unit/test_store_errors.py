@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from redis.exceptions import (
+    AuthenticationError,
     BusyLoadingError,
     ClusterDownError,
     ConnectionError,
@@ -26,7 +27,7 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-from streamseg.errors import StoreUnavailable
+from streamseg.errors import StoreRefused, StoreUnavailable
 from streamseg.features.keys import Keys
 from streamseg.features.store import Membership, RedisFeatureStore, is_outage, unavailable_on_outage
 
@@ -55,8 +56,13 @@ NOT_OUTAGES = [
     ResponseError("ERR user_script:12: Script attempted to access nonexistent global variable"),
     ResponseError("BUSYKEY Target key name already exists."),
     ResponseError("BUSYGROUP Consumer Group name already exists"),
-    NoPermissionError("this user has no permissions to run the 'evalsha' command"),
     ResponseError("NOPERM this user has no permissions to run the 'evalsha' command"),
+]
+#: Redis refusing streamseg's credentials or ACL: no retry cures it, the worker stops
+REFUSALS = [
+    AuthenticationError("WRONGPASS invalid username-password pair or user is disabled."),
+    AuthenticationError("NOAUTH Authentication required."),
+    NoPermissionError("this user has no permissions to run the 'evalsha' command"),
 ]
 
 
@@ -65,7 +71,7 @@ def test_unreachable_or_refusing_redis__is_an_outage_to_retry(exc: Exception) ->
     assert is_outage(exc)
 
 
-@pytest.mark.parametrize("exc", [*NOT_OUTAGES, ValueError("not redis at all")], ids=repr)
+@pytest.mark.parametrize("exc", [*NOT_OUTAGES, *REFUSALS, ValueError("not redis at all")], ids=repr)
 def test_error_about_the_request__is_not_an_outage(exc: Exception) -> None:
     assert not is_outage(exc)
 
@@ -83,6 +89,14 @@ def test_other_errors__pass_through_unchanged(exc: Exception) -> None:
     with pytest.raises(type(exc)) as caught, unavailable_on_outage("applying events"):
         raise exc
     assert caught.value is exc
+
+
+@pytest.mark.parametrize("exc", REFUSALS, ids=repr)
+def test_refusal__becomes_store_refused_naming_the_setting(exc: Exception) -> None:
+    with pytest.raises(StoreRefused, match=r"^Redis refused streamseg while applying events .*"
+                       r"STREAMSEG_REDIS_URL") as caught, unavailable_on_outage("applying events"):
+        raise exc
+    assert caught.value.__cause__ is exc
 
 
 # -- every method of the store keeps the contract ------------------------------------------
@@ -174,8 +188,12 @@ def test_ping__is_false_during_an_outage(exc: Exception) -> None:
 
 
 def test_ping__raises_an_error_about_the_request() -> None:
-    with pytest.raises(NoPermissionError):
-        asyncio.run(_store(NoPermissionError("no ping for you"), lean=False).ping())
+    with pytest.raises(ResponseError):
+        asyncio.run(_store(ResponseError("ERR unknown command 'PING'"), lean=False).ping())
+
+
+def test_ping__is_false_while_redis_refuses_us() -> None:
+    assert asyncio.run(_store(NoPermissionError("no ping for you"), lean=False).ping()) is False
 
 
 def test_a_lost_script__is_loaded_again_not_an_outage() -> None:
