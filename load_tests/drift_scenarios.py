@@ -11,11 +11,15 @@ It also scores the reports' migration forecast (docs/model.md: migration
 forecast): the mean absolute error, in share points, of the one- and two-window
 forecasts of the evaluated weekly reports against the shares reported for those
 windows, next to the "no change" forecast on the same pairs; over all pairs, and
-over the pairs read with one model version (no re-fit in between).
+over the pairs read with one model version (no re-fit in between). With
+``--frozen-model`` the four scenarios run again with the first global model kept
+(no merge or re-fit after it), so every pair is read with one model: the
+forecast's own error, without re-fits moving the segment boundaries.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import multiprocessing
 import sys
@@ -35,10 +39,18 @@ KINDS = ("stationary", "persona_shift", "new_persona", "shrink")
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--frozen-model", action="store_true",
+                    help="also score the forecast on runs that keep the first global model")
+    frozen_too = ap.parse_args().frozen_model
     broker_name = announce(NO_BROKER)
     OUT.mkdir(exist_ok=True)
+    frozen = {}
     with valkey_only() as st, ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
-        runs = dict(zip(KINDS, pool.map(_run, KINDS, [st.redis_url] * len(KINDS)), strict=True))
+        urls = [st.redis_url] * len(KINDS)
+        runs = dict(zip(KINDS, pool.map(_run, KINDS, urls), strict=True))
+        if frozen_too:
+            frozen = dict(zip(KINDS, pool.map(_run, KINDS, urls, [True] * len(KINDS)), strict=True))
     rows, reports, forecasts = [], {}, []
     for kind, run in runs.items():
         weekly = evaluated([r for r in run.reports if r.window == WINDOW])
@@ -58,6 +70,10 @@ def main() -> None:
         for basis, same in (("all pairs", False), ("same model version", True)):
             forecasts.append({"scenario": kind, "pairs_read": basis,
                               **forecast_errors(every, scored=weekly, same_model=same)})
+        if kind in frozen:
+            every = [r for r in frozen[kind].reports if r.window == WINDOW]
+            forecasts.append({"scenario": kind, "pairs_read": "model frozen",
+                              **forecast_errors(every, scored=evaluated(every))})
     (OUT / "drift_scenarios.json").write_text(
         json.dumps(stamped({"rows": rows, "first_alerts": reports, "forecast_mae": forecasts},
                            NO_BROKER), indent=1))
