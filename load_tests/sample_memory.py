@@ -5,8 +5,10 @@ process (``streamseg.segmenting.offload``), re-fits and builds profiles there,
 then releases the sample. This stores ``--customers`` customer states in a
 fresh Valkey (the states of 200 simulated customers, segmented by a real
 in-process engine, copied under new ids), then runs ``--rounds`` refreshes'
-worth of sample -> fit -> profiles -> release through one sample process,
-printing its RSS while it holds each sample and after each release. No broker
+worth of sample -> fit -> profiles -> validation -> release through one sample
+process, printing its RSS while it holds each sample, after the validation
+(whose silhouette imports ``sklearn.metrics`` at the first round) and after
+each release. No broker
 is started (the saved results say so).
 
     python load_tests/sample_memory.py --customers 20000 --rounds 16
@@ -90,8 +92,11 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 await sample.fit(engine.assigner.model, i)
                 model = engine.assigner.model
                 await sample.profiles(model.names, {0: len(sample)}, model.version)
+                await sample.validate(model, None, i)  # silhouette: imports sklearn.metrics once
+                validated = rss_mb(pid)
                 await sample.release()
                 row = {"round": i + 1, "sample": len(sample), "rss_mb_held": round(held, 1),
+                       "rss_mb_validated": round(validated, 1),
                        "rss_mb_released": round(rss_mb(pid), 1)}
                 print(json.dumps(row), flush=True)
                 rounds.append(row)
@@ -101,10 +106,10 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def markdown(rounds: list[dict[str, Any]], command: str, broker: str = NO_BROKER) -> str:
-    rows = ["| round | customers sampled | RSS holding the sample MiB | RSS after release MiB |",
-            "|---:|---:|---:|---:|"]
-    rows += [f"| {r['round']} | {r['sample']:,} | {r['rss_mb_held']} | {r['rss_mb_released']} |"
-             for r in rounds]
+    rows = ["| round | customers sampled | RSS holding the sample MiB | after validation MiB "
+            "| RSS after release MiB |", "|---:|---:|---:|---:|---:|"]
+    rows += [f"| {r['round']} | {r['sample']:,} | {r['rss_mb_held']} | {r['rss_mb_validated']} "
+             f"| {r['rss_mb_released']} |" for r in rounds]
     held = [r["rss_mb_held"] for r in rounds]
     half = held[len(held) // 2:]
     return (f"# Sample process memory\n\n`{command}`; broker: {broker}\n\n" + "\n".join(rows)

@@ -159,6 +159,11 @@ class DriftMetrics:
                                     ["window"])
         self.migrations = gauge("migrations", "Customers moved between segments in the latest "
                                 "window", ["window", "from_segment", "to_segment"])
+        self.share = gauge("segment_share", "A segment's share of the latest window's customer "
+                           "updates", ["window", "segment"])
+        self.forecast = gauge("forecast_share", "A segment's share forecast 'horizon' windows "
+                              "ahead by the latest window's migration matrix (Markov)",
+                              ["window", "segment", "horizon"])
         self.centroid = gauge("centroid_shift", "Distance a segment centre moved over the window "
                               "(standardized units)", ["window", "segment"])
         self.feature_psi = gauge("feature_psi", "PSI of a model input's distribution",
@@ -184,6 +189,10 @@ class DriftMetrics:
         self.migration_rate.labels(w).set(r.migration_rate)
         self._replace(self.migrations, w, {(str(m.from_segment), str(m.to_segment)): m.customers
                                            for m in r.migrations})
+        self._replace(self.share, w, {(str(s.segment_id),): s.share for s in r.segments})
+        self._replace(self.forecast, w, {
+            (str(f.segment_id), str(h)): v for f in r.forecast
+            for h, v in ((1, f.one_window_ahead), (2, f.two_windows_ahead))})
         self._replace(self.centroid, w, {(sid,): v for sid, v in r.centroid_shift.items()})
         self._replace(self.feature_psi, w, {(f,): v for f, v in r.feature_psi.items()})
         firing = {a.alert for a in r.alerts}

@@ -183,6 +183,14 @@ class Settings(BaseSettings):
     )
     profile_sample: int = Field(20_000, ge=100, description="customers sampled for segment profiles")
     catalog_refresh_s: float = Field(30.0, gt=0, description="profiles/catalog refresh period")
+    segment_min_share: float = Field(
+        0.02, ge=0, le=1, description="a live segment holding less than this share of the "
+        "leader's sample is flagged 'small' in the catalog (docs/model.md: validation)",
+    )
+    segment_min_silhouette: float = Field(
+        0.1, ge=-1, le=1, description="a live segment whose members' mean silhouette is below "
+        "this is flagged 'weak' in the catalog (docs/model.md: validation)",
+    )
     sample_process: bool = Field(
         True, description="the leader reads its refresh sample, re-fits and builds profiles in a "
         "child process, so that work never holds the worker's interpreter lock (false: threads)",

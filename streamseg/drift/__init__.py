@@ -2,7 +2,14 @@
 
 from streamseg.drift.alerts import ALERT_NAMES, Thresholds, evaluate
 from streamseg.drift.monitor import DriftConfig, DriftMonitor
-from streamseg.drift.report import SCHEMA, Alert, DriftReport, Migration, SegmentShare
+from streamseg.drift.report import (
+    SCHEMA,
+    Alert,
+    DriftReport,
+    Migration,
+    SegmentShare,
+    ShareForecast,
+)
 from streamseg.drift.windows import parse_windows, window_name
 
 __all__ = [
@@ -14,6 +21,7 @@ __all__ = [
     "DriftReport",
     "Migration",
     "SegmentShare",
+    "ShareForecast",
     "Thresholds",
     "evaluate",
     "parse_windows",

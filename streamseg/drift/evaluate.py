@@ -16,6 +16,7 @@ from datetime import datetime
 import orjson
 from prometheus_client import CollectorRegistry
 
+from streamseg.drift.forecast import mean_abs_error
 from streamseg.drift.report import DriftReport
 from streamseg.engine import Engine, InMessage, OutRecord, build_segmenter
 from streamseg.features.store import FeatureStore
@@ -54,6 +55,36 @@ class ScenarioRun:
 
 def end_ms(report: DriftReport) -> int:
     return int(datetime.fromisoformat(report.window_end).timestamp() * 1000)
+
+
+def forecast_errors(reports: Sequence[DriftReport], *, scored: Sequence[DriftReport] | None = None,
+                    same_model: bool = False) -> dict[str, float | int]:
+    """Mean absolute error (share points) of the reports' one- and two-window forecasts
+    against the shares reported for those windows later in the run, next to the "no
+    change" forecast (the origin window's shares) on the same pairs.
+
+    ``reports``: one window length; a report is scored where the window it forecast
+    was reported too. ``scored``: only these origins (default: all). ``same_model``:
+    only pairs whose later window was read with the same model version (a re-fit in
+    between re-reads the later window with other segment boundaries, which no
+    migration forecast can foresee)."""
+    by_end = {end_ms(r): r for r in reports}
+    errors: dict[str, list[float]] = {}
+    for r in reports if scored is None else scored:
+        now = {s.segment_id: s.share for s in r.segments}
+        ahead = [{f.segment_id: f.one_window_ahead for f in r.forecast},
+                 {f.segment_id: f.two_windows_ahead for f in r.forecast}]
+        for h, predicted in enumerate(ahead, 1):
+            later = by_end.get(end_ms(r) + h * r.window_seconds * 1000)
+            if later is None or not predicted or (same_model
+                                                  and later.model_version != r.model_version):
+                continue
+            actual = {s.segment_id: s.share for s in later.segments}
+            errors.setdefault(f"markov_{h}", []).append(mean_abs_error(predicted, actual))
+            errors.setdefault(f"no_change_{h}", []).append(mean_abs_error(now, actual))
+    out: dict[str, float | int] = {k: sum(v) / len(v) for k, v in sorted(errors.items())}
+    out["pairs"] = len(errors.get("markov_1", []))
+    return out
 
 
 async def run_scenario(

@@ -61,7 +61,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from streamseg.drift.alerts import Thresholds, evaluate
-from streamseg.drift.report import DriftReport, Migration, SegmentShare
+from streamseg.drift.forecast import forecast
+from streamseg.drift.report import DriftReport, Migration, SegmentShare, ShareForecast
 from streamseg.drift.stats import (
     composition_shift,
     js_distance,
@@ -174,7 +175,10 @@ class DriftMonitor:
         if moved.any():
             slot.migrations.update(Counter(zip(prev[moved].tolist(), seg[moved].tolist(),
                                                strict=True)))
-        slot.first_assignments += int((prev < 0).sum())
+        first = prev < 0
+        slot.first_assignments += int(first.sum())
+        if first.any():
+            slot.entries.update(Counter(seg[first].tolist()))
         slot.distances += np.histogram(np.minimum(dist, DIST_MAX - 1e-9), DIST_EDGES)[0]
         if slot.features:
             for mine, h in zip(slot.features, hists, strict=True):
@@ -319,8 +323,10 @@ class DriftMonitor:
             customers=cur.n, reference_customers=ref.n,
             segments=[SegmentShare(segment_id=s, name=names.get(s, f"Segment {s}"),
                                    customers=round(n), share=n / c.sum(),
-                                   reference_share=rn / r.sum())
+                                   reference_share=rn / r.sum(),
+                                   first_assignments=cur.entries.get(s, 0))
                       for s, n, rn in zip(sids, c, r, strict=True)],
+            forecast=_forecast(sids, c / c.sum(), cur),
             model_versions=sorted(cur.versions), reference_model_versions=sorted(ref.versions),
             segment_basis=basis, segment_note=note,
             composition_shift=shift, psi=seg_psi, js_distance=js_distance(r, c),
@@ -338,6 +344,14 @@ class DriftMonitor:
                             segments=basis != "held"),
             generated_at=now_iso(),
         )
+
+
+def _forecast(sids: list[int], shares: np.ndarray, window: Slot) -> list[ShareForecast]:
+    """The window's shares stepped one and two windows ahead by its migration matrix (the
+    matrix from the assignments as made; the shares as reported, re-scored or not)."""
+    one, two = forecast(sids, window.segments, window.migrations, window.entries, start=shares)
+    return [ShareForecast(segment_id=s, one_window_ahead=float(a), two_windows_ahead=float(b))
+            for s, a, b in zip(sids, one, two, strict=True)]
 
 
 def _shift(reference: Counter[int], current: Counter[int]) -> float:

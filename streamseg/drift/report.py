@@ -27,6 +27,18 @@ class SegmentShare(_Record):
                            "(segment_basis 'rescored': estimated from the window's re-scored sample)")
     share: float = Field(description="customers / all customer updates in the window")
     reference_share: float
+    first_assignments: int = Field(0, description="customers assigned for the first time in the "
+                                   "window who went to this segment (as assigned)")
+
+
+class ShareForecast(_Record):
+    """A segment's share forecast from the window's migration matrix (Markov, see
+    streamseg.drift.forecast): customers who stayed on the diagonal, first assignments
+    entering at the window's rate and mix."""
+
+    segment_id: int
+    one_window_ahead: float = Field(description="forecast share of the next window's updates")
+    two_windows_ahead: float = Field(description="forecast share of the window after the next")
 
 
 class Migration(_Record):
@@ -87,6 +99,9 @@ class DriftReport(_Record):
         description="segment id -> distance (standardized units) its centre moved since the "
         "reference window closed")
     migrations: list[Migration]
+    forecast: list[ShareForecast] = Field(
+        default_factory=list, description="segment shares one and two windows ahead, stepped from "
+        "'segments' by the window's row-normalised migration matrix")
     first_assignments: int = Field(description="customers assigned for the first time in the window")
     migration_rate: float = Field(description="moved customers / customer updates in the window")
     emerging_distance: float = Field(description="distance beyond which a customer counts as far "

@@ -86,6 +86,7 @@ class Slot:
     segments: Counter[int] = field(default_factory=Counter)
     migrations: Counter[tuple[int, int]] = field(default_factory=Counter)
     first_assignments: int = 0
+    entries: Counter[int] = field(default_factory=Counter)  # first assignments by segment
     distances: np.ndarray = field(default_factory=lambda: np.zeros(len(DIST_EDGES) - 1))
     features: list[np.ndarray] = field(default_factory=list)
     versions: Counter[int] = field(default_factory=Counter)
@@ -128,6 +129,7 @@ class Slot:
         self.versions.update(other.versions)
         self.migrations.update(other.migrations)
         self.first_assignments += other.first_assignments
+        self.entries.update(other.entries)
         self.distances += other.distances
         if not self.features:
             self.features = [h.copy() for h in other.features]

@@ -21,7 +21,7 @@ from streamseg.clock import EngineClock
 from streamseg.features.registry import DAY_MS
 from streamseg.features.store import FeatureStore
 from streamseg.publish.publisher import OutRecord, Publisher
-from streamseg.publish.records import CatalogEntry, now_iso
+from streamseg.publish.records import CatalogEntry, SegmentValidation, now_iso
 from streamseg.retry import Retrier
 from streamseg.segmenting.assign import Assigner
 from streamseg.segmenting.local import LocalLearner
@@ -29,6 +29,7 @@ from streamseg.segmenting.model import Lifecycle, LocalSummary, SegmentModel, me
 from streamseg.segmenting.naming import name_segments
 from streamseg.segmenting.offload import ChildSample, LocalSample, SampleProcess, current_sample
 from streamseg.segmenting.sync import GLOBAL
+from streamseg.segmenting.validation import catalog_validation
 from streamseg.settings import Settings
 
 #: a customer sample for the leader's re-fit and profiles (see streamseg.segmenting.offload)
@@ -70,6 +71,9 @@ class Leader:
         self._catalog_out: list[CatalogEntry] = []  # in-process merges: published after a batch
         self._merging = ""  # the workers in the last merge, to log when that changes
         self._leading = asyncio.Lock()  # merges and refits never race to the same version
+        #: the version this leader replaced with the current one (validation's stability)
+        self.previous: SegmentModel | None = None
+        self.validation: dict[int, SegmentValidation] = {}  # latest measurement, by segment
 
     # -- as the Faust leader (timers) -----------------------------------------------
     async def lead(self, locals_: Mapping[str, LocalSummary]) -> None:
@@ -101,7 +105,7 @@ class Leader:
         model, events = proposal
         await self.publisher.publish(
             [(self.settings.topic_model, GLOBAL, orjson.dumps(model.to_json()))])
-        self.assigner.adopt(model)
+        self._adopt(model)
         log.info("published global model v%d from %s: %s", model.version, source,
                  ", ".join(f"{e.segment_id} {e.status}" for e in events) or "centres moved")
         await self.publish_catalog(self.catalog(model, events))
@@ -117,8 +121,16 @@ class Leader:
             return
         summary = local.summary("local")
         proposal = self.propose([summary]) if summary else None
-        if proposal and self.assigner.adopt(proposal[0]):
+        if proposal and self._adopt(proposal[0]):
             self._catalog_out += self.catalog(*proposal)
+
+    def _adopt(self, model: SegmentModel) -> bool:
+        """Assign with ``model`` from now on, remembering the version it replaces."""
+        before = self.assigner.model
+        adopted = self.assigner.adopt(model)
+        if adopted:
+            self.previous = before
+        return adopted
 
     async def flush_catalog(self) -> None:
         """Publish the catalog entries of versions merged in process since the last call."""
@@ -244,7 +256,16 @@ class Leader:
         if not profiles:  # no member in the sample (before the first assignments): keep what was
             return []
         self.assigner.set_profiles(profiles)
+        await self.validate(sample, model)
         return self.catalog(model, [])
+
+    async def validate(self, sample: CustomerSample, model: SegmentModel) -> None:
+        """Measure ``model``'s segments on the sample (silhouette, members, stability against
+        the version it replaced) and flag them for the catalog (docs/model.md: validation)."""
+        prev = self.previous if self.previous and self.previous.version < model.version else None
+        measured = await sample.validate(model, prev, self.settings.seed)
+        self.validation = catalog_validation(measured, self.settings.segment_min_share,
+                                             self.settings.segment_min_silhouette)
 
     # -- the catalog -------------------------------------------------------------------
     def catalog(self, model: SegmentModel, events: Sequence[Lifecycle]) -> list[CatalogEntry]:
@@ -261,7 +282,8 @@ class Leader:
             out.append(CatalogEntry(
                 segment_id=sid, status=e.status if e else "active",  # type: ignore[arg-type]
                 model_version=model.version, name=name_of(sid), profile=prof,
-                related=list(e.related) if e else [], updated_ts=ts))
+                related=list(e.related) if e else [], updated_ts=ts,
+                validation=self.validation.get(sid)))
         for e in events:
             if e.status in ("merged", "retired"):
                 out.append(CatalogEntry(

@@ -65,6 +65,22 @@ class SegmentProfile(BaseModel):
 
 
 Lifecycle = Literal["born", "active", "merged", "split", "retired"]
+Flag = Literal["small", "weak"]
+
+
+class SegmentValidation(BaseModel):
+    """How well a segment holds together in the leader's sample (streamseg.segmenting.validation)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model_version: int
+    previous_version: int | None  # the version stability compares with (None: not known)
+    silhouette: float | None  # mean silhouette of its sampled members (None: too few segments)
+    model_silhouette: float | None  # mean silhouette of every sampled customer
+    members: int  # sampled customers nearest to its centre
+    share: float  # members / sampled customers
+    stability: float | None  # share of the previous version's members kept (None: born now)
+    flags: list[Flag] = []  # small: share < segment_min_share; weak: silhouette < segment_min_silhouette
 
 
 class CatalogEntry(BaseModel):
@@ -79,6 +95,7 @@ class CatalogEntry(BaseModel):
     profile: SegmentProfile | None  # None once retired
     related: list[int] = []  # merged into / split from these segment ids
     updated_ts: str
+    validation: SegmentValidation | None = None  # live segments, once the leader measured them
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(self.model_dump())

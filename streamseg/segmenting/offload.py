@@ -2,8 +2,9 @@
 
 Every ``catalog_refresh_s`` the leader reads a sample of up to
 ``profile_sample`` customers from Redis, derives their features, re-fits the
-centres by batch k-means and builds the segment profiles: about half a second
-of Python for 20k customers. In a thread of the worker that work holds the
+centres by batch k-means, builds the segment profiles and validates the
+segments (:mod:`streamseg.segmenting.validation`): about half a second of
+Python for 20k customers, plus about as much for the silhouette. In a thread of the worker that work holds the
 interpreter lock against the batch loop (which gets it back every 0.5 ms
 switch interval, so batches run at about half speed while it lasts: the
 refresh showed as latency spikes in ``streamseg bench``). Here it runs in one
@@ -13,9 +14,9 @@ interpreter and only the CPU is shared.
 The sample stays in the child between calls (:class:`ChildSample` holds its
 token) until the refresh releases it: the re-fit and the profiles are computed
 from the same customers, and only centres and profiles travel back. The child
-imports only what it computes with (about 90 MiB resident, no River, pandas or
-scikit-learn). If the child dies, the call fails with
-:class:`SampleLost` and the next refresh starts a new child.
+imports only what it computes with (about 90 MiB resident, no River or pandas;
+``sklearn.metrics`` at the first validation only, +38 MiB). If the child dies,
+the call fails with :class:`SampleLost` and the next refresh starts a new child.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from streamseg.features.store import RedisFeatureStore
 from streamseg.publish.records import SegmentProfile
 from streamseg.segmenting.model import SegmentModel
 from streamseg.segmenting.profiles import build_profiles
+from streamseg.segmenting.validation import Validation, measure
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -73,6 +75,12 @@ def current_sample(states: list[State], now_ms: float, cutoff_ms: float
 def fit(model: SegmentModel, derived: list[dict[str, float]], seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Batch k-means re-fit of ``model``'s centres on the sample's model inputs."""
     return model.refine(model.matrix([model_input(d) for d in derived]), seed=seed)
+
+
+def validate(model: SegmentModel, previous: SegmentModel | None, derived: list[dict[str, float]],
+             seed: int) -> Validation:
+    """Silhouette, members and stability of ``model``'s segments on the sample's model inputs."""
+    return measure(model, previous, model.matrix([model_input(d) for d in derived]), seed)
 
 
 # -- in the child ---------------------------------------------------------------------
@@ -112,6 +120,11 @@ def _held(token: str) -> tuple[list[State], list[dict[str, float]]]:
 
 def _fit(token: str, model: SegmentModel, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return fit(model, _held(token)[1], seed)
+
+
+def _validate(token: str, model: SegmentModel, previous: SegmentModel | None,
+              seed: int) -> Validation:
+    return validate(model, previous, _held(token)[1], seed)
 
 
 def _drop(token: str, malloc_trim: bool) -> None:
@@ -213,6 +226,10 @@ class ChildSample:
                        model_version: int) -> dict[int, SegmentProfile]:
         return await self.owner.call(_profiles, self.token, dict(names), dict(sizes), model_version)
 
+    async def validate(self, model: SegmentModel, previous: SegmentModel | None,
+                       seed: int) -> Validation:
+        return await self.owner.call(_validate, self.token, model, previous, seed)
+
     async def release(self) -> None:
         """The refresh is done with it: the child frees the sample until the next one."""
         await self.owner.release(self.token)
@@ -235,6 +252,10 @@ class LocalSample:
                        model_version: int) -> dict[int, SegmentProfile]:
         return await asyncio.to_thread(build_profiles, self.states, self.derived, names, sizes,
                                        model_version)
+
+    async def validate(self, model: SegmentModel, previous: SegmentModel | None,
+                       seed: int) -> Validation:
+        return await asyncio.to_thread(validate, model, previous, self.derived, seed)
 
     async def release(self) -> None:
         """Nothing held elsewhere: the sample goes when the last reference does."""

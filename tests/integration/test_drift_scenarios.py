@@ -40,8 +40,12 @@ KINDS = ("persona_shift", "new_persona")
 RUNS = ("stationary", *KINDS)
 
 
-def _run(kind: str, redis_url: str) -> ScenarioRun:
+def _run(kind: str, redis_url: str, frozen_model: bool = False) -> ScenarioRun:
+    """One scenario run; ``frozen_model``: the first global model stays (no merge or re-fit
+    after it), as load_tests/drift_scenarios.py scores the migration forecast."""
     settings = drift_settings(Settings(redis_url=redis_url, key_prefix=f"d{uuid.uuid4().hex[:8]}"))
+    if frozen_model:
+        settings = settings.replace(model_sync_events=10**9)
 
     async def go() -> ScenarioRun:
         store = RedisFeatureStore.from_url(settings.redis_url, Keys(settings.key_prefix),

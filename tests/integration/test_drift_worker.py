@@ -190,6 +190,10 @@ async def test_stationary_run__no_drift_alert_and_every_panel_and_rule_has_data(
         prom.stop()
     weekly = evaluated([r for r in reports if r.window == WINDOW])
     assert len(weekly) >= 15, [r.window_end for r in reports][-5:]
+    for r in weekly:  # the reports on Kafka carry the migration forecast of every segment
+        assert [f.segment_id for f in r.forecast] == [s.segment_id for s in r.segments], r
+        assert sum(f.one_window_ahead for f in r.forecast) == pytest.approx(1.0)
+        assert sum(f.two_windows_ahead for f in r.forecast) == pytest.approx(1.0)
     print(f"\nchecked {checked} dashboard/rule expressions: all returned data")
     print(table(weekly))
     no_segment_alert(evaluated(reports))

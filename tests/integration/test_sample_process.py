@@ -61,10 +61,19 @@ async def test_child_sample__same_refit_and_profiles_as_the_threads(settings: Se
         cp = await child.profiles(names, sizes, model.version)
         assert set(cp) == set(model.ids) and any(p.size for p in cp.values())
         assert {k: p.model_dump() for k, p in cp.items()} == {k: p.model_dump() for k, p in lp.items()}
-        # the engine's own refresh runs through the child: profiles for every live segment
+        previous = engine.leader.previous  # the version the last local merge replaced
+        assert previous is not None and previous.version < model.version
+        lv, cv = await local.validate(model, previous, 7), await child.validate(model, previous, 7)
+        assert cv == lv and cv.overall is not None and set(cv.members) == set(model.ids)
+        # the engine's own refresh runs through the child: profiles and validation for every
+        # live segment, stability against the version before
         entries = await engine.leader.refresh_profiles()
         assert {e.segment_id for e in entries} >= set(model.ids)
-        assert all(e.profile is not None for e in entries if e.status == "active")
+        live = [e for e in entries if e.status == "active"]
+        assert all(e.profile is not None for e in live)
+        assert all(e.validation is not None and e.validation.model_version == model.version
+                   and e.validation.previous_version == previous.version for e in live)
+        assert any(e.validation.stability is not None for e in live if e.validation)
         assert sampler.pid() is not None and sampler.pid() != os.getpid()
         await child.release()  # the refresh is over: the child frees that sample
         with pytest.raises(SampleLost, match="no longer held"):

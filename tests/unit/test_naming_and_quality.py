@@ -1,4 +1,4 @@
-"""Segment naming rules and the pure-numpy adjusted Rand index."""
+"""Segment naming rules and the adjusted Rand index (scikit-learn's, under the name callers use)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import random
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sklearn.metrics import adjusted_rand_score
 
 from streamseg.features.registry import MODEL_FEATURES
 from streamseg.quality import adjusted_rand_index
@@ -89,44 +88,27 @@ def test_any_centres__get_one_unique_name_each(centers: dict[int, dict[str, floa
 # --------------------------------------------------------------------------- quality
 
 
-def _random_labelling(rng: random.Random) -> tuple[list[int], list[str]]:
-    n = rng.randint(2, 300)
-    kt, kp = rng.randint(1, 8), rng.randint(1, 8)
-    truth = [rng.randrange(kt) for _ in range(n)]
-    if rng.random() < 0.3:  # partly agreeing labelings, not only chance
-        pred = [f"p{t}" if rng.random() < 0.8 else f"p{rng.randrange(kp)}" for t in truth]
-    else:
-        pred = [f"p{rng.randrange(kp)}" for _ in range(n)]
-    return truth, pred
-
-
-@pytest.mark.parametrize("case", range(50))
-def test_adjusted_rand_index__matches_sklearn_on_random_labelings(case: int) -> None:
-    truth, pred = _random_labelling(random.Random(case))
-    assert adjusted_rand_index(truth, pred) == pytest.approx(
-        adjusted_rand_score(truth, pred), abs=1e-10)
-
-
 @pytest.mark.parametrize(
-    ("truth", "pred"),
+    ("truth", "pred", "ari"),
     [
-        ([0, 0, 1, 1], [1, 1, 0, 0]),
-        ([0, 0, 1, 1], [0, 1, 0, 1]),
-        ([0, 0, 0, 0], [0, 0, 0, 0]),
-        ([0, 0, 0, 0], [0, 1, 2, 3]),
-        ([0, 1, 2, 3], [0, 1, 2, 3]),
-        ([0, 1, 2, 3], [0, 0, 0, 0]),
-        ([0, 1], [1, 0]),
-        ([0, 1], [0, 0]),
-        ([0], [5]),
+        ([0, 0, 1, 1], [1, 1, 0, 0], 1.0),
+        ([0, 0, 1, 1], [0, 1, 0, 1], -0.5),
+        ([0, 0, 0, 0], [0, 0, 0, 0], 1.0),
+        ([0, 0, 0, 0], [0, 1, 2, 3], 0.0),
+        ([0, 1, 2, 3], [0, 1, 2, 3], 1.0),
+        ([0, 1, 2, 3], [0, 0, 0, 0], 0.0),
+        ([0, 1], [1, 0], 1.0),
+        ([0, 1], [0, 0], 0.0),
+        ([0], [5], 1.0),
     ],
     ids=["swapped", "crossed", "one-cluster-each", "one-vs-singletons", "all-singletons",
          "singletons-vs-one", "n2-swapped", "n2-split-vs-one", "n1"],
 )
-def test_adjusted_rand_index__matches_sklearn_on_degenerate_cases(
-    truth: list[int], pred: list[int]
+def test_adjusted_rand_index__is_a_number_on_degenerate_cases(
+    truth: list[int], pred: list[int], ari: float
 ) -> None:
-    assert adjusted_rand_index(truth, pred) == pytest.approx(adjusted_rand_score(truth, pred))
+    """Callers (the dev dashboard, the clusterer bench) print it: never NaN, whatever the input."""
+    assert adjusted_rand_index(truth, pred) == pytest.approx(ari)
 
 
 def test_adjusted_rand_index__is_label_permutation_invariant_and_symmetric() -> None:
