@@ -158,20 +158,24 @@ def test_centroid_shift__is_the_distance_a_centre_moved_between_closes() -> None
 # Two models over the same customers: v1 puts a discount_share of 0.5 in segment 0, v2
 # (after a re-fit moved the boundary) in segment 1. Customers at 0.2 are segment 0 and
 # customers at 0.8 segment 1 under both.
-def refit_models() -> tuple[SegmentModel, SegmentModel]:
+def two_models(first: tuple[float, float], then: tuple[float, float]) -> tuple[SegmentModel, SegmentModel]:
+    """v1 with two centres at discount_share ``first`` (0 elsewhere), v2 re-fitted to ``then``."""
     feats = list(MODEL_FEATURES)
-    col = feats.index("discount_share")
-    d = len(feats)
+    col, d = feats.index("discount_share"), len(feats)
 
     def centres(a: float, b: float) -> np.ndarray:
         c = np.zeros((2, d))
         c[0, col], c[1, col] = a, b
         return c
 
-    v1 = SegmentModel.first(feats, np.zeros(d), np.ones(d), centres(0.2, 0.9), np.ones(2))
-    v2, events = v1.evolve(np.zeros(d), np.ones(d), centres(0.1, 0.8), np.ones(2), max_move=1.0)
+    v1 = SegmentModel.first(feats, np.zeros(d), np.ones(d), centres(*first), np.ones(2))
+    v2, events = v1.evolve(np.zeros(d), np.ones(d), centres(*then), np.ones(2), max_move=1.0)
     assert v2.version == 2 and v2.ids == [0, 1] and not events
     return v1, v2
+
+
+def refit_models() -> tuple[SegmentModel, SegmentModel]:
+    return two_models((0.2, 0.9), (0.1, 0.8))
 
 
 def feed_model(mon: DriftMonitor, minute: int, model: SegmentModel, values: list[float],
@@ -323,16 +327,7 @@ def test_refit_absorbing_a_shrink__is_read_with_the_reference_windows_model() ->
     """A re-fit that follows a change can hide it: after half of segment 1's customers
     left and others drifted towards it, v2's centres (0.0, 0.45) split both windows
     alike. Read with v1, the segments the reference window had, the mix moved by 40%."""
-    feats = list(MODEL_FEATURES)
-    col, d = feats.index("discount_share"), len(MODEL_FEATURES)
-
-    def centres(a: float, b: float) -> np.ndarray:
-        c = np.zeros((2, d))
-        c[0, col], c[1, col] = a, b
-        return c
-
-    v1 = SegmentModel.first(feats, np.zeros(d), np.ones(d), centres(0.2, 0.9), np.ones(2))
-    v2, _ = v1.evolve(np.zeros(d), np.ones(d), centres(0.0, 0.45), np.ones(2), max_move=1.0)
+    v1, v2 = two_models((0.2, 0.9), (0.0, 0.45))
     mon = monitor()
     feed_model(mon, 0, v1, [0.15] * 50 + [0.6] * 50)
     assert mon.close(2 * MIN, v1.centers_by_id(), 1, {}, rescore=v1.nearest) == []  # v1 snapshot
