@@ -155,6 +155,8 @@ class DriftMetrics:
                                  ["window"])
         self.emerging = gauge("emerging_share", "Share of customers far from every centre",
                               ["window"])
+        self.shrink = gauge("population_shrink", "Share of the reference window's active "
+                            "customers missing from the latest window", ["window"])
         self.migration_rate = gauge("migration_rate", "Moved customers / customer updates",
                                     ["window"])
         self.migrations = gauge("migrations", "Customers moved between segments in the latest "
@@ -181,6 +183,7 @@ class DriftMetrics:
         self.js.labels(w).set(r.js_distance)
         self.composition.labels(w).set(r.composition_shift)
         self.emerging.labels(w).set(r.emerging_share)
+        self.shrink.labels(w).set(r.population_shrink)
         self.migration_rate.labels(w).set(r.migration_rate)
         self._replace(self.migrations, w, {(str(m.from_segment), str(m.to_segment)): m.customers
                                            for m in r.migrations})
