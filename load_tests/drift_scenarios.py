@@ -1,62 +1,140 @@
-"""Detection delay per drift scenario (engine in-process on a real Valkey, event-time windows).
+"""Drift alerts worth acting on: false-alarm rate per alert type and detection delay per scenario.
 
-    python load_tests/drift_scenarios.py
+    python load_tests/drift_scenarios.py [--seeds 5,6,7] [--refit-every 0,30]
 
-Runs stationary, persona_shift, new_persona and shrink with the settings of the
-scenario tests (tests/integration/drift_support.py) and saves the first alerting
-report of each run plus the delays to load_tests/results/drift_scenarios.{json,md}.
-No broker takes part (none is started); the results say so.
+Runs stationary, persona_shift, new_persona and shrink on each seed, once per
+re-fit cadence (the leader re-fits every N batches of 500 events; 0: never; a
+worker re-fits every ``model_sync_s``, ~30 batches in the worker drift test),
+with the settings of the scenario tests (tests/integration/drift_support.py).
+It reports, per alert type, the share of the stationary runs' evaluated weekly
+windows that raise it (the false-alarm rate; the target is at most 5%), and per
+scenario, seed and cadence the delay from the change to the first alert.
+Results: load_tests/results/drift_scenarios.{json,md,png}. No broker takes part
+(none is started); the results say so.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import multiprocessing
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import NO_BROKER, announce, run_script, stamped, valkey_only
 
-from streamseg.drift.evaluate import end_ms
+from streamseg.drift import ALERT_NAMES
+from streamseg.drift.evaluate import ScenarioRun, end_ms
 from tests.integration.drift_support import WINDOW, WINDOW_MS, day, evaluated
 from tests.integration.test_drift_scenarios import _run
 
 OUT = Path(__file__).parent / "results"
 KINDS = ("stationary", "persona_shift", "new_persona", "shrink")
+TARGET_RATE = 0.05
+
+
+def false_alarms(runs: list[ScenarioRun]) -> dict[str, Any]:
+    """Per alert type: stationary weekly windows raising it, out of all evaluated ones."""
+    weekly = [r for run in runs for r in evaluated(run.reports) if r.window == WINDOW]
+    firing = {name: sum(name in {a.alert for a in r.alerts} for r in weekly) for name in ALERT_NAMES}
+    return {"windows": len(weekly), "by_alert": firing,
+            "rate": {n: k / len(weekly) if weekly else None for n, k in firing.items()}}
+
+
+def detection(kind: str, seed: int, refit: int, run: ScenarioRun) -> dict[str, Any]:
+    first = run.first_alert_after_change(WINDOW)
+    delay = run.detection_delay_s(WINDOW)
+    weekly = evaluated([r for r in run.reports if r.window == WINDOW])
+    return {"scenario": kind, "seed": seed, "refit_every": refit,
+            "change_day": round(day(run.change_ms), 1),
+            "delay_days": None if delay is None else round(delay / 86400, 1),
+            "within_two_windows": delay is not None and delay * 1000 <= 2 * WINDOW_MS,
+            "alerts": [a.alert for a in first.alerts] if first else [],
+            "detail": [a.detail for a in first.alerts] if first else [],
+            "alerts_before_change": sum(bool(r.alerts) for r in weekly if end_ms(r) <= run.change_ms),
+            "events": run.events, "seconds": round(run.seconds, 1)}
+
+
+def series(run: ScenarioRun) -> dict[str, list[float]]:
+    weekly = evaluated([r for r in run.reports if r.window == WINDOW])
+    return {"day": [round(day(end_ms(r)), 1) for r in weekly],
+            "composition_shift": [r.composition_shift for r in weekly],
+            "population_shrink": [r.population_shrink for r in weekly],
+            "feature_psi": [max((v for f, v in r.feature_psi.items()
+                                 if f not in r.time_driven_features), default=0.0) for r in weekly]}
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(KINDS) + 1, figsize=(4 * (len(KINDS) + 1), 3.8))
+    for ax, kind in zip(axes, KINDS, strict=False):
+        for key, s in result["series"].items():
+            if not key.startswith(f"{kind}/"):
+                continue
+            ax.plot(s["day"], s["composition_shift"], color="tab:blue", alpha=0.5)
+            ax.plot(s["day"], s["population_shrink"], color="tab:red", alpha=0.5)
+        ax.axhline(0.15, color="grey", ls=":", lw=1)
+        if kind != "stationary":
+            ax.axvline(result["detections"][0]["change_day"], color="black", ls="--", lw=1)
+        ax.set(title=kind, xlabel="window end (day)", ylim=(0, 0.6))
+    axes[0].set_ylabel("blue: composition shift, red: population shrink")
+    fa = result["false_alarms"]
+    names = list(ALERT_NAMES)
+    axes[-1].barh(names, [fa["rate"][n] or 0.0 for n in names], color="tab:orange")
+    axes[-1].axvline(TARGET_RATE, color="grey", ls=":")
+    axes[-1].set(title=f"stationary: windows alerting ({fa['windows']})", xlim=(0, 0.2))
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def markdown(result: dict[str, Any], broker: str) -> str:
+    fa = result["false_alarms"]
+    md = [f"Drift alerts, engine in-process on Valkey; broker: {broker}", "",
+          f"False alarms on stationary ({fa['windows']} weekly windows, seeds "
+          f"{result['seeds']}, re-fit every {result['refit_every']} batches; target <= 5%):", "",
+          "| alert | windows alerting | rate |", "|---|---|---|"]
+    md += [f"| {n} | {fa['by_alert'][n]} | {fa['rate'][n]:.1%} |" for n in ALERT_NAMES]
+    md += ["", "| scenario | seed | re-fit every | delay (days) | within 2 windows | first alerts "
+           "| alerting before change |", "|---|---|---|---|---|---|---|"]
+    md += [f"| {d['scenario']} | {d['seed']} | {d['refit_every'] or '-'} | {d['delay_days']} | "
+           f"{d['within_two_windows']} | {', '.join(d['alerts']) or '-'} | {d['alerts_before_change']} |"
+           for d in result["detections"]]
+    return "\n".join(md) + "\n"
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seeds", default="5,6,7")
+    ap.add_argument("--refit-every", default="0,30", help="re-fit cadences in batches (0: none)")
+    args = ap.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    refits = [int(s) for s in args.refit_every.split(",")]
     broker_name = announce(NO_BROKER)
     OUT.mkdir(exist_ok=True)
+    plan = [(k, s, f) for f in refits for k in KINDS for s in seeds]
     with valkey_only() as st, ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
-        runs = dict(zip(KINDS, pool.map(_run, KINDS, [st.redis_url] * len(KINDS)), strict=True))
-    rows, reports = [], {}
-    for kind, run in runs.items():
-        weekly = evaluated([r for r in run.reports if r.window == WINDOW])
-        false_alarms = [r for r in weekly if r.alerts and end_ms(r) <= run.change_ms]
-        first = run.first_alert_after_change(WINDOW) if kind != "stationary" else None
-        delay = run.detection_delay_s(WINDOW) if kind != "stationary" else None
-        rows.append({"scenario": kind, "change_day": round(day(run.change_ms), 1),
-                     "detection_delay_days": None if delay is None else round(delay / 86400, 1),
-                     "within_two_windows": None if delay is None else delay * 1000 <= 2 * WINDOW_MS,
-                     "alerts": [a.alert for a in first.alerts] if first else [],
-                     "alerting_reports": len([r for r in weekly if r.alerts]),
-                     "false_alarms_before_change": len(false_alarms), "evaluated_reports": len(weekly),
-                     "events": run.events, "seconds": round(run.seconds, 1)})
-        if first:
-            reports[kind] = json.loads(first.to_bytes())
-    (OUT / "drift_scenarios.json").write_text(
-        json.dumps(stamped({"rows": rows, "first_alerts": reports}, NO_BROKER), indent=1))
-    md = [f"Drift detection, engine in-process on Valkey; broker: {broker_name}", "",
-          "| scenario | change (day) | delay (days) | within 2 windows | alerts | alerting / evaluated reports |",
-          "|---|---|---|---|---|---|"]
-    md += [f"| {r['scenario']} | {r['change_day']} | {r['detection_delay_days']} | {r['within_two_windows']} "
-           f"| {', '.join(r['alerts']) or '-'} | {r['alerting_reports']} / {r['evaluated_reports']} |" for r in rows]
-    (OUT / "drift_scenarios.md").write_text("\n".join(md) + "\n")
-    print("\n".join(md))
+        futures = [pool.submit(_run, k, st.redis_url, s, f) for k, s, f in plan]
+        runs = {p: fut.result() for p, fut in zip(plan, futures, strict=True)}
+    stationary = [run for (k, _, _), run in runs.items() if k == "stationary"]
+    result = {"seeds": seeds, "refit_every": refits,
+              "false_alarms": false_alarms(stationary),
+              "detections": [detection(k, s, f, run) for (k, s, f), run in runs.items()
+                             if k != "stationary"],
+              "series": {f"{k}/{s}/{f}": series(run) for (k, s, f), run in runs.items()}}
+    (OUT / "drift_scenarios.json").write_text(json.dumps(stamped(result, NO_BROKER), indent=1))
+    md = markdown(result, broker_name)
+    (OUT / "drift_scenarios.md").write_text(md)
+    plot(result, OUT / "drift_scenarios.png")
+    print(md)
 
 
 if __name__ == "__main__":
