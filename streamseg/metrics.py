@@ -155,6 +155,10 @@ class DriftMetrics:
                                  ["window"])
         self.emerging = gauge("emerging_share", "Share of customers far from every centre",
                               ["window"])
+        self.shrink = gauge("population_shrink", "Share of the reference window's active "
+                            "customers missing from the latest window", ["window"])
+        self.population = gauge("population_change", "Customers active in the latest window / "
+                                "in its reference - 1 (each counted once per slot)", ["window"])
         self.migration_rate = gauge("migration_rate", "Moved customers / customer updates",
                                     ["window"])
         self.migrations = gauge("migrations", "Customers moved between segments in the latest "
@@ -186,6 +190,9 @@ class DriftMetrics:
         self.js.labels(w).set(r.js_distance)
         self.composition.labels(w).set(r.composition_shift)
         self.emerging.labels(w).set(r.emerging_share)
+        self.shrink.labels(w).set(r.population_shrink)
+        self.population.labels(w).set(r.active_customers / r.reference_active_customers - 1
+                                      if r.reference_active_customers else 0.0)
         self.migration_rate.labels(w).set(r.migration_rate)
         self._replace(self.migrations, w, {(str(m.from_segment), str(m.to_segment)): m.customers
                                            for m in r.migrations})

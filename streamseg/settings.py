@@ -218,6 +218,9 @@ class Settings(BaseSettings):
                                            "PSI exceeds this")
     drift_emerging_alert: float = Field(0.15, gt=0, le=1, description="alert when more than this "
                                         "share of customers is far from every centre")
+    drift_shrink_alert: float = Field(0.15, gt=0, le=1, description="alert when the customers "
+                                      "active in a window fall by more than this share of the "
+                                      "reference window's (a persona going silent)")
     drift_emerging_quantile: float = Field(
         0.95, gt=0, lt=1, description="'far' = beyond this quantile of the reference window's "
         "distances (unless drift_emerging_distance is set)")

@@ -77,20 +77,40 @@ DRIFT_FIGURES = {
     "streamseg_drift_psi": "psi",
     "streamseg_drift_js_distance": "js",
     "streamseg_drift_emerging_share": "emerging",
+    "streamseg_drift_population_change": "active",
 }
+#: A window whose active customers grew more than this on its reference is population growth.
+GROWTH = 0.15
 
 
 def render_drift(snap: Snapshot) -> list[str]:
-    """The latest drift report per window, and the alerts it raised."""
+    """The latest drift report per window, and the alerts it raised; when a window alerts
+    while its active population grew (the demo's generator adds customers for weeks, and
+    new explorers arrive late), a note says that the drift is population growth.
+
+    >>> snap = Snapshot(at=0.0, drift={"7d": {"customers": 900, "shift": 0.3, "active": 0.8}},
+    ...                 alerts={("7d", "composition_shift")})
+    >>> print("\\n".join(render_drift(snap)))  # doctest: +NORMALIZE_WHITESPACE
+       drift  customers   shift     psi      js emerging   active  alerts
+          7d        900   30.0%   0.000   0.000     0.0%   +80.0%  composition_shift
+    note: 7d: 80% more customers active than in the reference window: the alerts show population growth (newcomers), not customers changing behaviour
+    """
     if not snap.drift:
         return ["drift: no window closed yet"]
-    lines = [f"{'drift':>7}  {'customers':>9} {'shift':>7} {'psi':>7} {'js':>7} {'emerging':>8}  alerts"]
+    lines = [f"{'drift':>7}  {'customers':>9} {'shift':>7} {'psi':>7} {'js':>7} {'emerging':>8} "
+             f"{'active':>8}  alerts"]
+    notes = []
     for window, f in sorted(snap.drift.items(), key=lambda kv: kv[0]):
         firing = ", ".join(sorted(a for w, a in snap.alerts if w == window)) or "-"
+        growth = f.get("active", 0.0)
         lines.append(f"{window:>7}  {f.get('customers', 0):>9,.0f} {f.get('shift', 0):>7.1%} "
-                     f"{f.get('psi', 0):>7.3f} {f.get('js', 0):>7.3f} {f.get('emerging', 0):>8.1%}  "
-                     f"{firing}")
-    return lines
+                     f"{f.get('psi', 0):>7.3f} {f.get('js', 0):>7.3f} {f.get('emerging', 0):>8.1%} "
+                     f"{growth:>+8.1%}  {firing}")
+        if firing != "-" and growth > GROWTH:
+            notes.append(f"note: {window}: {growth:.0%} more customers active than in the reference "
+                         "window: the alerts show population growth (newcomers), not customers "
+                         "changing behaviour")
+    return lines + notes
 
 
 async def memberships(settings: Settings, ids: list[str]) -> dict[str, int]:

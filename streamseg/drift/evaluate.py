@@ -89,9 +89,11 @@ def forecast_errors(reports: Sequence[DriftReport], *, scored: Sequence[DriftRep
 
 async def run_scenario(
     settings: Settings, store: FeatureStore, scenario: Scenario, *, customers: int, days: float,
-    end_ms: int, seed: int,
+    end_ms: int, seed: int, refit_every: int = 0,
 ) -> ScenarioRun:
-    """Feed ``scenario``'s events through a fresh engine in batches of ``settings.batch_max``."""
+    """Feed ``scenario``'s events through a fresh engine in batches of ``settings.batch_max``;
+    ``refit_every``: the leader re-fits the model every that many batches (0: never), as a
+    worker's leader does every ``model_sync_s``."""
     engine = Engine(settings, store, build_segmenter(settings), _Discard(),
                     Metrics(CollectorRegistry()))
     topics = {"clickstream": settings.topic_clickstream, "transactions": settings.topic_transactions}
@@ -106,6 +108,8 @@ async def run_scenario(
             await engine.process(batch)
             reports += engine.drift_reports()
             batch = []
+            if refit_every and n // settings.batch_max % refit_every == 0 and engine.assigner.model:
+                await engine.leader.refresh_catalog()
     if batch:
         await engine.process(batch)
         reports += engine.drift_reports()

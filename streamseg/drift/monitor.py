@@ -60,6 +60,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from streamseg.drift import population
 from streamseg.drift.alerts import Thresholds, evaluate
 from streamseg.drift.forecast import forecast
 from streamseg.drift.report import DriftReport, Migration, SegmentShare, ShareForecast
@@ -82,6 +83,7 @@ from streamseg.drift.windows import (
     window_name,
 )
 from streamseg.events.models import iso
+from streamseg.features.registry import feature
 from streamseg.publish.records import now_iso
 from streamseg.segmenting.base import Vector
 
@@ -115,7 +117,8 @@ class DriftConfig:
             emerging_distance=s.drift_emerging_distance,
             thresholds=Thresholds(
                 composition_shift=s.drift_composition_alert, segment_psi=s.drift_psi_alert,
-                feature_psi=s.drift_feature_psi_alert, emerging_share=s.drift_emerging_alert),
+                feature_psi=s.drift_feature_psi_alert, emerging_share=s.drift_emerging_alert,
+                population_shrink=s.drift_shrink_alert),
         )
 
 
@@ -131,6 +134,9 @@ class DriftMonitor:
         self.config = config
         self.feature_names = list(feature_names)
         self.edges = [feature_edges(f) for f in self.feature_names]
+        #: inputs that grow with the clock (tenure, recency): their PSI is reported but
+        #: never alerts, as their shift is the calendar's, not drift
+        self.time_driven = [f for f in self.feature_names if feature(f).unit == "days"]
         self.slot_ms = config.windows[0] * 1000
         self.spans = [w // config.windows[0] for w in config.windows]  # window length in slots
         self.slots: dict[int, Slot] = {}
@@ -142,12 +148,14 @@ class DriftMonitor:
     # -- per batch --------------------------------------------------------------
     def observe(self, times_ms: Sequence[float], vectors: Sequence[Vector],
                 segment_ids: Sequence[int], distances: Sequence[float] | np.ndarray,
-                previous: Sequence[int | None], *, model_version: int | None = None) -> None:
+                previous: Sequence[int | None], *, model_version: int | None = None,
+                customers: Sequence[str] | None = None) -> None:
         """Add one batch to the slots holding each customer's event time (counts and
         histograms, and the model inputs into each slot's bounded sample).
         ``model_version``: the version that assigned ``segment_ids`` (None: unknown,
-        no model change is ever seen). Updates for slots already closed are too late
-        and dropped."""
+        no model change is ever seen). ``customers``: the rows' customer ids, so each
+        slot counts the customers active in it once (see :func:`.population.shrink`).
+        Updates for slots already closed are too late and dropped."""
         if not len(segment_ids):
             return
         n = len(segment_ids)
@@ -165,6 +173,9 @@ class DriftMonitor:
             slot.keep(matrix[rows], slot.n, self.config.sample_per_slot, self.rng)
             if model_version is not None:
                 slot.versions[model_version] += int(rows.sum())
+            if customers is not None:
+                slot.active.update(zip((customers[i] for i in np.flatnonzero(rows).tolist()),
+                                       seg[rows].tolist(), strict=True))
             self._add(slot, seg[rows], dist[rows], prev[rows], count_codes(codes[rows], starts))
 
     def _add(self, slot: Slot, seg: np.ndarray, dist: np.ndarray, prev: np.ndarray,
@@ -210,6 +221,8 @@ class DriftMonitor:
                 if rep is not None:
                     reports.append(rep)
         self.next_boundary = max(first, last + 1)
+        for d in [d for d in self.slots if d < self.next_boundary - 1]:
+            self.slots[d].seal()  # takes no more updates: its customer ids become counts
         self._prune(last)
         return reports
 
@@ -280,14 +293,13 @@ class DriftMonitor:
             dists += np.histogram(np.minimum(dist, DIST_MAX - 1e-9), DIST_EDGES)[0] * weight
         return counts, dists
 
-    def _report(self, b: int, seconds: int, span: int, now: _Snapshot, names: Mapping[int, str],
-                scored: Scored) -> DriftReport | None:
-        cur, ref = self._window(b - span, b), self._window(b - 2 * span, b - span)
-        if cur.n < self.config.min_customers or ref.n < self.config.min_customers:
-            return None
+    def _segment_basis(self, b: int, span: int, cur: Slot, ref: Slot, now: _Snapshot,
+                       then: _Snapshot | None, scored: Scored) -> tuple[
+                           Counter[int], Counter[int], np.ndarray, np.ndarray, str, str]:
+        """Both windows' segment counts and distance histograms on one footing: as
+        assigned, re-scored with one model (they span a model change), or held."""
         cur_seg, ref_seg, cur_dist, ref_dist = cur.segments, ref.segments, cur.distances, ref.distances
         basis, note = "assigned", ""
-        then = self._reference_snapshot(b - span)
         spanned = sorted(set(cur.versions) | set(ref.versions))
         if len(spanned) > 1:
             as_made = _shift(ref.segments, cur.segments)
@@ -305,6 +317,16 @@ class DriftMonitor:
                 note = (f"the windows span model versions {versions} and could not be re-scored: "
                         f"segment-level figures are the assignments as made (composition shift "
                         f"{as_made:.3f}) and raise no alert")
+        return cur_seg, ref_seg, cur_dist, ref_dist, basis, note
+
+    def _report(self, b: int, seconds: int, span: int, now: _Snapshot, names: Mapping[int, str],
+                scored: Scored) -> DriftReport | None:
+        cur, ref = self._window(b - span, b), self._window(b - 2 * span, b - span)
+        if cur.n < self.config.min_customers or ref.n < self.config.min_customers:
+            return None
+        then = self._reference_snapshot(b - span)
+        cur_seg, ref_seg, cur_dist, ref_dist, basis, note = self._segment_basis(
+            b, span, cur, ref, now, then, scored)
         sids = sorted(set(cur_seg) | set(ref_seg))
         c = np.array([cur_seg[s] for s in sids], dtype=float)
         r = np.array([ref_seg[s] for s in sids], dtype=float)
@@ -314,6 +336,8 @@ class DriftMonitor:
         emerging = share_above(cur_dist, DIST_EDGES, threshold)
         feat_psi = {f: psi_on_reference_quantiles(rh, ch) for f, rh, ch in
                     zip(self.feature_names, ref.features, cur.features, strict=True)}
+        active, ref_active = cur.active_counts(), ref.active_counts()
+        gone = population.shrink(ref_active, active)
         moved = sum(cur.migrations.values())
         ms = self.slot_ms
         return DriftReport(
@@ -338,10 +362,15 @@ class DriftMonitor:
             first_assignments=cur.first_assignments, migration_rate=moved / cur.n,
             emerging_distance=threshold, emerging_share=emerging,
             reference_emerging_share=share_above(ref_dist, DIST_EDGES, threshold),
-            feature_psi=feat_psi,
+            feature_psi=feat_psi, time_driven_features=self.time_driven,
+            active_customers=sum(active.values()),
+            reference_active_customers=sum(ref_active.values()), population_shrink=gone,
             alerts=evaluate(self.config.thresholds, composition_shift=shift, psi=seg_psi,
-                            feature_psi=feat_psi, emerging_share=emerging,
-                            segments=basis != "held"),
+                            feature_psi={f: v for f, v in feat_psi.items()
+                                         if f not in self.time_driven},
+                            emerging_share=emerging, segments=basis != "held", shrink=gone,
+                            touched=population.moves(sids, r / r.sum(), c / c.sum(), names),
+                            lapsed=population.losses(ref_active, active, names)),
             generated_at=now_iso(),
         )
 

@@ -109,6 +109,16 @@ class DriftReport(_Record):
     emerging_share: float = Field(description="share of the window's customers beyond emerging_distance")
     reference_emerging_share: float
     feature_psi: dict[str, float] = Field(description="PSI of each model input's distribution")
+    time_driven_features: list[str] = Field(
+        default_factory=list, description="model inputs that grow with the clock (tenure_days, "
+        "days_since_last_activity): their feature_psi is reported but never alerts, since a "
+        "steady population's tenures and recencies move with the calendar, not by drift")
+    active_customers: int = Field(0, description="customers active in the window, each counted "
+                                  "once per slot (the shortest window) it was active in: "
+                                  "independent of how events were batched")
+    reference_active_customers: int = 0
+    population_shrink: float = Field(0.0, description="share of the reference window's active "
+                                     "customers missing from the window (0 if it grew)")
     alerts: list[Alert]
     generated_at: str
 

@@ -91,6 +91,24 @@ class Slot:
     features: list[np.ndarray] = field(default_factory=list)
     versions: Counter[int] = field(default_factory=Counter)
     sample: np.ndarray | None = None
+    #: customer -> segment last assigned, while the slot is open; :meth:`seal` folds it
+    #: into ``visits`` (customers active in the slot per segment, each counted once)
+    active: dict[str, int] = field(default_factory=dict)
+    visits: Counter[int] = field(default_factory=Counter)
+
+    def seal(self) -> None:
+        """Fold the open slot's customer ids into per-segment counts (the slot takes no more
+        updates, so only the counts are needed).
+
+        >>> s = Slot(active={"a": 1, "b": 1, "c": 2}); s.seal(); s.visits, s.active
+        (Counter({1: 2, 2: 1}), {})
+        """
+        self.visits.update(Counter(self.active.values()))
+        self.active = {}
+
+    def active_counts(self) -> Counter[int]:
+        """Customers active in the slot per segment (each once, whatever the batching)."""
+        return self.visits + Counter(self.active.values())
 
     @property
     def n(self) -> int:
@@ -131,6 +149,7 @@ class Slot:
         self.first_assignments += other.first_assignments
         self.entries.update(other.entries)
         self.distances += other.distances
+        self.visits.update(other.active_counts())
         if not self.features:
             self.features = [h.copy() for h in other.features]
         elif other.features:

@@ -91,7 +91,8 @@ class Assigner:
             raise RuntimeError("no global model yet: hold customers back (see streamseg.held)")
         ids, dists, z = model.assign([r.x for r in rows], [r.prev for r in rows], self.margin)
         self.drift.observe([r.ts for r in rows], [r.x for r in rows], ids, dists,
-                           [r.prev for r in rows], model_version=model.version)
+                           [r.prev for r in rows], model_version=model.version,
+                           customers=[r.cid for r in rows])
         processed = now_iso()
         out = []
         for n, (r, sid) in enumerate(zip(rows, ids, strict=True)):

@@ -3,8 +3,12 @@
 The engine runs the generator's scenario events in batches, the drift windows
 follow event time, and every report the worker would publish is kept. Two
 scenarios and the stationary control run here, in two processes; ``shrink`` and
-another stationary run go through the real worker and broker
-(test_drift_worker.py).
+stationary runs on three seeds with the leader re-fitting every REFIT_EVERY
+batches (as a worker's leader does: ~every 30 batches in test_drift_worker.py)
+check that a shrinking persona is detected however the re-fits move the centres,
+and that no alert type fires on more than 5% of a stationary stream's windows.
+``shrink`` and another stationary run also go through the real worker and
+broker (test_drift_worker.py).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from concurrent.futures import ProcessPoolExecutor
 import pytest
 
 from streamseg.devstack import DevStack
+from streamseg.drift import ALERT_NAMES
 from streamseg.drift.evaluate import ScenarioRun, end_ms, run_scenario
 from streamseg.features.keys import Keys
 from streamseg.features.store import RedisFeatureStore
@@ -38,11 +43,17 @@ from .drift_support import (
 pytestmark = pytest.mark.integration
 KINDS = ("persona_shift", "new_persona")
 RUNS = ("stationary", *KINDS)
+SEEDS = (5, 6, 7)
+REFIT_EVERY = 30  # batches of 500 events
+#: (kind, seed) run with re-fits
+REFIT_RUNS = tuple((k, s) for k in ("shrink", "stationary") for s in SEEDS)
+FALSE_ALARM_RATE = 0.05  # of the stationary windows, per alert type
 
 
-def _run(kind: str, redis_url: str, frozen_model: bool = False) -> ScenarioRun:
-    """One scenario run; ``frozen_model``: the first global model stays (no merge or re-fit
-    after it), as load_tests/drift_scenarios.py scores the migration forecast."""
+def _run(kind: str, redis_url: str, seed: int = SEED, refit_every: int = 0,
+         frozen_model: bool = False) -> ScenarioRun:
+    """One scenario run; ``refit_every``: leader re-fits every that many batches;
+    ``frozen_model``: the first global model stays (no merge or re-fit after it)."""
     settings = drift_settings(Settings(redis_url=redis_url, key_prefix=f"d{uuid.uuid4().hex[:8]}"))
     if frozen_model:
         settings = settings.replace(model_sync_events=10**9)
@@ -53,7 +64,8 @@ def _run(kind: str, redis_url: str, frozen_model: bool = False) -> ScenarioRun:
                                            retention_days=settings.retention_days)
         try:
             return await run_scenario(settings, store, Scenario(kind), customers=CUSTOMERS,
-                                      days=DAYS, end_ms=END_MS, seed=SEED)
+                                      days=DAYS, end_ms=END_MS, seed=seed,
+                                      refit_every=refit_every)
         finally:
             await store.close()
 
@@ -61,10 +73,17 @@ def _run(kind: str, redis_url: str, frozen_model: bool = False) -> ScenarioRun:
 
 
 @pytest.fixture(scope="module")
-def runs(stack: DevStack) -> dict[str, ScenarioRun]:
+def all_runs(stack: DevStack) -> dict[tuple[str, int, int], ScenarioRun]:
+    """(kind, seed, re-fit every) -> run: RUNS without re-fits, REFIT_RUNS with them."""
+    plan = [(k, SEED, 0) for k in RUNS] + [(k, s, REFIT_EVERY) for k, s in REFIT_RUNS]
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {k: pool.submit(_run, k, stack.redis_url) for k in RUNS}
-        return {k: f.result(timeout=240) for k, f in futures.items()}
+        futures = {p: pool.submit(_run, p[0], stack.redis_url, p[1], p[2]) for p in plan}
+        return {p: f.result(timeout=400) for p, f in futures.items()}
+
+
+@pytest.fixture(scope="module")
+def runs(all_runs: dict[tuple[str, int, int], ScenarioRun]) -> dict[str, ScenarioRun]:
+    return {k: all_runs[k, SEED, 0] for k in RUNS}
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -92,3 +111,34 @@ def test_stationary_run__raises_no_alert_at_all(runs: dict[str, ScenarioRun]) ->
     assert len([r for r in reports if r.window == WINDOW]) >= 15
     assert not [r for r in reports if r.alerts], [(r.window_end, [a.detail for a in r.alerts])
                                                    for r in reports if r.alerts]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_shrinking_persona_with_leader_refits__alerts_within_two_windows(
+    all_runs: dict[tuple[str, int, int], ScenarioRun], seed: int
+) -> None:
+    """Re-fits during a shrink let the centres follow the customers who stay, so the mix
+    barely moves; the population_shrink alert sees the customers who went silent."""
+    run = all_runs["shrink", seed, REFIT_EVERY]
+    weekly = evaluated([r for r in run.reports if r.window == WINDOW])
+    before = [r for r in weekly if end_ms(r) <= run.change_ms]
+    assert before and not [r for r in before if r.alerts], [(r.window_end, r.alerts) for r in before]
+    first = run.first_alert_after_change(WINDOW)
+    assert first is not None, "the shrink was never detected"
+    assert end_ms(first) - run.change_ms <= 2 * WINDOW_MS
+    (alert,) = [a for a in first.alerts if a.alert == "population_shrink"]
+    assert "lost most: " in alert.detail, alert.detail
+    print(f"\nshrink seed {seed}: first alert in the window ending day {day(end_ms(first)):.1f} "
+          f"(change day {day(run.change_ms):.1f}): {[a.detail for a in first.alerts]}")
+
+
+def test_stationary_with_leader_refits__no_alert_type_fires_on_over_5pct_of_windows(
+    all_runs: dict[tuple[str, int, int], ScenarioRun]
+) -> None:
+    weekly = [r for s in SEEDS for r in evaluated(all_runs["stationary", s, REFIT_EVERY].reports)
+              if r.window == WINDOW]
+    assert len(weekly) >= 20 * len(SEEDS), len(weekly)
+    for name in ALERT_NAMES:
+        firing = [r for r in weekly if name in {a.alert for a in r.alerts}]
+        assert len(firing) <= FALSE_ALARM_RATE * len(weekly), (
+            name, [(r.window_end, [a.detail for a in r.alerts]) for r in firing])

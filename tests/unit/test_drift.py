@@ -142,6 +142,58 @@ def test_input_drift__raises_the_feature_psi_alert_naming_the_features() -> None
     assert "discount_share" in alert.detail
 
 
+def test_tenure_and_recency_growing_with_the_clock__are_reported_but_never_alert() -> None:
+    mon = monitor()
+    grown = dict.fromkeys(MODEL_FEATURES, 0.0) | {"tenure_days": 3.0, "days_since_last_activity": 2.0}
+    feed(mon, 0, [0] * 100, value=0.0)
+    mon.observe([MIN + 1000] * 100, [grown] * 100, [0] * 100, [1.0] * 100, [0] * 100)
+    (rep,) = [r for r in mon.close(3 * MIN, {}, 1, {}) if r.window == "1m"]
+    assert rep.feature_psi["tenure_days"] > 0.2 and rep.feature_psi["days_since_last_activity"] > 0.2
+    assert set(rep.time_driven_features) == {"tenure_days", "days_since_last_activity"}
+    assert rep.alerts == []
+
+
+def active(mon: DriftMonitor, minute: int, customers: list[str], seg: int, times: int = 1) -> None:
+    """``customers`` active in ``minute`` in segment ``seg``, each in ``times`` batches."""
+    for _ in range(times):
+        mon.observe([minute * MIN + 1000] * len(customers), vectors(len(customers)),
+                    [seg] * len(customers), [1.0] * len(customers), [seg] * len(customers),
+                    customers=customers)
+
+
+def test_a_segment_going_silent__raises_population_shrink_naming_the_segment() -> None:
+    mon = monitor()
+    stay, leave = [f"s{i}" for i in range(60)], [f"l{i}" for i in range(40)]
+    active(mon, 0, stay, 0)
+    active(mon, 0, leave, 1)
+    active(mon, 1, stay, 0, times=3)  # more batches per customer: not more customers
+    (rep,) = [r for r in mon.close(3 * MIN, {}, 1, {0: "Loyal", 1: "Window shoppers"})
+              if r.window == "1m"]
+    assert (rep.active_customers, rep.reference_active_customers) == (60, 100)
+    assert rep.population_shrink == pytest.approx(0.4)
+    (alert,) = [a for a in rep.alerts if a.alert == "population_shrink"]
+    assert "40.0% fewer active customers" in alert.detail and "Window shoppers -40 (-100%)" in alert.detail
+
+
+def test_more_batches_per_customer__is_no_population_change() -> None:
+    mon = monitor()
+    ids = [f"c{i}" for i in range(50)]
+    active(mon, 0, ids, 0, times=4)
+    active(mon, 1, ids, 0, times=1)
+    (rep,) = [r for r in mon.close(3 * MIN, {}, 1, {}) if r.window == "1m"]
+    assert rep.customers == 50 and rep.reference_customers == 200
+    assert rep.population_shrink == 0.0 and rep.alerts == []
+
+
+def test_composition_alert__names_the_segments_whose_share_moved() -> None:
+    mon = monitor()
+    feed(mon, 0, [0] * 50 + [1] * 50)
+    feed(mon, 1, [0] * 10 + [1] * 90)
+    (rep,) = [r for r in mon.close(3 * MIN, {}, 1, {0: "Loyal", 1: "Bargain"}) if r.window == "1m"]
+    (alert,) = [a for a in rep.alerts if a.alert == "composition_shift"]
+    assert "40.0% of customers" in alert.detail and "Loyal 50.0% -> 10.0%" in alert.detail
+
+
 def test_centroid_shift__is_the_distance_a_centre_moved_between_closes() -> None:
     mon = monitor()
     feed(mon, 0, [0] * 50)
