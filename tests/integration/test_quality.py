@@ -24,6 +24,7 @@ from streamseg.devstack import DevStack
 
 pytestmark = pytest.mark.integration
 
+CUSTOMERS_AUTO = 1000
 BENCH = Path(__file__).parents[2] / "load_tests" / "quality_bench.py"
 
 
@@ -80,3 +81,20 @@ def test_quality_bench__without_the_sweep_scores_lapsing_customers_as_of_their_l
                         stack.redis_url)
     assert fresh.online.ari >= stale.online.ari + 0.3
     assert fresh.offline == stale.offline  # same stream, same final features
+
+
+@pytest.mark.parametrize(("personas", "planted"), [("default", 6), ("all", 7)])
+def test_quality_bench__auto_ends_at_the_planted_number_of_personas(
+    bench: ModuleType, stack: DevStack, personas: str, planted: int
+) -> None:
+    """STREAMSEG_N_SEGMENTS=auto through the real engine: k starts at the minimum (3), moves
+    only at refits with lasting evidence, and is the planted number at the end of the stream."""
+    cfg = bench.Config(customers=CUSTOMERS_AUTO, days=120.0, seed=7, personas=personas,
+                       stationary_rounds=2, auto=True)
+    res = bench.bench(cfg, stack.redis_url)
+    assert res.n_segments == "auto" and res.k == planted
+    assert res.k_changes[0][1] == 3  # the first model starts at STREAMSEG_N_SEGMENTS_MIN
+    assert res.k_chosen == planted and res.k_final == planted  # and stays on a stationary stream
+    assert len(res.k_changes) <= 6  # a few changes over 120 days, no flapping
+    assert res.online.ari >= 0.75 * res.offline.ari
+    assert "k = " in bench.markdown(res) and "changes (day: k)" in bench.markdown(res)
