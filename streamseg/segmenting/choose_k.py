@@ -217,7 +217,8 @@ class KChooser:
         k = current
         if len(self.argued) >= rule.patience:
             counts = Counter(self.argued)
-            k = max(counts, key=lambda x: (counts[x], self.argued[::-1].index(x) * -1))
+            latest = {x: i for i, x in enumerate(self.argued)}  # a tie goes to the latest
+            k = max(counts, key=lambda x: (counts[x], latest[x]))
             self.argued.clear()
         eligible = set(rule.eligible(scores))
         self.last = KSelection(
