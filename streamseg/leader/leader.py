@@ -226,8 +226,10 @@ class Leader:
         if len(sample) < 2 * len(start.ids):
             return None
         centers, weights = await sample.fit(start, self.settings.seed)
-        if self.assigner.model is not model:
-            return None  # a newer version arrived meanwhile; re-fit it next time
+        if self.assigner.model is not model:  # a newer version arrived meanwhile; re-fit it next time
+            if start is not model and self.k_chooser is not None:
+                self.k_chooser.missed(len(start.ids))  # the evidence for that k still holds
+            return None
         nxt, events = model.evolve(model.mean, model.var, centers, weights,
                                    max_move=self.settings.identity_max_move)
         if nxt is model:

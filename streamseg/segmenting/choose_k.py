@@ -228,3 +228,8 @@ class KChooser:
                                  stability=round(s.stability, 4), eligible=s.k in eligible)
                     for s in scores])
         return k
+
+    def missed(self, k: int) -> None:
+        """The change to ``k`` was not applied (a newer model version arrived meanwhile):
+        the next refit that argues for a change makes it, without a new wait."""
+        self.argued = [k] * (self.rule.patience - 1)

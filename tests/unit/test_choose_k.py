@@ -186,6 +186,24 @@ def test_leader__a_new_group_is_born_after_lasting_evidence_and_the_catalog_says
     assert leader.assigner.model is not None and len(leader.assigner.model.ids) == 4  # and stays
 
 
+def test_leader__a_change_of_k_overtaken_by_a_newer_version_is_made_at_the_next_refit() -> None:
+    z = blobs(4, seed=3)
+    leader = leader_with(model_on(z, 3))
+    sample = BlobSample(z)
+    assert asyncio.run(refits(leader, sample, 1)) == []  # 1 of 2 refits argued for 4
+    newer = model_on(z, 3)
+    newer.version = 7  # a merge lands while the refit that would change k runs
+
+    class Overtaken(BlobSample):
+        async def fit(self, model: SegmentModel, seed: int) -> tuple[np.ndarray, np.ndarray]:
+            leader.assigner.adopt(newer)
+            return await super().fit(model, seed)
+
+    assert asyncio.run(leader.refine(Overtaken(z))) is None  # type: ignore[arg-type]
+    proposals = asyncio.run(refits(leader, sample, 1))  # one more arguing refit, not two
+    assert [len(m.ids) for m, _ in proposals] == [4]
+
+
 def test_leader__segments_too_many_are_merged_or_retired() -> None:
     z = blobs(3, seed=5)
     leader = leader_with(model_on(z, 5))
