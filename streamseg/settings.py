@@ -143,7 +143,8 @@ class Settings(BaseSettings):
         0.75, gt=0, le=1, description="auto: a k is eligible when every one of its segments is "
         "found again in bootstrap resamples with at least this mean Jaccard similarity")
     n_segments_silhouette_tolerance: float = Field(
-        0.05, ge=0, le=2, description="auto: ... and its silhouette is within this of the best k's")
+        0.05, ge=0, le=2, description="auto: an eligible k's silhouette is at most this below "
+        "the best k's")
     n_segments_hysteresis: float = Field(
         0.1, ge=0, lt=1, description="auto: the current k keeps its place until its stability falls "
         "this far below n_segments_stability (or its silhouette 2x the tolerance below the best), "
