@@ -1,6 +1,7 @@
 """Segment quality against the generator's planted personas, with its baselines (issue 4).
 
     python load_tests/quality_bench.py [--customers 3000 --days 120 --seed 7 --personas default]
+    python load_tests/quality_bench.py --n-segments auto [--personas all]
 
 Generates a synthetic stream from planted personas, runs the real
 :class:`~streamseg.engine.Engine` on a real Valkey over it in event-time order
@@ -15,7 +16,10 @@ compares in one run:
 - **naive**: River KMeans fed the same stream of customer updates on raw,
   unscaled features: what plugging River in without care gives.
 
-ARI and NMI are scikit-learn's. It also measures, after the warm-up (the first
+ARI and NMI are scikit-learn's. With ``--n-segments auto`` the engine chooses k
+itself (``STREAMSEG_N_SEGMENTS=auto``); the offline reference keeps the planted
+k, and the k chosen (at the end of the stream and after the stationary rounds)
+and every change of k on the way are reported. It also measures, after the warm-up (the first
 ``--warmup-frac`` of the period):
 
 - **flip rate**: membership changes of already-assigned customers per customer
@@ -85,6 +89,7 @@ class Config:
     stationary_rounds: int = 4
     rescore: bool = True  # False: no sweep, each customer as of its last event (the old way)
     margin: float | None = None  # STREAMSEG_SEGMENT_MARGIN override (0: no anti-flapping margin)
+    auto: bool = False  # STREAMSEG_N_SEGMENTS=auto (else the planted number of personas)
 
     def weights(self) -> dict[str, float]:
         return {p: 1.0 for p in PERSONAS} if self.personas == "all" else dict(DEFAULT_WEIGHTS)
@@ -112,6 +117,10 @@ class Result:
     id_stability_rounds: list[float]
     model_versions: list[int]
     seconds: float
+    n_segments: str = "planted"  # "auto": the engine chose k
+    k_chosen: int = 0  # the model's k at the end of the stream
+    k_final: int = 0  # ... and after the stationary rounds
+    k_changes: list[list[float]] = field(default_factory=list)  # [day of the period, new k]
     targets: dict[str, bool] = field(default_factory=dict)
     broker: str = NO_BROKER  # the engine runs in-process on Valkey: no broker takes part
 
@@ -220,13 +229,16 @@ class Run:
     changes: list[tuple[float, dict[str, Any]]]
     stability: list[float]
     versions: list[int]
+    k_end: int = 0  # the model's k at the end of the stream
+    k_final: int = 0  # ... after the stationary rounds
+    k_changes: list[list[float]] = field(default_factory=list)
 
 
 async def run_engine(cfg: Config, redis_url: str) -> Run:
     truth = assign_personas(cfg.customers, seed=cfg.seed, weights=cfg.weights())
     k = len(set(truth.values()))
-    settings = Settings(redis_url=redis_url, key_prefix=f"qb{uuid.uuid4().hex[:8]}", n_segments=k,
-                        seed=cfg.seed)
+    settings = Settings(redis_url=redis_url, key_prefix=f"qb{uuid.uuid4().hex[:8]}",
+                        n_segments="auto" if cfg.auto else k, seed=cfg.seed)
     if cfg.margin is not None:
         settings = settings.model_copy(update={"segment_margin": cfg.margin})
     keys = Keys(settings.key_prefix)
@@ -240,6 +252,8 @@ async def run_engine(cfg: Config, redis_url: str) -> Run:
     holder.append(engine)
     warmup_ms = END_MS - cfg.days * DAY_MS * (1 - cfg.warmup_frac)
     events = after = 0
+    k_changes: list[list[float]] = []
+    start_ms = END_MS - cfg.days * DAY_MS
     next_sweep = END_MS - cfg.days * DAY_MS + cfg.rescore_every_days * DAY_MS
     try:
         for msgs in batches(settings, truth, cfg):
@@ -251,17 +265,27 @@ async def run_engine(cfg: Config, redis_url: str) -> Run:
                     await sweep(engine, older_than_days=settings.rescore_after_hours / 24.0,
                                 batch=settings.rescore_batch)
                 await refit(engine)
+                k_now = model_k(engine)
+                if k_now and (not k_changes or k_changes[-1][1] != k_now):
+                    k_changes.append([round((engine.clock.clock_ms - start_ms) / DAY_MS, 1), k_now])
                 next_sweep = engine.clock.clock_ms + cfg.rescore_every_days * DAY_MS
         if cfg.rescore:
             await sweep(engine, older_than_days=0.0, batch=1000)  # everyone as of the end
         end_ms = engine.clock.clock_ms
         states = await read_states(store, keys, sorted(truth))
         naive = {c: tee.naive.predict_one(raw(model_input(derive(s, end_ms)))) for c, s in states.items()}
+        k_end = model_k(engine)
         stability, versions = await stationary_rounds(engine, store, keys, sorted(truth), cfg)
     finally:
         await store.close()
     return Run(events, warmup_ms, after, truth, states, end_ms, naive, publisher.changes,
-               stability, versions)
+               stability, versions, k_end, model_k(engine), k_changes)
+
+
+def model_k(engine: Engine) -> int:
+    """Segments in the global model (0: none yet)."""
+    model = engine.assigner.model
+    return len(model.ids) if model is not None else 0
 
 
 async def refit(engine: Engine) -> None:
@@ -325,12 +349,16 @@ def evaluate(run: Run, cfg: Config, seconds: float) -> Result:
         id_stability=round(min(run.stability), 4) if run.stability else float("nan"),
         id_stability_rounds=[round(s, 4) for s in run.stability],
         model_versions=run.versions, seconds=round(seconds, 1),
+        n_segments="auto" if cfg.auto else "planted", k_chosen=run.k_end, k_final=run.k_final,
+        k_changes=run.k_changes,
     )
     res.targets = {
         "online ARI >= 0.9": on.ari >= 0.9,
         "online ARI >= 0.95 x offline": res.online_vs_offline >= 0.95,
         "id stability >= 99%": res.id_stability >= 0.99,
     }
+    if cfg.auto:
+        res.targets["auto: k chosen = planted personas"] = run.k_end == k
     return res
 
 
@@ -339,15 +367,19 @@ def evaluate(run: Run, cfg: Config, seconds: float) -> Result:
 
 def markdown(res: Result) -> str:
     c = res.config
+    k_line = (f"chosen by the engine (STREAMSEG_N_SEGMENTS=auto): k = {res.k_chosen} at the end "
+              f"of the stream, {res.k_final} after the stationary rounds; changes (day: k) "
+              + ", ".join(f"{d:g}: {int(k)}" for d, k in res.k_changes)
+              if res.n_segments == "auto" else f"k = {res.k}")
     lines = [
         f"Segment quality: {c['customers']:,} customers, {c['days']:g} days, seed {c['seed']}, "
-        f"{res.k} planted personas ({c['personas']}), k = {res.k}, {res.events:,} events; "
+        f"{res.k} planted personas ({c['personas']}), {k_line}, {res.events:,} events; "
         f"broker: {res.broker}",
         "",
         "| model | ARI | NMI |",
         "|---|---|---|",
         f"| online (engine, as of the end) | {res.online.ari:.3f} | {res.online.nmi:.3f} |",
-        f"| offline sklearn KMeans (best case) | {res.offline.ari:.3f} | {res.offline.nmi:.3f} |",
+        f"| offline sklearn KMeans, k = {res.k} (best case) | {res.offline.ari:.3f} | {res.offline.nmi:.3f} |",
         f"| naive River KMeans, raw features | {res.naive.ari:.3f} | {res.naive.nmi:.3f} |",
         "",
         "| figure | value |",
@@ -395,11 +427,14 @@ def main() -> None:
     ap.add_argument("--margin", type=float, default=None,
                     help="anti-flapping margin (default: the setting's 0.1); --margin 0 shows the "
                          "flip rate without it")
+    ap.add_argument("--n-segments", choices=("planted", "auto"), default="planted",
+                    help="auto: STREAMSEG_N_SEGMENTS=auto, the engine chooses k (reported); "
+                         "planted: k = the planted number of personas")
     ap.add_argument("--redis-url", help="use this Redis/Valkey instead of starting one")
     a = ap.parse_args()
     cfg = Config(customers=a.customers, days=a.days, seed=a.seed, personas=a.personas,
                  batch=a.batch, warmup_frac=a.warmup_frac, stationary_rounds=a.stationary_rounds,
-                 rescore=a.rescore, margin=a.margin)
+                 rescore=a.rescore, margin=a.margin, auto=a.n_segments == "auto")
     announce(NO_BROKER)
     if a.redis_url:
         res = bench(cfg, a.redis_url)
@@ -408,7 +443,9 @@ def main() -> None:
             res = bench(cfg, stack.redis_url)
     print(markdown(res))
     # runs that change a default are saved beside the default run, not over it
-    paths = save(res, "quality" if cfg.margin is None else f"quality-margin-{cfg.margin:g}")
+    name = "quality" + ("-auto" if cfg.auto else "") + ("-all" if cfg.auto and cfg.personas == "all"
+                                                          else "")
+    paths = save(res, name if cfg.margin is None else f"{name}-margin-{cfg.margin:g}")
     print(f"\nsaved {paths[0]} and {paths[1]}")
 
 

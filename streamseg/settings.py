@@ -133,7 +133,25 @@ class Settings(BaseSettings):
     )
 
     # --- model ---------------------------------------------------------------
-    n_segments: int = Field(6, ge=2)
+    n_segments: int | Literal["auto"] = Field(
+        6, description="segments (k, at least 2), or auto: the leader chooses k in "
+        "n_segments_min..n_segments_max at each refit (docs/model.md, choosing k)")
+    n_segments_min: int = Field(3, ge=2, description="auto: the fewest segments tried, and the k "
+                                "the first model starts with")
+    n_segments_max: int = Field(10, ge=2, description="auto: the most segments tried")
+    n_segments_stability: float = Field(
+        0.75, gt=0, le=1, description="auto: a k is eligible when every one of its segments is "
+        "found again in bootstrap resamples with at least this mean Jaccard similarity")
+    n_segments_silhouette_tolerance: float = Field(
+        0.05, ge=0, le=2, description="auto: an eligible k's silhouette is at most this below "
+        "the best k's")
+    n_segments_hysteresis: float = Field(
+        0.1, ge=0, lt=1, description="auto: the current k keeps its place until its stability falls "
+        "this far below n_segments_stability (or its silhouette 2x the tolerance below the best), "
+        "and a larger k must be this far above it to replace it")
+    n_segments_patience: int = Field(
+        3, ge=1, description="auto: k changes only after this many consecutive refits argued for "
+        "a change (to the k they preferred most)")
     clusterer: Clusterer = Field(
         "kmeans", description="River clusterer (kmeans, streamkmeans, dbstream, clustream, denstream); docs/model.md compares them"
     )
@@ -272,6 +290,8 @@ class Settings(BaseSettings):
 
     # --- checks, one function each in streamseg/settings_checks.py ------------------
     _bootstrap = field_validator("kafka_bootstrap")(checks.bootstrap_listed)
+    _k = field_validator("n_segments", mode="before")(checks.segments_count)
+    _k_range = model_validator(mode="after")(checks.segments_range)
     _params = field_validator("clusterer_params", mode="before")(checks.params_json)
     _redis = field_validator("redis_url")(checks.redis_scheme)
     _slice = field_validator("api_slice_ms")(checks.slice_range)
@@ -298,6 +318,16 @@ class Settings(BaseSettings):
     def api_token_map(self) -> dict[str, str]:
         """secret -> name of every configured API token."""
         return checks.parse_api_tokens(self.api_tokens)
+
+    @property
+    def segments_auto(self) -> bool:
+        """``STREAMSEG_N_SEGMENTS=auto``: the leader chooses k (streamseg.segmenting.choose_k)."""
+        return self.n_segments == "auto"
+
+    @property
+    def start_segments(self) -> int:
+        """The k clusterers seed with: ``n_segments``, or ``n_segments_min`` under auto."""
+        return self.n_segments_min if self.n_segments == "auto" else self.n_segments
 
     @property
     def clusterer_kwargs(self) -> dict[str, float]:
@@ -361,6 +391,8 @@ def settings_table() -> str:
         kind = f.annotation
         if get_origin(kind) is Literal:
             typ = "one of " + ", ".join(f"`{v}`" for v in get_args(kind))
+        elif name == "n_segments":
+            typ = "int, >= 2, or `auto`"
         else:
             typ = "secret" if kind is SecretStr else getattr(kind, "__name__", str(kind))
         bounds = [f"{op} {getattr(m, attr)}" for m in f.metadata

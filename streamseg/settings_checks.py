@@ -30,6 +30,31 @@ def bootstrap_listed(v: str) -> str:
     return v
 
 
+def segments_count(v: object) -> object:
+    """``STREAMSEG_N_SEGMENTS``: an integer of at least 2, or ``auto``."""
+    if isinstance(v, str) and v.strip().lower() == "auto":
+        return "auto"
+    try:
+        k = int(v) if isinstance(v, str | int) and not isinstance(v, bool) else None
+    except ValueError:
+        k = None
+    if k is None or k < 2:
+        raise ValueError(f"STREAMSEG_N_SEGMENTS must be an integer of at least 2 or auto, got {v!r}")
+    return k
+
+
+def segments_range(s: Settings) -> Settings:
+    """Under auto, a non-empty k range, with a clusterer that follows the global centres."""
+    if s.n_segments_min > s.n_segments_max:
+        raise ValueError(f"STREAMSEG_N_SEGMENTS_MIN ({s.n_segments_min}) is above "
+                         f"STREAMSEG_N_SEGMENTS_MAX ({s.n_segments_max})")
+    if s.n_segments == "auto" and s.clusterer in ("dbstream", "denstream"):
+        raise ValueError(f"STREAMSEG_N_SEGMENTS=auto needs a clusterer that follows the global "
+                         f"centres (kmeans, streamkmeans, clustream); {s.clusterer} finds its own "
+                         "number of segments")
+    return s
+
+
 def params_json(v: object) -> str:
     """Clusterer parameters as canonical JSON text (so settings stay hashable)."""
     try:

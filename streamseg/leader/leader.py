@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 
+import numpy as np
 import orjson
 
 from streamseg.clock import EngineClock
@@ -24,6 +26,7 @@ from streamseg.publish.publisher import OutRecord, Publisher
 from streamseg.publish.records import CatalogEntry, SegmentValidation, now_iso
 from streamseg.retry import Retrier
 from streamseg.segmenting.assign import Assigner
+from streamseg.segmenting.choose_k import KChooser, KRule
 from streamseg.segmenting.local import LocalLearner
 from streamseg.segmenting.model import Lifecycle, LocalSummary, SegmentModel, merge
 from streamseg.segmenting.naming import name_segments
@@ -67,6 +70,8 @@ class Leader:
         self.clock = clock
         #: where samples are computed (a worker sets a child process); None: threads
         self.sampler: SampleProcess | None = None
+        #: STREAMSEG_N_SEGMENTS=auto: the evidence for changing k (see choose_k); None: k is fixed
+        self.k_chooser = KChooser(KRule.from_settings(settings)) if settings.segments_auto else None
         self._merged_local: dict[str, int] = {}  # worker -> local version last merged
         self._catalog_out: list[CatalogEntry] = []  # in-process merges: published after a batch
         self._merging = ""  # the workers in the last merge, to log when that changes
@@ -229,17 +234,37 @@ class Leader:
         if sample is None:
             async with self._own_sample() as own:
                 return await self.refine(own)
-        if len(sample) < 2 * len(model.ids):
+        start = await self.choose_k(model, sample)
+        if len(sample) < 2 * len(start.ids):
             return None
-        centers, weights = await sample.fit(model, self.settings.seed)
-        if self.assigner.model is not model:
-            return None  # a newer version arrived meanwhile; re-fit it next time
+        centers, weights = await sample.fit(start, self.settings.seed)
+        if self.assigner.model is not model:  # a newer version arrived meanwhile; re-fit it next time
+            if start is not model and self.k_chooser is not None:
+                self.k_chooser.missed(len(start.ids))  # the evidence for that k still holds
+            return None
         nxt, events = model.evolve(model.mean, model.var, centers, weights,
                                    max_move=self.settings.identity_max_move)
         if nxt is model:
             return None
         nxt.names = {**model.names, **name_segments(nxt.centers_by_id(), previous=model.names)}
         return nxt, events
+
+    async def choose_k(self, model: SegmentModel, sample: CustomerSample) -> SegmentModel:
+        """The model to re-fit from: ``model``, or under auto, when the evidence for another k
+        is clear and lasting (:class:`~streamseg.segmenting.choose_k.KChooser`), ``model`` with
+        the sample's k-means centres for that k (evolving to them makes the lifecycle events)."""
+        if self.k_chooser is None:
+            return model
+        scores = await sample.evaluate(model, self.k_chooser.rule.ks, self.settings.seed)
+        k = self.k_chooser.observe(len(model.ids), scores, len(sample))
+        chosen = next((s for s in scores if s.k == k), None)
+        if chosen is None or k == len(model.ids):
+            return model
+        log.info("changing the number of segments from %d to %d: %s", len(model.ids), k,
+                 ", ".join(f"k={s.k} silhouette {s.silhouette:.3f} stability {s.stability:.2f}"
+                           for s in scores))
+        return dataclasses.replace(model, ids=list(range(k)), centers=chosen.centers,
+                                   weights=np.ones(k))
 
     async def refresh_profiles(self, sample: CustomerSample | None = None) -> list[CatalogEntry]:
         """Recompute profiles from a sample of customers; the catalog entries to republish."""
@@ -273,6 +298,7 @@ class Leader:
         by_id = {e.segment_id: e for e in events}
         name_of = self.assigner.name_of
         ts = now_iso()
+        k_selection = self.k_chooser.last if self.k_chooser else None
         out = []
         for sid in model.ids:
             e = by_id.get(sid)
@@ -283,14 +309,15 @@ class Leader:
                 segment_id=sid, status=e.status if e else "active",  # type: ignore[arg-type]
                 model_version=model.version, name=name_of(sid), profile=prof,
                 related=list(e.related) if e else [], updated_ts=ts,
-                validation=self.validation.get(sid)))
+                validation=self.validation.get(sid), k_selection=k_selection))
         for e in events:
             if e.status in ("merged", "retired"):
                 out.append(CatalogEntry(
                     segment_id=e.segment_id, status=e.status,  # type: ignore[arg-type]
                     model_version=model.version,
                     name=name_of(e.segment_id),
-                    profile=None, related=list(e.related), updated_ts=ts))
+                    profile=None, related=list(e.related), updated_ts=ts,
+                    k_selection=k_selection))
         return out
 
     async def publish_catalog(self, entries: Sequence[CatalogEntry]) -> None:

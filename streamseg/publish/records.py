@@ -83,6 +83,32 @@ class SegmentValidation(BaseModel):
     flags: list[Flag] = []  # small: share < segment_min_share; weak: silhouette < segment_min_silhouette
 
 
+class KScoreRecord(BaseModel):
+    """One k the leader tried under ``STREAMSEG_N_SEGMENTS=auto``, and how it scored."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    k: int
+    silhouette: float  # scikit-learn's, on a sub-sample of the refit's sample
+    stability: float  # the least reproducible segment's mean Jaccard over bootstrap refits
+    eligible: bool  # stable enough, silhouette within the tolerance of the best
+
+
+class KSelection(BaseModel):
+    """The leader's latest choice of k (``STREAMSEG_N_SEGMENTS=auto``; docs/model.md)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    k: int  # the k the refit fitted (the model's, once adopted)
+    previous_k: int  # the model's k before this refit
+    preferred_k: int | None  # the largest eligible k of this refit (None: no k was)
+    evidence: int  # consecutive refits that argued for a change, not yet acted on
+    patience: int  # refits that must argue before k changes
+    sample: int  # customers in the refit's sample
+    evaluated_ts: str
+    scores: list[KScoreRecord]
+
+
 class CatalogEntry(BaseModel):
     """streamseg.segments.v1 (compacted, key = segment id): a segment's latest state."""
 
@@ -96,6 +122,7 @@ class CatalogEntry(BaseModel):
     related: list[int] = []  # merged into / split from these segment ids
     updated_ts: str
     validation: SegmentValidation | None = None  # live segments, once the leader measured them
+    k_selection: KSelection | None = None  # how k was chosen (auto only; None with a fixed k)
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(self.model_dump())

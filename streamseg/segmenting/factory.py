@@ -64,7 +64,7 @@ def build(kind: str, features: Sequence[str], **params: Any) -> Segmenter:
 
 def from_settings(settings: Settings, features: Sequence[str]) -> Segmenter:
     """The segmenter ``STREAMSEG_CLUSTERER`` names, with the model settings and ``CLUSTERER_PARAMS``."""
-    params: dict[str, Any] = {"n_segments": settings.n_segments, "warmup": settings.model_warmup,
+    params: dict[str, Any] = {"n_segments": settings.start_segments, "warmup": settings.model_warmup,
                               "seed": settings.seed}
     if settings.clusterer == "kmeans":
         params["halflife"] = settings.kmeans_halflife

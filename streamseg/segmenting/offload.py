@@ -15,8 +15,10 @@ The sample stays in the child between calls (:class:`ChildSample` holds its
 token) until the refresh releases it: the re-fit and the profiles are computed
 from the same customers, and only centres and profiles travel back. The child
 imports only what it computes with (about 90 MiB resident, no River or pandas;
-``sklearn.metrics`` at the first validation only, +38 MiB). If the child dies,
-the call fails with :class:`SampleLost` and the next refresh starts a new child.
+``sklearn.metrics`` at the first validation only, +38 MiB; scikit-learn's k-means
+under ``STREAMSEG_N_SEGMENTS=auto``, where it scores each k:
+:mod:`streamseg.segmenting.choose_k`). If the child dies, the call fails with
+:class:`SampleLost` and the next refresh starts a new child.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from streamseg.features.keys import Keys
 from streamseg.features.registry import derive, model_input
 from streamseg.features.store import RedisFeatureStore
 from streamseg.publish.records import SegmentProfile
+from streamseg.segmenting.choose_k import KScore, evaluate
 from streamseg.segmenting.model import SegmentModel
 from streamseg.segmenting.profiles import build_profiles
 from streamseg.segmenting.validation import Validation, measure
@@ -81,6 +84,12 @@ def validate(model: SegmentModel, previous: SegmentModel | None, derived: list[d
              seed: int) -> Validation:
     """Silhouette, members and stability of ``model``'s segments on the sample's model inputs."""
     return measure(model, previous, model.matrix([model_input(d) for d in derived]), seed)
+
+
+def evaluate_k(model: SegmentModel, derived: list[dict[str, float]], ks: list[int],
+               seed: int) -> list[KScore]:
+    """Scores of every k in ``ks`` on the sample, in the model's scale (``STREAMSEG_N_SEGMENTS=auto``)."""
+    return evaluate(model.scale(model.matrix([model_input(d) for d in derived])), ks, seed=seed)
 
 
 # -- in the child ---------------------------------------------------------------------
@@ -125,6 +134,10 @@ def _fit(token: str, model: SegmentModel, seed: int) -> tuple[np.ndarray, np.nda
 def _validate(token: str, model: SegmentModel, previous: SegmentModel | None,
               seed: int) -> Validation:
     return validate(model, previous, _held(token)[1], seed)
+
+
+def _evaluate(token: str, model: SegmentModel, ks: list[int], seed: int) -> list[KScore]:
+    return evaluate_k(model, _held(token)[1], ks, seed)
 
 
 def _drop(token: str, malloc_trim: bool) -> None:
@@ -222,6 +235,9 @@ class ChildSample:
     async def fit(self, model: SegmentModel, seed: int) -> tuple[np.ndarray, np.ndarray]:
         return await self.owner.call(_fit, self.token, model, seed)
 
+    async def evaluate(self, model: SegmentModel, ks: list[int], seed: int) -> list[KScore]:
+        return await self.owner.call(_evaluate, self.token, model, ks, seed)
+
     async def profiles(self, names: Mapping[int, str], sizes: Mapping[int, int],
                        model_version: int) -> dict[int, SegmentProfile]:
         return await self.owner.call(_profiles, self.token, dict(names), dict(sizes), model_version)
@@ -247,6 +263,9 @@ class LocalSample:
 
     async def fit(self, model: SegmentModel, seed: int) -> tuple[np.ndarray, np.ndarray]:
         return await asyncio.to_thread(fit, model, self.derived, seed)
+
+    async def evaluate(self, model: SegmentModel, ks: list[int], seed: int) -> list[KScore]:
+        return await asyncio.to_thread(evaluate_k, model, self.derived, ks, seed)
 
     async def profiles(self, names: Mapping[int, str], sizes: Mapping[int, int],
                        model_version: int) -> dict[int, SegmentProfile]:

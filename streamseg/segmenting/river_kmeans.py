@@ -150,7 +150,12 @@ class RiverKMeansSegmenter:
                 {f: float(self.scaler.vars[f]) for f in self.feature_names}, float(n))
 
     def set_centers(self, centers: dict[int, dict[str, float]]) -> None:
-        """Continue learning from these centres (the global model's, in this scale)."""
+        """Continue learning from these centres (the global model's, in this scale).
+
+        Their number becomes this clusterer's k (``STREAMSEG_N_SEGMENTS=auto`` changes it),
+        so a snapshot restores as many centres as it holds.
+        """
+        self.n_segments = self.kmeans.n_clusters = len(centers)
         self.kmeans.centers.clear()
         for i, c in centers.items():
             self.kmeans.centers[i] = collections.defaultdict(float, c)

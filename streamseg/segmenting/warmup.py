@@ -4,7 +4,7 @@ A clusterer buffers ``STREAMSEG_MODEL_WARMUP`` customer updates (500) before it
 seeds its centres; a small shop may never send that many, and would never get
 a segment. So a worker also ends its clusterer's warm-up early, once both
 
-- ``n_segments * model_warmup_per_segment`` distinct customers were seen, by
+- ``n_segments * model_warmup_per_segment`` (``n_segments_min`` under auto) distinct customers were seen, by
   every worker together (the store's held set, ``Keys.held``, counts them:
   every customer seen before the first model is in it), and
 - ``model_warmup_s`` seconds have passed since the worker's first event.
@@ -43,7 +43,7 @@ class WarmUp:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WarmUp:
-        return cls(settings.n_segments * settings.model_warmup_per_segment,
+        return cls(settings.start_segments * settings.model_warmup_per_segment,
                    settings.model_warmup_s * 1000.0)
 
     def begin(self, now_ms: float) -> None:

@@ -6,7 +6,8 @@ across seeds 1-12 of this size, with margin: online ARI 0.75-0.97 (10 of 12
 above 0.90; a small population sometimes leaves online k-means in a worse local
 optimum than the batch reference finds), offline 0.89-0.97, naive River KMeans
 on raw features 0.08-0.15, id stability per stationary round >= 99.8%, flips
-0.51-0.70 per customer-month.
+0.51-0.70 per customer-month. With STREAMSEG_N_SEGMENTS=auto (600 customers, seed 7) the
+engine ends at the planted k on the default mix (k 3 -> 5 -> 6) and on all personas.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from streamseg.devstack import DevStack
 
 pytestmark = pytest.mark.integration
 
+CUSTOMERS_AUTO = 600
 BENCH = Path(__file__).parents[2] / "load_tests" / "quality_bench.py"
 
 
@@ -80,3 +82,22 @@ def test_quality_bench__without_the_sweep_scores_lapsing_customers_as_of_their_l
                         stack.redis_url)
     assert fresh.online.ari >= stale.online.ari + 0.3
     assert fresh.offline == stale.offline  # same stream, same final features
+
+
+@pytest.mark.parametrize(("personas", "planted"), [("default", 6), ("all", 7)])
+def test_quality_bench__auto_ends_at_the_planted_number_of_personas(
+    bench: ModuleType, stack: DevStack, personas: str, planted: int
+) -> None:
+    """STREAMSEG_N_SEGMENTS=auto through the real engine: k starts at the minimum (3), moves
+    only at refits with lasting evidence, and is the planted number at the end of the stream."""
+    cfg = bench.Config(customers=CUSTOMERS_AUTO, days=120.0, seed=7, personas=personas,
+                       stationary_rounds=2, auto=True)
+    res = bench.bench(cfg, stack.redis_url)
+    assert res.n_segments == "auto" and res.k == planted
+    assert res.k_changes[0][1] == 3  # the first model starts at STREAMSEG_N_SEGMENTS_MIN
+    assert res.k_chosen == planted and res.k_final == planted  # and stays on a stationary stream
+    # personas join and lapse over the period, so k moves a few times (600 customers: 3-5
+    # values; 3,000: 7), never at every one of the 120 daily refits
+    assert len(res.k_changes) <= 8
+    assert res.online.ari >= 0.75 * res.offline.ari
+    assert "k = " in bench.markdown(res) and "changes (day: k)" in bench.markdown(res)

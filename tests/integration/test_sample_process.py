@@ -3,10 +3,12 @@ and a child that dies costs one refresh, not the worker's."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 
 import numpy as np
 import orjson
@@ -15,6 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from streamseg.engine import Engine, InMessage, build_segmenter
 from streamseg.generate import assign_personas, simulate
+from streamseg.leader.leader import CustomerSample
 from streamseg.metrics import Metrics
 from streamseg.segmenting.offload import ChildSample, LocalSample, SampleLost, SampleProcess
 from streamseg.settings import Settings
@@ -41,13 +44,23 @@ async def seeded_engine(settings: Settings) -> Engine:
     return engine
 
 
-async def test_child_sample__same_refit_and_profiles_as_the_threads(settings: Settings) -> None:
+@contextlib.asynccontextmanager
+async def both_samples(settings: Settings) -> AsyncIterator[tuple[Engine, SampleProcess,
+                                                                   CustomerSample, CustomerSample]]:
+    """A seeded engine, a sample process, and the same customers sampled in threads and in it."""
     engine = await seeded_engine(settings)
     sampler = SampleProcess(engine.settings.redis_url, engine.settings.key_prefix)
     try:
         local = await engine.leader.sample_customers()
         engine.leader.sampler = sampler
-        child = await engine.leader.sample_customers()
+        yield engine, sampler, local, await engine.leader.sample_customers()
+    finally:
+        sampler.close()
+        await engine.store.close()
+
+
+async def test_child_sample__same_refit_and_profiles_as_the_threads(settings: Settings) -> None:
+    async with both_samples(settings) as (engine, sampler, local, child):
         assert isinstance(local, LocalSample) and isinstance(child, ChildSample)
         assert len(child) == len(local) == 200
         model = engine.assigner.model
@@ -78,9 +91,19 @@ async def test_child_sample__same_refit_and_profiles_as_the_threads(settings: Se
         await child.release()  # the refresh is over: the child frees that sample
         with pytest.raises(SampleLost, match="no longer held"):
             await child.fit(model, 7)
-    finally:
-        sampler.close()
-        await engine.store.close()
+
+
+async def test_child_sample__scores_every_k_in_the_child_as_the_threads_do(settings: Settings) -> None:
+    """STREAMSEG_N_SEGMENTS=auto scores k in the sample process: same scores as in a thread."""
+    async with both_samples(settings) as (engine, sampler, local, child):
+        model = engine.assigner.model
+        assert model is not None and isinstance(child, ChildSample)
+        ks = [2, 3, 4, 5]
+        in_child, in_thread = await child.evaluate(model, ks, 7), await local.evaluate(model, ks, 7)
+        assert [s.k for s in in_child] == ks and in_child == in_thread  # k, silhouette, stability
+        assert all(s.centers.shape == (s.k, len(model.features)) for s in in_child)
+        assert sampler.pid() is not None and sampler.pid() != os.getpid()
+        await child.release()
 
 
 async def test_child_sample__a_dead_child_fails_that_call_and_the_next_sample_starts_a_new_one(
