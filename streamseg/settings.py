@@ -30,12 +30,12 @@ KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"
 KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 
-class Settings(BaseSettings):
-    """Everything a worker, the generator or ``streamseg dev`` can be told."""
+class _Connections(BaseSettings):
+    """Where streamseg connects: Kafka and its security, the topics, Redis and its keys.
 
-    # hide_input_in_errors: a bad API token or a Redis URL with a password must not reach logs
-    model_config = SettingsConfigDict(env_prefix="STREAMSEG_", frozen=True, extra="ignore",
-                                      hide_input_in_errors=True)
+    The settings are one flat set (:class:`Settings`); these base classes only group
+    their fields by concern, in the order the reference table lists them.
+    """
 
     # --- connections -----------------------------------------------------
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="host:port[,host:port...]")
@@ -97,6 +97,11 @@ class Settings(BaseSettings):
         description="event ids are remembered this long (event time) for idempotency; "
         "events older than a customer's newest event by more than this are dead-lettered as late",
     )
+
+
+
+class _Pipeline(_Connections):
+    """What the hot path admits and how the model learns, assigns and re-fits."""
 
     # --- hot path --------------------------------------------------------
     batch_max: int = Field(500, ge=1, description="input messages per batch (one fetch) at most")
@@ -220,6 +225,11 @@ class Settings(BaseSettings):
     )
     worker_id: str = Field("", description="stable id of this worker (default: host:web_port)")
 
+
+
+class _Operations(_Pipeline):
+    """How a running worker reports and is reached: drift, timers, web, API access."""
+
     # --- drift (see streamseg/drift/) -------------------------------------------
     drift_windows: str = Field(
         "1m,15m", description="sliding window lengths, e.g. '1m,15m' or '1d,7d' (units s m h d w); "
@@ -287,6 +297,16 @@ class Settings(BaseSettings):
         True, description="serve HTTP from its own thread and event loop, so lookups do not wait "
         "behind a batch"
     )
+
+
+
+class Settings(_Operations):
+    """Everything a worker, the generator or ``streamseg dev`` can be told (fields by concern
+    in :class:`_Connections`, :class:`_Pipeline` and :class:`_Operations`)."""
+
+    # hide_input_in_errors: a bad API token or a Redis URL with a password must not reach logs
+    model_config = SettingsConfigDict(env_prefix="STREAMSEG_", frozen=True, extra="ignore",
+                                      hide_input_in_errors=True)
 
     # --- checks, one function each in streamseg/settings_checks.py ------------------
     _bootstrap = field_validator("kafka_bootstrap")(checks.bootstrap_listed)
