@@ -96,20 +96,26 @@ async def memberships(redis_url: str, prefix: str) -> dict[str, int]:
     return out
 
 
-def replay_run(st: DevStack, csv_path: Path, n_events: int, segments: int, tag: str) -> dict[str, int]:
-    """One replay of the file through a fresh worker; its final memberships once they settle."""
+def replay_run(st: DevStack, csv_path: Path, n_events: int, segments: int, tag: str,
+               load_first: bool) -> dict[str, int]:
+    """One replay of the file through a fresh worker (reading along, or started once the
+    history is in the topics); its final memberships once they settle."""
     port = free_port()
     env = {**os.environ, **st.client_env, "STREAMSEG_LOG_LEVEL": "warn", "STREAMSEG_WEB_PORT": str(port),
            "STREAMSEG_N_SEGMENTS": str(segments), "STREAMSEG_KEY_PREFIX": tag,
            "STREAMSEG_APP_ID": f"txn-only-{tag}", "STREAMSEG_DEDUP_HORIZON_DAYS": "400",
            **{f"STREAMSEG_TOPIC_{t.upper()}": f"{tag}.{t}" for t in
               ("clickstream", "transactions", "dlq", "segment_updates", "drift", "segments", "audit", "model")}}
+    replay = [sys.executable, "-m", "streamseg", "replay", str(csv_path), "--map", ORDER_MAP,
+              "--json", "--no-progress"]
+    if load_first:
+        subprocess.run(replay, env=env, capture_output=True, check=True)
     worker = ManagedProcess(f"worker-{tag}", [sys.executable, "-m", "streamseg", "worker"],
                             st.dir / f"worker-{tag}.log", env).start()
     st.processes.append(worker)
     wait_for_port(port, 60, worker.proc)
-    subprocess.run([sys.executable, "-m", "streamseg", "replay", str(csv_path), "--map", ORDER_MAP,
-                    "--json", "--no-progress"], env=env, capture_output=True, check=True)
+    if not load_first:
+        subprocess.run(replay, env=env, capture_output=True, check=True)
     while processed(port) < n_events:
         time.sleep(0.5)
     last: dict[str, int] = {}
@@ -161,19 +167,22 @@ def main() -> None:
     ap.add_argument("--segments", type=int, default=5)
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--load-first", action="store_true",
+                    help="replay into the topics before the worker starts (default: it reads along)")
     args = ap.parse_args()
     broker_name = announce(args.broker)
     with DevStack(broker=args.broker) as st:
         csv_path = st.dir / "orders.csv"
         truth, past, later, now_ms = history(args.customers, args.days, args.future_days, args.seed, csv_path)
-        runs = [replay_run(st, csv_path, len(past), args.segments, f"r{i}") for i in range(args.runs)]
+        runs = [replay_run(st, csv_path, len(past), args.segments, f"r{i}", args.load_first)
+                for i in range(args.runs)]
     offline, recency = offline_and_recency(past, now_ms, args.segments, args.seed)
     common_ids = sorted(set(offline).intersection(*runs))
     between = [round(adjusted_rand_score([runs[0][c] for c in common_ids], [r[c] for c in common_ids]), 3)
                for r in runs[1:]]
     result = stamped({
         "customers_with_orders": len(offline), "events": len(past), "days": args.days - args.future_days,
-        "segments": args.segments, "engine": score(runs[0], truth, later),
+        "segments": args.segments, "load_first": args.load_first, "engine": score(runs[0], truth, later),
         "engine_ari_between_runs": between, "offline_kmeans": score(offline, truth, later),
         "recency_quintiles": score(recency, truth, later)}, args.broker)
     RESULTS.mkdir(exist_ok=True)
