@@ -41,8 +41,8 @@ def register(app: faust.App, sync: ModelSync, engine: Engine, settings: Settings
 
     @ticks.every(app, settings.model_sync_s, "merging models", on_leader=True)
     async def merge_models() -> None:
-        if engine.pace.history:
-            return
+        if engine.pace.history and engine.assigner.model is not None:
+            return  # history shorter than a step must still get its first model
         await engine.leader.lead(sync.locals)
 
     @ticks.every(app, settings.catalog_refresh_s, "refreshing the catalog", on_leader=True)
@@ -73,19 +73,23 @@ def history_step(app: faust.App, sync: ModelSync, engine: Engine, settings: Sett
     Once there is a model, steps do not merge: the online clusterers learn in the order batches
     happen to arrive in, which differs between two runs of the same history, while a re-fit
     from the previous step's centres on every current customer depends only on the history.
-    For the same reason the first model's re-fit starts from k-means++ seeds on the sample.
+    For the same reason the first step's re-fit starts from k-means++ seeds on the sample.
     """
+    seeded = False  # a first step's re-fit started from fresh seeds
 
     async def step() -> None:
+        nonlocal seeded
         if not app.is_leader():
             return
-        first = engine.assigner.model is None
-        if first:
+        if engine.assigner.model is None:
             await ticks.attempt("publishing the local model", sync.publish_local, timer="history_step")
             await ticks.attempt("merging models", lambda: engine.leader.lead(sync.locals),
                                 timer="history_step")
-        await ticks.attempt("refreshing the catalog",
-                            lambda: engine.leader.refresh_catalog(reseed=first), timer="history_step")
+        reseed = not seeded and engine.assigner.model is not None
+        if await ticks.attempt("refreshing the catalog",
+                               lambda: engine.leader.refresh_catalog(reseed=reseed),
+                               timer="history_step"):
+            seeded = seeded or reseed
         await ticks.attempt("re-scoring sweep", lambda: rescore.sweep_held(engine, settings),
                             timer="history_step")
 
