@@ -22,6 +22,9 @@ from streamseg.timeunits import HOUR_MS
 #: The engine reads history when its events are this far behind the wall clock; live
 #: streams lag by seconds.
 HISTORY_BEHIND_MS = 10 * 60 * 1000.0
+#: No batch of history for this long: the history is drained, the leader's timers resume (the
+#: event clock stands still, so nobody is stale and memberships stay as the last step left them).
+HISTORY_IDLE_MS = 5_000.0
 
 
 class Pace:
@@ -44,8 +47,14 @@ class Pace:
         self.clock = clock  # settings.clock: only the event clock can read history
         self.step_ms = step_hours * HOUR_MS
         self.wall_ms = wall_ms
-        self.history = False  # the last batch was history: the leader's timers stand aside
+        self._history_at: float | None = None  # wall time of the last batch of history
         self._step: int | None = None  # the grid step the engine's events have reached
+
+    @property
+    def history(self) -> bool:
+        """The engine is reading history (its last batch was, within :data:`HISTORY_IDLE_MS`):
+        the leader's wall-clock timers stand aside."""
+        return self._history_at is not None and self.wall_ms() - self._history_at < HISTORY_IDLE_MS
 
     def cut(self, ts_ms: Sequence[float]) -> list[tuple[list[int], float | None]]:
         """A batch's event times -> its parts in order: event indices (in batch order) and
@@ -54,8 +63,10 @@ class Pace:
         Events of a step already passed (another partition behind) go in the first part.
         """
         if ts_ms:
-            self.history = self.clock == "event" and self.wall_ms() - max(ts_ms) > HISTORY_BEHIND_MS
-        if not self.history or not ts_ms:
+            wall = self.wall_ms()
+            reading = self.clock == "event" and wall - max(ts_ms) > HISTORY_BEHIND_MS
+            self._history_at = wall if reading else None
+        if self._history_at is None or not ts_ms:
             return [(list(range(len(ts_ms))), None)]
         steps = [int(t // self.step_ms) for t in ts_ms]
         if self._step is None:
