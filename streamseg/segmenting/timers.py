@@ -73,23 +73,20 @@ def history_step(app: faust.App, sync: ModelSync, engine: Engine, settings: Sett
     Once there is a model, steps do not merge: the online clusterers learn in the order batches
     happen to arrive in, which differs between two runs of the same history, while a re-fit
     from the previous step's centres on every current customer depends only on the history.
-    For the same reason the first step's re-fit starts from k-means++ seeds on the sample.
+    For the same reason a step that makes the first model re-fits it from k-means++ seeds on
+    the sample (never a model that already had ids in use: that would reshuffle them).
     """
-    seeded = False  # a first step's re-fit started from fresh seeds
 
     async def step() -> None:
-        nonlocal seeded
         if not app.is_leader():
             return
-        if engine.assigner.model is None:
+        first = engine.assigner.model is None
+        if first:
             await ticks.attempt("publishing the local model", sync.publish_local, timer="history_step")
             await ticks.attempt("merging models", lambda: engine.leader.lead(sync.locals),
                                 timer="history_step")
-        reseed = not seeded and engine.assigner.model is not None
-        if await ticks.attempt("refreshing the catalog",
-                               lambda: engine.leader.refresh_catalog(reseed=reseed),
-                               timer="history_step"):
-            seeded = seeded or reseed
+        await ticks.attempt("refreshing the catalog",
+                            lambda: engine.leader.refresh_catalog(reseed=first), timer="history_step")
         await ticks.attempt("re-scoring sweep", lambda: rescore.sweep_held(engine, settings),
                             timer="history_step")
 
