@@ -64,7 +64,8 @@ class Pace:
         """
         if ts_ms:
             wall = self.wall_ms()
-            reading = self.clock == "event" and wall - max(ts_ms) > HISTORY_BEHIND_MS
+            reading = self.clock == "event" and self.step_ms > 0 and \
+                wall - max(ts_ms) > HISTORY_BEHIND_MS
             self._history_at = wall if reading else None
         if self._history_at is None or not ts_ms:
             return [(list(range(len(ts_ms))), None)]
