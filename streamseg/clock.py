@@ -47,6 +47,10 @@ class EngineClock:
         for part, ts in newest.items():
             self.partition_clock[part] = (max(ts, self.partition_clock.get(part, (0, 0.0))[0]), wall)
 
+    def reach(self, ts_ms: float) -> None:
+        """Event time has reached ``ts_ms`` (a step of history: its next events are no older)."""
+        self.clock_ms = max(self.clock_ms, ts_ms)
+
     def drift_ms(self) -> float:
         """Event time every partition that had data in the last IDLE_S seconds has reached."""
         if self.clock == "wall" or not self.partition_clock:

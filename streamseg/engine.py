@@ -33,7 +33,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +47,7 @@ from streamseg.held import HeldBack
 from streamseg.intake import InMessage, Intake
 from streamseg.kafka_security import is_access_error
 from streamseg.leader import Leader
+from streamseg.leader.pace import Pace
 from streamseg.metrics import Metrics
 from streamseg.publish.emitter import Emitter
 from streamseg.publish.publisher import OutRecord, Publisher
@@ -72,6 +73,14 @@ class BatchReport:
     late: int = 0
     dead_letters: int = 0
     changes: list[SegmentUpdate] = field(default_factory=list)
+
+    def add(self, other: BatchReport) -> None:
+        """Count another part of the same batch in."""
+        self.processed += other.processed
+        self.duplicates += other.duplicates
+        self.late += other.late
+        self.dead_letters += other.dead_letters
+        self.changes += other.changes
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +151,10 @@ class Engine:
         self.held = HeldBack(store, self.retry)  # customers seen before the first model
         self.warmup = WarmUp.from_settings(settings)  # a small stream's first model (warmup.py)
         self._lock = asyncio.Lock()  # batches and timer-driven assignment never interleave
+        # reading history: batches cut at event-time steps, where the leader's work runs
+        self.pace = Pace(settings.clock, settings.history_step_hours, wall_ms)
+        #: the leader's work at each step of history (a worker sets it; None: never paced)
+        self.history_step: Callable[[], Awaitable[None]] | None = None
 
     # -- the batch ----------------------------------------------------------
     def prepare(self, messages: Sequence[InMessage]) -> Prepared:
@@ -156,7 +169,24 @@ class Engine:
         """Apply a batch (raw or :meth:`prepare`-d): features, segments, outputs."""
         p = batch if isinstance(batch, Prepared) else self.prepare(batch)
         async with self._lock:
+            if self.history_step is None:
+                return await self._process(p)
+            return await self._process_paced(p, self.history_step)
+
+    async def _process_paced(self, p: Prepared, step: Callable[[], Awaitable[None]]) -> BatchReport:
+        """A batch cut at the history's event-time steps (:class:`Pace`), the leader's work
+        run at each with the clock at the step's time (batches wait: the lock is held).
+        Live, one part and no step."""
+        parts = self.pace.cut([ev.ts_ms for ev in p.events])
+        if len(parts) == 1 and parts[0][1] is None:
             return await self._process(p)
+        report = BatchReport()
+        for part, due_ms in _split(p, parts):
+            if due_ms is not None:
+                self.clock.reach(due_ms)
+                await step()
+            report.add(await self._process(part))
+        return report
 
     @property
     def publisher(self) -> Publisher:
@@ -281,15 +311,19 @@ class Engine:
         Returns (customers evaluated, membership changes).
         """
         async with self._lock:
-            now = self.clock.now_ms()
-            states = await self.retry(lambda: self.store.stale_states(now - older_than_ms, limit),
-                                       "reading stale customers")
-            changes = self._segment({cid: CustomerUpdate(cid, [], st) for cid, st in states.items()}, {},
-                                    learn_all=True)
-            await self._emit([], changes)
-            await self.retry(lambda: self.store.mark_scored(list(states), now), "marking customers scored")
-            _observe(self.metrics, [], [], changes, time.perf_counter())
-            return len(states), changes
+            return await self.rescore_held(older_than_ms=older_than_ms, limit=limit)
+
+    async def rescore_held(self, *, older_than_ms: float, limit: int) -> tuple[int, list[SegmentUpdate]]:
+        """:meth:`rescore_stale` for a caller holding :attr:`lock` (a step of history)."""
+        now = self.clock.now_ms()
+        states = await self.retry(lambda: self.store.stale_states(now - older_than_ms, limit),
+                                   "reading stale customers")
+        changes = self._segment({cid: CustomerUpdate(cid, [], st) for cid, st in states.items()}, {},
+                                learn_all=True)
+        await self._emit([], changes)
+        await self.retry(lambda: self.store.mark_scored(list(states), now), "marking customers scored")
+        _observe(self.metrics, [], [], changes, time.perf_counter())
+        return len(states), changes
 
     async def _emit(self, dead: list[DeadLetter], changes: list[SegmentUpdate]) -> None:
         """Publish (awaited), then record memberships: a crash in between republishes."""
@@ -381,6 +415,18 @@ class Engine:
         for r in reports:
             self.metrics.drift.record(r)
         return reports
+
+
+def _split(p: Prepared, parts: list[tuple[list[int], float | None]]) -> list[tuple[Prepared, float | None]]:
+    """A prepared batch as its :meth:`Pace.cut` parts (each with its step flag); the messages and
+    dead letters go with the last part, the decoding time with the first."""
+    out = []
+    for n, (idx, due) in enumerate(parts):
+        last = n == len(parts) - 1
+        out.append((Prepared(p.messages if last else [], [p.events[i] for i in idx],
+                             [p.origin[i] for i in idx], p.dead if last else [],
+                             p.decode_seconds if n == 0 else 0.0), due))
+    return out
 
 
 def _observe(m: Metrics, messages: Sequence[InMessage], dead: list[DeadLetter],

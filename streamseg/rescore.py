@@ -9,13 +9,15 @@ by the clock time they were last evaluated at (``Keys.scored``); the sweep
 reads the oldest, re-derives their features as of now, re-assigns them and
 publishes any change, one bounded batch at a time.
 
-Runs on the Faust leader on a timer (``STREAMSEG_RESCORE_EVERY_S``); the
-benchmark and tests call :func:`sweep` directly.
+Runs on the Faust leader on a timer (``STREAMSEG_RESCORE_EVERY_S``), or, while
+the engine reads history, at each event-time step (:func:`sweep_held`, see
+:mod:`streamseg.leader.pace`); the benchmark and tests call :func:`sweep` directly.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -31,6 +33,20 @@ if TYPE_CHECKING:
 
 class Rescorable(Protocol):
     async def rescore_stale(self, *, older_than_ms: float, limit: int) -> tuple[int, list[SegmentUpdate]]: ...
+
+
+class HeldRescorable(Protocol):
+    async def rescore_held(self, *, older_than_ms: float, limit: int) -> tuple[int, list[SegmentUpdate]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """An engine's rescoring for a caller that holds its lock already (a step of history)."""
+
+    engine: HeldRescorable
+
+    async def rescore_stale(self, *, older_than_ms: float, limit: int) -> tuple[int, list[SegmentUpdate]]:
+        return await self.engine.rescore_held(older_than_ms=older_than_ms, limit=limit)
 
 
 @dataclass(slots=True)
@@ -57,11 +73,21 @@ async def sweep(engine: Rescorable, *, older_than_days: float, batch: int,
     return report
 
 
-def register(app: faust.App, engine: Rescorable, settings: Settings, ticks: Ticks) -> None:
-    """Run :func:`sweep` on the Faust leader every ``rescore_every_s``."""
+async def sweep_held(engine: HeldRescorable, settings: Settings) -> SweepReport:
+    """:func:`sweep` with the settings' bounds, for a caller holding the engine's lock."""
+    return await sweep(_Held(engine), older_than_days=settings.rescore_after_hours / 24.0,
+                       batch=settings.rescore_batch, max_customers=settings.rescore_max)
+
+
+def register(app: faust.App, engine: Rescorable, settings: Settings, ticks: Ticks,
+             reading_history: Callable[[], bool] = lambda: False) -> None:
+    """Run :func:`sweep` on the Faust leader every ``rescore_every_s``, except while
+    ``reading_history`` (the steps of history sweep then)."""
 
     @ticks.every(app, settings.rescore_every_s, "re-scoring sweep", on_leader=True,
                  level=logging.ERROR, traceback=True)
     async def rescore_stale_customers() -> None:
+        if reading_history():
+            return
         await sweep(engine, older_than_days=settings.rescore_after_hours / 24.0,
                     batch=settings.rescore_batch, max_customers=settings.rescore_max)

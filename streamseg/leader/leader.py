@@ -93,9 +93,14 @@ class Leader:
                 self._merging = names
             await self._publish(self.propose(usable), f"{len(usable)} workers ({names})")
 
-    async def refresh_catalog(self) -> None:
-        """Re-fit the model on current customers, recompute profiles, republish."""
+    async def refresh_catalog(self, *, reseed: bool = False) -> None:
+        """Re-fit the model on current customers, recompute profiles, republish.
+
+        ``reseed``: the re-fit starts from k-means++ seeds on the sample, not from the
+        model's centres (the first model of a history: see :mod:`streamseg.leader.pace`).
+        """
         sample = await self.sample_customers()  # read and derived once, for both
+        sample.reseed = reseed
         try:
             async with self._leading:
                 await self._publish(await self.refine(sample), "a sample of current customers")

@@ -36,7 +36,13 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from streamseg.segmenting.vectors import kmeans_plus_plus, lloyd, nearest, pairwise_sq_dist
+from streamseg.segmenting.vectors import (
+    kmeans_plus_plus,
+    lloyd,
+    nearest,
+    pairwise_sq_dist,
+    signal_var,
+)
 
 MATCH_MAX_MOVE = 1.5  # standardized units a centre may move and keep its id
 RELATE_MAX_DIST = 3.0  # a vanished/new centre this close to another counts as merged/split
@@ -348,7 +354,7 @@ def pooled_scaler(summaries: Sequence[LocalSummary]) -> tuple[np.ndarray, np.nda
     total = n.sum()
     mean = (n[:, None] * means).sum(0) / total
     var = (n[:, None] * (vars_ + (means - mean) ** 2)).sum(0) / total
-    return mean, var
+    return mean, signal_var(mean, var)  # equal means pool to a rounding-level variance
 
 
 def _std(var: np.ndarray) -> np.ndarray:

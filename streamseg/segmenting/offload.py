@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import dataclasses
 import gc
 import logging
 import multiprocessing
@@ -48,6 +49,7 @@ from streamseg.segmenting.choose_k import KScore, evaluate
 from streamseg.segmenting.model import SegmentModel
 from streamseg.segmenting.profiles import build_profiles
 from streamseg.segmenting.validation import Validation, measure
+from streamseg.segmenting.vectors import kmeans_plus_plus, lloyd, pairwise_sq_dist
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -75,9 +77,28 @@ def current_sample(states: list[State], now_ms: float, cutoff_ms: float
     return current, [derive(st, now_ms) for st in current]
 
 
-def fit(model: SegmentModel, derived: list[dict[str, float]], seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Batch k-means re-fit of ``model``'s centres on the sample's model inputs."""
-    return model.refine(model.matrix([model_input(d) for d in derived]), seed=seed)
+def fit(model: SegmentModel, derived: list[dict[str, float]], seed: int,
+        reseed: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Batch k-means re-fit of ``model``'s centres on the sample's model inputs.
+
+    The rows are sorted first: Redis hands the sample over in SCAN order, which differs
+    between two stores holding the same customers, and the re-fit's seeding draws rows
+    by position, so the same customers must give the same re-fit (reproducible replays).
+    ``reseed``: start from the best of a few k-means++ seeds on the sample instead of the
+    model's centres (a first model on history: those came from the order batches arrived in).
+    """
+    rows = model.matrix([model_input(d) for d in derived])
+    rows = rows[np.lexsort(rows.T[::-1])]
+    if reseed and len(rows) >= len(model.ids):
+        model = dataclasses.replace(model, centers=seeded_centers(model.scale(rows), len(model.ids), seed))
+    return model.refine(rows, seed=seed)
+
+
+def seeded_centers(z: np.ndarray, k: int, seed: int, tries: int = 4) -> np.ndarray:
+    """The lowest-inertia k-means of ``z`` from ``tries`` k-means++ seeds (deterministic)."""
+    rng = np.random.default_rng(seed)
+    fits = [lloyd(z, kmeans_plus_plus(z, k, rng), iterations=20, rng=rng)[0] for _ in range(tries)]
+    return min(fits, key=lambda c: float(pairwise_sq_dist(z, c).min(1).sum()))
 
 
 def validate(model: SegmentModel, previous: SegmentModel | None, derived: list[dict[str, float]],
@@ -127,8 +148,8 @@ def _held(token: str) -> tuple[list[State], list[dict[str, float]]]:
         raise SampleLost(f"sample {token} is no longer held (a newer refresh replaced it)") from None
 
 
-def _fit(token: str, model: SegmentModel, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    return fit(model, _held(token)[1], seed)
+def _fit(token: str, model: SegmentModel, seed: int, reseed: bool) -> tuple[np.ndarray, np.ndarray]:
+    return fit(model, _held(token)[1], seed, reseed)
 
 
 def _validate(token: str, model: SegmentModel, previous: SegmentModel | None,
@@ -228,12 +249,13 @@ class ChildSample:
         self.owner = owner
         self.token = token
         self.n = n
+        self.reseed = False  # the re-fit starts from fresh seeds (see fit)
 
     def __len__(self) -> int:
         return self.n
 
     async def fit(self, model: SegmentModel, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        return await self.owner.call(_fit, self.token, model, seed)
+        return await self.owner.call(_fit, self.token, model, seed, self.reseed)
 
     async def evaluate(self, model: SegmentModel, ks: list[int], seed: int) -> list[KScore]:
         return await self.owner.call(_evaluate, self.token, model, ks, seed)
@@ -257,12 +279,13 @@ class LocalSample:
     def __init__(self, states: list[State], derived: list[dict[str, float]]) -> None:
         self.states = states
         self.derived = derived
+        self.reseed = False  # the re-fit starts from fresh seeds (see fit)
 
     def __len__(self) -> int:
         return len(self.states)
 
     async def fit(self, model: SegmentModel, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        return await asyncio.to_thread(fit, model, self.derived, seed)
+        return await asyncio.to_thread(fit, model, self.derived, seed, self.reseed)
 
     async def evaluate(self, model: SegmentModel, ks: list[int], seed: int) -> list[KScore]:
         return await asyncio.to_thread(evaluate_k, model, self.derived, ks, seed)

@@ -29,6 +29,7 @@ from streamseg.segmenting.vectors import (
     load_scaler,
     nearest,
     scaled_matrix,
+    scaled_one,
     scaler_state,
 )
 
@@ -120,7 +121,7 @@ class RiverKMeansSegmenter:
             if len(self._buffer) >= self.warmup:
                 self._seed_centers()
             return
-        self.kmeans.learn_one(self.scaler.transform_one(dict(x)))
+        self.kmeans.learn_one(scaled_one(self.scaler, x))
         self._centers = None
         if self._learned % self.version_every == 0:
             self._version += 1

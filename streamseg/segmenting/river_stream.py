@@ -40,6 +40,7 @@ from streamseg.segmenting.vectors import (
     nearest,
     pairwise_sq_dist,
     scaled_matrix,
+    scaled_one,
     scaler_state,
 )
 
@@ -123,7 +124,7 @@ class StreamSegmenter(abc.ABC):
             if len(self._buffer) >= self.warmup:
                 self._end_warmup()
             return
-        self._learn_scaled(self.scaler.transform_one(x))
+        self._learn_scaled(scaled_one(self.scaler, x))
         if self._learned % self.refresh_every == 0:
             self.refresh()
 

@@ -1,9 +1,16 @@
 """The model's timers on a worker: follow the model topic, share the local model, and on the
-Faust leader merge models and refresh the catalog (see :class:`~streamseg.segmenting.sync.ModelSync`)."""
+Faust leader merge models and refresh the catalog (see :class:`~streamseg.segmenting.sync.ModelSync`).
+
+While the engine reads history the leader's timers stand aside: the same work runs at the
+history's event-time steps instead (:func:`history_step`, :mod:`streamseg.leader.pace`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
+
+from streamseg import rescore
 
 if TYPE_CHECKING:
     import faust
@@ -16,7 +23,8 @@ if TYPE_CHECKING:
 
 def register(app: faust.App, sync: ModelSync, engine: Engine, settings: Settings, ticks: Ticks) -> None:
     """Register the model topic's task, the local model's publication and the leader's
-    merge, catalog and held-back timers on ``app``."""
+    merge, catalog and held-back timers on ``app``, and the leader's steps of history."""
+    engine.history_step = history_step(app, sync, engine, settings, ticks)
 
     @app.task
     async def follow_model_topic() -> None:
@@ -33,10 +41,14 @@ def register(app: faust.App, sync: ModelSync, engine: Engine, settings: Settings
 
     @ticks.every(app, settings.model_sync_s, "merging models", on_leader=True)
     async def merge_models() -> None:
+        if engine.pace.history and engine.assigner.model is not None:
+            return  # history shorter than a step must still get its first model
         await engine.leader.lead(sync.locals)
 
     @ticks.every(app, settings.catalog_refresh_s, "refreshing the catalog", on_leader=True)
     async def refresh_catalog() -> None:
+        if engine.pace.history:
+            return
         await engine.leader.refresh_catalog()
 
     # held-back customers wait for a model: assign them at least as often as models change
@@ -49,3 +61,33 @@ def register(app: faust.App, sync: ModelSync, engine: Engine, settings: Settings
     @ticks.every(app, max(settings.profiles_every_s, settings.model_sync_s), "loading profiles")
     async def load_profiles() -> None:
         await sync.load_profiles()
+
+
+def history_step(app: faust.App, sync: ModelSync, engine: Engine, settings: Settings,
+                 ticks: Ticks) -> Callable[[], Awaitable[None]]:
+    """The leader's work at one event-time step of history, called by the engine with its lock
+    held: the first model from the workers' (a merge), then at every step a re-fit on the
+    current customers and the catalog, and a re-scoring sweep; each failure logged and counted
+    (as a timer tick's) without stopping the next.
+
+    Once there is a model, steps do not merge: the online clusterers learn in the order batches
+    happen to arrive in, which differs between two runs of the same history, while a re-fit
+    from the previous step's centres on every current customer depends only on the history.
+    For the same reason a step that makes the first model re-fits it from k-means++ seeds on
+    the sample (never a model that already had ids in use: that would reshuffle them).
+    """
+
+    async def step() -> None:
+        if not app.is_leader():
+            return
+        first = engine.assigner.model is None
+        if first:
+            await ticks.attempt("publishing the local model", sync.publish_local, timer="history_step")
+            await ticks.attempt("merging models", lambda: engine.leader.lead(sync.locals),
+                                timer="history_step")
+        await ticks.attempt("refreshing the catalog",
+                            lambda: engine.leader.refresh_catalog(reseed=first), timer="history_step")
+        await ticks.attempt("re-scoring sweep", lambda: rescore.sweep_held(engine, settings),
+                            timer="history_step")
+
+    return step

@@ -10,6 +10,8 @@ matrix of z-scores with the scaler's current statistics, so both paths agree.
 ...     sc.learn_one({"a": v, "b": 5.0})
 >>> scaled_matrix(sc, ["a", "b"], [{"a": 3.0, "b": 7.0}]).tolist()  # "b" has no variance yet
 [[1.0, 0.0]]
+>>> signal_var(np.array([0.1, 0.1]), np.array([1.9e-34, 0.01])).tolist()  # rounding is no signal
+[0.0, 0.01]
 >>> nearest(np.array([[0.0], [9.0]]), np.array([[1.0], [5.0]]))
 (array([0, 1]), array([1., 4.]))
 """
@@ -17,6 +19,7 @@ matrix of z-scores with the scaler's current statistics, so both paths agree.
 from __future__ import annotations
 
 import collections
+import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -26,12 +29,34 @@ if TYPE_CHECKING:  # River's preprocessing loads pandas and scikit-learn: not fo
     from river import preprocessing
 
 
+#: A variance under this fraction of (1 + mean^2) is float rounding, not a difference between
+#: customers: pooling identical means from several workers leaves ~1e-34, which as a standard
+#: deviation would blow rounding up into whole standardized units.
+NOISE_VAR = 1e-12
+
+
+def signal_var(mean: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """``var`` with noise-level entries set to 0, so an input (nearly) constant for everyone
+    gets no weight in the distance (on transaction-only data: every click feature)."""
+    return np.where(var > NOISE_VAR * (1.0 + mean ** 2), var, 0.0)
+
+
+def scaled_one(scaler: preprocessing.StandardScaler, x: Mapping[str, float]) -> dict[str, float]:
+    """One vector's z-scores, as :func:`scaled_matrix` gives them (River's ``transform_one``
+    would scale a rounding-level variance up)."""
+    out = {}
+    for f, v in x.items():
+        mean, var = scaler.means[f], scaler.vars[f]
+        out[f] = (v - mean) / math.sqrt(var) if var > NOISE_VAR * (1.0 + mean * mean) else 0.0
+    return out
+
+
 def scaled_matrix(
     scaler: preprocessing.StandardScaler, features: Sequence[str], xs: Sequence[Mapping[str, float]]
 ) -> np.ndarray:
     """Rows of z-scores, exactly as ``scaler.transform_one`` would give them."""
     mean = np.array([scaler.means[f] for f in features])
-    var = np.array([scaler.vars[f] for f in features])
+    var = signal_var(mean, np.array([scaler.vars[f] for f in features]))
     std = np.sqrt(np.where(var > 0, var, 1.0))
     raw = np.array([[x[f] for f in features] for x in xs], dtype=float).reshape(len(xs), len(features))
     # as River's StandardScaler: a feature with no variance scales to 0

@@ -263,3 +263,17 @@ def test_nearest__is_the_marginless_assignment_with_columns_matched_by_name() ->
     got_ids, got_d = m.nearest(np.array([[x[f] for f in names] for x in xs]), names)
     assert got_ids.tolist() == ids == [1, 2, 0]
     assert got_d == pytest.approx(dists)
+
+
+def test_an_input_constant_for_everyone__has_no_weight_after_a_multi_worker_merge() -> None:
+    # transaction-only history: the click features are the same for every customer on every
+    # worker; pooling equal means left a variance of ~1e-34 that scaled rounding into whole units
+    rng = np.random.default_rng(4)
+    rows = [np.column_stack([rng.normal(0, 1, (n, 2)), np.full(n, 0.1)]) for n in (7, 11, 13, 1000)]
+    summaries = [summary(f"w{i}", r, r[:2], [1, 1]) for i, r in enumerate(rows)]
+    mean, var = pooled_scaler(summaries)
+    assert var[2] == 0.0 and var[:2].min() > 0.5
+    centers = np.array([[-1.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    m = SegmentModel.first([f"f{i}" for i in range(D)], mean, var, centers, np.ones(2))
+    z = m.scale(np.array([[mean[0], mean[1], 0.1], [mean[0], mean[1], 0.1 + 1e-15]]))
+    assert z[:, 2].tolist() == [0.0, 0.0]  # a rounding difference is no distance

@@ -1,0 +1,82 @@
+"""When the leader's model work runs: on the wall clock live, at fixed event-time points on history.
+
+Live, the leader merges, re-fits and re-scores on wall-clock timers
+(``model_sync_s``, ``catalog_refresh_s``, ``rescore_every_s``). A replay (or
+a backlog) runs at full speed: a wall second can hold days of event time, so
+timers would put a machine-dependent number of re-fits into each day of
+history, and two runs of the same files would end with different segments.
+So while the engine reads history (``clock=event`` and its events more than
+:data:`HISTORY_BEHIND_MS` behind the wall clock), the work runs once at every
+``history_step_hours`` boundary of event time instead, on a grid fixed in
+epoch time, with the batch pipeline paused: a batch is cut at each boundary,
+the work runs, and only then are the events past it applied. Two replays of
+the same history then change the model at the same event-time points.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from streamseg.timeunits import HOUR_MS
+
+#: The engine reads history when its events are this far behind the wall clock; live
+#: streams lag by seconds.
+HISTORY_BEHIND_MS = 10 * 60 * 1000.0
+#: No batch of history for this long: the history is drained, the leader's timers resume (the
+#: event clock stands still, so nobody is stale and memberships stay as the last step left them).
+HISTORY_IDLE_MS = 5_000.0
+
+
+class Pace:
+    """Cuts batches of history at event-time step boundaries and says when a step is due.
+
+    ``step_hours`` apart, on a grid starting at the epoch; the first batch only
+    sets where the pace stands (nothing is due before any history was applied).
+
+    >>> pace = Pace("event", step_hours=1.0, wall_ms=lambda: 100 * HOUR_MS)
+    >>> ts = [0.5 * HOUR_MS, 0.9 * HOUR_MS, 1.2 * HOUR_MS, 3.5 * HOUR_MS, 0.95 * HOUR_MS]
+    >>> pace.cut(ts)  # per part: indices of its events, and the step (ms) run before it, if any
+    [([0, 1, 4], None), ([2], 3600000.0), ([3], 10800000.0)]
+    >>> pace.history
+    True
+    >>> Pace("event", 1.0, wall_ms=lambda: 3.6 * HOUR_MS).cut(ts)  # live: one part, no step
+    [([0, 1, 2, 3, 4], None)]
+    """
+
+    def __init__(self, clock: str, step_hours: float, wall_ms: Callable[[], float]) -> None:
+        self.clock = clock  # settings.clock: only the event clock can read history
+        self.step_ms = step_hours * HOUR_MS
+        self.wall_ms = wall_ms
+        self._history_at: float | None = None  # wall time of the last batch of history
+        self._step: int | None = None  # the grid step the engine's events have reached
+
+    @property
+    def history(self) -> bool:
+        """The engine is reading history (its last batch was, within :data:`HISTORY_IDLE_MS`):
+        the leader's wall-clock timers stand aside."""
+        return self._history_at is not None and self.wall_ms() - self._history_at < HISTORY_IDLE_MS
+
+    def cut(self, ts_ms: Sequence[float]) -> list[tuple[list[int], float | None]]:
+        """A batch's event times -> its parts in order: event indices (in batch order) and
+        the step due before the part is applied (its event time; None: none due).
+
+        Events of a step already passed (another partition behind) go in the first part.
+        """
+        if ts_ms:
+            wall = self.wall_ms()
+            reading = self.clock == "event" and self.step_ms > 0 and \
+                wall - max(ts_ms) > HISTORY_BEHIND_MS
+            self._history_at = wall if reading else None
+        if self._history_at is None or not ts_ms:
+            return [(list(range(len(ts_ms))), None)]
+        steps = [int(t // self.step_ms) for t in ts_ms]
+        if self._step is None:
+            self._step = min(steps)
+        parts: dict[int, list[int]] = {}
+        for i, s in enumerate(steps):
+            parts.setdefault(max(s, self._step), []).append(i)
+        out = []
+        for s in sorted(parts):
+            out.append((parts[s], s * self.step_ms if s > self._step else None))
+            self._step = s
+        return out
