@@ -12,7 +12,7 @@ One event's path::
     Engine.prepare       decode (events/decode.py) or a dead letter
     Engine._process      store.apply, via Retrier (retry.py); refused for good: the
                          batch's events are dead letters. Once applied, never.
-      _account           counts, late events, EngineClock.advance (clock.py)
+      Intake.account     counts, late events; EngineClock.advance (clock.py)
       _segment           LocalLearner.learn / count (segmenting/local.py)
                          [standalone: Leader.lead_locally (leader/)]
                          no model yet: HeldBack.hold (held.py), store's held set
@@ -32,14 +32,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from streamseg.clock import EngineClock
 from streamseg.drift import DriftConfig, DriftMonitor, DriftReport
-from streamseg.events.decode import Rejection
 from streamseg.events.models import Event
 from streamseg.features.registry import MODEL_FEATURES, derive, model_input
 from streamseg.features.store import CustomerUpdate, FeatureStore
@@ -278,7 +276,8 @@ class Engine:
         """
         changes: list[SegmentUpdate] = []
         try:
-            applied_ts = self._account(events, origin, updates, dead, report)
+            applied_ts, newest = self.intake.account(events, origin, updates, dead, report)
+            self.clock.advance(newest)
             changes = self._segment(updates, applied_ts)
             if self.assigner.model is None and updates:  # before any model: held, in the store too
                 self.warmup.begin(self.wall_ms())
@@ -336,40 +335,6 @@ class Engine:
         await self.leader.flush_catalog()
 
     # -- steps ------------------------------------------------------------------
-    def _account(
-        self, events: list[Event], origin: list[tuple[InMessage, int | None]],
-        updates: dict[str, CustomerUpdate], dead: list[DeadLetter], report: BatchReport,
-    ) -> dict[str, int]:
-        """Count outcomes, dead-letter late events; return newest applied ts per customer."""
-        cursor = dict.fromkeys(updates, 0)
-        applied_ts: dict[str, int] = {}
-        outcomes: Counter[tuple[str, str]] = Counter()  # one metric update per label set
-        digests: dict[int, str] = {}
-        newest: dict[tuple[str, int], int] = {}
-        for ev, (msg, index) in zip(events, origin, strict=True):
-            upd = updates[ev.customer_id]
-            status = upd.statuses[cursor[ev.customer_id]]
-            cursor[ev.customer_id] += 1
-            if status == "applied":
-                report.processed += 1
-                applied_ts[ev.customer_id] = max(applied_ts.get(ev.customer_id, 0), ev.ts_ms)
-                part = (msg.topic, msg.partition)
-                newest[part] = max(newest.get(part, 0), ev.ts_ms)
-                outcomes[msg.topic, "processed"] += 1
-            elif status == "duplicate":
-                report.duplicates += 1
-                outcomes[msg.topic, "duplicate"] += 1
-            else:
-                report.late += 1
-                dead.append(self.intake.dead(msg, Rejection(
-                    "late_event", "event is older than the customer's newest event by more than "
-                    f"the dedup horizon ({self.settings.dedup_horizon_days:g} days)",
-                    index, ev.customer_id), digests))
-        for (topic, outcome), n in outcomes.items():
-            self.metrics.events.labels(topic, outcome).inc(n)
-        self.clock.advance(newest)
-        return applied_ts
-
     def _segment(self, updates: dict[str, CustomerUpdate], applied_ts: dict[str, int], *,
                  learn_all: bool = False) -> list[SegmentUpdate]:
         """Learn from the batch's customers, assign them; return first assignments and changes.

@@ -4,7 +4,9 @@
 envelopes), dead-lettering what cannot be read, is not allowed or is too large;
 every dead letter carries a bounded prefix of the original bytes, its size and
 SHA-256 (:meth:`Intake.dead`), so it always fits the DLQ. Pure CPU, no I/O:
-the engine runs it while the previous batch waits on Redis and Kafka.
+the engine runs it while the previous batch waits on Redis and Kafka. Once the
+store has applied a batch, :meth:`Intake.account` counts what became of each event
+(applied, a duplicate, or too late: a dead letter).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from streamseg.events.models import Event
 from streamseg.publish.records import DeadLetter
 
 if TYPE_CHECKING:
+    from streamseg.engine import BatchReport
+    from streamseg.features.store import CustomerUpdate
     from streamseg.metrics import Metrics
     from streamseg.settings import Settings
 
@@ -110,3 +114,38 @@ class Intake:
         digests: dict[int, str] = {}
         return [self.dead(msg, Rejection("processing_error", detail, index, ev.customer_id), digests)
                 for ev, (msg, index) in zip(events, origin, strict=True)]
+
+    def account(
+        self, events: list[Event], origin: list[tuple[InMessage, int | None]],
+        updates: dict[str, CustomerUpdate], dead: list[DeadLetter], report: BatchReport,
+    ) -> tuple[dict[str, int], dict[tuple[str, int], int]]:
+        """What the store did with each event: count outcomes (metrics and ``report``),
+        dead-letter late events. Returns the newest applied event time per customer, and
+        per (topic, partition) for the clock."""
+        cursor = dict.fromkeys(updates, 0)
+        applied_ts: dict[str, int] = {}
+        outcomes: Counter[tuple[str, str]] = Counter()  # one metric update per label set
+        digests: dict[int, str] = {}
+        newest: dict[tuple[str, int], int] = {}
+        for ev, (msg, index) in zip(events, origin, strict=True):
+            upd = updates[ev.customer_id]
+            status = upd.statuses[cursor[ev.customer_id]]
+            cursor[ev.customer_id] += 1
+            if status == "applied":
+                report.processed += 1
+                applied_ts[ev.customer_id] = max(applied_ts.get(ev.customer_id, 0), ev.ts_ms)
+                part = (msg.topic, msg.partition)
+                newest[part] = max(newest.get(part, 0), ev.ts_ms)
+                outcomes[msg.topic, "processed"] += 1
+            elif status == "duplicate":
+                report.duplicates += 1
+                outcomes[msg.topic, "duplicate"] += 1
+            else:
+                report.late += 1
+                dead.append(self.dead(msg, Rejection(
+                    "late_event", "event is older than the customer's newest event by more than "
+                    f"the dedup horizon ({self.settings.dedup_horizon_days:g} days)",
+                    index, ev.customer_id), digests))
+        for (topic, outcome), n in outcomes.items():
+            self.metrics.events.labels(topic, outcome).inc(n)
+        return applied_ts, newest
