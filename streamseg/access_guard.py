@@ -1,4 +1,4 @@
-"""Ends a worker at the first sign that the Kafka cluster refuses it (see :class:`AccessGuard`).
+"""Ends a worker at the first sign that Kafka or Redis refuses it (see :class:`AccessGuard`).
 
 The worker's agents, timers and Faust's own start-up hand every Kafka error
 they meet to one guard (:func:`streamseg.app.create_app` wires it), and

@@ -10,8 +10,8 @@ from urllib.parse import urlsplit
 
 import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import AuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from streamseg.devstack import free_port
@@ -94,7 +94,7 @@ async def test_authenticates_and_selects_the_database_of_the_url(
         finally:
             await r.close()
         wrong = HashReader(f"redis://{user}:not-the-secret@{host}/3")
-        with pytest.raises(ResponseError):
+        with pytest.raises(AuthenticationError):  # as redis-py classes it: a refusal, no outage
             await wrong.hgetall([key])
         await wrong.close()
     finally:
