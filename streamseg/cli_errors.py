@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from aiokafka.errors import KafkaConnectionError
 from pydantic import ValidationError
-from redis.exceptions import AuthenticationError, NoPermissionError, RedisError
+from redis.exceptions import RedisError
 
 from streamseg.errors import BrokerUnavailable, ConfigError, StoreUnavailable, StreamsegError
 from streamseg.settings import Settings
@@ -61,12 +61,6 @@ def answer(exc: BaseException, settings: Settings | None) -> Answer | None:
             return Answer(RUNTIME, f"{refused}; its Redis data is already removed: run "
                           "`streamseg forget` again once that is fixed")
         return Answer(RUNTIME, str(refused))
-    refusal = next((e for e in _chain(exc) if isinstance(e, AuthenticationError | NoPermissionError)),
-                   None)
-    if refusal is not None:  # raised where the store's contract did not wrap it
-        where = f" at {without_password(settings.redis_url)}" if settings is not None else ""
-        return Answer(RUNTIME, f"Redis refused streamseg{where} ({refusal}): check the user and "
-                      "password in STREAMSEG_REDIS_URL and the user's ACL")
     if any(isinstance(e, StoreUnavailable | RedisError) for e in _chain(exc)):
         return Answer(RUNTIME, redis_unreachable(settings, exc))
     if not isinstance(exc, ErasureIncomplete) and settings is not None and any(
