@@ -39,7 +39,11 @@ class _Connections(BaseSettings):
 
     # --- connections -----------------------------------------------------
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="host:port[,host:port...]")
-    redis_url: str = Field("redis://127.0.0.1:6379/0", description="redis:// or rediss:// URL")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="redis:// or rediss:// URL; a Redis "
+                           "Cluster: redis+cluster://host:port[,host:port...] (seed nodes)")
+    redis_wait_replicas: int = Field(
+        0, ge=0, description="a worker acknowledges a batch only once this many replicas of each "
+        "Redis node written to hold its writes (WAIT); 1 on a cluster with replicas survives a failover")
     app_id: str = Field("streamseg", description="Faust app id = Kafka consumer group")
     kafka_connect_timeout_s: float = Field(
         10.0, gt=0, description="how long a command waits for an unreachable Kafka cluster "

@@ -71,8 +71,9 @@ def params_json(v: object) -> str:
 
 
 def redis_scheme(v: str) -> str:
-    if not v.startswith(("redis://", "rediss://", "unix://")):
-        raise ValueError("STREAMSEG_REDIS_URL must start with redis://, rediss:// or unix://")
+    if not v.startswith(("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")):
+        raise ValueError("STREAMSEG_REDIS_URL must start with redis://, rediss:// or unix:// "
+                         "(redis+cluster:// or rediss+cluster:// for a Redis Cluster)")
     return v
 
 

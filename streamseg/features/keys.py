@@ -39,6 +39,22 @@ class Keys:
         """Hash: segment id -> number of customers currently in it."""
         return f"{self.prefix}:segments:sizes"
 
+    def segment_sizes_at(self, tag: str) -> str:
+        """Hash: segment id -> customers in it, of the cluster slot ``tag`` hashes to.
+
+        On Redis Cluster the sizes are counted per slot (summed on read), so the
+        membership script changes a customer and its counter in one slot.
+        """
+        return f"{self.prefix}:{{{tag}}}:sizes"
+
+    def scored_at(self, tag: str) -> str:
+        """Sorted set: :meth:`scored` for the customers of one bucket of slots (Redis Cluster)."""
+        return f"{self.prefix}:{{{tag}}}:scored"
+
+    def held_at(self, tag: str) -> str:
+        """Set: :meth:`held` for the customers of one bucket of slots (Redis Cluster)."""
+        return f"{self.prefix}:{{{tag}}}:held"
+
     def scored(self) -> str:
         """Sorted set: customer id -> event time (ms) its segment was last evaluated at.
 

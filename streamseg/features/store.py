@@ -31,23 +31,28 @@ features are derived without a second read.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.commands.core import AsyncScript
 from redis.exceptions import (
     AuthenticationError,
     ClusterDownError,
+    ClusterError,
     NoPermissionError,
     NoScriptError,
     OutOfMemoryError,
     ReadOnlyError,
+    RedisClusterException,
     RedisError,
     ResponseError,
+    SlotNotCoveredError,
     TryAgainError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -55,6 +60,14 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from streamseg.errors import StoreRefused, StoreUnavailable
 from streamseg.events.models import ClickEvent, Event, TransactionEvent
+from streamseg.features.cluster import (
+    ClusterPlacement,
+    Durable,
+    Placement,
+    cluster_sizes,
+    connect,
+    is_cluster_url,
+)
 from streamseg.features.fastread import HashReader
 from streamseg.features.keys import Keys
 from streamseg.publish.records import CatalogEntry
@@ -71,7 +84,11 @@ WORKER_STATUS_TTL_S = DAY_S
 #: for a while -- full (maxmemory), a read-only replica, a cluster in transition or a replica
 #: without its master (MasterDownError is a ClusterDownError): an outage to wait out
 _OUTAGES = (RedisConnectionError, RedisTimeoutError, OSError,
-            OutOfMemoryError, ReadOnlyError, TryAgainError, ClusterDownError)
+            OutOfMemoryError, ReadOnlyError, TryAgainError, ClusterDownError,
+            ClusterError, SlotNotCoveredError)  # Redis Cluster: redirects or failovers not settled
+#: redis-py's cluster client says it reaches no node, or no agreed slot map, only in words
+_CLUSTER_OUTAGES = ("Redis Cluster cannot be connected", "All slots are not covered",
+                    "startup_nodes could not agree")
 #: The same refusals by their error code, for replies redis-py's parser has not classed:
 #: MISCONF (a failed snapshot) and BUSY (a long script) have no class, and HashReader
 #: hands hiredis' error replies over as plain ResponseErrors
@@ -93,7 +110,7 @@ def is_outage(exc: BaseException) -> bool:
         return False
     return isinstance(exc, _OUTAGES) or (
         isinstance(exc, ResponseError) and str(exc).split(" ", 1)[0] in _REFUSAL_CODES
-    )
+    ) or (isinstance(exc, RedisClusterException) and str(exc).startswith(_CLUSTER_OUTAGES))
 
 
 @contextmanager
@@ -113,7 +130,7 @@ def unavailable_on_outage(what: str) -> Iterator[None]:
     """
     try:
         yield
-    except (RedisError, OSError) as exc:  # OSError: socket errors and timeouts redis-py let through
+    except (RedisError, RedisClusterException, OSError) as exc:  # OSError: socket errors redis-py let through
         if isinstance(exc, AuthenticationError | NoPermissionError):
             raise StoreRefused(f"Redis refused streamseg while {what} ({exc}): check the user and "
                                "password in STREAMSEG_REDIS_URL and the user's ACL") from exc
@@ -271,15 +288,19 @@ class RedisFeatureStore:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: aioredis.Redis | RedisCluster,
         keys: Keys,
         *,
         dedup_horizon_days: float,
         retention_days: float,
         halflife_days: float = 30.0,
         hashes: HashReader | None = None,
+        placement: Placement | None = None,
+        wait_replicas: int = 0,
     ) -> None:
         self.client = client
+        self.placement = placement or Placement(keys)  # where the keys every worker writes live
+        self.durable = Durable(client, wait_replicas)  # batch writes wait for replicas (cluster doc)
         self.hashes = hashes  # the lean path for HGETALL-heavy reads (None: through redis-py)
         self.keys = keys
         self.horizon_ms = int(dedup_horizon_days * DAY_MS)
@@ -291,10 +312,15 @@ class RedisFeatureStore:
         self._membership = client.register_script(MEMBERSHIP_LUA)
 
     @classmethod
-    def from_url(cls, url: str, keys: Keys, **kw: float) -> RedisFeatureStore:
+    def from_url(cls, url: str, keys: Keys, *, wait_replicas: int = 0, **kw: Any) -> RedisFeatureStore:
+        """A store on a single Redis (``redis://``, ``rediss://``, ``unix://``) or a Redis
+        Cluster (``redis+cluster://``, see :mod:`streamseg.features.cluster`)."""
+        if is_cluster_url(url):
+            return cls(connect(url, socket_timeout=5, socket_connect_timeout=2), keys,
+                       placement=ClusterPlacement(keys), wait_replicas=wait_replicas, **kw)
         client = aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
         hashes = None if url.startswith("rediss://") else HashReader(url)  # no TLS in the lean path
-        return cls(client, keys, hashes=hashes, **kw)
+        return cls(client, keys, hashes=hashes, wait_replicas=wait_replicas, **kw)
 
     async def _load(self) -> str:
         self._sha = str(await self.client.script_load(self._script))
@@ -317,18 +343,17 @@ class RedisFeatureStore:
         pipe = self.client.pipeline(transaction=False)
         for cid, evs in groups.items():
             payload = orjson.dumps([compact(e) for e in evs])
-            pipe.evalsha(sha, 2, self.keys.state(cid), self.keys.seen(cid), payload,
-                         self.horizon_ms, self.ttl_s, self.halflife_ms)
-        # the sweep's index; a separate command (another slot in Redis Cluster), same round trip
-        pipe.zadd(self.keys.scored(), {cid: max(e.ts_ms for e in evs) for cid, evs in groups.items()},
-                  gt=True)
-        replies = await pipe.execute(raise_on_error=False)
+            pipe.execute_command(  # not pipe.evalsha: redis-py's cluster pipeline blocks that name
+                "EVALSHA", sha, 2, self.keys.state(cid), self.keys.seen(cid), payload,
+                self.horizon_ms, self.ttl_s, self.halflife_ms)
+        # the sweep's index; separate commands (other slots in Redis Cluster), same round trip
+        for key, cids in self.placement.by(self.placement.scored, groups).items():
+            pipe.zadd(key, {cid: max(e.ts_ms for e in groups[cid]) for cid in cids}, gt=True)
+        replies = await self.durable.execute(pipe, [self.keys.state(cid) for cid in groups])
         for r in replies:
-            if isinstance(r, NoScriptError):
+            if isinstance(r, Exception):  # NoScriptError too: the caller loads the script
                 raise r
-            if isinstance(r, Exception):
-                raise r
-        return replies[:-1]
+        return replies[: len(groups)]
 
     async def write_memberships(self, changes: Sequence[Membership]) -> MembershipWrite:
         """Store current membership and keep segment sizes exact; one round trip.
@@ -339,14 +364,10 @@ class RedisFeatureStore:
         """
         if not changes:
             return MembershipWrite()
-        pipe = self.client.pipeline(transaction=False)
-        sizes = self.keys.segment_sizes()
+        calls = [([self.keys.state(m.customer_id), self.placement.sizes(m.customer_id)],
+                  [m.segment_id, repr(m.distance), m.model_version, m.reasons]) for m in changes]
         with unavailable_on_outage("writing memberships"):
-            for m in changes:
-                await self._membership(keys=[self.keys.state(m.customer_id), sizes],  # queued, not sent
-                                       args=[m.segment_id, repr(m.distance), m.model_version, m.reasons],
-                                       client=pipe)
-            written = await pipe.execute()
+            written = await self._scripted(self._membership, calls)
         out = MembershipWrite()
         for m, stored in zip(changes, written, strict=True):
             was = None if stored == -2 else int(stored)
@@ -355,6 +376,24 @@ class RedisFeatureStore:
             elif was != m.previous_segment_id:
                 out.raced[m.customer_id] = was
         return out
+
+    async def _scripted(self, script: AsyncScript,
+                        calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
+        """One script called once per (keys, args), pipelined; loaded first where a node lacks it
+        (a promoted replica, a restarted server)."""
+        for attempt in range(2):
+            pipe = self.client.pipeline(transaction=False)
+            for keys, args in calls:
+                pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            replies = await self.durable.execute(pipe, [keys[0] for keys, _ in calls])
+            if attempt == 0 and any(isinstance(r, NoScriptError) for r in replies):
+                await self.client.script_load(script.script)
+                continue
+            for r in replies:
+                if isinstance(r, Exception):
+                    raise r
+            return replies
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def forget(self, customer_id: str) -> Forgotten:
         """Erase a customer: state, membership and dedup entries; keep segment sizes true.
@@ -367,10 +406,10 @@ class RedisFeatureStore:
             seg_now, seg, had_state, had_seen = await self._forget(
                 keys=[state_key, seen_key, self.keys.erasing(customer_id)], args=[self.ttl_s])
             pipe = self.client.pipeline(transaction=False)
-            pipe.zrem(self.keys.scored(), customer_id)  # the re-scoring index names the customer,
-            pipe.srem(self.keys.held(), customer_id)  # and so may the held set
+            pipe.zrem(self.placement.scored(customer_id), customer_id)  # the re-scoring index names
+            pipe.srem(self.placement.held(customer_id), customer_id)  # the customer, and so may held
             if seg_now:
-                pipe.hincrby(self.keys.segment_sizes(), str(int(seg_now)), -1)
+                pipe.hincrby(self.placement.sizes(customer_id), str(int(seg_now)), -1)
             await pipe.execute()
         removed = [k for k, n in ((state_key, had_state), (seen_key, had_seen)) if int(n)]
         return Forgotten(removed, int(seg) if seg else None)
@@ -382,6 +421,10 @@ class RedisFeatureStore:
 
     async def segments(self) -> tuple[dict[int, CatalogEntry], dict[int, int]]:
         """The catalog (as the engine last wrote it) and live segment sizes; one round trip."""
+        if isinstance(self.client, RedisCluster):
+            with unavailable_on_outage("reading the catalog"):
+                raw_catalog = await self.client.hgetall(self.keys.catalog())
+            return _catalog(raw_catalog), await self.segment_sizes()  # type: ignore[arg-type]
         pipe = self.client.pipeline(transaction=False)
         pipe.hgetall(self.keys.catalog())
         pipe.hgetall(self.keys.segment_sizes())
@@ -431,27 +474,50 @@ class RedisFeatureStore:
 
         Customers whose state has expired (retention) leave the index here.
         """
-        key = self.keys.scored()
         with unavailable_on_outage("reading stale customers"):
-            raw_ids = await self.client.zrangebyscore(key, "-inf", f"({before_ms!r}", start=0, num=limit)
-            cids = [c.decode() if isinstance(c, bytes) else str(c) for c in raw_ids]
+            cids = await self._oldest(before_ms, limit)
             if not cids:
                 return {}
             flats = await self._hgetall([self.keys.state(cid).encode() for cid in cids])
             gone = [cid for cid, flat in zip(cids, flats, strict=True) if not flat]
             if gone:
-                await self.client.zrem(key, *gone)
+                await self._grouped("ZREM", self.placement.scored, gone)
         return {cid: parse_state(flat) for cid, flat in zip(cids, flats, strict=True) if flat}
+
+    async def _oldest(self, before_ms: float, limit: int) -> list[str]:
+        """Up to ``limit`` customer ids scored before ``before_ms``, oldest first, over every index."""
+        pipe = self.client.pipeline(transaction=False)
+        for key in self.placement.all_scored():
+            pipe.zrangebyscore(key, "-inf", f"({before_ms!r}", start=0, num=limit, withscores=True)
+        found = sorted((score, c) for part in await pipe.execute() for c, score in part)
+        return [c.decode() if isinstance(c, bytes) else str(c) for _, c in found[:limit]]
+
+    async def _grouped(self, command: str, key_of: Callable[[str], str], customer_ids: Sequence[str],
+                       *args: Any) -> None:
+        """``command key *customers`` for each key ``key_of`` places the customers in; one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for key, cids in self.placement.by(key_of, customer_ids).items():
+            pipe.execute_command(command, key, *args, *cids)
+        await pipe.execute()
 
     async def mark_scored(self, customer_ids: Sequence[str], at_ms: float) -> None:
         """Record that these customers were evaluated as of ``at_ms`` (never moves back)."""
         if not customer_ids:
             return
         with unavailable_on_outage("marking customers scored"):
-            await self.client.zadd(self.keys.scored(), dict.fromkeys(customer_ids, at_ms), gt=True)
+            pipe = self.client.pipeline(transaction=False)
+            for key, cids in self.placement.by(self.placement.scored, customer_ids).items():
+                pipe.zadd(key, dict.fromkeys(cids, at_ms), gt=True)
+            await pipe.execute()
 
     async def segment_sizes(self) -> dict[int, int]:
         with unavailable_on_outage("reading segment sizes"):
+            if isinstance(self.client, RedisCluster):  # per-slot counters, summed
+                out: dict[int, int] = {}
+                for flat in await cluster_sizes(self.client, self.keys):
+                    for i in range(0, len(flat), 2):
+                        out[int(flat[i])] = out.get(int(flat[i]), 0) + int(flat[i + 1])
+                return out
             raw = await self.client.hgetall(self.keys.segment_sizes())
         return {int(k): int(v) for k, v in raw.items()}
 
@@ -488,22 +554,28 @@ class RedisFeatureStore:
         """Remember customers that still need a first assignment (see ``Keys.held``)."""
         if customer_ids:
             with unavailable_on_outage("holding customers"):
-                await self.client.sadd(self.keys.held(), *customer_ids)
+                await self._grouped("SADD", self.placement.held, customer_ids)
 
     async def held(self, limit: int) -> list[str]:
         with unavailable_on_outage("reading held customers"):
-            raw = await self.client.srandmember(self.keys.held(), limit)
-        return [c.decode() if isinstance(c, bytes) else str(c) for c in raw or []]
+            pipe = self.client.pipeline(transaction=False)
+            for key in self.placement.all_held():
+                pipe.srandmember(key, limit)
+            raw = [c for part in await pipe.execute() for c in part or []][:limit]
+        return [c.decode() if isinstance(c, bytes) else str(c) for c in raw]
 
     async def held_count(self) -> int:
         """Customers in the held set: before the first model, every distinct customer seen."""
         with unavailable_on_outage("counting held customers"):
-            return int(await self.client.scard(self.keys.held()))
+            pipe = self.client.pipeline(transaction=False)
+            for key in self.placement.all_held():
+                pipe.scard(key)
+            return sum(int(n) for n in await pipe.execute())
 
     async def release(self, customer_ids: Sequence[str]) -> None:
         if customer_ids:
             with unavailable_on_outage("releasing customers"):
-                await self.client.srem(self.keys.held(), *customer_ids)
+                await self._grouped("SREM", self.placement.held, customer_ids)
 
     async def states(self, customer_ids: Sequence[str]) -> list[dict[str, float | str]]:
         """Several customers' states in one pipelined round trip ({} for an unknown customer)."""

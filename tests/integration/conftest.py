@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streamseg.devstack import DevStack, ManagedProcess, free_port
 from streamseg.devstack.processes import wait_for_port
+from streamseg.devstack.valkey_cluster import ValkeyCluster
 from streamseg.settings import Settings
 from streamseg.topics import ensure_topics
 
@@ -45,6 +46,16 @@ def stack(request: pytest.FixtureRequest,
     broker = getattr(request, "param", "kafka")
     with DevStack(workdir=tmp_path_factory.mktemp(f"devstack-{broker}"), broker=broker) as st:
         yield st
+
+
+@pytest.fixture(scope="session")
+def valkey_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ValkeyCluster]:
+    """3 masters + 3 replicas on loopback, shared by the Redis Cluster tests (fresh key prefixes)."""
+    cluster = ValkeyCluster(tmp_path_factory.mktemp("valkey-cluster"))
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
 
 
 def unique_settings(stack: DevStack, **overrides: object) -> Settings:

@@ -30,6 +30,7 @@ from streamseg.events.models import Event
 from streamseg.features.keys import Keys
 from streamseg.features.reference import accumulate
 from streamseg.features.registry import DAY_MS, HALFLIFE_DAYS
+from streamseg.features.store import RedisFeatureStore
 from streamseg.generate import assign_personas, simulate
 from streamseg.settings import Settings
 from tests.support import wait_until
@@ -233,20 +234,21 @@ async def wait_drained(settings: Settings, produced: int, workers: list[WorkerPr
     events acknowledged; a worker's timer assigns them once it has a model (every
     second), so a committed stream alone does not mean every membership is written.
     """
-    held = aioredis.Redis.from_url(settings.redis_url)
+    held = RedisFeatureStore.from_url(settings.redis_url, Keys(settings.key_prefix),  # cluster too
+                                      dedup_horizon_days=1, retention_days=1)
 
     async def drained() -> bool:
         for w in workers:
             assert w.proc.running, f"{w.proc.name} died:\n{w.log()[-3000:]}"
         done = await committed_total(settings)
         assert done <= produced, f"committed {done} offsets for {produced} records"
-        return done == produced and not await held.scard(Keys(settings.key_prefix).held())
+        return done == produced and not await held.held_count()
 
     try:
         await wait_until(drained, timeout, f"the worker group to commit all {produced} input "
                          "offsets and assign every held-back customer")
     finally:
-        await held.aclose()
+        await held.close()
 
 
 def metric(port: int, name: str, **labels: str) -> float:
