@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import random
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import orjson
 import pytest
 from redis.asyncio.cluster import RedisCluster
 
@@ -26,7 +29,7 @@ from streamseg.devstack import DevStack
 from streamseg.devstack.valkey_cluster import ValkeyCluster, ValkeyNode
 from streamseg.errors import StoreUnavailable
 from streamseg.events.models import Event
-from streamseg.features.cluster import connect
+from streamseg.features.cluster import ClusterPlacement, connect
 from streamseg.features.keys import Keys
 from streamseg.features.reference import accumulate
 from streamseg.features.registry import DAY_MS, HALFLIFE_DAYS
@@ -52,6 +55,7 @@ from .streams import (
 
 pytestmark = pytest.mark.integration
 HORIZON_DAYS = 30.0
+TOKEN = "ops-token-0123456789abcdef"
 
 
 @pytest.fixture
@@ -195,10 +199,36 @@ async def test_master_killed_mid_stream__promoted_replica_has_every_acknowledged
         await store.close()
 
 
+def http(settings: Settings, method: str, path: str) -> tuple[int, dict]:
+    req = urllib.request.Request(f"http://127.0.0.1:{settings.web_port}{path}", method=method,
+                                 headers={"Authorization": f"Bearer {TOKEN}"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, orjson.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, orjson.loads(err.read())
+
+
+async def assert_lookup_and_erasure(settings: Settings, client: RedisCluster, cid: str) -> None:
+    """The worker's API answers from the cluster, and erases there (sizes summed over slots)."""
+    store = RedisFeatureStore(client, Keys(settings.key_prefix), dedup_horizon_days=1, retention_days=1,
+                              placement=ClusterPlacement(Keys(settings.key_prefix)))
+    stored = int(float(await client.hget(Keys(settings.key_prefix).state(cid), "seg")))
+    status, body = await asyncio.to_thread(http, settings, "GET", f"/v1/customers/{cid}")
+    assert status == 200 and body["segment_id"] == stored, body
+    sizes = await store.segment_sizes()
+    status, body = await asyncio.to_thread(http, settings, "DELETE", f"/v1/customers/{cid}")
+    assert status == 200 and body["segment_id"] == stored, body
+    assert await store.segment_sizes() == {**sizes, stored: sizes[stored] - 1}
+    status, _ = await asyncio.to_thread(http, settings, "GET", f"/v1/customers/{cid}")
+    assert status == 404
+
+
 async def test_worker_on_a_cluster__rides_through_a_master_kill(
     stack: DevStack, healthy: ValkeyCluster, cluster_client: RedisCluster, tmp_path: Path,
 ) -> None:
-    settings = unique_settings(stack, redis_url=healthy.url, redis_wait_replicas=1)
+    settings = unique_settings(stack, redis_url=healthy.url, redis_wait_replicas=1,
+                               api_tokens=f"ops:{TOKEN}")
     await ensure_topics(settings)
     wl = make_workload(settings, customers=120, seed=21)
     first, rest = wl.chunks(0.5)
@@ -214,4 +244,5 @@ async def test_worker_on_a_cluster__rides_through_a_master_kill(
         await wait_drained(settings, len(wl.records), [worker], timeout=180)
         await assert_features_match_reference(settings, cluster_client, wl)  # type: ignore[arg-type]
         await assert_memberships_published(settings, cluster_client, wl)  # type: ignore[arg-type]
+        await assert_lookup_and_erasure(settings, cluster_client, next(iter(wl.events)))
     assert healthy.roles()[victim.port] == "slave"
