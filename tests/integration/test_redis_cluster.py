@@ -246,3 +246,17 @@ async def test_worker_on_a_cluster__rides_through_a_master_kill(
         await assert_memberships_published(settings, cluster_client, wl)  # type: ignore[arg-type]
         await assert_lookup_and_erasure(settings, cluster_client, next(iter(wl.events)))
     assert healthy.roles()[victim.port] == "slave"
+
+
+async def test_wait_for_a_replica_that_does_not_exist__acknowledges_nothing(stack: DevStack) -> None:
+    """A single Valkey has no replica: with ``wait_replicas=1`` every batch is an outage."""
+    wl = store_workload(customers=3, seed=7)
+    store = RedisFeatureStore.from_url(stack.redis_url, Keys(f"w{uuid.uuid4().hex[:8]}"),
+                                       dedup_horizon_days=HORIZON_DAYS, retention_days=HORIZON_DAYS,
+                                       wait_replicas=1)
+    store.durable.timeout_ms = 50
+    try:
+        with pytest.raises(StoreUnavailable, match="reached 0 of 1 replicas"):
+            await store.apply(batches(wl, 100, seed=7)[0])
+    finally:
+        await store.close()
