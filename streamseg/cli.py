@@ -111,6 +111,9 @@ def _dev_arguments(dev: argparse.ArgumentParser) -> None:
     dev.add_argument("--kafka-nodes", type=int, choices=[1, 3], default=1,
                      help="Apache Kafka nodes on loopback (3: replication factor 3, "
                      "min.insync.replicas=2)")
+    dev.add_argument("--redis-cluster", action="store_true",
+                     help="a Valkey cluster (3 masters, 3 replicas) instead of one Valkey node; "
+                     "the worker waits for a replica before acknowledging (docs/redis-cluster.md)")
 
 
 def _no_arguments(parser: argparse.ArgumentParser) -> None:

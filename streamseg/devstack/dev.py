@@ -114,12 +114,12 @@ def render_drift(snap: Snapshot) -> list[str]:
 
 
 async def memberships(settings: Settings, ids: list[str]) -> dict[str, int]:
-    import redis.asyncio as aioredis
-
     from streamseg.features.keys import Keys
+    from streamseg.features.store import RedisFeatureStore
 
     keys = Keys(settings.key_prefix)
-    client = aioredis.Redis.from_url(settings.redis_url)
+    client = RedisFeatureStore.from_url(settings.redis_url, keys, dedup_horizon_days=1,  # cluster too
+                                        retention_days=1).client
     try:
         pipe = client.pipeline(transaction=False)
         for cid in ids:
@@ -191,7 +191,8 @@ def run_dev(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     workdir = args.workdir or Path.cwd() / "streamseg-data"
     workdir.mkdir(parents=True, exist_ok=True)
-    stack = DevStack(workdir=workdir, broker=args.broker, kafka_nodes=args.kafka_nodes)
+    stack = DevStack(workdir=workdir, broker=args.broker, kafka_nodes=args.kafka_nodes,
+                     redis_cluster=getattr(args, "redis_cluster", False))
     print(f"starting {stack.broker_description} and Valkey (logs in {workdir}) ...", flush=True)
     stack.start()  # a DevStackError is the command's one line (streamseg.cli_errors)
     print(f"broker: {stack.broker_description} at {stack.bootstrap}   "

@@ -26,6 +26,7 @@ from streamseg.errors import DevStackError
 
 if TYPE_CHECKING:
     from streamseg.devstack.kafka import KafkaCluster
+    from streamseg.devstack.valkey_cluster import ValkeyCluster
     from streamseg.settings import Settings
 
 _PR_SET_PDEATHSIG = 1
@@ -187,6 +188,8 @@ class DevStack:
     kafka_extra: dict[str, str] = field(default_factory=dict)
     processes: list[ManagedProcess] = field(default_factory=list)
     kafka: KafkaCluster | None = None
+    redis_cluster: bool = False  # a Valkey cluster of 3 masters + 3 replicas instead of one node
+    valkey: ValkeyCluster | None = None
 
     def __post_init__(self) -> None:
         if self.workdir is None:
@@ -211,18 +214,23 @@ class DevStack:
         """``STREAMSEG_*`` variables that point a streamseg process at this stack."""
         return {"STREAMSEG_KAFKA_BOOTSTRAP": self.bootstrap, "STREAMSEG_REDIS_URL": self.redis_url,
                 # Tansu answers InitProducerId with an error: no idempotent producers there
-                "STREAMSEG_KAFKA_IDEMPOTENCE": str(self.broker == "kafka").lower()}
+                "STREAMSEG_KAFKA_IDEMPOTENCE": str(self.broker == "kafka").lower(),
+                # on the cluster, acknowledge only what a replica holds (docs/redis-cluster.md)
+                "STREAMSEG_REDIS_WAIT_REPLICAS": str(int(self.valkey is not None))}
 
     def settings(self, **overrides: object) -> Settings:
         """Settings for a client of this stack (see :attr:`client_env`)."""
         from streamseg.settings import Settings
 
         base: dict[str, object] = {"kafka_bootstrap": self.bootstrap, "redis_url": self.redis_url,
-                                   "kafka_idempotence": self.broker == "kafka"}
+                                   "kafka_idempotence": self.broker == "kafka",
+                                   "redis_wait_replicas": int(self.valkey is not None)}
         return Settings(**{**base, **overrides})  # type: ignore[arg-type]
 
     @property
     def redis_url(self) -> str:
+        if self.valkey is not None:
+            return self.valkey.url
         return f"redis://127.0.0.1:{self.redis_port}/0"
 
     @property
@@ -262,6 +270,15 @@ class DevStack:
         return cluster.members[0].process  # type: ignore[return-value]
 
     def start_redis(self) -> ManagedProcess:
+        if self.redis_cluster:
+            from streamseg.devstack.valkey_cluster import ValkeyCluster
+
+            self.valkey = ValkeyCluster(self.dir / "valkey-cluster")
+            try:
+                self.valkey.start()
+            finally:
+                self.processes += [n.process for n in self.valkey.nodes if n.process is not None]
+            return self.processes[-1]
         argv = [valkey_binary(), "--port", str(self.redis_port), "--bind", "127.0.0.1",
                 "--save", "", "--appendonly", "no", "--dir", str(self.dir)]
         proc = ManagedProcess("valkey", argv, self.dir / "valkey.log").start()
