@@ -37,9 +37,11 @@ from urllib.parse import urlsplit
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError, TryAgainError
 
 from streamseg.errors import StoreUnavailable
+from streamseg.features.fastread import HashReader
 from streamseg.features.keys import Keys
 
 SLOTS = 16384
@@ -184,6 +186,59 @@ async def cluster_sizes(client: RedisCluster, keys: Keys) -> list[list[bytes]]:
                 raise
             await client.nodes_manager.initialize()  # a slot moved: read the map again
     raise TryAgainError("TRYAGAIN slots moved while segment sizes were read")
+
+
+class ClusterHashReader:
+    """The lean hash reads (:class:`HashReader`) on a cluster: one connection per master.
+
+    Keys are grouped by the node the client's slot map names; a redirect or a lost
+    node (a failover, a resharding) sends that call through redis-py's cluster
+    pipeline instead, which follows it and refreshes the map for the next call.
+    """
+
+    def __init__(self, client: RedisCluster, url: str, *, timeout: float = 5.0) -> None:
+        self.client = client
+        self.auth = urlsplit(url).netloc.rpartition("@")[0]
+        self.timeout = timeout
+        self.readers: dict[str, HashReader] = {}
+
+    def _reader(self, node: ClusterNode) -> HashReader:
+        if node.name not in self.readers:
+            auth = f"{self.auth}@" if self.auth else ""
+            self.readers[node.name] = HashReader(f"redis://{auth}{node.host}:{node.port}",
+                                                 timeout=self.timeout)
+        return self.readers[node.name]
+
+    async def hgetall(self, keys: Sequence[bytes]) -> list[list[bytes]]:
+        if not self.client.nodes_manager.slots_cache:
+            await self.client.initialize()
+        groups: dict[str, tuple[ClusterNode, list[int]]] = {}
+        for i, key in enumerate(keys):
+            node = self.client.nodes_manager.get_node_from_slot(key_slot(key))
+            groups.setdefault(node.name, (node, []))[1].append(i)
+        try:
+            parts = await asyncio.gather(*(self._reader(node).hgetall([keys[i] for i in idx])
+                                           for node, idx in groups.values()))
+        except (ResponseError, RedisConnectionError) as exc:
+            if isinstance(exc, ResponseError) and not str(exc).startswith(("MOVED", "ASK")):
+                raise
+            return await self._through_redis_py(keys)
+        out: list[list[bytes]] = [[] for _ in keys]
+        for (_, idx), flats in zip(groups.values(), parts, strict=True):
+            for i, flat in zip(idx, flats, strict=True):
+                out[i] = flat
+        return out
+
+    async def _through_redis_py(self, keys: Sequence[bytes]) -> list[list[bytes]]:
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.hgetall(key)
+        return [[x for kv in raw.items() for x in kv] for raw in await pipe.execute()]
+
+    async def close(self) -> None:
+        for reader in self.readers.values():
+            await reader.close()
+        self.readers.clear()
 
 
 @dataclass

@@ -61,6 +61,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from streamseg.errors import StoreRefused, StoreUnavailable
 from streamseg.events.models import ClickEvent, Event, TransactionEvent
 from streamseg.features.cluster import (
+    ClusterHashReader,
     ClusterPlacement,
     Durable,
     Placement,
@@ -294,7 +295,7 @@ class RedisFeatureStore:
         dedup_horizon_days: float,
         retention_days: float,
         halflife_days: float = 30.0,
-        hashes: HashReader | None = None,
+        hashes: HashReader | ClusterHashReader | None = None,
         placement: Placement | None = None,
         wait_replicas: int = 0,
     ) -> None:
@@ -316,8 +317,10 @@ class RedisFeatureStore:
         """A store on a single Redis (``redis://``, ``rediss://``, ``unix://``) or a Redis
         Cluster (``redis+cluster://``, see :mod:`streamseg.features.cluster`)."""
         if is_cluster_url(url):
-            return cls(connect(url, socket_timeout=5, socket_connect_timeout=2), keys,
-                       placement=ClusterPlacement(keys), wait_replicas=wait_replicas, **kw)
+            cluster = connect(url, socket_timeout=5, socket_connect_timeout=2)
+            lean = None if url.startswith("rediss") else ClusterHashReader(cluster, url)
+            return cls(cluster, keys, hashes=lean, placement=ClusterPlacement(keys),
+                       wait_replicas=wait_replicas, **kw)
         client = aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
         hashes = None if url.startswith("rediss://") else HashReader(url)  # no TLS in the lean path
         return cls(client, keys, hashes=hashes, wait_replicas=wait_replicas, **kw)
