@@ -160,7 +160,27 @@ class ValkeyCluster:
 
     def master_of(self, key: str) -> ValkeyNode:
         """The node serving ``key``'s slot as master right now."""
-        slot = key_slot(key.encode())
+        return self.master_of_slot(key_slot(key.encode()))
+
+    def move_slot(self, slot: int) -> ValkeyNode:
+        """Reshard ``slot`` to the next master, as ``valkey-cli --cluster reshard`` does:
+        IMPORTING/MIGRATING, ``MIGRATE`` its keys in small steps, then ``SETSLOT NODE``
+        everywhere. Returns the new owner."""
+        masters = [n for n in self.nodes if n.running and self.roles().get(n.port) == "master"]
+        source = self.master_of_slot(slot)
+        target = masters[(masters.index(source) + 1) % len(masters)]
+        src, dst = source.client(), target.client()
+        src_id, dst_id = self._node_id(source), self._node_id(target)
+        dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+        src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+        while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 10):
+            src.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
+            time.sleep(0.01)  # let writes to the slot interleave with the move, as in production
+        for node in (target, source, *masters):
+            node.client().execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+        return target
+
+    def master_of_slot(self, slot: int) -> ValkeyNode:
         for n in self.nodes:
             if not n.running:
                 continue
@@ -168,7 +188,7 @@ class ValkeyCluster:
                 if start <= slot <= end:
                     port = int(primary[1])
                     return next(x for x in self.nodes if x.port == port)
-        raise DevStackError(f"no node serves the slot of {key!r}")
+        raise DevStackError(f"no node serves slot {slot}")
 
     def stop(self) -> None:
         for n in self.nodes:

@@ -24,6 +24,7 @@ from pathlib import Path
 import orjson
 import pytest
 from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
 
 from streamseg.devstack import DevStack
 from streamseg.devstack.valkey_cluster import ValkeyCluster, ValkeyNode
@@ -195,6 +196,36 @@ async def test_master_killed_mid_stream__promoted_replica_has_every_acknowledged
         await back_as_replica(healthy, victim)
         assert await applying, "the kill must have been felt"
         await assert_clean_pass(store, wl)
+    finally:
+        await store.close()
+
+
+async def test_slots_resharded_while_batches_flow__every_customer_equals_one_clean_pass(
+    healthy: ValkeyCluster,
+) -> None:
+    prefix = f"r{uuid.uuid4().hex[:8]}"
+    wl = store_workload(customers=200, seed=8)
+    store = store_on(healthy, prefix)
+    todo = batches(wl, 50, seed=8)
+    slots = sorted({key_slot(Keys(prefix).state(c).encode()) for c in list(wl.events)[:6]})
+    owners = {s: healthy.master_of_slot(s).port for s in slots}
+    try:
+        await apply_until_done(store, todo[: len(todo) // 4])
+
+        def reshard() -> None:
+            for s in slots:
+                healthy.move_slot(s)
+
+        moving = asyncio.create_task(asyncio.to_thread(reshard))
+        i = len(todo) // 4
+        while i < len(todo) or not moving.done():  # batches (redelivered ones past the end) all along
+            await apply_until_done(store, [todo[i % len(todo)]])
+            i += 1
+        await moving
+        assert all(healthy.master_of_slot(s).port != owners[s] for s in slots)
+        await assert_clean_pass(store, wl)
+        await store.write_memberships([Membership(c, 1, None, 0.5, 1, "s") for c in wl.events])
+        assert await store.segment_sizes() == {1: len(wl.events)}
     finally:
         await store.close()
 
