@@ -27,6 +27,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from streamseg.devstack import DevStack, ManagedProcess, free_port
 from streamseg.devstack.processes import wait_for_port
 from streamseg.devstack.valkey_cluster import ValkeyCluster
+from streamseg.features.cluster import connect, is_cluster_url
 from streamseg.settings import Settings
 from streamseg.topics import ensure_topics
 
@@ -129,7 +130,8 @@ def worker(settings: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
 
 @pytest.fixture
 async def redis_client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(settings.redis_url)
+    client = connect(settings.redis_url) if is_cluster_url(settings.redis_url) \
+        else aioredis.Redis.from_url(settings.redis_url)
     yield client
     await client.aclose()
 

@@ -56,8 +56,12 @@ TXN_MAP = ("customer_id=cust,ts=when,amount=dollar_value,currency=cur,items=n_it
 
 @pytest.fixture
 def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
-    """The conftest settings, with overrides from ``parametrize(..., indirect=True)``."""
-    return settings.model_copy(update=getattr(request, "param", {}))
+    """The conftest settings, with overrides from ``parametrize(..., indirect=True)``
+    (``cluster``: on the shared Valkey cluster, waiting for a replica)."""
+    update = dict(getattr(request, "param", {}))
+    if update.pop("cluster", False):
+        update.update(redis_url=request.getfixturevalue("valkey_cluster").url, redis_wait_replicas=1)
+    return settings.model_copy(update=update)
 
 
 # --- files ---------------------------------------------------------------------------------
@@ -151,6 +155,7 @@ def by_customer(events: list[Event]) -> dict[str, list[Event]]:
 # --- tests -------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("settings", [{}, {"cluster": True}], indirect=True, ids=["node", "cluster"])
 async def test_replayed_history__matches_the_reference_for_every_feature_of_every_customer(
     settings: Settings, worker: WorkerProcess, redis_client: aioredis.Redis, tmp_path: Path
 ) -> None:
