@@ -21,14 +21,18 @@ import asyncio
 import itertools
 import json
 import statistics
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import redis.asyncio as aioredis
 from common import NO_BROKER, announce, run_script, stamped, valkey_only
+from redis.asyncio.cluster import RedisCluster
 
+from streamseg.devstack.valkey_cluster import ValkeyCluster
 from streamseg.events.models import ClickEvent, Event, TransactionEvent
+from streamseg.features.cluster import connect, is_cluster_url
 from streamseg.features.keys import Keys
 from streamseg.features.store import Membership, RedisFeatureStore
 from streamseg.generate import assign_personas, simulate
@@ -53,6 +57,10 @@ def batches(customers: int, days: float) -> Iterator[list[Event]]:
 
 
 async def used_memory(client: aioredis.Redis) -> int:
+    """used_memory, summed over the masters on a cluster."""
+    if isinstance(client, RedisCluster):
+        nodes = client.get_primaries()
+        return sum([int((await client.info("memory", target_nodes=n))["used_memory"]) for n in nodes])
     return int((await client.info("memory"))["used_memory"])
 
 
@@ -77,7 +85,7 @@ def stats(values: list[int]) -> dict[str, float]:
 async def run(redis_url: str, customers: int, days: float, horizon: float) -> dict:
     keys = Keys("mem")
     store = RedisFeatureStore.from_url(redis_url, keys, dedup_horizon_days=horizon, retention_days=180)
-    client = aioredis.Redis.from_url(redis_url)
+    client = connect(redis_url) if is_cluster_url(redis_url) else aioredis.Redis.from_url(redis_url)
     n_events, seen = 0, set()
     try:
         history = batches(customers, days)
@@ -115,13 +123,24 @@ def main() -> None:
     ap.add_argument("--customers", type=int, default=10_000)
     ap.add_argument("--days", type=float, default=120.0)
     ap.add_argument("--horizon", type=float, default=30.0, help="dedup horizon (days)")
+    ap.add_argument("--redis-cluster", action="store_true",
+                    help="on a 3-master + 3-replica Valkey cluster (saves redis_memory_cluster.*)")
     args = ap.parse_args()
     broker_name = announce(NO_BROKER)
-    with valkey_only() as st:
-        result = stamped(asyncio.run(run(st.redis_url, args.customers, args.days, args.horizon)),
-                         NO_BROKER)
+    if args.redis_cluster:
+        cluster = ValkeyCluster(Path(tempfile.mkdtemp(prefix="streamseg-cluster-"))).start()
+        try:
+            result = stamped(asyncio.run(run(cluster.url, args.customers, args.days, args.horizon)),
+                             NO_BROKER)
+        finally:
+            cluster.stop()
+    else:
+        with valkey_only() as st:
+            result = stamped(asyncio.run(run(st.redis_url, args.customers, args.days, args.horizon)),
+                             NO_BROKER)
+    name = "redis_memory_cluster" if args.redis_cluster else "redis_memory"
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "redis_memory.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     rows = ["| bytes per customer | mean | p50 | p95 | max |", "|---|---|---|---|---|"]
     for name in ("memory_usage_total_bytes", "memory_usage_hash_bytes", "memory_usage_seen_zset_bytes",
                  "hash_fields", "seen_zset_members"):
@@ -131,7 +150,7 @@ def main() -> None:
                 " | | | |")
     table = (f"{result['customers']:,} customers, {result['events']:,} events over {args.days:g} days, "
              f"dedup horizon {args.horizon:g} days; broker: {broker_name}\n\n" + "\n".join(rows))
-    (RESULTS / "redis_memory.md").write_text(table + "\n")
+    (RESULTS / f"{name}.md").write_text(table + "\n")
     print(table)
 
 
