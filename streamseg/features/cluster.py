@@ -29,21 +29,23 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.commands.core import AsyncScript
 from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError, TryAgainError
+from redis.exceptions import NoScriptError, ResponseError, TryAgainError
 
 from streamseg.errors import StoreUnavailable
 from streamseg.features.fastread import HashReader
 from streamseg.features.keys import Keys
 
+Client = aioredis.Redis | RedisCluster
 SLOTS = 16384
 #: Re-scoring and held sets per cluster: each covers SLOTS // BUCKETS consecutive slots.
 BUCKETS = 16
@@ -136,12 +138,28 @@ class Placement:
     def all_held(self) -> list[str]:
         return [self.keys.held()]
 
-    def by(self, key_of: Any, customer_ids: Iterable[str]) -> dict[str, list[str]]:
+    def by(self, key_of: Callable[[str], str], customer_ids: Iterable[str]) -> dict[str, list[str]]:
         """Customers grouped by the key ``key_of`` places them in."""
         out: dict[str, list[str]] = {}
         for cid in customer_ids:
             out.setdefault(key_of(cid), []).append(cid)
         return out
+
+    async def grouped(self, client: Client, command: str, key_of: Callable[[str], str],
+                      customer_ids: Sequence[str]) -> None:
+        """``command key *customers`` for each key ``key_of`` places the customers in; one round trip."""
+        pipe = client.pipeline(transaction=False)
+        for key, cids in self.by(key_of, customer_ids).items():
+            pipe.execute_command(command, key, *cids)
+        await pipe.execute()
+
+    async def oldest(self, client: Client, before_ms: float, limit: int) -> list[str]:
+        """Up to ``limit`` customer ids scored before ``before_ms``, oldest first, over every index."""
+        pipe = client.pipeline(transaction=False)
+        for key in self.all_scored():
+            pipe.zrangebyscore(key, "-inf", f"({before_ms!r}", start=0, num=limit, withscores=True)
+        found = sorted((score, c) for part in await pipe.execute() for c, score in part)
+        return [c.decode() if isinstance(c, bytes) else str(c) for _, c in found[:limit]]
 
 
 class ClusterPlacement(Placement):
@@ -170,8 +188,16 @@ class ClusterPlacement(Placement):
         return [self.keys.held_at(slot_tags()[b * (SLOTS // BUCKETS)]) for b in range(BUCKETS)]
 
 
-async def cluster_sizes(client: RedisCluster, keys: Keys) -> list[list[bytes]]:
-    """Every slot's segment-size counter, summed on its node: one script call per master."""
+async def cluster_sizes(client: RedisCluster, keys: Keys) -> dict[int, int]:
+    """Segment sizes: every slot's counter, summed on its node (one script call per master)."""
+    out: dict[int, int] = {}
+    for flat in await _sizes_per_node(client, keys):
+        for i in range(0, len(flat), 2):
+            out[int(flat[i])] = out.get(int(flat[i]), 0) + int(flat[i + 1])
+    return out
+
+
+async def _sizes_per_node(client: RedisCluster, keys: Keys) -> list[list[bytes]]:
     for _attempt in range(2):
         by_node: dict[str, tuple[ClusterNode, list[str]]] = {}
         for slot, tag in enumerate(slot_tags()):
@@ -245,7 +271,7 @@ class ClusterHashReader:
 class Durable:
     """Writes that return only once ``replicas`` replicas of each node written to have them."""
 
-    client: aioredis.Redis | RedisCluster
+    client: Client
     replicas: int = 0
     timeout_ms: int = 1000
 
@@ -255,6 +281,23 @@ class Durable:
             return {}
         manager = self.client.nodes_manager
         return {s: manager.get_node_from_slot(s) for s in {key_slot(k.encode()) for k in keys}}
+
+    async def scripted(self, script: AsyncScript, calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
+        """``script`` called once per (keys, args), pipelined and durable; loaded first where a
+        node lacks it (a promoted replica, a restarted server)."""
+        for attempt in range(2):
+            pipe = self.client.pipeline(transaction=False)
+            for keys, args in calls:  # EVALSHA by name: redis-py's cluster pipeline blocks evalsha()
+                pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            replies = await self.execute(pipe, [keys[0] for keys, _ in calls])
+            if attempt == 0 and any(isinstance(r, NoScriptError) for r in replies):
+                await self.client.script_load(script.script)
+                continue
+            for r in replies:
+                if isinstance(r, Exception):
+                    raise r
+            return replies
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def execute(self, pipe: Any, written: Sequence[str]) -> list[Any]:
         """Run ``pipe`` (``raise_on_error=False``), then ``WAIT`` on each node ``written`` is on.

@@ -31,7 +31,7 @@ features are derived without a second read.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
@@ -40,7 +40,6 @@ from typing import Any, Literal, Protocol
 import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
-from redis.commands.core import AsyncScript
 from redis.exceptions import (
     AuthenticationError,
     ClusterDownError,
@@ -370,7 +369,7 @@ class RedisFeatureStore:
         calls = [([self.keys.state(m.customer_id), self.placement.sizes(m.customer_id)],
                   [m.segment_id, repr(m.distance), m.model_version, m.reasons]) for m in changes]
         with unavailable_on_outage("writing memberships"):
-            written = await self._scripted(self._membership, calls)
+            written = await self.durable.scripted(self._membership, calls)
         out = MembershipWrite()
         for m, stored in zip(changes, written, strict=True):
             was = None if stored == -2 else int(stored)
@@ -379,24 +378,6 @@ class RedisFeatureStore:
             elif was != m.previous_segment_id:
                 out.raced[m.customer_id] = was
         return out
-
-    async def _scripted(self, script: AsyncScript,
-                        calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
-        """One script called once per (keys, args), pipelined; loaded first where a node lacks it
-        (a promoted replica, a restarted server)."""
-        for attempt in range(2):
-            pipe = self.client.pipeline(transaction=False)
-            for keys, args in calls:
-                pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
-            replies = await self.durable.execute(pipe, [keys[0] for keys, _ in calls])
-            if attempt == 0 and any(isinstance(r, NoScriptError) for r in replies):
-                await self.client.script_load(script.script)
-                continue
-            for r in replies:
-                if isinstance(r, Exception):
-                    raise r
-            return replies
-        raise AssertionError("unreachable")  # pragma: no cover
 
     async def forget(self, customer_id: str) -> Forgotten:
         """Erase a customer: state, membership and dedup entries; keep segment sizes true.
@@ -478,30 +459,14 @@ class RedisFeatureStore:
         Customers whose state has expired (retention) leave the index here.
         """
         with unavailable_on_outage("reading stale customers"):
-            cids = await self._oldest(before_ms, limit)
+            cids = await self.placement.oldest(self.client, before_ms, limit)
             if not cids:
                 return {}
             flats = await self._hgetall([self.keys.state(cid).encode() for cid in cids])
             gone = [cid for cid, flat in zip(cids, flats, strict=True) if not flat]
             if gone:
-                await self._grouped("ZREM", self.placement.scored, gone)
+                await self.placement.grouped(self.client, "ZREM", self.placement.scored, gone)
         return {cid: parse_state(flat) for cid, flat in zip(cids, flats, strict=True) if flat}
-
-    async def _oldest(self, before_ms: float, limit: int) -> list[str]:
-        """Up to ``limit`` customer ids scored before ``before_ms``, oldest first, over every index."""
-        pipe = self.client.pipeline(transaction=False)
-        for key in self.placement.all_scored():
-            pipe.zrangebyscore(key, "-inf", f"({before_ms!r}", start=0, num=limit, withscores=True)
-        found = sorted((score, c) for part in await pipe.execute() for c, score in part)
-        return [c.decode() if isinstance(c, bytes) else str(c) for _, c in found[:limit]]
-
-    async def _grouped(self, command: str, key_of: Callable[[str], str], customer_ids: Sequence[str],
-                       *args: Any) -> None:
-        """``command key *customers`` for each key ``key_of`` places the customers in; one round trip."""
-        pipe = self.client.pipeline(transaction=False)
-        for key, cids in self.placement.by(key_of, customer_ids).items():
-            pipe.execute_command(command, key, *args, *cids)
-        await pipe.execute()
 
     async def mark_scored(self, customer_ids: Sequence[str], at_ms: float) -> None:
         """Record that these customers were evaluated as of ``at_ms`` (never moves back)."""
@@ -516,11 +481,7 @@ class RedisFeatureStore:
     async def segment_sizes(self) -> dict[int, int]:
         with unavailable_on_outage("reading segment sizes"):
             if isinstance(self.client, RedisCluster):  # per-slot counters, summed
-                out: dict[int, int] = {}
-                for flat in await cluster_sizes(self.client, self.keys):
-                    for i in range(0, len(flat), 2):
-                        out[int(flat[i])] = out.get(int(flat[i]), 0) + int(flat[i + 1])
-                return out
+                return await cluster_sizes(self.client, self.keys)
             raw = await self.client.hgetall(self.keys.segment_sizes())
         return {int(k): int(v) for k, v in raw.items()}
 
@@ -557,7 +518,7 @@ class RedisFeatureStore:
         """Remember customers that still need a first assignment (see ``Keys.held``)."""
         if customer_ids:
             with unavailable_on_outage("holding customers"):
-                await self._grouped("SADD", self.placement.held, customer_ids)
+                await self.placement.grouped(self.client, "SADD", self.placement.held, customer_ids)
 
     async def held(self, limit: int) -> list[str]:
         with unavailable_on_outage("reading held customers"):
@@ -578,7 +539,7 @@ class RedisFeatureStore:
     async def release(self, customer_ids: Sequence[str]) -> None:
         if customer_ids:
             with unavailable_on_outage("releasing customers"):
-                await self._grouped("SREM", self.placement.held, customer_ids)
+                await self.placement.grouped(self.client, "SREM", self.placement.held, customer_ids)
 
     async def states(self, customer_ids: Sequence[str]) -> list[dict[str, float | str]]:
         """Several customers' states in one pipelined round trip ({} for an unknown customer)."""
