@@ -273,6 +273,7 @@ async def test_worker_on_a_cluster__rides_through_a_master_kill(
         await produce_tracked(settings, rest)
         await back_as_replica(healthy, victim)
         await wait_drained(settings, len(wl.records), [worker], timeout=180)
+        assert "failed (Redis" in worker.log(), "the kill must have been felt (and retried)"
         await assert_features_match_reference(settings, cluster_client, wl)  # type: ignore[arg-type]
         await assert_memberships_published(settings, cluster_client, wl)  # type: ignore[arg-type]
         await assert_lookup_and_erasure(settings, cluster_client, next(iter(wl.events)))
