@@ -393,7 +393,10 @@ def _segments(sids: list[int], c: np.ndarray, r: np.ndarray, flows: Flows, cur: 
 
 
 def _forecast(flows: Flows) -> list[ShareForecast]:
-    """The segments' shares of the active customers one and two windows ahead (Markov)."""
+    """The segments' shares of the active customers one and two windows ahead (Markov); none
+    when the customers were not given to :meth:`DriftMonitor.observe`."""
+    if not flows.now.sum():
+        return []
     one, two = flows.forecast()
     return [ShareForecast(segment_id=s, one_window_ahead=float(a), two_windows_ahead=float(b))
             for s, a, b in zip(flows.sids, one, two, strict=True)]
