@@ -23,6 +23,13 @@ window that counts their exit. Two windows ahead steps the forecast once more
 with the segment-level chain (kept and exit rates per segment, without recency,
 which the forecast customers do not have) and the same arrivals.
 
+The rates come from one pair of windows, so part of every step's change is
+sampling noise: on a steady population all of it. Each step's change of a
+segment's share is therefore shrunk towards no change by how much of it is
+noise (:func:`shrink_change`, a positive-part James-Stein factor with the
+variance of the step's rate estimates), and the second step starts from the
+shrunk first one.
+
 >>> f = Flows.build({"a": (0, 0), "b": (0, 1), "c": (1, 0)},   # reference: customer -> (segment, recency)
 ...                 {"a": (0, 0), "c": (0, 1), "d": (1, 0)},   # current: b gone, c moved, d arrived
 ...                 [0, 1], span=2)
@@ -111,16 +118,63 @@ class Flows:
         return np.where(before > 0, self.moves / np.where(before > 0, before, 1.0),
                         np.eye(len(self.sids)))
 
-    def forecast(self, horizons: int = HORIZONS) -> list[np.ndarray]:
-        """Segment shares of the customers one, two, ... ``horizons`` windows ahead."""
+    def step(self) -> tuple[np.ndarray, np.ndarray]:
+        """The chain's customers per segment one window ahead and their sampling variance.
+
+        The variance is that of the rates' estimates, by the delta method: binomial for
+        each keep rate (over its reference customers plus ``PRIOR``), multinomial for each
+        segment's destinations (over its kept customers), Poisson for the arrivals."""
+        q, dest = self.keep_rates(), self.destinations()
+        kept = (self.now * q).sum(1)
+        var_kept = (self.now ** 2 * q * (1 - q) / (self.before + PRIOR)).sum(1)
+        movers = self.moves.sum(1, keepdims=True)
+        var_dest = np.where(movers > 0, dest * (1 - dest) / np.maximum(movers, 1.0), 0.0)
+        var = (dest ** 2 * var_kept[:, None] + kept[:, None] ** 2 * var_dest).sum(0)
+        return kept @ dest + self.arrivals, var + self.arrivals
+
+    def chain_step(self, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``counts`` stepped once with :meth:`chain` and the arrivals, with the sampling
+        variance of the chain's rates (binomial over each segment's reference customers)
+        and of the arrivals (Poisson)."""
+        p, before = self.chain(), self.before.sum(1, keepdims=True)
+        var_p = np.where(before > 0, p * (1 - p) / np.maximum(before, 1.0), 0.0)
+        return counts @ p + self.arrivals, (counts[:, None] ** 2 * var_p).sum(0) + self.arrivals
+
+    def forecast(self, horizons: int = HORIZONS, *, shrink: bool = True) -> list[np.ndarray]:
+        """Segment shares of the customers one, two, ... ``horizons`` windows ahead.
+
+        Each step is the chain's (:meth:`step`, then :meth:`chain_step`), its change
+        shrunk by :func:`shrink_change` unless ``shrink`` is false."""
         if not self.now.sum():
             return [np.zeros(len(self.sids)) for _ in range(horizons)]
-        n = (self.now * self.keep_rates()).sum(1) @ self.destinations() + self.arrivals
-        out = [n]
-        p = self.chain()
+        counts, var = self.step()
+        out = [shrink_change(self.size, counts, var) if shrink else counts]
         while len(out) < horizons:
-            out.append(out[-1] @ p + self.arrivals)
+            counts, var = self.chain_step(out[-1])
+            out.append(shrink_change(out[-1], counts, var) if shrink else counts)
         return [s / s.sum() if s.sum() else s for s in out]
+
+
+def shrink_change(start: np.ndarray, counts: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """``counts`` (a step of the chain from ``start``, with sampling variance ``var``)
+    with each segment's change of share shrunk towards no change by how much of it is
+    noise: the positive-part James-Stein factor ``max(0, 1 - var / change**2)``, the
+    variance taken to shares by the total. A change within its noise is dropped, one
+    several times its noise is kept almost whole. Returns counts of the same total.
+
+    >>> shrink_change(np.array([50.0, 50.0]), np.array([52.0, 48.0]), np.array([40.0, 40.0])).tolist()
+    [50.0, 50.0]
+    >>> shrink_change(np.array([50.0, 50.0]), np.array([70.0, 30.0]), np.array([40.0, 40.0])).round(6).tolist()
+    [68.0, 32.0]
+    """
+    total = counts.sum()
+    if not total or not start.sum():
+        return counts
+    before, after = start / start.sum(), counts / total
+    change = after - before
+    keep = np.clip(1 - var / total ** 2 / np.maximum(change ** 2, 1e-18), 0.0, 1.0)
+    shares = np.clip(before + keep * change, 0.0, None)
+    return np.asarray(total * shares / shares.sum())
 
 
 def mean_abs_error(predicted: Mapping[int, float], actual: Mapping[int, float]) -> float:

@@ -42,7 +42,7 @@ def test_forecast__hand_computed_with_exits_by_recency_moves_and_arrivals() -> N
     one_n = np.array([kept0 * 0.75 + 4, kept0 * 0.25 + kept1 + 2])
     p = np.array([[6 / 20, 2 / 20], [0.0, 1.0]])  # no recency: segment 0 keeps 8 of its 20
     two_n = one_n @ p + np.array([4, 2])
-    one, two = f.forecast()
+    one, two = f.forecast(shrink=False)
     assert one.tolist() == pytest.approx((one_n / one_n.sum()).tolist())
     assert two.tolist() == pytest.approx((two_n / two_n.sum()).tolist())
     assert f.exits.tolist() == [12, 0] and f.size.tolist() == [10, 12]
@@ -54,6 +54,64 @@ def test_forecast__a_steady_population_stays_as_it_is() -> None:
                     {f"c{i}": (i % 2, 0) for i in range(30)}, [0, 1], span=3)
     one, two = f.forecast()
     assert one.tolist() == pytest.approx([0.5, 0.5]) and two.tolist() == pytest.approx([0.5, 0.5])
+
+
+def _population(rng: np.random.Generator, moves: np.ndarray, windows: int = 3) -> list[dict]:
+    """Windows of a simulated population of ~400 customers in four segments: each window
+    keeps three in four of the last one's customers (moving by ``moves``, row-stochastic)
+    and 100 arrive (segments as the steady shares); recency is random over three slots."""
+    steady = np.array([0.4, 0.3, 0.2, 0.1])
+    seg = dict(enumerate(rng.choice(4, 400, p=steady).tolist()))
+    out, new = [], 400
+    for _ in range(windows):
+        out.append({f"c{c}": (g, int(rng.integers(3))) for c, g in seg.items()})
+        seg = {c: int(rng.choice(4, p=moves[g])) for c, g in seg.items() if rng.random() < 0.75}
+        seg.update((new + i, int(g)) for i, g in enumerate(rng.choice(4, 100, p=steady)))
+        new += 100
+    return out
+
+
+def _shares(window: dict, k: int = 4) -> np.ndarray:
+    n = np.bincount([g for g, _ in window.values()], minlength=k).astype(float)
+    return n / n.sum()
+
+
+def test_forecast__on_a_steady_population_drops_the_chains_sampling_noise() -> None:
+    """A steady population (customers move, arrive and leave without changing the mix):
+    every change the chain carries forward is noise; the shrunk forecast stays near "no
+    change" and is closer to what happens than the chain as estimated."""
+    steady = np.array([0.4, 0.3, 0.2, 0.1])
+    moves = 0.9 * np.eye(4) + 0.1 * steady  # stationary at the steady shares
+    raw_off, off, raw_err, err = [], [], [], []
+    for seed in range(20):
+        ref, cur, nxt = _population(np.random.default_rng(seed), moves)
+        f = Flows.build(ref, cur, range(4), span=3)
+        now, later = _shares(cur), _shares(nxt)
+        raw, shrunk = f.forecast(shrink=False)[0], f.forecast()[0]
+        raw_off.append(np.abs(raw - now).mean())
+        off.append(np.abs(shrunk - now).mean())
+        raw_err.append(np.abs(raw - later).mean())
+        err.append(np.abs(shrunk - later).mean())
+    assert np.mean(off) < np.mean(raw_off) / 3, (np.mean(off), np.mean(raw_off))
+    assert np.mean(err) < np.mean(raw_err), (np.mean(err), np.mean(raw_err))
+
+
+def test_forecast__keeps_a_real_flow_out_of_its_noise() -> None:
+    """A third of segment 0's kept customers move to segment 1 each window: the shrunk
+    forecast keeps most of the chain's change and beats "no change"."""
+    moves = np.eye(4)
+    moves[0] = [2 / 3, 1 / 3, 0, 0]
+    kept, err, still = [], [], []
+    for seed in range(20):
+        ref, cur, nxt = _population(np.random.default_rng(seed), moves)
+        f = Flows.build(ref, cur, range(4), span=3)
+        now, later = _shares(cur), _shares(nxt)
+        raw, shrunk = f.forecast(shrink=False)[0], f.forecast()[0]
+        kept.append((shrunk[0] - now[0]) / (raw[0] - now[0]))
+        err.append(np.abs(shrunk - later).mean())
+        still.append(np.abs(now - later).mean())
+    assert np.mean(kept) > 0.8, kept
+    assert np.mean(err) < 0.7 * np.mean(still), (np.mean(err), np.mean(still))
 
 
 def test_forecast__no_customers_forecasts_nothing() -> None:
