@@ -112,16 +112,17 @@ def drift() -> list[dict[str, Any]]:
               [(f'topk(5, max by (feature) (streamseg_drift_feature_psi{{{INST}, window="$window"}}))',
                 "{{feature}}")], w=8),
         panel("Segment shares, $window window: now and the Markov forecast",
-              [(f'max by (segment) (streamseg_drift_segment_share{{{INST}, window="$window"}})',
-                "segment {{segment}} now"),
+              [(f'max by (segment) (streamseg_drift_forecast_share{{{INST}, window="$window", '
+                f'horizon="0"}})', "segment {{segment}} now"),
                (f'max by (segment) (streamseg_drift_forecast_share{{{INST}, window="$window", '
                 f'horizon="1"}})', "segment {{segment}} next window"),
                (f'max by (segment) (streamseg_drift_forecast_share{{{INST}, window="$window", '
                 f'horizon="2"}})', "segment {{segment}} in two windows")],
               unit="percentunit", w=12,
-              description="the latest window's shares and where its migration matrix takes them "
-              "one and two windows ahead (customers entering at the window's rate and mix; "
-              "docs/model.md: migration forecast)"),
+              description="each segment's share of the customers active in the latest window, "
+              "and its Markov forecast one and two windows ahead: customers kept, moved and gone "
+              "at the rates seen since the reference window (by recency), plus arrivals "
+              "(docs/model.md: migration forecast)"),
         panel("Drift alerts per window (1 = firing)",
               [(f"max by (window, alert) (streamseg_drift_alert{{{INST}}})", "{{window}} {{alert}}")],
               kind="state-timeline", w=12),

@@ -14,8 +14,9 @@ Results: load_tests/results/drift_scenarios.{json,md,png}. No broker takes part
 
 It also scores the reports' migration forecast (docs/model.md: migration
 forecast): the mean absolute error, in share points, of the one- and two-window
-forecasts of the evaluated weekly reports against the shares reported for those
-windows, next to the "no change" forecast on the same pairs; over all pairs, and
+forecasts of the segments' shares of active customers (``active_share``) of the
+evaluated weekly reports against the ``active_share`` reported for those windows,
+next to the "no change" forecast on the same pairs; over all pairs, and
 over the pairs read with one model version (no re-fit in between). With
 ``--frozen-model`` the four scenarios run again with the first global model kept
 (no merge or re-fit after it), so every pair is read with one model: the
@@ -163,8 +164,9 @@ def markdown(result: dict[str, Any], broker: str) -> str:
     md += [f"| {d['scenario']} | {d['seed']} | {d['refit_every'] or '-'} | {d['delay_days']} | "
            f"{d['within_two_windows']} | {', '.join(d['alerts']) or '-'} | {d['alerts_before_change']} |"
            for d in result["detections"]]
-    md += ["", f"Migration forecast, {WINDOW} windows: mean absolute error in share points "
-           "(Markov / no change) one and two windows ahead, over the seeds", "",
+    md += ["", f"Migration forecast, {WINDOW} windows: mean absolute error of the segments' "
+           "active_share in share points (Markov / no change) one and two windows ahead, over "
+           f"seeds {result['seeds']}", "",
            "| scenario | re-fit every | pairs read | pairs | 1 window | 2 windows |",
            "|---|---|---|---|---|---|"]
     md += [f"| {f['scenario']} | {f['refit_every'] if f['refit_every'] is not None else '-'} | "

@@ -165,8 +165,9 @@ class DriftMetrics:
                                 "window", ["window", "from_segment", "to_segment"])
         self.share = gauge("segment_share", "A segment's share of the latest window's customer "
                            "updates", ["window", "segment"])
-        self.forecast = gauge("forecast_share", "A segment's share forecast 'horizon' windows "
-                              "ahead by the latest window's migration matrix (Markov)",
+        self.forecast = gauge("forecast_share", "A segment's share of the active customers "
+                              "'horizon' windows ahead (Markov forecast; horizon 0: the latest "
+                              "window's)",
                               ["window", "segment", "horizon"])
         self.centroid = gauge("centroid_shift", "Distance a segment centre moved over the window "
                               "(standardized units)", ["window", "segment"])
@@ -198,8 +199,9 @@ class DriftMetrics:
                                            for m in r.migrations})
         self._replace(self.share, w, {(str(s.segment_id),): s.share for s in r.segments})
         self._replace(self.forecast, w, {
-            (str(f.segment_id), str(h)): v for f in r.forecast
-            for h, v in ((1, f.one_window_ahead), (2, f.two_windows_ahead))})
+            **{(str(s.segment_id), "0"): s.active_share for s in r.segments if r.forecast},
+            **{(str(f.segment_id), str(h)): v for f in r.forecast
+               for h, v in ((1, f.one_window_ahead), (2, f.two_windows_ahead))}})
         self._replace(self.centroid, w, {(sid,): v for sid, v in r.centroid_shift.items()})
         self._replace(self.feature_psi, w, {(f,): v for f, v in r.feature_psi.items()})
         firing = {a.alert for a in r.alerts}

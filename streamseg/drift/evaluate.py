@@ -60,8 +60,8 @@ def end_ms(report: DriftReport) -> int:
 def forecast_errors(reports: Sequence[DriftReport], *, scored: Sequence[DriftReport] | None = None,
                     same_model: bool = False) -> dict[str, float | int]:
     """Mean absolute error (share points) of the reports' one- and two-window forecasts
-    against the shares reported for those windows later in the run, next to the "no
-    change" forecast (the origin window's shares) on the same pairs.
+    against the active_share reported for those windows later in the run, next to the
+    "no change" forecast (the origin window's active_share) on the same pairs.
 
     ``reports``: one window length; a report is scored where the window it forecast
     was reported too. ``scored``: only these origins (default: all). ``same_model``:
@@ -71,7 +71,7 @@ def forecast_errors(reports: Sequence[DriftReport], *, scored: Sequence[DriftRep
     by_end = {end_ms(r): r for r in reports}
     errors: dict[str, list[float]] = {}
     for r in reports if scored is None else scored:
-        now = {s.segment_id: s.share for s in r.segments}
+        now = {s.segment_id: s.active_share for s in r.segments}
         ahead = [{f.segment_id: f.one_window_ahead for f in r.forecast},
                  {f.segment_id: f.two_windows_ahead for f in r.forecast}]
         for h, predicted in enumerate(ahead, 1):
@@ -79,7 +79,7 @@ def forecast_errors(reports: Sequence[DriftReport], *, scored: Sequence[DriftRep
             if later is None or not predicted or (same_model
                                                   and later.model_version != r.model_version):
                 continue
-            actual = {s.segment_id: s.share for s in later.segments}
+            actual = {s.segment_id: s.active_share for s in later.segments}
             errors.setdefault(f"markov_{h}", []).append(mean_abs_error(predicted, actual))
             errors.setdefault(f"no_change_{h}", []).append(mean_abs_error(now, actual))
     out: dict[str, float | int] = {k: sum(v) / len(v) for k, v in sorted(errors.items())}

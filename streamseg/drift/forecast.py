@@ -1,82 +1,180 @@
-"""Markov forecast of the segment shares one and two windows ahead, from a window's migrations.
+"""Markov forecast of each segment's customers one and two windows ahead.
 
-Every customer update in a window is a transition: the customer's previous
-segment (none for a first assignment) to the one assigned now. Row ``i`` of the
-transition matrix holds the updates whose previous segment was ``i``: those
-assigned ``i`` again on the diagonal (the window's count of ``i`` minus the moves
-into ``i`` minus the first assignments to ``i``: customers who stayed), the moves
-to ``j`` off it; rows are normalised to sum to 1. A segment no update left from
-keeps its customers (identity row).
+A segment's size in a window is the number of customers active in it whose last
+assignment in the window was that segment (each customer once). Between the
+reference window and the current one every customer takes one of three paths:
+*kept* (active in both: from its reference segment ``i`` to its current one
+``j``), *gone* (active in the reference only: an exit from ``i``) or *arrived*
+(active in the current window only: new, or back after a silence). That is an
+open Markov chain with an absorbing "gone" state and an arrival vector:
 
-Customers entering (first assignments) are not in any row. The forecast assumes
-they keep coming as in the window: the same share ``f`` of the updates, with the
-same mix ``q`` over segments, so one window ahead
+    next = sum over (segment i, recency r) of now[i, r] * keep[i, r] * moves[i] + arrivals
 
-    shares' = (1 - f) * shares @ P + f * q
+``now[i, r]``: customers of segment ``i`` whose last activity in the window was
+``r`` slots before its end (slots are the shortest window, e.g. a day for weekly
+windows); ``keep[i, r]``: the share of the reference window's customers of
+segment ``i`` and recency ``r`` still active in the current one (shrunk towards
+the share over all segments at that recency, as ``PRIOR`` customers' worth of
+evidence); ``moves[i]``: where segment ``i``'s kept customers went; arrivals as
+in the current window. Recency is what makes exits foreseeable: a customer
+silent for the last days of a window is less likely to come back, and a persona
+going silent shows as customers of one segment with long silences before the
+window that counts their exit. Two windows ahead steps the forecast once more
+with the segment-level chain (kept and exit rates per segment, without recency,
+which the forecast customers do not have) and the same arrivals.
 
-and two windows ahead the same step again. The "no change" forecast is the
-window's shares as they are (see ``load_tests/drift_scenarios.py`` for both
-measured against the shares that then occur).
+The rates come from one pair of windows, so part of every step's change is
+sampling noise: on a steady population all of it. Each step's change of a
+segment's share is therefore shrunk towards no change by how much of it is
+noise (:func:`shrink_change`, a positive-part James-Stein factor with the
+variance of the step's rate estimates), and the second step starts from the
+shrunk first one.
 
->>> sids = [0, 1]
->>> counts = {0: 80, 1: 20}           # updates in the window
->>> moves = {(0, 1): 10}              # 10 of segment 0's updates moved to 1
->>> P = transitions(sids, counts, moves, {})
->>> P.round(3).tolist()               # 0: 80 stayed, 10 left; 1: 10 of its 20 came from 0
-[[0.889, 0.111], [0.0, 1.0]]
->>> [s.round(3).tolist() for s in forecast(sids, counts, moves, {})]
-[[0.711, 0.289], [0.632, 0.368]]
+>>> f = Flows.build({"a": (0, 0), "b": (0, 1), "c": (1, 0)},   # reference: customer -> (segment, recency)
+...                 {"a": (0, 0), "c": (0, 1), "d": (1, 0)},   # current: b gone, c moved, d arrived
+...                 [0, 1], span=2)
+>>> f.now.tolist(), f.exits.tolist(), f.arrivals.tolist()
+([[1.0, 1.0], [1.0, 0.0]], [1.0, 0.0], [0.0, 1.0])
+>>> [s.round(3).tolist() for s in f.forecast()]
+[[0.667, 0.333], [0.667, 0.333]]
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 #: how many windows ahead the report forecasts
 HORIZONS = 2
+#: customers' worth of weight of the all-segment keep rate at a recency in a segment's own
+PRIOR = 10.0
+#: a window's customers: id -> (segment last assigned, slots from its last activity to the window's end)
+Window = Mapping[str, tuple[int, int]]
 
 
-def transitions(sids: Sequence[int], counts: Mapping[int, float],
-                migrations: Mapping[tuple[int, int], float],
-                entries: Mapping[int, float]) -> np.ndarray:
-    """Row-normalised transition matrix over ``sids`` (see the module doc)."""
-    pos = {s: i for i, s in enumerate(sids)}
-    k = len(sids)
-    m = np.zeros((k, k))
-    for (a, b), n in migrations.items():
-        if a in pos and b in pos:
-            m[pos[a], pos[b]] += n
-    moved_in = m.sum(0)
-    for s, i in pos.items():
-        m[i, i] = max(0.0, counts.get(s, 0) - moved_in[i] - entries.get(s, 0))
-    rows = m.sum(1, keepdims=True)
-    return np.where(rows > 0, m / np.where(rows > 0, rows, 1.0), np.eye(k))
+@dataclass(frozen=True, slots=True)
+class Flows:
+    """How customers went from the reference window to the current one, per segment.
+
+    Arrays over ``sids`` (and recency 0 .. span - 1): ``now`` and ``before``: the
+    current and reference windows' customers by segment and recency; ``kept``: the
+    reference customers (by segment and recency) active in the current window too;
+    ``moves[i, j]``: kept customers from segment ``i`` to ``j``; ``arrivals``: the
+    current window's customers not active in the reference one, by segment."""
+
+    sids: tuple[int, ...]
+    now: np.ndarray
+    before: np.ndarray
+    kept: np.ndarray
+    moves: np.ndarray
+    arrivals: np.ndarray
+
+    @classmethod
+    def build(cls, reference: Window, current: Window, sids: Sequence[int], span: int) -> Flows:
+        """Count the paths of every customer active in either window."""
+        pos = {s: i for i, s in enumerate(sids)}
+        k = len(sids)
+        now, before, kept = np.zeros((k, span)), np.zeros((k, span)), np.zeros((k, span))
+        moves, arrivals = np.zeros((k, k)), np.zeros(k)
+        for seg, age in current.values():
+            now[pos[seg], min(age, span - 1)] += 1
+        for cid, (seg, age) in reference.items():
+            i, r = pos[seg], min(age, span - 1)
+            before[i, r] += 1
+            if cid in current:
+                kept[i, r] += 1
+                moves[i, pos[current[cid][0]]] += 1
+        for cid, (seg, _) in current.items():
+            if cid not in reference:
+                arrivals[pos[seg]] += 1
+        return cls(tuple(sids), now, before, kept, moves, arrivals)
+
+    @property
+    def size(self) -> np.ndarray:
+        """Customers per segment in the current window."""
+        return np.asarray(self.now.sum(1))
+
+    @property
+    def exits(self) -> np.ndarray:
+        """Reference customers per segment not active in the current window."""
+        return np.asarray((self.before - self.kept).sum(1))
+
+    def keep_rates(self) -> np.ndarray:
+        """Share of the reference customers kept, per segment and recency (see the module doc)."""
+        pooled = self.kept.sum(0) / np.maximum(self.before.sum(0), 1e-12)
+        return (self.kept + PRIOR * pooled) / (self.before + PRIOR)
+
+    def destinations(self) -> np.ndarray:
+        """Row ``i``: where segment ``i``'s kept customers went (identity where none were kept)."""
+        rows = self.moves.sum(1, keepdims=True)
+        return np.where(rows > 0, self.moves / np.where(rows > 0, rows, 1.0), np.eye(len(self.sids)))
+
+    def chain(self) -> np.ndarray:
+        """Segment-level transition matrix without recency: row ``i`` sums to segment ``i``'s
+        keep rate (the rest goes to "gone"); a segment with no reference customers keeps all."""
+        before = self.before.sum(1, keepdims=True)
+        return np.where(before > 0, self.moves / np.where(before > 0, before, 1.0),
+                        np.eye(len(self.sids)))
+
+    def step(self) -> tuple[np.ndarray, np.ndarray]:
+        """The chain's customers per segment one window ahead and their sampling variance.
+
+        The variance is that of the rates' estimates, by the delta method: binomial for
+        each keep rate (over its reference customers plus ``PRIOR``), multinomial for each
+        segment's destinations (over its kept customers), Poisson for the arrivals."""
+        q, dest = self.keep_rates(), self.destinations()
+        kept = (self.now * q).sum(1)
+        var_kept = (self.now ** 2 * q * (1 - q) / (self.before + PRIOR)).sum(1)
+        movers = self.moves.sum(1, keepdims=True)
+        var_dest = np.where(movers > 0, dest * (1 - dest) / np.maximum(movers, 1.0), 0.0)
+        var = (dest ** 2 * var_kept[:, None] + kept[:, None] ** 2 * var_dest).sum(0)
+        return kept @ dest + self.arrivals, var + self.arrivals
+
+    def chain_step(self, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``counts`` stepped once with :meth:`chain` and the arrivals, with the sampling
+        variance of the chain's rates (binomial over each segment's reference customers)
+        and of the arrivals (Poisson)."""
+        p, before = self.chain(), self.before.sum(1, keepdims=True)
+        var_p = np.where(before > 0, p * (1 - p) / np.maximum(before, 1.0), 0.0)
+        return counts @ p + self.arrivals, (counts[:, None] ** 2 * var_p).sum(0) + self.arrivals
+
+    def forecast(self, horizons: int = HORIZONS, *, shrink: bool = True) -> list[np.ndarray]:
+        """Segment shares of the customers one, two, ... ``horizons`` windows ahead.
+
+        Each step is the chain's (:meth:`step`, then :meth:`chain_step`), its change
+        shrunk by :func:`shrink_change` unless ``shrink`` is false."""
+        if not self.now.sum():
+            return [np.zeros(len(self.sids)) for _ in range(horizons)]
+        counts, var = self.step()
+        out = [shrink_change(self.size, counts, var) if shrink else counts]
+        while len(out) < horizons:
+            counts, var = self.chain_step(out[-1])
+            out.append(shrink_change(out[-1], counts, var) if shrink else counts)
+        return [s / s.sum() if s.sum() else s for s in out]
 
 
-def forecast(sids: Sequence[int], counts: Mapping[int, float],
-             migrations: Mapping[tuple[int, int], float], entries: Mapping[int, float],
-             *, start: np.ndarray | Sequence[float] | None = None,
-             horizons: int = HORIZONS) -> list[np.ndarray]:
-    """Shares over ``sids`` one, two, ... ``horizons`` windows ahead.
+def shrink_change(start: np.ndarray, counts: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """``counts`` (a step of the chain from ``start``, with sampling variance ``var``)
+    with each segment's change of share shrunk towards no change by how much of it is
+    noise: the positive-part James-Stein factor ``max(0, 1 - var / change**2)``, the
+    variance taken to shares by the total. A change within its noise is dropped, one
+    several times its noise is kept almost whole. Returns counts of the same total.
 
-    ``start``: the shares to step from (default: ``counts`` normalised), e.g. a
-    window's shares re-scored with the current model."""
-    c = np.array([counts.get(s, 0) for s in sids], dtype=float)
-    total = c.sum()
-    if not total:
-        return [np.zeros(len(sids)) for _ in range(horizons)]
-    s = np.asarray(start, dtype=float) if start is not None else c / total
-    q = np.array([entries.get(sid, 0) for sid in sids], dtype=float)
-    f = q.sum() / total
-    q = q / q.sum() if q.sum() else q
-    p = transitions(sids, counts, migrations, entries)
-    out = []
-    for _ in range(horizons):
-        s = (1.0 - f) * (s @ p) + f * q
-        out.append(s)
-    return out
+    >>> shrink_change(np.array([50.0, 50.0]), np.array([52.0, 48.0]), np.array([40.0, 40.0])).tolist()
+    [50.0, 50.0]
+    >>> shrink_change(np.array([50.0, 50.0]), np.array([70.0, 30.0]), np.array([40.0, 40.0])).round(6).tolist()
+    [68.0, 32.0]
+    """
+    total = counts.sum()
+    if not total or not start.sum():
+        return counts
+    before, after = start / start.sum(), counts / total
+    change = after - before
+    keep = np.clip(1 - var / total ** 2 / np.maximum(change ** 2, 1e-18), 0.0, 1.0)
+    shares = np.clip(before + keep * change, 0.0, None)
+    return np.asarray(total * shares / shares.sum())
 
 
 def mean_abs_error(predicted: Mapping[int, float], actual: Mapping[int, float]) -> float:

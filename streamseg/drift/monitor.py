@@ -62,7 +62,7 @@ import numpy as np
 
 from streamseg.drift import population
 from streamseg.drift.alerts import Thresholds, evaluate
-from streamseg.drift.forecast import forecast
+from streamseg.drift.forecast import Flows, Window
 from streamseg.drift.report import DriftReport, Migration, SegmentShare, ShareForecast
 from streamseg.drift.stats import (
     composition_shift,
@@ -221,8 +221,6 @@ class DriftMonitor:
                 if rep is not None:
                     reports.append(rep)
         self.next_boundary = max(first, last + 1)
-        for d in [d for d in self.slots if d < self.next_boundary - 1]:
-            self.slots[d].seal()  # takes no more updates: its customer ids become counts
         self._prune(last)
         return reports
 
@@ -243,6 +241,14 @@ class DriftMonitor:
     # -- one window ---------------------------------------------------------------
     def _window(self, start: int, end: int) -> Slot:
         return sum_slots([s for d, s in self.slots.items() if start <= d < end])
+
+    def _customers(self, start: int, end: int) -> Window:
+        """The customers active in slots [start, end): customer -> (segment last assigned,
+        slots from its last activity to the window's end)."""
+        out: dict[str, tuple[int, int]] = {}
+        for d in sorted(d for d in self.slots if start <= d < end):
+            out.update((cid, (seg, end - 1 - d)) for cid, seg in self.slots[d].active.items())
+        return out
 
     def _reference_snapshot(self, boundary: int) -> _Snapshot | None:
         older = sorted(b for b in self.snapshots if b <= boundary)
@@ -327,7 +333,8 @@ class DriftMonitor:
         then = self._reference_snapshot(b - span)
         cur_seg, ref_seg, cur_dist, ref_dist, basis, note = self._segment_basis(
             b, span, cur, ref, now, then, scored)
-        sids = sorted(set(cur_seg) | set(ref_seg))
+        # every segment a customer was assigned (the flows) and the segment basis counted
+        sids = sorted(set(cur_seg) | set(ref_seg) | set(cur.segments) | set(ref.segments))
         c = np.array([cur_seg[s] for s in sids], dtype=float)
         r = np.array([ref_seg[s] for s in sids], dtype=float)
         shift, seg_psi = composition_shift(r, c), psi(r, c)
@@ -336,6 +343,8 @@ class DriftMonitor:
         emerging = share_above(cur_dist, DIST_EDGES, threshold)
         feat_psi = {f: psi_on_reference_quantiles(rh, ch) for f, rh, ch in
                     zip(self.feature_names, ref.features, cur.features, strict=True)}
+        flows = Flows.build(self._customers(b - 2 * span, b - span),
+                            self._customers(b - span, b), sids, span)
         active, ref_active = cur.active_counts(), ref.active_counts()
         gone = population.shrink(ref_active, active)
         moved = sum(cur.migrations.values())
@@ -345,12 +354,8 @@ class DriftMonitor:
             clock=self.config.clock, window_start=iso((b - span) * ms), window_end=iso(b * ms),
             reference_start=iso((b - 2 * span) * ms), reference_end=iso((b - span) * ms),
             customers=cur.n, reference_customers=ref.n,
-            segments=[SegmentShare(segment_id=s, name=names.get(s, f"Segment {s}"),
-                                   customers=round(n), share=n / c.sum(),
-                                   reference_share=rn / r.sum(),
-                                   first_assignments=cur.entries.get(s, 0))
-                      for s, n, rn in zip(sids, c, r, strict=True)],
-            forecast=_forecast(sids, c / c.sum(), cur),
+            segments=_segments(sids, c, r, flows, cur, names),
+            forecast=_forecast(flows),
             model_versions=sorted(cur.versions), reference_model_versions=sorted(ref.versions),
             segment_basis=basis, segment_note=note,
             composition_shift=shift, psi=seg_psi, js_distance=js_distance(r, c),
@@ -375,12 +380,26 @@ class DriftMonitor:
         )
 
 
-def _forecast(sids: list[int], shares: np.ndarray, window: Slot) -> list[ShareForecast]:
-    """The window's shares stepped one and two windows ahead by its migration matrix (the
-    matrix from the assignments as made; the shares as reported, re-scored or not)."""
-    one, two = forecast(sids, window.segments, window.migrations, window.entries, start=shares)
+def _segments(sids: list[int], c: np.ndarray, r: np.ndarray, flows: Flows, cur: Slot,
+              names: Mapping[int, str]) -> list[SegmentShare]:
+    size = flows.size
+    total = size.sum() or 1.0
+    return [SegmentShare(segment_id=s, name=names.get(s, f"Segment {s}"), customers=round(n),
+                         share=n / c.sum(), reference_share=rn / r.sum(),
+                         first_assignments=cur.entries.get(s, 0), active_customers=int(a),
+                         active_share=a / total, arrivals=int(arr), exits=int(ex))
+            for s, n, rn, a, arr, ex in zip(sids, c, r, size, flows.arrivals, flows.exits,
+                                            strict=True)]
+
+
+def _forecast(flows: Flows) -> list[ShareForecast]:
+    """The segments' shares of the active customers one and two windows ahead (Markov); none
+    when the customers were not given to :meth:`DriftMonitor.observe`."""
+    if not flows.now.sum():
+        return []
+    one, two = flows.forecast()
     return [ShareForecast(segment_id=s, one_window_ahead=float(a), two_windows_ahead=float(b))
-            for s, a, b in zip(sids, one, two, strict=True)]
+            for s, a, b in zip(flows.sids, one, two, strict=True)]
 
 
 def _shift(reference: Counter[int], current: Counter[int]) -> float:

@@ -29,16 +29,25 @@ class SegmentShare(_Record):
     reference_share: float
     first_assignments: int = Field(0, description="customers assigned for the first time in the "
                                    "window who went to this segment (as assigned)")
+    active_customers: int = Field(0, description="customers active in the window whose last "
+                                  "assignment in it was this segment, each counted once (as "
+                                  "assigned): the segment's size the forecast is about")
+    active_share: float = Field(0.0, description="active_customers / all customers active in the "
+                                "window")
+    arrivals: int = Field(0, description="of active_customers, those not active in the reference "
+                          "window (new, or back after a silence)")
+    exits: int = Field(0, description="customers active in the reference window whose last "
+                       "assignment there was this segment and who are not active in the window")
 
 
 class ShareForecast(_Record):
-    """A segment's share forecast from the window's migration matrix (Markov, see
-    streamseg.drift.forecast): customers who stayed on the diagonal, first assignments
-    entering at the window's rate and mix."""
+    """A segment's forecast active_share from how customers went from the reference window
+    to this one (Markov, see streamseg.drift.forecast): kept, moved, gone (by segment and
+    recency) and arrived."""
 
     segment_id: int
-    one_window_ahead: float = Field(description="forecast share of the next window's updates")
-    two_windows_ahead: float = Field(description="forecast share of the window after the next")
+    one_window_ahead: float = Field(description="forecast active_share of the next window")
+    two_windows_ahead: float = Field(description="forecast active_share of the window after the next")
 
 
 class Migration(_Record):
@@ -100,8 +109,9 @@ class DriftReport(_Record):
         "reference window closed")
     migrations: list[Migration]
     forecast: list[ShareForecast] = Field(
-        default_factory=list, description="segment shares one and two windows ahead, stepped from "
-        "'segments' by the window's row-normalised migration matrix")
+        default_factory=list, description="each segment's active_share one and two windows ahead: "
+        "the window's customers kept (by segment and recency), moved and gone at the rates seen "
+        "from the reference window, plus the window's arrivals")
     first_assignments: int = Field(description="customers assigned for the first time in the window")
     migration_rate: float = Field(description="moved customers / customer updates in the window")
     emerging_distance: float = Field(description="distance beyond which a customer counts as far "

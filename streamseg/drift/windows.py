@@ -91,20 +91,11 @@ class Slot:
     features: list[np.ndarray] = field(default_factory=list)
     versions: Counter[int] = field(default_factory=Counter)
     sample: np.ndarray | None = None
-    #: customer -> segment last assigned, while the slot is open; :meth:`seal` folds it
-    #: into ``visits`` (customers active in the slot per segment, each counted once)
+    #: customer -> segment last assigned in the slot, kept as long as the slot (two of the
+    #: longest windows): the migration forecast follows customers from window to window
     active: dict[str, int] = field(default_factory=dict)
+    #: customers active per segment in the slots summed into this one (see :meth:`add`)
     visits: Counter[int] = field(default_factory=Counter)
-
-    def seal(self) -> None:
-        """Fold the open slot's customer ids into per-segment counts (the slot takes no more
-        updates, so only the counts are needed).
-
-        >>> s = Slot(active={"a": 1, "b": 1, "c": 2}); s.seal(); s.visits, s.active
-        (Counter({1: 2, 2: 1}), {})
-        """
-        self.visits.update(Counter(self.active.values()))
-        self.active = {}
 
     def active_counts(self) -> Counter[int]:
         """Customers active in the slot per segment (each once, whatever the batching)."""

@@ -22,7 +22,7 @@ import pytest
 
 from streamseg.devstack import DevStack
 from streamseg.drift import ALERT_NAMES
-from streamseg.drift.evaluate import ScenarioRun, end_ms, run_scenario
+from streamseg.drift.evaluate import ScenarioRun, end_ms, forecast_errors, run_scenario
 from streamseg.features.keys import Keys
 from streamseg.features.store import RedisFeatureStore
 from streamseg.generate.scenarios import Scenario
@@ -142,3 +142,15 @@ def test_stationary_with_leader_refits__no_alert_type_fires_on_over_5pct_of_wind
         firing = [r for r in weekly if name in {a.alert for a in r.alerts}]
         assert len(firing) <= FALSE_ALARM_RATE * len(weekly), (
             name, [(r.window_end, [a.detail for a in r.alerts]) for r in firing])
+
+
+def test_migration_forecast__beats_no_change_one_window_ahead_when_customers_move(
+    runs: dict[str, ScenarioRun]
+) -> None:
+    """persona_shift: customers move between segments for weeks after the change; the
+    Markov forecast of the segments' active customers follows them, "no change" does not."""
+    weekly = [r for r in runs["persona_shift"].reports if r.window == WINDOW]
+    errors = forecast_errors(weekly, scored=evaluated(weekly))
+    print(f"\npersona_shift forecast MAE (share points, Markov / no change): {errors}")
+    assert errors["pairs"] >= 10, errors
+    assert errors["markov_1"] < errors["no_change_1"], errors

@@ -1,4 +1,4 @@
-"""The migration forecast: transition matrix, Markov steps with inflow, the report and metrics."""
+"""The migration forecast: customer flows, Markov steps with exits and arrivals, the report and metrics."""
 
 from __future__ import annotations
 
@@ -8,45 +8,115 @@ from prometheus_client import CollectorRegistry
 
 from streamseg.drift import DriftConfig, DriftMonitor
 from streamseg.drift.evaluate import forecast_errors
-from streamseg.drift.forecast import forecast, mean_abs_error, transitions
+from streamseg.drift.forecast import Flows, mean_abs_error
 from streamseg.features.registry import MODEL_FEATURES
 from streamseg.metrics import Metrics
 
 MIN = 60_000
 
 
-def test_transitions__stayers_on_the_diagonal_moves_off_it_rows_sum_to_one() -> None:
-    # segment 1 holds 50 updates: 10 moved in from 0, 15 first assignments, so 25 stayed
-    p = transitions([0, 1, 2], {0: 90, 1: 50, 2: 0}, {(0, 1): 10}, {1: 15})
-    assert p[0].tolist() == pytest.approx([0.9, 0.1, 0.0])  # 90 stayed, 10 left for 1
-    assert p[1].tolist() == [0.0, 1.0, 0.0]
-    assert p[2].tolist() == [0.0, 0.0, 1.0]  # nothing observed: its customers stay
-    assert p.sum(1) == pytest.approx(np.ones(3))
+def test_flows__count_kept_moved_gone_and_arrived_customers_by_segment_and_recency() -> None:
+    ref = {"a": (0, 0), "b": (0, 0), "c": (0, 1), "d": (0, 1), "e": (1, 0)}
+    cur = {"a": (0, 0), "b": (1, 1), "e": (1, 0), "f": (1, 0), "g": (0, 1)}
+    f = Flows.build(ref, cur, [0, 1], span=2)
+    assert f.before.tolist() == [[2, 2], [1, 0]] and f.kept.tolist() == [[2, 0], [1, 0]]
+    assert f.moves.tolist() == [[1, 1], [0, 1]]  # a stayed in 0, b moved to 1, e stayed in 1
+    assert f.exits.tolist() == [2, 0]  # c and d went silent
+    assert f.arrivals.tolist() == [1, 1]  # g and f
+    assert f.size.tolist() == [2, 3] and f.now.tolist() == [[1, 1], [2, 1]]
 
 
-def test_forecast__without_moves_or_entries_is_no_change() -> None:
-    one, two = forecast([0, 1], {0: 30, 1: 70}, {}, {})
-    assert one.tolist() == pytest.approx([0.3, 0.7]) and two.tolist() == pytest.approx([0.3, 0.7])
+def test_forecast__hand_computed_with_exits_by_recency_moves_and_arrivals() -> None:
+    """Reference: segment 0 holds 10 customers active in the last slot (8 of them kept: 6
+    stay, 2 move to 1) and 10 silent for a slot (all gone); segment 1 holds 10 active in the
+    last slot, all kept. The window: 5 + 5 in segment 0 (recency 0 and 1), 12 in 1 (recency
+    0), of whom 4 arrived in 0 and 2 in 1."""
+    f = Flows(sids=(0, 1), now=np.array([[5.0, 5.0], [12.0, 0.0]]),
+              before=np.array([[10.0, 10.0], [10.0, 0.0]]), kept=np.array([[8.0, 0.0], [10.0, 0.0]]),
+              moves=np.array([[6.0, 2.0], [0.0, 10.0]]), arrivals=np.array([4.0, 2.0]))
+    keep = f.keep_rates()
+    pooled0 = 18 / 20  # recency 0 over both segments; recency 1: 0 / 10
+    assert keep.ravel().tolist() == pytest.approx([(8 + 10 * pooled0) / 20, 0.0,
+                                                   (10 + 10 * pooled0) / 20, 0.0])
+    kept0, kept1 = 5 * keep[0, 0], 12 * keep[1, 0]  # recency-1 customers are expected gone
+    one_n = np.array([kept0 * 0.75 + 4, kept0 * 0.25 + kept1 + 2])
+    p = np.array([[6 / 20, 2 / 20], [0.0, 1.0]])  # no recency: segment 0 keeps 8 of its 20
+    two_n = one_n @ p + np.array([4, 2])
+    one, two = f.forecast(shrink=False)
+    assert one.tolist() == pytest.approx((one_n / one_n.sum()).tolist())
+    assert two.tolist() == pytest.approx((two_n / two_n.sum()).tolist())
+    assert f.exits.tolist() == [12, 0] and f.size.tolist() == [10, 12]
 
 
-def test_forecast__a_steady_flow_keeps_moving_shares_and_keeps_their_sum() -> None:
-    one, two = forecast([0, 1, 2], {0: 60, 1: 30, 2: 10}, {(0, 1): 12, (1, 2): 3}, {})
-    assert one.sum() == pytest.approx(1.0) and two.sum() == pytest.approx(1.0)
-    assert one[0] < 0.6 and two[0] < one[0]  # 0 keeps losing customers
-    assert two[2] > one[2] > 0.1  # and 2 keeps gaining them
+def test_forecast__a_steady_population_stays_as_it_is() -> None:
+    """Every customer kept in its segment, none arriving: the forecast is no change."""
+    f = Flows.build({f"c{i}": (i % 2, 0) for i in range(30)},
+                    {f"c{i}": (i % 2, 0) for i in range(30)}, [0, 1], span=3)
+    one, two = f.forecast()
+    assert one.tolist() == pytest.approx([0.5, 0.5]) and two.tolist() == pytest.approx([0.5, 0.5])
 
 
-def test_forecast__customers_entering_arrive_at_the_windows_rate_and_mix() -> None:
-    """A fifth of the updates are first assignments, all to segment 1: it keeps growing."""
-    one, two = forecast([0, 1], {0: 50, 1: 50}, {}, {1: 20})
-    assert one.tolist() == pytest.approx([0.8 * 0.5, 0.8 * 0.5 + 0.2])
-    assert two.tolist() == pytest.approx([0.8 * 0.4, 0.8 * 0.6 + 0.2])
+def _population(rng: np.random.Generator, moves: np.ndarray, windows: int = 3) -> list[dict]:
+    """Windows of a simulated population of ~400 customers in four segments: each window
+    keeps three in four of the last one's customers (moving by ``moves``, row-stochastic)
+    and 100 arrive (segments as the steady shares); recency is random over three slots."""
+    steady = np.array([0.4, 0.3, 0.2, 0.1])
+    seg = dict(enumerate(rng.choice(4, 400, p=steady).tolist()))
+    out, new = [], 400
+    for _ in range(windows):
+        out.append({f"c{c}": (g, int(rng.integers(3))) for c, g in seg.items()})
+        seg = {c: int(rng.choice(4, p=moves[g])) for c, g in seg.items() if rng.random() < 0.75}
+        seg.update((new + i, int(g)) for i, g in enumerate(rng.choice(4, 100, p=steady)))
+        new += 100
+    return out
 
 
-def test_forecast__steps_from_given_shares_with_the_windows_matrix() -> None:
-    """Re-scored windows: the shares as reported, the matrix from the assignments as made."""
-    (one,) = forecast([0, 1], {0: 50, 1: 50}, {(0, 1): 10}, {}, start=[0.9, 0.1], horizons=1)
-    assert one.tolist() == pytest.approx([0.9 * 50 / 60, 0.9 * 10 / 60 + 0.1])
+def _shares(window: dict, k: int = 4) -> np.ndarray:
+    n = np.bincount([g for g, _ in window.values()], minlength=k).astype(float)
+    return n / n.sum()
+
+
+def test_forecast__on_a_steady_population_drops_the_chains_sampling_noise() -> None:
+    """A steady population (customers move, arrive and leave without changing the mix):
+    every change the chain carries forward is noise; the shrunk forecast stays near "no
+    change" and is closer to what happens than the chain as estimated."""
+    steady = np.array([0.4, 0.3, 0.2, 0.1])
+    moves = 0.9 * np.eye(4) + 0.1 * steady  # stationary at the steady shares
+    raw_off, off, raw_err, err = [], [], [], []
+    for seed in range(20):
+        ref, cur, nxt = _population(np.random.default_rng(seed), moves)
+        f = Flows.build(ref, cur, range(4), span=3)
+        now, later = _shares(cur), _shares(nxt)
+        raw, shrunk = f.forecast(shrink=False)[0], f.forecast()[0]
+        raw_off.append(np.abs(raw - now).mean())
+        off.append(np.abs(shrunk - now).mean())
+        raw_err.append(np.abs(raw - later).mean())
+        err.append(np.abs(shrunk - later).mean())
+    assert np.mean(off) < np.mean(raw_off) / 3, (np.mean(off), np.mean(raw_off))
+    assert np.mean(err) < np.mean(raw_err), (np.mean(err), np.mean(raw_err))
+
+
+def test_forecast__keeps_a_real_flow_out_of_its_noise() -> None:
+    """A third of segment 0's kept customers move to segment 1 each window: the shrunk
+    forecast keeps most of the chain's change and beats "no change"."""
+    moves = np.eye(4)
+    moves[0] = [2 / 3, 1 / 3, 0, 0]
+    kept, err, still = [], [], []
+    for seed in range(20):
+        ref, cur, nxt = _population(np.random.default_rng(seed), moves)
+        f = Flows.build(ref, cur, range(4), span=3)
+        now, later = _shares(cur), _shares(nxt)
+        raw, shrunk = f.forecast(shrink=False)[0], f.forecast()[0]
+        kept.append((shrunk[0] - now[0]) / (raw[0] - now[0]))
+        err.append(np.abs(shrunk - later).mean())
+        still.append(np.abs(now - later).mean())
+    assert np.mean(kept) > 0.8, kept
+    assert np.mean(err) < 0.7 * np.mean(still), (np.mean(err), np.mean(still))
+
+
+def test_forecast__no_customers_forecasts_nothing() -> None:
+    one, two = Flows.build({}, {}, [0, 1], span=2).forecast()
+    assert one.tolist() == [0.0, 0.0] and two.tolist() == [0.0, 0.0]
 
 
 def test_mean_abs_error__in_share_points_over_every_segment_of_either() -> None:
@@ -64,7 +134,8 @@ def _markov_stream(mon: DriftMonitor, minutes: int, rng: np.random.Generator) ->
         u = rng.random(300)
         seg = np.where((prev == 0) & (u < 0.1), 1, np.where((prev == 1) & (u < 0.05), 2, prev))
         mon.observe([minute * MIN + 1000] * 300, [dict.fromkeys(MODEL_FEATURES, 0.0)] * 300,
-                    seg.tolist(), [1.0] * 300, prev.tolist())
+                    seg.tolist(), [1.0] * 300, prev.tolist(),
+                    customers=[f"c{i}" for i in range(300)])
 
 
 def test_report__forecasts_every_segment_and_beats_no_change_on_a_steady_flow() -> None:
@@ -94,4 +165,7 @@ def test_report_forecast__is_exposed_as_metrics_per_horizon() -> None:
         labels = {"window": "1m", "segment": str(f.segment_id)}
         assert get("streamseg_drift_forecast_share", {**labels, "horizon": "1"}) == f.one_window_ahead
         assert get("streamseg_drift_forecast_share", {**labels, "horizon": "2"}) == f.two_windows_ahead
+    for s in rep.segments:  # horizon 0: the window's own shares of its active customers
+        labels = {"window": "1m", "segment": str(s.segment_id), "horizon": "0"}
+        assert get("streamseg_drift_forecast_share", labels) == s.active_share
     assert get("streamseg_drift_segment_share", {"window": "1m", "segment": "0"}) == rep.segments[0].share
