@@ -75,6 +75,18 @@ def fit_value(rfm: pd.DataFrame | Any, *, version: int = 0, model_version: int =
                        n_customers=len(data), n_repeat=len(repeat))
 
 
+def fit_states(states: Iterable[Mapping[str, float | str]], now_ms: float, *, version: int,
+               model_version: int, seed: int = 0) -> ValueParams | None:
+    """:func:`fit_value` on stored states at ``now_ms`` (what the leader's sample process runs);
+    None when the sample is too small (logged)."""
+    try:
+        return fit_value(rfm_table(states, now_ms), version=version, model_version=model_version,
+                         fitted_at_ms=now_ms, seed=seed)
+    except NotEnoughData as exc:
+        log.info("customer value not fitted: %s", exc)
+        return None
+
+
 def _fit_models(data: pd.DataFrame, repeat: pd.DataFrame, seed: int) -> tuple[Any, Any]:
     """The fitted pymc-marketing models (quietly: MAP's progress bar and PyMC's notices)."""
     from pymc_marketing.clv import BetaGeoModel, GammaGammaModel
