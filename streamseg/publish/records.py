@@ -109,6 +109,30 @@ class KSelection(BaseModel):
     scores: list[KScoreRecord]
 
 
+class SegmentValue(BaseModel):
+    """What a segment's customers are worth and how many may leave (streamseg.value; docs/value.md).
+
+    Means over the leader's sample of the segment's members; totals scale the sample's mean to
+    the segment's live size.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    customers: int  # live members (the segment's size when measured)
+    sampled: int  # members in the leader's sample the means come from
+    mean_churn_risk: float  # probability of no purchase within horizon_days
+    high_risk_share: float  # share in the highest risk band
+    mean_expected_purchases: float  # over horizon_days
+    mean_lifetime_value: float  # over horizon_days, in currency
+    total_lifetime_value: float  # mean_lifetime_value * customers
+    value_at_risk: float  # net spend to date of the high-risk members, scaled to customers
+    net_inflow: int | None  # members now minus at the previous measurement (None: first one)
+    window_s: float | None  # seconds (event clock) since that previous measurement
+    horizon_days: float
+    currency: str
+    params_version: int
+
+
 class CatalogEntry(BaseModel):
     """streamseg.segments.v1 (compacted, key = segment id): a segment's latest state."""
 
@@ -123,6 +147,7 @@ class CatalogEntry(BaseModel):
     updated_ts: str
     validation: SegmentValidation | None = None  # live segments, once the leader measured them
     k_selection: KSelection | None = None  # how k was chosen (auto only; None with a fixed k)
+    value: SegmentValue | None = None  # live segments, once the value model was fitted
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(self.model_dump())

@@ -9,6 +9,7 @@ the same buyers; only the order of the rows differs.
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from dataclasses import astuple
 from pathlib import Path
 
@@ -64,6 +65,27 @@ async def version_now(client: aioredis.Redis, key: str, target: int) -> bool:
     return bool(raw) and ValueParams.from_json(raw).version >= target
 
 
+async def catalog_values_add_up(store: RedisFeatureStore, online: ValueParams,
+                                 ltv_by_segment: dict[int, float]) -> None:
+    """The catalog (``/v1/segments``) carries each segment's value: with every customer in the
+    sample, its total lifetime value is the sum of its members'."""
+    async def measured() -> bool:
+        catalog, _ = await store.segments()
+        live = [e for e in catalog.values() if e.status != "retired" and e.status != "merged"]
+        return bool(live) and all(e.value is not None and e.value.params_version >= online.version
+                                  for e in live)
+
+    await wait_until(measured, 60.0, "segment values in the catalog")
+    catalog, sizes = await store.segments()
+    for sid, e in catalog.items():
+        if e.value is None:
+            continue
+        assert e.value.sampled == e.value.customers == sizes[sid]
+        assert 0.0 <= e.value.mean_churn_risk <= 1.0 and 0.0 <= e.value.high_risk_share <= 1.0
+        assert e.value.total_lifetime_value == pytest.approx(ltv_by_segment[sid], rel=0.02)
+        assert e.value.mean_lifetime_value == pytest.approx(ltv_by_segment[sid] / sizes[sid], rel=0.02)
+
+
 async def test_replayed_history__values_match_the_offline_library_fit_within_2_percent(
     settings: Settings, worker: WorkerProcess, redis_client: aioredis.Redis, tmp_path: Path
 ) -> None:
@@ -87,6 +109,7 @@ async def test_replayed_history__values_match_the_offline_library_fit_within_2_p
 
     store = RedisFeatureStore.from_url(settings.redis_url, Keys(settings.key_prefix),
                                        dedup_horizon_days=1.0, retention_days=1.0)
+    ltv_by_segment: dict[int, float] = defaultdict(float)
     try:
         checked = 0
         for row in offline_rfm.itertuples(index=False):
@@ -102,7 +125,9 @@ async def test_replayed_history__values_match_the_offline_library_fit_within_2_p
             for field in ("p_alive", "churn_risk", "expected_purchases", "lifetime_value"):
                 assert got[field] == pytest.approx(getattr(want, field), rel=0.02, abs=1e-9), \
                     (row.customer_id, field)
+            ltv_by_segment[body["segment_id"]] += got["lifetime_value"]
             checked += 1
+        await catalog_values_add_up(store, online, ltv_by_segment)
     finally:
         await store.close()
     assert checked == len(offline_rfm) >= 60

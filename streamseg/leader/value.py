@@ -1,0 +1,79 @@
+"""The leader's customer-value work at each refresh: fit the model, publish it, measure segments.
+
+Both steps run where the sample is (the sample process, see
+:mod:`streamseg.segmenting.offload`); only the parameters and per-segment sums come back.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from streamseg.clock import EngineClock
+from streamseg.features.store import FeatureStore
+from streamseg.publish.publisher import Publisher
+from streamseg.publish.records import SegmentValue
+from streamseg.retry import Retrier
+from streamseg.segmenting.model import SegmentModel
+from streamseg.segmenting.offload import ChildSample, LocalSample
+from streamseg.segmenting.sync import VALUE_KEY
+from streamseg.settings import Settings
+from streamseg.value.params import ValueParams
+from streamseg.value.scorer import ValueScorer
+from streamseg.value.segments import segment_values
+
+log = logging.getLogger(__name__)
+
+
+class LeaderValue:
+    """Fits and publishes the value parameters; keeps the latest value of every segment."""
+
+    def __init__(self, settings: Settings, store: FeatureStore, publisher: Publisher,
+                 retry: Retrier, clock: EngineClock, scorer: ValueScorer) -> None:
+        self.settings = settings
+        self.store = store
+        self.publisher = publisher
+        self.retry = retry
+        self.clock = clock
+        self.scorer = scorer
+        self.by_segment: dict[int, SegmentValue] = {}  # the latest measurement, by segment id
+        self._sizes: tuple[float, dict[int, int]] | None = None  # (clock ms, live sizes) then
+
+    async def refit(self, sample: ChildSample | LocalSample,
+                    model: SegmentModel | None) -> ValueParams | None:
+        """Fit the model on the sample and publish it on the model topic and in Redis; None when
+        not fitted (too few buyers, or ``value_fit`` off). A failed fit is logged and the
+        parameters in hand stay."""
+        if not self.settings.value_fit:
+            return None
+        prev = self.scorer.params
+        started = time.perf_counter()
+        try:
+            params = await sample.fit_value(self.clock.now_ms(), (prev.version if prev else 0) + 1,
+                                            model.version if model else 0, self.settings.seed)
+        except Exception as exc:  # pymc's optimiser on odd data: keep scoring with what we have
+            log.error("fitting the customer-value model failed: %r", exc)
+            return None
+        if params is None:
+            return None
+        raw = params.to_json()
+        await self.retry(lambda: self.publisher.publish([(self.settings.topic_model, VALUE_KEY, raw)]),
+                         "publishing the value parameters")
+        await self.retry(lambda: self.store.write_value_params(raw), "writing the value parameters")
+        self.scorer.adopt(params)
+        log.info("fitted customer value v%d on %d buyers (%d repeat) in %.1f s", params.version,
+                 params.n_customers, params.n_repeat, time.perf_counter() - started)
+        return params
+
+    async def measure(self, sample: ChildSample | LocalSample, model: SegmentModel | None) -> None:
+        """Each segment's customer value on the sample, for the catalog (:attr:`by_segment`)."""
+        params = self.scorer.params
+        if params is None or model is None:
+            return
+        now = self.clock.now_ms()
+        sums = await sample.value_sums(now, params, self.scorer.horizon_days, self.scorer.bands)
+        sizes = await self.store.segment_sizes()
+        then, before = self._sizes or (now, {})
+        self.by_segment = segment_values(sums, sizes, before, (now - then) / 1000.0, params,
+                                         self.scorer.horizon_days, self.scorer.currency)
+        self._sizes = (now, dict(sizes))
