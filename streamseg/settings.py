@@ -239,6 +239,9 @@ class _Pipeline(_Connections):
     value_risk_bands: str = Field(
         "low:0,medium:0.5,high:0.8", description="churn-risk bands as name:lower bound, "
         "ascending from 0; the last band is the high-risk one alerts watch")
+    value_band_margin: float = Field(
+        0.05, ge=0, lt=1, description="a customer's published risk band changes only once the "
+        "churn risk is this far past the boundary: no flapping (like segment_margin)")
 
 
 

@@ -181,6 +181,26 @@ def band(churn_risk: float, bands: tuple[tuple[str, float], ...] = DEFAULT_BANDS
     return name
 
 
+def next_band(churn_risk: float, previous: str | None, bands: tuple[tuple[str, float], ...],
+              margin: float) -> str:
+    """The band to publish: :func:`band`, but leaving ``previous`` only once ``churn_risk`` is
+    ``margin`` past the boundary, so a customer near one does not flap (as segment_margin
+    does for segments).
+
+    >>> b = (("low", 0.0), ("high", 0.8))
+    >>> next_band(0.81, "low", b, 0.05), next_band(0.86, "low", b, 0.05), next_band(0.76, "high", b, 0.05)
+    ('low', 'high', 'high')
+    """
+    now = band(churn_risk, bands)
+    names = [name for name, _ in bands]
+    if previous not in names or now == previous:
+        return now
+    was = names.index(previous)
+    if names.index(now) > was:  # rising: past the next band's lower bound by the margin
+        return now if churn_risk >= bands[was + 1][1] + margin else previous
+    return now if churn_risk < bands[was][1] - margin else previous
+
+
 def score(rfm: Rfm, params: ValueParams, horizon_days: float, *, currency: str = "",
           bands: tuple[tuple[str, float], ...] = DEFAULT_BANDS) -> CustomerValue:
     """Every value of one customer over the next ``horizon_days`` (see the module doc)."""

@@ -15,10 +15,11 @@ True
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from streamseg.value.params import ValueParams
-from streamseg.value.score import DEFAULT_BANDS, CustomerValue, State, score_state
+from streamseg.value.score import DEFAULT_BANDS, CustomerValue, State, next_band, score_state
 
 if TYPE_CHECKING:
     from streamseg.settings import Settings
@@ -28,8 +29,10 @@ class ValueScorer:
     """Scores customers with the newest :class:`ValueParams` adopted (None until the first fit)."""
 
     def __init__(self, *, horizon_days: float = 90.0,
-                 bands: tuple[tuple[str, float], ...] = DEFAULT_BANDS, currency: str = "") -> None:
+                 bands: tuple[tuple[str, float], ...] = DEFAULT_BANDS, currency: str = "",
+                 band_margin: float = 0.0) -> None:
         self.horizon_days = horizon_days
+        self.band_margin = band_margin
         self.bands = bands
         self.currency = currency
         self.params: ValueParams | None = None
@@ -37,7 +40,7 @@ class ValueScorer:
     @classmethod
     def from_settings(cls, settings: Settings) -> ValueScorer:
         return cls(horizon_days=settings.value_horizon_days, bands=settings.value_bands,
-                   currency=settings.reporting_currency)
+                   currency=settings.reporting_currency, band_margin=settings.value_band_margin)
 
     @property
     def high_band(self) -> str:
@@ -61,6 +64,17 @@ class ValueScorer:
             return None
         return score_state(state, now_ms, self.params, self.horizon_days, currency=self.currency,
                            bands=self.bands)
+
+    def banded(self, state: State, now_ms: float) -> CustomerValue | None:
+        """:meth:`value` with the band to publish: the stored one (``val_band``) kept until the
+        risk is ``band_margin`` past a boundary (:func:`~streamseg.value.score.next_band`)."""
+        v = self.value(state, now_ms)
+        if v is None:
+            return None
+        stored = state.get("val_band")
+        band = next_band(v.churn_risk, stored if isinstance(stored, str) else None, self.bands,
+                         self.band_margin)
+        return v if band == v.risk_band else replace(v, risk_band=band)
 
     def body(self, state: State, now_ms: float) -> dict[str, Any] | None:
         """The ``value`` object of a customer body (see docs/value.md)."""
