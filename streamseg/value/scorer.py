@@ -15,11 +15,10 @@ True
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from streamseg.value.params import ValueParams
-from streamseg.value.score import DEFAULT_BANDS, CustomerValue, State, next_band, score_state
+from streamseg.value.score import DEFAULT_BANDS, CustomerValue, State, score_state
 
 if TYPE_CHECKING:
     from streamseg.settings import Settings
@@ -68,13 +67,10 @@ class ValueScorer:
     def banded(self, state: State, now_ms: float) -> CustomerValue | None:
         """:meth:`value` with the band to publish: the stored one (``val_band``) kept until the
         risk is ``band_margin`` past a boundary (:func:`~streamseg.value.score.next_band`)."""
-        v = self.value(state, now_ms)
-        if v is None:
+        if self.params is None:
             return None
-        stored = state.get("val_band")
-        band = next_band(v.churn_risk, stored if isinstance(stored, str) else None, self.bands,
-                         self.band_margin)
-        return v if band == v.risk_band else replace(v, risk_band=band)
+        return score_state(state, now_ms, self.params, self.horizon_days, currency=self.currency,
+                           bands=self.bands, band_margin=self.band_margin)
 
     def body(self, state: State, now_ms: float) -> dict[str, Any] | None:
         """The ``value`` object of a customer body (see docs/value.md)."""
