@@ -145,7 +145,8 @@ class Engine:
         self.local = LocalLearner(segmenter, wall_ms)  # this worker's clusterer
         # the global model customers are assigned with; local learning follows each version
         self.assigner = Assigner(settings.segment_margin, metrics, self.drift, on_adopt=self.local.pull)
-        self.leader = Leader(settings, store, publisher, self.retry, self.assigner, self.clock)
+        self.leader = Leader(settings, store, publisher, self.retry, self.assigner, self.clock,
+                             metrics=metrics)
         self.held = HeldBack(store, self.retry)  # customers seen before the first model
         self.warmup = WarmUp.from_settings(settings)  # a small stream's first model (warmup.py)
         self._lock = asyncio.Lock()  # batches and timer-driven assignment never interleave

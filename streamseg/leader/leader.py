@@ -23,6 +23,7 @@ from streamseg.clock import EngineClock
 from streamseg.features.registry import DAY_MS
 from streamseg.features.store import FeatureStore
 from streamseg.leader.value import LeaderValue
+from streamseg.metrics import Metrics
 from streamseg.publish.publisher import OutRecord, Publisher
 from streamseg.publish.records import CatalogEntry, SegmentValidation, now_iso
 from streamseg.retry import Retrier
@@ -64,11 +65,11 @@ class Leader:
 
     def __init__(self, settings: Settings, store: FeatureStore, publisher: Publisher,
                  retry: Retrier, assigner: Assigner, clock: EngineClock, *,
-                 value: ValueScorer | None = None) -> None:
+                 value: ValueScorer | None = None, metrics: Metrics | None = None) -> None:
         self.settings = settings
         #: the customer-value model: fitted and measured per segment here, scored with everywhere
         self.values = LeaderValue(settings, store, publisher, retry, clock,
-                                  value or ValueScorer.from_settings(settings))
+                                  value or ValueScorer.from_settings(settings), metrics)
         self.store = store
         self.publisher = publisher
         self.retry = retry

@@ -11,6 +11,7 @@ import time
 
 from streamseg.clock import EngineClock
 from streamseg.features.store import FeatureStore
+from streamseg.metrics import Metrics
 from streamseg.publish.publisher import Publisher
 from streamseg.publish.records import SegmentValue
 from streamseg.retry import Retrier
@@ -29,8 +30,10 @@ class LeaderValue:
     """Fits and publishes the value parameters; keeps the latest value of every segment."""
 
     def __init__(self, settings: Settings, store: FeatureStore, publisher: Publisher,
-                 retry: Retrier, clock: EngineClock, scorer: ValueScorer) -> None:
+                 retry: Retrier, clock: EngineClock, scorer: ValueScorer,
+                 metrics: Metrics | None = None) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.store = store
         self.publisher = publisher
         self.retry = retry
@@ -77,3 +80,14 @@ class LeaderValue:
         self.by_segment = segment_values(sums, sizes, before, (now - then) / 1000.0, params,
                                          self.scorer.horizon_days, self.scorer.currency)
         self._sizes = (now, dict(sizes))
+        if self.metrics is not None:
+            self.export(self.metrics)
+
+    def export(self, metrics: Metrics) -> None:
+        """The latest measurement into the value gauges (what the alert rules watch)."""
+        values = self.by_segment.values()
+        customers = sum(v.customers for v in values)
+        high = sum(v.high_risk_share * v.customers for v in values)
+        metrics.value_high_risk_share.set(high / customers if customers else 0.0)
+        metrics.value_at_risk.set(sum(v.value_at_risk for v in values))
+        metrics.value_lifetime.set(sum(v.total_lifetime_value for v in values))
