@@ -6,23 +6,20 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from prometheus_client import CollectorRegistry
 
-from streamseg.engine import Engine, InMessage, build_segmenter
+from streamseg.engine import InMessage
 from streamseg.events.models import ClickEvent, TransactionEvent
 from streamseg.features.registry import DAY_MS
-from streamseg.generate import assign_personas, simulate
-from streamseg.metrics import Metrics
+from streamseg.features.store import RedisFeatureStore
 from streamseg.rescore import sweep
 from streamseg.settings import Settings
 from streamseg.value.params import ValueParams
 from tests.support import Recorder
 
-from .engine_support import store_for
+from .test_sample_process import T0, seeded_engine
 
 pytestmark = pytest.mark.integration
 
-T0 = 1_767_225_600_000  # 2026-01-01
 PARAMS = ValueParams(r=0.243, alpha=4.414, a=0.793, b=2.426, p=6.25, q=3.74, v=15.44, version=1)
 
 
@@ -44,17 +41,10 @@ def updates_of(rec: Recorder, cfg: Settings, cid: str) -> list[dict]:
 
 
 async def test_silence__raises_the_risk_band_once_through_the_sweep(settings: Settings) -> None:
-    cfg = settings.model_copy(update={"n_segments": 2, "model_warmup": 50, "model_sync_events": 20,
-                                      "clock": "event"})
-    truth = assign_personas(80, seed=4)
-    store = store_for(cfg)
-    rec = Recorder()
-    engine = Engine(cfg, store, build_segmenter(cfg), rec, Metrics(CollectorRegistry()))
-    history = [InMessage(cfg.topic(ev.topic_role), 0, i, ev.customer_id.encode(), orjson.dumps(ev.payload))
-               for i, ev in enumerate(simulate(truth, days=30, end_ms=T0, seed=4))]
+    engine = await seeded_engine(settings)  # 200 simulated customers, segmented, clock=event
+    cfg, store, rec = engine.settings, engine.store, engine.publisher
+    assert isinstance(rec, Recorder) and isinstance(store, RedisFeatureStore)
     try:
-        for i in range(0, len(history), 500):
-            await engine.process(history[i : i + 500])
         assert engine.assigner.model is not None
         assert engine.leader.value.adopt(PARAMS)  # as a worker adopts the leader's fit
 
