@@ -233,6 +233,10 @@ class _Pipeline(_Connections):
     value_fit: bool = Field(
         True, description="the leader fits the customer-value model (BG/NBD + Gamma-Gamma, "
         "pymc-marketing) on its sample at each catalog refresh, in the sample process")
+    value_refit_s: float = Field(
+        300.0, gt=0, description="the leader re-fits the value model at most this often, in a "
+        "sample process of its own beside the catalog refresh (the first fit as soon as the "
+        "sample has enough buyers)")
     value_horizon_days: float = Field(
         90.0, gt=0, description="days ahead that churn risk (no purchase), expected purchases "
         "and lifetime value look")

@@ -111,7 +111,8 @@ class Leader:
         try:
             async with self._leading:
                 await self._publish(await self.refine(sample), "a sample of current customers")
-            await self.values.refit(sample, self.assigner.model)
+            self.values.refit_soon(lambda: self._sample_with(self.values.sampler),
+                                   self.assigner.model)
             await self.values.measure(sample, self.assigner.model)
             await self.publish_catalog(await self.refresh_profiles(sample))
         finally:
@@ -224,12 +225,16 @@ class Leader:
         computed on in a child process (see :mod:`streamseg.segmenting.offload`);
         without one, in a thread, the read chunked so batches go on meanwhile.
         """
+        return await self._sample_with(self.sampler)
+
+    async def _sample_with(self, sampler: SampleProcess | None) -> CustomerSample:
+        """:meth:`sample_customers` in ``sampler``'s child (None: in this process)."""
         now = self.clock.now_ms()
         # retention in the engine's clock: Redis expires customers in wall time, which on a
         # replay (event clock) keeps customers silent for longer than the retention in view
         cutoff = now - self.settings.retention_days * DAY_MS
-        if self.sampler is not None:
-            return await self.sampler.sample(self.settings.profile_sample, now, cutoff)
+        if sampler is not None:
+            return await sampler.sample(self.settings.profile_sample, now, cutoff)
         states = await self.store.sample_states(self.settings.profile_sample)
         return LocalSample(*await asyncio.to_thread(current_sample, states, now, cutoff))
 

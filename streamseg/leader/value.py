@@ -1,13 +1,19 @@
-"""The leader's customer-value work at each refresh: fit the model, publish it, measure segments.
+"""The leader's customer-value work: fit the model and publish it, measure the segments.
 
-Both steps run where the sample is (the sample process, see
-:mod:`streamseg.segmenting.offload`); only the parameters and per-segment sums come back.
+The fit runs in the background, at most every ``value_refit_s``, on a sample of its own
+read in a child process of its own (:attr:`LeaderValue.sampler`): it takes seconds (a
+minute while PyTensor first compiles), and the catalog refresh does not wait for it. The
+per-segment measurement scores the refresh's sample where it is (the sample process, see
+:mod:`streamseg.segmenting.offload`); only parameters and per-segment sums come back.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from streamseg.clock import EngineClock
 from streamseg.features.store import FeatureStore
@@ -16,7 +22,7 @@ from streamseg.publish.publisher import Publisher
 from streamseg.publish.records import SegmentValue
 from streamseg.retry import Retrier
 from streamseg.segmenting.model import SegmentModel
-from streamseg.segmenting.offload import ChildSample, LocalSample
+from streamseg.segmenting.offload import ChildSample, LocalSample, SampleProcess
 from streamseg.segmenting.sync import VALUE_KEY
 from streamseg.settings import Settings
 from streamseg.value.params import ValueParams
@@ -41,6 +47,45 @@ class LeaderValue:
         self.scorer = scorer
         self.by_segment: dict[int, SegmentValue] = {}  # the latest measurement, by segment id
         self._sizes: tuple[float, dict[int, int]] | None = None  # (clock ms, live sizes) then
+        #: the fits' own child process (a worker sets it; None: threads), so a fit (seconds,
+        #: a minute while PyTensor compiles) never holds up the catalog refresh's sample
+        self.sampler: SampleProcess | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._fitted_at: float | None = None  # time.monotonic() of the last fit
+
+    def refit_soon(self, read: Callable[[], Awaitable[ChildSample | LocalSample]],
+                   model: SegmentModel | None) -> bool:
+        """Start a fit in the background on a sample ``read`` gives, unless one runs or the
+        last is younger than ``value_refit_s``; True if one started."""
+        if not self.settings.value_fit or (self._task is not None and not self._task.done()):
+            return False
+        if self._fitted_at is not None and \
+                time.monotonic() - self._fitted_at < self.settings.value_refit_s:
+            return False
+        self._task = asyncio.ensure_future(self._refit_from(read, model))
+        return True
+
+    async def _refit_from(self, read: Callable[[], Awaitable[ChildSample | LocalSample]],
+                          model: SegmentModel | None) -> None:
+        try:
+            sample = await read()
+            try:
+                if await self.refit(sample, model) is not None:
+                    self._fitted_at = time.monotonic()
+            finally:
+                await sample.release()
+        except Exception as exc:  # Redis or the child away: the next refresh tries again
+            log.error("the customer-value fit did not run: %r", exc)
+
+    async def close(self) -> None:
+        """Stop a running fit and the fits' child process (worker shutdown)."""
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.sampler is not None:
+            await asyncio.to_thread(self.sampler.close)
 
     async def refit(self, sample: ChildSample | LocalSample,
                     model: SegmentModel | None) -> ValueParams | None:

@@ -17,8 +17,9 @@ from the same customers, and only centres and profiles travel back. The child
 imports only what it computes with (about 90 MiB resident, no River or pandas;
 ``sklearn.metrics`` at the first validation only, +38 MiB; scikit-learn's k-means
 under ``STREAMSEG_N_SEGMENTS=auto``, where it scores each k:
-:mod:`streamseg.segmenting.choose_k`; pymc-marketing at the first customer-value fit,
-:mod:`streamseg.value.fit`, about +400 MiB). If the child dies, the call fails with
+:mod:`streamseg.segmenting.choose_k`). The customer-value fits run in a second
+process of this kind (:mod:`streamseg.leader.value`), which alone loads pymc-marketing
+(about 480 MiB). If the child dies, the call fails with
 :class:`SampleLost` and the next refresh starts a new child.
 """
 

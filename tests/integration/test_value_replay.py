@@ -42,7 +42,7 @@ def settings(settings: Settings) -> Settings:
     # replayed unthrottled, so nothing may be late; the sample keeps every customer
     return settings.model_copy(update={
         "clock": "event", "catalog_refresh_s": 2.0, "dedup_horizon_days": HISTORY_DAYS + 30.0,
-        "retention_days": HISTORY_DAYS + 30.0, "profile_sample": 1000})
+        "retention_days": HISTORY_DAYS + 30.0, "profile_sample": 1000, "value_refit_s": 1.0})
 
 
 async def fitted_after(client: aioredis.Redis, settings: Settings, timeout: float) -> ValueParams:
