@@ -16,12 +16,14 @@ import pytest
 from pymc_marketing.clv import BetaGeoModel, GammaGammaModel
 from pymc_marketing.clv.utils import customer_lifetime_value
 
+from streamseg.settings import Settings
 from streamseg.timeunits import DAY_MS
 from streamseg.value.params import ValueParams
 from streamseg.value.score import (
     Rfm,
     expected_purchases,
     expected_spend,
+    next_band,
     p_alive,
     p_no_purchase,
     rfm_from_state,
@@ -132,3 +134,17 @@ def test_edge_customers__get_defined_values(state: dict[str, float]) -> None:
     if "first_purchase_ts" not in state:  # not a buyer yet: a new customer of the population
         assert v.expected_purchases == pytest.approx(expected_purchases(0, 0, 0, HORIZON, prm))
         assert v.lifetime_value == pytest.approx(v.expected_purchases * prm.population_spend)
+
+
+@pytest.mark.parametrize("text", ["", "low:0.1,high:0.8", "low:0,high:0.5,mid:0.3", "low:0,high",
+                                  "low:0,high:1.5", ":0"])
+def test_risk_bands__that_do_not_start_at_0_and_rise_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="STREAMSEG_VALUE_RISK_BANDS"):
+        Settings(value_risk_bands=text)
+
+
+def test_band__is_debounced_by_the_margin_both_ways() -> None:
+    bands = Settings().value_bands
+    assert [next_band(r, "low", bands, 0.05) for r in (0.52, 0.56, 0.9)] == ["low", "medium", "high"]
+    assert [next_band(r, "high", bands, 0.05) for r in (0.78, 0.74, 0.1)] == ["high", "medium", "low"]
+    assert next_band(0.3, None, bands, 0.05) == "low"  # nothing published yet: the plain band
