@@ -5,6 +5,14 @@ leader's sample process), :mod:`.score` scores a customer with them in closed fo
 """
 
 from streamseg.value.params import ValueParams
-from streamseg.value.score import CustomerValue, Rfm, rfm_from_state, score, score_state
+from streamseg.value.score import (
+    CustomerValue,
+    Rfm,
+    rfm_from_state,
+    score,
+    score_rfm,
+    score_state,
+)
 
-__all__ = ["CustomerValue", "Rfm", "ValueParams", "rfm_from_state", "score", "score_state"]
+__all__ = ["CustomerValue", "Rfm", "ValueParams", "rfm_from_state", "score", "score_rfm",
+           "score_state"]

@@ -18,12 +18,12 @@ pymc-marketing's ``rfm_summary`` counts them):
 customer without repeat purchases, it rises with silence for every buyer.
 
 >>> params = ValueParams(r=0.25, alpha=4.4, a=0.79, b=2.4, p=6.2, q=3.7, v=15.4, version=1)
->>> v = score(Rfm(frequency=2, recency=30.0, T=38.0, monetary_value=35.0), params, 90.0)
+>>> v = score(2, 30.0, 38.0, 35.0, params, 90.0)  # frequency, recency, T, monetary_value
 >>> round(v.p_alive, 3), round(v.churn_risk, 3), round(v.expected_purchases, 3)
 (0.729, 0.327, 2.448)
 >>> round(v.lifetime_value, 2), v.risk_band
 (85.85, 'low')
->>> later = score(Rfm(frequency=2, recency=30.0, T=200.0, monetary_value=35.0), params, 90.0)
+>>> later = score(2, 30.0, 200.0, 35.0, params, 90.0)  # 162 days later
 >>> later.churn_risk > v.churn_risk and later.risk_band
 'high'
 """
@@ -206,7 +206,8 @@ def next_band(churn_risk: float, previous: str | None, bands: tuple[tuple[str, f
     return now if churn_risk < bands[was][1] - margin else previous
 
 
-def score(rfm: Rfm, params: ValueParams, horizon_days: float, *, currency: str = "",
+def score(frequency: float, recency: float, T: float, monetary_value: float,
+          params: ValueParams, horizon_days: float, *, currency: str = "",
           bands: tuple[tuple[str, float], ...] = DEFAULT_BANDS, previous_band: str | None = None,
           band_margin: float = 0.0) -> CustomerValue:
     """Every value of one customer over the next ``horizon_days`` (see the module doc).
@@ -214,15 +215,20 @@ def score(rfm: Rfm, params: ValueParams, horizon_days: float, *, currency: str =
     ``previous_band``, ``band_margin``: the band last published and the margin to leave it
     (:func:`next_band`); by default the plain band of the risk.
     """
-    x, t_x, big_t = rfm.frequency, rfm.recency, rfm.T
+    x, t_x, big_t = frequency, recency, T
     purchases = max(0.0, expected_purchases(x, t_x, big_t, horizon_days, params))
     risk = _finite(p_no_purchase(x, t_x, big_t, horizon_days, params), 1.0)
-    spend = _finite(expected_spend(x, rfm.monetary_value, params))
+    spend = _finite(expected_spend(x, monetary_value, params))
     return CustomerValue(
         p_alive=_finite(p_alive(x, t_x, big_t, params), 1.0), churn_risk=risk,
         expected_purchases=purchases, horizon_days=horizon_days,
         lifetime_value=max(0.0, spend * purchases), currency=currency,
         risk_band=next_band(risk, previous_band, bands, band_margin), params_version=params.version)
+
+
+def score_rfm(rfm: Rfm, params: ValueParams, horizon_days: float, **kw: Any) -> CustomerValue:
+    """:func:`score` of a summary (keywords as :func:`score`'s)."""
+    return score(rfm.frequency, rfm.recency, rfm.T, rfm.monetary_value, params, horizon_days, **kw)
 
 
 def score_state(state: State, now_ms: float, params: ValueParams, horizon_days: float, *,
@@ -231,6 +237,6 @@ def score_state(state: State, now_ms: float, params: ValueParams, horizon_days: 
     """:func:`score` of a stored state at ``now_ms``; with a ``band_margin``, the band leaves
     the stored one (``val_band``) as :func:`next_band` says."""
     stored = state.get("val_band") if band_margin is not None else None
-    return score(rfm_from_state(state, now_ms), params, horizon_days, currency=currency,
-                 bands=bands, previous_band=stored if isinstance(stored, str) else None,
+    return score_rfm(rfm_from_state(state, now_ms), params, horizon_days, currency=currency,
+                     bands=bands, previous_band=stored if isinstance(stored, str) else None,
                  band_margin=band_margin or 0.0)

@@ -25,7 +25,7 @@ from streamseg.generate import assign_personas, simulate
 from streamseg.settings import Settings
 from streamseg.value.fit import fit_value, rfm_from_transactions
 from streamseg.value.params import ValueParams
-from streamseg.value.score import Rfm, rfm_from_state, score
+from streamseg.value.score import rfm_from_state, score
 from tests.support import wait_until
 
 from .conftest import WorkerProcess
@@ -119,7 +119,7 @@ async def test_replayed_history__values_match_the_offline_library_fit_within_2_p
             # the stream's summary of the customer is the library's, exactly
             lib = (row.frequency, row.recency, row.T, row.monetary_value)
             assert astuple(rfm_from_state(state, now)) == pytest.approx(lib, rel=1e-9)
-            want = score(Rfm(*lib), offline, settings.value_horizon_days)  # type: ignore[arg-type]
+            want = score(*lib, offline, settings.value_horizon_days)  # type: ignore[arg-type]
             got = body["value"]
             assert got["params_version"] == online.version or got["params_version"] > online.version
             for field in ("p_alive", "churn_risk", "expected_purchases", "lifetime_value"):

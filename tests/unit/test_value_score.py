@@ -20,7 +20,6 @@ from streamseg.settings import Settings
 from streamseg.timeunits import DAY_MS
 from streamseg.value.params import ValueParams
 from streamseg.value.score import (
-    Rfm,
     expected_purchases,
     expected_spend,
     next_band,
@@ -28,6 +27,7 @@ from streamseg.value.score import (
     p_no_purchase,
     rfm_from_state,
     score,
+    score_rfm,
 )
 
 PARAMS = [
@@ -72,7 +72,7 @@ def test_closed_forms__equal_the_library_predictions(prm: ValueParams) -> None:
     clv = _values(customer_lifetime_value(bg, data.assign(future_spend=lib_spend),
                                           future_t=int(HORIZON // 30), discount_rate=0.0))
     for i, (x, t_x, big_t, m) in enumerate(CUSTOMERS):
-        ours = score(Rfm(x, t_x, big_t, m), prm, HORIZON)
+        ours = score(x, t_x, big_t, m, prm, HORIZON)
         assert ours.p_alive == pytest.approx(lib_alive[i], rel=1e-9, abs=1e-12)
         assert ours.expected_purchases == pytest.approx(lib_purchases[i], rel=1e-9, abs=1e-12)
         if x > 0:  # without repeat purchases the library's spend is its population mean too
@@ -107,11 +107,11 @@ def test_new_customer__expected_purchases_equal_the_library_new_customer() -> No
 
 def test_silence__raises_churn_risk_and_lowers_p_alive() -> None:
     prm = PARAMS[0]
-    risks = [score(Rfm(3, 40, t, 20.0), prm, HORIZON).churn_risk for t in (40, 60, 120, 400)]
+    risks = [score(3, 40, t, 20.0, prm, HORIZON).churn_risk for t in (40, 60, 120, 400)]
     alive = [p_alive(3, 40, t, prm) for t in (40, 60, 120, 400)]
     assert risks == sorted(risks) and risks[0] < risks[-1]
     assert alive == sorted(alive, reverse=True) and alive[0] > alive[-1]
-    one = [score(Rfm(0, 0, t, 0.0), prm, HORIZON).churn_risk for t in (0, 10, 100)]
+    one = [score(0, 0, t, 0.0, prm, HORIZON).churn_risk for t in (0, 10, 100)]
     assert one == sorted(one) and one[0] < one[-1]  # one purchase: risk grows with silence too
 
 
@@ -127,7 +127,7 @@ def test_silence__raises_churn_risk_and_lowers_p_alive() -> None:
 ], ids=["no-purchase", "refunds-only", "one-purchase", "one-day", "over-refunded"])
 def test_edge_customers__get_defined_values(state: dict[str, float]) -> None:
     prm = PARAMS[0]
-    v = score(rfm_from_state(state, 10 * DAY_MS), prm, HORIZON)
+    v = score_rfm(rfm_from_state(state, 10 * DAY_MS), prm, HORIZON)
     for x in (v.p_alive, v.churn_risk, v.expected_purchases, v.lifetime_value):
         assert math.isfinite(x) and x >= 0.0
     assert 0.0 <= v.churn_risk <= 1.0 and 0.0 <= v.p_alive <= 1.0
