@@ -19,7 +19,7 @@ from pydantic.json_schema import models_json_schema
 
 from streamseg import __version__
 from streamseg.features.registry import FEATURES
-from streamseg.publish.records import CatalogEntry, ErasureAudit, Reason
+from streamseg.publish.records import CatalogEntry, CustomerValueRecord, ErasureAudit, Reason
 
 PATH = Path(__file__).with_name("openapi.json")
 
@@ -62,6 +62,9 @@ class Customer(_Body):
     warming_up: str | None = Field(description='while no model exists yet and the customer has '
                                    'no segment: "warming up: N of M customers seen" (N distinct '
                                    "customers seen, M needed for the first model); else null")
+    value: CustomerValueRecord | None = Field(
+        None, description="churn risk, expected purchases and lifetime value at features_as_of; "
+        "null until the leader has fitted the value model")
 
 
 class Segment(CatalogEntry):

@@ -167,6 +167,7 @@ MEMBERSHIP_LUA = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local old = redis.call('HGET', KEYS[1], 'seg')
 redis.call('HSET', KEYS[1], 'seg', ARGV[1], 'seg_dist', ARGV[2], 'seg_version', ARGV[3], 'seg_why', ARGV[4])
+if ARGV[5] and ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'val_band', ARGV[5]) end
 local new = tonumber(ARGV[1])
 local was = old and tonumber(old)
 if was ~= new then
@@ -200,6 +201,7 @@ class Membership:
     model_version: int
     segment_name: str
     reasons: bytes = b"[]"  # JSON list of Reason records: why the customer moved
+    risk_band: str = ""  # the churn-risk band published with it ("": none, the stored one stays)
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +236,8 @@ class FeatureStore(Protocol):
     async def write_catalog(self, entries: Mapping[int, bytes]) -> None: ...
 
     async def catalog(self) -> dict[int, bytes]: ...
+
+    async def write_value_params(self, raw: bytes) -> None: ...
 
     async def sample_states(self, limit: int) -> list[dict[str, float | str]]: ...
 
@@ -367,7 +371,8 @@ class RedisFeatureStore:
         if not changes:
             return MembershipWrite()
         calls = [([self.keys.state(m.customer_id), self.placement.sizes(m.customer_id)],
-                  [m.segment_id, repr(m.distance), m.model_version, m.reasons]) for m in changes]
+                  [m.segment_id, repr(m.distance), m.model_version, m.reasons, m.risk_band])
+                 for m in changes]
         with unavailable_on_outage("writing memberships"):
             written = await self.durable.scripted(self._membership, calls)
         out = MembershipWrite()
@@ -427,6 +432,17 @@ class RedisFeatureStore:
         with unavailable_on_outage("reading the catalog"):
             raw = await self.client.hgetall(self.keys.catalog())
         return {int(k): v if isinstance(v, bytes) else v.encode() for k, v in raw.items()}
+
+    async def write_value_params(self, raw: bytes) -> None:
+        """Keep the customer-value parameters (JSON) for readers outside the workers."""
+        with unavailable_on_outage("writing the value parameters"):
+            await self.client.set(self.keys.value_params(), raw)
+
+    async def value_params(self) -> bytes | None:
+        """The customer-value parameters the leader last wrote (None: none fitted yet)."""
+        with unavailable_on_outage("reading the value parameters"):
+            raw = await self.client.get(self.keys.value_params())
+        return raw if raw is None or isinstance(raw, bytes) else str(raw).encode()
 
     async def sample_states(self, limit: int) -> list[dict[str, float | str]]:
         """Up to ``limit`` customers' states, in SCAN order (a sample when there are more)."""
