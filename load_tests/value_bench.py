@@ -18,11 +18,14 @@ cut-off, three ways:
 - **recency**: days since the last order, nothing else.
 
 Compared with the holdout: the AUC (scikit-learn) of each ranking for "buys
-again in the holdout" (churn risk, higher = less likely; recency: longer
-silence = less likely), and the total predicted versus actual holdout
-purchases and spend (orders, refunds not deducted). Repeated for ``--seeds``
-seeds (a new population and history each); the targets are on the means.
-Saved to ``load_tests/results/value.json`` and ``value.md``.
+again in the holdout" (churn risk, the probability of no purchase over the
+holdout; recency: longer silence = less likely), and the total predicted versus
+actual holdout purchases and spend. As the engine counts them, a purchase is a
+purchase day (a UTC day with an order) and spend is net of refunds (in the
+calibration: the mean spend of the repeat purchase days times the share not
+refunded; in the holdout: its orders minus its refunds). Repeated for
+``--seeds`` seeds (a new population and history each); the targets are on the
+means. Saved to ``load_tests/results/value.json`` and ``value.md``.
 """
 
 from __future__ import annotations
@@ -33,22 +36,33 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))  # `common`, also when a test loads this file
 
 import argparse
+import asyncio
 import json
 import logging
 import time
+import uuid
 import warnings
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
-from common import NO_BROKER, announce, run_script
-from quality_bench import END_MS, RESULTS
+from common import NO_BROKER, announce, run_script, valkey_only
+from prometheus_client import CollectorRegistry
+from quality_bench import END_MS, RESULTS, RecordingPublisher, read_states, refit
 from sklearn.metrics import roc_auc_score
 
+from streamseg.api.lookup import customer_body
+from streamseg.engine import Engine, InMessage, build_segmenter
+from streamseg.features.keys import Keys
+from streamseg.features.store import RedisFeatureStore
 from streamseg.generate import GeneratedEvent, assign_personas, simulate
 from streamseg.generate.lifecycle import Lifecycle
+from streamseg.metrics import Metrics
+from streamseg.rescore import sweep
+from streamseg.settings import Settings
 from streamseg.timeunits import DAY_MS
 
 
@@ -59,6 +73,8 @@ class Config:
     holdout_days: float = 90.0
     seeds: tuple[int, ...] = (1, 2, 3)
     engine: bool = True  # False: the offline anchors only (no Valkey, no engine)
+    refit_days: float = 7.0  # the leader's re-fit (segments and value model), in event time
+    batch: int = 500
 
     @property
     def cut_ms(self) -> int:
@@ -71,8 +87,8 @@ class History:
 
     truth: dict[str, str]
     calibration: list[GeneratedEvent]  # orders and refunds before the cut-off, in time order
-    orders: dict[str, list[tuple[int, float]]]  # calibration orders per customer: (ts, amount)
-    holdout_orders: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    #: per customer: the holdout's purchase days (UTC days with an order) and net spend
+    holdout_days: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
     holdout_spend: dict[str, float] = field(default_factory=lambda: defaultdict(float))
 
 
@@ -85,6 +101,7 @@ class Scores:
     spend: float  # total predicted holdout spend
     purchases_error: float = 0.0  # predicted / actual - 1
     spend_error: float = 0.0
+    unscored: int = 0  # customers without a churn risk (left out of the AUC)
 
 
 @dataclass
@@ -104,37 +121,40 @@ class SeedResult:
 def history(cfg: Config, seed: int) -> History:
     """Simulate ``cfg.days`` under the planted lifecycle and split it at the cut-off."""
     truth = assign_personas(cfg.customers, seed=seed)
-    cut = cfg.cut_ms
-    h = History(truth, [], defaultdict(list))
+    h = History(truth, [])
     for ev in simulate(truth, days=cfg.days, end_ms=END_MS, seed=seed, scenario=Lifecycle(seed)):
-        p = ev.payload
-        is_order = ev.topic_role == "transactions" and not p["refund"]
-        if ev.ts_ms < cut:
-            if ev.topic_role == "transactions":
-                h.calibration.append(ev)
-            if is_order:
-                h.orders[ev.customer_id].append((ev.ts_ms, p["amount"]))
-        elif is_order:
-            h.holdout_orders[ev.customer_id] += 1
-            h.holdout_spend[ev.customer_id] += p["amount"]
+        if ev.topic_role != "transactions":
+            continue
+        if ev.ts_ms < cfg.cut_ms:
+            h.calibration.append(ev)
+            continue
+        refund, amount = ev.payload["refund"], ev.payload["amount"]
+        h.holdout_spend[ev.customer_id] += -amount if refund else amount
+        if not refund:
+            h.holdout_days[ev.customer_id].add(ev.ts_ms // DAY_MS)
     return h
 
 
-def rfm(orders: dict[str, list[tuple[int, float]]], cut_ms: int) -> pd.DataFrame:
-    """The library's inputs per customer with an order: repeat orders, recency, age (days), mean
-    value of the repeat orders (0 with none), as pymc-marketing's ``rfm_summary`` defines them
-    (but per order, not per day)."""
-    rows = []
-    for cid in sorted(orders):
-        ts = [t for t, _ in orders[cid]]
-        amounts = [a for _, a in orders[cid]]
-        repeat = amounts[1:]
-        rows.append({
-            "customer_id": cid, "frequency": len(repeat),
-            "recency": (ts[-1] - ts[0]) / DAY_MS, "T": (cut_ms - ts[0]) / DAY_MS,
-            "monetary_value": float(np.mean(repeat)) if repeat else 0.0,
-        })
-    return pd.DataFrame(rows)
+def rfm(calibration: list[GeneratedEvent], cut_ms: int) -> pd.DataFrame:
+    """The library's summary of the calibration orders, per customer with one, in days.
+
+    pymc-marketing's ``rfm_summary`` on one row per purchase day (its spend summed):
+    repeat purchase days, recency, age and the mean spend of the repeat days; that
+    spend is scaled by the customer's share not refunded (as the engine does).
+    """
+    from pymc_marketing.clv.utils import rfm_summary
+
+    tx = pd.DataFrame([ev.payload for ev in calibration])
+    tx["day"] = pd.to_datetime(tx["ts"] // DAY_MS * DAY_MS, unit="ms")
+    orders = tx[~tx["refund"]]
+    daily = orders.groupby(["customer_id", "day"], as_index=False)["amount"].sum()
+    data = rfm_summary(daily, "customer_id", "day", "amount", time_unit="D",
+                       observation_period_end=pd.to_datetime(cut_ms, unit="ms"))
+    gross = orders.groupby("customer_id")["amount"].sum()
+    refunded = tx[tx["refund"]].groupby("customer_id")["amount"].sum()
+    kept = (1.0 - refunded.reindex(gross.index, fill_value=0.0) / gross).clip(lower=0.0)
+    data["monetary_value"] *= kept.reindex(data["customer_id"]).to_numpy()
+    return data.sort_values("customer_id").reset_index(drop=True)
 
 
 # -- the anchors ----------------------------------------------------------------------
@@ -151,7 +171,8 @@ class Predictions:
 
 def offline(data: pd.DataFrame, horizon_days: float) -> Predictions:
     """pymc-marketing's BG/NBD and Gamma-Gamma, fitted by MAP on ``data``: churn risk is the
-    probability of no purchase over the horizon; spend = expected purchases x expected order value."""
+    probability of no purchase over the horizon; spend = expected purchases x expected spend
+    per purchase day."""
     from pymc_marketing.clv import BetaGeoModel, GammaGammaModel
 
     logging.getLogger("pymc").setLevel(logging.ERROR)
@@ -161,7 +182,7 @@ def offline(data: pd.DataFrame, horizon_days: float) -> Predictions:
         bg.fit(method="map", progressbar=False)
         purchases = bg.expected_purchases(future_t=horizon_days).values.ravel()
         no_buy = bg.expected_probability_no_purchase(t=horizon_days).values.ravel()
-        repeat = data[data.frequency > 0]
+        repeat = data[(data.frequency > 0) & (data.monetary_value > 0)]
         gg = GammaGammaModel(data=repeat[["customer_id", "frequency", "monetary_value"]])
         gg.fit(method="map", progressbar=False)
         order_value = gg.expected_customer_spend(
@@ -174,29 +195,90 @@ def recency(data: pd.DataFrame) -> np.ndarray:
     return (data["T"] - data["recency"]).to_numpy()
 
 
+# -- the engine ---------------------------------------------------------------------
+
+
+def engine_settings(cfg: Config, seed: int, redis_url: str) -> Settings:
+    """Defaults, but a fresh key prefix, the seed, and the holdout as the value horizon."""
+    return Settings(redis_url=redis_url, key_prefix=f"vb{uuid.uuid4().hex[:8]}", seed=seed,
+                    value_horizon_days=cfg.holdout_days)
+
+
+async def run_engine(cfg: Config, seed: int, h: History, redis_url: str) -> dict[str, dict]:
+    """Stream the calibration period through the engine; every customer's ``value`` (as
+    ``GET /v1/customers/{id}`` shows it) after a last re-fit and sweep at the cut-off."""
+    settings = engine_settings(cfg, seed, redis_url)
+    keys = Keys(settings.key_prefix)
+    store = RedisFeatureStore.from_url(settings.redis_url, keys,
+                                       dedup_horizon_days=settings.dedup_horizon_days,
+                                       retention_days=settings.retention_days)
+    engine = Engine(settings, store, build_segmenter(settings),
+                    RecordingPublisher(settings.topic_segment_updates, lambda: 0.0),
+                    Metrics(CollectorRegistry()))
+    topic = settings.topic("transactions")
+    next_fit = h.calibration[0].ts_ms + cfg.refit_days * DAY_MS
+    try:
+        for i in range(0, len(h.calibration), cfg.batch):
+            await engine.process([
+                InMessage(topic, 0, i + j, ev.customer_id.encode(), orjson.dumps(ev.payload))
+                for j, ev in enumerate(h.calibration[i : i + cfg.batch])])
+            if engine.clock.clock_ms >= next_fit:
+                await refit(engine)
+                next_fit = engine.clock.clock_ms + cfg.refit_days * DAY_MS
+        engine.clock.reach(cfg.cut_ms - 1)  # the cut-off: the last moment of the calibration
+        await refit(engine)
+        await sweep(engine, older_than_days=0.0, batch=1000)  # everyone as of the cut-off
+        states = await read_states(store, keys, sorted(h.truth))
+    finally:
+        await store.close()
+    return {cid: customer_body(cid, st, names={}, now_ms=cfg.cut_ms - 1).get("value") or {}
+            for cid, st in states.items()}
+
+
+def engine_predictions(values: dict[str, dict], cids: list[str]) -> Predictions:
+    """The engine's stored values of ``cids``, as :class:`Predictions` (NaN where none)."""
+    def column(name: str) -> np.ndarray:
+        return np.array([float(values.get(c, {}).get(name, np.nan)) for c in cids])
+
+    return Predictions(column("churn_risk"), column("expected_purchases"),
+                       column("lifetime_value"))
+
+
 # -- scoring ---------------------------------------------------------------------------
 
 
 def score(pred: Predictions, bought: np.ndarray, actual: tuple[float, float]) -> Scores:
-    """AUC of the churn risk for buying again, and predicted totals against ``actual``."""
-    auc = float(roc_auc_score(bought, -pred.churn_risk))
-    purchases, spend = float(pred.purchases.sum()), float(pred.spend.sum())
+    """AUC of the churn risk for buying again, and predicted totals against ``actual``.
+
+    Customers without a churn risk (the engine has no value for them) are left out
+    of the AUC and counted in ``unscored``; their predictions count as 0.
+    """
+    known = ~np.isnan(pred.churn_risk)
+    auc = float(roc_auc_score(bought[known], -pred.churn_risk[known])) if known.any() else np.nan
+    purchases, spend = float(np.nansum(pred.purchases)), float(np.nansum(pred.spend))
+    if np.isnan(pred.purchases).all():
+        purchases = spend = np.nan
     return Scores(round(auc, 4), round(purchases, 1), round(spend, 1),
-                  round(purchases / actual[0] - 1, 4), round(spend / actual[1] - 1, 4))
+                  round(purchases / actual[0] - 1, 4), round(spend / actual[1] - 1, 4),
+                  int((~known).sum()))
 
 
-def run_seed(cfg: Config, seed: int) -> SeedResult:
+def run_seed(cfg: Config, seed: int, redis_url: str | None) -> SeedResult:
     """Simulate one seed, score every calibration buyer each way, compare with the holdout."""
     started = time.perf_counter()
     h = history(cfg, seed)
-    data = rfm(h.orders, cfg.cut_ms)
+    data = rfm(h.calibration, cfg.cut_ms)
     cids = data["customer_id"].tolist()
-    bought = np.array([h.holdout_orders.get(c, 0) > 0 for c in cids])
-    actual = (float(sum(h.holdout_orders.get(c, 0) for c in cids)),
+    bought = np.array([bool(h.holdout_days.get(c)) for c in cids])
+    actual = (float(sum(len(h.holdout_days.get(c, ())) for c in cids)),
               float(sum(h.holdout_spend.get(c, 0.0) for c in cids)))
     silence = recency(data)
     none = np.full(len(cids), np.nan)
-    methods = {
+    methods = {}
+    if redis_url is not None:
+        values = asyncio.run(run_engine(cfg, seed, h, redis_url))
+        methods["engine"] = score(engine_predictions(values, cids), bought, actual)
+    methods |= {
         "offline": score(offline(data, cfg.holdout_days), bought, actual),
         "recency": score(Predictions(silence, none, none), bought, actual),
     }
@@ -250,8 +332,8 @@ def markdown(cfg: Config, results: list[SeedResult], mean: dict[str, dict[str, f
     return "\n".join(lines)
 
 
-def bench(cfg: Config) -> dict[str, Any]:
-    results = [run_seed(cfg, seed) for seed in cfg.seeds]
+def bench(cfg: Config, redis_url: str | None) -> dict[str, Any]:
+    results = [run_seed(cfg, seed, redis_url) for seed in cfg.seeds]
     mean = summary(results)
     return {"broker": NO_BROKER, "config": {**asdict(cfg), "seeds": list(cfg.seeds)},
             "seeds": [asdict(r) for r in results], "mean": mean, "targets": targets(mean),
@@ -275,11 +357,18 @@ def main() -> None:
                     help="how many seeds (1, 2, ...); the targets are on their means")
     ap.add_argument("--offline-only", action="store_true",
                     help="the anchors only: no Valkey, no engine")
+    ap.add_argument("--redis-url", help="use this Redis/Valkey instead of starting one")
     a = ap.parse_args()
     cfg = Config(customers=a.customers, days=a.days, holdout_days=a.holdout_days,
                  seeds=tuple(range(1, a.seeds + 1)), engine=not a.offline_only)
     announce(NO_BROKER)
-    res = bench(cfg)
+    if not cfg.engine:
+        res = bench(cfg, None)
+    elif a.redis_url:
+        res = bench(cfg, a.redis_url)
+    else:
+        with valkey_only() as stack:
+            res = bench(cfg, stack.redis_url)
     print(res["markdown"])
     print("targets:", res["targets"])
     paths = save(res)
