@@ -229,6 +229,16 @@ class _Pipeline(_Connections):
         "--no-trim)",
     )
     worker_id: str = Field("", description="stable id of this worker (default: host:web_port)")
+    # --- customer value (streamseg/value, docs/value.md) ----------------------------
+    value_fit: bool = Field(
+        True, description="the leader fits the customer-value model (BG/NBD + Gamma-Gamma, "
+        "pymc-marketing) on its sample at each catalog refresh, in the sample process")
+    value_horizon_days: float = Field(
+        90.0, gt=0, description="days ahead that churn risk (no purchase), expected purchases "
+        "and lifetime value look")
+    value_risk_bands: str = Field(
+        "low:0,medium:0.5,high:0.8", description="churn-risk bands as name:lower bound, "
+        "ascending from 0; the last band is the high-risk one alerts watch")
 
 
 
@@ -325,6 +335,7 @@ class Settings(_Operations):
     _currencies = model_validator(mode="after")(checks.currencies_parse)
     _tokens = field_validator("api_tokens")(checks.tokens_well_formed)
     _security = model_validator(mode="after")(checks.security_consistent)
+    _bands = field_validator("value_risk_bands")(checks.risk_bands_parse)
 
     @property
     def drift_window_seconds(self) -> list[int]:
@@ -343,6 +354,11 @@ class Settings(_Operations):
     def api_token_map(self) -> dict[str, str]:
         """secret -> name of every configured API token."""
         return checks.parse_api_tokens(self.api_tokens)
+
+    @property
+    def value_bands(self) -> tuple[tuple[str, float], ...]:
+        """``value_risk_bands`` parsed: (name, lower bound) pairs, ascending."""
+        return checks.parse_risk_bands(self.value_risk_bands)
 
     @property
     def segments_auto(self) -> bool:

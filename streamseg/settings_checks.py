@@ -213,3 +213,30 @@ def parse_earliest(text: str) -> int:
         return parse_ts(text)
     except ValueError as exc:
         raise ValueError(f"STREAMSEG_EARLIEST_EVENT_TIME: {exc}") from None
+
+
+def parse_risk_bands(text: str) -> tuple[tuple[str, float], ...]:
+    """``STREAMSEG_VALUE_RISK_BANDS`` as (name, lower bound) pairs; ValueError unless the bounds
+    start at 0 and rise within [0, 1].
+
+    >>> parse_risk_bands("low:0, medium:0.5, high:0.8")
+    (('low', 0.0), ('medium', 0.5), ('high', 0.8))
+    """
+    bands = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        name, sep, bound = part.partition(":")
+        try:
+            bands.append((name.strip(), float(bound)))
+        except ValueError:
+            raise ValueError(f"STREAMSEG_VALUE_RISK_BANDS: {part!r} is not name:lower_bound") from None
+        if not sep or not name.strip():
+            raise ValueError(f"STREAMSEG_VALUE_RISK_BANDS: {part!r} is not name:lower_bound")
+    bounds = [b for _, b in bands]
+    if not bands or bounds[0] != 0.0 or bounds != sorted(set(bounds)) or bounds[-1] > 1.0:
+        raise ValueError(f"STREAMSEG_VALUE_RISK_BANDS must start at 0 and rise within [0, 1], got {text!r}")
+    return tuple(bands)
+
+
+def risk_bands_parse(v: str) -> str:
+    parse_risk_bands(v)
+    return v

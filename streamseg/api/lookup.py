@@ -28,6 +28,7 @@ from typing_extensions import TypedDict
 from streamseg.events.models import iso
 from streamseg.features.registry import State, derive
 from streamseg.publish.records import CatalogEntry
+from streamseg.value.scorer import ValueScorer
 
 if TYPE_CHECKING:
     from streamseg.features.store import RedisFeatureStore
@@ -51,11 +52,13 @@ _REASONS = TypeAdapter(list[_ReasonBody])
 
 
 def customer_body(customer_id: str, state: State, *, names: Mapping[int, str],
-                  now_ms: float, warming_up: str | None = None) -> dict[str, Any]:
-    """``GET /v1/customers/{id}``: membership, why, and features at ``now_ms``.
+                  now_ms: float, warming_up: str | None = None,
+                  value: ValueScorer | None = None) -> dict[str, Any]:
+    """``GET /v1/customers/{id}``: membership, why, features and value at ``now_ms``.
 
     ``warming_up``: the progress towards the first model (see
     :func:`streamseg.segmenting.warmup.warming_up`), said while the customer has no segment.
+    ``value``: the customer-value model (its ``value`` is null until one was fitted).
     """
     seg = _int(state.get("seg"))
     last = state.get("last_ts")
@@ -70,6 +73,7 @@ def customer_body(customer_id: str, state: State, *, names: Mapping[int, str],
         "features_as_of": iso(int(now_ms)),
         "last_event_ts": iso(int(last)) if isinstance(last, float) else None,
         "warming_up": warming_up if seg is None else None,
+        "value": value.body(state, now_ms) if value is not None else None,
     }
 
 
@@ -87,7 +91,7 @@ async def lookup_stored(reader: RedisFeatureStore, settings: Settings,
     await model.refresh()
     names = catalog_names(await reader.catalog())
     return customer_body(customer_id, state, names=names, now_ms=model.now_ms(),
-                         warming_up=model.warming_up())
+                         warming_up=model.warming_up(), value=model.value())
 
 
 def reasons(state: State) -> list[dict[str, Any]]:

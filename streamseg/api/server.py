@@ -42,6 +42,7 @@ from streamseg.metrics import ApiMetrics
 from streamseg.publish.kafka import KafkaPublisher
 from streamseg.segmenting.warmup import warming_up
 from streamseg.settings import Settings
+from streamseg.value.scorer import ValueScorer
 
 if TYPE_CHECKING:
     from streamseg.engine import OutRecord
@@ -95,8 +96,10 @@ class StoredModelView:
         self._clock_ms = 0.0
         self._live = False
         self._warming: str | None = None
+        self._value = ValueScorer.from_settings(settings)
 
     async def refresh(self) -> None:
+        self._value.adopt_json(await self.reader.value_params())
         by_worker = await self.reader.worker_statuses()
         statuses = by_worker.values()
         now = self.wall_ms()
@@ -126,6 +129,10 @@ class StoredModelView:
     def warming_up(self) -> str | None:
         """The workers' progress towards the first model (None once one has a model)."""
         return self._warming
+
+    def value(self) -> ValueScorer:
+        """The customer-value model as the leader last wrote its parameters to Redis."""
+        return self._value
 
 
 def build(settings: Settings, registry: CollectorRegistry | None = None) -> web.Application:

@@ -41,6 +41,7 @@ from streamseg.errors import StoreRefused, StoreUnavailable
 from streamseg.features.store import RedisFeatureStore
 from streamseg.kafka_security import KafkaAccessDenied
 from streamseg.metrics import ApiMetrics
+from streamseg.value.scorer import ValueScorer
 
 if TYPE_CHECKING:
     from streamseg.engine import Engine
@@ -67,6 +68,8 @@ class ModelView(Protocol):
 
     def warming_up(self) -> str | None: ...  # "warming up: N of M customers seen", or None
 
+    def value(self) -> ValueScorer: ...  # the customer-value model (no parameters: null values)
+
 
 class EngineModelView:
     """The engine's own model and clock (attribute reads: safe from the web thread)."""
@@ -90,6 +93,9 @@ class EngineModelView:
 
     def warming_up(self) -> str | None:
         return None if self.engine.assigner.model is not None else self.engine.warmup.text()
+
+    def value(self) -> ValueScorer:
+        return self.engine.leader.value
 
 
 def json_response(body: Any, status: int = 200) -> web.Response:
@@ -123,7 +129,8 @@ class Api:
         names = await self._redis(self.names.get())
         return json_response(customer_body(customer_id, state, names=names,
                                            now_ms=self.model.now_ms(),
-                                           warming_up=self.model.warming_up()))
+                                           warming_up=self.model.warming_up(),
+                                           value=self.model.value()))
 
     async def delete_customer(self, request: web.Request, customer_id: str) -> web.Response:
         _check_customer_id(customer_id)

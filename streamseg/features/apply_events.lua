@@ -4,7 +4,8 @@
 --
 -- KEYS[1]  hash  <prefix>:{<customer>}:f   feature accumulators (+ membership fields)
 -- KEYS[2]  zset  <prefix>:{<customer>}:e   seen event ids ("e:<id>") and sessions
---                                          ("s:<id>"), scored by event time (ms)
+--                                          ("s:<id>"), scored by event time (ms), and
+--                                          purchase days ("p:<day>"), by the day's end
 -- ARGV[1]  JSON array of compact events:
 --            ["c", event_id, ts_ms, type, session_id, category|null]
 --            ["t", event_id, ts_ms, amount, discount, items, refund(0|1), [categories]]
@@ -25,6 +26,7 @@ local events = cjson.decode(ARGV[1])
 local horizon = tonumber(ARGV[2])
 local ttl = tonumber(ARGV[3])
 local halflife = tonumber(ARGV[4])
+local DAY = 86400000
 
 local DECAYED = {"d_events", "d_orders", "d_spend", "d_sessions", "d_page_views",
                  "d_product_views", "d_cart_adds", "d_email_opens", "d_email_clicks"}
@@ -95,6 +97,22 @@ local function apply_click(ev, ts, w)
   end
 end
 
+-- customer value (streamseg/value): distinct purchase days (UTC) and the first day's spend.
+-- A day's member is scored by the day's end, so the dedup trim keeps it while any
+-- event of that day can still be accepted.
+local function count_purchase_day(ts, amount)
+  local day = math.floor(ts / DAY)
+  local dmember = "p:" .. string.format("%d", day)
+  if not redis.call("ZSCORE", ekey, dmember) then
+    add("n_purchase_days", 1)
+    redis.call("ZADD", ekey, (day + 1) * DAY - 1, dmember)
+  end
+  local first = st.first_purchase_ts
+  local first_day = first and math.floor(first / DAY)
+  if first_day == nil or day < first_day then set("first_day_amount", amount)
+  elseif day == first_day then add("first_day_amount", amount) end
+end
+
 local function apply_transaction(ev, ts, w)
   local amount, discount, items, refund = ev[4], ev[5], ev[6], ev[7]
   if refund == 1 then
@@ -103,6 +121,7 @@ local function apply_transaction(ev, ts, w)
   end
   add("n_orders", 1); add("sum_amount", amount); add("sum_discount", discount)
   add("sum_items", items); add("d_orders", w); add("d_spend", amount * w)
+  count_purchase_day(ts, amount)
   if ts > get("last_purchase_ts") then set("last_purchase_ts", ts) end
   if st.first_purchase_ts == nil or ts < st.first_purchase_ts then set("first_purchase_ts", ts) end
   for _, cat in ipairs(ev[8]) do add_category(cat) end

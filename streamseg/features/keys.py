@@ -60,6 +60,11 @@ class Keys:
         """Hash: segment id -> JSON :class:`~streamseg.publish.records.CatalogEntry`."""
         return f"{self.prefix}:segments:catalog"
 
+    def value_params(self) -> str:
+        """String: the customer-value model's parameters (JSON :class:`~streamseg.value.ValueParams`),
+        as the leader last fitted them, for readers outside the workers."""
+        return f"{self.prefix}:value:params"
+
     def workers(self) -> str:
         """Hash: worker id -> JSON ``{"clock_ms", "model_version", "at_ms"}``, refreshed each second.
 

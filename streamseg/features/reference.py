@@ -92,6 +92,10 @@ def accumulate(events: Iterable[Event], *, horizon_ms: float, halflife_ms: float
     if orders:
         st["last_purchase_ts"] = max(orders)
         st["first_purchase_ts"] = min(orders)
+        days = {int(t // DAY_MS) for t in orders}
+        st["n_purchase_days"] = len(days)
+        st["first_day_amount"] = sum(e.amount for e in evs if isinstance(e, TransactionEvent)
+                                     and not e.refund and int(e.ts_ms // DAY_MS) == min(days))
     if sessions:
         st["n_sessions"] = len(sessions)
         st["d_sessions"] = sum(w(t) for t in sessions.values())

@@ -218,6 +218,8 @@ class FeatureStore(Protocol):
 
     async def catalog(self) -> dict[int, bytes]: ...
 
+    async def write_value_params(self, raw: bytes) -> None: ...
+
     async def sample_states(self, limit: int) -> list[dict[str, float | str]]: ...
 
     async def segment_sizes(self) -> dict[int, int]: ...
@@ -400,6 +402,17 @@ class RedisFeatureStore:
         with unavailable_on_outage("reading the catalog"):
             raw = await self.client.hgetall(self.keys.catalog())
         return {int(k): v if isinstance(v, bytes) else v.encode() for k, v in raw.items()}
+
+    async def write_value_params(self, raw: bytes) -> None:
+        """Keep the customer-value parameters (JSON) for readers outside the workers."""
+        with unavailable_on_outage("writing the value parameters"):
+            await self.client.set(self.keys.value_params(), raw)
+
+    async def value_params(self) -> bytes | None:
+        """The customer-value parameters the leader last wrote (None: none fitted yet)."""
+        with unavailable_on_outage("reading the value parameters"):
+            raw = await self.client.get(self.keys.value_params())
+        return raw if raw is None or isinstance(raw, bytes) else str(raw).encode()
 
     async def sample_states(self, limit: int) -> list[dict[str, float | str]]:
         """Up to ``limit`` customers' states, in SCAN order (a sample when there are more)."""

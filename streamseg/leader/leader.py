@@ -31,9 +31,11 @@ from streamseg.segmenting.local import LocalLearner
 from streamseg.segmenting.model import Lifecycle, LocalSummary, SegmentModel, merge
 from streamseg.segmenting.naming import name_segments
 from streamseg.segmenting.offload import ChildSample, LocalSample, SampleProcess, current_sample
-from streamseg.segmenting.sync import GLOBAL
+from streamseg.segmenting.sync import GLOBAL, VALUE_KEY
 from streamseg.segmenting.validation import catalog_validation
 from streamseg.settings import Settings
+from streamseg.value.params import ValueParams
+from streamseg.value.scorer import ValueScorer
 
 #: a customer sample for the leader's re-fit and profiles (see streamseg.segmenting.offload)
 CustomerSample = ChildSample | LocalSample
@@ -61,8 +63,11 @@ class Leader:
     """
 
     def __init__(self, settings: Settings, store: FeatureStore, publisher: Publisher,
-                 retry: Retrier, assigner: Assigner, clock: EngineClock) -> None:
+                 retry: Retrier, assigner: Assigner, clock: EngineClock, *,
+                 value: ValueScorer | None = None) -> None:
         self.settings = settings
+        #: the customer-value model this process scores with (the leader fits and publishes it)
+        self.value = value or ValueScorer.from_settings(settings)
         self.store = store
         self.publisher = publisher
         self.retry = retry
@@ -104,9 +109,36 @@ class Leader:
         try:
             async with self._leading:
                 await self._publish(await self.refine(sample), "a sample of current customers")
+            await self.refit_value(sample)
             await self.publish_catalog(await self.refresh_profiles(sample))
         finally:
             await sample.release()
+
+    async def refit_value(self, sample: CustomerSample) -> ValueParams | None:
+        """Fit the customer-value model on the sample (where the sample is: the child process)
+        and publish it on the model topic and in Redis; None when not fitted (too few buyers,
+        or ``value_fit`` off). A failed fit is logged and the parameters in hand stay."""
+        if not self.settings.value_fit:
+            return None
+        prev = self.value.params
+        model = self.assigner.model
+        started = time.perf_counter()
+        try:
+            params = await sample.fit_value(self.clock.now_ms(), (prev.version if prev else 0) + 1,
+                                            model.version if model else 0, self.settings.seed)
+        except Exception as exc:  # pymc's optimiser on odd data: keep scoring with what we have
+            log.error("fitting the customer-value model failed: %r", exc)
+            return None
+        if params is None:
+            return None
+        raw = params.to_json()
+        await self.retry(lambda: self.publisher.publish([(self.settings.topic_model, VALUE_KEY, raw)]),
+                         "publishing the value parameters")
+        await self.retry(lambda: self.store.write_value_params(raw), "writing the value parameters")
+        self.value.adopt(params)
+        log.info("fitted customer value v%d on %d buyers (%d repeat) in %.1f s", params.version,
+                 params.n_customers, params.n_repeat, time.perf_counter() - started)
+        return params
 
     async def _publish(self, proposal: Proposal | None, source: str) -> None:
         """A new global version to the model topic, adopted here, and its catalog."""

@@ -17,7 +17,8 @@ from the same customers, and only centres and profiles travel back. The child
 imports only what it computes with (about 90 MiB resident, no River or pandas;
 ``sklearn.metrics`` at the first validation only, +38 MiB; scikit-learn's k-means
 under ``STREAMSEG_N_SEGMENTS=auto``, where it scores each k:
-:mod:`streamseg.segmenting.choose_k`). If the child dies, the call fails with
+:mod:`streamseg.segmenting.choose_k`; pymc-marketing at the first customer-value fit,
+:mod:`streamseg.value.fit`, about +400 MiB). If the child dies, the call fails with
 :class:`SampleLost` and the next refresh starts a new child.
 """
 
@@ -50,6 +51,8 @@ from streamseg.segmenting.model import SegmentModel
 from streamseg.segmenting.profiles import build_profiles
 from streamseg.segmenting.validation import Validation, measure
 from streamseg.segmenting.vectors import kmeans_plus_plus, lloyd, pairwise_sq_dist
+from streamseg.value.fit import fit_states
+from streamseg.value.params import ValueParams
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -161,6 +164,12 @@ def _evaluate(token: str, model: SegmentModel, ks: list[int], seed: int) -> list
     return evaluate_k(model, _held(token)[1], ks, seed)
 
 
+def _fit_value(token: str, now_ms: float, version: int, model_version: int,
+               seed: int) -> ValueParams | None:
+    return fit_states(_held(token)[0], now_ms, version=version, model_version=model_version,
+                      seed=seed)
+
+
 def _drop(token: str, malloc_trim: bool) -> None:
     if _HELD.pop(token, None) is not None:
         gc.collect()  # the sample's dicts go back to the allocator between refreshes
@@ -268,6 +277,11 @@ class ChildSample:
                        seed: int) -> Validation:
         return await self.owner.call(_validate, self.token, model, previous, seed)
 
+    async def fit_value(self, now_ms: float, version: int, model_version: int,
+                        seed: int) -> ValueParams | None:
+        """The customer-value model fitted on the sample (pymc-marketing, in the child)."""
+        return await self.owner.call(_fit_value, self.token, now_ms, version, model_version, seed)
+
     async def release(self) -> None:
         """The refresh is done with it: the child frees the sample until the next one."""
         await self.owner.release(self.token)
@@ -298,6 +312,11 @@ class LocalSample:
     async def validate(self, model: SegmentModel, previous: SegmentModel | None,
                        seed: int) -> Validation:
         return await asyncio.to_thread(validate, model, previous, self.derived, seed)
+
+    async def fit_value(self, now_ms: float, version: int, model_version: int,
+                        seed: int) -> ValueParams | None:
+        return await asyncio.to_thread(fit_states, self.states, now_ms, version=version,
+                                       model_version=model_version, seed=seed)
 
     async def release(self) -> None:
         """Nothing held elsewhere: the sample goes when the last reference does."""

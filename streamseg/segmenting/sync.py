@@ -6,6 +6,8 @@ The model topic (``settings.topic_model``, one partition, compacted) holds:
   (:class:`~streamseg.segmenting.model.LocalSummary`, with the clusterer's
   JSON snapshot), published every ``model_sync_s``;
 - ``global``: the merged, versioned :class:`SegmentModel` with stable ids.
+- ``value``: the customer-value parameters (:class:`~streamseg.value.ValueParams`) the
+  leader fitted at its latest refresh, which every worker scores customers with.
 
 Every worker reads the whole topic from the start (no consumer group: each
 needs every record) and keeps reading. At start-up it restores its own
@@ -40,6 +42,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 GLOBAL = b"global"
 LOCAL = b"local:"
+#: the customer-value parameters the leader fitted (streamseg.value), JSON ValueParams
+VALUE_KEY = b"value"
 
 
 def worker_id(settings: Settings) -> str:
@@ -94,6 +98,10 @@ class ModelSync:
                 model = SegmentModel.from_json(doc)
                 if self.engine.assigner.adopt(model):
                     log.info("adopted global model v%d (%d segments)", model.version, len(model.ids))
+            elif key == VALUE_KEY:
+                if self.engine.leader.value.adopt_json(value):
+                    log.info("adopted customer-value parameters v%d",
+                             self.engine.leader.value.params.version)  # type: ignore[union-attr]
             elif key.startswith(LOCAL):
                 summary = LocalSummary.from_json(doc)
                 self.locals[summary.worker] = summary

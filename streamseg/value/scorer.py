@@ -1,0 +1,68 @@
+"""The value model one process scores with: the latest published parameters and the settings.
+
+Workers adopt the parameters the leader publishes on the model topic; ``streamseg api``
+and ``streamseg inspect`` read the copy the leader keeps in Redis. Scoring is pure.
+
+>>> from streamseg.timeunits import DAY_MS
+>>> scorer = ValueScorer(horizon_days=90.0, bands=(("low", 0.0), ("high", 0.8)), currency="EUR")
+>>> scorer.body({"first_purchase_ts": 0.0, "last_purchase_ts": 0.0}, DAY_MS) is None  # nothing fitted
+True
+>>> scorer.adopt(ValueParams(r=0.25, alpha=4.4, a=0.79, b=2.4, p=6.2, q=3.7, v=15.4, version=2))
+True
+>>> scorer.body({"first_purchase_ts": 0.0, "last_purchase_ts": 0.0}, DAY_MS)["risk_band"]
+'low'
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from streamseg.value.params import ValueParams
+from streamseg.value.score import DEFAULT_BANDS, CustomerValue, State, score_state
+
+if TYPE_CHECKING:
+    from streamseg.settings import Settings
+
+
+class ValueScorer:
+    """Scores customers with the newest :class:`ValueParams` adopted (None until the first fit)."""
+
+    def __init__(self, *, horizon_days: float = 90.0,
+                 bands: tuple[tuple[str, float], ...] = DEFAULT_BANDS, currency: str = "") -> None:
+        self.horizon_days = horizon_days
+        self.bands = bands
+        self.currency = currency
+        self.params: ValueParams | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ValueScorer:
+        return cls(horizon_days=settings.value_horizon_days, bands=settings.value_bands,
+                   currency=settings.reporting_currency)
+
+    @property
+    def high_band(self) -> str:
+        """The name of the highest-risk band (what alerts watch)."""
+        return self.bands[-1][0]
+
+    def adopt(self, params: ValueParams) -> bool:
+        """Score with ``params`` from now on, unless they are older than those in hand."""
+        if self.params is not None and params.version < self.params.version:
+            return False
+        self.params = params
+        return True
+
+    def adopt_json(self, raw: bytes | str | None) -> bool:
+        """:meth:`adopt` stored or published JSON (None or empty: nothing to adopt)."""
+        return bool(raw) and self.adopt(ValueParams.from_json(raw))  # type: ignore[arg-type]
+
+    def value(self, state: State, now_ms: float) -> CustomerValue | None:
+        """One customer's value at ``now_ms`` (None until parameters were fitted)."""
+        if self.params is None:
+            return None
+        return score_state(state, now_ms, self.params, self.horizon_days, currency=self.currency,
+                           bands=self.bands)
+
+    def body(self, state: State, now_ms: float) -> dict[str, Any] | None:
+        """The ``value`` object of a customer body (see docs/value.md)."""
+        v = self.value(state, now_ms)
+        return None if v is None else v.to_dict()
