@@ -51,7 +51,7 @@ import orjson
 import pandas as pd
 from common import NO_BROKER, announce, run_script, valkey_only
 from prometheus_client import CollectorRegistry
-from quality_bench import END_MS, RESULTS, RecordingPublisher, read_states, refit
+from quality_bench import END_MS, RESULTS, RecordingPublisher, read_states
 from sklearn.metrics import roc_auc_score
 
 from streamseg.api.lookup import customer_body
@@ -61,7 +61,6 @@ from streamseg.features.store import RedisFeatureStore
 from streamseg.generate import GeneratedEvent, assign_personas, simulate
 from streamseg.generate.lifecycle import Lifecycle
 from streamseg.metrics import Metrics
-from streamseg.rescore import sweep
 from streamseg.settings import Settings
 from streamseg.timeunits import DAY_MS
 
@@ -74,6 +73,7 @@ class Config:
     seeds: tuple[int, ...] = (1, 2, 3)
     engine: bool = True  # False: the offline anchors only (no Valkey, no engine)
     refit_days: float = 7.0  # the leader's re-fit (segments and value model), in event time
+    retention_days: float | None = None  # STREAMSEG_RETENTION_DAYS for the engine (None: default)
     batch: int = 500
 
     @property
@@ -199,14 +199,16 @@ def recency(data: pd.DataFrame) -> np.ndarray:
 
 
 def engine_settings(cfg: Config, seed: int, redis_url: str) -> Settings:
-    """Defaults, but a fresh key prefix, the seed, and the holdout as the value horizon."""
+    """Defaults, but a fresh key prefix, the seed, the holdout as the value horizon and
+    ``cfg.retention_days`` if given (the leader's sample leaves out customers silent longer)."""
+    kw = {} if cfg.retention_days is None else {"retention_days": cfg.retention_days}
     return Settings(redis_url=redis_url, key_prefix=f"vb{uuid.uuid4().hex[:8]}", seed=seed,
-                    value_horizon_days=cfg.holdout_days)
+                    value_horizon_days=cfg.holdout_days, **kw)
 
 
 async def run_engine(cfg: Config, seed: int, h: History, redis_url: str) -> dict[str, dict]:
     """Stream the calibration period through the engine; every customer's ``value`` (as
-    ``GET /v1/customers/{id}`` shows it) after a last re-fit and sweep at the cut-off."""
+    ``GET /v1/customers/{id}`` shows it) at the cut-off, after the leader's last refresh there."""
     settings = engine_settings(cfg, seed, redis_url)
     keys = Keys(settings.key_prefix)
     store = RedisFeatureStore.from_url(settings.redis_url, keys,
@@ -223,15 +225,15 @@ async def run_engine(cfg: Config, seed: int, h: History, redis_url: str) -> dict
                 InMessage(topic, 0, i + j, ev.customer_id.encode(), orjson.dumps(ev.payload))
                 for j, ev in enumerate(h.calibration[i : i + cfg.batch])])
             if engine.clock.clock_ms >= next_fit:
-                await refit(engine)
+                await engine.leader.refresh_catalog()  # segments, value model, profiles
                 next_fit = engine.clock.clock_ms + cfg.refit_days * DAY_MS
-        engine.clock.reach(cfg.cut_ms - 1)  # the cut-off: the last moment of the calibration
-        await refit(engine)
-        await sweep(engine, older_than_days=0.0, batch=1000)  # everyone as of the cut-off
+        engine.clock.reach(cfg.cut_ms)  # no event is at or after the cut-off
+        await engine.leader.refresh_catalog()
         states = await read_states(store, keys, sorted(h.truth))
     finally:
         await store.close()
-    return {cid: customer_body(cid, st, names={}, now_ms=cfg.cut_ms - 1).get("value") or {}
+    scorer = engine.leader.value
+    return {cid: customer_body(cid, st, names={}, now_ms=cfg.cut_ms, value=scorer)["value"] or {}
             for cid, st in states.items()}
 
 
@@ -357,10 +359,17 @@ def main() -> None:
                     help="how many seeds (1, 2, ...); the targets are on their means")
     ap.add_argument("--offline-only", action="store_true",
                     help="the anchors only: no Valkey, no engine")
+    ap.add_argument("--refit-days", type=float, default=d.refit_days,
+                    help="the leader's refresh (re-fit of segments and value model) every so "
+                    "many simulated days; there is always one at the cut-off")
+    ap.add_argument("--retention-days", type=float, default=None,
+                    help="the engine's STREAMSEG_RETENTION_DAYS (default: the setting's 180); "
+                    "the leader fits the value model only on customers silent for less")
     ap.add_argument("--redis-url", help="use this Redis/Valkey instead of starting one")
     a = ap.parse_args()
     cfg = Config(customers=a.customers, days=a.days, holdout_days=a.holdout_days,
-                 seeds=tuple(range(1, a.seeds + 1)), engine=not a.offline_only)
+                 seeds=tuple(range(1, a.seeds + 1)), engine=not a.offline_only,
+                 refit_days=a.refit_days, retention_days=a.retention_days)
     announce(NO_BROKER)
     if not cfg.engine:
         res = bench(cfg, None)
@@ -371,7 +380,8 @@ def main() -> None:
             res = bench(cfg, stack.redis_url)
     print(res["markdown"])
     print("targets:", res["targets"])
-    paths = save(res)
+    name = "value" if cfg.retention_days is None else f"value-retention-{cfg.retention_days:g}"
+    paths = save(res, name)
     print(f"\nsaved {paths[0]} and {paths[1]}")
 
 
