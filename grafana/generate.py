@@ -89,6 +89,17 @@ def segments() -> list[dict[str, Any]]:
                 f'window="$window"}})', "")], kind="table", table=True, w=16),
         panel("Model version", [(f"max(streamseg_model_version{{{INST}}})", "version")],
               kind="stat", w=8),
+        panel("High churn-risk share and its 1h rise",
+              [(f"max(streamseg_value_high_risk_share{{{INST}}})", "high-risk share"),
+               (f"max(streamseg_value_high_risk_share{{{INST}}} - "
+                f"min_over_time(streamseg_value_high_risk_share{{{INST}}}[1h]))", "rise within 1h")],
+              unit="percentunit", description="Customers in the highest churn-risk band (leader's "
+              "sample); StreamsegHighRiskShareRising fires when the rise passes 5 points"),
+        panel("Lifetime value and value at risk",
+              [(f"max(streamseg_value_lifetime_value{{{INST}}})", "expected spend, horizon"),
+               (f"max(streamseg_value_at_risk{{{INST}}})", "value at risk")],
+              description="Reporting currency (docs/value.md); StreamsegValueAtRiskRising fires "
+              "when the value at risk grows by over 20% within an hour"),
     ]
 
 

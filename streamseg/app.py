@@ -104,6 +104,9 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     if settings.sample_process:
         engine.leader.sampler = SampleProcess(settings.redis_url, settings.key_prefix,
                                        malloc_trim=settings.sample_malloc_trim)
+        # customer-value fits in a child of their own (streamseg/leader/value.py)
+        engine.leader.values.sampler = SampleProcess(settings.redis_url, settings.key_prefix,
+                                                     malloc_trim=settings.sample_malloc_trim)
     sync = ModelSync(settings, engine, lambda snap: restore_segmenter(settings, snap))
     access = AccessGuard(settings)
     ticks = Ticks(metrics.timer_failures, refused=access.stop_for)
@@ -156,6 +159,7 @@ def _connect_lifecycle(app: faust.App, engine: Engine, settings: Settings) -> No
     async def stop_sample_process(sender: object, **_: object) -> None:
         if engine.leader.sampler is not None:
             await asyncio.to_thread(engine.leader.sampler.close)
+        await engine.leader.values.close()
 
     @app.on_partitions_assigned.connect  # type: ignore[misc,arg-type]
     async def log_assignment(sender: object, assigned: set[faust.types.TP], **_: object) -> None:

@@ -145,7 +145,8 @@ class Engine:
         self.local = LocalLearner(segmenter, wall_ms)  # this worker's clusterer
         # the global model customers are assigned with; local learning follows each version
         self.assigner = Assigner(settings.segment_margin, metrics, self.drift, on_adopt=self.local.pull)
-        self.leader = Leader(settings, store, publisher, self.retry, self.assigner, self.clock)
+        self.leader = Leader(settings, store, publisher, self.retry, self.assigner, self.clock,
+                             metrics=metrics)
         self.held = HeldBack(store, self.retry)  # customers seen before the first model
         self.warmup = WarmUp.from_settings(settings)  # a small stream's first model (warmup.py)
         self._lock = asyncio.Lock()  # batches and timer-driven assignment never interleave
@@ -350,6 +351,7 @@ class Engine:
         now = self.clock.now_ms()
         rows: list[Row] = []
         learned: list[dict[str, float]] = []
+        value = self.leader.value
         for cid, upd in updates.items():
             feats = derive(upd.state, now)
             x = model_input(feats)
@@ -358,8 +360,10 @@ class Engine:
                 learned.append(x)
             event_ts = applied_ts.get(cid) or int(float(upd.state.get("last_ts", now)))
             prev = upd.state.get("seg")
+            band = upd.state.get("val_band")
             rows.append(Row(cid, x, feats, event_ts, int(prev) if isinstance(prev, float) else None,
-                             "duplicate" in upd.statuses))
+                             "duplicate" in upd.statuses, value.banded(upd.state, now),
+                             band if isinstance(band, str) else None))
         self.local.count(learned, self.assigner.model)
         if self.standalone:
             self.leader.lead_locally(self.local)

@@ -99,7 +99,23 @@ class Metrics:
             ["topic", "partition"], registry=registry,
         )
         self._failures(registry)
+        self._value(registry)
         self.drift = DriftMetrics(registry)
+
+    def _value(self, registry: CollectorRegistry) -> None:
+        """Customer value as the leader last measured it on its sample (docs/value.md)."""
+        self.value_high_risk_share = Gauge(
+            "streamseg_value_high_risk_share",
+            "Share of segmented customers in the highest churn-risk band (leader's sample)",
+            registry=registry)
+        self.value_at_risk = Gauge(
+            "streamseg_value_at_risk",
+            "Net spend to date of the customers in the highest churn-risk band, scaled to "
+            "the segments' sizes (reporting currency)", registry=registry)
+        self.value_lifetime = Gauge(
+            "streamseg_value_lifetime_value",
+            "Expected spend of all segmented customers over the value horizon (reporting "
+            "currency)", registry=registry)
 
     def _failures(self, registry: CollectorRegistry) -> None:
         """What went wrong and was handled: failed timer ticks, key mismatches, lost outputs."""

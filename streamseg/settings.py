@@ -233,12 +233,19 @@ class _Pipeline(_Connections):
     value_fit: bool = Field(
         True, description="the leader fits the customer-value model (BG/NBD + Gamma-Gamma, "
         "pymc-marketing) on its sample at each catalog refresh, in the sample process")
+    value_refit_s: float = Field(
+        300.0, gt=0, description="the leader re-fits the value model at most this often, in a "
+        "sample process of its own beside the catalog refresh (the first fit as soon as the "
+        "sample has enough buyers)")
     value_horizon_days: float = Field(
         90.0, gt=0, description="days ahead that churn risk (no purchase), expected purchases "
         "and lifetime value look")
     value_risk_bands: str = Field(
         "low:0,medium:0.5,high:0.8", description="churn-risk bands as name:lower bound, "
         "ascending from 0; the last band is the high-risk one alerts watch")
+    value_band_margin: float = Field(
+        0.05, ge=0, lt=1, description="a customer's published risk band changes only once the "
+        "churn risk is this far past the boundary: no flapping (like segment_margin)")
 
 
 

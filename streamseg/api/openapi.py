@@ -19,7 +19,7 @@ from pydantic.json_schema import models_json_schema
 
 from streamseg import __version__
 from streamseg.features.registry import FEATURES
-from streamseg.publish.records import CatalogEntry, ErasureAudit, Reason
+from streamseg.publish.records import CatalogEntry, CustomerValueRecord, ErasureAudit, Reason
 
 PATH = Path(__file__).with_name("openapi.json")
 
@@ -47,21 +47,6 @@ Features = create_model(  # type: ignore[call-overload]
 )
 
 
-class CustomerValueBody(_Body):
-    """The customer-value model's view of a customer (docs/value.md)."""
-
-    p_alive: float = Field(description="BG/NBD probability the customer is still active (1 "
-                           "without repeat purchases: the model drops customers only after one)")
-    churn_risk: float = Field(description="probability of no purchase in the next horizon_days")
-    expected_purchases: float = Field(description="expected purchase days in the next horizon_days")
-    horizon_days: float = Field(description="STREAMSEG_VALUE_HORIZON_DAYS")
-    lifetime_value: float = Field(description="expected spend over the next horizon_days, in "
-                                  "currency (not discounted)")
-    currency: str = Field(description="the reporting currency")
-    risk_band: str = Field(description="churn_risk's band (STREAMSEG_VALUE_RISK_BANDS)")
-    params_version: int = Field(description="version of the fitted parameters scored with")
-
-
 class Customer(_Body):
     """A customer's current segment, why, and features."""
 
@@ -77,7 +62,7 @@ class Customer(_Body):
     warming_up: str | None = Field(description='while no model exists yet and the customer has '
                                    'no segment: "warming up: N of M customers seen" (N distinct '
                                    "customers seen, M needed for the first model); else null")
-    value: CustomerValueBody | None = Field(
+    value: CustomerValueRecord | None = Field(
         None, description="churn risk, expected purchases and lifetime value at features_as_of; "
         "null until the leader has fitted the value model")
 

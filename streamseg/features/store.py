@@ -150,6 +150,7 @@ MEMBERSHIP_LUA = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local old = redis.call('HGET', KEYS[1], 'seg')
 redis.call('HSET', KEYS[1], 'seg', ARGV[1], 'seg_dist', ARGV[2], 'seg_version', ARGV[3], 'seg_why', ARGV[4])
+if ARGV[5] and ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'val_band', ARGV[5]) end
 local new = tonumber(ARGV[1])
 local was = old and tonumber(old)
 if was ~= new then
@@ -183,6 +184,7 @@ class Membership:
     model_version: int
     segment_name: str
     reasons: bytes = b"[]"  # JSON list of Reason records: why the customer moved
+    risk_band: str = ""  # the churn-risk band published with it ("": none, the stored one stays)
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,7 +348,8 @@ class RedisFeatureStore:
         with unavailable_on_outage("writing memberships"):
             for m in changes:
                 await self._membership(keys=[self.keys.state(m.customer_id), sizes],  # queued, not sent
-                                       args=[m.segment_id, repr(m.distance), m.model_version, m.reasons],
+                                       args=[m.segment_id, repr(m.distance), m.model_version, m.reasons,
+                                             m.risk_band],
                                        client=pipe)
             written = await pipe.execute()
         out = MembershipWrite()

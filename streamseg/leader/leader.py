@@ -22,6 +22,8 @@ import orjson
 from streamseg.clock import EngineClock
 from streamseg.features.registry import DAY_MS
 from streamseg.features.store import FeatureStore
+from streamseg.leader.value import LeaderValue
+from streamseg.metrics import Metrics
 from streamseg.publish.publisher import OutRecord, Publisher
 from streamseg.publish.records import CatalogEntry, SegmentValidation, now_iso
 from streamseg.retry import Retrier
@@ -31,10 +33,9 @@ from streamseg.segmenting.local import LocalLearner
 from streamseg.segmenting.model import Lifecycle, LocalSummary, SegmentModel, merge
 from streamseg.segmenting.naming import name_segments
 from streamseg.segmenting.offload import ChildSample, LocalSample, SampleProcess, current_sample
-from streamseg.segmenting.sync import GLOBAL, VALUE_KEY
+from streamseg.segmenting.sync import GLOBAL
 from streamseg.segmenting.validation import catalog_validation
 from streamseg.settings import Settings
-from streamseg.value.params import ValueParams
 from streamseg.value.scorer import ValueScorer
 
 #: a customer sample for the leader's re-fit and profiles (see streamseg.segmenting.offload)
@@ -64,10 +65,11 @@ class Leader:
 
     def __init__(self, settings: Settings, store: FeatureStore, publisher: Publisher,
                  retry: Retrier, assigner: Assigner, clock: EngineClock, *,
-                 value: ValueScorer | None = None) -> None:
+                 value: ValueScorer | None = None, metrics: Metrics | None = None) -> None:
         self.settings = settings
-        #: the customer-value model this process scores with (the leader fits and publishes it)
-        self.value = value or ValueScorer.from_settings(settings)
+        #: the customer-value model: fitted and measured per segment here, scored with everywhere
+        self.values = LeaderValue(settings, store, publisher, retry, clock,
+                                  value or ValueScorer.from_settings(settings), metrics)
         self.store = store
         self.publisher = publisher
         self.retry = retry
@@ -109,36 +111,17 @@ class Leader:
         try:
             async with self._leading:
                 await self._publish(await self.refine(sample), "a sample of current customers")
-            await self.refit_value(sample)
+            self.values.refit_soon(lambda: self._sample_with(self.values.sampler),
+                                   self.assigner.model)
+            await self.values.measure(sample, self.assigner.model)
             await self.publish_catalog(await self.refresh_profiles(sample))
         finally:
             await sample.release()
 
-    async def refit_value(self, sample: CustomerSample) -> ValueParams | None:
-        """Fit the customer-value model on the sample (where the sample is: the child process)
-        and publish it on the model topic and in Redis; None when not fitted (too few buyers,
-        or ``value_fit`` off). A failed fit is logged and the parameters in hand stay."""
-        if not self.settings.value_fit:
-            return None
-        prev = self.value.params
-        model = self.assigner.model
-        started = time.perf_counter()
-        try:
-            params = await sample.fit_value(self.clock.now_ms(), (prev.version if prev else 0) + 1,
-                                            model.version if model else 0, self.settings.seed)
-        except Exception as exc:  # pymc's optimiser on odd data: keep scoring with what we have
-            log.error("fitting the customer-value model failed: %r", exc)
-            return None
-        if params is None:
-            return None
-        raw = params.to_json()
-        await self.retry(lambda: self.publisher.publish([(self.settings.topic_model, VALUE_KEY, raw)]),
-                         "publishing the value parameters")
-        await self.retry(lambda: self.store.write_value_params(raw), "writing the value parameters")
-        self.value.adopt(params)
-        log.info("fitted customer value v%d on %d buyers (%d repeat) in %.1f s", params.version,
-                 params.n_customers, params.n_repeat, time.perf_counter() - started)
-        return params
+    @property
+    def value(self) -> ValueScorer:
+        """The customer-value model this process scores with."""
+        return self.values.scorer
 
     async def _publish(self, proposal: Proposal | None, source: str) -> None:
         """A new global version to the model topic, adopted here, and its catalog."""
@@ -242,12 +225,16 @@ class Leader:
         computed on in a child process (see :mod:`streamseg.segmenting.offload`);
         without one, in a thread, the read chunked so batches go on meanwhile.
         """
+        return await self._sample_with(self.sampler)
+
+    async def _sample_with(self, sampler: SampleProcess | None) -> CustomerSample:
+        """:meth:`sample_customers` in ``sampler``'s child (None: in this process)."""
         now = self.clock.now_ms()
         # retention in the engine's clock: Redis expires customers in wall time, which on a
         # replay (event clock) keeps customers silent for longer than the retention in view
         cutoff = now - self.settings.retention_days * DAY_MS
-        if self.sampler is not None:
-            return await self.sampler.sample(self.settings.profile_sample, now, cutoff)
+        if sampler is not None:
+            return await sampler.sample(self.settings.profile_sample, now, cutoff)
         states = await self.store.sample_states(self.settings.profile_sample)
         return LocalSample(*await asyncio.to_thread(current_sample, states, now, cutoff))
 
@@ -346,7 +333,8 @@ class Leader:
                 segment_id=sid, status=e.status if e else "active",  # type: ignore[arg-type]
                 model_version=model.version, name=name_of(sid), profile=prof,
                 related=list(e.related) if e else [], updated_ts=ts,
-                validation=self.validation.get(sid), k_selection=k_selection))
+                validation=self.validation.get(sid), k_selection=k_selection,
+                value=self.values.by_segment.get(sid)))
         for e in events:
             if e.status in ("merged", "retired"):
                 out.append(CatalogEntry(

@@ -79,7 +79,8 @@ class Emitter:
         if changes:
             members = [Membership(c.customer_id, c.segment_id, c.previous_segment_id, c.distance,
                                   c.model_version, c.segment_name,
-                                  orjson.dumps([r.model_dump() for r in c.reasons])) for c in changes]
+                                  orjson.dumps([r.model_dump() for r in c.reasons]),
+                                  c.risk_band or "") for c in changes]
             written = await self.retry(lambda: self.store.write_memberships(members),
                                         "writing memberships")
             await self._correct_raced(changes, written.raced)

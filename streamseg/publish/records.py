@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Reason(BaseModel):
@@ -29,8 +29,29 @@ class Reason(BaseModel):
     new_mean: float
 
 
+class CustomerValueRecord(BaseModel):
+    """The customer-value model's view of a customer (streamseg.value; docs/value.md)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    p_alive: float = Field(description="BG/NBD probability the customer is still active (1 "
+                           "without repeat purchases: the model drops customers only after one)")
+    churn_risk: float = Field(description="probability of no purchase in the next horizon_days")
+    expected_purchases: float = Field(description="expected purchase days in the next horizon_days")
+    horizon_days: float = Field(description="STREAMSEG_VALUE_HORIZON_DAYS")
+    lifetime_value: float = Field(description="expected spend over the next horizon_days, in "
+                                  "currency (not discounted)")
+    currency: str = Field(description="the reporting currency")
+    risk_band: str = Field(description="churn_risk's band (STREAMSEG_VALUE_RISK_BANDS)")
+    params_version: int = Field(description="version of the fitted parameters scored with")
+
+
 class SegmentUpdate(BaseModel):
-    """streamseg.segment-updates.v1: a first assignment or a membership change."""
+    """streamseg.segment-updates.v1: a first assignment, a membership change, or a risk-band change.
+
+    A risk-band change alone keeps ``segment_id == previous_segment_id``; ``risk_band`` and
+    ``previous_risk_band`` then differ. ``value`` is null until the value model was fitted.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -43,6 +64,9 @@ class SegmentUpdate(BaseModel):
     event_ts: str
     processed_ts: str
     reasons: list[Reason] = []
+    risk_band: str | None = None  # the customer's churn-risk band now (None: no value model yet)
+    previous_risk_band: str | None = None  # the band last published (None: none yet)
+    value: CustomerValueRecord | None = None
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(self.model_dump())
@@ -109,6 +133,30 @@ class KSelection(BaseModel):
     scores: list[KScoreRecord]
 
 
+class SegmentValue(BaseModel):
+    """What a segment's customers are worth and how many may leave (streamseg.value; docs/value.md).
+
+    Means over the leader's sample of the segment's members; totals scale the sample's mean to
+    the segment's live size.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    customers: int  # live members (the segment's size when measured)
+    sampled: int  # members in the leader's sample the means come from
+    mean_churn_risk: float  # probability of no purchase within horizon_days
+    high_risk_share: float  # share in the highest risk band
+    mean_expected_purchases: float  # over horizon_days
+    mean_lifetime_value: float  # over horizon_days, in currency
+    total_lifetime_value: float  # mean_lifetime_value * customers
+    value_at_risk: float  # net spend to date of the high-risk members, scaled to customers
+    net_inflow: int | None  # members now minus at the previous measurement (None: first one)
+    window_s: float | None  # seconds (event clock) since that previous measurement
+    horizon_days: float
+    currency: str
+    params_version: int
+
+
 class CatalogEntry(BaseModel):
     """streamseg.segments.v1 (compacted, key = segment id): a segment's latest state."""
 
@@ -123,6 +171,7 @@ class CatalogEntry(BaseModel):
     updated_ts: str
     validation: SegmentValidation | None = None  # live segments, once the leader measured them
     k_selection: KSelection | None = None  # how k was chosen (auto only; None with a fixed k)
+    value: SegmentValue | None = None  # live segments, once the value model was fitted
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(self.model_dump())

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from streamseg.drift import DriftMonitor
 from streamseg.events.models import iso
 from streamseg.metrics import Metrics
-from streamseg.publish.records import SegmentProfile, SegmentUpdate, now_iso
+from streamseg.publish.records import CustomerValueRecord, SegmentProfile, SegmentUpdate, now_iso
 from streamseg.segmenting import explain
 from streamseg.segmenting.model import SegmentModel
+from streamseg.value.score import CustomerValue
 
 
 @dataclass(slots=True)
@@ -33,6 +34,14 @@ class Row:
     #: the batch held a redelivered event: publish the segment even if unchanged
     #: (see Engine._segment)
     again: bool = False
+    #: the customer's value now (None: no value model yet), and the risk band last published
+    value: CustomerValue | None = None
+    prev_band: str | None = None
+
+    @property
+    def band_changed(self) -> bool:
+        """The risk band to publish differs from the one last published."""
+        return self.value is not None and self.value.risk_band != self.prev_band
 
 
 class Assigner:
@@ -96,7 +105,7 @@ class Assigner:
         processed = now_iso()
         out = []
         for n, (r, sid) in enumerate(zip(rows, ids, strict=True)):
-            if r.prev == sid and not r.again:
+            if r.prev == sid and not r.again and not r.band_changed:
                 continue
             why = explain.reasons(
                 model.features, z[n], r.feats,
@@ -107,5 +116,7 @@ class Assigner:
             out.append(SegmentUpdate(
                 customer_id=r.cid, segment_id=sid, segment_name=self.name_of(sid),
                 previous_segment_id=r.prev, distance=float(dists[n]), model_version=model.version,
-                event_ts=iso(r.ts), processed_ts=processed, reasons=why))
+                event_ts=iso(r.ts), processed_ts=processed, reasons=why,
+                risk_band=r.value.risk_band if r.value else None, previous_risk_band=r.prev_band,
+                value=CustomerValueRecord(**r.value.to_dict()) if r.value else None))
         return out

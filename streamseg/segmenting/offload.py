@@ -17,8 +17,9 @@ from the same customers, and only centres and profiles travel back. The child
 imports only what it computes with (about 90 MiB resident, no River or pandas;
 ``sklearn.metrics`` at the first validation only, +38 MiB; scikit-learn's k-means
 under ``STREAMSEG_N_SEGMENTS=auto``, where it scores each k:
-:mod:`streamseg.segmenting.choose_k`; pymc-marketing at the first customer-value fit,
-:mod:`streamseg.value.fit`, about +400 MiB). If the child dies, the call fails with
+:mod:`streamseg.segmenting.choose_k`). The customer-value fits run in a second
+process of this kind (:mod:`streamseg.leader.value`), which alone loads pymc-marketing
+(about 480 MiB). If the child dies, the call fails with
 :class:`SampleLost` and the next refresh starts a new child.
 """
 
@@ -53,6 +54,7 @@ from streamseg.segmenting.validation import Validation, measure
 from streamseg.segmenting.vectors import kmeans_plus_plus, lloyd, pairwise_sq_dist
 from streamseg.value.fit import fit_states
 from streamseg.value.params import ValueParams
+from streamseg.value.segments import Sums, sample_values
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -170,6 +172,11 @@ def _fit_value(token: str, now_ms: float, version: int, model_version: int,
                       seed=seed)
 
 
+def _value_sums(token: str, now_ms: float, params: ValueParams, horizon_days: float,
+                bands: tuple[tuple[str, float], ...]) -> dict[int, Sums]:
+    return sample_values(_held(token)[0], now_ms, params, horizon_days, bands)
+
+
 def _drop(token: str, malloc_trim: bool) -> None:
     if _HELD.pop(token, None) is not None:
         gc.collect()  # the sample's dicts go back to the allocator between refreshes
@@ -282,6 +289,11 @@ class ChildSample:
         """The customer-value model fitted on the sample (pymc-marketing, in the child)."""
         return await self.owner.call(_fit_value, self.token, now_ms, version, model_version, seed)
 
+    async def value_sums(self, now_ms: float, params: ValueParams, horizon_days: float,
+                         bands: tuple[tuple[str, float], ...]) -> dict[int, Sums]:
+        """The sample's members scored and summed per segment (in the child)."""
+        return await self.owner.call(_value_sums, self.token, now_ms, params, horizon_days, bands)
+
     async def release(self) -> None:
         """The refresh is done with it: the child frees the sample until the next one."""
         await self.owner.release(self.token)
@@ -317,6 +329,10 @@ class LocalSample:
                         seed: int) -> ValueParams | None:
         return await asyncio.to_thread(fit_states, self.states, now_ms, version=version,
                                        model_version=model_version, seed=seed)
+
+    async def value_sums(self, now_ms: float, params: ValueParams, horizon_days: float,
+                         bands: tuple[tuple[str, float], ...]) -> dict[int, Sums]:
+        return await asyncio.to_thread(sample_values, self.states, now_ms, params, horizon_days, bands)
 
     async def release(self) -> None:
         """Nothing held elsewhere: the sample goes when the last reference does."""

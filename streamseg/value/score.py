@@ -35,7 +35,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from scipy.special import betaln, hyp2f1
+from scipy.special import hyp2f1
 
 from streamseg.timeunits import DAY_MS
 from streamseg.value.params import ValueParams
@@ -148,11 +148,11 @@ def p_no_purchase(x: float, t_x: float, big_t: float, t: float, prm: ValueParams
     there was a repeat purchase (x > 0), as in the likelihood.
     """
     r, alpha, a, b = prm.r, prm.alpha, prm.a, prm.b
-    k_f = float(betaln(a, b + x)) - (r + x) * math.log(alpha + big_t + t)
-    k_m = float(betaln(a, b + x)) - (r + x) * math.log(alpha + big_t)
+    k_f = betaln(a, b + x) - (r + x) * math.log(alpha + big_t + t)
+    k_m = betaln(a, b + x) - (r + x) * math.log(alpha + big_t)
     if x <= 0:
         return math.exp(k_f - k_m)
-    k_e = float(betaln(a + 1.0, b + x - 1.0)) - (r + x) * math.log(alpha + t_x)
+    k_e = betaln(a + 1.0, b + x - 1.0) - (r + x) * math.log(alpha + t_x)
     k1, k2 = max(k_e, k_f), max(k_e, k_m)
     numer = math.exp(k_e - k1) + math.exp(k_f - k1)
     denom = math.exp(k_e - k2) + math.exp(k_m - k2)
@@ -168,6 +168,11 @@ def expected_spend(x: float, monetary_value: float, prm: ValueParams) -> float:
     return (1.0 - weight) * prm.population_spend + weight * monetary_value
 
 
+def betaln(a: float, b: float) -> float:
+    """log B(a, b) (math.lgamma: a tenth of scipy.special.betaln's cost on one pair of floats)."""
+    return math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
+
+
 def _finite(v: float, default: float = 0.0) -> float:
     return v if math.isfinite(v) else default
 
@@ -181,9 +186,34 @@ def band(churn_risk: float, bands: tuple[tuple[str, float], ...] = DEFAULT_BANDS
     return name
 
 
+def next_band(churn_risk: float, previous: str | None, bands: tuple[tuple[str, float], ...],
+              margin: float) -> str:
+    """The band to publish: :func:`band`, but leaving ``previous`` only once ``churn_risk`` is
+    ``margin`` past the boundary, so a customer near one does not flap (as segment_margin
+    does for segments).
+
+    >>> b = (("low", 0.0), ("high", 0.8))
+    >>> next_band(0.81, "low", b, 0.05), next_band(0.86, "low", b, 0.05), next_band(0.76, "high", b, 0.05)
+    ('low', 'high', 'high')
+    """
+    now = band(churn_risk, bands)
+    names = [name for name, _ in bands]
+    if previous not in names or now == previous:
+        return now
+    was = names.index(previous)
+    if names.index(now) > was:  # rising: past the next band's lower bound by the margin
+        return now if churn_risk >= bands[was + 1][1] + margin else previous
+    return now if churn_risk < bands[was][1] - margin else previous
+
+
 def score(rfm: Rfm, params: ValueParams, horizon_days: float, *, currency: str = "",
-          bands: tuple[tuple[str, float], ...] = DEFAULT_BANDS) -> CustomerValue:
-    """Every value of one customer over the next ``horizon_days`` (see the module doc)."""
+          bands: tuple[tuple[str, float], ...] = DEFAULT_BANDS, previous_band: str | None = None,
+          band_margin: float = 0.0) -> CustomerValue:
+    """Every value of one customer over the next ``horizon_days`` (see the module doc).
+
+    ``previous_band``, ``band_margin``: the band last published and the margin to leave it
+    (:func:`next_band`); by default the plain band of the risk.
+    """
     x, t_x, big_t = rfm.frequency, rfm.recency, rfm.T
     purchases = max(0.0, expected_purchases(x, t_x, big_t, horizon_days, params))
     risk = _finite(p_no_purchase(x, t_x, big_t, horizon_days, params), 1.0)
@@ -192,11 +222,15 @@ def score(rfm: Rfm, params: ValueParams, horizon_days: float, *, currency: str =
         p_alive=_finite(p_alive(x, t_x, big_t, params), 1.0), churn_risk=risk,
         expected_purchases=purchases, horizon_days=horizon_days,
         lifetime_value=max(0.0, spend * purchases), currency=currency,
-        risk_band=band(risk, bands), params_version=params.version)
+        risk_band=next_band(risk, previous_band, bands, band_margin), params_version=params.version)
 
 
 def score_state(state: State, now_ms: float, params: ValueParams, horizon_days: float, *,
-                currency: str = "", bands: tuple[tuple[str, float], ...] = DEFAULT_BANDS
-                ) -> CustomerValue:
-    """:func:`score` of a stored state at ``now_ms``."""
-    return score(rfm_from_state(state, now_ms), params, horizon_days, currency=currency, bands=bands)
+                currency: str = "", bands: tuple[tuple[str, float], ...] = DEFAULT_BANDS,
+                band_margin: float | None = None) -> CustomerValue:
+    """:func:`score` of a stored state at ``now_ms``; with a ``band_margin``, the band leaves
+    the stored one (``val_band``) as :func:`next_band` says."""
+    stored = state.get("val_band") if band_margin is not None else None
+    return score(rfm_from_state(state, now_ms), params, horizon_days, currency=currency,
+                 bands=bands, previous_band=stored if isinstance(stored, str) else None,
+                 band_margin=band_margin or 0.0)

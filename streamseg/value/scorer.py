@@ -28,8 +28,10 @@ class ValueScorer:
     """Scores customers with the newest :class:`ValueParams` adopted (None until the first fit)."""
 
     def __init__(self, *, horizon_days: float = 90.0,
-                 bands: tuple[tuple[str, float], ...] = DEFAULT_BANDS, currency: str = "") -> None:
+                 bands: tuple[tuple[str, float], ...] = DEFAULT_BANDS, currency: str = "",
+                 band_margin: float = 0.0) -> None:
         self.horizon_days = horizon_days
+        self.band_margin = band_margin
         self.bands = bands
         self.currency = currency
         self.params: ValueParams | None = None
@@ -37,7 +39,7 @@ class ValueScorer:
     @classmethod
     def from_settings(cls, settings: Settings) -> ValueScorer:
         return cls(horizon_days=settings.value_horizon_days, bands=settings.value_bands,
-                   currency=settings.reporting_currency)
+                   currency=settings.reporting_currency, band_margin=settings.value_band_margin)
 
     @property
     def high_band(self) -> str:
@@ -61,6 +63,14 @@ class ValueScorer:
             return None
         return score_state(state, now_ms, self.params, self.horizon_days, currency=self.currency,
                            bands=self.bands)
+
+    def banded(self, state: State, now_ms: float) -> CustomerValue | None:
+        """:meth:`value` with the band to publish: the stored one (``val_band``) kept until the
+        risk is ``band_margin`` past a boundary (:func:`~streamseg.value.score.next_band`)."""
+        if self.params is None:
+            return None
+        return score_state(state, now_ms, self.params, self.horizon_days, currency=self.currency,
+                           bands=self.bands, band_margin=self.band_margin)
 
     def body(self, state: State, now_ms: float) -> dict[str, Any] | None:
         """The ``value`` object of a customer body (see docs/value.md)."""

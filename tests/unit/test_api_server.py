@@ -22,6 +22,9 @@ class Statuses:
     async def worker_statuses(self) -> dict[str, dict[str, float]]:
         return self.statuses
 
+    async def value_params(self) -> bytes | None:
+        return None  # no customer-value model fitted
+
 
 def view(statuses: dict[str, dict[str, float]], clock: str = "event") -> StoredModelView:
     return StoredModelView(Statuses(statuses), Settings(clock=clock),  # type: ignore[arg-type]

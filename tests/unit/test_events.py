@@ -531,7 +531,8 @@ def test_accepted_events__re_encode_and_decode_to_the_same_event(doc: dict[str, 
 
 SEGMENT_UPDATE_FIELDS = {"customer_id", "segment_id", "segment_name", "previous_segment_id",
                          "distance", "model_version", "event_ts", "processed_ts",
-                         "reasons"}  # issue 4: the features that moved the customer
+                         "reasons",  # issue 4: the features that moved the customer
+                         "risk_band", "previous_risk_band", "value"}  # issue 19: customer value
 
 
 def segment_update(**over: Any) -> SegmentUpdate:

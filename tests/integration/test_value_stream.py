@@ -1,0 +1,74 @@
+"""Customer value in the hot path and the re-scoring sweep (real Valkey, in-process engine):
+a customer's risk band is published with its updates and stored; silence raises the risk,
+and the sweep publishes the band change once (debounced), not at every sweep."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from streamseg.engine import InMessage
+from streamseg.events.models import ClickEvent, TransactionEvent
+from streamseg.features.registry import DAY_MS
+from streamseg.features.store import RedisFeatureStore
+from streamseg.rescore import sweep
+from streamseg.settings import Settings
+from streamseg.value.params import ValueParams
+from tests.support import Recorder
+
+from .test_sample_process import T0, seeded_engine
+
+pytestmark = pytest.mark.integration
+
+PARAMS = ValueParams(r=0.243, alpha=4.414, a=0.793, b=2.426, p=6.25, q=3.74, v=15.44, version=1)
+
+
+def message(cfg: Settings, ev: ClickEvent | TransactionEvent, offset: int) -> InMessage:
+    topic = cfg.topic_transactions if isinstance(ev, TransactionEvent) else cfg.topic_clickstream
+    return InMessage(topic, 0, offset, ev.customer_id.encode(),
+                     orjson.dumps(ev.model_dump(by_alias=True)))
+
+
+def order(cid: str, n: int, day: float) -> TransactionEvent:
+    return TransactionEvent.model_validate({"event_id": f"{cid}-o{n}", "customer_id": cid,
+                                            "ts": T0 + int(day * DAY_MS), "amount": 40.0,
+                                            "currency": "EUR"})
+
+
+def updates_of(rec: Recorder, cfg: Settings, cid: str) -> list[dict]:
+    return [orjson.loads(v) for t, k, v in rec.records
+            if t == cfg.topic_segment_updates and k == cid.encode() and v is not None]
+
+
+async def test_silence__raises_the_risk_band_once_through_the_sweep(settings: Settings) -> None:
+    engine = await seeded_engine(settings)  # 200 simulated customers, segmented, clock=event
+    cfg, store, rec = engine.settings, engine.store, engine.publisher
+    assert isinstance(rec, Recorder) and isinstance(store, RedisFeatureStore)
+    try:
+        assert engine.assigner.model is not None
+        assert engine.leader.value.adopt(PARAMS)  # as a worker adopts the leader's fit
+
+        # a regular buyer: four purchase days in the last month
+        await engine.process([message(cfg, order("vip", n, d), 10_000 + n)
+                              for n, d in enumerate((2.0, 9.0, 16.0, 23.0))])
+        first = updates_of(rec, cfg, "vip")[-1]
+        assert first["risk_band"] == "low" and first["value"]["params_version"] == 1
+        assert first["value"]["expected_purchases"] > 1.0
+        assert (await store.state("vip"))["val_band"] == "low"
+
+        # 200 days later (another customer's event moves the event clock), vip is silent
+        await engine.process([message(cfg, order("other", 1, 223.0), 20_000)])
+        before = len(updates_of(rec, cfg, "vip"))
+        await sweep(engine, older_than_days=0.0, batch=50)
+        changed = updates_of(rec, cfg, "vip")[before:]
+        assert len(changed) == 1
+        assert (changed[0]["previous_risk_band"], changed[0]["risk_band"]) == ("low", "high")
+        assert changed[0]["value"]["churn_risk"] > first["value"]["churn_risk"]
+        assert (await store.state("vip"))["val_band"] == "high"
+
+        # a later sweep at the same clock: nothing new to say
+        await engine.process([message(cfg, order("other", 2, 224.0), 20_001)])
+        await sweep(engine, older_than_days=0.0, batch=50)
+        assert len(updates_of(rec, cfg, "vip")) == before + 1
+    finally:
+        await store.close()
