@@ -9,10 +9,12 @@ the buy-till-you-die model (:mod:`streamseg.generate.lifecycle`). Over
 Every customer with an order in the calibration period is scored as of the
 cut-off, three ways:
 
-- **engine**: the calibration period's events go through the real
-  :class:`~streamseg.engine.Engine` on a real Valkey in event-time order (the
-  leader's re-fit once a simulated week, as its timer does), then every
-  customer is re-scored at the cut-off and its stored value is read;
+- **engine**: the calibration period's orders and refunds (all the value
+  model reads; the clickstream is left out, for speed) go through the real
+  :class:`~streamseg.engine.Engine` on a real Valkey in event-time order, the
+  leader fits the value model on its sample at the cut-off (with ``--refit-days N``
+  it also refreshes every N simulated days, which changes no value), and
+  every customer's ``value`` is read as ``GET /v1/customers/{id}`` shows it;
 - **offline**: pymc-marketing's BetaGeoModel and GammaGammaModel fitted (MAP)
   on every scored customer's calibration orders: what the library gives;
 - **recency**: days since the last order, nothing else.
@@ -72,7 +74,9 @@ class Config:
     holdout_days: float = 90.0
     seeds: tuple[int, ...] = (1, 2, 3)
     engine: bool = True  # False: the offline anchors only (no Valkey, no engine)
-    refit_days: float = 7.0  # the leader's re-fit (segments and value model), in event time
+    #: the leader's catalog refresh every so many days of event time (None: none); the value
+    #: model scored is the one the leader fits at the cut-off either way
+    refit_days: float | None = None
     retention_days: float | None = None  # STREAMSEG_RETENTION_DAYS for the engine (None: default)
     batch: int = 500
 
@@ -208,7 +212,7 @@ def engine_settings(cfg: Config, seed: int, redis_url: str) -> Settings:
 
 async def run_engine(cfg: Config, seed: int, h: History, redis_url: str) -> dict[str, dict]:
     """Stream the calibration period through the engine; every customer's ``value`` (as
-    ``GET /v1/customers/{id}`` shows it) at the cut-off, after the leader's last refresh there."""
+    ``GET /v1/customers/{id}`` shows it) at the cut-off, after the leader's value fit there."""
     settings = engine_settings(cfg, seed, redis_url)
     keys = Keys(settings.key_prefix)
     store = RedisFeatureStore.from_url(settings.redis_url, keys,
@@ -218,23 +222,36 @@ async def run_engine(cfg: Config, seed: int, h: History, redis_url: str) -> dict
                     RecordingPublisher(settings.topic_segment_updates, lambda: 0.0),
                     Metrics(CollectorRegistry()))
     topic = settings.topic("transactions")
-    next_fit = h.calibration[0].ts_ms + cfg.refit_days * DAY_MS
+    every = cfg.refit_days * DAY_MS if cfg.refit_days else float("inf")
+    next_fit = h.calibration[0].ts_ms + every
     try:
         for i in range(0, len(h.calibration), cfg.batch):
             await engine.process([
                 InMessage(topic, 0, i + j, ev.customer_id.encode(), orjson.dumps(ev.payload))
                 for j, ev in enumerate(h.calibration[i : i + cfg.batch])])
             if engine.clock.clock_ms >= next_fit:
-                await engine.leader.refresh_catalog()  # segments, value model, profiles
-                next_fit = engine.clock.clock_ms + cfg.refit_days * DAY_MS
+                await engine.leader.refresh_catalog()  # segments and profiles
+                next_fit = engine.clock.clock_ms + every
         engine.clock.reach(cfg.cut_ms)  # no event is at or after the cut-off
-        await engine.leader.refresh_catalog()
+        await refit_value(engine)
         states = await read_states(store, keys, sorted(h.truth))
     finally:
+        await engine.leader.values.close()
         await store.close()
     scorer = engine.leader.value
     return {cid: customer_body(cid, st, names={}, now_ms=cfg.cut_ms, value=scorer)["value"] or {}
             for cid, st in states.items()}
+
+
+async def refit_value(engine: Engine) -> None:
+    """The leader's value fit on its sample, now (its timer's background fit is rate-limited
+    in wall-clock time, so a fast stream would see one at most)."""
+    leader = engine.leader
+    sample = await leader.sample_customers()
+    try:
+        await leader.values.refit(sample, engine.assigner.model)
+    finally:
+        await sample.release()
 
 
 def engine_predictions(values: dict[str, dict], cids: list[str]) -> Predictions:
@@ -316,7 +333,9 @@ def targets(mean: dict[str, dict[str, float]]) -> dict[str, bool]:
 def markdown(cfg: Config, results: list[SeedResult], mean: dict[str, dict[str, float]]) -> str:
     lines = [
         f"customers {cfg.customers}, {cfg.days:g} days, holdout {cfg.holdout_days:g} days, "
-        f"seeds {', '.join(str(s) for s in cfg.seeds)}",
+        f"seeds {', '.join(str(s) for s in cfg.seeds)}; engine: catalog refresh every "
+        f"{cfg.refit_days or 'no'} days, value fit at the cut-off, retention "
+        f"{cfg.retention_days or 'default (180)'} days",
         "",
         "| seed | method | scored | buy again | AUC | purchases pred/actual | spend pred/actual |",
         "|---|---|---|---|---|---|---|",
@@ -360,8 +379,9 @@ def main() -> None:
     ap.add_argument("--offline-only", action="store_true",
                     help="the anchors only: no Valkey, no engine")
     ap.add_argument("--refit-days", type=float, default=d.refit_days,
-                    help="the leader's refresh (re-fit of segments and value model) every so "
-                    "many simulated days; there is always one at the cut-off")
+                    help="also refresh the catalog (re-fit segments) every so many simulated "
+                    "days, as the leader's timer would (slow: minutes per seed); the value "
+                    "model scored is the one fitted at the cut-off either way")
     ap.add_argument("--retention-days", type=float, default=None,
                     help="the engine's STREAMSEG_RETENTION_DAYS (default: the setting's 180); "
                     "the leader fits the value model only on customers silent for less")

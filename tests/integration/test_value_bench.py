@@ -2,10 +2,11 @@
 
 Runs ``load_tests/value_bench.py`` itself (the real engine on the session's real
 Valkey, the offline pymc-marketing fit and the recency ranking) on one seed of
-600 planted customers over 365 days, the last 90 the holdout, with one leader
-refresh (segments and value model) at the cut-off instead of one a simulated
-week: the value model fitted there is the one scored either way, and the
-weekly refreshes take minutes.
+600 planted customers over 365 days, the last 90 the holdout. On that seed the
+engine's AUC is 0.963, the offline fit's 0.964 and recency's 0.953; on other
+seeds of this size the margin over recency is smaller (seed 2: 0.0002) or
+negative (seed 5), as it is for the library's own fit: at 600 customers the
+AUCs vary by +-0.01 between seeds.
 """
 
 from __future__ import annotations
@@ -26,8 +27,7 @@ def test_value_bench__engine_ranks_churn_above_recency_and_scores_every_buyer(
     stack: DevStack, tmp_path: Path
 ) -> None:
     bench = load_script("value_bench")
-    cfg = bench.Config(customers=600, days=365.0, holdout_days=90.0, seeds=(1,),
-                       refit_days=1000.0)
+    cfg = bench.Config(customers=600, days=365.0, holdout_days=90.0, seeds=(1,))
     res = bench.bench(cfg, stack.redis_url)
     bench.save(res, out=tmp_path)
 
