@@ -143,6 +143,9 @@ def _generate_arguments(gen: argparse.ArgumentParser) -> None:
                      help="persona_shift: the behaviour taken on")
     gen.add_argument("--scenario-share", type=float, default=None,
                      help="new_persona: share of customers; shrink: share that leaves")
+    gen.add_argument("--lifecycle", action="store_true",
+                     help="plant each persona's lapse process and visit rhythm "
+                     "(streamseg/generate/lifecycle.py), for measuring customer value")
 
 
 def _replay_arguments(rep: argparse.ArgumentParser) -> None:
@@ -331,6 +334,7 @@ def run_generate(settings: Settings, args: argparse.Namespace) -> int:
 
     from streamseg.events.models import iso
     from streamseg.generate import assign_personas, produce
+    from streamseg.generate.lifecycle import Lifecycle
     from streamseg.generate.scenarios import Scenario
 
     scenario = None
@@ -345,7 +349,8 @@ def run_generate(settings: Settings, args: argparse.Namespace) -> int:
     end_ms = int(time.time() * 1000)
     stats = asyncio.run(produce(
         settings, truth, days=args.days, seed=args.seed, rate=args.rate or None,
-        duration=args.duration, truth_path=args.truth, end_ms=end_ms, scenario=scenario,
+        duration=args.duration, truth_path=args.truth, end_ms=end_ms,
+        scenario=Lifecycle(args.seed, scenario) if args.lifecycle else scenario,
     ))
     out = dataclasses.asdict(stats)
     if scenario:

@@ -7,10 +7,13 @@ wait or record lands everywhere at once.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
+import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import TypeVar
 
 from streamseg.engine import OutRecord
@@ -108,3 +111,15 @@ class Recorder:
     def updates(self, settings: Settings) -> int:
         """How many of the records went to the segment-updates topic."""
         return sum(topic == settings.topic_segment_updates for topic, _, _ in self.records)
+
+
+def load_script(name: str) -> ModuleType:
+    """``load_tests/<name>.py`` as a module (registered in ``sys.modules``: its dataclasses
+    look their module up), so a test can run a benchmark small."""
+    path = Path(__file__).parents[1] / "load_tests" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -208,6 +208,12 @@ class CustomerPlan:
     #: from this time on the customer behaves like persona ``switch_to``
     switch_at: float | None = None
     switch_to: str | None = None
+    #: the customer lapses this many days after its first activity (if earlier than
+    #: ``active_until``); see :mod:`streamseg.generate.lifecycle`
+    lifetime_days: float | None = None
+    #: web sessions follow a renewal process with Weibull gaps of this shape (same
+    #: mean as the Poisson process they replace) instead of a Poisson process
+    gap_shape: float | None = None
 
 
 class PlanSource(Protocol):
@@ -324,6 +330,7 @@ def _gap(rng: random.Random, mean_s: float = 35.0) -> int:
 class _Customer:
     """One customer's personal parameters and lazy event stream."""
 
+    gap_shape: float | None  # Weibull shape of the gaps between web sessions (None: Poisson)
     # habits drawn by _behaviour() (and redrawn by a scenario's change of behaviour)
     session_rate: float
     email_rate: float
@@ -354,6 +361,9 @@ class _Customer:
         self.first_ms = start_ms + int(span * rng.uniform(*(plan.active_from or p.active_from)))
         self.until_ms = max(self.first_ms, start_ms + int(
             span * rng.uniform(*(plan.active_until or p.active_until))))
+        if plan.lifetime_days is not None:
+            self.until_ms = min(self.until_ms, self.first_ms + int(plan.lifetime_days * DAY_MS))
+        self.gap_shape = plan.gap_shape
         self.__dict__.update(self._behaviour(p))
         self.category = rng.choice(p.categories or CATEGORIES)
         self.device = rng.choice(p.devices)
@@ -396,15 +406,21 @@ class _Customer:
 
     # -- plan -----------------------------------------------------------------
 
-    def _times(self, rate: float, start: int, stop: int) -> list[int]:
-        """A Poisson process over [start, stop), nudged away from the night."""
+    def _times(self, rate: float, start: int, stop: int, shape: float | None = None
+               ) -> list[int]:
+        """A Poisson process over [start, stop), nudged away from the night.
+
+        With a ``shape``, a renewal process instead: Weibull gaps of that shape and
+        mean ``1 / rate`` (shape > 1: more regular than Poisson; < 1: burstier).
+        """
         rng = self.rng
         out: list[int] = []
         if rate <= 0:
             return out
+        scale = 1.0 / rate / math.gamma(1.0 + 1.0 / shape) if shape else 0.0
         t = float(start)
         while True:
-            t += rng.expovariate(rate)
+            t += rng.weibullvariate(scale, shape) if shape else rng.expovariate(rate)
             if t >= stop:
                 return out
             ts = int(t)
@@ -419,10 +435,12 @@ class _Customer:
         first, until = self.first_ms, self.until_ms
         switch = max(first, min(until, self.switch_ms))
         plan = [(first, False)]
-        plan += [(t, False) for t in self._times(self.session_rate, first, switch)]
+        shape = self.gap_shape
+        plan += [(t, False) for t in self._times(self.session_rate, first, switch, shape)]
         plan += [(t, True) for t in self._times(self.email_rate, first, switch)]
         if self.after and switch < until:
-            plan += [(t, False) for t in self._times(self.after["session_rate"], switch, until)]
+            plan += [(t, False)
+                     for t in self._times(self.after["session_rate"], switch, until, shape)]
             plan += [(t, True) for t in self._times(self.after["email_rate"], switch, until)]
         plan.sort()
         return plan

@@ -12,30 +12,23 @@ engine ends at the planted k on the default mix (k 3 -> 5 -> 6) and on all perso
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 from streamseg.devstack import DevStack
+from tests.support import load_script
 
 pytestmark = pytest.mark.integration
 
 CUSTOMERS_AUTO = 600
-BENCH = Path(__file__).parents[2] / "load_tests" / "quality_bench.py"
 
 
 def load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("quality_bench", BENCH)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_script("quality_bench")
 
 
 @pytest.fixture(scope="module")
