@@ -93,17 +93,19 @@ class Leader:
                 self._merging = names
             await self._publish(self.propose(usable), f"{len(usable)} workers ({names})")
 
-    async def refresh_catalog(self, *, reseed: bool = False) -> None:
+    async def refresh_catalog(self, *, reseed: bool = False, rescale: bool = False) -> None:
         """Re-fit the model on current customers, recompute profiles, republish.
 
         ``reseed``: the re-fit starts from k-means++ seeds on the sample, not from the
         model's centres (the first model of a history: see :mod:`streamseg.leader.pace`).
+        ``rescale``: it re-fits in the sample's own scale (:meth:`refine`).
         """
         sample = await self.sample_customers()  # read and derived once, for both
         sample.reseed = reseed
         try:
             async with self._leading:
-                await self._publish(await self.refine(sample), "a sample of current customers")
+                await self._publish(await self.refine(sample, rescale=rescale),
+                                    "a sample of current customers")
             await self.publish_catalog(await self.refresh_profiles(sample))
         finally:
             await sample.release()
@@ -228,26 +230,34 @@ class Leader:
         finally:
             await sample.release()
 
-    async def refine(self, sample: CustomerSample | None = None) -> Proposal | None:
+    async def refine(self, sample: CustomerSample | None = None, *,
+                     rescale: bool = False) -> Proposal | None:
         """Re-fit the global centres on a sample of current customers.
 
         The rows and the k-means re-fit are built off the event loop (where the sample is).
+        ``rescale`` (steps of history): standardize with the sample's own mean and variance,
+        as offline k-means would, not the model's scaler (the workers' online scalers, which
+        no merge updates between steps: frozen at the first day of a history, they weighed
+        each input by how it varied on that day).
         """
         model = self.assigner.model
         if model is None:
             return None
         if sample is None:
             async with self._own_sample() as own:
-                return await self.refine(own)
+                return await self.refine(own, rescale=rescale)
         start = await self.choose_k(model, sample)
         if len(sample) < 2 * len(start.ids):
             return None
+        if rescale:
+            mean, var = await sample.scaler(start)
+            start = dataclasses.replace(start, mean=mean, var=var, centers=start.rescaled(mean, var))
         centers, weights = await sample.fit(start, self.settings.seed)
         if self.assigner.model is not model:  # a newer version arrived meanwhile; re-fit it next time
             if start is not model and self.k_chooser is not None:
                 self.k_chooser.missed(len(start.ids))  # the evidence for that k still holds
             return None
-        nxt, events = model.evolve(model.mean, model.var, centers, weights,
+        nxt, events = model.evolve(start.mean, start.var, centers, weights,
                                    max_move=self.settings.identity_max_move)
         if nxt is model:
             return None

@@ -49,12 +49,22 @@ class Pace:
         self.wall_ms = wall_ms
         self._history_at: float | None = None  # wall time of the last batch of history
         self._step: int | None = None  # the grid step the engine's events have reached
+        self._drained_at: float | None = None  # the history whose end :meth:`drained` reported
 
     @property
     def history(self) -> bool:
         """The engine is reading history (its last batch was, within :data:`HISTORY_IDLE_MS`):
         the leader's wall-clock timers stand aside."""
         return self._history_at is not None and self.wall_ms() - self._history_at < HISTORY_IDLE_MS
+
+    def drained(self) -> bool:
+        """True once when a stretch of history has ended (no batch of it for
+        :data:`HISTORY_IDLE_MS`, the leader's timers about to resume): the leader runs a last
+        step on the customers as the history left them."""
+        if self._history_at is None or self.history or self._drained_at == self._history_at:
+            return False
+        self._drained_at = self._history_at
+        return True
 
     def cut(self, ts_ms: Sequence[float]) -> list[tuple[list[int], float | None]]:
         """A batch's event times -> its parts in order: event indices (in batch order) and

@@ -49,7 +49,7 @@ from streamseg.segmenting.choose_k import KScore, evaluate
 from streamseg.segmenting.model import SegmentModel
 from streamseg.segmenting.profiles import build_profiles
 from streamseg.segmenting.validation import Validation, measure
-from streamseg.segmenting.vectors import kmeans_plus_plus, lloyd, pairwise_sq_dist
+from streamseg.segmenting.vectors import kmeans_plus_plus, lloyd, pairwise_sq_dist, signal_var
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -92,6 +92,14 @@ def fit(model: SegmentModel, derived: list[dict[str, float]], seed: int,
     if reseed and len(rows) >= len(model.ids):
         model = dataclasses.replace(model, centers=seeded_centers(model.scale(rows), len(model.ids), seed))
     return model.refine(rows, seed=seed)
+
+
+def sample_scaler(model: SegmentModel, derived: list[dict[str, float]]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and variance of the sample's model inputs (as a batch ``StandardScaler`` fits them;
+    inputs constant for everyone get variance 0): the scale a step of history re-fits in."""
+    rows = model.matrix([model_input(d) for d in derived])
+    mean = rows.mean(0) if len(rows) else model.mean
+    return mean, signal_var(mean, rows.var(0) if len(rows) else model.var)
 
 
 def seeded_centers(z: np.ndarray, k: int, seed: int, tries: int = 4) -> np.ndarray:
@@ -150,6 +158,10 @@ def _held(token: str) -> tuple[list[State], list[dict[str, float]]]:
 
 def _fit(token: str, model: SegmentModel, seed: int, reseed: bool) -> tuple[np.ndarray, np.ndarray]:
     return fit(model, _held(token)[1], seed, reseed)
+
+
+def _scaler(token: str, model: SegmentModel) -> tuple[np.ndarray, np.ndarray]:
+    return sample_scaler(model, _held(token)[1])
 
 
 def _validate(token: str, model: SegmentModel, previous: SegmentModel | None,
@@ -260,6 +272,9 @@ class ChildSample:
     async def evaluate(self, model: SegmentModel, ks: list[int], seed: int) -> list[KScore]:
         return await self.owner.call(_evaluate, self.token, model, ks, seed)
 
+    async def scaler(self, model: SegmentModel) -> tuple[np.ndarray, np.ndarray]:
+        return await self.owner.call(_scaler, self.token, model)
+
     async def profiles(self, names: Mapping[int, str], sizes: Mapping[int, int],
                        model_version: int) -> dict[int, SegmentProfile]:
         return await self.owner.call(_profiles, self.token, dict(names), dict(sizes), model_version)
@@ -289,6 +304,9 @@ class LocalSample:
 
     async def evaluate(self, model: SegmentModel, ks: list[int], seed: int) -> list[KScore]:
         return await asyncio.to_thread(evaluate_k, model, self.derived, ks, seed)
+
+    async def scaler(self, model: SegmentModel) -> tuple[np.ndarray, np.ndarray]:
+        return await asyncio.to_thread(sample_scaler, model, self.derived)
 
     async def profiles(self, names: Mapping[int, str], sizes: Mapping[int, int],
                        model_version: int) -> dict[int, SegmentProfile]:

@@ -41,8 +41,13 @@ def register(app: faust.App, sync: ModelSync, engine: Engine, settings: Settings
 
     @ticks.every(app, settings.model_sync_s, "merging models", on_leader=True)
     async def merge_models() -> None:
-        if engine.pace.history and engine.assigner.model is not None:
-            return  # history shorter than a step must still get its first model
+        if engine.assigner.model is not None:
+            if engine.pace.history:
+                return  # history shorter than a step must still get its first model
+            if engine.pace.drained() and engine.history_step is not None:
+                async with engine.lock:  # the history's last step, not a merge of its arrival order
+                    await engine.history_step()
+                return
         await engine.leader.lead(sync.locals)
 
     @ticks.every(app, settings.catalog_refresh_s, "refreshing the catalog", on_leader=True)
@@ -86,7 +91,8 @@ def history_step(app: faust.App, sync: ModelSync, engine: Engine, settings: Sett
             await ticks.attempt("merging models", lambda: engine.leader.lead(sync.locals),
                                 timer="history_step")
         await ticks.attempt("refreshing the catalog",
-                            lambda: engine.leader.refresh_catalog(reseed=first), timer="history_step")
+                            lambda: engine.leader.refresh_catalog(reseed=first, rescale=True),
+                            timer="history_step")
         await ticks.attempt("re-scoring sweep", lambda: rescore.sweep_held(engine, settings),
                             timer="history_step")
 
