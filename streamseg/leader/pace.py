@@ -57,11 +57,16 @@ class Pace:
         the leader's wall-clock timers stand aside."""
         return self._history_at is not None and self.wall_ms() - self._history_at < HISTORY_IDLE_MS
 
+    @property
+    def ending(self) -> bool:
+        """History was read and the leader has not run its last step yet (:meth:`drained`)."""
+        return self._history_at is not None and self._drained_at != self._history_at
+
     def drained(self) -> bool:
         """True once when a stretch of history has ended (no batch of it for
         :data:`HISTORY_IDLE_MS`, the leader's timers about to resume): the leader runs a last
         step on the customers as the history left them."""
-        if self._history_at is None or self.history or self._drained_at == self._history_at:
+        if not self.ending or self.history:
             return False
         self._drained_at = self._history_at
         return True
