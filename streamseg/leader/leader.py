@@ -235,11 +235,8 @@ class Leader:
         """Re-fit the global centres on a sample of current customers.
 
         The rows and the k-means re-fit are built off the event loop (where the sample is).
-        ``rescale`` (steps of history): standardize with the sample's own mean and variance,
-        as offline k-means would, not the model's scaler (the workers' online scalers, which
-        no merge updates between steps: frozen at the first day of a history, they weighed
-        each input by how it varied on that day); the re-fit starts from, and keeps the ids
-        of, the segments' members as they stand (:func:`~streamseg.segmenting.offload.in_sample_scale`).
+        ``rescale`` (steps of history, whose model no merge updates): in the sample's own scale,
+        from the segments' members as they stand (:func:`~streamseg.segmenting.offload.in_sample_scale`).
         """
         model = self.assigner.model
         if model is None:
@@ -250,23 +247,22 @@ class Leader:
         start = await self.choose_k(model, sample)
         if len(sample) < 2 * len(start.ids):
             return None
-        base = model  # what the re-fit's centres are matched against (ids)
+        new_k = start is not model
+        base = await sample.in_scale(model) if rescale else model  # ids are matched against it
         if rescale:
-            base = await sample.in_scale(model)
-            start = base if start is model else dataclasses.replace(
-                start, mean=base.mean, var=base.var, centers=start.rescaled(base.mean, base.var))
+            start = dataclasses.replace(start, mean=base.mean, var=base.var, centers=start.rescaled(
+                base.mean, base.var)) if new_k else base
         centers, weights = await sample.fit(start, self.settings.seed)
         if self.assigner.model is not model:  # a newer version arrived meanwhile; re-fit it next time
-            if start is not model and self.k_chooser is not None:
+            if new_k and self.k_chooser is not None:
                 self.k_chooser.missed(len(start.ids))  # the evidence for that k still holds
             return None
         nxt, events = base.evolve(base.mean, base.var, centers, weights,
                                   max_move=self.settings.identity_max_move)
-        if nxt is base:  # the same segments, barely moved from where their members stand now
+        if nxt is base:  # barely moved from where their members stand: a version only if rescaled
             if base is model:
                 return None
-            nxt = dataclasses.replace(base, version=model.version + 1, centers=centers,
-                                      weights=weights, names=dict(model.names))
+            nxt = dataclasses.replace(base, version=model.version + 1, centers=centers, weights=weights)
         nxt.names = {**model.names, **name_segments(nxt.centers_by_id(), previous=model.names)}
         return nxt, events
 
