@@ -28,7 +28,13 @@ from streamseg.retry import Retrier
 from streamseg.segmenting.assign import Assigner
 from streamseg.segmenting.choose_k import KChooser, KRule
 from streamseg.segmenting.local import LocalLearner
-from streamseg.segmenting.model import Lifecycle, LocalSummary, SegmentModel, merge
+from streamseg.segmenting.model import (
+    MIN_MATERIAL_MOVE,
+    Lifecycle,
+    LocalSummary,
+    SegmentModel,
+    merge,
+)
 from streamseg.segmenting.naming import name_segments
 from streamseg.segmenting.offload import ChildSample, LocalSample, SampleProcess, current_sample
 from streamseg.segmenting.sync import GLOBAL
@@ -259,7 +265,9 @@ class Leader:
             return None
         nxt, events = base.evolve(base.mean, base.var, centers, weights,
                                   max_move=self.settings.identity_max_move)
-        if nxt is base:  # barely moved from where their members stand: a version only if rescaled
+        if rescale and not events and _moved(model.rescaled(base.mean, base.var), centers) < MIN_MATERIAL_MOVE:
+            return None  # the segments stand where the model has them: no version (drift reads versions)
+        if nxt is base:  # barely moved from where their members stand
             if base is model:
                 return None
             nxt = dataclasses.replace(base, version=model.version + 1, centers=centers, weights=weights)
@@ -346,3 +354,8 @@ class Leader:
         await self.retry(lambda: self.publisher.publish(records), "publishing the catalog")
         await self.retry(lambda: self.store.write_catalog({e.segment_id: e.to_bytes() for e in entries}),
                          "writing the catalog")
+
+
+def _moved(before: np.ndarray, after: np.ndarray) -> float:
+    """The largest move of a centre (row by row, same segments), in standardized units."""
+    return float(np.sqrt(((after - before) ** 2).sum(1)).max()) if len(after) else 0.0
