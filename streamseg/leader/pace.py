@@ -49,7 +49,7 @@ class Pace:
         self.wall_ms = wall_ms
         self._history_at: float | None = None  # wall time of the last batch of history
         self._step: int | None = None  # the grid step the engine's events have reached
-        self._drained_at: float | None = None  # the history whose end :meth:`drained` reported
+        self._unfinished = False  # history was read, and its end not yet reported (drained)
 
     @property
     def history(self) -> bool:
@@ -60,15 +60,15 @@ class Pace:
     @property
     def ending(self) -> bool:
         """History was read and the leader has not run its last step yet (:meth:`drained`)."""
-        return self._history_at is not None and self._drained_at != self._history_at
+        return self._unfinished
 
     def drained(self) -> bool:
         """True once when a stretch of history has ended (no batch of it for
-        :data:`HISTORY_IDLE_MS`, the leader's timers about to resume): the leader runs a last
-        step on the customers as the history left them."""
-        if not self.ending or self.history:
+        :data:`HISTORY_IDLE_MS`, or a live batch came): the leader runs a last step on the
+        customers as the history left them, then its timers resume."""
+        if not self._unfinished or self.history:
             return False
-        self._drained_at = self._history_at
+        self._unfinished = False
         return True
 
     def cut(self, ts_ms: Sequence[float]) -> list[tuple[list[int], float | None]]:
@@ -82,6 +82,7 @@ class Pace:
             reading = self.clock == "event" and self.step_ms > 0 and \
                 wall - max(ts_ms) > HISTORY_BEHIND_MS
             self._history_at = wall if reading else None
+            self._unfinished |= reading  # a live batch right after history still ends it
         if self._history_at is None or not ts_ms:
             return [(list(range(len(ts_ms))), None)]
         steps = [int(t // self.step_ms) for t in ts_ms]

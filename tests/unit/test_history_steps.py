@@ -91,6 +91,9 @@ def test_pace__reports_the_end_of_a_history_once_and_only_after_history() -> Non
     pace.cut([wall[0] - 20 * DAY_MS])  # another stretch of history (a backlog) ends again
     wall[0] += HISTORY_IDLE_MS + 1
     assert pace.drained()
+    pace.cut([wall[0] - 20 * DAY_MS])  # a backlog caught up, live events at once: it ended too
+    pace.cut([wall[0] - 1000.0])
+    assert not pace.history and pace.drained()
     live = Pace("event", step_hours=24.0, wall_ms=lambda: wall[0])
     live.cut([wall[0] - HOUR_MS / 3600])  # live events: no history, no end of one
     wall[0] += HISTORY_IDLE_MS + 1
