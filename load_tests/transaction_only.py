@@ -104,7 +104,6 @@ def replay_run(st: DevStack, csv_path: Path, n_events: int, segments: int, tag: 
     env = {**os.environ, **st.client_env, "STREAMSEG_LOG_LEVEL": "warn", "STREAMSEG_WEB_PORT": str(port),
            "STREAMSEG_N_SEGMENTS": str(segments), "STREAMSEG_KEY_PREFIX": tag,
            "STREAMSEG_APP_ID": f"txn-only-{tag}", "STREAMSEG_DEDUP_HORIZON_DAYS": "400",
-           "STREAMSEG_HISTORY_STEP_HOURS": os.environ.get("STREAMSEG_HISTORY_STEP_HOURS", "24"),
            **{f"STREAMSEG_TOPIC_{t.upper()}": f"{tag}.{t}" for t in
               ("clickstream", "transactions", "dlq", "segment_updates", "drift", "segments", "audit", "model")}}
     replay = [sys.executable, "-m", "streamseg", "replay", str(csv_path), "--map", ORDER_MAP,

@@ -219,10 +219,10 @@ class _Pipeline(_Connections):
         "this is flagged 'weak' in the catalog (docs/model.md: validation)",
     )
     history_step_hours: float = Field(
-        0.0, ge=0, description="reading history (clock=event, events over 10 minutes behind the "
+        24.0, ge=0, description="reading history (clock=event, events over 10 minutes behind the "
         "wall clock): the leader re-fits and re-scores once per this many hours of event time, "
         "batches paused, instead of on its wall-clock timers, so replays are reproducible "
-        "(24 is a good value; 0: off, the timers as live; docs/model.md)")
+        "(0: off, the timers as live; docs/model.md)")
     sample_process: bool = Field(
         True, description="the leader reads its refresh sample, re-fits and builds profiles in a "
         "child process, so that work never holds the worker's interpreter lock (false: threads)",

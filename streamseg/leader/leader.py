@@ -30,7 +30,13 @@ from streamseg.retry import Retrier
 from streamseg.segmenting.assign import Assigner
 from streamseg.segmenting.choose_k import KChooser, KRule
 from streamseg.segmenting.local import LocalLearner
-from streamseg.segmenting.model import Lifecycle, LocalSummary, SegmentModel, merge
+from streamseg.segmenting.model import (
+    MIN_MATERIAL_MOVE,
+    Lifecycle,
+    LocalSummary,
+    SegmentModel,
+    merge,
+)
 from streamseg.segmenting.naming import name_segments
 from streamseg.segmenting.offload import ChildSample, LocalSample, SampleProcess, current_sample
 from streamseg.segmenting.sync import GLOBAL
@@ -100,17 +106,19 @@ class Leader:
                 self._merging = names
             await self._publish(self.propose(usable), f"{len(usable)} workers ({names})")
 
-    async def refresh_catalog(self, *, reseed: bool = False) -> None:
+    async def refresh_catalog(self, *, reseed: bool = False, rescale: bool = False) -> None:
         """Re-fit the model on current customers, recompute profiles, republish.
 
         ``reseed``: the re-fit starts from k-means++ seeds on the sample, not from the
         model's centres (the first model of a history: see :mod:`streamseg.leader.pace`).
+        ``rescale``: it re-fits in the sample's own scale (:meth:`refine`).
         """
         sample = await self.sample_customers()  # read and derived once, for both
         sample.reseed = reseed
         try:
             async with self._leading:
-                await self._publish(await self.refine(sample), "a sample of current customers")
+                await self._publish(await self.refine(sample, rescale=rescale),
+                                    "a sample of current customers")
             self.values.refit_soon(lambda: self._sample_with(self.values.sampler),
                                    self.assigner.model)
             await self.values.measure(sample, self.assigner.model)
@@ -247,29 +255,41 @@ class Leader:
         finally:
             await sample.release()
 
-    async def refine(self, sample: CustomerSample | None = None) -> Proposal | None:
+    async def refine(self, sample: CustomerSample | None = None, *,
+                     rescale: bool = False) -> Proposal | None:
         """Re-fit the global centres on a sample of current customers.
 
         The rows and the k-means re-fit are built off the event loop (where the sample is).
+        ``rescale`` (steps of history, whose model no merge updates): in the sample's own scale,
+        from the segments' members as they stand (:func:`~streamseg.segmenting.offload.in_sample_scale`).
         """
         model = self.assigner.model
         if model is None:
             return None
         if sample is None:
             async with self._own_sample() as own:
-                return await self.refine(own)
+                return await self.refine(own, rescale=rescale)
         start = await self.choose_k(model, sample)
         if len(sample) < 2 * len(start.ids):
             return None
+        new_k = start is not model
+        base = await sample.in_scale(model) if rescale else model  # ids are matched against it
+        if rescale:
+            start = dataclasses.replace(start, mean=base.mean, var=base.var, centers=start.rescaled(
+                base.mean, base.var)) if new_k else base
         centers, weights = await sample.fit(start, self.settings.seed)
         if self.assigner.model is not model:  # a newer version arrived meanwhile; re-fit it next time
-            if start is not model and self.k_chooser is not None:
+            if new_k and self.k_chooser is not None:
                 self.k_chooser.missed(len(start.ids))  # the evidence for that k still holds
             return None
-        nxt, events = model.evolve(model.mean, model.var, centers, weights,
-                                   max_move=self.settings.identity_max_move)
-        if nxt is model:
-            return None
+        nxt, events = base.evolve(base.mean, base.var, centers, weights,
+                                  max_move=self.settings.identity_max_move)
+        if rescale and not events and _moved(model.rescaled(base.mean, base.var), centers) < MIN_MATERIAL_MOVE:
+            return None  # the segments stand where the model has them: no version (drift reads versions)
+        if nxt is base:  # barely moved from where their members stand
+            if base is model:
+                return None
+            nxt = dataclasses.replace(base, version=model.version + 1, centers=centers, weights=weights)
         nxt.names = {**model.names, **name_segments(nxt.centers_by_id(), previous=model.names)}
         return nxt, events
 
@@ -354,3 +374,8 @@ class Leader:
         await self.retry(lambda: self.publisher.publish(records), "publishing the catalog")
         await self.retry(lambda: self.store.write_catalog({e.segment_id: e.to_bytes() for e in entries}),
                          "writing the catalog")
+
+
+def _moved(before: np.ndarray, after: np.ndarray) -> float:
+    """The largest move of a centre (row by row, same segments), in standardized units."""
+    return float(np.sqrt(((after - before) ** 2).sum(1)).max()) if len(after) else 0.0

@@ -49,12 +49,27 @@ class Pace:
         self.wall_ms = wall_ms
         self._history_at: float | None = None  # wall time of the last batch of history
         self._step: int | None = None  # the grid step the engine's events have reached
+        self._unfinished = False  # history was read, and its end not yet reported (drained)
 
     @property
     def history(self) -> bool:
         """The engine is reading history (its last batch was, within :data:`HISTORY_IDLE_MS`):
         the leader's wall-clock timers stand aside."""
         return self._history_at is not None and self.wall_ms() - self._history_at < HISTORY_IDLE_MS
+
+    @property
+    def ending(self) -> bool:
+        """History was read and the leader has not run its last step yet (:meth:`drained`)."""
+        return self._unfinished
+
+    def drained(self) -> bool:
+        """True once when a stretch of history has ended (no batch of it for
+        :data:`HISTORY_IDLE_MS`, or a live batch came): the leader runs a last step on the
+        customers as the history left them, then its timers resume."""
+        if not self._unfinished or self.history:
+            return False
+        self._unfinished = False
+        return True
 
     def cut(self, ts_ms: Sequence[float]) -> list[tuple[list[int], float | None]]:
         """A batch's event times -> its parts in order: event indices (in batch order) and
@@ -67,6 +82,7 @@ class Pace:
             reading = self.clock == "event" and self.step_ms > 0 and \
                 wall - max(ts_ms) > HISTORY_BEHIND_MS
             self._history_at = wall if reading else None
+            self._unfinished |= reading  # a live batch right after history still ends it
         if self._history_at is None or not ts_ms:
             return [(list(range(len(ts_ms))), None)]
         steps = [int(t // self.step_ms) for t in ts_ms]

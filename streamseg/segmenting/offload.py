@@ -51,7 +51,12 @@ from streamseg.segmenting.choose_k import KScore, evaluate
 from streamseg.segmenting.model import SegmentModel
 from streamseg.segmenting.profiles import build_profiles
 from streamseg.segmenting.validation import Validation, measure
-from streamseg.segmenting.vectors import kmeans_plus_plus, lloyd, pairwise_sq_dist
+from streamseg.segmenting.vectors import (
+    kmeans_plus_plus,
+    lloyd,
+    pairwise_sq_dist,
+    signal_var,
+)
 from streamseg.value.fit import fit_states
 from streamseg.value.params import ValueParams
 from streamseg.value.segments import Sums, sample_values
@@ -97,6 +102,37 @@ def fit(model: SegmentModel, derived: list[dict[str, float]], seed: int,
     if reseed and len(rows) >= len(model.ids):
         model = dataclasses.replace(model, centers=seeded_centers(model.scale(rows), len(model.ids), seed))
     return model.refine(rows, seed=seed)
+
+
+def sample_rows(model: SegmentModel, derived: list[dict[str, float]]) -> np.ndarray:
+    """The sample's model inputs, one row per customer, in ``model``'s column order."""
+    return model.matrix([model_input(d) for d in derived])
+
+
+def in_sample_scale(model: SegmentModel, rows: np.ndarray, segments: list[int | None]) -> SegmentModel:
+    """``model`` standardized by the sample's own mean and variance (as a batch ``StandardScaler``
+    fits them; inputs constant for everyone get variance 0), each centre moved to the mean of
+    its members now (``segments``: each row's current segment id; a segment with none keeps
+    its centre): the segments as they stand, where a step of history re-fits from and matches
+    ids against. (Centres alone compare badly across a changed scale: the whole population
+    aged by days since the last step, and in a scale where recency varied by hours that put
+    every old centre hundreds of units from every new one.)"""
+    if not len(rows):
+        return model
+    mean = rows.mean(0)
+    out = dataclasses.replace(model, mean=mean, var=signal_var(mean, rows.var(0)))
+    z, centers = out.scale(rows), model.rescaled(out.mean, out.var)
+    labels = np.array([-1 if s is None else s for s in segments])
+    for j, sid in enumerate(model.ids):
+        if (labels == sid).any():
+            centers[j] = z[labels == sid].mean(0)
+    out.centers = centers
+    return out
+
+
+def segments_of(states: list[State]) -> list[int | None]:
+    """Each sampled customer's current segment id (None: not assigned yet)."""
+    return [int(s) if isinstance(s := st.get("seg"), float) else None for st in states]
 
 
 def seeded_centers(z: np.ndarray, k: int, seed: int, tries: int = 4) -> np.ndarray:
@@ -155,6 +191,11 @@ def _held(token: str) -> tuple[list[State], list[dict[str, float]]]:
 
 def _fit(token: str, model: SegmentModel, seed: int, reseed: bool) -> tuple[np.ndarray, np.ndarray]:
     return fit(model, _held(token)[1], seed, reseed)
+
+
+def _in_scale(token: str, model: SegmentModel) -> SegmentModel:
+    states, derived = _held(token)
+    return in_sample_scale(model, sample_rows(model, derived), segments_of(states))
 
 
 def _validate(token: str, model: SegmentModel, previous: SegmentModel | None,
@@ -276,6 +317,9 @@ class ChildSample:
     async def evaluate(self, model: SegmentModel, ks: list[int], seed: int) -> list[KScore]:
         return await self.owner.call(_evaluate, self.token, model, ks, seed)
 
+    async def in_scale(self, model: SegmentModel) -> SegmentModel:
+        return await self.owner.call(_in_scale, self.token, model)
+
     async def profiles(self, names: Mapping[int, str], sizes: Mapping[int, int],
                        model_version: int) -> dict[int, SegmentProfile]:
         return await self.owner.call(_profiles, self.token, dict(names), dict(sizes), model_version)
@@ -315,6 +359,10 @@ class LocalSample:
 
     async def evaluate(self, model: SegmentModel, ks: list[int], seed: int) -> list[KScore]:
         return await asyncio.to_thread(evaluate_k, model, self.derived, ks, seed)
+
+    async def in_scale(self, model: SegmentModel) -> SegmentModel:
+        return await asyncio.to_thread(lambda: in_sample_scale(
+            model, sample_rows(model, self.derived), segments_of(self.states)))
 
     async def profiles(self, names: Mapping[int, str], sizes: Mapping[int, int],
                        model_version: int) -> dict[int, SegmentProfile]:

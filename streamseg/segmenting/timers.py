@@ -7,6 +7,7 @@ history's event-time steps instead (:func:`history_step`, :mod:`streamseg.leader
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -39,17 +40,25 @@ def register(app: faust.App, sync: ModelSync, engine: Engine, settings: Settings
     async def publish_local_model() -> None:
         await sync.publish_local()
 
+    refreshing = asyncio.Lock()  # the catalog timer and the history's last step: one sample at a time
+
     @ticks.every(app, settings.model_sync_s, "merging models", on_leader=True)
     async def merge_models() -> None:
-        if engine.pace.history and engine.assigner.model is not None:
-            return  # history shorter than a step must still get its first model
+        # history shorter than a step must still get its first model; once there is one, no
+        # merge until the history's last step (not a merge of the order batches arrived in)
+        if engine.assigner.model is not None and engine.pace.ending:
+            if engine.pace.drained() and engine.history_step is not None:
+                async with refreshing, engine.lock:
+                    await engine.history_step()
+            return
         await engine.leader.lead(sync.locals)
 
     @ticks.every(app, settings.catalog_refresh_s, "refreshing the catalog", on_leader=True)
     async def refresh_catalog() -> None:
         if engine.pace.history:
             return
-        await engine.leader.refresh_catalog()
+        async with refreshing:
+            await engine.leader.refresh_catalog()
 
     # held-back customers wait for a model: assign them at least as often as models change
     @ticks.every(app, min(settings.held_back_every_s, settings.model_sync_s),
@@ -86,7 +95,8 @@ def history_step(app: faust.App, sync: ModelSync, engine: Engine, settings: Sett
             await ticks.attempt("merging models", lambda: engine.leader.lead(sync.locals),
                                 timer="history_step")
         await ticks.attempt("refreshing the catalog",
-                            lambda: engine.leader.refresh_catalog(reseed=first), timer="history_step")
+                            lambda: engine.leader.refresh_catalog(reseed=first, rescale=True),
+                            timer="history_step")
         await ticks.attempt("re-scoring sweep", lambda: rescore.sweep_held(engine, settings),
                             timer="history_step")
 

@@ -58,8 +58,7 @@ async def memberships(settings: Settings) -> dict[str, int]:
 
 async def replay_once(stack: DevStack, csv: Path, n_events: int, log_dir: Path) -> dict[str, int]:
     """The file through a fresh worker (own topics, key prefix); its final memberships."""
-    settings = unique_settings(stack, n_segments=4, dedup_horizon_days=DAYS + 30.0,
-                               history_step_hours=24.0)
+    settings = unique_settings(stack, n_segments=4, dedup_horizon_days=DAYS + 30.0)  # defaults
     await ensure_topics(settings)
     log_dir.mkdir()
     # the history is in the topics before the worker reads it: the replay's producer writes

@@ -1,0 +1,143 @@
+"""The leader's steps of history (streamseg/leader/pace.py, docs/model.md "Replays"): the re-fit
+standardizes with the customers as they are, and the end of a history is a step of its own."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+from prometheus_client import CollectorRegistry
+from sklearn.metrics import adjusted_rand_score
+
+from streamseg.drift import DriftConfig, DriftMonitor
+from streamseg.events.models import ClickEvent, Event, TransactionEvent
+from streamseg.features.reference import accumulate
+from streamseg.features.registry import HALFLIFE_DAYS, MODEL_FEATURES, derive, model_input
+from streamseg.leader import Leader
+from streamseg.leader.pace import HISTORY_IDLE_MS, Pace
+from streamseg.metrics import Metrics
+from streamseg.segmenting.assign import Assigner
+from streamseg.segmenting.model import SegmentModel
+from streamseg.segmenting.offload import in_sample_scale
+from streamseg.segmenting.vectors import pairwise_sq_dist, signal_var
+from streamseg.settings import Settings
+from streamseg.timeunits import DAY_MS, HOUR_MS
+
+
+class RawSample:
+    """A customer sample of raw model inputs (what the leader's sample process holds)."""
+
+    def __init__(self, rows: np.ndarray, segments: list[int | None]) -> None:
+        self.rows = rows
+        self.segments = segments  # each customer's current segment
+        self.reseed = False
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    async def in_scale(self, model: SegmentModel) -> SegmentModel:
+        return in_sample_scale(model, self.rows, self.segments)
+
+    async def fit(self, model: SegmentModel, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        return model.refine(self.rows, seed=seed)
+
+    async def release(self) -> None:
+        """Nothing held."""
+
+
+def leader_of(model: SegmentModel) -> Leader:
+    """A leader whose current model is ``model`` (no store or broker: re-fits only)."""
+    cfg = Settings(n_segments=len(model.ids))
+    drift = DriftMonitor(DriftConfig.from_settings(cfg), MODEL_FEATURES)
+    assigner = Assigner(cfg.segment_margin, Metrics(CollectorRegistry()), drift, lambda m: None)
+    assigner.adopt(model)
+    return Leader(cfg, None, None, None, assigner, None)  # type: ignore[arg-type]
+
+
+def test_history_step_refit__weighs_inputs_by_how_they_vary_now_not_on_the_first_day() -> None:
+    # two planted groups apart in "spend"; "recency" is noise. On the history's first day
+    # everyone had just bought (recency spread of minutes) and spend varied widely: the model's
+    # scaler, which no merge updates between steps, still says so. 60 days on, recency spreads
+    # over weeks and, in that frozen scale, outweighs spend hundreds of times over.
+    rng = np.random.default_rng(5)
+    groups = np.repeat([0, 1], 300)
+    spend = np.where(groups == 1, 300.0, 20.0) + rng.normal(0, 10, 600)
+    recency = rng.uniform(0, 60, 600)
+    rows = np.column_stack([spend, recency])
+    frozen_mean, frozen_var = np.array([150.0, 0.01]), np.array([140.0**2, 0.01**2])
+    start = np.array([[-1.0, 0.0], [1.0, 0.0]])  # the first day's groups, in its scale
+    model = SegmentModel.first(["spend", "recency"], frozen_mean, frozen_var, start, np.ones(2))
+    leader = leader_of(model)
+
+    members: list[int | None] = [int(g) for g in groups]  # assigned on the first day
+    proposal = asyncio.run(leader.refine(RawSample(rows, members), rescale=True))  # type: ignore[arg-type]
+
+    assert proposal is not None
+    nxt, _ = proposal
+    labels = pairwise_sq_dist(nxt.scale(rows), nxt.centers).argmin(1)
+    assert adjusted_rand_score(groups, labels) > 0.95  # the planted groups, split on spend
+    assert sorted(nxt.ids) == [0, 1]  # the same two segments, re-fitted: no id born or retired
+
+
+def test_pace__reports_the_end_of_a_history_once_and_only_after_history() -> None:
+    wall = [100 * DAY_MS]
+    pace = Pace("event", step_hours=24.0, wall_ms=lambda: wall[0])
+    assert not pace.drained()  # nothing read yet
+    pace.cut([wall[0] - 30 * DAY_MS])  # a batch of history
+    assert pace.history and not pace.drained()  # still reading it
+    wall[0] += HISTORY_IDLE_MS + 1
+    assert not pace.history and pace.drained()  # idle: the history has ended, once
+    assert not pace.drained()
+    pace.cut([wall[0] - 20 * DAY_MS])  # another stretch of history (a backlog) ends again
+    wall[0] += HISTORY_IDLE_MS + 1
+    assert pace.drained()
+    pace.cut([wall[0] - 20 * DAY_MS])  # a backlog caught up, live events at once: it ended too
+    pace.cut([wall[0] - 1000.0])
+    assert not pace.history and pace.drained()
+    live = Pace("event", step_hours=24.0, wall_ms=lambda: wall[0])
+    live.cut([wall[0] - HOUR_MS / 3600])  # live events: no history, no end of one
+    wall[0] += HISTORY_IDLE_MS + 1
+    assert not live.drained()
+
+
+def burst(cid: str, group: int, base_ms: float) -> list[Event]:
+    """One customer's burst of a few hours: big spender (0), browser (1) or bargain hunter (2)."""
+    clicks: list[Event] = [ClickEvent.model_validate({
+        "event_id": f"{cid}-c{i}", "customer_id": cid, "ts": base_ms + i * 60_000,
+        "type": "product_view", "session_id": f"{cid}-s{i // 5}"}) for i in range(5 + 10 * (group == 1))]
+    return clicks + [TransactionEvent.model_validate({
+        "event_id": f"{cid}-o{i}", "customer_id": cid, "ts": base_ms + i * HOUR_MS,
+        "amount": 300.0 if group == 0 else 20.0, "currency": "EUR",
+        "discount_amount": 15.0 if group == 2 else 0.0}) for i in range(1 + 5 * (group == 0))]
+
+
+def inputs_at(history: dict[str, list[Event]], now_ms: float) -> np.ndarray:
+    states = {c: accumulate(evs, horizon_ms=400 * DAY_MS, halflife_ms=HALFLIFE_DAYS * DAY_MS)
+              for c, evs in history.items()}
+    return np.array([[model_input(derive(states[c], now_ms))[f] for f in MODEL_FEATURES]
+                     for c in sorted(history)])
+
+
+def test_history_step_days_after_a_burst__keeps_every_segment_id() -> None:
+    # three behaviours in a burst of a few hours; the next step comes ten days later, when
+    # everyone has aged alike. In the sample's scale recency varies by hours, so the old centres
+    # (recency 0) lie hundreds of units from the new ones: matched on centres, every segment was
+    # renumbered; matched on where their members stand now, none is.
+    base = 1_767_225_600_000.0
+    history = {f"c{c:02d}": burst(f"c{c:02d}", c % 3, base) for c in range(30)}
+    groups = [int(c[1:]) % 3 for c in sorted(history)]
+    x0 = inputs_at(history, base + 5 * HOUR_MS)
+    mean = x0.mean(0)
+    first = SegmentModel.first(MODEL_FEATURES, mean, signal_var(mean, x0.var(0)),
+                               np.zeros((3, len(MODEL_FEATURES))), np.ones(3))
+    z = first.scale(x0)
+    first.centers = np.array([z[np.array(groups) == g].mean(0) for g in range(3)])
+    leader = leader_of(first)
+
+    later = inputs_at(history, base + 10 * DAY_MS)
+    proposal = asyncio.run(leader.refine(RawSample(later, list(groups)), rescale=True))  # type: ignore[arg-type]
+
+    assert proposal is not None
+    nxt, events = proposal
+    assert events == [] and nxt.ids == [0, 1, 2]
+    assert list(pairwise_sq_dist(nxt.scale(later), nxt.centers).argmin(1)) == groups
