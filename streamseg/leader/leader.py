@@ -25,7 +25,13 @@ from streamseg.features.store import FeatureStore
 from streamseg.leader.value import LeaderValue
 from streamseg.metrics import Metrics
 from streamseg.publish.publisher import OutRecord, Publisher
-from streamseg.publish.records import CatalogEntry, SegmentValidation, now_iso
+from streamseg.publish.records import (
+    CatalogEntry,
+    KSelection,
+    SegmentValidation,
+    SegmentValue,
+    now_iso,
+)
 from streamseg.retry import Retrier
 from streamseg.segmenting.assign import Assigner
 from streamseg.segmenting.choose_k import KChooser, KRule
@@ -222,15 +228,11 @@ class Leader:
 
     # -- re-fitting and profiles on a sample -------------------------------------------
     async def sample_customers(self) -> CustomerSample:
-        """Up to ``profile_sample`` customers' states with their derived features.
-
-        Customers silent for longer than ``retention_days`` in the engine's clock
-        are left out (on a replay, Redis' wall-clock TTL has not removed them yet).
-
-        Shared by the re-fit and the profiles, so one refresh reads and
-        derives each customer once. Deriving a 20k sample costs ~0.3 s of CPU:
-        with a :attr:`sampler` (the worker's) the sample is read, derived and
-        computed on in a child process (see :mod:`streamseg.segmenting.offload`);
+        """Up to ``profile_sample`` customers' states with their derived features, without
+        those silent for longer than ``retention_days`` in the engine's clock (on a replay,
+        Redis' wall-clock TTL has not removed them yet). Shared by the re-fit and the
+        profiles: one refresh reads and derives each customer once (~0.3 s of CPU for 20k),
+        in the :attr:`sampler`'s child process (:mod:`streamseg.segmenting.offload`) or,
         without one, in a thread, the read chunked so batches go on meanwhile.
         """
         return await self._sample_with(self.sampler)
@@ -339,31 +341,9 @@ class Leader:
     # -- the catalog -------------------------------------------------------------------
     def catalog(self, model: SegmentModel, events: Sequence[Lifecycle]) -> list[CatalogEntry]:
         """Catalog entries for a model version: every live segment plus what ended."""
-        by_id = {e.segment_id: e for e in events}
-        name_of = self.assigner.name_of
-        ts = now_iso()
-        k_selection = self.k_chooser.last if self.k_chooser else None
-        out = []
-        for sid in model.ids:
-            e = by_id.get(sid)
-            prof = self.assigner.profiles.get(sid)
-            if prof is not None:
-                prof = prof.model_copy(update={"name": name_of(sid), "model_version": model.version})
-            out.append(CatalogEntry(
-                segment_id=sid, status=e.status if e else "active",  # type: ignore[arg-type]
-                model_version=model.version, name=name_of(sid), profile=prof,
-                related=list(e.related) if e else [], updated_ts=ts,
-                validation=self.validation.get(sid), k_selection=k_selection,
-                value=self.values.by_segment.get(sid)))
-        for e in events:
-            if e.status in ("merged", "retired"):
-                out.append(CatalogEntry(
-                    segment_id=e.segment_id, status=e.status,  # type: ignore[arg-type]
-                    model_version=model.version,
-                    name=name_of(e.segment_id),
-                    profile=None, related=list(e.related), updated_ts=ts,
-                    k_selection=k_selection))
-        return out
+        return catalog_entries(model, events, self.assigner, self.validation,
+                               self.k_chooser.last if self.k_chooser else None,
+                               self.values.by_segment)
 
     async def publish_catalog(self, entries: Sequence[CatalogEntry]) -> None:
         """Catalog entries to the compacted segments topic, then to Redis (for the API)."""
@@ -374,6 +354,34 @@ class Leader:
         await self.retry(lambda: self.publisher.publish(records), "publishing the catalog")
         await self.retry(lambda: self.store.write_catalog({e.segment_id: e.to_bytes() for e in entries}),
                          "writing the catalog")
+
+
+def catalog_entries(model: SegmentModel, events: Sequence[Lifecycle], assigner: Assigner,
+                    validation: Mapping[int, SegmentValidation], k_selection: KSelection | None,
+                    value: Mapping[int, SegmentValue]) -> list[CatalogEntry]:
+    """:meth:`Leader.catalog`: each live segment with its name, profile, validation and
+    value; then the segments ``events`` merged or retired."""
+    by_id = {e.segment_id: e for e in events}
+    name_of = assigner.name_of
+    ts = now_iso()
+    out = []
+    for sid in model.ids:
+        e = by_id.get(sid)
+        prof = assigner.profiles.get(sid)
+        if prof is not None:
+            prof = prof.model_copy(update={"name": name_of(sid), "model_version": model.version})
+        out.append(CatalogEntry(
+            segment_id=sid, status=e.status if e else "active",  # type: ignore[arg-type]
+            model_version=model.version, name=name_of(sid), profile=prof,
+            related=list(e.related) if e else [], updated_ts=ts,
+            validation=validation.get(sid), k_selection=k_selection, value=value.get(sid)))
+    for e in events:
+        if e.status in ("merged", "retired"):
+            out.append(CatalogEntry(
+                segment_id=e.segment_id, status=e.status,  # type: ignore[arg-type]
+                model_version=model.version, name=name_of(e.segment_id), profile=None,
+                related=list(e.related), updated_ts=ts, k_selection=k_selection))
+    return out
 
 
 def _moved(before: np.ndarray, after: np.ndarray) -> float:
