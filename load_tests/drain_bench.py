@@ -6,7 +6,10 @@ starts after all events are in the broker, so the figure is the engine's own
 ceiling, not the generator's rate. Prints and saves JSON, which names the
 broker, to load_tests/results/drain.json.
 
-    python load_tests/drain_bench.py [--broker kafka|tansu] [--redis-cluster] --customers 1000
+    python load_tests/drain_bench.py [--broker kafka|tansu] [--redis-cluster] [--workers 2] --customers 1000
+
+``--workers 2`` starts two worker processes in one consumer group (the topics'
+partitions split between them) and sums what both processed.
 """
 
 from __future__ import annotations
@@ -54,24 +57,30 @@ def main() -> None:
     ap.add_argument("--redis-cluster", action="store_true",
                     help="a 3-master + 3-replica Valkey cluster (the worker waits for a replica); "
                     "saves drain_cluster.json")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="worker processes in one consumer group (saves drain_<n>workers*.json)")
     args = ap.parse_args()
     announce(args.broker)
     with DevStack(broker=args.broker, redis_cluster=args.redis_cluster) as st:
-        port = free_port()
-        env = {**os.environ, **st.client_env, 
-               "STREAMSEG_WEB_PORT": str(port), "STREAMSEG_LOG_LEVEL": "warn"}
+        ports = [free_port() for _ in range(args.workers)]
+        env = {**os.environ, **st.client_env, "STREAMSEG_LOG_LEVEL": "warn"}
         gen = subprocess.run([sys.executable, "-m", "streamseg", "generate", "--customers",
                               str(args.customers), "--days", str(args.days)],
                              env=env, capture_output=True, text=True, check=True)
         stats = json.loads(gen.stdout.strip().splitlines()[-1])
         total = stats["events_produced"]
-        worker = ManagedProcess("worker", [sys.executable, "-m", "streamseg", "worker"],
-                                st.dir / "worker.log", env).start()
-        st.processes.append(worker)
-        wait_for_port(port, 60, worker.proc)
+        workers = []
+        for i, port in enumerate(ports):
+            worker = ManagedProcess(f"worker-{i}", [sys.executable, "-m", "streamseg", "worker"],
+                                    st.dir / f"worker-{i}.log",
+                                    {**env, "STREAMSEG_WEB_PORT": str(port)}).start()
+            st.processes.append(worker)
+            workers.append(worker)
+        for port, worker in zip(ports, workers, strict=True):
+            wait_for_port(port, 60, worker.proc)
         t0 = first = None
         while True:
-            n = processed(port)
+            n = sum(processed(port) for port in ports)
             now = time.monotonic()
             if n > 0 and t0 is None:
                 t0, first = now, n
@@ -82,12 +91,14 @@ def main() -> None:
         result = stamped({
             "events": total, "customers": args.customers,
             "seconds": round(secs, 2), "events_per_second": round((total - (first or 0)) / secs),
-            "worker_rss_mb": round(rss_mb(worker.proc.pid), 1),  # type: ignore[union-attr]
+            "workers": args.workers,
+            "worker_rss_mb": [round(rss_mb(w.proc.pid), 1) for w in workers],  # type: ignore[union-attr]
             "generator_events_per_second": stats["events_per_second"],
             "redis": "3+3 Valkey cluster, WAIT 1" if args.redis_cluster else "one Valkey node",
         }, args.broker)
     RESULTS.mkdir(exist_ok=True)
-    name = "drain_cluster.json" if args.redis_cluster else "drain.json"
+    name = ("drain" + (f"_{args.workers}workers" if args.workers > 1 else "")
+            + ("_cluster" if args.redis_cluster else "") + ".json")
     (RESULTS / name).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
