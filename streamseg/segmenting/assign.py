@@ -19,7 +19,7 @@ from streamseg.metrics import Metrics
 from streamseg.publish.records import CustomerValueRecord, SegmentProfile, SegmentUpdate, now_iso
 from streamseg.segmenting import explain
 from streamseg.segmenting.model import SegmentModel
-from streamseg.value.score import CustomerValue
+from streamseg.value.score import BandedValue
 
 
 @dataclass(slots=True)
@@ -35,7 +35,7 @@ class Row:
     #: (see Engine._segment)
     again: bool = False
     #: the customer's value now (None: no value model yet), and the risk band last published
-    value: CustomerValue | None = None
+    value: BandedValue | None = None
     prev_band: str | None = None
 
     @property

@@ -226,6 +226,49 @@ def score(frequency: float, recency: float, T: float, monetary_value: float,
         risk_band=next_band(risk, previous_band, bands, band_margin), params_version=params.version)
 
 
+@dataclass(frozen=True, slots=True)
+class BandedValue:
+    """A customer's churn risk and band, with the rest of its value computed only when asked.
+
+    The hot path needs the band of every customer a batch touched, to see whether it
+    changed, but the whole value (expected purchases: a hypergeometric function) only for
+    the few customers it publishes. ``full()`` equals :func:`score` of the same inputs.
+    """
+
+    rfm: Rfm
+    params: ValueParams
+    horizon_days: float
+    currency: str
+    churn_risk: float
+    risk_band: str
+
+    def full(self) -> CustomerValue:
+        x, t_x, big_t = self.rfm.frequency, self.rfm.recency, self.rfm.T
+        prm, horizon = self.params, self.horizon_days
+        purchases = max(0.0, expected_purchases(x, t_x, big_t, horizon, prm))
+        spend = _finite(expected_spend(x, self.rfm.monetary_value, prm))
+        return CustomerValue(
+            p_alive=_finite(p_alive(x, t_x, big_t, prm), 1.0), churn_risk=self.churn_risk,
+            expected_purchases=purchases, horizon_days=horizon,
+            lifetime_value=max(0.0, spend * purchases), currency=self.currency,
+            risk_band=self.risk_band, params_version=prm.version)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.full().to_dict()
+
+
+def banded_state(state: State, now_ms: float, params: ValueParams, horizon_days: float, *,
+                 currency: str = "", bands: tuple[tuple[str, float], ...] = DEFAULT_BANDS,
+                 band_margin: float = 0.0) -> BandedValue:
+    """:func:`score_state` with a ``band_margin``, lazily: only the risk and band now."""
+    rfm = rfm_from_state(state, now_ms)
+    risk = _finite(p_no_purchase(rfm.frequency, rfm.recency, rfm.T, horizon_days, params), 1.0)
+    stored = state.get("val_band")
+    return BandedValue(rfm, params, horizon_days, currency, risk,
+                       next_band(risk, stored if isinstance(stored, str) else None, bands,
+                                 band_margin))
+
+
 def score_rfm(rfm: Rfm, params: ValueParams, horizon_days: float, **kw: Any) -> CustomerValue:
     """:func:`score` of a summary (keywords as :func:`score`'s)."""
     return score(rfm.frequency, rfm.recency, rfm.T, rfm.monetary_value, params, horizon_days, **kw)

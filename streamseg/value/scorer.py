@@ -18,7 +18,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from streamseg.value.params import ValueParams
-from streamseg.value.score import DEFAULT_BANDS, CustomerValue, State, score_state
+from streamseg.value.score import (
+    DEFAULT_BANDS,
+    BandedValue,
+    CustomerValue,
+    State,
+    banded_state,
+    score_state,
+)
 
 if TYPE_CHECKING:
     from streamseg.settings import Settings
@@ -64,13 +71,14 @@ class ValueScorer:
         return score_state(state, now_ms, self.params, self.horizon_days, currency=self.currency,
                            bands=self.bands)
 
-    def banded(self, state: State, now_ms: float) -> CustomerValue | None:
+    def banded(self, state: State, now_ms: float) -> BandedValue | None:
         """:meth:`value` with the band to publish: the stored one (``val_band``) kept until the
-        risk is ``band_margin`` past a boundary (:func:`~streamseg.value.score.next_band`)."""
+        risk is ``band_margin`` past a boundary (:func:`~streamseg.value.score.next_band`).
+        Only the risk and band are computed now; the rest when the value is published."""
         if self.params is None:
             return None
-        return score_state(state, now_ms, self.params, self.horizon_days, currency=self.currency,
-                           bands=self.bands, band_margin=self.band_margin)
+        return banded_state(state, now_ms, self.params, self.horizon_days, currency=self.currency,
+                            bands=self.bands, band_margin=self.band_margin)
 
     def body(self, state: State, now_ms: float) -> dict[str, Any] | None:
         """The ``value`` object of a customer body (see docs/value.md)."""

@@ -20,6 +20,7 @@ from streamseg.settings import Settings
 from streamseg.timeunits import DAY_MS
 from streamseg.value.params import ValueParams
 from streamseg.value.score import (
+    banded_state,
     expected_purchases,
     expected_spend,
     next_band,
@@ -28,6 +29,7 @@ from streamseg.value.score import (
     rfm_from_state,
     score,
     score_rfm,
+    score_state,
 )
 
 PARAMS = [
@@ -148,3 +150,24 @@ def test_band__is_debounced_by_the_margin_both_ways() -> None:
     assert [next_band(r, "low", bands, 0.05) for r in (0.52, 0.56, 0.9)] == ["low", "medium", "high"]
     assert [next_band(r, "high", bands, 0.05) for r in (0.78, 0.74, 0.1)] == ["high", "medium", "low"]
     assert next_band(0.3, None, bands, 0.05) == "low"  # nothing published yet: the plain band
+
+
+@pytest.mark.parametrize("prm", PARAMS, ids=["cdnow", "b<1"])
+@pytest.mark.parametrize("stored", [None, "low", "medium", "high"])
+def test_banded_value__is_the_whole_value_computed_later(prm: ValueParams, stored: str | None) -> None:
+    """What the hot path keeps per customer (risk and band now, the rest when published)
+    is exactly :func:`score_state`'s value of the same state."""
+    bands = Settings().value_bands
+    states = [{}, {"n_refunds": 2.0, "refund_amount": 50.0}]
+    states += [{"first_purchase_ts": 1.0 * DAY_MS, "last_purchase_ts": (1.0 + rec) * DAY_MS,
+                "n_purchase_days": x + 1.0, "sum_amount": (x + 1.0) * max(m, 1.0),
+                "first_day_amount": max(m, 1.0)} for x, rec, _t, m in CUSTOMERS]
+    for state in states:
+        state = {**state, **({"val_band": stored} if stored else {})}
+        for now in (1.0 * DAY_MS, 40.0 * DAY_MS, 400.0 * DAY_MS):
+            lazy = banded_state(state, now, prm, HORIZON, currency="EUR", bands=bands,
+                                band_margin=0.05)
+            whole = score_state(state, now, prm, HORIZON, currency="EUR", bands=bands,
+                                band_margin=0.05)
+            assert lazy.full() == whole and lazy.risk_band == whole.risk_band, (state, now)
+            assert lazy.to_dict() == whole.to_dict()
