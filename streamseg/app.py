@@ -41,6 +41,8 @@ from streamseg.features.store import RedisFeatureStore
 from streamseg.ingest import batch_topic
 from streamseg.kafka_security import faust_credentials
 from streamseg.metrics import Metrics
+from streamseg.publish.publisher import PartlyPublished
+from streamseg.retry import is_record_refused
 from streamseg.segmenting import timers as segmenting_timers
 from streamseg.segmenting.offload import SampleProcess
 from streamseg.segmenting.sync import ModelSync
@@ -57,10 +59,20 @@ class FaustPublisher:
         self.app = app
 
     async def publish(self, records: Sequence[OutRecord]) -> None:
+        """Send all, wait for every ack; a refusal of some records after others were taken
+        raises :class:`PartlyPublished` (from the refusal), naming those taken."""
         producer = self.app.producer
         futures = [await producer.send(topic, key, value, partition=None, timestamp=None,
                                        headers=None) for topic, key, value in records]
-        await asyncio.gather(*futures)
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if not failed:
+            return
+        refused = next((r for r in failed if is_record_refused(r)), None)
+        if refused is None or len(failed) == len(results):
+            raise refused or failed[0]
+        taken = {i for i, r in enumerate(results) if not isinstance(r, BaseException)}
+        raise PartlyPublished(taken, len(results)) from refused
 
 
 class _WhenLoaded:

@@ -16,7 +16,7 @@ import orjson
 
 from streamseg.features.store import FeatureStore, Membership
 from streamseg.metrics import Metrics
-from streamseg.publish.publisher import OutRecord, Publisher
+from streamseg.publish.publisher import OutRecord, Publisher, taken_before
 from streamseg.publish.records import DeadLetter, SegmentUpdate
 from streamseg.retry import Retrier, is_record_refused
 from streamseg.settings import Settings
@@ -55,9 +55,11 @@ class Emitter:
         except Exception as exc:
             if not is_record_refused(exc):
                 raise
-            log.error("the broker refused a record (%r); publishing this batch's %d records "
-                      "one by one", exc, len(records))
-        taken = [await self._publish_one(r) for r in records]
+            already = taken_before(exc)  # sent again, a dead letter would be there twice
+            log.error("the broker refused a record (%r); publishing the other %d of this "
+                      "batch's %d records one by one", exc, len(records) - len(already),
+                      len(records))
+        taken = [i in already or await self._publish_one(r) for i, r in enumerate(records)]
         return [c for c, ok in zip(changes, taken[len(dead):], strict=True) if ok]
 
     async def _publish_one(self, record: OutRecord) -> bool:
