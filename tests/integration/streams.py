@@ -82,8 +82,9 @@ async def assert_features_match_reference(settings: Settings, redis: aioredis.Re
     states = await pipe.execute()
     mismatched = []
     for (cid, evs), raw in zip(workload.events.items(), states, strict=True):
-        # membership fields (seg, seg_dist, ...) are no accumulators
-        got = {k.decode(): float(v) for k, v in raw.items() if not k.startswith(b"seg")}
+        # membership fields (seg, seg_dist, ...) and the risk band (val_band) are no accumulators
+        got = {k.decode(): float(v) for k, v in raw.items()
+               if not k.startswith(b"seg") and k != b"val_band"}
         want = accumulate(evs, horizon_ms=settings.dedup_horizon_days * DAY_MS,
                           halflife_ms=HALFLIFE_DAYS * DAY_MS)
         if not same_state(got, want):
