@@ -21,6 +21,7 @@ from streamseg.devstack import DevStack
 from streamseg.features.keys import Keys
 from streamseg.features.registry import DAY_MS
 from streamseg.generate import assign_personas, simulate
+from streamseg.leader.pace import HISTORY_IDLE_MS
 from streamseg.settings import Settings
 from streamseg.topics import ensure_topics
 from tests.support import wait_until
@@ -71,11 +72,17 @@ async def replay_once(stack: DevStack, csv: Path, n_events: int, log_dir: Path) 
                          lambda: f"{n_events} events processed\n{worker.log()[-3000:]}")
         seen: list[dict[str, int]] = []
 
-        async def settled() -> bool:  # two reads in a row agree: the worker is done with the history
-            seen.append(await memberships(settings))
-            return len(seen) > 1 and seen[-1] == seen[-2] and len(seen[-1]) > 0
+        # done with the history: its last step runs once no batch of it came for
+        # HISTORY_IDLE_MS (5 s), on the next merge tick; the memberships must then have
+        # stood still for longer than that, not for two reads that can both fall before it
+        quiet = int(HISTORY_IDLE_MS / 1000) + 3
 
-        await wait_until(settled, 60, "memberships to settle", interval=1.0)
+        async def settled() -> bool:
+            seen.append(await memberships(settings))
+            return len(seen) >= quiet and all(s == seen[-1] for s in seen[-quiet:]) \
+                and len(seen[-1]) > 0
+
+        await wait_until(settled, 90, "memberships to settle", interval=1.0)
         return seen[-1]
     finally:
         worker.stop()
