@@ -60,7 +60,12 @@ def fit_value(rfm: pd.DataFrame | Any, *, version: int = 0, model_version: int =
 
     data = pd.DataFrame(rfm, columns=list(COLUMNS)) if not isinstance(rfm, pd.DataFrame) else rfm
     data = data[list(COLUMNS)].astype({"frequency": float, "recency": float, "T": float,
-                                       "monetary_value": float}).reset_index(drop=True)
+                                       "monetary_value": float})
+    # One row order for the same customers, whatever order the sample came in: the
+    # Gamma-Gamma likelihood is nearly flat along p·v = constant when customers' spends vary
+    # little, and where the optimizer stops on that ridge depends on the order of the sums.
+    data = data.sort_values([*COLUMNS[1:], "customer_id"], kind="mergesort",
+                            key=_sort_key).reset_index(drop=True)
     repeat = data[(data["frequency"] > 0) & (data["monetary_value"] > 0)].reset_index(drop=True)
     if len(data) < MIN_CUSTOMERS or len(repeat) < MIN_REPEAT:
         raise NotEnoughData(f"{len(data)} buyers, {len(repeat)} with repeat purchases: the value "
@@ -73,6 +78,10 @@ def fit_value(rfm: pd.DataFrame | Any, *, version: int = 0, model_version: int =
                        b=point(bg, "b"), p=point(gg, "p"), q=point(gg, "q"), v=point(gg, "v"),
                        version=version, model_version=model_version, fitted_at_ms=fitted_at_ms,
                        n_customers=len(data), n_repeat=len(repeat))
+
+
+def _sort_key(col: pd.Series) -> pd.Series:
+    return col.astype(str) if col.name == "customer_id" else col
 
 
 def fit_states(states: Iterable[Mapping[str, float | str]], now_ms: float, *, version: int,
