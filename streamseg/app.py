@@ -110,6 +110,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         settings.redis_url, Keys(settings.key_prefix),
         dedup_horizon_days=settings.dedup_horizon_days, retention_days=settings.retention_days,
         halflife_days=HALFLIFE_DAYS, wait_replicas=settings.redis_wait_replicas,
+        history=settings.customer_history,
     )
     engine = Engine(settings, store, build_segmenter(settings), FaustPublisher(app), metrics,
                     standalone=False)

@@ -95,6 +95,10 @@ class _Connections(BaseSettings):
     retention_days: float = Field(
         180.0, gt=0, description="customer state expires after this long without events"
     )
+    customer_history: int = Field(
+        20, ge=0, le=1000, description="segment changes kept per customer for lookups (newest "
+        "first, a Redis list beside its state, erased with it); 0: none kept"
+    )
     dedup_horizon_days: float = Field(
         30.0,
         gt=0,

@@ -10,6 +10,8 @@ tested without a server.
 (2, 'Bargain hunters', 0.5, 3)
 >>> body["reasons"][0]["feature"], body["features"]["days_since_last_activity"]
 ('monetary_30d', 1.0)
+>>> history_body([b'[864e5,1,2,3,"monetary_30d"]', b'[0,null,1,3,null]'], {2: "Bargain hunters"})[0]
+{'ts_ms': 86400000, 'from_segment': 1, 'to_segment': 2, 'model_version': 3, 'cause': 'monetary_30d', 'from_segment_name': 'Segment 1', 'to_segment_name': 'Bargain hunters'}
 """
 
 from __future__ import annotations
@@ -53,19 +55,21 @@ _REASONS = TypeAdapter(list[_ReasonBody])
 
 def customer_body(customer_id: str, state: State, *, names: Mapping[int, str],
                   now_ms: float, warming_up: str | None = None,
-                  value: ValueScorer | None = None) -> dict[str, Any]:
-    """``GET /v1/customers/{id}``: membership, why, features and value at ``now_ms``.
+                  value: ValueScorer | None = None, history: Sequence[bytes] = ()) -> dict[str, Any]:
+    """``GET /v1/customers/{id}``: membership, why, features, value at ``now_ms`` and the
+    latest segment changes.
 
     ``warming_up``: the progress towards the first model (see
     :func:`streamseg.segmenting.warmup.warming_up`), said while the customer has no segment.
     ``value``: the customer-value model (its ``value`` is null until one was fitted).
+    ``history``: the stored history entries (:meth:`RedisFeatureStore.history`), newest first.
     """
     seg = _int(state.get("seg"))
     last = state.get("last_ts")
     return {
         "customer_id": customer_id,
         "segment_id": seg,
-        "segment_name": None if seg is None else names.get(seg, f"Segment {seg}"),
+        "segment_name": None if seg is None else _name(names, seg),
         "distance": _float(state.get("seg_dist")),
         "model_version": _int(state.get("seg_version")),
         "reasons": reasons(state),
@@ -74,7 +78,32 @@ def customer_body(customer_id: str, state: State, *, names: Mapping[int, str],
         "last_event_ts": iso(int(last)) if isinstance(last, float) else None,
         "warming_up": warming_up if seg is None else None,
         "value": value.body(state, now_ms) if value is not None else None,
+        "history": history_body(history, names),
     }
+
+
+def history_body(entries: Sequence[bytes], names: Mapping[int, str]) -> list[dict[str, Any]]:
+    """Stored history entries (``[ts_ms, from|null, to, model_version, cause|null]``, see
+    ``Keys.history``) as response objects, in the stored order (newest first); an entry that
+    does not parse is logged and left out."""
+    out: list[dict[str, Any]] = []
+    for raw in entries:
+        try:
+            ts, was, to, version, cause = orjson.loads(raw)
+            was, to = None if was is None else int(was), int(to)
+            ts, version = int(ts), int(version)
+        except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
+            log.warning("unreadable history entry %r left out: %s", raw[:80], exc)
+            continue
+        out.append({"ts_ms": ts, "from_segment": was, "to_segment": to, "model_version": version,
+                    "cause": cause if isinstance(cause, str) else None,
+                    "from_segment_name": None if was is None else _name(names, was),
+                    "to_segment_name": _name(names, to)})
+    return out
+
+
+def _name(names: Mapping[int, str], segment: int) -> str:
+    return names.get(segment, f"Segment {segment}")
 
 
 async def lookup_stored(reader: RedisFeatureStore, settings: Settings,
@@ -91,7 +120,8 @@ async def lookup_stored(reader: RedisFeatureStore, settings: Settings,
     await model.refresh()
     names = catalog_names(await reader.catalog())
     return customer_body(customer_id, state, names=names, now_ms=model.now_ms(),
-                         warming_up=model.warming_up(), value=model.value())
+                         warming_up=model.warming_up(), value=model.value(),
+                         history=await reader.history(customer_id))
 
 
 def reasons(state: State) -> list[dict[str, Any]]:

@@ -47,8 +47,21 @@ Features = create_model(  # type: ignore[call-overload]
 )
 
 
+class HistoryEntry(_Body):
+    """One change of the customer's segment (a first assignment or a move)."""
+
+    ts_ms: int = Field(description="event time (epoch ms) of the evaluation that moved the customer")
+    from_segment: int | None = Field(description="the segment left; null on a first assignment")
+    to_segment: int = Field(description="the segment joined")
+    model_version: int = Field(description="model version of the assignment")
+    cause: str | None = Field(description="the feature that pulled the customer most (the "
+                              "first of the segment update's reasons); null if none")
+    from_segment_name: str | None = Field(description="from the segment catalog (now)")
+    to_segment_name: str = Field(description="from the segment catalog (now)")
+
+
 class Customer(_Body):
-    """A customer's current segment, why, and features."""
+    """A customer's current segment, why, features and latest segment changes."""
 
     customer_id: str
     segment_id: int | None = Field(description="null until the model has assigned the customer")
@@ -65,6 +78,9 @@ class Customer(_Body):
     value: CustomerValueRecord | None = Field(
         None, description="churn risk, expected purchases and lifetime value at features_as_of; "
         "null until the leader has fitted the value model")
+    history: list[HistoryEntry] = Field(
+        default_factory=list, description="the latest segment changes, newest first (at most "
+        "STREAMSEG_CUSTOMER_HISTORY; kept while the customer's state is; [] when off)")
 
 
 class Segment(CatalogEntry):

@@ -127,10 +127,12 @@ class Api:
             raise ApiError(404, "customer_not_found", f"no data for customer {customer_id!r} "
                            "(never seen, expired or erased)")
         names = await self._redis(self.names.get())
+        # a customer without a segment has no changes: no second read
+        history = await self._redis(self.reader.history(customer_id)) if "seg" in state else []
         return json_response(customer_body(customer_id, state, names=names,
                                            now_ms=self.model.now_ms(),
                                            warming_up=self.model.warming_up(),
-                                           value=self.model.value()))
+                                           value=self.model.value(), history=history))
 
     async def delete_customer(self, request: web.Request, customer_id: str) -> web.Response:
         _check_customer_id(customer_id)

@@ -85,7 +85,7 @@ def naive_app(settings: Settings) -> faust.App:
     store = RedisFeatureStore.from_url(
         settings.redis_url, Keys(settings.key_prefix),
         dedup_horizon_days=settings.dedup_horizon_days, retention_days=settings.retention_days,
-        halflife_days=HALFLIFE_DAYS,
+        halflife_days=HALFLIFE_DAYS, history=settings.customer_history,
     )
     engine = Engine(settings, store, build_segmenter(settings), FaustPublisher(app), Metrics(registry))
     inputs = app.topic(*settings.input_topics, key_serializer="raw", value_serializer="raw")

@@ -5,8 +5,8 @@ customer's keys live in one Redis Cluster slot and a script may touch them
 atomically.
 
 >>> k = Keys("ss")
->>> k.state("c-1"), k.seen("c-1")
-('ss:{c-1}:f', 'ss:{c-1}:e')
+>>> k.state("c-1"), k.seen("c-1"), k.history("c-1")
+('ss:{c-1}:f', 'ss:{c-1}:e', 'ss:{c-1}:h')
 """
 
 from __future__ import annotations
@@ -25,6 +25,13 @@ class Keys:
     def seen(self, customer_id: str) -> str:
         """Sorted set: event ids and session ids seen, scored by event time."""
         return f"{self.prefix}:{{{customer_id}}}:e"
+
+    def history(self, customer_id: str) -> str:
+        """List: the customer's latest segment changes, newest first (``STREAMSEG_CUSTOMER_HISTORY``).
+
+        Each entry is compact JSON ``[ts_ms, from|null, to, model_version, cause|null]``.
+        """
+        return f"{self.prefix}:{{{customer_id}}}:h"
 
     def erasing(self, customer_id: str) -> str:
         """Hash: what an erasure removed, kept until its audit record is published.

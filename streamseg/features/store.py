@@ -80,6 +80,8 @@ Status = Literal["applied", "duplicate", "late"]
 SAMPLE_CHUNK = 100
 #: The worker-status hash outlives its last writer by this much (workers rewrite it each second).
 WORKER_STATUS_TTL_S = DAY_S
+#: Segment changes kept per customer unless told (``STREAMSEG_CUSTOMER_HISTORY``'s default)
+DEFAULT_HISTORY = 20
 #: Redis unreachable (BusyLoadingError, LOADING, is a ConnectionError) or refusing all work
 #: for a while -- full (maxmemory), a read-only replica, a cluster in transition or a replica
 #: without its master (MasterDownError is a ClusterDownError): an outage to wait out
@@ -147,13 +149,15 @@ FORGET_LUA = """
 local seg = redis.call('HGET', KEYS[1], 'seg')
 local had_state = redis.call('DEL', KEYS[1])
 local had_seen = redis.call('DEL', KEYS[2])
-local was = redis.call('HMGET', KEYS[3], 'seg', 'state', 'seen')
+local had_hist = redis.call('DEL', KEYS[4])
+local was = redis.call('HMGET', KEYS[3], 'seg', 'state', 'seen', 'hist')
 local any_seg = seg or was[1] or ''
 local any_state = math.max(had_state, tonumber(was[2] or 0))
 local any_seen = math.max(had_seen, tonumber(was[3] or 0))
-redis.call('HSET', KEYS[3], 'seg', any_seg, 'state', any_state, 'seen', any_seen)
+local any_hist = math.max(had_hist, tonumber(was[4] or 0))
+redis.call('HSET', KEYS[3], 'seg', any_seg, 'state', any_state, 'seen', any_seen, 'hist', any_hist)
 redis.call('EXPIRE', KEYS[3], ARGV[1])
-return {seg or '', any_seg, any_state, any_seen}
+return {seg or '', any_seg, any_state, any_seen, any_hist}
 """
 
 #: Membership of one customer, written only while its state exists: a customer
@@ -163,6 +167,9 @@ return {seg or '', any_seg, any_state, any_seen}
 #: what the caller believed: two workers may evaluate one customer at once (held-back
 #: customers, or clicks and orders on partitions of different workers). Returns -1 when
 #: the customer is gone (erased), -2 when it had no segment, else the segment it had.
+#: A change of segment (not a re-assignment to the same one, so a redelivered batch adds
+#: nothing) is also pushed onto the customer's history list KEYS[3] (ARGV[6] event time ms,
+#: ARGV[7] entries kept, 0: none, ARGV[8] cause as JSON), which expires with the state.
 MEMBERSHIP_LUA = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local old = redis.call('HGET', KEYS[1], 'seg')
@@ -173,6 +180,14 @@ local was = old and tonumber(old)
 if was ~= new then
   redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
   if was then redis.call('HINCRBY', KEYS[2], string.format('%d', was), -1) end
+  local keep = tonumber(ARGV[7])
+  if keep > 0 then
+    local from = was and string.format('%d', was) or 'null'
+    redis.call('LPUSH', KEYS[3], '[' .. ARGV[6] .. ',' .. from .. ',' .. ARGV[1] .. ',' .. ARGV[3] .. ',' .. ARGV[8] .. ']')
+    redis.call('LTRIM', KEYS[3], 0, keep - 1)
+    local ttl = redis.call('PTTL', KEYS[1])
+    if ttl > 0 then redis.call('PEXPIRE', KEYS[3], ttl) end
+  end
 end
 if not was then return -2 end
 return was
@@ -202,6 +217,8 @@ class Membership:
     segment_name: str
     reasons: bytes = b"[]"  # JSON list of Reason records: why the customer moved
     risk_band: str = ""  # the churn-risk band published with it ("": none, the stored one stays)
+    ts_ms: int = 0  # event time of the evaluation (the history entry's time)
+    cause: str | None = None  # the feature that pulled the customer most (first reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,6 +318,7 @@ class RedisFeatureStore:
         hashes: HashReader | ClusterHashReader | None = None,
         placement: Placement | None = None,
         wait_replicas: int = 0,
+        history: int = DEFAULT_HISTORY,
     ) -> None:
         self.client = client
         self.placement = placement or Placement(keys)  # where the keys every worker writes live
@@ -310,6 +328,7 @@ class RedisFeatureStore:
         self.horizon_ms = int(dedup_horizon_days * DAY_MS)
         self.ttl_s = max(1, int(retention_days * DAY_S))
         self.halflife_ms = halflife_days * DAY_MS
+        self.history_kept = history  # segment changes kept per customer (0: none)
         self._script = resources.files("streamseg.features").joinpath("apply_events.lua").read_text()
         self._sha: str | None = None
         self._forget = client.register_script(FORGET_LUA)
@@ -370,8 +389,10 @@ class RedisFeatureStore:
         """
         if not changes:
             return MembershipWrite()
-        calls = [([self.keys.state(m.customer_id), self.placement.sizes(m.customer_id)],
-                  [m.segment_id, repr(m.distance), m.model_version, m.reasons, m.risk_band])
+        calls = [([self.keys.state(m.customer_id), self.placement.sizes(m.customer_id),
+                   self.keys.history(m.customer_id)],
+                  [m.segment_id, repr(m.distance), m.model_version, m.reasons, m.risk_band,
+                   m.ts_ms, self.history_kept, orjson.dumps(m.cause)])
                  for m in changes]
         with unavailable_on_outage("writing memberships"):
             written = await self.durable.scripted(self._membership, calls)
@@ -385,22 +406,25 @@ class RedisFeatureStore:
         return out
 
     async def forget(self, customer_id: str) -> Forgotten:
-        """Erase a customer: state, membership and dedup entries; keep segment sizes true.
+        """Erase a customer: state, membership, history and dedup entries; keep segment sizes true.
 
         What was removed is remembered (merged over attempts) until :meth:`forget_done`,
         so an erasure retried after a failed publish still reports it.
         """
         state_key, seen_key = self.keys.state(customer_id), self.keys.seen(customer_id)
+        hist_key = self.keys.history(customer_id)
         with unavailable_on_outage("erasing a customer"):
-            seg_now, seg, had_state, had_seen = await self._forget(
-                keys=[state_key, seen_key, self.keys.erasing(customer_id)], args=[self.ttl_s])
+            seg_now, seg, had_state, had_seen, had_hist = await self._forget(
+                keys=[state_key, seen_key, self.keys.erasing(customer_id), hist_key],
+                args=[self.ttl_s])
             pipe = self.client.pipeline(transaction=False)
             pipe.zrem(self.placement.scored(customer_id), customer_id)  # the re-scoring index names
             pipe.srem(self.placement.held(customer_id), customer_id)  # the customer, and so may held
             if seg_now:
                 pipe.hincrby(self.placement.sizes(customer_id), str(int(seg_now)), -1)
             await pipe.execute()
-        removed = [k for k, n in ((state_key, had_state), (seen_key, had_seen)) if int(n)]
+        removed = [k for k, n in ((state_key, had_state), (seen_key, had_seen),
+                                  (hist_key, had_hist)) if int(n)]
         return Forgotten(removed, int(seg) if seg else None)
 
     async def forget_done(self, customer_id: str) -> None:
@@ -529,6 +553,13 @@ class RedisFeatureStore:
         with unavailable_on_outage("reading a customer"):
             raw = await self.client.hgetall(self.keys.state(customer_id))
         return parse_state([x if isinstance(x, bytes) else x.encode() for kv in raw.items() for x in kv])
+
+    async def history(self, customer_id: str) -> list[bytes]:
+        """The customer's stored segment changes, newest first, as the membership script wrote
+        them (see ``Keys.history``); [] when none (or ``STREAMSEG_CUSTOMER_HISTORY`` is 0)."""
+        with unavailable_on_outage("reading a customer's history"):
+            raw = await self.client.lrange(self.keys.history(customer_id), 0, -1)  # type: ignore[misc]
+        return [x if isinstance(x, bytes) else str(x).encode() for x in raw]
 
     async def hold(self, customer_ids: Sequence[str]) -> None:
         """Remember customers that still need a first assignment (see ``Keys.held``)."""

@@ -14,6 +14,7 @@ import logging
 
 import orjson
 
+from streamseg.events.models import parse_ts
 from streamseg.features.store import FeatureStore, Membership
 from streamseg.metrics import Metrics
 from streamseg.publish.publisher import OutRecord, Publisher, taken_before
@@ -82,7 +83,8 @@ class Emitter:
             members = [Membership(c.customer_id, c.segment_id, c.previous_segment_id, c.distance,
                                   c.model_version, c.segment_name,
                                   orjson.dumps([r.model_dump() for r in c.reasons]),
-                                  c.risk_band or "") for c in changes]
+                                  c.risk_band or "", parse_ts(c.event_ts),
+                                  c.reasons[0].feature if c.reasons else None) for c in changes]
             written = await self.retry(lambda: self.store.write_memberships(members),
                                         "writing memberships")
             await self._correct_raced(changes, written.raced)
