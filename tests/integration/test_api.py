@@ -19,6 +19,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from streamseg.devstack import DevStack, free_port
+from streamseg.events.models import parse_ts
 from streamseg.features.keys import Keys
 from streamseg.publish.records import CatalogEntry
 from streamseg.settings import Settings
@@ -122,6 +123,21 @@ async def test_customer_lookup__serves_the_published_membership_and_current_feat
         assert body["segment_name"]
         assert body["features"]["events_total"] == len(events_of(served, cid))
         assert body["reasons"] == published.get("reasons", [])
+        history = body["history"]
+        assert history and all(h["to_segment_name"] for h in history)  # names: the catalog's now
+        assert [{k: v for k, v in h.items() if not k.endswith("_name")} for h in history] == \
+            history_of(served, cid)
+
+
+def history_of(served: Served, cid: str) -> list[dict[str, Any]]:
+    """The segment changes published for ``cid`` (risk-band changes left out), newest first,
+    as the lookup's ``history`` shows them (segment names aside)."""
+    moves = [u["value"] for u in served.updates if u["key"] == cid.encode()
+             and u["value"]["segment_id"] != u["value"]["previous_segment_id"]]
+    return [{"ts_ms": parse_ts(m["event_ts"]), "from_segment": m["previous_segment_id"],
+             "to_segment": m["segment_id"], "model_version": m["model_version"],
+             "cause": m["reasons"][0]["feature"] if m["reasons"] else None}
+            for m in reversed(moves)][:served.settings.customer_history]
 
 
 async def test_unknown_customer__is_a_404_json_error(served: Served) -> None:
@@ -214,7 +230,7 @@ async def redis_view(settings: Settings, cid: str) -> tuple[int, dict[int, int]]
     keys = Keys(settings.key_prefix)
     client = aioredis.Redis.from_url(settings.redis_url)
     try:
-        exists = int(await client.exists(keys.state(cid), keys.seen(cid)))
+        exists = int(await client.exists(keys.state(cid), keys.seen(cid), keys.history(cid)))
         sizes = {int(k): int(v) for k, v in (await client.hgetall(keys.segment_sizes())).items()}
     finally:
         await client.aclose()
@@ -227,8 +243,9 @@ async def assert_erased_then_restarts_from_nothing(served: Served, cid: str, aud
     s = served.settings
     seg = latest_updates(served)[cid]["segment_id"]
     assert audit["customer_id"] == cid and audit["had_membership"] and audit["segment_id"] == seg
-    assert sorted(audit["removed_keys"]) == sorted([Keys(s.key_prefix).state(cid),
-                                                    Keys(s.key_prefix).seen(cid)])
+    keys = Keys(s.key_prefix)
+    assert sorted(audit["removed_keys"]) == sorted([keys.state(cid), keys.seen(cid),
+                                                    keys.history(cid)])
     assert audit["tombstoned_topics"] == [s.topic_segment_updates]
     exists, sizes = await redis_view(s, cid)
     assert exists == 0 and sizes[seg] == sizes_before[seg] - 1

@@ -141,6 +141,10 @@ def test_unreachable_broker__one_line_naming_the_address_and_exit_1(
 # --- inspect shows what the lookup API shows ----------------------------------------------------
 
 
+#: the history entry the membership script writes on a first assignment (see Keys.history)
+FIRST_ASSIGNED = b'[864e5,null,2,3,"monetary_30d"]'
+
+
 async def _store_customer(settings: Settings) -> dict[str, float | str]:
     """A customer in segment 2 of model version 3, its catalog entry and a worker's clock."""
     keys = Keys(settings.key_prefix)
@@ -155,6 +159,7 @@ async def _store_customer(settings: Settings) -> dict[str, float | str]:
         entry = CatalogEntry(segment_id=2, status="active", model_version=3,
                              name="Bargain hunters", profile=None, updated_ts="2026-01-02T00:00:00Z")
         await store.write_catalog({2: entry.to_bytes()})
+        await store.client.lpush(keys.history("c1"), FIRST_ASSIGNED)  # type: ignore[misc]
         await store.write_worker_status("w1", {"clock_ms": 2 * 864e5, "model_version": 3.0,
                                                "at_ms": 0.0})
         return await store.state("c1")
@@ -168,9 +173,12 @@ def test_inspect__shows_the_lookup_apis_fields(stack: DevStack, tmp_path: Path) 
     ran = run("inspect", env_for(settings), tmp_path)
     assert ran.code == 0, ran.stderr[-3000:]
     shown = orjson.loads(ran.stdout)
-    assert shown == customer_body("c1", state, names={2: "Bargain hunters"}, now_ms=2 * 864e5)
+    assert shown == customer_body("c1", state, names={2: "Bargain hunters"}, now_ms=2 * 864e5,
+                                  history=[FIRST_ASSIGNED])
     assert (shown["segment_id"], shown["segment_name"], shown["distance"],
             shown["model_version"]) == (2, "Bargain hunters", 0.5, 3)
+    assert [(h["from_segment"], h["to_segment_name"]) for h in shown["history"]] == [
+        (None, "Bargain hunters")]
 
 
 def test_inspect__unknown_customer_is_one_line_and_exit_1(stack: DevStack, tmp_path: Path) -> None:

@@ -36,7 +36,8 @@ SEGMENT = 2
 
 
 async def stored_customer(settings: Settings) -> list[str]:
-    """A customer with features, seen ids and a membership, as a worker leaves one; its keys."""
+    """A customer with features, seen ids, a membership and its history, as a worker leaves
+    one; its keys."""
     keys = Keys(settings.key_prefix)
     store = RedisFeatureStore.from_url(settings.redis_url, keys, dedup_horizon_days=30,
                                        retention_days=30)
@@ -47,7 +48,7 @@ async def stored_customer(settings: Settings) -> list[str]:
         await store.write_memberships([Membership(CID, SEGMENT, None, 0.5, 1, "Segment 2")])
     finally:
         await store.close()
-    return sorted([keys.state(CID), keys.seen(CID)])
+    return sorted([keys.state(CID), keys.seen(CID), keys.history(CID)])
 
 
 @pytest.fixture
@@ -73,7 +74,7 @@ async def test_delete__with_no_broker_answering__erases_nothing(
     status, body = await delete(away)
     assert status == 503 and body["error"]["code"] == "broker_unavailable", body
     assert "nothing was erased" in body["error"]["message"]
-    assert await redis_client.exists(*keys) == 2
+    assert await redis_client.exists(*keys) == 3
     sizes = await redis_client.hgetall(Keys(settings.key_prefix).segment_sizes())
     assert sizes == {str(SEGMENT).encode(): b"1"}
 

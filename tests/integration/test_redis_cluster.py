@@ -137,8 +137,11 @@ async def test_store_on_a_cluster__batches_sizes_and_shared_sets_are_whole(healt
         want = {s: sum(1 for i in range(len(cids)) if i % 3 == s) for s in range(3)}
         assert await store.segment_sizes() == want
         gone = await store.forget(cids[0])
-        assert gone.segment_id == 0
+        assert gone.segment_id == 0 and store.keys.history(cids[0]) in gone.removed_keys
         assert (await store.segments())[1] == {**want, 0: want[0] - 1}
+        await store.write_memberships([Membership(cids[1], 2, 1, 0.5, 2, "s", ts_ms=7)])
+        history = [orjson.loads(e) for e in await store.history(cids[1])]
+        assert [h[:4] for h in history] == [[7, 1, 2, 2], [0, None, 1, 1]]  # newest first, once each
 
         await store.hold(cids)
         assert await store.held_count() == len(cids)
