@@ -21,7 +21,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import orjson
 from pydantic import ConfigDict, TypeAdapter, ValidationError
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from streamseg.settings import Settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class _ReasonBody(TypedDict):
@@ -113,15 +114,14 @@ async def lookup_stored(reader: RedisFeatureStore, settings: Settings,
     statuses. ``streamseg inspect`` prints it."""
     from streamseg.api.server import StoredModelView
 
-    state = await reader.state(customer_id)
+    ((state, history),) = await reader.lookups([customer_id])
     if not state:
         return None
     model = StoredModelView(reader, settings)
     await model.refresh()
     names = catalog_names(await reader.catalog())
     return customer_body(customer_id, state, names=names, now_ms=model.now_ms(),
-                         warming_up=model.warming_up(), value=model.value(),
-                         history=await reader.history(customer_id))
+                         warming_up=model.warming_up(), value=model.value(), history=history)
 
 
 def reasons(state: State) -> list[dict[str, Any]]:
@@ -221,8 +221,9 @@ def catalog_names(raw: Mapping[int, bytes]) -> dict[int, str]:
     return out
 
 
-class CoalescedReads:
-    """Customer states for concurrent lookups, read together in one pipelined round trip.
+class CoalescedReads(Generic[T]):
+    """What concurrent lookups read (a customer's state and history), read together in one
+    pipelined round trip.
 
     While one read is in flight, lookups that arrive wait and go in the next
     read, so under load each Redis round trip serves many requests (a
@@ -230,14 +231,14 @@ class CoalescedReads:
     with the load instead of collapsing; a lone lookup is read at once.
     """
 
-    def __init__(self, read: Callable[[Sequence[str]], Awaitable[list[dict[str, float | str]]]]) -> None:
+    def __init__(self, read: Callable[[Sequence[str]], Awaitable[list[T]]]) -> None:
         self._read = read
-        self._waiting: dict[str, list[asyncio.Future[dict[str, float | str]]]] = {}
+        self._waiting: dict[str, list[asyncio.Future[T]]] = {}
         self._busy = False
         self._task: asyncio.Future[None] | None = None
 
-    async def get(self, customer_id: str) -> dict[str, float | str]:
-        fut: asyncio.Future[dict[str, float | str]] = asyncio.get_running_loop().create_future()
+    async def get(self, customer_id: str) -> T:
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(customer_id, []).append(fut)
         if not self._busy:
             self._busy = True
@@ -248,7 +249,7 @@ class CoalescedReads:
         batch, self._waiting = self._waiting, {}
         self._task = asyncio.ensure_future(self._serve(batch))
 
-    async def _serve(self, batch: dict[str, list[asyncio.Future[dict[str, float | str]]]]) -> None:
+    async def _serve(self, batch: dict[str, list[asyncio.Future[T]]]) -> None:
         try:
             states = await self._read(list(batch))
         except Exception as exc:  # every waiter gets the error (the view answers 503)

@@ -115,20 +115,18 @@ class Api:
         self.metrics = metrics
         self.names = CatalogNames(self._catalog_names, model.names)
         # one read at a time, many lookups each (reader.hashes: hiredis on one connection)
-        self.states = CoalescedReads(reader.states)
+        self.states = CoalescedReads(reader.lookups)  # a customer's state and history
         self.engine_loop: asyncio.AbstractEventLoop | None = None
         self._openapi = resources.files("streamseg.api").joinpath("openapi.json").read_bytes()
 
     # -- customers ---------------------------------------------------------------
     async def get_customer(self, request: web.Request, customer_id: str) -> web.Response:
         _check_customer_id(customer_id)
-        state = await self._redis(self.states.get(customer_id))
+        state, history = await self._redis(self.states.get(customer_id))
         if not state:
             raise ApiError(404, "customer_not_found", f"no data for customer {customer_id!r} "
                            "(never seen, expired or erased)")
         names = await self._redis(self.names.get())
-        # a customer without a segment has no changes: no second read
-        history = await self._redis(self.reader.history(customer_id)) if "seg" in state else []
         return json_response(customer_body(customer_id, state, names=names,
                                            now_ms=self.model.now_ms(),
                                            warming_up=self.model.warming_up(),

@@ -236,6 +236,10 @@ class ClusterHashReader:
         return self.readers[node.name]
 
     async def hgetall(self, keys: Sequence[bytes]) -> list[list[bytes]]:
+        return await self.each(keys, b"HGETALL")
+
+    async def each(self, keys: Sequence[bytes], command: bytes, *tail: bytes) -> list[Any]:
+        """``command key *tail`` for every key (:meth:`HashReader.each`), each on its key's master."""
         if not self.client.nodes_manager.slots_cache:
             await self.client.initialize()
         groups: dict[str, tuple[ClusterNode, list[int]]] = {}
@@ -243,23 +247,26 @@ class ClusterHashReader:
             node = self.client.nodes_manager.get_node_from_slot(key_slot(key))
             groups.setdefault(node.name, (node, []))[1].append(i)
         try:
-            parts = await asyncio.gather(*(self._reader(node).hgetall([keys[i] for i in idx])
+            parts = await asyncio.gather(*(self._reader(node).each([keys[i] for i in idx], command, *tail)
                                            for node, idx in groups.values()))
         except (ResponseError, RedisConnectionError) as exc:
             if isinstance(exc, ResponseError) and not str(exc).startswith(("MOVED", "ASK")):
                 raise
-            return await self._through_redis_py(keys)
-        out: list[list[bytes]] = [[] for _ in keys]
-        for (_, idx), flats in zip(groups.values(), parts, strict=True):
-            for i, flat in zip(idx, flats, strict=True):
-                out[i] = flat
+            return await self._through_redis_py(keys, command, *tail)
+        out: list[Any] = [[] for _ in keys]
+        for (_, idx), replies in zip(groups.values(), parts, strict=True):
+            for i, reply in zip(idx, replies, strict=True):
+                out[i] = reply
         return out
 
-    async def _through_redis_py(self, keys: Sequence[bytes]) -> list[list[bytes]]:
+    async def _through_redis_py(self, keys: Sequence[bytes], command: bytes, *tail: bytes) -> list[Any]:
         pipe = self.client.pipeline(transaction=False)
         for key in keys:
-            pipe.hgetall(key)
-        return [[x for kv in raw.items() for x in kv] for raw in await pipe.execute()]
+            pipe.execute_command(command.decode(), key, *tail)
+        replies = await pipe.execute()
+        if command == b"HGETALL":  # redis-py built a dict: flat, as hiredis gives it
+            return [[x for kv in raw.items() for x in kv] for raw in replies]
+        return list(replies)
 
     async def close(self) -> None:
         for reader in self.readers.values():

@@ -100,10 +100,19 @@ class HashReader:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def hgetall(self, keys: Sequence[bytes]) -> list[list[bytes]]:
+        return await self.each(keys, b"HGETALL")
+
+    async def each(self, keys: Sequence[bytes], command: bytes, *tail: bytes) -> list[Any]:
+        """``command key *tail`` for every key, pipelined; hiredis' replies in key order.
+
+        Calls started in the same event-loop step go out back to back on the one
+        connection, so reads of two kinds (a customer's hash and its history list)
+        still cost one round trip.
+        """
         if not keys:
             return []
         conn = await self._connection()
-        return await self._send(conn, b"".join(pack(b"HGETALL", k) for k in keys), len(keys))
+        return await self._send(conn, b"".join(pack(command, k, *tail) for k in keys), len(keys))
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None

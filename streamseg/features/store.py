@@ -30,6 +30,7 @@ features are derived without a second read.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -554,13 +555,6 @@ class RedisFeatureStore:
             raw = await self.client.hgetall(self.keys.state(customer_id))
         return parse_state([x if isinstance(x, bytes) else x.encode() for kv in raw.items() for x in kv])
 
-    async def history(self, customer_id: str) -> list[bytes]:
-        """The customer's stored segment changes, newest first, as the membership script wrote
-        them (see ``Keys.history``); [] when none (or ``STREAMSEG_CUSTOMER_HISTORY`` is 0)."""
-        with unavailable_on_outage("reading a customer's history"):
-            raw = await self.client.lrange(self.keys.history(customer_id), 0, -1)  # type: ignore[misc]
-        return [x if isinstance(x, bytes) else str(x).encode() for x in raw]
-
     async def hold(self, customer_ids: Sequence[str]) -> None:
         """Remember customers that still need a first assignment (see ``Keys.held``)."""
         if customer_ids:
@@ -594,6 +588,29 @@ class RedisFeatureStore:
             return [await self.state(customer_ids[0])]
         keys = [self.keys.state(cid).encode() for cid in customer_ids]
         return [parse_state(flat) for flat in await self._hgetall(keys)]
+
+    async def lookups(self, customer_ids: Sequence[str]) -> list[tuple[dict[str, float | str], list[bytes]]]:
+        """Several customers' states with their histories, in one pipelined round trip: what a
+        customer lookup reads (``({}, [])`` for an unknown customer).
+
+        A history is the customer's stored segment changes, newest first, as the membership
+        script wrote them (see ``Keys.history``; [] with ``STREAMSEG_CUSTOMER_HISTORY=0``).
+        """
+        states = [self.keys.state(cid).encode() for cid in customer_ids]
+        lists = [self.keys.history(cid).encode() for cid in customer_ids]
+        with unavailable_on_outage("reading customers"):
+            if self.hashes is not None:  # both sent in one step: back to back on each connection
+                flats, histories = await asyncio.gather(
+                    self.hashes.hgetall(states), self.hashes.each(lists, b"LRANGE", b"0", b"-1"))
+            else:
+                pipe = self.client.pipeline(transaction=False)
+                for state, history in zip(states, lists, strict=True):
+                    pipe.hgetall(state)
+                    pipe.lrange(history, 0, -1)
+                replies = await pipe.execute()
+                flats = [[x for kv in raw.items() for x in kv] for raw in replies[0::2]]
+                histories = replies[1::2]
+        return [(parse_state(flat), list(hist)) for flat, hist in zip(flats, histories, strict=True)]
 
     async def ping(self) -> bool:
         """Whether Redis answers and takes our work (False during an outage, see the module

@@ -26,6 +26,12 @@ def store_keeping(settings: Settings, history: int) -> RedisFeatureStore:
                                       dedup_horizon_days=30, retention_days=30, history=history)
 
 
+async def history(store: RedisFeatureStore, cid: str) -> list[object]:
+    """The customer's history entries as a lookup reads them."""
+    ((_, stored),) = await store.lookups([cid])
+    return [orjson.loads(e) for e in stored]
+
+
 def move(cid: str, to: int, was: int | None, n: int) -> Membership:
     """The n-th evaluation of ``cid`` (event time T0 + n ms, model version n)."""
     return Membership(cid, to, was, 0.5, n, "s", ts_ms=T0 + n, cause=f"f{n}")
@@ -39,7 +45,7 @@ async def test_moves__are_kept_newest_first_bounded_and_once_per_change(settings
         for n in range(1, len(path)):
             await store.write_memberships([move("c1", path[n], path[n - 1], n)])  # type: ignore[arg-type]
             await store.write_memberships([move("c1", path[n], path[n - 1], n)])  # type: ignore[arg-type]
-        stored = [orjson.loads(e) for e in await store.history("c1")]
+        stored = await history(store, "c1")
         ttl = await store.client.pttl(Keys(settings.key_prefix).history("c1"))
     finally:
         await store.close()
@@ -73,3 +79,19 @@ async def test_forget__erases_the_history_and_reports_its_key(settings: Settings
         await store.close()
     assert sorted(gone.removed_keys) == sorted([keys.state("c1"), keys.seen("c1"), keys.history("c1")])
     assert left == 0 and keys.history("c1") in again.removed_keys
+
+
+async def test_lookups__read_state_and_history_alike_through_hiredis_and_redis_py(
+        settings: Settings) -> None:
+    lean = store_keeping(settings, history=20)
+    plain = RedisFeatureStore(lean.client, lean.keys, dedup_horizon_days=30, retention_days=30)
+    try:
+        await lean.apply([click("c1"), click("c2")])
+        await lean.write_memberships([move("c1", 1, None, 1), move("c1", 2, 1, 2)])
+        got = await lean.lookups(["c1", "c2", "nobody"])
+        assert got == await plain.lookups(["c1", "c2", "nobody"])  # TLS URLs read through redis-py
+    finally:
+        await lean.close()
+    (state, hist), (_, none_yet), unknown = got
+    assert state["seg"] == 2.0 and [orjson.loads(e)[2] for e in hist] == [2, 1]
+    assert none_yet == [] and unknown == ({}, [])

@@ -140,7 +140,8 @@ async def test_store_on_a_cluster__batches_sizes_and_shared_sets_are_whole(healt
         assert gone.segment_id == 0 and store.keys.history(cids[0]) in gone.removed_keys
         assert (await store.segments())[1] == {**want, 0: want[0] - 1}
         await store.write_memberships([Membership(cids[1], 2, 1, 0.5, 2, "s", ts_ms=7)])
-        history = [orjson.loads(e) for e in await store.history(cids[1])]
+        ((_, stored),) = await store.lookups([cids[1]])  # read as a lookup does, on its master
+        history = [orjson.loads(e) for e in stored]
         assert [h[:4] for h in history] == [[7, 1, 2, 2], [0, None, 1, 1]]  # newest first, once each
 
         await store.hold(cids)
