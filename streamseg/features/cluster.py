@@ -236,37 +236,37 @@ class ClusterHashReader:
         return self.readers[node.name]
 
     async def hgetall(self, keys: Sequence[bytes]) -> list[list[bytes]]:
-        return await self.each(keys, b"HGETALL")
+        return await self.commands([(b"HGETALL", k) for k in keys])
 
-    async def each(self, keys: Sequence[bytes], command: bytes, *tail: bytes) -> list[Any]:
-        """``command key *tail`` for every key (:meth:`HashReader.each`), each on its key's master."""
+    async def commands(self, requests: Sequence[Sequence[bytes]]) -> list[Any]:
+        """:meth:`HashReader.commands`, each request sent to the master of its key (``r[1]``)."""
         if not self.client.nodes_manager.slots_cache:
             await self.client.initialize()
         groups: dict[str, tuple[ClusterNode, list[int]]] = {}
-        for i, key in enumerate(keys):
-            node = self.client.nodes_manager.get_node_from_slot(key_slot(key))
+        for i, request in enumerate(requests):
+            node = self.client.nodes_manager.get_node_from_slot(key_slot(request[1]))
             groups.setdefault(node.name, (node, []))[1].append(i)
         try:
-            parts = await asyncio.gather(*(self._reader(node).each([keys[i] for i in idx], command, *tail)
+            parts = await asyncio.gather(*(self._reader(node).commands([requests[i] for i in idx])
                                            for node, idx in groups.values()))
         except (ResponseError, RedisConnectionError) as exc:
             if isinstance(exc, ResponseError) and not str(exc).startswith(("MOVED", "ASK")):
                 raise
-            return await self._through_redis_py(keys, command, *tail)
-        out: list[Any] = [[] for _ in keys]
+            return await self._through_redis_py(requests)
+        out: list[Any] = [[] for _ in requests]
         for (_, idx), replies in zip(groups.values(), parts, strict=True):
             for i, reply in zip(idx, replies, strict=True):
                 out[i] = reply
         return out
 
-    async def _through_redis_py(self, keys: Sequence[bytes], command: bytes, *tail: bytes) -> list[Any]:
+    async def _through_redis_py(self, requests: Sequence[Sequence[bytes]]) -> list[Any]:
         pipe = self.client.pipeline(transaction=False)
-        for key in keys:
-            pipe.execute_command(command.decode(), key, *tail)
+        for name, *args in requests:
+            pipe.execute_command(name.decode(), *args)
         replies = await pipe.execute()
-        if command == b"HGETALL":  # redis-py built a dict: flat, as hiredis gives it
-            return [[x for kv in raw.items() for x in kv] for raw in replies]
-        return list(replies)
+        # redis-py built a dict for HGETALL: flat, as hiredis gives it
+        return [[x for kv in reply.items() for x in kv] if isinstance(reply, dict) else reply
+                for reply in replies]
 
     async def close(self) -> None:
         for reader in self.readers.values():

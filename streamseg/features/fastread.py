@@ -100,19 +100,15 @@ class HashReader:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def hgetall(self, keys: Sequence[bytes]) -> list[list[bytes]]:
-        return await self.each(keys, b"HGETALL")
+        return await self.commands([(b"HGETALL", k) for k in keys])
 
-    async def each(self, keys: Sequence[bytes], command: bytes, *tail: bytes) -> list[Any]:
-        """``command key *tail`` for every key, pipelined; hiredis' replies in key order.
-
-        Calls started in the same event-loop step go out back to back on the one
-        connection, so reads of two kinds (a customer's hash and its history list)
-        still cost one round trip.
-        """
-        if not keys:
+    async def commands(self, requests: Sequence[Sequence[bytes]]) -> list[Any]:
+        """Read-only commands (``(name, key, *args)``, e.g. an ``HGETALL`` and an ``LRANGE``
+        for each customer), pipelined in one write; hiredis' replies in request order."""
+        if not requests:
             return []
         conn = await self._connection()
-        return await self._send(conn, b"".join(pack(command, k, *tail) for k in keys), len(keys))
+        return await self._send(conn, b"".join(pack(*r) for r in requests), len(requests))
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None

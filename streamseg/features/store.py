@@ -30,7 +30,6 @@ features are derived without a second read.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -596,21 +595,20 @@ class RedisFeatureStore:
         A history is the customer's stored segment changes, newest first, as the membership
         script wrote them (see ``Keys.history``; [] with ``STREAMSEG_CUSTOMER_HISTORY=0``).
         """
-        states = [self.keys.state(cid).encode() for cid in customer_ids]
-        lists = [self.keys.history(cid).encode() for cid in customer_ids]
+        requests = [r for cid in customer_ids for r in (
+            (b"HGETALL", self.keys.state(cid).encode()),
+            (b"LRANGE", self.keys.history(cid).encode(), b"0", b"-1"))]
         with unavailable_on_outage("reading customers"):
-            if self.hashes is not None:  # both sent in one step: back to back on each connection
-                flats, histories = await asyncio.gather(
-                    self.hashes.hgetall(states), self.hashes.each(lists, b"LRANGE", b"0", b"-1"))
+            if self.hashes is not None:
+                replies = await self.hashes.commands(requests)
             else:
                 pipe = self.client.pipeline(transaction=False)
-                for state, history in zip(states, lists, strict=True):
-                    pipe.hgetall(state)
-                    pipe.lrange(history, 0, -1)
-                replies = await pipe.execute()
-                flats = [[x for kv in raw.items() for x in kv] for raw in replies[0::2]]
-                histories = replies[1::2]
-        return [(parse_state(flat), list(hist)) for flat, hist in zip(flats, histories, strict=True)]
+                for name, key, *args in requests:
+                    pipe.execute_command(name.decode(), key, *args)
+                replies = [[x for kv in r.items() for x in kv] if isinstance(r, dict) else r
+                           for r in await pipe.execute()]
+        return [(parse_state(flat), list(hist)) for flat, hist in zip(replies[0::2], replies[1::2],
+                                                                       strict=True)]
 
     async def ping(self) -> bool:
         """Whether Redis answers and takes our work (False during an outage, see the module

@@ -142,7 +142,7 @@ def test_unreachable_broker__one_line_naming_the_address_and_exit_1(
 
 
 #: the history entry the membership script writes on a first assignment (see Keys.history)
-FIRST_ASSIGNED = b'[864e5,null,2,3,"monetary_30d"]'
+FIRST_ASSIGNED = b'[86400000,null,2,3,"monetary_30d"]'
 
 
 async def _store_customer(settings: Settings) -> dict[str, float | str]:

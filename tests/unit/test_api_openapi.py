@@ -57,10 +57,11 @@ def test_customer_body__matches_the_schema_assigned_or_not() -> None:
 
 def test_customer_body__lists_the_stored_changes_newest_first_with_names() -> None:
     state = {"last_ts": 0.0, "seg": 2.0, "seg_version": 3.0}
-    stored = [b'[864000000,1,2,3,"monetary_30d"]', b"not json", b"[0,null,1,2,null]"]
+    stored = [b'[864000000,1,2,3,"monetary_30d"]', b"not json", b'["x",1,2,3,null]',
+              b"[0,null,1,2,null]"]
     body = customer_body("c1", state, names={2: "Big spenders"}, now_ms=0.0, history=stored)
     assert_matches_openapi("/v1/customers/{customer_id}", "get", 200, body)
-    assert body["history"] == [  # the unreadable entry left out
+    assert body["history"] == [  # the unreadable entries left out
         {"ts_ms": 864000000, "from_segment": 1, "to_segment": 2, "model_version": 3,
          "cause": "monetary_30d", "from_segment_name": "Segment 1",
          "to_segment_name": "Big spenders"},
