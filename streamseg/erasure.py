@@ -3,8 +3,9 @@
 One service behind both ``DELETE /v1/customers/{id}`` (inside a worker) and
 ``streamseg forget ID`` (stand-alone). It removes, in this order:
 
-1. Redis: the customer's state hash (features, membership, reasons) and its
-   dedup set; the removed membership's segment size is decremented.
+1. Redis: the customer's state hash (features, membership, reasons), its
+   history of segment changes and its dedup set; the removed membership's
+   segment size is decremented.
 2. Memory: whatever the local engine still holds for the customer (warm-up).
 3. Kafka: a tombstone (key = customer id, value = null) on every compacted
    topic keyed by customer id, so compaction drops the customer's records,
