@@ -24,6 +24,7 @@ from streamseg.generate.producer import produce
 from streamseg.settings import Settings
 from streamseg.topics import ensure_topics
 from tests.integration.conftest import WorkerProcess, unique_settings
+from tests.integration.test_worker_end_to_end import processed_count
 from tests.support import wait_until
 
 from .conftest import SCREENSHOTS
@@ -53,16 +54,19 @@ class Explorer:
 
 @pytest.fixture(scope="module")
 async def explorer(stack: DevStack, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Explorer]:
-    """A worker with a token, after a week of 300 generated customers: live segments with
-    profiles in the catalog and at least one drift report kept."""
+    """A worker with a token, after a week of 300 generated customers was processed: live
+    segments with profiles in the catalog and at least one drift report kept."""
     settings = unique_settings(stack, api_tokens=f"ops:{TOKEN}", catalog_refresh_s=2.0,
                                n_segments=4, model_warmup=100, topic_partitions=1,
-                               drift_windows="1d,2d", drift_min_customers=20)
+                               drift_windows="6h,1d", drift_min_customers=20)
     await ensure_topics(settings)
     worker = WorkerProcess(settings, tmp_path_factory.mktemp("explorer")).start()
     try:
         ex = Explorer(settings, worker, assign_personas(300, seed=22))
-        await produce(settings, ex.truth, days=7, seed=22, rate=None, duration=None, end_ms=END_MS)
+        sent = await produce(settings, ex.truth, days=7, seed=22, rate=None, duration=None,
+                             end_ms=END_MS)
+        await wait_until(lambda: processed_count(settings) >= sent.events_produced, 120,
+                         lambda: "the week of history processed\n" + worker.log()[-3000:])
 
         seen: list[Any] = []
 

@@ -14,13 +14,16 @@ from streamseg.api.auth import TokenAuth
 from streamseg.api.drift import _example, drift_body
 from streamseg.api.lookup import segment_body
 from streamseg.api.middleware import api_middleware
+from streamseg.api.server import build
 from streamseg.api.ui import UiFiles
 from streamseg.drift.report import Alert, DriftReport, Migration, SegmentShare
 from streamseg.metrics import ApiMetrics
 from streamseg.publish.records import CatalogEntry, SegmentProfile
+from streamseg.settings import Settings
 from tests.openapi_check import assert_matches_openapi
 
 SECRET = "s3cret-0123456789abcdef"
+pytestmark = pytest.mark.usefixtures("clean_env")  # no STREAMSEG_* from the shell
 
 
 @pytest.fixture
@@ -102,3 +105,9 @@ def test_segment_body__explains_the_name_from_the_profile_and_says_nothing_witho
     assert body["name_explanation"].startswith("'Bargain hunters' fits best: its rule scores 2.0")
     retired = live.model_copy(update={"status": "retired", "profile": None})
     assert segment_body(retired, 0)["name_explanation"] is None
+
+
+def test_standalone_api__serves_the_explorer_and_drift_as_a_worker_does() -> None:
+    app = build(Settings(api_tokens=f"ops:{SECRET}"))  # connects to nothing until served
+    served = {(r.resource.canonical, r.method) for r in app.router.routes()}
+    assert {("/ui", "GET"), ("/ui/", "GET"), ("/ui/{name}", "GET"), ("/v1/drift", "GET")} <= served

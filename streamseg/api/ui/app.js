@@ -125,6 +125,7 @@ async function refresh() {
     }
     $("error").textContent = err.message;
     $("error").hidden = false;
+    if (ui.shown !== page + "/" + arg) { $("main").replaceChildren(); ui.shown = page + "/" + arg; }
     $("live").classList.remove("on");
   }
   ui.timer = setTimeout(refresh, POLL_MS);
@@ -416,6 +417,11 @@ function touches(report, alert, names) {
       !report.time_driven_features.includes(f)).map(([f, x]) => f + " (PSI " + x.toFixed(2) + ")").join(", ");
   }
   if (alert.alert === "emerging_segment") return pct(report.emerging_share) + " of customers far from every centre";
+  if (alert.alert === "population_shrink") {
+    const gone = report.segments.filter((x) => x.exits > 0).sort((a, b) => b.exits - a.exits);
+    return gone.length ? gone.map((x) => [segLink(x.segment_id, names(x.segment_id)), " " + x.exits + " gone  "])
+      : pct(report.population_shrink) + " of the reference window's customers";
+  }
   const moved = report.segments.map((x) => ({ ...x, d: x.share - x.reference_share }))
     .filter((x) => Math.abs(x.d) >= 0.01).sort((a, b) => Math.abs(b.d) - Math.abs(a.d));
   return moved.length ? moved.map((x) => [segLink(x.segment_id, names(x.segment_id)), " " + (x.d >= 0 ? "+" : "") + pct(x.d) + "  "])
