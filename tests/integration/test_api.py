@@ -434,5 +434,16 @@ async def test_standalone_api__checks_tokens_and_serves_probes_and_metrics(stand
     assert "c0001" not in text
 
 
+async def test_standalone_api__serves_the_explorer_openly_and_the_kept_drift_reports_to_tokens(
+        served: Served, standalone: Served) -> None:
+    status, page, _ = await call(standalone, "GET", "/ui/", token=None)
+    assert status == 200 and '<script src="app.js">' in page
+    status, body, _ = await call(standalone, "GET", "/v1/drift", token=None)
+    assert (status, body["error"]["code"]) == (401, "missing_token")
+    status, body = await same_answer(served, standalone, "/v1/drift")
+    assert status == 200 and [w["window"] for w in body["windows"]] == ["1m", "15m"]
+    assert_matches_openapi("/v1/drift", "get", status, body)
+
+
 async def test_standalone_api__erases_like_the_worker_api(standalone: Served) -> None:
     await erase_over_http_and_check(standalone, "c0012")
