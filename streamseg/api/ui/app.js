@@ -199,8 +199,9 @@ function flowChart(migrations, names, me) {
     let y = 0;
     const out = {};
     for (const id of ids) {
-      const size = migrations.filter((m) => m[key] === id).reduce((a, m) => a + m.customers, 0) * scale;
-      out[id] = { y, size, used: 0 };
+      const count = migrations.filter((m) => m[key] === id).reduce((a, m) => a + m.customers, 0);
+      const size = count * scale;
+      out[id] = { y, size, count, used: 0 };
       y += size + gap;
     }
     return out;
@@ -222,11 +223,13 @@ function flowChart(migrations, names, me) {
   const node = (id, pos, x, anchor, tx) => {
     svg.append(s("rect", { x, y: pos.y, width: nodeW, height: Math.max(pos.size, 1),
                            class: id === me ? "node me" : "node" }));
-    svg.append(s("text", { x: tx, y: pos.y + pos.size / 2 + 4, "text-anchor": anchor }, names(id)));
+    svg.append(s("text", { x: tx, y: pos.y + pos.size / 2 + 4, "text-anchor": anchor },
+                 names(id) + " (" + num(pos.count) + ")"));
   };
   for (const id of froms) node(id, left[id], lx, "end", lx - 6);
   for (const id of tos) node(id, right[id], rx, "start", rx + nodeW + 6);
-  return svg;
+  return h("div", {}, h("p", { class: "muted" }, num(total) + " customers changed segment in the window " +
+    "(band widths are shares of them)"), svg);
 }
 
 // -- shared reads ---------------------------------------------------------------------
