@@ -130,7 +130,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     api.register(app, engine, store, settings)
     segmenting_timers.register(app, sync, engine, settings, ticks)
     rescore.register(app, engine, settings, ticks, reading_history=lambda: engine.pace.history)
-    drift_timers.register(app, engine, settings, ticks)
+    drift_timers.register(app, engine, settings, ticks, store)
     monitoring.register(app, engine, store, sync.worker, settings, ticks)
     _connect_lifecycle(app, engine, settings)
     return WorkerApp(app, engine, sync, access)

@@ -3,7 +3,8 @@
 ``register(app, engine, store, settings)`` mounts:
 
 - ``GET /v1/customers/{id}``, ``DELETE /v1/customers/{id}`` (erasure)
-- ``GET /v1/segments``, ``GET /v1/segments/{id}``
+- ``GET /v1/segments``, ``GET /v1/segments/{id}``, ``GET /v1/drift``
+- ``GET /ui/``: the segment explorer's static files (``streamseg.api.ui``)
 - ``GET /v1/openapi.json`` (the contract, ``streamseg/api/openapi.json``)
 - ``GET /healthz``, ``GET /readyz``, ``GET /metrics``
 
@@ -22,7 +23,9 @@ from aiohttp import web
 from streamseg.api.auth import TokenAuth
 from streamseg.api.health import BrokerProbe
 from streamseg.api.middleware import api_middleware
+from streamseg.api.ui import UiFiles
 from streamseg.api.views import Api, EngineModelView
+from streamseg.drift.windows import window_name
 from streamseg.erasure import Eraser, check_broker
 from streamseg.features.keys import Keys
 from streamseg.features.store import RedisFeatureStore
@@ -47,13 +50,18 @@ def register(app: faust.App, engine: Engine, store: RedisFeatureStore, settings:
                     preflight=lambda: check_broker(settings))
     api = Api(EngineModelView(engine), eraser, reader,
               BrokerProbe(settings.kafka_bootstrap_list, security=client_options(settings)),
-              registry, metrics)
+              registry, metrics, drift_windows=[window_name(s) for s in settings.drift_window_seconds])
 
     _page(app, "/v1/customers/{customer_id:.+}", "customer",
           get=api.get_customer, delete=api.delete_customer)
     _page(app, "/v1/segments", "segments", get=api.get_segments)
     _page(app, "/v1/segments/{segment_id}", "segment", get=api.get_segment)
+    _page(app, "/v1/drift", "drift", get=api.get_drift)
     _page(app, "/v1/openapi.json", "openapi", get=api.openapi)
+    ui = UiFiles()
+    _page(app, "/ui", "ui_root", get=ui.get)
+    _page(app, "/ui/", "ui_index", get=ui.get)
+    _page(app, "/ui/{name}", "ui_file", get=ui.get)
     _page(app, "/healthz", "healthz", get=api.healthz)
     _page(app, "/readyz", "readyz", get=api.readyz)
     _page(app, "/metrics", "metrics", get=api.metrics_page)

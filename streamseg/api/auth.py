@@ -5,7 +5,8 @@ is who made the request (the actor in erasure audit records). With no tokens
 configured every protected request is refused: an API that holds personal
 data is closed unless someone opens it. Open without a token: ``/healthz``,
 ``/readyz`` (probes rarely carry credentials; they reveal only up/down),
-``/v1/openapi.json`` (the contract is not a secret) and ``/metrics`` unless
+``/v1/openapi.json`` (the contract is not a secret), the explorer's static
+files under ``/ui/`` (no data: the page asks ``/v1/*`` with a token) and ``/metrics`` unless
 ``STREAMSEG_METRICS_AUTH=true`` (Prometheus usually scrapes without one).
 
 >>> auth = TokenAuth({"0123456789abcdef": "ops"})
@@ -23,6 +24,7 @@ import hmac
 from collections.abc import Mapping
 
 from streamseg.api.errors import ApiError
+from streamseg.api.ui import is_ui_path
 
 ALWAYS_OPEN = frozenset({"/healthz", "/readyz", "/v1/openapi.json"})
 _CHALLENGE = 'Bearer realm="streamseg"'
@@ -36,7 +38,7 @@ class TokenAuth:
         self.open_paths = ALWAYS_OPEN | ({"/metrics"} if metrics_open else set())
 
     def is_open(self, path: str) -> bool:
-        return path in self.open_paths
+        return path in self.open_paths or is_ui_path(path)
 
     def actor(self, authorization: str | None) -> str:
         """The token's name, or :class:`ApiError` 401 saying why not."""

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.json_schema import models_json_schema
 
 from streamseg import __version__
+from streamseg.drift.report import DriftReport
 from streamseg.features.registry import FEATURES
 from streamseg.publish.records import CatalogEntry, CustomerValueRecord, ErasureAudit, Reason
 
@@ -87,6 +88,9 @@ class Segment(CatalogEntry):
     """A catalog entry with the segment's live size."""
 
     size: int = Field(description="customers in the segment now (profile.size is as profiled)")
+    name_explanation: str | None = Field(
+        None, description="why the segment carries its name, from its profile's z-scores and the "
+        "naming rules (docs/model.md); null without a profile")
 
 
 class SegmentList(_Body):
@@ -113,8 +117,35 @@ class Readiness(_Body):
                                    "else null")
 
 
+class SegmentShareSeries(_Body):
+    segment_id: int
+    name: str
+    active_share: list[float | None] = Field(description="the segment's share of the window's "
+                                             "active customers at each of window_ends (all "
+                                             "workers' reports summed); null: none active")
+
+
+class ShareSeries(_Body):
+    window_ends: list[str] = Field(description="the kept reports' window ends, oldest first")
+    segments: list[SegmentShareSeries]
+
+
+class DriftWindow(_Body):
+    window: str = Field(description="window length label, as in STREAMSEG_DRIFT_WINDOWS")
+    kept: int = Field(description="reports kept for this window (the newest 24, all workers')")
+    latest: list[DriftReport] = Field(description="each worker's newest report, newest first "
+                                      "(each worker reports on its own partitions)")
+    shares: ShareSeries = Field(description="each segment's share over the kept windows")
+
+
+class DriftList(_Body):
+    """The latest drift reports per window, as the workers keep them in Redis."""
+
+    windows: list[DriftWindow]
+
+
 MODELS: list[type[BaseModel]] = [Error, Customer, Segment, SegmentList, Health, Readiness,
-                                 ErasureAudit]
+                                 ErasureAudit, DriftList]
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -164,11 +195,19 @@ def _paths() -> dict[str, Any]:
                     "security": _SECURED,
                     "responses": {"200": _json("Segment", "the segment"), **_errors(400, 401, 404, 503)}},
         },
+        "/v1/drift": {
+            "get": {"operationId": "listDrift",
+                    "summary": "The latest drift reports per window, with each segment's recent shares",
+                    "security": _SECURED,
+                    "responses": {"200": _json("DriftList", "every configured window"),
+                                  **_errors(401, 503)}},
+        },
         "/v1/openapi.json": {
             "get": {"operationId": "openapi", "summary": "This document", "security": [],
                     "responses": {"200": {"description": "OpenAPI 3.1 document",
                                           "content": {"application/json": {"schema": {"type": "object"}}}}}},
         },
+        **_ui_paths(),
         "/healthz": {
             "get": {"operationId": "healthz", "summary": "Liveness: the process answers", "security": [],
                     "responses": {"200": _json("Health", "alive")}},
@@ -190,6 +229,23 @@ def _paths() -> dict[str, Any]:
     }
 
 
+def _ui_paths() -> dict[str, Any]:
+    """The segment explorer's static files (docs/explorer.md): open, they hold no data."""
+    page = {"description": "the explorer's files (HTML, JavaScript, CSS)",
+            "content": {"text/html": {"schema": {"type": "string"}}}}
+    return {
+        "/ui": {"get": {"operationId": "explorerRoot", "summary": "Redirects to /ui/", "security": [],
+                        "responses": {"302": {"description": "to /ui/"}}}},
+        "/ui/": {"get": {"operationId": "explorer", "summary": "The segment explorer (a web page)",
+                         "security": [], "responses": {"200": page}}},
+        "/ui/{name}": {
+            "parameters": [{"name": "name", "in": "path", "required": True,
+                            "schema": {"type": "string", "enum": ["index.html", "app.js", "app.css"]}}],
+            "get": {"operationId": "explorerFile", "summary": "One of the explorer's files",
+                    "security": [], "responses": {"200": page, **_errors(404)}}},
+    }
+
+
 def document() -> dict[str, Any]:
     """The whole OpenAPI document."""
     _, schemas = models_json_schema([(m, "serialization") for m in MODELS],
@@ -197,7 +253,7 @@ def document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "streamseg API", "version": __version__,
-                 "description": "Customer lookup, segment catalog, erasure and health, served by "
+                 "description": "Customer lookup, segment catalog, drift, erasure and health, served by "
                  "every streamseg worker. Send 'Authorization: Bearer <token>' "
                  "(STREAMSEG_API_TOKENS) to /v1/*."},
         "security": _SECURED,

@@ -33,7 +33,9 @@ from streamseg.api.auth import TokenAuth
 from streamseg.api.health import BrokerProbe
 from streamseg.api.middleware import api_middleware
 from streamseg.api.sched import current_slice_ms, request_slice
+from streamseg.api.ui import UiFiles
 from streamseg.api.views import Api
+from streamseg.drift.windows import window_name
 from streamseg.erasure import Eraser, check_broker, tombstone_topics
 from streamseg.features.keys import Keys
 from streamseg.features.store import RedisFeatureStore
@@ -147,7 +149,8 @@ def build(settings: Settings, registry: CollectorRegistry | None = None) -> web.
                               idempotent=settings.kafka_idempotence)
     view = StoredModelView(reader, settings)
     api = Api(view, Eraser(settings, reader, publisher, preflight=lambda: check_broker(settings)), reader,
-              BrokerProbe(settings.kafka_bootstrap_list, security=security), registry, metrics)
+              BrokerProbe(settings.kafka_bootstrap_list, security=security), registry, metrics,
+              drift_windows=[window_name(s) for s in settings.drift_window_seconds])
 
     app = web.Application(middlewares=[api_middleware(
         TokenAuth(settings.api_token_map, metrics_open=not settings.metrics_auth), metrics)])
@@ -161,7 +164,12 @@ def build(settings: Settings, registry: CollectorRegistry | None = None) -> web.
     app.router.add_delete(customer, param(api.delete_customer, "customer_id"))
     app.router.add_get("/v1/segments", api.get_segments)
     app.router.add_get("/v1/segments/{segment_id}", param(api.get_segment, "segment_id"))
+    app.router.add_get("/v1/drift", api.get_drift)
     app.router.add_get("/v1/openapi.json", api.openapi)
+    ui = UiFiles()
+    app.router.add_get("/ui", ui.get)
+    app.router.add_get("/ui/{name}", param(ui.get, "name"))
+    app.router.add_get("/ui/", ui.get)
     app.router.add_get("/healthz", api.healthz)
     app.router.add_get("/readyz", api.readyz)
     app.router.add_get("/metrics", api.metrics_page)

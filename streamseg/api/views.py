@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -19,6 +19,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from streamseg.api.drift import drift_body
 from streamseg.api.errors import JSON, ApiError
 from streamseg.api.health import BrokerProbe
 from streamseg.api.lookup import (
@@ -106,8 +107,10 @@ class Api:
     """State shared by the handlers; one per worker."""
 
     def __init__(self, model: ModelView, eraser: Eraser, reader: RedisFeatureStore,
-                 probe: BrokerProbe, registry: CollectorRegistry, metrics: ApiMetrics) -> None:
+                 probe: BrokerProbe, registry: CollectorRegistry, metrics: ApiMetrics,
+                 drift_windows: Sequence[str] = ()) -> None:
         self.model = model
+        self.drift_windows = list(drift_windows)  # window labels, as the drift reports name them
         self.eraser = eraser
         self.reader = reader
         self.probe = probe
@@ -163,6 +166,10 @@ class Api:
             raise ApiError(404, "segment_not_found", f"segment {sid} is not in the catalog; "
                            "see GET /v1/segments")
         return json_response(segment_body(catalog[sid], sizes.get(sid, 0)))
+
+    async def get_drift(self, request: web.Request) -> web.Response:
+        kept = await self._redis(self.reader.drift_reports(self.drift_windows))
+        return json_response(drift_body(kept))
 
     # -- operations ------------------------------------------------------------------
     async def healthz(self, request: web.Request) -> web.Response:

@@ -203,12 +203,16 @@ def run_dev(args: argparse.Namespace) -> int:
            "STREAMSEG_LOG_LEVEL": "warn",
            # replayed history: event time runs days per second, so day-long windows
            "STREAMSEG_DRIFT_WINDOWS": os.environ.get("STREAMSEG_DRIFT_WINDOWS", "1d,7d")}
+    explorer = f"explorer: http://127.0.0.1:{web_port}/ui/ (sign in with a STREAMSEG_API_TOKENS secret)"
     if not os.environ.get("STREAMSEG_API_TOKENS"):  # the API is closed without a token: open it
         token = secrets.token_urlsafe(24)
         env["STREAMSEG_API_TOKENS"] = f"dev:{token}"
         (workdir / "api-token").write_text(token + "\n")
         print(f"API: curl -H \"Authorization: Bearer $(cat {workdir / 'api-token'})\" "
               f"http://127.0.0.1:{web_port}/v1/segments", flush=True)
+        # the page keeps a token given after '#' (never sent to the server) for its tab
+        explorer = f"explorer: http://127.0.0.1:{web_port}/ui/#token={token}"
+    print(explorer, flush=True)
     settings = stack.settings()
     truth_path = workdir / "truth.csv"
     py = sys.executable
@@ -222,7 +226,7 @@ def run_dev(args: argparse.Namespace) -> int:
         stack.processes.append(worker.start().process)  # the same object across restarts
         wait_for_port(web_port, 60, worker.process.proc)
         stack.processes.append(generator.start())
-        notes = (client_exports(stack),)
+        notes = (client_exports(stack), explorer)
         return _watch(args, settings, web_port, truth_path, worker, stack.broker_description, notes)
     except KeyboardInterrupt:
         return 0

@@ -88,6 +88,15 @@ class Keys:
         as the leader last fitted them, for readers outside the workers."""
         return f"{self.prefix}:value:params"
 
+    def drift(self, window: str) -> str:
+        """List: the latest drift reports (JSON) of one window length, newest first.
+
+        Kept by the workers that publish them (the newest
+        :data:`streamseg.drift.timers.DRIFT_KEPT` of all workers together), for
+        readers without a Kafka consumer (``GET /v1/drift``).
+        """
+        return f"{self.prefix}:drift:{window}"
+
     def workers(self) -> str:
         """Hash: worker id -> JSON ``{"clock_ms", "model_version", "at_ms"}``, refreshed each second.
 

@@ -468,6 +468,28 @@ class RedisFeatureStore:
             raw = await self.client.get(self.keys.value_params())
         return raw if raw is None or isinstance(raw, bytes) else str(raw).encode()
 
+    async def keep_drift_reports(self, reports: Sequence[tuple[str, bytes]], keep: int) -> None:
+        """Push (window, report JSON) onto each window's list, keeping its newest ``keep``."""
+        if not reports:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for window in dict.fromkeys(w for w, _ in reports):
+            key = self.keys.drift(window)
+            pipe.lpush(key, *[raw for w, raw in reports if w == window])
+            pipe.ltrim(key, 0, keep - 1)
+        with unavailable_on_outage("keeping drift reports"):
+            await pipe.execute()
+
+    async def drift_reports(self, windows: Sequence[str]) -> dict[str, list[bytes]]:
+        """Each window's kept drift reports (JSON), newest first (see :meth:`keep_drift_reports`)."""
+        pipe = self.client.pipeline(transaction=False)
+        for window in windows:
+            pipe.lrange(self.keys.drift(window), 0, -1)
+        with unavailable_on_outage("reading drift reports"):
+            replies = await pipe.execute()
+        return {w: [r if isinstance(r, bytes) else str(r).encode() for r in reply]
+                for w, reply in zip(windows, replies, strict=True)}
+
     async def sample_states(self, limit: int) -> list[dict[str, float | str]]:
         """Up to ``limit`` customers' states, in SCAN order (a sample when there are more)."""
         out: list[dict[str, float | str]] = []

@@ -62,6 +62,23 @@ def name_segments(
     return dict(sorted(names.items()))
 
 
+def explain_name(name: str, zscores: Mapping[str, float], min_score: float = 0.75) -> str:
+    """Why a segment with these z-scores (its profile's) carries ``name``, in a sentence.
+
+    >>> explain_name("Bargain hunters", {"discount_share": 2.0, "top_category_share": 1.0})[:100]
+    "'Bargain hunters' fits best: its rule scores 1.7 here (discount_share +2.0sd x 1, top_category_share"
+    >>> explain_name("Segment 2 (monetary_30d +0.1sd)", {"monetary_30d": 0.1})[:60]
+    'No archetype fits this segment (every rule scores below 0.75'
+    """
+    rule = ARCHETYPES.get(name)
+    if rule is None:
+        return (f"No archetype fits this segment (every rule scores below {min_score:g}), so it is "
+                "named after its most distinctive feature.")
+    terms = ", ".join(f"{f} {zscores.get(f, 0.0):+.1f}sd x {w:g}" for f, w in rule.items())
+    return (f"'{name}' fits best: its rule scores {score(zscores, rule):.1f} here ({terms}); names "
+            f"go to the best-scoring fits of at least {min_score:g}, each name once.")
+
+
 def score(center: Mapping[str, float], rule: Mapping[str, float]) -> float:
     return sum(w * center.get(f, 0.0) for f, w in rule.items())
 

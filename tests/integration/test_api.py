@@ -22,6 +22,7 @@ from streamseg.devstack import DevStack, free_port
 from streamseg.events.models import parse_ts
 from streamseg.features.keys import Keys
 from streamseg.publish.records import CatalogEntry
+from streamseg.segmenting.naming import explain_name
 from streamseg.settings import Settings
 from streamseg.topics import ensure_topics
 from tests.openapi_check import assert_matches_openapi, document
@@ -184,6 +185,11 @@ async def stored_catalog(settings: Settings) -> tuple[dict[int, dict[str, Any]],
             {int(k): int(v) for k, v in sizes.items()})
 
 
+def stored_part(entry: dict[str, Any]) -> dict[str, Any]:
+    """A served segment without what the API adds to the stored entry (live size, name explanation)."""
+    return {k: v for k, v in entry.items() if k not in ("size", "name_explanation")}
+
+
 async def test_segments__serve_the_catalog_the_worker_wrote_with_live_sizes(served: Served) -> None:
     s = served.settings
 
@@ -199,13 +205,14 @@ async def test_segments__serve_the_catalog_the_worker_wrote_with_live_sizes(serv
         status, body, _ = await call(served, "GET", "/v1/segments")
         catalog, sizes = await stored_catalog(s)
         served_entries = {seg["segment_id"]: seg for seg in body["segments"]}
-        if {sid: {k: v for k, v in e.items() if k != "size"} for sid, e in served_entries.items()} \
-                == catalog:
+        if {sid: stored_part(e) for sid, e in served_entries.items()} == catalog:
             break
     assert status == 200
     assert_matches_openapi("/v1/segments", "get", status, body)
-    assert {sid: {k: v for k, v in e.items() if k != "size"} for sid, e in served_entries.items()} \
-        == catalog
+    assert {sid: stored_part(e) for sid, e in served_entries.items()} == catalog
+    assert {sid: e["name_explanation"] for sid, e in served_entries.items()} == {
+        sid: e["profile"] and explain_name(e["name"], e["profile"]["zscores"])
+        for sid, e in catalog.items()}
     assert {sid: e["size"] for sid, e in served_entries.items()} == {
         sid: sizes.get(sid, 0) for sid in catalog}
     assert sum(e["size"] for e in served_entries.values()) == CUSTOMERS
@@ -442,6 +449,17 @@ async def test_standalone_api__checks_tokens_and_serves_probes_and_metrics(stand
     assert status == 200
     assert 'streamseg_api_requests_total{method="GET",route="/v1/customers/{customer_id}",status="200"}' in text
     assert "c0001" not in text
+
+
+async def test_standalone_api__serves_the_explorer_openly_and_the_kept_drift_reports_to_tokens(
+        served: Served, standalone: Served) -> None:
+    status, page, _ = await call(standalone, "GET", "/ui/", token=None)
+    assert status == 200 and '<script src="app.js">' in page
+    status, body, _ = await call(standalone, "GET", "/v1/drift", token=None)
+    assert (status, body["error"]["code"]) == (401, "missing_token")
+    status, body = await same_answer(served, standalone, "/v1/drift")
+    assert status == 200 and [w["window"] for w in body["windows"]] == ["1m", "15m"]
+    assert_matches_openapi("/v1/drift", "get", status, body)
 
 
 async def test_standalone_api__erases_like_the_worker_api(standalone: Served) -> None:

@@ -77,6 +77,8 @@ def test_dev__shows_segments_and_ctrl_c_stops_every_child(tmp_path: Path, broker
         assert any(line.startswith(f"broker: {said}") for line in lines), "".join(lines[:10])
         assert any(f"broker: {said}" in line and "events/s" in line for line in lines)
         assert any("ARI vs planted personas" in line for line in lines)
+        assert any(line.startswith("explorer: http://127.0.0.1:") and "/ui/#token=" in line
+                   for line in lines), "".join(lines[:10])
         names = {c: Path(f"/proc/{c}/cmdline").read_bytes() for c in children if alive(c)}
         assert len(children) >= 4, names  # broker, valkey, worker, generator (if still running)
         proc.send_signal(signal.SIGINT)
