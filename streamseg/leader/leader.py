@@ -43,7 +43,7 @@ from streamseg.segmenting.model import (
     SegmentModel,
     merge,
 )
-from streamseg.segmenting.naming import name_segments
+from streamseg.segmenting.naming import name_reasons, name_segments
 from streamseg.segmenting.offload import ChildSample, LocalSample, SampleProcess, current_sample
 from streamseg.segmenting.sync import GLOBAL
 from streamseg.segmenting.validation import catalog_validation
@@ -129,6 +129,8 @@ class Leader:
                                    self.assigner.model)
             await self.values.measure(sample, self.assigner.model)
             await self.publish_catalog(await self.refresh_profiles(sample))
+            async with self._leading:
+                await self._publish(self.renamed(), "the segments' customer value (a name moved)")
         finally:
             await sample.release()
 
@@ -200,7 +202,7 @@ class Leader:
             if nxt is current:
                 return None
         old = current.names if current else {}
-        nxt.names = {**old, **name_segments(nxt.centers_by_id(), previous=old)}  # retired keep theirs
+        nxt.names = {**old, **self._names(nxt, old)}  # retired keep theirs
         return nxt, events
 
     def mergeable(self, summaries: Sequence[LocalSummary]) -> list[LocalSummary]:
@@ -292,8 +294,24 @@ class Leader:
             if base is model:
                 return None
             nxt = dataclasses.replace(base, version=model.version + 1, centers=centers, weights=weights)
-        nxt.names = {**model.names, **name_segments(nxt.centers_by_id(), previous=model.names)}
+        nxt.names = {**model.names, **self._names(nxt, model.names)}
         return nxt, events
+
+    def _names(self, model: SegmentModel, previous: Mapping[int, str]) -> dict[int, str]:
+        """The live segments' names (:func:`name_segments`), value-based ones included."""
+        return name_segments(model.centers_by_id(), previous=previous,
+                             value=self.values.standings(self.assigner.profiles))
+
+    def renamed(self) -> Proposal | None:
+        """The current centres as a new version under new names, when the segments' value
+        changed one ("At-risk high-value"); None when every name stands."""
+        model = self.assigner.model
+        if model is None:
+            return None
+        names = {**model.names, **self._names(model, model.names)}
+        if names == model.names:
+            return None
+        return dataclasses.replace(model, version=model.version + 1, names=names), []
 
     async def choose_k(self, model: SegmentModel, sample: CustomerSample) -> SegmentModel:
         """The model to re-fit from: ``model``, or under auto, when the evidence for another k
@@ -341,9 +359,11 @@ class Leader:
     # -- the catalog -------------------------------------------------------------------
     def catalog(self, model: SegmentModel, events: Sequence[Lifecycle]) -> list[CatalogEntry]:
         """Catalog entries for a model version: every live segment plus what ended."""
+        reasons = name_reasons(model.names, model.centers_by_id(),
+                               self.values.standings(self.assigner.profiles))
         return catalog_entries(model, events, self.assigner, self.validation,
                                self.k_chooser.last if self.k_chooser else None,
-                               self.values.by_segment)
+                               self.values.by_segment, reasons)
 
     async def publish_catalog(self, entries: Sequence[CatalogEntry]) -> None:
         """Catalog entries to the compacted segments topic, then to Redis (for the API)."""
@@ -358,9 +378,10 @@ class Leader:
 
 def catalog_entries(model: SegmentModel, events: Sequence[Lifecycle], assigner: Assigner,
                     validation: Mapping[int, SegmentValidation], k_selection: KSelection | None,
-                    value: Mapping[int, SegmentValue]) -> list[CatalogEntry]:
-    """:meth:`Leader.catalog`: each live segment with its name, profile, validation and
-    value; then the segments ``events`` merged or retired."""
+                    value: Mapping[int, SegmentValue],
+                    reasons: Mapping[int, str] | None = None) -> list[CatalogEntry]:
+    """:meth:`Leader.catalog`: each live segment with its name (and why), profile,
+    validation and value; then the segments ``events`` merged or retired."""
     by_id = {e.segment_id: e for e in events}
     name_of = assigner.name_of
     ts = now_iso()
@@ -373,7 +394,7 @@ def catalog_entries(model: SegmentModel, events: Sequence[Lifecycle], assigner: 
         out.append(CatalogEntry(
             segment_id=sid, status=e.status if e else "active",  # type: ignore[arg-type]
             model_version=model.version, name=name_of(sid), profile=prof,
-            related=list(e.related) if e else [], updated_ts=ts,
+            name_reason=(reasons or {}).get(sid, ""), related=list(e.related) if e else [], updated_ts=ts,
             validation=validation.get(sid), k_selection=k_selection, value=value.get(sid)))
     for e in events:
         if e.status in ("merged", "retired"):
