@@ -43,7 +43,6 @@ from streamseg.segmenting.model import (
     SegmentModel,
     merge,
 )
-from streamseg.segmenting.naming import name_reasons, name_segments
 from streamseg.segmenting.offload import ChildSample, LocalSample, SampleProcess, current_sample
 from streamseg.segmenting.sync import GLOBAL
 from streamseg.segmenting.validation import catalog_validation
@@ -129,8 +128,9 @@ class Leader:
                                    self.assigner.model)
             await self.values.measure(sample, self.assigner.model)
             await self.publish_catalog(await self.refresh_profiles(sample))
-            async with self._leading:
-                await self._publish(self.renamed(), "the segments' customer value (a name moved)")
+            async with self._leading:  # a name moved with the segments' customer value
+                renamed = self.values.renamed(self.assigner.model, self.assigner.profiles)
+                await self._publish((renamed, []) if renamed else None, "new segment names")
         finally:
             await sample.release()
 
@@ -202,7 +202,7 @@ class Leader:
             if nxt is current:
                 return None
         old = current.names if current else {}
-        nxt.names = {**old, **self._names(nxt, old)}  # retired keep theirs
+        nxt.names = {**old, **self.values.names(nxt, old, self.assigner.profiles)}  # retired keep theirs
         return nxt, events
 
     def mergeable(self, summaries: Sequence[LocalSummary]) -> list[LocalSummary]:
@@ -294,24 +294,8 @@ class Leader:
             if base is model:
                 return None
             nxt = dataclasses.replace(base, version=model.version + 1, centers=centers, weights=weights)
-        nxt.names = {**model.names, **self._names(nxt, model.names)}
+        nxt.names = {**model.names, **self.values.names(nxt, model.names, self.assigner.profiles)}
         return nxt, events
-
-    def _names(self, model: SegmentModel, previous: Mapping[int, str]) -> dict[int, str]:
-        """The live segments' names (:func:`name_segments`), value-based ones included."""
-        return name_segments(model.centers_by_id(), previous=previous,
-                             value=self.values.standings(self.assigner.profiles))
-
-    def renamed(self) -> Proposal | None:
-        """The current centres as a new version under new names, when the segments' value
-        changed one ("At-risk high-value"); None when every name stands."""
-        model = self.assigner.model
-        if model is None:
-            return None
-        names = {**model.names, **self._names(model, model.names)}
-        if names == model.names:
-            return None
-        return dataclasses.replace(model, version=model.version + 1, names=names), []
 
     async def choose_k(self, model: SegmentModel, sample: CustomerSample) -> SegmentModel:
         """The model to re-fit from: ``model``, or under auto, when the evidence for another k
@@ -359,11 +343,10 @@ class Leader:
     # -- the catalog -------------------------------------------------------------------
     def catalog(self, model: SegmentModel, events: Sequence[Lifecycle]) -> list[CatalogEntry]:
         """Catalog entries for a model version: every live segment plus what ended."""
-        reasons = name_reasons(model.names, model.centers_by_id(),
-                               self.values.standings(self.assigner.profiles))
         return catalog_entries(model, events, self.assigner, self.validation,
                                self.k_chooser.last if self.k_chooser else None,
-                               self.values.by_segment, reasons)
+                               self.values.by_segment,
+                               self.values.name_reasons(model, self.assigner.profiles))
 
     async def publish_catalog(self, entries: Sequence[CatalogEntry]) -> None:
         """Catalog entries to the compacted segments topic, then to Redis (for the API)."""

@@ -43,22 +43,25 @@ def measured(leader: Leader, risks: dict[int, float], spends: dict[int, float]) 
         top_features=[], monetary_mean=0.0, model_version=1) for sid, s in spends.items()})
 
 
+def renamed(leader: Leader) -> SegmentModel | None:
+    """What the leader publishes after a catalog refresh (None: no name moved)."""
+    return leader.values.renamed(leader.assigner.model, leader.assigner.profiles)
+
+
 def test_loyalists_turning_at_risk__get_a_new_version_named_at_risk_high_value() -> None:
     leader = leader_with_model()
     model = leader.assigner.model
     assert model is not None and model.names[0] == "High-value loyalists"
-    assert leader.renamed() is None  # nothing measured yet: no name moves
+    assert renamed(leader) is None  # nothing measured yet: no name moves
     measured(leader, {0: 0.4, 1: 0.4, 2: 0.4}, {0: 600.0, 1: 100.0, 2: 100.0})
-    assert leader.renamed() is None  # high-value but not at risk
+    assert renamed(leader) is None  # high-value but not at risk
     measured(leader, {0: 0.7, 1: 0.3, 2: 0.3}, {0: 600.0, 1: 100.0, 2: 100.0})
-    proposal = leader.renamed()
-    assert proposal is not None
-    nxt, events = proposal
-    assert nxt.version == model.version + 1 and events == []
+    nxt = renamed(leader)
+    assert nxt is not None and nxt.version == model.version + 1
     assert nxt.names[0] == AT_RISK_HIGH_VALUE and nxt.names[1] == model.names[1]
     np.testing.assert_array_equal(nxt.centers, model.centers)
     leader.assigner.adopt(nxt)
-    assert leader.renamed() is None  # named: nothing more to say at the next refresh
+    assert renamed(leader) is None  # named: nothing more to say at the next refresh
     (entry, *_) = leader.catalog(nxt, [])
     assert entry.name == AT_RISK_HIGH_VALUE
     assert entry.name_reason.startswith("mean churn risk 0.70 against 0.43 for all customers; "
