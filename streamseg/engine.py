@@ -372,7 +372,7 @@ class Engine:
                 self.held.hold(r)
             return []
         # the first model arrived: assign everyone held back too
-        return self.assigner.assign(self.held.merge(rows))
+        return self.assigner.assign(self.held.merge(rows), now)
 
     def drift_reports(self) -> list[DriftReport]:
         """Close the drift windows the engine's clock has passed (called from a timer)."""

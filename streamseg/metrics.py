@@ -189,6 +189,13 @@ class DriftMetrics:
                               "(standardized units)", ["window", "segment"])
         self.feature_psi = gauge("feature_psi", "PSI of a model input's distribution",
                                  ["window", "feature"])
+        self.high_risk = gauge("high_risk_share", "Share of the latest window's scored customer "
+                               "updates in the highest churn-risk band", ["window"])
+        self.segment_risk = gauge("segment_churn_risk", "A segment's mean churn risk in the "
+                                  "latest window", ["window", "segment"])
+        self.entered_high = gauge("entered_high_risk", "Customers whose risk band moved into the "
+                                  "highest band in the latest window, by segment",
+                                  ["window", "segment"])
         self.alert = gauge("alert", "1 while the latest window crosses the alert's threshold",
                            ["window", "alert"])
         self.threshold = gauge("threshold", "Alert thresholds in force", ["alert"])
@@ -220,6 +227,12 @@ class DriftMetrics:
                for h, v in ((1, f.one_window_ahead), (2, f.two_windows_ahead))}})
         self._replace(self.centroid, w, {(sid,): v for sid, v in r.centroid_shift.items()})
         self._replace(self.feature_psi, w, {(f,): v for f, v in r.feature_psi.items()})
+        if r.high_risk_share is not None:
+            self.high_risk.labels(w).set(r.high_risk_share)
+        self._replace(self.segment_risk, w, {(str(s.segment_id),): s.mean_churn_risk
+                                             for s in r.risk if s.scored})
+        self._replace(self.entered_high, w, {(str(s.segment_id),): s.entered_high_risk
+                                             for s in r.risk})
         firing = {a.alert for a in r.alerts}
         for name in ALERT_NAMES:
             self.alert.labels(w, name).set(1.0 if name in firing else 0.0)

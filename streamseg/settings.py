@@ -279,6 +279,15 @@ class _Operations(_Pipeline):
     drift_shrink_alert: float = Field(0.15, gt=0, le=1, description="alert when the customers "
                                       "active in a window fall by more than this share of the "
                                       "reference window's (a persona going silent)")
+    drift_high_risk_alert: float = Field(
+        0.05, gt=0, le=1, description="alert when the share of scored customer updates in the "
+        "highest risk band rises by more than this (share points) against the reference window")
+    drift_churn_risk_alert: float = Field(
+        0.10, gt=0, le=1, description="alert when a segment's mean churn risk rises by more "
+        "than this against the reference window")
+    drift_value_at_risk_alert: float = Field(
+        0.25, gt=0, description="alert when the spend to date of high-risk customers, per "
+        "customer update scored, rises by more than this share against the reference window")
     drift_emerging_quantile: float = Field(
         0.95, gt=0, lt=1, description="'far' = beyond this quantile of the reference window's "
         "distances (unless drift_emerging_distance is set)")

@@ -30,7 +30,6 @@ from typing_extensions import TypedDict
 from streamseg.events.models import iso
 from streamseg.features.registry import State, derive
 from streamseg.publish.records import CatalogEntry
-from streamseg.segmenting.naming import explain_name
 from streamseg.value.scorer import ValueScorer
 
 if TYPE_CHECKING:
@@ -146,10 +145,8 @@ def reasons(state: State) -> list[dict[str, Any]]:
 
 
 def segment_body(entry: CatalogEntry, size: int) -> dict[str, Any]:
-    """One catalog entry with the segment's live size (``profile.size`` is as profiled) and
-    why it carries its name (None without a profile)."""
-    why = None if entry.profile is None else explain_name(entry.name, entry.profile.zscores)
-    return {**entry.model_dump(), "size": size, "name_explanation": why}
+    """One catalog entry with the segment's live size (``profile.size`` is as profiled)."""
+    return {**entry.model_dump(), "size": size}
 
 
 def segments_body(catalog: Mapping[int, CatalogEntry], sizes: Mapping[int, int],

@@ -88,9 +88,6 @@ class Segment(CatalogEntry):
     """A catalog entry with the segment's live size."""
 
     size: int = Field(description="customers in the segment now (profile.size is as profiled)")
-    name_explanation: str | None = Field(
-        None, description="why the segment carries its name, from its profile's z-scores and the "
-        "naming rules (docs/model.md); null without a profile")
 
 
 class SegmentList(_Body):

@@ -16,14 +16,21 @@ the most active customers).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from streamseg.drift.report import Alert
+from streamseg.drift.risk import RiskSlot, RiskSums, total
 
 #: Alert names, in report order; Prometheus rules use the same names.
 ALERT_NAMES = ("composition_shift", "segment_psi", "feature_psi", "emerging_segment",
-               "population_shrink")
+               "population_shrink", "high_risk_share", "segment_churn_risk", "value_at_risk")
+#: A churn-risk rise alerts only when it is also this many standard errors: windows of a
+#: few hundred scored updates vary by several points by chance alone.
+Z_MIN = 3.0
+#: A segment's mean churn risk is compared only with this many scored updates in both windows.
+MIN_SCORED = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,11 +42,16 @@ class Thresholds:
     feature_psi: float = 0.2
     emerging_share: float = 0.15
     population_shrink: float = 0.15
+    high_risk_share: float = 0.05  # rise, in share points
+    segment_churn_risk: float = 0.10  # rise of a segment's mean churn risk
+    value_at_risk: float = 0.25  # relative rise of the value at risk per customer
 
     def by_alert(self) -> dict[str, float]:
         return {"composition_shift": self.composition_shift, "segment_psi": self.segment_psi,
                 "feature_psi": self.feature_psi, "emerging_segment": self.emerging_share,
-                "population_shrink": self.population_shrink}
+                "population_shrink": self.population_shrink,
+                "high_risk_share": self.high_risk_share,
+                "segment_churn_risk": self.segment_churn_risk, "value_at_risk": self.value_at_risk}
 
 
 def evaluate(
@@ -82,3 +94,82 @@ def evaluate(
                             detail=f"{shrink:.1%} fewer active customers than in the reference "
                             "window" + (f"; lost most: {lapsed}" if lapsed else "")))
     return alerts
+
+
+def value_alerts(t: Thresholds, cur: RiskSlot, ref: RiskSlot, names: Mapping[int, str],
+                 currency: str = "") -> list[Alert]:
+    """Churn-risk alerts of a window against its reference (see :mod:`.risk`): the share of
+    customers in the highest band, a segment's mean churn risk, or the value at risk per
+    customer rose past its threshold (and by ``Z_MIN`` standard errors). None while either
+    window has no scored update."""
+    c, r = total(cur), total(ref)
+    if not c.scored or not r.scored:
+        return []
+    out = []
+    rise = c.high_share - r.high_share
+    if rise > t.high_risk_share and _z(rise, _var_share(c, r)) >= Z_MIN:
+        out.append(Alert(alert="high_risk_share", value=rise, threshold=t.high_risk_share,
+                         detail=f"customers at high risk of leaving rose from {r.high_share:.1%} "
+                         f"to {c.high_share:.1%} of the customers seen (+{rise * 100:.1f} points); "
+                         f"{c.entered:,} moved into the high-risk band in the window; rising "
+                         f"most: {_most(cur, ref, names, lambda s: s.high_share, '.1%')}"))
+    out += _segment_churn(t, cur, ref, names)
+    before, now = r.at_risk_per_customer, c.at_risk_per_customer
+    grew = now / before - 1.0 if before > 0 else 0.0
+    if grew > t.value_at_risk and _z(now - before, _var_spend(c) + _var_spend(r)) >= Z_MIN:
+        unit = f" {currency}" if currency else ""
+        out.append(Alert(alert="value_at_risk", value=grew, threshold=t.value_at_risk,
+                         detail=f"spend to date of customers in the high-risk band rose from "
+                         f"{before:,.2f} to {now:,.2f}{unit} per customer seen (+{grew:.0%}): "
+                         f"more of what customers spent is with those likely to leave; rising "
+                         f"most: {_most(cur, ref, names, lambda s: s.at_risk_per_customer, ',.2f')}"))
+    return out
+
+
+def _segment_churn(t: Thresholds, cur: RiskSlot, ref: RiskSlot,
+                   names: Mapping[int, str]) -> list[Alert]:
+    """One alert naming every segment whose mean churn risk rose past the threshold."""
+    risen = []
+    for sid in sorted(set(cur) & set(ref)):
+        c, r = cur[sid], ref[sid]
+        if c.scored < MIN_SCORED or r.scored < MIN_SCORED:
+            continue
+        rise = c.mean_risk - r.mean_risk
+        spread = c.var_of_mean(c.risk, c.risk_sq) + r.var_of_mean(r.risk, r.risk_sq)
+        if rise > t.segment_churn_risk and _z(rise, spread) >= Z_MIN:
+            risen.append((rise, sid))
+    if not risen:
+        return []
+    risen.sort(reverse=True)
+    said = ", ".join(f"{names.get(s, f'Segment {s}')} {ref[s].mean_risk:.2f} -> "
+                     f"{cur[s].mean_risk:.2f} ({cur[s].entered:,} moved into the high-risk band)"
+                     for _, s in risen)
+    return [Alert(alert="segment_churn_risk", value=risen[0][0], threshold=t.segment_churn_risk,
+                  detail=f"mean churn risk (chance of no purchase within the horizon) rose in "
+                  f"{len(risen)} segment(s): {said}")]
+
+
+def _most(cur: RiskSlot, ref: RiskSlot, names: Mapping[int, str],
+          figure: Callable[[RiskSums], float], fmt: str, top: int = 3) -> str:
+    """The segments whose ``figure`` rose most, with both values and the moves into the band."""
+    empty = RiskSums()
+    rises = sorted(((figure(cur[s]) - figure(ref.get(s, empty)), s) for s in cur), reverse=True)
+    return ", ".join(f"{names.get(s, f'Segment {s}')} {figure(ref.get(s, empty)):{fmt}} -> "
+                     f"{figure(cur[s]):{fmt}} ({cur[s].entered:,} moved in)"
+                     for d, s in rises[:top] if d > 0) or "no single segment"
+
+
+def _z(diff: float, var: float) -> float:
+    if var <= 0:
+        return math.inf if diff > 0 else 0.0
+    return diff / math.sqrt(var)
+
+
+def _var_share(c: RiskSums, r: RiskSums) -> float:
+    """Variance of the difference of two shares in the highest band (pooled)."""
+    p = (c.high + r.high) / (c.scored + r.scored)
+    return p * (1 - p) * (1 / c.scored + 1 / r.scored)
+
+
+def _var_spend(s: RiskSums) -> float:
+    return s.var_of_mean(s.at_risk_spend, s.at_risk_spend_sq)

@@ -60,8 +60,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from streamseg.drift import population
-from streamseg.drift.alerts import Thresholds, evaluate
+from streamseg.drift import population, risk
+from streamseg.drift.alerts import Thresholds, evaluate, value_alerts
 from streamseg.drift.forecast import Flows, Window
 from streamseg.drift.report import DriftReport, Migration, SegmentShare, ShareForecast
 from streamseg.drift.stats import (
@@ -107,6 +107,8 @@ class DriftConfig:
     emerging_distance: float = 0.0  # 0: the reference window's emerging_quantile distance
     sample_per_slot: int = 1000  # model-input rows kept per slot to re-score after a model change
     thresholds: Thresholds = field(default_factory=Thresholds)
+    high_band: str = "high"  # the value model's highest risk band (what the risk alerts watch)
+    currency: str = ""  # the reporting currency (alert texts)
     worker: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
 
     @classmethod
@@ -118,7 +120,10 @@ class DriftConfig:
             thresholds=Thresholds(
                 composition_shift=s.drift_composition_alert, segment_psi=s.drift_psi_alert,
                 feature_psi=s.drift_feature_psi_alert, emerging_share=s.drift_emerging_alert,
-                population_shrink=s.drift_shrink_alert),
+                population_shrink=s.drift_shrink_alert, high_risk_share=s.drift_high_risk_alert,
+                segment_churn_risk=s.drift_churn_risk_alert,
+                value_at_risk=s.drift_value_at_risk_alert),
+            high_band=s.value_bands[-1][0], currency=s.reporting_currency,
         )
 
 
@@ -140,6 +145,7 @@ class DriftMonitor:
         self.slot_ms = config.windows[0] * 1000
         self.spans = [w // config.windows[0] for w in config.windows]  # window length in slots
         self.slots: dict[int, Slot] = {}
+        self.risk: dict[int, risk.RiskSlot] = {}  # slot -> churn risk per segment (.risk)
         self.next_boundary: int | None = None
         self.snapshots: dict[int, _Snapshot] = {}  # boundary -> centres when it closed
         self.late_slots = 1
@@ -177,6 +183,16 @@ class DriftMonitor:
                 slot.active.update(zip((customers[i] for i in np.flatnonzero(rows).tolist()),
                                        seg[rows].tolist(), strict=True))
             self._add(slot, seg[rows], dist[rows], prev[rows], count_codes(codes[rows], starts))
+
+    def observe_risk(self, scored_ms: float, segment_ids: Sequence[int],
+                     risks: Sequence[risk.Observation | None]) -> None:
+        """Add a batch's churn risks (None: not scored) to the slot holding ``scored_ms``, the
+        clock they were scored at: a silent customer's risk rises at the re-scoring sweep,
+        long after its last event (see :mod:`.risk`). Too late for a closed slot: dropped."""
+        index = int(scored_ms // self.slot_ms)
+        if self.next_boundary is not None and index < self.next_boundary - 1:
+            return
+        risk.observe(self.risk.setdefault(index, {}), segment_ids, risks, self.config.high_band)
 
     def _add(self, slot: Slot, seg: np.ndarray, dist: np.ndarray, prev: np.ndarray,
              hists: list[np.ndarray]) -> None:
@@ -234,6 +250,8 @@ class DriftMonitor:
         keep_from = last + 1 - 2 * max(self.spans)
         for d in [d for d in self.slots if d < keep_from]:
             del self.slots[d]
+        for d in [d for d in self.risk if d < keep_from]:
+            del self.risk[d]
         old = sorted(b for b in self.snapshots if b < keep_from)
         for b in old[:-1]:  # the newest old one may still be a reference
             del self.snapshots[b]
@@ -241,6 +259,9 @@ class DriftMonitor:
     # -- one window ---------------------------------------------------------------
     def _window(self, start: int, end: int) -> Slot:
         return sum_slots([s for d, s in self.slots.items() if start <= d < end])
+
+    def _risk(self, start: int, end: int) -> risk.RiskSlot:
+        return risk.window(s for d, s in self.risk.items() if start <= d < end)
 
     def _customers(self, start: int, end: int) -> Window:
         """The customers active in slots [start, end): customer -> (segment last assigned,
@@ -348,6 +369,7 @@ class DriftMonitor:
         active, ref_active = cur.active_counts(), ref.active_counts()
         gone = population.shrink(ref_active, active)
         moved = sum(cur.migrations.values())
+        cur_risk, ref_risk = self._risk(b - span, b), self._risk(b - 2 * span, b - span)
         ms = self.slot_ms
         return DriftReport(
             worker=self.config.worker, window=window_name(seconds), window_seconds=seconds,
@@ -375,7 +397,9 @@ class DriftMonitor:
                                          if f not in self.time_driven},
                             emerging_share=emerging, segments=basis != "held", shrink=gone,
                             touched=population.moves(sids, r / r.sum(), c / c.sum(), names),
-                            lapsed=population.losses(ref_active, active, names)),
+                            lapsed=population.losses(ref_active, active, names))
+            + value_alerts(self.config.thresholds, cur_risk, ref_risk, names, self.config.currency),
+            **risk.report_fields(cur_risk, ref_risk, names),
             generated_at=now_iso(),
         )
 

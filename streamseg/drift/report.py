@@ -58,10 +58,31 @@ class Migration(_Record):
     customers: int
 
 
+class SegmentRisk(_Record):
+    """A segment's churn risk in the window and the reference window (once the value model
+    is fitted; see docs/value.md): levels per customer update scored."""
+
+    segment_id: int
+    name: str
+    scored: int = Field(description="customer updates in the window scored with the value model")
+    mean_churn_risk: float = Field(description="mean churn risk of those updates")
+    high_risk_share: float = Field(description="share of them in the highest risk band")
+    value_at_risk_per_customer: float = Field(
+        description="net spend to date of the updates in the highest band, per update scored")
+    reference_scored: int
+    reference_mean_churn_risk: float | None = Field(description="None: none scored there")
+    reference_high_risk_share: float | None
+    entered_high_risk: int = Field(description="customers whose published risk band moved "
+                                   "into the highest band in the window (a first band is no move)")
+    left_high_risk: int = Field(description="customers whose published band left the highest band")
+
+
 class Alert(_Record):
     """A documented threshold the window crossed."""
 
-    alert: str = Field(description="composition_shift | segment_psi | feature_psi | emerging_segment")
+    alert: str = Field(description="composition_shift | segment_psi | feature_psi | "
+                       "emerging_segment | population_shrink | high_risk_share | "
+                       "segment_churn_risk | value_at_risk")
     value: float
     threshold: float
     detail: str
@@ -129,6 +150,19 @@ class DriftReport(_Record):
     reference_active_customers: int = 0
     population_shrink: float = Field(0.0, description="share of the reference window's active "
                                      "customers missing from the window (0 if it grew)")
+    high_risk_share: float | None = Field(
+        None, description="share of the window's scored customer updates in the highest risk "
+        "band (None: no value model yet)")
+    reference_high_risk_share: float | None = None
+    entered_high_risk: int = Field(0, description="customers whose published risk band moved "
+                                   "into the highest band in the window")
+    left_high_risk: int = Field(0, description="customers whose published band left it")
+    value_at_risk_per_customer: float | None = Field(
+        None, description="net spend to date of the scored updates in the highest band, per "
+        "update scored, in the reporting currency")
+    reference_value_at_risk_per_customer: float | None = None
+    risk: list[SegmentRisk] = Field(default_factory=list,
+                                    description="each segment's churn risk (value model fitted)")
     alerts: list[Alert]
     generated_at: str
 

@@ -43,7 +43,6 @@ from streamseg.segmenting.model import (
     SegmentModel,
     merge,
 )
-from streamseg.segmenting.naming import name_segments
 from streamseg.segmenting.offload import ChildSample, LocalSample, SampleProcess, current_sample
 from streamseg.segmenting.sync import GLOBAL
 from streamseg.segmenting.validation import catalog_validation
@@ -129,6 +128,9 @@ class Leader:
                                    self.assigner.model)
             await self.values.measure(sample, self.assigner.model)
             await self.publish_catalog(await self.refresh_profiles(sample))
+            async with self._leading:  # a name moved with the segments' customer value
+                renamed = self.values.renamed(self.assigner.model, self.assigner.profiles)
+                await self._publish((renamed, []) if renamed else None, "new segment names")
         finally:
             await sample.release()
 
@@ -200,7 +202,7 @@ class Leader:
             if nxt is current:
                 return None
         old = current.names if current else {}
-        nxt.names = {**old, **name_segments(nxt.centers_by_id(), previous=old)}  # retired keep theirs
+        nxt.names = {**old, **self.values.names(nxt, old, self.assigner.profiles)}  # retired keep theirs
         return nxt, events
 
     def mergeable(self, summaries: Sequence[LocalSummary]) -> list[LocalSummary]:
@@ -292,7 +294,7 @@ class Leader:
             if base is model:
                 return None
             nxt = dataclasses.replace(base, version=model.version + 1, centers=centers, weights=weights)
-        nxt.names = {**model.names, **name_segments(nxt.centers_by_id(), previous=model.names)}
+        nxt.names = {**model.names, **self.values.names(nxt, model.names, self.assigner.profiles)}
         return nxt, events
 
     async def choose_k(self, model: SegmentModel, sample: CustomerSample) -> SegmentModel:
@@ -343,7 +345,8 @@ class Leader:
         """Catalog entries for a model version: every live segment plus what ended."""
         return catalog_entries(model, events, self.assigner, self.validation,
                                self.k_chooser.last if self.k_chooser else None,
-                               self.values.by_segment)
+                               self.values.by_segment,
+                               self.values.name_reasons(model, self.assigner.profiles))
 
     async def publish_catalog(self, entries: Sequence[CatalogEntry]) -> None:
         """Catalog entries to the compacted segments topic, then to Redis (for the API)."""
@@ -358,9 +361,10 @@ class Leader:
 
 def catalog_entries(model: SegmentModel, events: Sequence[Lifecycle], assigner: Assigner,
                     validation: Mapping[int, SegmentValidation], k_selection: KSelection | None,
-                    value: Mapping[int, SegmentValue]) -> list[CatalogEntry]:
-    """:meth:`Leader.catalog`: each live segment with its name, profile, validation and
-    value; then the segments ``events`` merged or retired."""
+                    value: Mapping[int, SegmentValue],
+                    reasons: Mapping[int, str] | None = None) -> list[CatalogEntry]:
+    """:meth:`Leader.catalog`: each live segment with its name (and why), profile,
+    validation and value; then the segments ``events`` merged or retired."""
     by_id = {e.segment_id: e for e in events}
     name_of = assigner.name_of
     ts = now_iso()
@@ -373,7 +377,7 @@ def catalog_entries(model: SegmentModel, events: Sequence[Lifecycle], assigner: 
         out.append(CatalogEntry(
             segment_id=sid, status=e.status if e else "active",  # type: ignore[arg-type]
             model_version=model.version, name=name_of(sid), profile=prof,
-            related=list(e.related) if e else [], updated_ts=ts,
+            name_reason=(reasons or {}).get(sid, ""), related=list(e.related) if e else [], updated_ts=ts,
             validation=validation.get(sid), k_selection=k_selection, value=value.get(sid)))
     for e in events:
         if e.status in ("merged", "retired"):

@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from streamseg.clock import EngineClock
 from streamseg.features.store import FeatureStore
 from streamseg.metrics import Metrics
 from streamseg.publish.publisher import Publisher
-from streamseg.publish.records import SegmentValue
+from streamseg.publish.records import SegmentProfile, SegmentValue
 from streamseg.retry import Retrier
 from streamseg.segmenting.model import SegmentModel
+from streamseg.segmenting.naming import ValueStanding, name_reasons, name_segments
 from streamseg.segmenting.offload import ChildSample, LocalSample, SampleProcess
 from streamseg.segmenting.sync import VALUE_KEY
 from streamseg.settings import Settings
@@ -127,6 +129,43 @@ class LeaderValue:
         self._sizes = (now, dict(sizes))
         if self.metrics is not None:
             self.export(self.metrics)
+
+    def standings(self, profiles: Mapping[int, SegmentProfile]) -> dict[int, ValueStanding]:
+        """Each measured segment's churn risk and spend to date against the population's
+        (what "At-risk high-value" reads); empty until both were measured."""
+        both = {sid: (v, profiles[sid]) for sid, v in self.by_segment.items()
+                if sid in profiles and profiles[sid].means}
+        customers = sum(v.customers for v, _ in both.values())
+        if not customers:
+            return {}
+        risk = sum(v.mean_churn_risk * v.customers for v, _ in both.values()) / customers
+        spend = sum(p.means.get("monetary_total", 0.0) * v.customers
+                    for v, p in both.values()) / customers
+        return {sid: ValueStanding(v.mean_churn_risk, risk, p.means.get("monetary_total", 0.0),
+                                   spend, self.scorer.currency) for sid, (v, p) in both.items()}
+
+    def names(self, model: SegmentModel, previous: Mapping[int, str],
+              profiles: Mapping[int, SegmentProfile]) -> dict[int, str]:
+        """``model``'s live segments' names (:func:`name_segments`), "At-risk high-value"
+        from the latest measurement."""
+        return name_segments(model.centers_by_id(), previous=previous,
+                             value=self.standings(profiles))
+
+    def renamed(self, model: SegmentModel | None,
+                profiles: Mapping[int, SegmentProfile]) -> SegmentModel | None:
+        """``model``'s centres as the next version under new names, when the segments' value
+        moved a name; None when every name stands."""
+        if model is None:
+            return None
+        names = {**model.names, **self.names(model, model.names, profiles)}
+        if names == model.names:
+            return None
+        return dataclasses.replace(model, version=model.version + 1, names=names)
+
+    def name_reasons(self, model: SegmentModel,
+                     profiles: Mapping[int, SegmentProfile]) -> dict[int, str]:
+        """Why each of ``model``'s segments has its name (the catalog's ``name_reason``)."""
+        return name_reasons(model.names, model.centers_by_id(), self.standings(profiles))
 
     def export(self, metrics: Metrics) -> None:
         """The latest measurement into the value gauges (what the alert rules watch)."""

@@ -167,6 +167,7 @@ class CatalogEntry(BaseModel):
     model_version: int
     name: str
     profile: SegmentProfile | None  # None once retired
+    name_reason: str = ""  # why the segment has its name (streamseg.segmenting.naming)
     related: list[int] = []  # merged into / split from these segment ids
     updated_ts: str
     validation: SegmentValidation | None = None  # live segments, once the leader measured them

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from streamseg.drift import DriftMonitor
+from streamseg.drift.risk import Observation
 from streamseg.events.models import iso
 from streamseg.metrics import Metrics
 from streamseg.publish.records import CustomerValueRecord, SegmentProfile, SegmentUpdate, now_iso
@@ -42,6 +43,12 @@ class Row:
     def band_changed(self) -> bool:
         """The risk band to publish differs from the one last published."""
         return self.value is not None and self.value.risk_band != self.prev_band
+
+    def risk_seen(self) -> Observation | None:
+        """What the drift monitor adds up of the customer's value (see streamseg.drift.risk)."""
+        v = self.value
+        return None if v is None else (v.churn_risk, v.risk_band, self.prev_band,
+                                       self.feats.get("monetary_total", 0.0))
 
 
 class Assigner:
@@ -92,9 +99,10 @@ class Assigner:
         raw = model.raw_center(segment_id)
         return None if raw is None else explain.original_units(model.features, raw)
 
-    def assign(self, rows: list[Row]) -> list[SegmentUpdate]:
-        """Assign ``rows`` with the current model (drift windows see every one); return first
-        assignments and changes. Before the first model there is none: hold customers back."""
+    def assign(self, rows: list[Row], scored_ms: float | None = None) -> list[SegmentUpdate]:
+        """Assign ``rows`` with the current model (drift windows see every one, their churn
+        risk at ``scored_ms``, the clock it was scored at; None: the newest event's); return
+        first assignments and changes. Before the first model there is none: hold customers back."""
         model = self.model
         if model is None:
             raise RuntimeError("no global model yet: hold customers back (see streamseg.held)")
@@ -102,6 +110,8 @@ class Assigner:
         self.drift.observe([r.ts for r in rows], [r.x for r in rows], ids, dists,
                            [r.prev for r in rows], model_version=model.version,
                            customers=[r.cid for r in rows])
+        self.drift.observe_risk(max(r.ts for r in rows) if scored_ms is None else scored_ms,
+                                ids, [r.risk_seen() for r in rows])
         processed = now_iso()
         out = []
         for n, (r, sid) in enumerate(zip(rows, ids, strict=True)):

@@ -1,8 +1,11 @@
 """Customer value in the hot path and the re-scoring sweep (real Valkey, in-process engine):
 a customer's risk band is published with its updates and stored; silence raises the risk,
-and the sweep publishes the band change once (debounced), not at every sweep."""
+and the sweep publishes the band change once (debounced), not at every sweep; the drift
+report counts those moves into the high-risk band per segment and alerts on the rise."""
 
 from __future__ import annotations
+
+from collections import Counter
 
 import orjson
 import pytest
@@ -41,12 +44,15 @@ def updates_of(rec: Recorder, cfg: Settings, cid: str) -> list[dict]:
 
 
 async def test_silence__raises_the_risk_band_once_through_the_sweep(settings: Settings) -> None:
-    engine = await seeded_engine(settings)  # 200 simulated customers, segmented, clock=event
+    # 200 simulated customers, segmented, clock=event; day-long drift windows
+    engine = await seeded_engine(settings.model_copy(update={"drift_windows": "1d",
+                                                             "drift_min_customers": 1}))
     cfg, store, rec = engine.settings, engine.store, engine.publisher
     assert isinstance(rec, Recorder) and isinstance(store, RedisFeatureStore)
     try:
         assert engine.assigner.model is not None
         assert engine.leader.value.adopt(PARAMS)  # as a worker adopts the leader's fit
+        await sweep(engine, older_than_days=0.0, batch=50)  # everyone's first band: recent buyers
 
         # a regular buyer: four purchase days in the last month
         await engine.process([message(cfg, order("vip", n, d), 10_000 + n)
@@ -57,9 +63,19 @@ async def test_silence__raises_the_risk_band_once_through_the_sweep(settings: Se
         assert (await store.state("vip"))["val_band"] == "low"
 
         # 200 days later (another customer's event moves the event clock), vip is silent
+        # ... but fifty of the others buy again the day before (the drift reference window)
+        back = sorted({k.decode() for t, k, v in rec.records if t == cfg.topic_segment_updates
+                       and k and k != b"vip"})[:50]
+        await engine.process([message(cfg, order(c, 99, 222.0), 19_000 + n)
+                              for n, c in enumerate(back)])
         await engine.process([message(cfg, order("other", 1, 223.0), 20_000)])
+        published = len(rec.records)
         before = len(updates_of(rec, cfg, "vip"))
         await sweep(engine, older_than_days=0.0, batch=50)
+        entered = Counter(u["segment_id"] for t, k, v in rec.records[published:]
+                          if t == cfg.topic_segment_updates and v
+                          and (u := orjson.loads(v))["risk_band"] == "high"
+                          and u["previous_risk_band"] not in (None, "high"))
         changed = updates_of(rec, cfg, "vip")[before:]
         assert len(changed) == 1
         assert (changed[0]["previous_risk_band"], changed[0]["risk_band"]) == ("low", "high")
@@ -70,5 +86,18 @@ async def test_silence__raises_the_risk_band_once_through_the_sweep(settings: Se
         await engine.process([message(cfg, order("other", 2, 224.0), 20_001)])
         await sweep(engine, older_than_days=0.0, batch=50)
         assert len(updates_of(rec, cfg, "vip")) == before + 1
+
+        # the drift report of day 223 against day 222: the moves into the high band the sweep
+        # published, counted per segment, and the rise alerted
+        model = engine.assigner.model
+        reports = engine.drift.close(T0 + 226 * DAY_MS, model.centers_by_id(), model.version,
+                                     model.names)
+        (day_223,) = [r for r in reports if r.window_start.startswith("2026-08-12")]
+        assert sum(entered.values()) > 20
+        assert {s.segment_id: s.entered_high_risk for s in day_223.risk
+                if s.entered_high_risk} == dict(entered)
+        assert day_223.entered_high_risk == sum(entered.values())
+        (alert,) = [a for a in day_223.alerts if a.alert == "high_risk_share"]
+        assert f"{sum(entered.values())} moved into the high-risk band" in alert.detail
     finally:
         await store.close()

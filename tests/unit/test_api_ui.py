@@ -19,6 +19,7 @@ from streamseg.api.ui import UiFiles
 from streamseg.drift.report import Alert, DriftReport, Migration, SegmentShare
 from streamseg.metrics import ApiMetrics
 from streamseg.publish.records import CatalogEntry, SegmentProfile
+from streamseg.segmenting.naming import name_reasons
 from streamseg.settings import Settings
 from tests.openapi_check import assert_matches_openapi
 
@@ -94,17 +95,17 @@ def test_drift_body__latest_report_per_worker_and_shares_summed_over_workers() -
         {"segment_id": 1, "name": "S1", "active_share": [1.0, 0.0, 0.75]}]}
 
 
-def test_segment_body__explains_the_name_from_the_profile_and_says_nothing_without_one() -> None:
+def test_segment_body__carries_the_catalog_s_reason_for_the_name() -> None:
     profile = SegmentProfile(segment_id=1, name="Bargain hunters", size=5, share=0.5,
                              means={}, zscores={"discount_share": 2.0}, top_features=["discount_share"],
                              monetary_mean=0.0, model_version=2)
     live = CatalogEntry(segment_id=1, status="active", model_version=2, name="Bargain hunters",
-                        profile=profile, updated_ts="2026-01-01T00:00:00.000Z")
+                        profile=profile, updated_ts="2026-01-01T00:00:00.000Z",
+                        name_reason=name_reasons({1: "Bargain hunters"}, {1: profile.zscores})[1])
     body = segment_body(live, 5)
     assert_matches_openapi("/v1/segments/{segment_id}", "get", 200, body)
-    assert body["name_explanation"].startswith("'Bargain hunters' fits best: its rule scores 2.0")
-    retired = live.model_copy(update={"status": "retired", "profile": None})
-    assert segment_body(retired, 0)["name_explanation"] is None
+    assert body["name_reason"].startswith("'Bargain hunters' fits best: its rule scores 2.0")
+    assert body["size"] == 5
 
 
 def test_standalone_api__serves_the_explorer_and_drift_as_a_worker_does() -> None:

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamseg.features.registry import MODEL_FEATURES
 from streamseg.quality import adjusted_rand_index
-from streamseg.segmenting.naming import ARCHETYPES, name_segments
+from streamseg.segmenting.naming import (
+    ARCHETYPES,
+    AT_RISK_HIGH_VALUE,
+    ValueStanding,
+    name_reasons,
+    name_segments,
+)
 
 
 def archetype_centre(name: str, strength: float = 2.0) -> dict[str, float]:
@@ -124,3 +131,74 @@ def test_adjusted_rand_index__is_label_permutation_invariant_and_symmetric() -> 
 def test_adjusted_rand_index__rejects_labelings_of_different_lengths() -> None:
     with pytest.raises(ValueError):
         adjusted_rand_index([0, 1, 1], [0, 1])
+
+
+# -- "At-risk high-value": from the segments' customer value ---------------------------------
+
+def standing(risk: float, spend: float) -> ValueStanding:
+    """A segment's value against a population with mean churn risk 0.4 and spend 200 EUR."""
+    return ValueStanding(churn_risk=risk, population_churn_risk=0.4, spend=spend,
+                         population_spend=200.0, currency="EUR")
+
+
+FLAT = {0: archetype_centre("High-value loyalists"), 1: archetype_centre("Bargain hunters"), 2: {}}
+
+
+def test_segment_at_risk_and_high_spending__is_named_at_risk_high_value_with_why() -> None:
+    value = {0: standing(0.65, 520.0), 1: standing(0.3, 150.0), 2: standing(0.4, 200.0)}
+    names = name_segments(FLAT, value=value)
+    assert names[0] == AT_RISK_HIGH_VALUE and names[1] == "Bargain hunters"
+    why = name_reasons(names, FLAT, value)[0]
+    assert why == ("mean churn risk 0.65 against 0.40 for all customers; spent 520.00 EUR each "
+                   "to date, 2.6x the average customer")
+
+
+@pytest.mark.parametrize("risk, spend", [(0.65, 250.0), (0.45, 520.0)])
+def test_at_risk_but_not_high_value_or_the_reverse__keeps_its_archetype(risk: float, spend: float) -> None:
+    names = name_segments(FLAT, value={0: standing(risk, spend)})
+    assert names[0] == "High-value loyalists"
+
+
+def test_at_risk_high_value__goes_to_the_best_fit_only() -> None:
+    value = {0: standing(0.6, 400.0), 1: standing(0.8, 600.0)}
+    names = name_segments(FLAT, value=value)
+    assert names[1] == AT_RISK_HIGH_VALUE and names[0] == "High-value loyalists"
+
+
+def test_at_risk_high_value__does_not_flip_with_small_moves_around_the_bars() -> None:
+    """A holder keeps the name down to the lower bars (risk +0.05, spend x1.25); a segment
+    needs +0.10 and x1.5 to take it: measurements jittering around the bars flip nothing."""
+    rng = np.random.default_rng(3)
+    names = name_segments(FLAT, value={0: standing(0.52, 310.0)})
+    assert names[0] == AT_RISK_HIGH_VALUE
+    flips = 0
+    for _ in range(200):  # risk 0.49 +- 0.03, spend 290 +- 30: about the entry bars
+        v = {0: standing(0.49 + rng.uniform(-0.03, 0.03), 290.0 + rng.uniform(-30, 30))}
+        nxt = name_segments(FLAT, previous=names, value=v)
+        flips += nxt[0] != names[0]
+        names = nxt
+    assert flips == 0
+    # well below the lower bars, the name goes, and the archetype comes back
+    names = name_segments(FLAT, previous=names, value={0: standing(0.42, 210.0)})
+    assert names[0] == "High-value loyalists"
+    # not measured (no value model yet, or between measurements): the holder keeps it
+    held = name_segments(FLAT, previous={0: AT_RISK_HIGH_VALUE}, value=None)
+    assert held[0] == AT_RISK_HIGH_VALUE
+
+
+def test_naming_twice_with_the_same_evidence__changes_no_name() -> None:
+    """The leader renames (a new model version) only when a name would change: naming
+    the same centres and value again must give the same names."""
+    rng = np.random.default_rng(4)
+    for _ in range(50):
+        centers = {i: {f: float(rng.normal(0, 1.2)) for f in MODEL_FEATURES} for i in range(6)}
+        value = {i: standing(float(rng.uniform(0.2, 0.8)), float(rng.uniform(100, 600)))
+                 for i in range(6)}
+        names = name_segments(centers, value=value)
+        assert name_segments(centers, previous=names, value=value) == names
+
+
+def test_name_reasons__say_which_inputs_made_an_archetype() -> None:
+    reasons = name_reasons({0: "High-value loyalists"}, {0: {"monetary_30d": 2.0,
+                                                           "purchase_frequency_30d": 1.5}})
+    assert reasons[0] == "archetype High-value loyalists: monetary_30d +2.0sd, purchase_frequency_30d +1.5sd"

@@ -356,7 +356,7 @@ async function segmentPage(arg) {
   return h("div", {},
     h("p", {}, h("a", { href: "#/" }, "← all segments")),
     h("h1", { "data-testid": "segment-name" }, seg.name, " ", h("span", { class: "pill " + seg.status }, seg.status)),
-    h("p", { class: "sub", "data-testid": "name-explanation" }, seg.name_explanation || ""),
+    h("p", { class: "sub", "data-testid": "name-explanation" }, seg.name_reason || ""),
     h("div", { class: "cards" },
       card("customers", num(seg.size), "segment-size"),
       card("share", pct(total ? seg.size / total : null)),

@@ -1,0 +1,152 @@
+"""Churn risk in the drift report: per-segment levels, moves into the high-risk band, the
+three value alerts and their metrics (no network; see streamseg/drift/risk.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry
+
+from streamseg.drift import DriftConfig, DriftMonitor, DriftReport, Thresholds
+from streamseg.drift.risk import Observation
+from streamseg.features.registry import MODEL_FEATURES
+from streamseg.metrics import Metrics
+from streamseg.settings import Settings
+
+MIN = 60_000
+NAMES = {0: "High-value loyalists", 1: "Window shoppers"}
+VALUE_ALERTS = {"high_risk_share", "segment_churn_risk", "value_at_risk"}
+
+
+def monitor() -> DriftMonitor:
+    cfg = DriftConfig(windows=(60,), clock="event", min_customers=20, worker="test",
+                      currency="EUR")
+    return DriftMonitor(cfg, MODEL_FEATURES)
+
+
+def feed(mon: DriftMonitor, minute: int, segs: list[int], risks: list[Observation | None]) -> None:
+    n = len(segs)
+    mon.observe([minute * MIN + 1000] * n, [dict.fromkeys(MODEL_FEATURES, 0.0)] * n, segs,
+                [1.0] * n, list(segs))
+    mon.observe_risk(minute * MIN + 2000, segs, risks)
+
+
+def steady(rng: np.random.Generator, n: int, high_share: float) -> list[Observation | None]:
+    """Customers whose risk and band stand still: ``high_share`` of them high all along."""
+    out: list[Observation | None] = []
+    for _ in range(n):
+        if rng.random() < high_share:
+            out.append((float(rng.uniform(0.8, 1.0)), "high", "high", float(rng.gamma(2, 50))))
+        else:
+            out.append((float(rng.uniform(0.0, 0.5)), "low", "low", float(rng.gamma(2, 50))))
+    return out
+
+
+def report(mon: DriftMonitor, minute: int) -> DriftReport:
+    (rep,) = mon.close((minute + 2) * MIN, {}, 1, NAMES)
+    return rep
+
+
+def test_loyalists_slipping_into_high_risk__raise_all_three_value_alerts_naming_the_segment() -> None:
+    rng = np.random.default_rng(1)
+    mon = monitor()
+    feed(mon, 0, [0] * 200 + [1] * 200, steady(rng, 400, 0.1))
+    # a minute later, 80 loyalists who spent 400 EUR each moved from low into the high band
+    moved: list[Observation | None] = [(0.9, "high", "low", 400.0)] * 80
+    feed(mon, 1, [0] * 200 + [1] * 200, moved + steady(rng, 320, 0.1))
+    rep = report(mon, 1)
+    assert {a.alert for a in rep.alerts} == VALUE_ALERTS
+    assert rep.entered_high_risk == 80 and rep.left_high_risk == 0
+    assert rep.high_risk_share is not None and rep.reference_high_risk_share is not None
+    assert rep.high_risk_share - rep.reference_high_risk_share > 0.15
+    loyal = next(s for s in rep.risk if s.segment_id == 0)
+    assert (loyal.name, loyal.scored, loyal.entered_high_risk) == ("High-value loyalists", 200, 80)
+    assert loyal.reference_mean_churn_risk is not None
+    assert loyal.mean_churn_risk > loyal.reference_mean_churn_risk + 0.2
+    shoppers = next(s for s in rep.risk if s.segment_id == 1)
+    assert shoppers.entered_high_risk == 0
+    by = {a.alert: a for a in rep.alerts}
+    assert by["high_risk_share"].detail.startswith("customers at high risk of leaving rose from ")
+    assert "80 moved into the high-risk band" in by["high_risk_share"].detail
+    assert "rising most: High-value loyalists" in by["high_risk_share"].detail
+    assert "High-value loyalists" in by["segment_churn_risk"].detail
+    assert "Window shoppers" not in by["segment_churn_risk"].detail
+    assert " EUR per customer seen" in by["value_at_risk"].detail
+
+
+def test_steady_risk__raises_no_value_alert_in_any_of_many_windows() -> None:
+    rng = np.random.default_rng(2)
+    mon = monitor()
+    for minute in range(40):
+        feed(mon, minute, [0] * 150 + [1] * 150, steady(rng, 300, 0.2))
+    reports = mon.close(42 * MIN, {}, 1, NAMES)
+    assert len(reports) == 39
+    assert [r.alerts for r in reports if {a.alert for a in r.alerts} & VALUE_ALERTS] == []
+    assert all(r.high_risk_share is not None and abs(r.high_risk_share - 0.2) < 0.1
+               for r in reports)
+
+
+def test_small_rise_of_many_customers__stays_below_the_threshold() -> None:
+    """A 3-point rise is beyond chance with 20,000 updates a window, but below the 5-point
+    threshold: no alert."""
+    mon = monitor()
+    low, high = (0.3, "low", "low", 100.0), (0.9, "high", "high", 100.0)
+    feed(mon, 0, [0] * 20_000, [high] * 2_000 + [low] * 18_000)
+    feed(mon, 1, [0] * 20_000, [high] * 2_600 + [low] * 17_400)
+    assert not {a.alert for a in report(mon, 1).alerts} & {"high_risk_share"}
+
+
+def test_first_bands_after_the_first_fit__are_no_moves_into_the_high_band() -> None:
+    mon = monitor()
+    feed(mon, 0, [0] * 50, [None] * 50)  # no value model yet
+    feed(mon, 1, [0] * 50, [(0.9, "high", None, 10.0)] * 50)  # the first fit: first bands
+    rep = report(mon, 1)
+    assert rep.entered_high_risk == 0 and rep.high_risk_share == 1.0
+    assert rep.reference_high_risk_share is None  # nothing scored in the reference window
+    assert not {a.alert for a in rep.alerts} & VALUE_ALERTS
+
+
+def test_risk_scored_by_the_sweep__counts_when_scored_not_at_the_last_event() -> None:
+    """Silent customers' risk rises at the re-scoring sweep: their events are old, the
+    scoring is now."""
+    mon = monitor()
+    feed(mon, 0, [0] * 40, [(0.2, "low", "low", 10.0)] * 40)
+    feed(mon, 1, [0] * 40, [(0.2, "low", "low", 10.0)] * 40)
+    mon.observe([1000] * 30, [dict.fromkeys(MODEL_FEATURES, 0.0)] * 30, [0] * 30, [1.0] * 30,
+                [0] * 30)  # the sweep's rows: assigned at their last event time (minute 0) ...
+    mon.observe_risk(MIN + 5000, [0] * 30, [(0.9, "high", "low", 10.0)] * 30)  # ... scored now
+    rep = report(mon, 1)
+    assert rep.entered_high_risk == 30 and rep.risk[0].scored == 70
+
+
+def test_no_value_model__leaves_the_risk_figures_out() -> None:
+    mon = monitor()
+    feed(mon, 0, [0] * 50, [None] * 50)
+    feed(mon, 1, [0] * 50, [None] * 50)
+    rep = report(mon, 1)
+    assert rep.risk == [] and rep.high_risk_share is None and rep.value_at_risk_per_customer is None
+
+
+def test_value_figures__are_exposed_as_metrics() -> None:
+    m = Metrics(CollectorRegistry())
+    mon = monitor()
+    feed(mon, 0, [0] * 40 + [1] * 40, [(0.2, "low", "low", 10.0)] * 80)
+    feed(mon, 1, [0] * 40 + [1] * 40, [(0.9, "high", "low", 10.0)] * 10 + [(0.2, "low", "low", 10.0)] * 70)
+    rep = report(mon, 1)
+    m.drift.record(rep)
+    get = m.registry.get_sample_value
+    assert get("streamseg_drift_high_risk_share", {"window": "1m"}) == pytest.approx(10 / 80)
+    assert get("streamseg_drift_entered_high_risk", {"window": "1m", "segment": "0"}) == 10
+    assert get("streamseg_drift_segment_churn_risk", {"window": "1m", "segment": "1"}) == pytest.approx(0.2)
+    assert get("streamseg_drift_alert", {"window": "1m", "alert": "high_risk_share"}) == 1.0
+    m.drift.set_thresholds(Thresholds())
+    assert get("streamseg_drift_threshold", {"alert": "value_at_risk"}) == 0.25
+
+
+def test_value_thresholds_and_high_band__come_from_settings() -> None:
+    cfg = DriftConfig.from_settings(Settings(drift_high_risk_alert=0.1, drift_churn_risk_alert=0.2,
+                                             drift_value_at_risk_alert=0.5,
+                                             value_risk_bands="ok:0,watch:0.4,leaving:0.7"))
+    t = cfg.thresholds
+    assert (t.high_risk_share, t.segment_churn_risk, t.value_at_risk) == (0.1, 0.2, 0.5)
+    assert cfg.high_band == "leaving"
