@@ -201,4 +201,6 @@ def test_naming_twice_with_the_same_evidence__changes_no_name() -> None:
 def test_name_reasons__say_which_inputs_made_an_archetype() -> None:
     reasons = name_reasons({0: "High-value loyalists"}, {0: {"monetary_30d": 2.0,
                                                            "purchase_frequency_30d": 1.5}})
-    assert reasons[0] == "archetype High-value loyalists: monetary_30d +2.0sd, purchase_frequency_30d +1.5sd"
+    assert reasons[0] == ("'High-value loyalists' fits best: its rule scores 3.5 here (monetary_30d "
+                          "+2.0sd x 1, purchase_frequency_30d +1.5sd x 1, cart_conversion +0.0sd x "
+                          "0.5); names go to the best-scoring fits of at least 0.75, each name once.")
