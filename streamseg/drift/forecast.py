@@ -30,6 +30,13 @@ noise (:func:`shrink_change`, a positive-part James-Stein factor with the
 variance of the step's rate estimates), and the second step starts from the
 shrunk first one.
 
+Sampling noise is not the only reason a change does not go on: a one-off (a
+block of customers moving or going silent once) is well above the noise and
+still over after a window. The two-window forecast's change is therefore scaled
+by a persistence factor ``phi`` in [0, 1] (a damped trend), estimated from the
+monitor's own past reports (:class:`Persistence`): how much of each past
+report's one-window forecast change the window that followed really showed.
+
 >>> f = Flows.build({"a": (0, 0), "b": (0, 1), "c": (1, 0)},   # reference: customer -> (segment, recency)
 ...                 {"a": (0, 0), "c": (0, 1), "d": (1, 0)},   # current: b gone, c moved, d arrived
 ...                 [0, 1], span=2)
@@ -41,7 +48,7 @@ shrunk first one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,6 +57,12 @@ import numpy as np
 HORIZONS = 2
 #: customers' worth of weight of the all-segment keep rate at a recency in a segment's own
 PRIOR = 10.0
+#: the persistence factor before any evidence: half of a forecast change goes on
+PERSISTENCE_PRIOR = 0.5
+#: the prior's weight in squared shares: the evidence of one segment's 10-point forecast change
+PERSISTENCE_WEIGHT = 0.01
+#: the persistence factor is estimated over this many latest pairs (a week of daily reports)
+PERSISTENCE_PAIRS = 7
 #: a window's customers: id -> (segment last assigned, slots from its last activity to the window's end)
 Window = Mapping[str, tuple[int, int]]
 
@@ -140,11 +153,14 @@ class Flows:
         var_p = np.where(before > 0, p * (1 - p) / np.maximum(before, 1.0), 0.0)
         return counts @ p + self.arrivals, (counts[:, None] ** 2 * var_p).sum(0) + self.arrivals
 
-    def forecast(self, horizons: int = HORIZONS, *, shrink: bool = True) -> list[np.ndarray]:
+    def forecast(self, horizons: int = HORIZONS, *, shrink: bool = True,
+                 persistence: float = 1.0) -> list[np.ndarray]:
         """Segment shares of the customers one, two, ... ``horizons`` windows ahead.
 
         Each step is the chain's (:meth:`step`, then :meth:`chain_step`), its change
-        shrunk by :func:`shrink_change` unless ``shrink`` is false."""
+        shrunk by :func:`shrink_change` unless ``shrink`` is false. The change from now
+        to ``h`` windows ahead, for ``h`` >= 2, is then scaled by ``persistence ** (h - 1)``
+        (see :class:`Persistence`); the one-window forecast is the chain's."""
         if not self.now.sum():
             return [np.zeros(len(self.sids)) for _ in range(horizons)]
         counts, var = self.step()
@@ -152,7 +168,74 @@ class Flows:
         while len(out) < horizons:
             counts, var = self.chain_step(out[-1])
             out.append(shrink_change(out[-1], counts, var) if shrink else counts)
-        return [s / s.sum() if s.sum() else s for s in out]
+        shares = [s / s.sum() if s.sum() else s for s in out]
+        now = self.size / self.size.sum()
+        return [shares[0]] + [now + persistence ** h * (s - now) for h, s in enumerate(shares[1:], 1)]
+
+
+def persistence(pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> float:
+    """How much of a forecast change goes on: the least-squares slope of the realised
+    changes on the forecast ones over ``pairs`` (forecast change, realised change; one
+    vector over segments each), through the origin, with :data:`PERSISTENCE_PRIOR` as
+    :data:`PERSISTENCE_WEIGHT` of evidence, clipped to [0, 1].
+
+    >>> round(persistence([(np.array([0.1, -0.1]), np.array([0.1, -0.1]))] * 5), 3)   # went on
+    0.955
+    >>> round(persistence([(np.array([0.1, -0.1]), np.array([0.0, 0.0]))] * 5), 3)    # did not
+    0.045
+    >>> persistence([])
+    0.5
+    """
+    num, den = PERSISTENCE_WEIGHT * PERSISTENCE_PRIOR, PERSISTENCE_WEIGHT
+    for forecast, realised in pairs:
+        num, den = num + float(forecast @ realised), den + float(forecast @ forecast)
+    return min(1.0, max(0.0, num / den))
+
+
+class Persistence:
+    """The persistence factor of one window length's forecasts, from its past reports.
+
+    At each report (:meth:`observe`) the window's segment shares are the outcome of
+    the one-window forecast made ``span`` slots before; the factor is
+    :func:`persistence` over the last :data:`PERSISTENCE_PAIRS` such pairs, so it
+    follows what the population did lately and knows nothing after the report.
+    Holds the reports of the last ``span + PERSISTENCE_PAIRS`` slot boundaries.
+
+    >>> p = Persistence(span=1)
+    >>> p.observe(0, {0: 0.5, 1: 0.5}); p.forecast_made(0, {0: 0.6, 1: 0.4})
+    0.5
+    >>> round(p.observe(1, {0: 0.5, 1: 0.5}), 3)   # the forecast 10-point move did not come
+    0.167
+    """
+
+    def __init__(self, span: int) -> None:
+        self.span = span
+        self.shares: dict[int, Mapping[int, float]] = {}  # boundary -> segment shares
+        self.ahead: dict[int, Mapping[int, float]] = {}  # boundary -> its one-window forecast
+
+    def observe(self, boundary: int, shares: Mapping[int, float]) -> float:
+        """Record the window ending at ``boundary``; the factor from the pairs seen by then."""
+        self.shares[boundary] = shares
+        for old in [b for b in self.shares if b < boundary - self.span - PERSISTENCE_PAIRS]:
+            self.shares.pop(old)
+            self.ahead.pop(old, None)
+        matured = [b for b in sorted(self.ahead)
+                   if b + self.span <= boundary and b + self.span in self.shares][-PERSISTENCE_PAIRS:]
+        return persistence(_changes(self.shares[b], self.ahead[b], self.shares[b + self.span])
+                           for b in matured)
+
+    def forecast_made(self, boundary: int, ahead: Mapping[int, float]) -> None:
+        """The one-window forecast of the window ending at ``boundary``."""
+        self.ahead[boundary] = ahead
+
+
+def _changes(start: Mapping[int, float], forecast: Mapping[int, float],
+             realised: Mapping[int, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Forecast and realised change of each segment's share from ``start`` (0 where absent)."""
+    sids = sorted(set(start) | set(forecast) | set(realised))
+    base = np.array([start.get(s, 0.0) for s in sids])
+    return (np.array([forecast.get(s, 0.0) for s in sids]) - base,
+            np.array([realised.get(s, 0.0) for s in sids]) - base)
 
 
 def shrink_change(start: np.ndarray, counts: np.ndarray, var: np.ndarray) -> np.ndarray:

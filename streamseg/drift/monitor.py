@@ -62,7 +62,7 @@ import numpy as np
 
 from streamseg.drift import population, risk
 from streamseg.drift.alerts import Thresholds, evaluate, value_alerts
-from streamseg.drift.forecast import Flows, Window
+from streamseg.drift.forecast import Flows, Persistence, Window
 from streamseg.drift.report import DriftReport, Migration, SegmentShare, ShareForecast
 from streamseg.drift.stats import (
     composition_shift,
@@ -148,6 +148,7 @@ class DriftMonitor:
         self.risk: dict[int, risk.RiskSlot] = {}  # slot -> churn risk per segment (.risk)
         self.next_boundary: int | None = None
         self.snapshots: dict[int, _Snapshot] = {}  # boundary -> centres when it closed
+        self.persistence = {span: Persistence(span) for span in self.spans}  # of each window's forecasts
         self.late_slots = 1
         self.rng = np.random.default_rng(0)  # the slots' samples
 
@@ -377,7 +378,7 @@ class DriftMonitor:
             reference_start=iso((b - 2 * span) * ms), reference_end=iso((b - span) * ms),
             customers=cur.n, reference_customers=ref.n,
             segments=_segments(sids, c, r, flows, cur, names),
-            forecast=_forecast(flows),
+            forecast=_forecast(flows, self.persistence[span], b),
             model_versions=sorted(cur.versions), reference_model_versions=sorted(ref.versions),
             segment_basis=basis, segment_note=note,
             composition_shift=shift, psi=seg_psi, js_distance=js_distance(r, c),
@@ -416,12 +417,15 @@ def _segments(sids: list[int], c: np.ndarray, r: np.ndarray, flows: Flows, cur: 
                                             strict=True)]
 
 
-def _forecast(flows: Flows) -> list[ShareForecast]:
-    """The segments' shares of the active customers one and two windows ahead (Markov); none
-    when the customers were not given to :meth:`DriftMonitor.observe`."""
+def _forecast(flows: Flows, past: Persistence, boundary: int) -> list[ShareForecast]:
+    """The segments' shares of the active customers one and two windows ahead (Markov, the
+    second damped by the persistence ``past`` reports showed); none when the customers were
+    not given to :meth:`DriftMonitor.observe`."""
     if not flows.now.sum():
         return []
-    one, two = flows.forecast()
+    phi = past.observe(boundary, dict(zip(flows.sids, (flows.size / flows.size.sum()).tolist(), strict=True)))
+    one, two = flows.forecast(persistence=phi)
+    past.forecast_made(boundary, dict(zip(flows.sids, one.tolist(), strict=True)))
     return [ShareForecast(segment_id=s, one_window_ahead=float(a), two_windows_ahead=float(b))
             for s, a, b in zip(flows.sids, one, two, strict=True)]
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
 from streamseg.drift import DriftConfig, DriftMonitor
 from streamseg.drift.evaluate import forecast_errors
-from streamseg.drift.forecast import Flows, mean_abs_error
+from streamseg.drift.forecast import PERSISTENCE_PRIOR, Flows, Persistence, mean_abs_error
 from streamseg.features.registry import MODEL_FEATURES
 from streamseg.metrics import Metrics
 
@@ -112,6 +114,68 @@ def test_forecast__keeps_a_real_flow_out_of_its_noise() -> None:
         still.append(np.abs(now - later).mean())
     assert np.mean(kept) > 0.8, kept
     assert np.mean(err) < 0.7 * np.mean(still), (np.mean(err), np.mean(still))
+
+
+def _tracked(windows: list[dict], span: int = 1) -> list[tuple[float, Flows, np.ndarray]]:
+    """Each pair of consecutive windows as the monitor reads it: the persistence factor
+    from the reports before (:class:`Persistence`), the flows, the window's shares."""
+    past, out = Persistence(span), []
+    for b, (ref, cur) in enumerate(itertools.pairwise(windows), 1):
+        f = Flows.build(ref, cur, range(4), span=3)
+        now = _shares(cur)
+        phi = past.observe(b, dict(enumerate(now.tolist())))
+        past.forecast_made(b, dict(enumerate(f.forecast(persistence=phi)[0].tolist())))
+        out.append((phi, f, now))
+    return out
+
+
+def test_persistence__a_change_that_did_not_go_on_is_damped_two_windows_ahead() -> None:
+    """A block of segment 0 moves to 1 in one window and back in the next, over and over:
+    each one-off is far above the sampling noise, so the chain carries it forward, and
+    it never goes on. The persistence learnt from the past reports drops to 0, so the
+    two-window forecast stays at no change, closer to what comes than the chain's; the
+    one-window forecast is the chain's."""
+    rng = np.random.default_rng(3)
+    seg = dict(enumerate(rng.choice(4, 400, p=[0.4, 0.3, 0.2, 0.1]).tolist()))
+    windows = []
+    for w in range(12):
+        windows.append({f"c{c}": (g, int(rng.integers(3))) for c, g in seg.items()})
+        a, z = (0, 1) if w % 2 == 0 else (1, 0)
+        movers = [c for c, g in seg.items() if g == a][:60]
+        seg.update(dict.fromkeys(movers, z))
+    tracked = _tracked(windows)
+    damped, chain, still = [], [], []
+    for (phi, f, now), (_, _, later) in zip(tracked[8:], tracked[10:], strict=False):
+        assert phi < 0.05
+        one, two = f.forecast(persistence=phi)
+        assert one.tolist() == pytest.approx(f.forecast()[0].tolist())
+        damped.append(np.abs(two - later).mean())
+        chain.append(np.abs(f.forecast()[1] - later).mean())
+        still.append(np.abs(now - later).mean())
+    assert np.mean(damped) < np.mean(chain) / 2, (damped, chain)
+    assert np.mean(damped) == pytest.approx(np.mean(still))
+
+
+def test_persistence__a_flow_that_goes_on_keeps_its_two_window_forecast() -> None:
+    """Every window 15% of segment 0's customers move to segment 1 (600 customers, all
+    active): the past reports' forecast changes came true, so the persistence rises
+    above its prior, and the two-window forecast keeps most of the chain's change and
+    beats "no change"."""
+    phis, err, still = [], [], []
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        seg = dict(enumerate(rng.choice(4, 600, p=[0.5, 0.2, 0.2, 0.1]).tolist()))
+        windows = []
+        for _ in range(10):
+            windows.append({f"c{c}": (g, int(rng.integers(3))) for c, g in seg.items()})
+            seg = {c: 1 if g == 0 and rng.random() < 0.15 else g for c, g in seg.items()}
+        tracked = _tracked(windows)
+        for (phi, f, now), (_, _, later) in zip(tracked[6:], tracked[8:], strict=False):
+            phis.append(phi)
+            err.append(np.abs(f.forecast(persistence=phi)[1] - later).mean())
+            still.append(np.abs(now - later).mean())
+    assert np.mean(phis) > PERSISTENCE_PRIOR + 0.2, phis
+    assert np.mean(err) < 0.5 * np.mean(still), (np.mean(err), np.mean(still))
 
 
 def test_forecast__no_customers_forecasts_nothing() -> None:
