@@ -1,6 +1,6 @@
-"""The explorer's pages against fixed API bodies (Chromium, no worker): fields a short live
-run does not show, such as a customer's recent segment changes (``history``), segment value
-and every kind of drift alert."""
+"""The explorer's pages against fixed API bodies (Chromium, no worker): exact texts of known
+figures (a customer's recent segment changes, ``history``; segment value) and what a short
+live run may not show (validation, every kind of drift alert)."""
 
 from __future__ import annotations
 
