@@ -4,6 +4,8 @@ CPU time per event of this process and of Valkey (from /proc) is printed next
 to the wall-clock rate, because on a shared machine the wall clock mostly
 measures the neighbours. ``--profile`` sorts a cProfile by CPU time. No broker
 is started (the saved result says so): the engine publishes into a counter.
+The garbage collector is set as a worker sets it (the heap at start frozen,
+:func:`streamseg.tuning.tune_gc`); ``--default-gc`` keeps Python's thresholds.
 
     python load_tests/engine_profile.py [--customers 2000] [--batch 500] [--envelope 0] [--profile]
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import json
 import pstats
 import time
@@ -29,6 +32,7 @@ from streamseg.features.keys import Keys
 from streamseg.features.store import RedisFeatureStore
 from streamseg.metrics import Metrics
 from streamseg.settings import Settings
+from streamseg.tuning import tune_gc
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -70,12 +74,17 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=500, help="messages per batch")
     ap.add_argument("--envelope", type=int, default=0, help="events per message (0: one)")
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--default-gc", action="store_true", help="Python's collector thresholds")
     args = ap.parse_args()
     announce(NO_BROKER)
     with valkey_only() as st:
         settings = Settings(redis_url=st.redis_url)
         msgs = messages(settings, Pool.simulate(args.customers), args.envelope)
         valkey = st.process("valkey").proc.pid  # type: ignore[union-attr]
+        gc.collect()
+        gc.freeze()  # as the worker does once it runs
+        if not args.default_gc:
+            tune_gc()
         valkey_cpu = cpu_seconds(valkey)
         prof = cProfile.Profile(time.process_time) if args.profile else None
         if prof:
@@ -87,7 +96,8 @@ def main() -> None:
         valkey_cpu = cpu_seconds(valkey) - valkey_cpu
     result = stamped({"events": events, "batch_messages": args.batch, "envelope": args.envelope,
               "events_per_s": round(events / wall), "engine_cpu_us_per_event": round(cpu / events * 1e6, 1),
-              "valkey_cpu_us_per_event": round(valkey_cpu / events * 1e6, 1), "profiled": args.profile},
+              "valkey_cpu_us_per_event": round(valkey_cpu / events * 1e6, 1), "profiled": args.profile,
+              "gc": "default" if args.default_gc else "worker"},
                      NO_BROKER)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "engine_profile.json").write_text(json.dumps(result, indent=2) + "\n")
