@@ -210,7 +210,6 @@ class RiverKMeansSegmenter:
         self._version = 1
 
 
-
 def learn_kmeans(kmeans: cluster.KMeans, z: dict[str, float]) -> None:
     """``kmeans.learn_one(z)``: the nearest centre moves towards ``z``, found without River's
     per-centre set of keys and ``abs() ** p`` per feature (a third of a batch's learning).
@@ -221,14 +220,18 @@ def learn_kmeans(kmeans: cluster.KMeans, z: dict[str, float]) -> None:
     """
     centers = kmeans.centers
     keys, values = list(z), list(z.values())
-    best, best_d = next(iter(centers)), math.inf
-    for c, center in centers.items():
-        if kmeans.p != 2 or center.keys() != z.keys():
-            kmeans.learn_one(z)
-            return
+    best: int | None = None
+    best_d = math.inf
+    for c, center in centers.items() if kmeans.p == 2 else ():
+        if center.keys() != z.keys():
+            break
         d = math.dist(list(map(center.__getitem__, keys)), values)
-        if d < best_d:
+        if best is None or d < best_d:  # min()'s rule: the first of equals
             best, best_d = c, d
-    center = centers[best]
-    for k, v in z.items():
-        center[k] += kmeans.halflife * (v - center[k])
+    else:
+        if best is not None:
+            center = centers[best]
+            for k, v in z.items():
+                center[k] += kmeans.halflife * (v - center[k])
+            return
+    kmeans.learn_one(z)  # p != 2, no centres, or a centre over other features: River's own
