@@ -4,6 +4,8 @@ CPU time per event of this process and of Valkey (from /proc) is printed next
 to the wall-clock rate, because on a shared machine the wall clock mostly
 measures the neighbours. ``--profile`` sorts a cProfile by CPU time. No broker
 is started (the saved result says so): the engine publishes into a counter.
+The garbage collector is set as a worker sets it (the heap at start frozen,
+:func:`streamseg.tuning.tune_gc`); ``--default-gc`` keeps Python's thresholds.
 
     python load_tests/engine_profile.py [--customers 2000] [--batch 500] [--envelope 0] [--profile]
 """
@@ -13,12 +15,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import json
 import pstats
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import redis
 from common import NO_BROKER, announce, run_script, stamped, valkey_only
 from prometheus_client import CollectorRegistry
 
@@ -29,6 +33,7 @@ from streamseg.features.keys import Keys
 from streamseg.features.store import RedisFeatureStore
 from streamseg.metrics import Metrics
 from streamseg.settings import Settings
+from streamseg.tuning import tune_gc
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -64,18 +69,37 @@ async def run(settings: Settings, msgs: list[InMessage], batch: int) -> tuple[in
     return events, time.process_time() - cpu, time.perf_counter() - wall
 
 
+def commandstats(url: str, events: int) -> dict[str, dict[str, float]]:
+    """Valkey's INFO commandstats per event: calls and us of CPU by command (the script's
+    own calls included), the costliest first."""
+    client = redis.Redis.from_url(url)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    per = {name.removeprefix("cmdstat_"): {"calls": round(s["calls"] / events, 2),
+                                           "us": round(s["usec"] / events, 2)}
+           for name, s in stats.items()}
+    return dict(sorted(per.items(), key=lambda kv: -kv[1]["us"])[:8])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--customers", type=int, default=2000)
     ap.add_argument("--batch", type=int, default=500, help="messages per batch")
     ap.add_argument("--envelope", type=int, default=0, help="events per message (0: one)")
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--default-gc", action="store_true", help="Python's collector thresholds")
     args = ap.parse_args()
     announce(NO_BROKER)
     with valkey_only() as st:
         settings = Settings(redis_url=st.redis_url)
         msgs = messages(settings, Pool.simulate(args.customers), args.envelope)
         valkey = st.process("valkey").proc.pid  # type: ignore[union-attr]
+        gc.collect()
+        gc.freeze()  # as the worker does once it runs
+        if not args.default_gc:
+            tune_gc()
         valkey_cpu = cpu_seconds(valkey)
         prof = cProfile.Profile(time.process_time) if args.profile else None
         if prof:
@@ -85,9 +109,12 @@ def main() -> None:
             prof.disable()
             pstats.Stats(prof).sort_stats("tottime").print_stats(30)
         valkey_cpu = cpu_seconds(valkey) - valkey_cpu
+        commands = commandstats(settings.redis_url, events)
     result = stamped({"events": events, "batch_messages": args.batch, "envelope": args.envelope,
               "events_per_s": round(events / wall), "engine_cpu_us_per_event": round(cpu / events * 1e6, 1),
-              "valkey_cpu_us_per_event": round(valkey_cpu / events * 1e6, 1), "profiled": args.profile},
+              "valkey_cpu_us_per_event": round(valkey_cpu / events * 1e6, 1), "profiled": args.profile,
+              "gc": "default" if args.default_gc else "worker",
+              "valkey_commands_per_event": commands},
                      NO_BROKER)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "engine_profile.json").write_text(json.dumps(result, indent=2) + "\n")

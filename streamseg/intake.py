@@ -122,30 +122,31 @@ class Intake:
         """What the store did with each event: count outcomes (metrics and ``report``),
         dead-letter late events. Returns the newest applied event time per customer, and
         per (topic, partition) for the clock."""
-        cursor = dict.fromkeys(updates, 0)
+        statuses = {cid: iter(upd.statuses) for cid, upd in updates.items()}
         applied_ts: dict[str, int] = {}
-        outcomes: Counter[tuple[str, str]] = Counter()  # one metric update per label set
+        processed: Counter[str] = Counter()  # per topic: one metric update per label set
+        duplicates: Counter[str] = Counter()
         digests: dict[int, str] = {}
         newest: dict[tuple[str, int], int] = {}
-        for ev, (msg, index) in zip(events, origin, strict=True):
-            upd = updates[ev.customer_id]
-            status = upd.statuses[cursor[ev.customer_id]]
-            cursor[ev.customer_id] += 1
+        for ev, (msg, index) in zip(events, origin, strict=True):  # per event: keep it lean
+            status = next(statuses[ev.customer_id])
             if status == "applied":
-                report.processed += 1
-                applied_ts[ev.customer_id] = max(applied_ts.get(ev.customer_id, 0), ev.ts_ms)
-                part = (msg.topic, msg.partition)
-                newest[part] = max(newest.get(part, 0), ev.ts_ms)
-                outcomes[msg.topic, "processed"] += 1
+                cid, ts, part = ev.customer_id, ev.ts_ms, (msg.topic, msg.partition)
+                applied_ts[cid] = max(applied_ts.get(cid, 0), ts)
+                newest[part] = max(newest.get(part, 0), ts)
+                processed[msg.topic] += 1
             elif status == "duplicate":
-                report.duplicates += 1
-                outcomes[msg.topic, "duplicate"] += 1
+                duplicates[msg.topic] += 1
             else:
                 report.late += 1
                 dead.append(self.dead(msg, Rejection(
                     "late_event", "event is older than the customer's newest event by more than "
                     f"the dedup horizon ({self.settings.dedup_horizon_days:g} days)",
                     index, ev.customer_id), digests))
+        report.processed += processed.total()
+        report.duplicates += duplicates.total()
+        outcomes = {**{(t, "processed"): n for t, n in processed.items()},
+                    **{(t, "duplicate"): n for t, n in duplicates.items()}}
         for (topic, outcome), n in outcomes.items():
             self.metrics.events.labels(topic, outcome).inc(n)
         return applied_ts, newest

@@ -120,11 +120,12 @@ def _json_rejection(raw: bytes, exc: orjson.JSONDecodeError) -> Rejection:
 def _validate_one(
     doc: dict[str, object], kind: str, index: int | None, latest_ok_ms: int, out: DecodeOutcome
 ) -> None:
-    cid = doc.get("customer_id")
-    cid_text = str(cid)[:128] if isinstance(cid, str | int) and not isinstance(cid, bool) else None
     try:
-        event = _MODELS[kind].model_validate(doc)
+        # the model's own validator: model_validate's wrapper costs half a microsecond per event
+        event = _MODELS[kind].__pydantic_validator__.validate_python(doc)
     except ValidationError as exc:
+        cid = doc.get("customer_id")
+        cid_text = str(cid)[:128] if isinstance(cid, str | int) and not isinstance(cid, bool) else None
         out.rejects.append(_validation_rejection(exc, index, cid_text))
         return
     if event.ts_ms > latest_ok_ms:

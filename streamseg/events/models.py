@@ -76,6 +76,8 @@ def parse_ts(value: object) -> int:
     >>> parse_ts("19970101"), parse_ts("19970101000000"), parse_ts("1997-01-01")
     (852076800000, 852076800000, 852076800000)
     """
+    if type(value) is int and _SECONDS_BELOW <= value < MAX_TS_MS:  # the common case: epoch ms
+        return value
     if isinstance(value, bool):
         raise ValueError("ts must be ISO-8601 text or epoch seconds/milliseconds, not a boolean")
     if isinstance(value, int | float):
@@ -123,8 +125,10 @@ def _customer_id(value: object) -> object:
 
 
 Ts = Annotated[int, BeforeValidator(parse_ts)]
+# The constraints come before the BeforeValidator so pydantic-core checks them in
+# its own str schema; after it, they run as Python validators, one per event.
 CustomerId = Annotated[
-    str, BeforeValidator(_customer_id), Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f]+$")
+    str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f]+$"), BeforeValidator(_customer_id)
 ]
 EventId = Annotated[str, Field(min_length=1, max_length=200)]
 Label = Annotated[str, Field(max_length=200)]

@@ -51,6 +51,20 @@ for i = 1, #raw, 2 do
   text[k] = v
 end
 
+-- scores of the session and purchase-day members this call read or wrote: a
+-- batch's events mostly share them, so each is read from the zset once
+local scores = {}
+local function score(member)
+  local s = scores[member]
+  if s == nil then
+    s = redis.call("ZSCORE", ekey, member)
+    s = s and tonumber(s) or false
+    scores[member] = s
+  end
+  return s
+end
+local function put(member, s) redis.call("ZADD", ekey, s, member); scores[member] = s end
+
 local function get(k) return st[k] or 0 end
 local function set(k, v) st[k] = v; dirty[k] = true end
 local function add(k, v) set(k, get(k) + v) end
@@ -87,13 +101,13 @@ local function apply_click(ev, ts, w)
   if typ == "product_view" or typ == "add_to_cart" then add_category(ev[6]) end
   -- a session counts once, weighted by its earliest event time
   local smember = "s:" .. sid
-  local seen = redis.call("ZSCORE", ekey, smember)
+  local seen = score(smember)
   if not seen then
     add("n_sessions", 1); add("d_sessions", w)
-    redis.call("ZADD", ekey, ts, smember)
-  elseif ts < tonumber(seen) then
-    add("d_sessions", w - weight(tonumber(seen), st.last_ts))
-    redis.call("ZADD", ekey, ts, smember)
+    put(smember, ts)
+  elseif ts < seen then
+    add("d_sessions", w - weight(seen, st.last_ts))
+    put(smember, ts)
   end
 end
 
@@ -103,9 +117,9 @@ end
 local function count_purchase_day(ts, amount)
   local day = math.floor(ts / DAY)
   local dmember = "p:" .. string.format("%d", day)
-  if not redis.call("ZSCORE", ekey, dmember) then
+  if not score(dmember) then
     add("n_purchase_days", 1)
-    redis.call("ZADD", ekey, (day + 1) * DAY - 1, dmember)
+    put(dmember, (day + 1) * DAY - 1)
   end
   local first = st.first_purchase_ts
   local first_day = first and math.floor(first / DAY)
@@ -133,10 +147,9 @@ for i, ev in ipairs(events) do
   local member = "e:" .. ev[2]
   if st.last_ts ~= nil and ts < st.last_ts - horizon then
     out[i] = "L"
-  elseif redis.call("ZSCORE", ekey, member) then
+  elseif redis.call("ZADD", ekey, "NX", ts, member) == 0 then  -- seen: a duplicate
     out[i] = "0"
   else
-    redis.call("ZADD", ekey, ts, member)
     advance_clock(ts)
     local w = weight(ts, st.last_ts)
     add("n_events", 1); add("d_events", w)

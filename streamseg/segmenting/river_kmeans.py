@@ -16,6 +16,7 @@ merged. Assignment is a vectorised nearest-centre search.
 from __future__ import annotations
 
 import collections
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -121,7 +122,7 @@ class RiverKMeansSegmenter:
             if len(self._buffer) >= self.warmup:
                 self._seed_centers()
             return
-        self.kmeans.learn_one(scaled_one(self.scaler, x))
+        learn_kmeans(self.kmeans, scaled_one(self.scaler, x))
         self._centers = None
         if self._learned % self.version_every == 0:
             self._version += 1
@@ -208,3 +209,29 @@ class RiverKMeansSegmenter:
         self._centers = None
         self._version = 1
 
+
+def learn_kmeans(kmeans: cluster.KMeans, z: dict[str, float]) -> None:
+    """``kmeans.learn_one(z)``: the nearest centre moves towards ``z``, found without River's
+    per-centre set of keys and ``abs() ** p`` per feature (a third of a batch's learning).
+
+    For p=2 and centres over ``z``'s features (always, past the warm-up) the nearest is
+    River's up to rounding (``math.dist`` rounds once; River sums squares in a set's
+    order, which varies with the hash seed); else River's own.
+    """
+    centers = kmeans.centers
+    keys, values = list(z), list(z.values())
+    best: int | None = None
+    best_d = math.inf
+    for c, center in centers.items() if kmeans.p == 2 else ():
+        if center.keys() != z.keys():
+            break
+        d = math.dist(list(map(center.__getitem__, keys)), values)
+        if best is None or d < best_d:  # min()'s rule: the first of equals
+            best, best_d = c, d
+    else:
+        if best is not None:
+            center = centers[best]
+            for k, v in z.items():
+                center[k] += kmeans.halflife * (v - center[k])
+            return
+    kmeans.learn_one(z)  # p != 2, no centres, or a centre over other features: River's own

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
 from typing import Any
@@ -14,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter
 from streamseg.app import create_app
 from streamseg.settings import Settings
 from streamseg.ticks import Ticks
-from streamseg.tuning import GIL_SWITCH_INTERVAL_S, tune_process
+from streamseg.tuning import GC_YOUNG_THRESHOLD, GIL_SWITCH_INTERVAL_S, tune_process
 
 
 def failing(exc: BaseException) -> Ticks:
@@ -75,11 +76,14 @@ def test_worker_app__registers_every_timer_with_its_settings_period(
 
 
 def test_create_app__leaves_the_process_alone_and_tune_process_tunes_it() -> None:
-    before = sys.getswitchinterval()
+    before, gc_before = sys.getswitchinterval(), gc.get_threshold()
     try:
         worker = create_app(Settings(web_port=6999, sample_process=False, web_in_thread=True))
         assert sys.getswitchinterval() == before
+        assert gc.get_threshold() == gc_before
         tune_process(worker.app, worker.engine.settings)
         assert sys.getswitchinterval() == pytest.approx(GIL_SWITCH_INTERVAL_S)
+        assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, *gc_before[1:])
     finally:
         sys.setswitchinterval(before)
+        gc.set_threshold(*gc_before)

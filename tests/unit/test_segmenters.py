@@ -16,6 +16,8 @@ protocol says centres are z-scores of the population, i.e. of every vector learn
 
 from __future__ import annotations
 
+import collections
+import copy
 import functools
 from collections.abc import Callable
 from typing import Any
@@ -23,11 +25,12 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
+from river import cluster
 
 from streamseg.quality import adjusted_rand_index
 from streamseg.segmenting import factory
 from streamseg.segmenting.base import Assignment, Segmenter
-from streamseg.segmenting.river_kmeans import RiverKMeansSegmenter
+from streamseg.segmenting.river_kmeans import RiverKMeansSegmenter, learn_kmeans
 from streamseg.segmenting.river_stream import CluStreamSegmenter, DBSTREAMSegmenter, StreamSegmenter
 
 FEATURES = ["recency", "frequency", "spend"]
@@ -452,3 +455,22 @@ def test_set_centers__continues_learning_from_the_global_centres(cls: type[Strea
     for i in range(3):  # learning went on from the given centres: each stays near its blob
         start = np.array([given[i][f] for f in FEATURES])
         assert np.linalg.norm(np.array([moved[i][f] for f in FEATURES]) - start) < 0.5
+
+
+@pytest.mark.parametrize("p", [2, 1])
+def test_learn_kmeans__moves_the_centres_rivers_learn_one_moves(p: int) -> None:
+    """The lean nearest-centre search (p=2) and River's own (any other p) learn alike."""
+    rng = np.random.default_rng(3)
+    feats = [f"f{i}" for i in range(11)]
+    river = cluster.KMeans(n_clusters=6, halflife=0.1, p=p, seed=1)
+    for c in range(6):
+        river.centers[c] = collections.defaultdict(float, zip(feats, map(float, rng.normal(size=11)),
+                                                              strict=True))
+    lean = copy.deepcopy(river)
+    for row in rng.normal(size=(3000, 11)):
+        x = dict(zip(feats, map(float, row), strict=True))
+        river.learn_one(x)
+        learn_kmeans(lean, x)
+    for c in range(6):
+        assert [lean.centers[c][f] for f in feats] == pytest.approx(
+            [river.centers[c][f] for f in feats], rel=1e-12, abs=1e-12)
