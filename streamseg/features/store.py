@@ -304,7 +304,83 @@ def parse_state(flat: Sequence[bytes]) -> dict[str, float | str]:
     return state
 
 
-class RedisFeatureStore:
+class SharedDocuments:
+    """The documents workers share through Redis beside the customers: the catalog, the value
+    parameters, the kept drift reports and the worker statuses (single keys, low write rate;
+    :class:`RedisFeatureStore` has these methods)."""
+
+    client: Any
+    keys: Keys
+
+    async def write_catalog(self, entries: Mapping[int, bytes]) -> None:
+        """Replace catalog entries (segment id -> CatalogEntry JSON)."""
+        if not entries:
+            return
+        with unavailable_on_outage("writing the catalog"):
+            await self.client.hset(self.keys.catalog(), mapping={str(k): v for k, v in entries.items()})
+
+    async def catalog(self) -> dict[int, bytes]:
+        with unavailable_on_outage("reading the catalog"):
+            raw = await self.client.hgetall(self.keys.catalog())
+        return {int(k): v if isinstance(v, bytes) else v.encode() for k, v in raw.items()}
+
+    async def write_value_params(self, raw: bytes) -> None:
+        """Keep the customer-value parameters (JSON) for readers outside the workers."""
+        with unavailable_on_outage("writing the value parameters"):
+            await self.client.set(self.keys.value_params(), raw)
+
+    async def value_params(self) -> bytes | None:
+        """The customer-value parameters the leader last wrote (None: none fitted yet)."""
+        with unavailable_on_outage("reading the value parameters"):
+            raw = await self.client.get(self.keys.value_params())
+        return raw if raw is None or isinstance(raw, bytes) else str(raw).encode()
+
+    async def keep_drift_reports(self, reports: Sequence[tuple[str, bytes]], keep: int) -> None:
+        """Push (window, report JSON) onto each window's list, keeping its newest ``keep``."""
+        if not reports:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for window in dict.fromkeys(w for w, _ in reports):
+            key = self.keys.drift(window)
+            pipe.lpush(key, *[raw for w, raw in reports if w == window])
+            pipe.ltrim(key, 0, keep - 1)
+        with unavailable_on_outage("keeping drift reports"):
+            await pipe.execute()
+
+    async def drift_reports(self, windows: Sequence[str]) -> dict[str, list[bytes]]:
+        """Each window's kept drift reports (JSON), newest first (see :meth:`keep_drift_reports`)."""
+        pipe = self.client.pipeline(transaction=False)
+        for window in windows:
+            pipe.lrange(self.keys.drift(window), 0, -1)
+        with unavailable_on_outage("reading drift reports"):
+            replies = await pipe.execute()
+        return {w: [r if isinstance(r, bytes) else str(r).encode() for r in reply]
+                for w, reply in zip(windows, replies, strict=True)}
+
+    async def write_worker_status(self, worker: str, status: Mapping[str, float]) -> None:
+        """This worker's clock and model version, for readers outside the workers."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hset(self.keys.workers(), worker, orjson.dumps(status))
+        pipe.expire(self.keys.workers(), WORKER_STATUS_TTL_S)
+        with unavailable_on_outage("writing the worker status"):
+            await pipe.execute()
+
+    async def worker_statuses(self) -> dict[str, dict[str, float]]:
+        """Every worker's last status (see :meth:`write_worker_status`); unreadable ones left out."""
+        out = {}
+        with unavailable_on_outage("reading worker statuses"):
+            statuses = await self.client.hgetall(self.keys.workers())
+        for worker, raw in statuses.items():
+            try:
+                status = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(status, dict):
+                out[worker.decode() if isinstance(worker, bytes) else worker] = status
+        return out
+
+
+class RedisFeatureStore(SharedDocuments):
     """Async Redis/Valkey implementation of :class:`FeatureStore`."""
 
     def __init__(
@@ -445,51 +521,6 @@ class RedisFeatureStore:
             raw_catalog, raw_sizes = await pipe.execute()
         return _catalog(raw_catalog), {int(k): int(v) for k, v in raw_sizes.items()}
 
-    async def write_catalog(self, entries: Mapping[int, bytes]) -> None:
-        """Replace catalog entries (segment id -> CatalogEntry JSON)."""
-        if not entries:
-            return
-        with unavailable_on_outage("writing the catalog"):
-            await self.client.hset(self.keys.catalog(), mapping={str(k): v for k, v in entries.items()})
-
-    async def catalog(self) -> dict[int, bytes]:
-        with unavailable_on_outage("reading the catalog"):
-            raw = await self.client.hgetall(self.keys.catalog())
-        return {int(k): v if isinstance(v, bytes) else v.encode() for k, v in raw.items()}
-
-    async def write_value_params(self, raw: bytes) -> None:
-        """Keep the customer-value parameters (JSON) for readers outside the workers."""
-        with unavailable_on_outage("writing the value parameters"):
-            await self.client.set(self.keys.value_params(), raw)
-
-    async def value_params(self) -> bytes | None:
-        """The customer-value parameters the leader last wrote (None: none fitted yet)."""
-        with unavailable_on_outage("reading the value parameters"):
-            raw = await self.client.get(self.keys.value_params())
-        return raw if raw is None or isinstance(raw, bytes) else str(raw).encode()
-
-    async def keep_drift_reports(self, reports: Sequence[tuple[str, bytes]], keep: int) -> None:
-        """Push (window, report JSON) onto each window's list, keeping its newest ``keep``."""
-        if not reports:
-            return
-        pipe = self.client.pipeline(transaction=False)
-        for window in dict.fromkeys(w for w, _ in reports):
-            key = self.keys.drift(window)
-            pipe.lpush(key, *[raw for w, raw in reports if w == window])
-            pipe.ltrim(key, 0, keep - 1)
-        with unavailable_on_outage("keeping drift reports"):
-            await pipe.execute()
-
-    async def drift_reports(self, windows: Sequence[str]) -> dict[str, list[bytes]]:
-        """Each window's kept drift reports (JSON), newest first (see :meth:`keep_drift_reports`)."""
-        pipe = self.client.pipeline(transaction=False)
-        for window in windows:
-            pipe.lrange(self.keys.drift(window), 0, -1)
-        with unavailable_on_outage("reading drift reports"):
-            replies = await pipe.execute()
-        return {w: [r if isinstance(r, bytes) else str(r).encode() for r in reply]
-                for w, reply in zip(windows, replies, strict=True)}
-
     async def sample_states(self, limit: int) -> list[dict[str, float | str]]:
         """Up to ``limit`` customers' states, in SCAN order (a sample when there are more)."""
         out: list[dict[str, float | str]] = []
@@ -546,28 +577,6 @@ class RedisFeatureStore:
                 return await cluster_sizes(self.client, self.keys)
             raw = await self.client.hgetall(self.keys.segment_sizes())
         return {int(k): int(v) for k, v in raw.items()}
-
-    async def write_worker_status(self, worker: str, status: Mapping[str, float]) -> None:
-        """This worker's clock and model version, for readers outside the workers."""
-        pipe = self.client.pipeline(transaction=False)
-        pipe.hset(self.keys.workers(), worker, orjson.dumps(status))
-        pipe.expire(self.keys.workers(), WORKER_STATUS_TTL_S)
-        with unavailable_on_outage("writing the worker status"):
-            await pipe.execute()
-
-    async def worker_statuses(self) -> dict[str, dict[str, float]]:
-        """Every worker's last status (see :meth:`write_worker_status`); unreadable ones left out."""
-        out = {}
-        with unavailable_on_outage("reading worker statuses"):
-            statuses = await self.client.hgetall(self.keys.workers())
-        for worker, raw in statuses.items():
-            try:
-                status = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                continue
-            if isinstance(status, dict):
-                out[worker.decode() if isinstance(worker, bytes) else worker] = status
-        return out
 
     async def state(self, customer_id: str) -> dict[str, float | str]:
         if self.hashes is not None:
