@@ -59,10 +59,14 @@ def overview() -> list[dict[str, Any]]:
         panel("Event-loop lag and GC pauses (p99)",
               [(f"histogram_quantile(0.99, sum by (le) (rate(streamseg_event_loop_lag_seconds_bucket"
                 f"{{{INST}}}{RATE})))", "loop lag"),
+               # a generation with no pause in the interval shows 0, not a gap (quantile of nothing
+               # is NaN): with the young threshold at 10,000 a worker may go minutes without one
                (f"histogram_quantile(0.99, sum by (le, generation) (rate(streamseg_gc_pause_seconds_bucket"
-                f"{{{INST}}}{RATE})))", "GC gen {{generation}}")], unit="s", w=8,
+                f"{{{INST}}}{RATE}))) >= 0 or sum by (generation) (rate(streamseg_gc_pause_seconds_count"
+                f"{{{INST}}}{RATE})) * 0", "GC gen {{generation}}")], unit="s", w=8,
               description="Time the worker's event loop was blocked (a 100 ms probe firing late), "
-                          "and Python's collection pauses: what holds up batches and lookups"),
+                          "and Python's collection pauses (0: none in the interval): what holds up "
+                          "batches and lookups"),
         panel("Workers up", [('up{job="streamseg", ' + INST + "}", "{{instance}}")], kind="stat", w=4),
         panel("Retries/s (Redis, Kafka)",
               [(f"sum(rate(streamseg_store_retries_total{{{INST}}}{RATE}))", "Redis"),

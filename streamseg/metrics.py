@@ -89,6 +89,8 @@ class Metrics:
             "streamseg_gc_pause_seconds", "Python garbage-collection pauses by generation",
             ["generation"], buckets=GC_BUCKETS, registry=registry,
         )
+        for generation in ("0", "1", "2"):  # present from the start: "no pause yet" reads as 0
+            self.gc_pause.labels(generation)
         self.publish_retries = Counter(
             "streamseg_publish_retries_total", "Kafka sends retried after a broker error or outage",
             registry=registry,
