@@ -3,9 +3,10 @@
 -- batch pipelined in one round trip).
 --
 -- KEYS[1]  hash  <prefix>:{<customer>}:f   feature accumulators (+ membership fields)
--- KEYS[2]  zset  <prefix>:{<customer>}:e   seen event ids ("e:<id>") and sessions
---                                          ("s:<id>"), scored by event time (ms), and
---                                          purchase days ("p:<day>"), by the day's end
+-- KEYS[2]  zset  <prefix>:{<customer>}:e   seen event ids ("e:<id>"), scored by event
+--                                          time (ms), sessions ("s:<id>"), by their
+--                                          earliest event time + 1 day, and purchase
+--                                          days ("p:<day>"), by the day's end
 -- ARGV[1]  JSON array of compact events:
 --            ["c", event_id, ts_ms, type, session_id, category|null]
 --            ["t", event_id, ts_ms, amount, discount, items, refund(0|1), [categories]]
@@ -99,15 +100,18 @@ local function apply_click(ev, ts, w)
   local d = CLICK_DECAYED[typ]
   if d then add(d, w) end
   if typ == "product_view" or typ == "add_to_cart" then add_category(ev[6]) end
-  -- a session counts once, weighted by its earliest event time
+  -- a session counts once, weighted by its earliest event time; it is scored a day
+  -- after that time, so it is forgotten only a day after its start fell behind the
+  -- horizon: a session's later events can still be on time when its first is not,
+  -- and must not count it a second time (sessions last less than a day)
   local smember = "s:" .. sid
   local seen = score(smember)
   if not seen then
     add("n_sessions", 1); add("d_sessions", w)
-    put(smember, ts)
-  elseif ts < seen then
-    add("d_sessions", w - weight(seen, st.last_ts))
-    put(smember, ts)
+    put(smember, ts + DAY)
+  elseif ts < seen - DAY then
+    add("d_sessions", w - weight(seen - DAY, st.last_ts))
+    put(smember, ts + DAY)
   end
 end
 

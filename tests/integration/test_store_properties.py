@@ -224,6 +224,24 @@ def test_late_events_in_any_arrival_order__are_refused_exactly_as_the_reference_
     assert_same_state(got, want)
 
 
+def test_a_session_whose_start_fell_behind_the_horizon__is_not_counted_again_by_its_later_events(
+    stack,
+) -> None:
+    # hypothesis found it in CI: the session's first event at T0, a week and 1 ms later another
+    # session, then (next batch) the first session's events 410 ms after its start, on time
+    def click(i: int, ts: int, session: str) -> Event:
+        return ClickEvent.model_validate({"event_id": f"c-{i}", "customer_id": "c", "ts": ts,
+                                          "type": "page_view", "session_id": session})
+
+    horizon = int(HORIZON_DAYS * DAY_MS)
+    order = [click(0, T0, "s0"), click(1, T0 + horizon + 1, "s7"), click(2, T0 + 410, "s0"),
+             click(3, T0 + 9_708, "s0")]
+    got = asyncio.run(states_after(stack.redis_url, [order[:2], order[2:]], ["c"]))["c"]
+    want = accumulate(order, horizon_ms=HORIZON_DAYS * DAY_MS, halflife_ms=HALFLIFE_DAYS * DAY_MS)
+    assert want["n_sessions"] == 2.0
+    assert_same_state(got, want)
+
+
 @HSET
 @given(a=long_span_events("a"), b=long_span_events("b"), c=long_span_events("c"), data=st.data())
 def test_customers_sharing_batches__each_match_their_own_reference(stack, a, b, c, data) -> None:
