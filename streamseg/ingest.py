@@ -41,7 +41,7 @@ from time import monotonic
 from typing import Any, Protocol
 
 import faust
-from aiokafka.errors import RecordTooLargeError, TopicAuthorizationFailedError
+from aiokafka.errors import IllegalStateError, RecordTooLargeError, TopicAuthorizationFailedError
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from faust.types.tuples import ack_lock
@@ -145,7 +145,7 @@ class BatchConsumer(ShortFetchConsumer):
                     if not records or self.should_stop:
                         continue
                     if not self.flow_active:  # a rebalance began while we fetched
-                        await self.perform_seek()
+                        await self._seek_committed()
                         continue
                     # across topics and partitions in record-time order: a batch mixes clicks
                     # and orders instead of draining one partition first, and on a replay
@@ -155,7 +155,7 @@ class BatchConsumer(ShortFetchConsumer):
                     generation = self.app.consumer_generation_id
                 elif not self.flow_active or self.app.consumer_generation_id != generation:
                     fetched = None  # a rebalance began: the rest of that fetch is not ours to take
-                    await self.perform_seek()
+                    await self._seek_committed()
                     continue
                 head = list(islice(fetched, most))
                 if len(head) < most:
@@ -169,7 +169,7 @@ class BatchConsumer(ShortFetchConsumer):
                     inflight = None
                 if not self.flow_active or self.app.consumer_generation_id != generation:
                     fetched = None  # partitions moved: fetch again from the commits
-                    await self.perform_seek()
+                    await self._seek_committed()
                     continue
                 inflight = self._start(handler, prepared, offsets)
         except self.consumer_stopped_errors:
@@ -184,6 +184,16 @@ class BatchConsumer(ShortFetchConsumer):
             if inflight is not None and not inflight.done():
                 inflight.cancel()  # stopping: the batch stays unacknowledged and comes again
                 await asyncio.gather(inflight, return_exceptions=True)
+
+    async def _seek_committed(self) -> None:
+        """Seek the partitions held to their commits after a rebalance began. A partition the
+        next rebalance took away meanwhile makes aiokafka raise IllegalStateError (faust-streaming
+        issue 94's race; seen crashing a worker as a second one joined): nothing is ours to seek
+        then, and the assignment that follows seeks again."""
+        try:
+            await self.perform_seek()
+        except IllegalStateError as exc:
+            log.info("partitions moved again while seeking to the commits: %s", exc)
 
     @Service.task
     async def _watch_group_errors(self) -> None:
