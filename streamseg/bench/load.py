@@ -147,25 +147,36 @@ async def preload(settings: Settings, records: Iterator[Record], n_events: int) 
     return Sent(events, messages)
 
 
-#: Paced sends go out in ticks of this many seconds, as a collector flushes its buffer.
-#: Tansu's in-memory storage slows with the number of record batches in a partition
-#: (measured: 100k messages in batches of 5 fetch at 0.9-6k msgs/s, 400k messages in
-#: large batches at 360-400k msgs/s), and ticks of 5 ms made a batch of ~4 messages per
-#: partition: the soak's fetches slowed until the worker starved. 50 ms ticks make
-#: batches ten times larger (100 ms: bursts of that size raised the median latency
-#: threefold). Apache Kafka does not need this.
-TICK_S = 0.05
+#: Paced sends go out in ticks, as a collector flushes its buffer, of a length that
+#: depends on the broker. Tansu's in-memory storage slows with the number of record
+#: batches in a partition (measured: 100k messages in batches of 5 fetch at 0.9-6k msgs/s,
+#: 400k messages in large batches at 360-400k msgs/s), and ticks of 5 ms made a batch of
+#: ~4 messages per partition: the soak's fetches slowed until the worker starved. 50 ms
+#: ticks make batches ten times larger (100 ms: bursts of that size raised the median
+#: latency threefold). Apache Kafka has no such cost, and a 50 ms burst at 50% of the
+#: maximum queues ~25 ms of work behind its first event: the rig, not the engine, would
+#: be measured. There the tick is the smallest the producer sustains at 75% of the
+#: engine's maximum with a margin (measured: 1, 2, 5 and 50 ms all kept up at 9,500 and
+#: 20,000 events/s; 1 ms is the producer's linger and the loop's timer resolution);
+#: docs/performance.md, "Running the benchmarks".
+TICK_S = {"tansu": 0.05, "kafka": 0.002}
+
+
+def tick_for(broker: str) -> float:
+    """The paced producer's tick (seconds) on ``broker``: "kafka" or "tansu"."""
+    return TICK_S[broker]
 
 
 async def paced(settings: Settings, records: Iterator[Record], rate: float, seconds: float, *,
-                every: float | None = None, on_tick: Callable[[], None] | None = None) -> Sent:
-    """Send ``rate`` events/s, evenly, for ``seconds``.
+                tick: float, every: float | None = None,
+                on_tick: Callable[[], None] | None = None) -> Sent:
+    """Send ``rate`` events/s, evenly (a ``tick``'s worth at a time), for ``seconds``.
 
     The send time is the Kafka record timestamp, so the worker's latency
     histogram measures produced -> processed. ``on_tick`` is called every
     ``every`` seconds (and at the end).
     """
-    step = max(1.0, rate * TICK_S)  # a tick's worth of events, sent together
+    step = max(1.0, rate * tick)  # a tick's worth of events, sent together
     sent = messages = 0
     async with Sender(settings, linger_ms=1) as out:
         t0 = time.monotonic()

@@ -60,6 +60,15 @@ def targets(figures: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def pacing_line(w: dict[str, Any]) -> list[str]:
+    """How the fixed rates were sent and fetched: the producer's tick, the worker's fetch settings."""
+    if "paced_tick_ms" not in w:
+        return []
+    return [f"Fixed rates are sent in ticks of {w['paced_tick_ms']:g} ms (producer linger 1 ms); "
+            f"workers fetch with STREAMSEG_FETCH_MAX_WAIT_MS={w['fetch_max_wait_ms']} and "
+            f"STREAMSEG_BATCH_MAX={w['batch_max_messages']} (the defaults)."]
+
+
 def finish(figures: dict[str, Any], command: str) -> dict[str, Any]:
     figures = {**figures, "command": command}
     figures["ratios"] = ratios(figures["subjects"])
@@ -73,6 +82,7 @@ def markdown(f: dict[str, Any]) -> str:
         f"Measured {f['started_at']} with `{f['command']}` ({f['mode']} mode, {f['seconds']:.0f} s) "
         f"on {f.get('broker', 'an unnamed broker')}, {m['cpus']} CPUs, load average {m['load_avg_before'][0]} before and "
         f"{m['load_avg_after'][0]} after (the machine is shared: ratios are the figures to trust).",
+        *pacing_line(f.get("workload", {})),
         "",
         "| subject | max events/s | worker CPU us/event | machine CPU us/event | CPU ceiling events/s "
         "| p50 / p95 / p99 ms at 25% | at 50% | at 75% | peak RSS MiB |",

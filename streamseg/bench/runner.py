@@ -33,7 +33,7 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from streamseg.bench.load import Pool, Record, Sent, envelopes, paced, preload, singles
+from streamseg.bench.load import Pool, Record, Sent, envelopes, paced, preload, singles, tick_for
 from streamseg.bench.probe import CpuMeter, Histogram, Scrape, cpu_seconds, rss_mb, scrape
 from streamseg.devstack import DevStack, ManagedProcess, free_port
 from streamseg.devstack.processes import describe_broker, wait_for_port
@@ -115,6 +115,7 @@ class Running:
     settings: Settings
     proc: ManagedProcess
     records: Iterator[Record]
+    tick: float  # the paced producer's tick on this broker (seconds)
     memory: list[tuple[float, float]] = field(default_factory=list)  # (monotonic s, MiB)
 
     @property
@@ -156,7 +157,7 @@ def launch(stack: DevStack, base: Settings, pool: Pool, subject: Subject, plan: 
     stack.processes.append(proc)
     records = (envelopes(settings, pool, subject.envelope) if subject.envelope
                else singles(settings, pool))
-    return Running(subject, settings, proc, records)
+    return Running(subject, settings, proc, records, tick_for(stack.broker))
 
 
 def joined(runs: list[Running]) -> None:
@@ -241,7 +242,7 @@ def fixed_rate(run: Running, rate: float, seconds: float) -> dict[str, Any]:
     """Send ``rate`` events/s evenly for ``seconds``; latency of every event of the phase."""
     before = run.scrape()
     t0 = time.monotonic()
-    sent = asyncio.run(paced(run.settings, run.records, rate, seconds))
+    sent = asyncio.run(paced(run.settings, run.records, rate, seconds, tick=run.tick))
     offered = sent.events / (time.monotonic() - t0)
     after, behind = finish_phase(run, before.done + sent.messages, max(60.0, seconds * 5))
     return {"rate": round(rate), "offered_events_per_s": round(offered), "events": sent.events,
@@ -271,7 +272,7 @@ def soak(run: Running, rate: float, plan: Plan) -> dict[str, Any]:
                         **percentiles(now.minus(last[0])), "rss_mb": round(run.memory[-1][1], 1)})
         last[0] = now
 
-    sent = asyncio.run(paced(run.settings, run.records, rate, plan.soak_seconds,
+    sent = asyncio.run(paced(run.settings, run.records, rate, plan.soak_seconds, tick=run.tick,
                              every=plan.soak_window, on_tick=tick))
     _, behind = finish_phase(run, first.done + sent.messages, 60)
     return {**summarize_soak(windows, rate, sent.events, plan.soak_seconds),
@@ -376,7 +377,9 @@ def run_bench(plan: Plan, say: Callable[[str], None] = print,
                     "python": sys.version.split()[0]},
         "workload": {"customers_per_pass": plan.customers, "events_per_pass": len(pool),
                      "event_time": "send time (live traffic)", "partitions": base.topic_partitions,
-                     "envelope_events": plan.envelope, "batch_max_messages": base.batch_max},
+                     "envelope_events": plan.envelope, "batch_max_messages": base.batch_max,
+                     "fetch_max_wait_ms": base.fetch_max_wait_ms,
+                     "paced_tick_ms": round(tick_for(stack.broker) * 1000, 3)},
         "subjects": results,
         "soak": soak_result,
     }
