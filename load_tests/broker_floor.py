@@ -1,6 +1,6 @@
 """End-to-end latency of the broker alone: the bench's paced producer -> a bare aiokafka
 consumer, no streamseg code in between. The floor under every subject of ``streamseg
-bench`` (same producer, same 50 ms ticks, same topics and partitions), on the broker
+bench`` (same producer, same ticks, same topics and partitions), on the broker
 chosen with ``--broker`` (Apache Kafka by default, as the bench; Tansu when asked for).
 
 Latency is Kafka record timestamp (set at send) -> the consumer holding the record,
@@ -59,7 +59,7 @@ asyncio.run(main(sys.argv[1], float(sys.argv[2]), sys.argv[3:]))
 def main() -> None:
     from common import add_broker_argument, announce, stamped
 
-    from streamseg.bench.load import Pool, paced, singles
+    from streamseg.bench.load import Pool, paced, singles, tick_for
     from streamseg.devstack import DevStack
     from streamseg.topics import ensure_topics
 
@@ -86,7 +86,8 @@ def main() -> None:
             assert consumer.stdout.readline().strip() == "ready"
             time.sleep(2)
             t0 = time.monotonic()
-            sent = asyncio.run(paced(s, singles(s, pool), args.rate, args.seconds))
+            sent = asyncio.run(paced(s, singles(s, pool), args.rate, args.seconds,
+                                     tick=tick_for(st.broker)))
             time.sleep(args.window + 2)
         finally:
             consumer.terminate()

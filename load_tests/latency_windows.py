@@ -74,7 +74,7 @@ def main() -> None:
             last[0] = now
             meter[0] = CpuMeter(run.pid, servers)
 
-        sent = asyncio.run(paced(run.settings, run.records, args.rate, args.seconds,
+        sent = asyncio.run(paced(run.settings, run.records, args.rate, args.seconds, tick=run.tick,
                                  every=args.window, on_tick=tick))
         time.sleep(args.window)
         tick()  # what was still in flight when the producer stopped
