@@ -40,10 +40,13 @@ class PoolEvent:
 
 @dataclass(frozen=True)
 class Pool:
-    """One serialized pass of the simulator."""
+    """One serialized pass of the simulator, and the persona it planted in each customer."""
 
     events: list[PoolEvent]
     customers: int
+    truth: dict[str, str]  # customer id (first pass) -> planted persona
+    days: float = 28.0  # simulated days and seed of the pass
+    seed: int = 7
 
     @classmethod
     def simulate(cls, customers: int, *, days: float = 28.0, seed: int = 7) -> Pool:
@@ -51,18 +54,33 @@ class Pool:
         events = [PoolEvent(ev.topic_role == "transactions", ev.customer_id.encode(),
                             orjson.dumps(ev.payload), b'"ts":%d' % ev.payload["ts"])
                   for ev in simulate(truth, days=days, end_ms=int(time.time() * 1000), seed=seed)]
-        return cls(events, customers)
+        return cls(events, customers, truth, days, seed)
 
     def __len__(self) -> int:
         return len(self.events)
 
 
-def events(pool: Pool, first_pass: int = 0) -> Iterator[tuple[bool, bytes, bytes]]:
+@dataclass
+class Cursor:
+    """How many events a load iterator has taken from its pool (all passes together)."""
+
+    taken: int = 0
+
+
+def renamed(customer_id: str, k: int) -> str:
+    """A pool customer's id in pass ``k`` (the first pass keeps the simulator's ids)."""
+    return f"r{k}{customer_id}" if k else customer_id
+
+
+def events(pool: Pool, first_pass: int = 0,
+           cursor: Cursor | None = None) -> Iterator[tuple[bool, bytes, bytes]]:
     """(is_transaction, customer_id, value) forever: stamped when taken, renamed every pass."""
     k = first_pass
+    cursor = cursor or Cursor()
     while True:
         prefix = f"r{k}".encode() if k else b""
         for ev in pool.events:
+            cursor.taken += 1
             value = ev.value.replace(ev.ts, b'"ts":%d' % (time.time() * 1000), 1)
             if k == 0:
                 yield ev.transaction, ev.customer_id, value
@@ -76,20 +94,22 @@ def partition_of(customer_id: bytes, partitions: int) -> int:
     return zlib.crc32(customer_id) % partitions
 
 
-def singles(settings: Settings, pool: Pool, first_pass: int = 0) -> Iterator[Record]:
+def singles(settings: Settings, pool: Pool, first_pass: int = 0,
+            cursor: Cursor | None = None) -> Iterator[Record]:
     """One event per message, keyed by customer id (the README's input contract)."""
     topics = (settings.topic_clickstream, settings.topic_transactions)
     n = settings.topic_partitions
-    for is_tx, cid, value in events(pool, first_pass):
+    for is_tx, cid, value in events(pool, first_pass, cursor):
         yield topics[is_tx], partition_of(cid, n), cid, value, 1
 
 
-def envelopes(settings: Settings, pool: Pool, size: int, first_pass: int = 0) -> Iterator[Record]:
+def envelopes(settings: Settings, pool: Pool, size: int, first_pass: int = 0,
+              cursor: Cursor | None = None) -> Iterator[Record]:
     """Batched envelopes: JSON arrays of ``size`` events of one topic and partition."""
     topics = (settings.topic_clickstream, settings.topic_transactions)
     n = settings.topic_partitions
     open_: dict[tuple[bool, int], list[bytes]] = {}
-    for is_tx, cid, value in events(pool, first_pass):
+    for is_tx, cid, value in events(pool, first_pass, cursor):
         p = partition_of(cid, n)
         buf = open_.setdefault((is_tx, p), [])
         buf.append(value)

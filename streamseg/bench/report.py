@@ -50,6 +50,7 @@ def targets(figures: dict[str, Any]) -> list[dict[str, Any]]:
     if soak:
         rows.append(("soak: RSS growth after warm-up", "< 10%", soak["rss_growth"], 0.10, "max"))
         rows.append(("soak: every event processed at 50% of max", "yes", soak["kept_up"], True, "is"))
+        rows.append(("ARI fall from lowest load to the soak", "<= 0.02", ari_fall(figures), 0.02, "max"))
     out = []
     for name, goal, value, bound, kind in rows:
         if kind == "is":
@@ -60,6 +61,22 @@ def targets(figures: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _ari(phase: dict[str, Any] | None) -> float | None:
+    return ((phase or {}).get("quality") or {}).get("ari")
+
+
+def ari_fall(figures: dict[str, Any]) -> float | None:
+    """The engine's ARI at its lowest fixed rate minus its ARI over the soak (None if either is missing).
+
+    >>> ari_fall({"subjects": {"engine": {"rates": [{"quality": {"ari": 0.9}}]}},
+    ...           "soak": {"quality": {"ari": 0.85}}})
+    0.05
+    """
+    rates = figures["subjects"]["engine"]["rates"]
+    low, soaked = _ari(rates[0] if rates else None), _ari(figures.get("soak"))
+    return None if low is None or soaked is None else round(low - soaked, 4)
+
+
 def pacing_line(w: dict[str, Any]) -> list[str]:
     """How the fixed rates were sent and fetched: the producer's tick, the worker's fetch settings."""
     if "paced_tick_ms" not in w:
@@ -67,6 +84,27 @@ def pacing_line(w: dict[str, Any]) -> list[str]:
     return [f"Fixed rates are sent in ticks of {w['paced_tick_ms']:g} ms (producer linger 1 ms); "
             f"workers fetch with STREAMSEG_FETCH_MAX_WAIT_MS={w['fetch_max_wait_ms']} and "
             f"STREAMSEG_BATCH_MAX={w['batch_max_messages']} (the defaults)."]
+
+
+def quality_lines(f: dict[str, Any]) -> list[str]:
+    """The ARI table: each subject with memberships at each load, the soak, the in-process figure."""
+    rows = [(name, s["rates"]) for name, s in f["subjects"].items() if _ari(s["rates"][0]) is not None]
+    if not rows:
+        return []
+    cell = lambda p: f"{_ari(p)} ({p['quality']['assigned']:,} of {p['quality']['customers']:,})"  # noqa: E731
+    soak = f.get("soak") or {}
+    lines = ["", "Segment quality under load: adjusted Rand index of the memberships the engine published "
+             "(its Redis state) for the customers each phase sent, against the planted personas "
+             "(customers assigned of those sent in brackets).", "",
+             "| subject | ARI at 25% | at 50% | at 75% | soak |", "|---|---|---|---|---|"]
+    for name, rates in rows:
+        lines.append(f"| {name} | " + " | ".join(cell(r) for r in rates)
+                     + f" | {cell(soak) if name == 'engine' and _ari(soak) is not None else ''} |")
+    ref = f.get("quality_in_process") or {}
+    if ref.get("ari") is not None:
+        lines += ["", f"In-process quality benchmark on the same personas (`{ref['command']}`, no broker, "
+                  f"no load): online ARI {ref['ari']}, offline KMeans {ref['offline_ari']}."]
+    return lines
 
 
 def finish(figures: dict[str, Any], command: str) -> dict[str, Any]:
@@ -103,6 +141,7 @@ def markdown(f: dict[str, Any]) -> str:
         parts = s.get("machine_cpu_us_per_event")
         if parts:
             lines.append(f"- {name}: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in parts.items()))
+    lines += quality_lines(f)
     lines += ["", "| ratio | value |", "|---|---:|"]
     lines += [f"| {k.replace('_', ' ')} | {v} |" for k, v in f["ratios"].items()]
     lines += ["", "| target | goal | measured | met |", "|---|---|---:|---|"]

@@ -27,14 +27,16 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
 from typing import Any
 
-from streamseg.bench.load import Pool, Record, Sent, envelopes, paced, preload, singles, tick_for
-from streamseg.bench.probe import CpuMeter, Histogram, Scrape, cpu_seconds, rss_mb, scrape
+from streamseg.bench.load import Cursor, Pool, envelopes, paced, singles, tick_for
+from streamseg.bench.probe import CpuMeter, Histogram, Scrape, cpu_seconds
+from streamseg.bench.running import Running, Subject
+from streamseg.bench.segments import in_process_reference
 from streamseg.devstack import DevStack, ManagedProcess, free_port
 from streamseg.devstack.processes import describe_broker, wait_for_port
 from streamseg.settings import Settings
@@ -43,21 +45,13 @@ from streamseg.topics import ensure_topics
 FRACTIONS = (0.25, 0.5, 0.75)
 
 
-@dataclass(frozen=True)
-class Subject:
-    name: str
-    argv: list[str]
-    envelope: int = 0  # events per message (0: one event per message)
-    label: str = ""
-
-
 def subjects(envelope: int) -> list[Subject]:
     engine = [sys.executable, "-m", "streamseg", "worker"]
     baseline = [sys.executable, "-m", "streamseg.bench.subjects"]
     return [
-        Subject("engine", engine, label="streamseg worker, one event per message"),
+        Subject("engine", engine, label="streamseg worker, one event per message", memberships=True),
         Subject("engine_batched", engine, envelope,
-                label=f"streamseg worker, envelopes of {envelope} events"),
+                label=f"streamseg worker, envelopes of {envelope} events", memberships=True),
         Subject("bare_faust", [*baseline, "bare"],
                 label="bare Faust agent: decode + ack, one event per message"),
         Subject("naive", [*baseline, "naive"],
@@ -107,57 +101,16 @@ def subject_settings(base: Settings, name: str, plan: Plan) -> Settings:
     })
 
 
-@dataclass
-class Running:
-    """A subject's worker process and what has been sampled from it."""
-
-    subject: Subject
-    settings: Settings
-    proc: ManagedProcess
-    records: Iterator[Record]
-    tick: float  # the paced producer's tick on this broker (seconds)
-    memory: list[tuple[float, float]] = field(default_factory=list)  # (monotonic s, MiB)
-
-    @property
-    def pid(self) -> int:
-        assert self.proc.proc is not None
-        return self.proc.proc.pid
-
-    def scrape(self) -> Scrape:
-        s = scrape(self.settings.web_port)
-        self.memory.append((time.monotonic(), rss_mb(self.pid)))
-        if s is None:
-            if not self.proc.running:
-                raise RuntimeError(f"{self.subject.name} exited; see {self.proc.log_path}")
-            raise RuntimeError(f"{self.subject.name} stopped answering /metrics")
-        return s
-
-    def wait_for(self, done: float, timeout: float, every: float = 0.1) -> Scrape:
-        """Block until ``done`` messages are fully processed (not merely counted)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            s = self.scrape()
-            if s.done >= done:
-                return s
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.subject.name} finished {s.done:.0f} of {done:.0f} "
-                                   f"messages after {timeout:.0f}s; see {self.proc.log_path}")
-            time.sleep(every)
-
-    def send(self, events: int) -> Sent:
-        """Send ``events`` events as fast as possible."""
-        return asyncio.run(preload(self.settings, self.records, events))
-
-
 def launch(stack: DevStack, base: Settings, pool: Pool, subject: Subject, plan: Plan) -> Running:
     settings = subject_settings(base, subject.name, plan)
     asyncio.run(ensure_topics(settings))
     proc = ManagedProcess(subject.name, subject.argv, stack.dir / f"{subject.name}.log",
                           subject_env(settings)).start()
     stack.processes.append(proc)
-    records = (envelopes(settings, pool, subject.envelope) if subject.envelope
-               else singles(settings, pool))
-    return Running(subject, settings, proc, records, tick_for(stack.broker))
+    cursor = Cursor()
+    records = (envelopes(settings, pool, subject.envelope, cursor=cursor) if subject.envelope
+               else singles(settings, pool, cursor=cursor))
+    return Running(subject, settings, proc, records, tick_for(stack.broker), pool, cursor)
 
 
 def joined(runs: list[Running]) -> None:
@@ -167,6 +120,7 @@ def joined(runs: list[Running]) -> None:
     sent = {run.subject.name: run.send(1) for run in runs}
     for run in runs:
         run.wait_for(sent[run.subject.name].messages, 180)
+
 
 
 def warm_up(run: Running, events: int) -> float:
@@ -241,13 +195,14 @@ def percentiles(h: Histogram) -> dict[str, float]:
 def fixed_rate(run: Running, rate: float, seconds: float) -> dict[str, Any]:
     """Send ``rate`` events/s evenly for ``seconds``; latency of every event of the phase."""
     before = run.scrape()
+    since = run.cursor.taken
     t0 = time.monotonic()
     sent = asyncio.run(paced(run.settings, run.records, rate, seconds, tick=run.tick))
     offered = sent.events / (time.monotonic() - t0)
     after, behind = finish_phase(run, before.done + sent.messages, max(60.0, seconds * 5))
     return {"rate": round(rate), "offered_events_per_s": round(offered), "events": sent.events,
             **percentiles(after.minus(before)), "rss_mb": round(run.memory[-1][1], 1),
-            "kept_up": behind == 0, "unprocessed_messages": behind}
+            "kept_up": behind == 0, "unprocessed_messages": behind, **run.quality(since)}
 
 
 def finish_phase(run: Running, done: float, timeout: float) -> tuple[Scrape, int]:
@@ -264,6 +219,7 @@ def soak(run: Running, rate: float, plan: Plan) -> dict[str, Any]:
     windows: list[dict[str, float]] = []
     first = run.scrape()
     last = [first]
+    since = run.cursor.taken
     t0 = time.monotonic()
 
     def tick() -> None:
@@ -276,7 +232,7 @@ def soak(run: Running, rate: float, plan: Plan) -> dict[str, Any]:
                              every=plan.soak_window, on_tick=tick))
     _, behind = finish_phase(run, first.done + sent.messages, 60)
     return {**summarize_soak(windows, rate, sent.events, plan.soak_seconds),
-            "kept_up": behind == 0, "unprocessed_messages": behind}
+            "kept_up": behind == 0, "unprocessed_messages": behind, **run.quality(since)}
 
 
 def summarize_soak(windows: list[dict[str, float]], rate: float, sent: int,
@@ -358,7 +314,7 @@ def run_bench(plan: Plan, say: Callable[[str], None] = print,
                 engine = run  # kept for the soak
             else:
                 results[subject.name]["memory"] = memory_summary(run)
-                run.proc.stop()
+                run.stop()
         assert engine is not None
         soak_result = None
         if plan.soak_seconds > 0:
@@ -367,6 +323,8 @@ def run_bench(plan: Plan, say: Callable[[str], None] = print,
             soak_result = soak(engine, rate, plan)
         results["engine"]["memory"] = memory_summary(engine)
         engine.proc.stop()
+        say("quality: the in-process benchmark on the pool's personas")
+        reference = in_process_reference(pool, base.redis_url)
     return {
         "mode": "short" if plan.short else "full",
         "broker": describe_broker(broker),
@@ -382,6 +340,7 @@ def run_bench(plan: Plan, say: Callable[[str], None] = print,
                      "paced_tick_ms": round(tick_for(stack.broker) * 1000, 3)},
         "subjects": results,
         "soak": soak_result,
+        "quality_in_process": reference,
     }
 
 

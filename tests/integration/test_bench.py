@@ -105,3 +105,33 @@ def test_bench_short__soaks_the_engine_and_reports_memory_growth(
     assert len(soak["windows"]) >= 3 and soak["events"] > 0
     assert all(positive(w["rss_mb"]) for w in soak["windows"])
     assert soak["rss_growth"] == round(soak["rss_mb_end"] / soak["rss_mb_after_warmup"] - 1, 4)
+
+
+def test_bench_short__paces_load_in_the_brokers_tick(bench: tuple[Path, dict[str, Any], str]) -> None:
+    _, figures, stdout = bench
+    assert figures["workload"]["paced_tick_ms"] == 2.0  # Apache Kafka's (Tansu keeps 50 ms)
+    assert figures["workload"]["fetch_max_wait_ms"] > 0
+    assert "sent in ticks of 2 ms" in stdout
+
+
+def test_bench_short__scores_the_published_memberships_of_the_pools_customers(
+    bench: tuple[Path, dict[str, Any], str],
+) -> None:
+    _, figures, stdout = bench
+    per_pass = figures["workload"]["customers_per_pass"]
+    phases = [(n, r) for n in ("engine", "engine_batched") for r in figures["subjects"][n]["rates"]]
+    for name, phase in [*phases, ("soak", figures["soak"])]:
+        q = phase["quality"]
+        assert -1.0 <= q["ari"] <= 1.0, (name, q)
+        first, last = q["passes"]
+        # the phase's customers: every pass it sent from, each at most the pool's customers
+        assert 0 < q["assigned"] <= q["customers"] <= per_pass * (last - first + 1), (name, q)
+    for name in ("bare_faust", "naive"):  # no memberships of their own to score
+        assert all("quality" not in r for r in figures["subjects"][name]["rates"]), name
+    ref = figures["quality_in_process"]
+    assert -1.0 <= ref["ari"] <= 1.0 and ref["customers"] == per_pass and ref["events"] > 0
+    fall = {t["target"]: t for t in figures["targets"]}["ARI fall from lowest load to the soak"]
+    engine = figures["subjects"]["engine"]["rates"]
+    assert fall["measured"] == round(engine[0]["quality"]["ari"] - figures["soak"]["quality"]["ari"], 4)
+    assert "Segment quality under load" in stdout and "In-process quality benchmark" in stdout
+
