@@ -89,7 +89,8 @@ def subject_env(settings: Settings) -> dict[str, str]:
 
 
 def subject_settings(base: Settings, name: str, plan: Plan) -> Settings:
-    """Fresh topics, consumer group and Redis prefix for one subject."""
+    """Fresh topics (every one: a model or catalog on a shared topic would be adopted by
+    the other subjects' workers), consumer group and Redis prefix for one subject."""
     tag = f"{name.replace('_', '-')}-{uuid.uuid4().hex[:6]}"
     return base.model_copy(update={
         "app_id": f"bench-{tag}", "key_prefix": f"bench:{tag}",
@@ -97,6 +98,8 @@ def subject_settings(base: Settings, name: str, plan: Plan) -> Settings:
         "topic_transactions": f"bench.{tag}.transactions.v1",
         "topic_dlq": f"bench.{tag}.dlq.v1",
         "topic_segment_updates": f"bench.{tag}.segment-updates.v1",
+        "topic_segments": f"bench.{tag}.segments.v1", "topic_model": f"bench.{tag}.model.v1",
+        "topic_drift": f"bench.{tag}.drift.v1", "topic_audit": f"bench.{tag}.audit.v1",
         "web_port": free_port(), "log_level": "warn", "model_warmup": plan.model_warmup,
     })
 
