@@ -100,20 +100,24 @@ def cpu_seconds(pid: int) -> float:
 
 
 class CpuMeter:
-    """CPU seconds used by named processes over an interval; ``"subject"`` also counts its children.
+    """CPU seconds used by named processes over an interval; a subject's process (an int:
+    ``"subject"``; or several by name) also counts its children (``"<name>_children"``).
 
     A subject's leader does its refresh in a child process, and Valkey and the
     broker work for it too: together they are what one event costs the machine.
     """
 
-    def __init__(self, subject: int, others: dict[str, int]) -> None:
-        self.subject, self.others = subject, others
+    def __init__(self, subject: int | dict[str, int], others: dict[str, int]) -> None:
+        self.subjects = {"subject": subject} if isinstance(subject, int) else subject
+        self.others = others
         self.start = self._read()
 
     def _read(self) -> dict[str, dict[int, float]]:
-        return {"subject": {self.subject: cpu_seconds(self.subject)},
-                "subject_children": {p: cpu_seconds(p) for p in descendants(self.subject)},
-                **{name: {pid: cpu_seconds(pid)} for name, pid in self.others.items()}}
+        out: dict[str, dict[int, float]] = {}
+        for name, pid in self.subjects.items():
+            out[name] = {pid: cpu_seconds(pid)}
+            out[f"{name}_children"] = {p: cpu_seconds(p) for p in descendants(pid)}
+        return {**out, **{name: {pid: cpu_seconds(pid)} for name, pid in self.others.items()}}
 
     def seconds(self) -> dict[str, float]:
         """CPU seconds per name since the meter started (a child started meanwhile counts whole)."""

@@ -29,6 +29,8 @@ def ratios(subjects: dict[str, Any]) -> dict[str, float | None]:
         "engine_vs_naive": _ratio(rate["engine"], rate["naive"]),
         "engine_batched_vs_bare_faust": _ratio(rate["engine_batched"], rate["bare_faust"]),
         "engine_batched_vs_engine": _ratio(rate["engine_batched"], rate["engine"]),
+        **({"engine_pair_vs_engine": _ratio(rate["engine_pair"], rate["engine"])} if "engine_pair" in rate
+           else {}),
     }
 
 
@@ -86,6 +88,18 @@ def pacing_line(w: dict[str, Any]) -> list[str]:
             f"STREAMSEG_BATCH_MAX={w['batch_max_messages']} (the defaults)."]
 
 
+def pair_lines(f: dict[str, Any]) -> list[str]:
+    """What limits two workers on this machine: their rate against one's, and who kept the cores busy."""
+    pair, one = f["subjects"].get("engine_pair"), f["subjects"]["engine"]
+    if not pair:
+        return []
+    busy = pair.get("cores_busy") or {}
+    share = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in busy.items() if v or "children" not in k)
+    return ["", f"Two workers (engine_pair): {pair['max_events_per_s']:,} events/s against one worker's "
+            f"{one['max_events_per_s']:,} (x{_ratio(pair['max_events_per_s'], one['max_events_per_s'])}); "
+            f"cores busy while the pair drained its backlog (of {f['machine']['cpus']}): {share}."]
+
+
 def quality_lines(f: dict[str, Any]) -> list[str]:
     """The ARI table: each subject with memberships at each load, the soak, the in-process figure."""
     rows = [(name, s["rates"]) for name, s in f["subjects"].items() if _ari(s["rates"][0]) is not None]
@@ -141,6 +155,7 @@ def markdown(f: dict[str, Any]) -> str:
         parts = s.get("machine_cpu_us_per_event")
         if parts:
             lines.append(f"- {name}: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in parts.items()))
+    lines += pair_lines(f)
     lines += quality_lines(f)
     lines += ["", "| ratio | value |", "|---|---:|"]
     lines += [f"| {k.replace('_', ' ')} | {v} |" for k, v in f["ratios"].items()]

@@ -35,7 +35,7 @@ from typing import Any
 
 from streamseg.bench.load import Cursor, Pool, envelopes, paced, singles, tick_for
 from streamseg.bench.probe import CpuMeter, Histogram, Scrape, cpu_seconds
-from streamseg.bench.running import Running, Subject
+from streamseg.bench.running import Pair, Running, Subject
 from streamseg.bench.segments import in_process_reference
 from streamseg.devstack import DevStack, ManagedProcess, free_port
 from streamseg.devstack.processes import describe_broker, wait_for_port
@@ -56,6 +56,8 @@ def subjects(envelope: int) -> list[Subject]:
                 label="bare Faust agent: decode + ack, one event per message"),
         Subject("naive", [*baseline, "naive"],
                 label="naive engine: one Redis round trip + one River step per event"),
+        Subject("engine_pair", engine, label="two streamseg workers in one group, one event per message",
+                memberships=True, workers=2),
     ]
 
 
@@ -107,23 +109,42 @@ def subject_settings(base: Settings, name: str, plan: Plan) -> Settings:
 def launch(stack: DevStack, base: Settings, pool: Pool, subject: Subject, plan: Plan) -> Running:
     settings = subject_settings(base, subject.name, plan)
     asyncio.run(ensure_topics(settings))
-    proc = ManagedProcess(subject.name, subject.argv, stack.dir / f"{subject.name}.log",
-                          subject_env(settings)).start()
-    stack.processes.append(proc)
+    # a pair's second worker: the same group and topics, its own /metrics port
+    own = [settings] + [settings.model_copy(update={"web_port": free_port()})] * (subject.workers - 1)
+    procs = []
+    for i, s in enumerate(own):
+        tag = f"_{i + 1}" if i else ""
+        procs.append(ManagedProcess(subject.name + tag, subject.argv,
+                                    stack.dir / f"{subject.name}{tag}.log", subject_env(s)).start())
+        stack.processes.append(procs[-1])
     cursor = Cursor()
     records = (envelopes(settings, pool, subject.envelope, cursor=cursor) if subject.envelope
                else singles(settings, pool, cursor=cursor))
-    return Running(subject, settings, proc, records, tick_for(stack.broker), pool, cursor)
+    if len(procs) == 2:
+        return Pair(subject, settings, procs[0], records, tick_for(stack.broker), pool, cursor,
+                    second=procs[1], second_port=own[1].web_port)
+    return Running(subject, settings, procs[0], records, tick_for(stack.broker), pool, cursor)
 
 
 def joined(runs: list[Running]) -> None:
     """Wait until every subject serves and consumes (they join their groups concurrently)."""
     for run in runs:
-        wait_for_port(run.settings.web_port, 120, run.proc.proc)
+        for port in run.ports():
+            wait_for_port(port, 120, run.proc.proc)
     sent = {run.subject.name: run.send(1) for run in runs}
     for run in runs:
         run.wait_for(sent[run.subject.name].messages, 180)
 
+
+def shared(pair: Pair, events: int, timeout: float = 120.0) -> None:
+    """Send small bursts until both workers of a pair have processed messages: the group has
+    split the partitions between them (its rebalance is over before anything is measured)."""
+    deadline = time.monotonic() + timeout
+    while min(pair.each_done()) <= 0:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{pair.subject.name}: one worker got no partitions in {timeout:.0f}s")
+        before = pair.scrape()
+        pair.wait_for(before.done + pair.send(events).messages, timeout)
 
 
 def warm_up(run: Running, events: int) -> float:
@@ -144,10 +165,10 @@ def drain(run: Running, size: int, timeout: float, others: dict[str, int] | None
     start = run.scrape()
     sent = run.send(size)
     produced = run.scrape()
-    meter = CpuMeter(run.pid, others or {})
+    meter = CpuMeter(run.pids(), others or {})
     end = run.wait_for(start.done + sent.messages, timeout, every=0.05)
     used = meter.seconds()
-    cpu = used["subject"]
+    cpu = sum(used[name] for name in run.pids())
     tail_events = start.events + sent.events - produced.events
     tail_s = end.at - produced.at
     if tail_events < 0.2 * sent.events or tail_s < 0.5:  # it kept up with the producer
@@ -157,7 +178,8 @@ def drain(run: Running, size: int, timeout: float, others: dict[str, int] | None
     return {"max_events_per_s": round(rate), "backlog_events": sent.events,
             "tail_events": int(tail_events), "tail_seconds": round(tail_s, 2),
             "cpu_us_per_event": round(cpu / tail_events * 1e6, 1) if tail_events > 0 else None,
-            **machine_cpu(used, tail_events), "limited_by": limited}
+            **machine_cpu(used, tail_events), "limited_by": limited,
+            "cores_busy": {k: round(v / tail_s, 2) for k, v in used.items()} if tail_s > 0 else None}
 
 
 def machine_cpu(used: dict[str, float], events: float) -> dict[str, Any]:
@@ -310,6 +332,8 @@ def run_bench(plan: Plan, say: Callable[[str], None] = print,
             if not started_runs:
                 joined([run])
             rough = warm_up(run, plan.warmup_events)
+            if isinstance(run, Pair):
+                shared(run, 50)
             v0 = cpu_seconds(valkey_pid)
             results[subject.name] = measure(run, plan, rough, say, servers)
             results[subject.name]["valkey_cpu_s"] = round(cpu_seconds(valkey_pid) - v0, 2)

@@ -1,4 +1,10 @@
-"""A subject while it runs: its worker process, its load, and what is read from it."""
+"""A subject while it runs: its worker process(es), its load, and what is read from it.
+
+:class:`Running` is one process (every subject but the pair); :class:`Pair` is
+two ``streamseg worker`` processes in one consumer group on the same topics,
+read as one: their ``/metrics`` summed, their memory summed, each one's CPU
+reported under its own name (``subject``, ``subject_2``).
+"""
 
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ class Subject:
     envelope: int = 0  # events per message (0: one event per message)
     label: str = ""
     memberships: bool = False  # it publishes memberships: their quality is measured
+    workers: int = 1  # processes in its consumer group (1 or 2)
 
 
 @dataclass
@@ -41,6 +48,13 @@ class Running:
     def pid(self) -> int:
         assert self.proc.proc is not None
         return self.proc.proc.pid
+
+    def pids(self) -> dict[str, int]:
+        """The subject's worker processes by the name their CPU is reported under."""
+        return {"subject": self.pid}
+
+    def ports(self) -> list[int]:
+        return [self.settings.web_port]
 
     def stop(self) -> None:
         self.proc.stop()
@@ -79,3 +93,43 @@ class Running:
         return asyncio.run(preload(self.settings, self.records, events))
 
 
+@dataclass
+class Pair(Running):
+    """Two worker processes in one consumer group: read as one subject."""
+
+    second: ManagedProcess | None = None
+    second_port: int = 0
+
+    @property
+    def pid_2(self) -> int:
+        assert self.second is not None and self.second.proc is not None
+        return self.second.proc.pid
+
+    def pids(self) -> dict[str, int]:
+        return {"subject": self.pid, "subject_2": self.pid_2}
+
+    def ports(self) -> list[int]:
+        return [self.settings.web_port, self.second_port]
+
+    def stop(self) -> None:
+        self.proc.stop()
+        if self.second is not None:
+            self.second.stop()
+
+    def scrape(self) -> Scrape:
+        """Both workers' counts and latency buckets, summed; both processes' memory."""
+        reads = [scrape(port) for port in self.ports()]
+        self.memory.append((time.monotonic(), rss_mb(self.pid) + rss_mb(self.pid_2)))
+        for proc, s in zip((self.proc, self.second), reads, strict=True):
+            if s is None:
+                alive = proc is not None and proc.running
+                raise RuntimeError(f"{self.subject.name}: a worker {'stopped answering' if alive else 'exited'}"
+                                   f"; see {proc.log_path if proc else '?'}")
+        a, b = reads
+        assert a is not None and b is not None
+        latency = {k: a.latency.get(k, 0.0) + b.latency.get(k, 0.0) for k in a.latency | b.latency}
+        return Scrape(time.monotonic(), a.events + b.events, latency)
+
+    def each_done(self) -> list[float]:
+        """Messages each worker has fully processed: both own partitions once both are > 0."""
+        return [s.done if s is not None else 0.0 for s in (scrape(p) for p in self.ports())]

@@ -21,7 +21,7 @@ from streamseg.devstack.kafka import KAFKA_VERSION
 
 pytestmark = pytest.mark.integration
 
-SUBJECTS = {"engine", "engine_batched", "bare_faust", "naive"}
+SUBJECTS = {"engine", "engine_batched", "bare_faust", "naive", "engine_pair"}
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +64,11 @@ def test_bench_short__measures_every_subject(bench: tuple[Path, dict[str, Any], 
             assert positive(r["offered_events_per_s"]) and r["events"] > 0, (name, r)
             assert 0 < r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"], (name, r)
         machine = s["machine_cpu_us_per_event"]
-        assert set(machine) == {"subject", "subject_children", "valkey", "broker", "total"}, name
-        assert machine["subject"] == s["cpu_us_per_event"], name
+        workers = ["subject", "subject_2"] if name == "engine_pair" else ["subject"]
+        assert set(machine) == {*workers, *(f"{w}_children" for w in workers), "valkey", "broker",
+                                "total"}, name
+        assert s["cpu_us_per_event"] == pytest.approx(sum(machine[w] for w in workers), abs=0.15), name
+        assert set(s["cores_busy"]) == set(machine) - {"total"}, name
         assert positive(machine["broker"]), name  # every subject fetches and commits
         assert machine["total"] == pytest.approx(sum(v for k, v in machine.items() if k != "total"),
                                                  abs=0.3), name
@@ -74,7 +77,7 @@ def test_bench_short__measures_every_subject(bench: tuple[Path, dict[str, Any], 
         mem = s["memory"]
         assert 0 < mem["rss_mb_start"] <= mem["rss_mb_peak"] and positive(mem["rss_mb_end"])
         assert len(mem["series"]) >= 5
-    for name in ("engine", "engine_batched", "naive"):  # these apply every event in Valkey
+    for name in ("engine", "engine_batched", "naive", "engine_pair"):  # these apply every event in Valkey
         assert positive(figures["subjects"][name]["machine_cpu_us_per_event"]["valkey"]), name
     assert figures["subjects"]["engine_batched"]["envelope"] > 1
     assert figures["subjects"]["engine"]["envelope"] == 0
@@ -119,7 +122,8 @@ def test_bench_short__scores_the_published_memberships_of_the_pools_customers(
 ) -> None:
     _, figures, stdout = bench
     per_pass = figures["workload"]["customers_per_pass"]
-    phases = [(n, r) for n in ("engine", "engine_batched") for r in figures["subjects"][n]["rates"]]
+    phases = [(n, r) for n in ("engine", "engine_batched", "engine_pair")
+              for r in figures["subjects"][n]["rates"]]
     for name, phase in [*phases, ("soak", figures["soak"])]:
         q = phase["quality"]
         assert -1.0 <= q["ari"] <= 1.0, (name, q)
@@ -135,3 +139,14 @@ def test_bench_short__scores_the_published_memberships_of_the_pools_customers(
     assert fall["measured"] == round(engine[0]["quality"]["ari"] - figures["soak"]["quality"]["ari"], 4)
     assert "Segment quality under load" in stdout and "In-process quality benchmark" in stdout
 
+
+def test_bench_short__runs_two_workers_in_one_group(bench: tuple[Path, dict[str, Any], str]) -> None:
+    _, figures, stdout = bench
+    pair, one = figures["subjects"]["engine_pair"], figures["subjects"]["engine"]
+    busy = pair["cores_busy"]
+    assert positive(busy["subject"]) and positive(busy["subject_2"])  # both workers had partitions
+    assert pair["envelope"] == 0 and pair["tail_events"] > 0
+    assert figures["ratios"]["engine_pair_vs_engine"] == round(
+        pair["max_events_per_s"] / one["max_events_per_s"], 2)
+    assert (f"Two workers (engine_pair): {pair['max_events_per_s']:,} events/s against one worker's "
+            f"{one['max_events_per_s']:,}") in stdout
