@@ -297,7 +297,8 @@ def measure(run: Running, plan: Plan, rough: float, say: Callable[[str], None],
     for f in FRACTIONS:
         r = fixed_rate(run, out["max_events_per_s"] * f, plan.rate_seconds)
         out["rates"].append({"fraction": f, **r})
-        say(f"{name}: {f:.0%} = {r['rate']:,}/s -> p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms")
+        ari = f", ARI {r['quality']['ari']}" if "quality" in r else ""
+        say(f"{name}: {f:.0%} = {r['rate']:,}/s -> p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms{ari}")
     return out
 
 
