@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).parent))  # `common`, also when a test loads this file
 
 from common import NO_BROKER, announce, run_script, stamped, valkey_only
 
@@ -55,7 +56,22 @@ FIGURES: dict[str, Callable[[DriftReport], float]] = {
                                   if f not in r.time_driven_features), default=0.0),
     "emerging_segment": lambda r: r.emerging_share,
     "population_shrink": lambda r: r.population_shrink,
+    "high_risk_share": lambda r: _rise(r.high_risk_share, r.reference_high_risk_share),
+    "segment_churn_risk": lambda r: max((_rise(s.mean_churn_risk, s.reference_mean_churn_risk)
+                                         for s in r.risk), default=0.0),
+    "value_at_risk": lambda r: _growth(r.value_at_risk_per_customer,
+                                       r.reference_value_at_risk_per_customer),
 }
+
+
+def _rise(now: float | None, before: float | None) -> float:
+    """A churn-risk figure's rise over its reference (0 while either is unscored)."""
+    return now - before if now is not None and before is not None else 0.0
+
+
+def _growth(now: float | None, before: float | None) -> float:
+    """Relative growth, as the value_at_risk alert measures it (0 without a reference)."""
+    return now / before - 1.0 if now is not None and before else 0.0
 
 
 def false_alarms(runs: list[ScenarioRun]) -> dict[str, Any]:

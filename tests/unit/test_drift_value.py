@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from streamseg.drift import DriftConfig, DriftMonitor, DriftReport, Thresholds
+from streamseg.drift import ALERT_NAMES, DriftConfig, DriftMonitor, DriftReport, Thresholds
 from streamseg.drift.risk import Observation
 from streamseg.features.registry import MODEL_FEATURES
 from streamseg.metrics import Metrics
 from streamseg.settings import Settings
+from tests.support import load_script
 
 MIN = 60_000
 NAMES = {0: "High-value loyalists", 1: "Window shoppers"}
@@ -150,3 +151,19 @@ def test_value_thresholds_and_high_band__come_from_settings() -> None:
     t = cfg.thresholds
     assert (t.high_risk_share, t.segment_churn_risk, t.value_at_risk) == (0.1, 0.2, 0.5)
     assert cfg.high_band == "leaving"
+
+
+def test_drift_scenarios_script__has_a_figure_for_every_alert_equal_to_the_alerts_value() -> None:
+    """``load_tests/drift_scenarios.py`` reports each alert's highest figure; an alert type
+    without a figure crashed the script at its last step."""
+    scenarios = load_script("drift_scenarios")
+    assert set(scenarios.FIGURES) == set(ALERT_NAMES)
+    rng = np.random.default_rng(1)
+    mon = monitor()
+    feed(mon, 0, [0] * 200 + [1] * 200, steady(rng, 400, 0.1))
+    moved: list[Observation | None] = [(0.9, "high", "low", 400.0)] * 80
+    feed(mon, 1, [0] * 200 + [1] * 200, moved + steady(rng, 320, 0.1))
+    rep = report(mon, 1)
+    for alert in rep.alerts:
+        if alert.alert in VALUE_ALERTS:
+            assert scenarios.FIGURES[alert.alert](rep) == pytest.approx(alert.value)
