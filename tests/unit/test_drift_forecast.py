@@ -256,3 +256,5 @@ def test_report__carries_the_persistence_it_applied_and_the_pairs_behind_it() ->
     assert [r.forecast_persistence_pairs for r in reports] == [min(i, PERSISTENCE_PAIRS)
                                                               for i in range(len(reports))]
     assert last.forecast_persistence is not None and last.forecast_persistence > PERSISTENCE_PRIOR + 0.2
+    errors = forecast_errors(reports)  # each horizon's mean says how many pairs it is over
+    assert (errors["pairs_1"], errors["pairs_2"]) == (len(reports) - 1, len(reports) - 2)
