@@ -17,7 +17,9 @@ forecast): the mean absolute error, in share points, of the one- and two-window
 forecasts of the segments' shares of active customers (``active_share``) of the
 evaluated weekly reports against the ``active_share`` reported for those windows,
 next to the "no change" forecast on the same pairs; over all pairs, and
-over the pairs read with one model version (no re-fit in between). With
+over the pairs read with one model version (no re-fit in between); and the
+forecast minus no change on the origins before and after the planted change
+(a window that ends before the change cannot foresee it). With
 ``--frozen-model`` the four scenarios run again with the first global model kept
 (no merge or re-fit after it), so every pair is read with one model: the
 forecast's own error, without re-fits moving the segment boundaries.
