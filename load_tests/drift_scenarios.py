@@ -17,7 +17,9 @@ forecast): the mean absolute error, in share points, of the one- and two-window
 forecasts of the segments' shares of active customers (``active_share``) of the
 evaluated weekly reports against the ``active_share`` reported for those windows,
 next to the "no change" forecast on the same pairs; over all pairs, and
-over the pairs read with one model version (no re-fit in between). With
+over the pairs read with one model version (no re-fit in between); and the
+forecast minus no change on the origins before and after the planted change
+(a window that ends before the change cannot foresee it). With
 ``--frozen-model`` the four scenarios run again with the first global model kept
 (no merge or re-fit after it), so every pair is read with one model: the
 forecast's own error, without re-fits moving the segment boundaries.
@@ -119,23 +121,39 @@ def forecasts(runs: dict[tuple[str, int, int], ScenarioRun],
     groups += [((k, None, "model frozen"), [r for (k2, _), r in frozen.items() if k2 == k], False)
                for k in KINDS if any(k2 == k for k2, _ in frozen)]
     for (kind, refit, basis), group, same in groups:
-        errs = [forecast_errors([r for r in run.reports if r.window == WINDOW],
-                                scored=evaluated([r for r in run.reports if r.window == WINDOW]),
-                                same_model=same) for run in group]
-        pairs = sum(int(e.get("pairs", 0)) for e in errs)
-        row: dict[str, Any] = {"scenario": kind, "refit_every": refit, "pairs_read": basis, "pairs": pairs}
-        for key in ("markov_1", "no_change_1", "markov_2", "no_change_2"):
-            weighted = [(e[key], e["pairs"]) for e in errs if key in e and e.get("pairs")]
-            if weighted:
-                row[key] = sum(v * n for v, n in weighted) / sum(n for _, n in weighted)
+        row: dict[str, Any] = {"scenario": kind, "refit_every": refit, "pairs_read": basis}
+        for part, origins in (("", None), ("_before", True), ("_after", False)):
+            if origins is not None and kind == "stationary":
+                continue
+            errs = [_errors(run, same, origins) for run in group]
+            row[f"pairs{part}"] = sum(int(e.get("pairs", 0)) for e in errs)
+            for key in ("markov_1", "no_change_1", "markov_2", "no_change_2"):
+                weighted = [(e[key], e[f"pairs_{key[-1]}"]) for e in errs if key in e]
+                if weighted:
+                    row[key + part] = sum(v * n for v, n in weighted) / sum(n for _, n in weighted)
         out.append(row)
     return out
+
+
+def _errors(run: ScenarioRun, same: bool, before: bool | None) -> dict[str, float | int]:
+    """The run's forecast errors on its evaluated weekly origins; ``before``: only those whose
+    window ends before the planted change (True) or after it (False)."""
+    weekly = [r for r in run.reports if r.window == WINDOW]
+    return forecast_errors(weekly, scored=[r for r in evaluated(weekly) if before is None
+                                           or (end_ms(r) <= run.change_ms) == before],
+                           same_model=same)
 
 
 def _mae(f: dict[str, Any], h: int) -> str:
     if f"markov_{h}" not in f:
         return "-"
     return f"{f[f'markov_{h}']:.2f} / {f[f'no_change_{h}']:.2f}"
+
+
+def _split(f: dict[str, Any], h: int) -> str:
+    parts = [f[f"markov_{h}_{p}"] - f[f"no_change_{h}_{p}"] if f"markov_{h}_{p}" in f else None
+             for p in ("before", "after")]
+    return " / ".join("-" if d is None else f"{d:+.2f}" for d in parts)
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
@@ -183,11 +201,14 @@ def markdown(result: dict[str, Any], broker: str) -> str:
     md += ["", f"Migration forecast, {WINDOW} windows: mean absolute error of the segments' "
            "active_share in share points (Markov / no change) one and two windows ahead, over "
            f"seeds {result['seeds']}", "",
-           "| scenario | re-fit every | pairs read | pairs | 1 window | 2 windows |",
-           "|---|---|---|---|---|---|"]
+           "Forecast minus no change on the origins before / after the planted change: a "
+           "forecast from past flows cannot see a change its window ends before.", "",
+           "| scenario | re-fit every | pairs read | pairs | 1 window | 2 windows "
+           "| 1 window, before / after | 2 windows, before / after |",
+           "|---|---|---|---|---|---|---|---|"]
     md += [f"| {f['scenario']} | {f['refit_every'] if f['refit_every'] is not None else '-'} | "
-           f"{f['pairs_read']} | {f['pairs']} | {_mae(f, 1)} | {_mae(f, 2)} |"
-           for f in result["forecast_mae"]]
+           f"{f['pairs_read']} | {f['pairs']} | {_mae(f, 1)} | {_mae(f, 2)} | "
+           f"{_split(f, 1)} | {_split(f, 2)} |" for f in result["forecast_mae"]]
     return "\n".join(md) + "\n"
 
 

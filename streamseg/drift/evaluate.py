@@ -84,6 +84,7 @@ def forecast_errors(reports: Sequence[DriftReport], *, scored: Sequence[DriftRep
             errors.setdefault(f"no_change_{h}", []).append(mean_abs_error(now, actual))
     out: dict[str, float | int] = {k: sum(v) / len(v) for k, v in sorted(errors.items())}
     out["pairs"] = len(errors.get("markov_1", []))
+    out.update({f"pairs_{h}": len(errors.get(f"markov_{h}", [])) for h in (1, 2)})
     return out
 
 

@@ -212,6 +212,8 @@ class Persistence:
         self.span = span
         self.shares: dict[int, Mapping[int, float]] = {}  # boundary -> segment shares
         self.ahead: dict[int, Mapping[int, float]] = {}  # boundary -> its one-window forecast
+        #: the pairs the last factor rests on (0: the prior alone), for the report
+        self.pairs = 0
 
     def observe(self, boundary: int, shares: Mapping[int, float]) -> float:
         """Record the window ending at ``boundary``; the factor from the pairs seen by then."""
@@ -221,6 +223,7 @@ class Persistence:
             self.ahead.pop(old, None)
         matured = [b for b in sorted(self.ahead)
                    if b + self.span <= boundary and b + self.span in self.shares][-PERSISTENCE_PAIRS:]
+        self.pairs = len(matured)
         return persistence(_changes(self.shares[b], self.ahead[b], self.shares[b + self.span])
                            for b in matured)
 

@@ -56,7 +56,7 @@ import socket
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -378,7 +378,7 @@ class DriftMonitor:
             reference_start=iso((b - 2 * span) * ms), reference_end=iso((b - span) * ms),
             customers=cur.n, reference_customers=ref.n,
             segments=_segments(sids, c, r, flows, cur, names),
-            forecast=_forecast(flows, self.persistence[span], b),
+            **_forecast(flows, self.persistence[span], b),
             model_versions=sorted(cur.versions), reference_model_versions=sorted(ref.versions),
             segment_basis=basis, segment_note=note,
             composition_shift=shift, psi=seg_psi, js_distance=js_distance(r, c),
@@ -417,17 +417,19 @@ def _segments(sids: list[int], c: np.ndarray, r: np.ndarray, flows: Flows, cur: 
                                             strict=True)]
 
 
-def _forecast(flows: Flows, past: Persistence, boundary: int) -> list[ShareForecast]:
-    """The segments' shares of the active customers one and two windows ahead (Markov, the
-    second damped by the persistence ``past`` reports showed); none when the customers were
+def _forecast(flows: Flows, past: Persistence, boundary: int) -> dict[str, Any]:
+    """The report's forecast fields: the segments' shares of the active customers one and
+    two windows ahead (Markov, the second damped by the persistence ``past`` reports
+    showed) and that persistence with the pairs it rests on; none when the customers were
     not given to :meth:`DriftMonitor.observe`."""
     if not flows.now.sum():
-        return []
+        return {}
     phi = past.observe(boundary, dict(zip(flows.sids, (flows.size / flows.size.sum()).tolist(), strict=True)))
     one, two = flows.forecast(persistence=phi)
     past.forecast_made(boundary, dict(zip(flows.sids, one.tolist(), strict=True)))
-    return [ShareForecast(segment_id=s, one_window_ahead=float(a), two_windows_ahead=float(b))
-            for s, a, b in zip(flows.sids, one, two, strict=True)]
+    return {"forecast": [ShareForecast(segment_id=s, one_window_ahead=float(a), two_windows_ahead=float(b))
+                         for s, a, b in zip(flows.sids, one, two, strict=True)],
+            "forecast_persistence": phi, "forecast_persistence_pairs": past.pairs}
 
 
 def _shift(reference: Counter[int], current: Counter[int]) -> float:

@@ -133,6 +133,13 @@ class DriftReport(_Record):
         default_factory=list, description="each segment's active_share one and two windows ahead: "
         "the window's customers kept (by segment and recency), moved and gone at the rates seen "
         "from the reference window, plus the window's arrivals")
+    forecast_persistence: float | None = Field(
+        None, description="how much of a forecast change goes on, as this window length's past "
+        "reports showed (0: none came, 1: all of it): the share of the chain's change kept two "
+        "windows ahead (docs/model.md: migration forecast); None: no forecast")
+    forecast_persistence_pairs: int = Field(
+        0, description="past reports whose one-window forecast's outcome forecast_persistence "
+        "rests on (0: the prior, 0.5, alone)")
     first_assignments: int = Field(description="customers assigned for the first time in the window")
     migration_rate: float = Field(description="moved customers / customer updates in the window")
     emerging_distance: float = Field(description="distance beyond which a customer counts as far "

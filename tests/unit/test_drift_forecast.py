@@ -10,7 +10,13 @@ from prometheus_client import CollectorRegistry
 
 from streamseg.drift import DriftConfig, DriftMonitor
 from streamseg.drift.evaluate import forecast_errors
-from streamseg.drift.forecast import PERSISTENCE_PRIOR, Flows, Persistence, mean_abs_error
+from streamseg.drift.forecast import (
+    PERSISTENCE_PAIRS,
+    PERSISTENCE_PRIOR,
+    Flows,
+    Persistence,
+    mean_abs_error,
+)
 from streamseg.features.registry import MODEL_FEATURES
 from streamseg.metrics import Metrics
 
@@ -233,3 +239,22 @@ def test_report_forecast__is_exposed_as_metrics_per_horizon() -> None:
         labels = {"window": "1m", "segment": str(s.segment_id), "horizon": "0"}
         assert get("streamseg_drift_forecast_share", labels) == s.active_share
     assert get("streamseg_drift_segment_share", {"window": "1m", "segment": "0"}) == rep.segments[0].share
+
+
+def test_report__carries_the_persistence_it_applied_and_the_pairs_behind_it() -> None:
+    """The report says what the forecast believes about itself: the first reports rest on
+    the prior alone (no past forecast has an outcome yet); once the steady flow's forecast
+    changes came true, the factor is above the prior, rests on the matured pairs, and is
+    the one the two-window forecast was damped by."""
+    mon = DriftMonitor(DriftConfig(windows=(60,), clock="event", min_customers=20, worker="t"),
+                       MODEL_FEATURES)
+    _markov_stream(mon, 12, np.random.default_rng(0))
+    reports = mon.close(13 * MIN, {}, 1, {})
+    first, last = reports[0], reports[-1]
+    assert (first.forecast_persistence, first.forecast_persistence_pairs) == (PERSISTENCE_PRIOR, 0)
+    # one-minute windows reported every minute: each earlier report's outcome is known, up to 7
+    assert [r.forecast_persistence_pairs for r in reports] == [min(i, PERSISTENCE_PAIRS)
+                                                              for i in range(len(reports))]
+    assert last.forecast_persistence is not None and last.forecast_persistence > PERSISTENCE_PRIOR + 0.2
+    errors = forecast_errors(reports)  # each horizon's mean says how many pairs it is over
+    assert (errors["pairs_1"], errors["pairs_2"]) == (len(reports) - 1, len(reports) - 2)
