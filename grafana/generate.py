@@ -104,6 +104,21 @@ def segments() -> list[dict[str, Any]]:
                (f"max(streamseg_value_at_risk{{{INST}}})", "value at risk")],
               description="Reporting currency (docs/value.md); StreamsegValueAtRiskRising fires "
               "when the value at risk grows by over 20% within an hour"),
+        panel("High-risk share of scored customers, $window windows",
+              [(f'max(streamseg_drift_high_risk_share{{{INST}, window="$window"}})',
+                "high-risk share")], unit="percentunit", w=8,
+              description="Drift report: share of the window's scored customer updates in the "
+              "highest churn-risk band; the high_risk_share alert fires on a rise of over 5 points"),
+        panel("Mean churn risk by segment, $window windows",
+              [(f'max by (segment) (streamseg_drift_segment_churn_risk{{{INST}, window="$window"}})',
+                "{{segment}}")], unit="percentunit", w=8,
+              description="Drift report: a segment's mean churn risk over the window's scored "
+              "updates; the segment_churn_risk alert fires on a rise of over 0.10"),
+        panel("Moved into the high-risk band by segment, $window windows",
+              [(f'sum by (segment) (streamseg_drift_entered_high_risk{{{INST}, window="$window"}})',
+                "{{segment}}")], w=8,
+              description="Drift report: customers whose published risk band moved into the "
+              "highest band in the window (the re-scoring sweep moves silent ones)"),
     ]
 
 

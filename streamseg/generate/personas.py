@@ -214,6 +214,9 @@ class CustomerPlan:
     #: web sessions follow a renewal process with Weibull gaps of this shape (same
     #: mean as the Poisson process they replace) instead of a Poisson process
     gap_shape: float | None = None
+    #: the customer's web-session and e-mail rates are its habits' times this (its own
+    #: pace; see :mod:`streamseg.generate.lifecycle`)
+    rate_multiplier: float | None = None
 
 
 class PlanSource(Protocol):
@@ -364,6 +367,7 @@ class _Customer:
         if plan.lifetime_days is not None:
             self.until_ms = min(self.until_ms, self.first_ms + int(plan.lifetime_days * DAY_MS))
         self.gap_shape = plan.gap_shape
+        self.pace = plan.rate_multiplier or 1.0
         self.__dict__.update(self._behaviour(p))
         self.category = rng.choice(p.categories or CATEGORIES)
         self.device = rng.choice(p.devices)
@@ -385,8 +389,8 @@ class _Customer:
         rng = self.rng
         activity = rng.lognormvariate(0.0, 0.3)
         return {
-            "session_rate": _rate(rng, p.sessions_per_week) * activity / WEEK_MS,
-            "email_rate": _rate(rng, p.email_opens_per_week, 0.4) / WEEK_MS,
+            "session_rate": _rate(rng, p.sessions_per_week) * activity * self.pace / WEEK_MS,
+            "email_rate": _rate(rng, p.email_opens_per_week, 0.4) * self.pace / WEEK_MS,
             "page_views": _rate(rng, p.page_views, 0.25),
             "product_views": _rate(rng, p.product_views, 0.25),
             "search_prob": _prob(rng, p.search_prob),

@@ -29,6 +29,7 @@ from streamseg.drift import DriftReport
 from streamseg.drift.evaluate import end_ms
 from streamseg.generate import produce as generate
 from streamseg.generate.scenarios import Scenario
+from streamseg.segmenting.sync import VALUE_KEY
 from streamseg.settings import Settings
 from streamseg.timeunits import DAY_MS
 from streamseg.topics import ensure_topics
@@ -47,6 +48,7 @@ from .drift_support import (
     drift_settings,
     evaluated,
 )
+from .test_value_stream import PARAMS as VALUE_PARAMS  # CDNOW's BG/NBD fit
 
 pytestmark = pytest.mark.integration
 LAST_BOUNDARY_MS = END_MS - 2 * DAY_MS  # the last boundary closed (a slot late)
@@ -176,12 +178,19 @@ async def test_stationary_run__no_drift_alert_and_every_panel_and_rule_has_data(
 ) -> None:
     prom = Prometheus(tmp_path, dsettings.web_port)
     try:
-        await produce(dsettings, [(dsettings.topic_clickstream, b"c1", b'{"event_id": "x"')])
+        await produce(dsettings, [
+            (dsettings.topic_clickstream, b"c1", b'{"event_id": "x"'),
+            # value parameters on the model topic, as the leader publishes its fit (its own
+            # first fit may take minutes on a busy machine), so customers carry churn risk
+            (dsettings.topic_model, VALUE_KEY, VALUE_PARAMS.to_json())])
         producing = feed(dsettings, Scenario("stationary"), rate=PACE)
         missing = await wait_for(prom, [
             "streamseg_drift_centroid_shift", "streamseg_drift_migrations",
             "streamseg_consumer_lag_messages", 'streamseg_dead_letters_total{reason="malformed_json"}',
-            'streamseg_membership_changes_total{from_segment!="none"}'], timeout=90)
+            'streamseg_membership_changes_total{from_segment!="none"}',
+            # the churn-risk gauges: windows of customers scored with VALUE_PARAMS
+            "streamseg_drift_high_risk_share", "streamseg_drift_segment_churn_risk",
+            "streamseg_drift_entered_high_risk"], timeout=90)
         assert not missing, (missing, drift_worker.log()[-2000:])
         assert prom.has_data('sum(rate(streamseg_events_total{outcome="processed"}[15s])) > 0'), \
             "the worker had stopped processing before the panels were checked"

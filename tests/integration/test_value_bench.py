@@ -2,11 +2,14 @@
 
 Runs ``load_tests/value_bench.py`` itself (the real engine on the session's real
 Valkey, the offline pymc-marketing fit and the recency ranking) on one seed of
-600 planted customers over 365 days, the last 90 the holdout. On that seed the
-engine's AUC is 0.963, the offline fit's 0.964 and recency's 0.953; on other
-seeds of this size the margin over recency is smaller (seed 2: 0.0002) or
-negative (seed 5), as it is for the library's own fit: at 600 customers the
-AUCs vary by +-0.01 between seeds.
+600 planted customers over 365 days, the last 90 the holdout. Each planted
+customer visits at its own pace (:mod:`streamseg.generate.lifecycle`), so a
+silence that is long for a fast buyer is short for a slow one: that is what the
+model knows and recency does not. Measured 2026-12-06 on seeds 1-3 of this size,
+engine / offline / recency AUC: 0.9295 / 0.9284 / 0.9114, 0.9296 / 0.9300 /
+0.9145, 0.9317 / 0.9317 / 0.9173: the engine 0.014-0.018 above recency, so the
+test asserts a margin of 0.012 (seed 1 is deterministic; the margin leaves room
+for a changed fit). Before the pace was planted, seed 1 showed 0.963 against 0.953.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from streamseg.devstack import DevStack
 from tests.support import load_script
 
 pytestmark = pytest.mark.integration
+#: how far the engine's AUC is above recency's at least (see the module docstring)
+MARGIN = 0.012
 
 
 def test_value_bench__engine_ranks_churn_above_recency_and_scores_every_buyer(
@@ -39,6 +44,7 @@ def test_value_bench__engine_ranks_churn_above_recency_and_scores_every_buyer(
     for name in ("auc", "purchases", "spend"):
         assert math.isfinite(engine[name]), name
     assert engine["auc"] > mean["recency"]["auc"]
+    assert engine["auc"] >= mean["recency"]["auc"] + MARGIN
     assert set(saved["targets"]) == {"auc_within_0.01_of_offline", "auc_0.02_above_recency",
                                      "purchases_within_10pct", "spend_within_15pct"}
     assert "| 1 | engine |" in (tmp_path / "value.md").read_text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import defaultdict
 from itertools import pairwise
@@ -9,7 +10,7 @@ from itertools import pairwise
 import pytest
 
 from streamseg.generate import GeneratedEvent, assign_personas, simulate
-from streamseg.generate.lifecycle import LIFECYCLES, Lifecycle
+from streamseg.generate.lifecycle import LIFECYCLES, PACE_CV, PACE_SIGMA, Lifecycle
 from streamseg.generate.personas import PERSONAS
 from streamseg.generate.scenarios import Scenario
 from streamseg.timeunits import DAY_MS
@@ -96,3 +97,31 @@ def test_lifecycle_around_a_scenario__keeps_the_scenario_s_plan() -> None:
     base = inner.plan("c000001", "window_shopper")
     assert (plan.active_from, plan.active_until) == (base.active_from, base.active_until)
     assert plan.lifetime_days is not None and plan.gap_shape == LIFECYCLES["window_shopper"].gap_shape
+
+
+def test_pace__varies_several_fold_between_customers_of_a_persona_with_mean_1() -> None:
+    paces = [Lifecycle(SEED).plan(f"c{i:06d}", "loyal_high_spender").rate_multiplier or 0.0
+             for i in range(4000)]
+    assert statistics.fmean(paces) == pytest.approx(1.0, abs=0.08)  # personas keep their mean rates
+    # lognormal with the documented spread (its sample CV is too heavy-tailed to check directly)
+    assert statistics.pstdev(math.log(x) for x in paces) == pytest.approx(PACE_SIGMA, rel=0.05)
+    assert math.sqrt(math.exp(PACE_SIGMA**2) - 1) == pytest.approx(PACE_CV)
+    deciles = statistics.quantiles(paces, n=10)
+    assert deciles[-1] / deciles[0] > 10  # the fast tenth visit over ten times as often as the slow
+
+
+def test_fast_customers__visit_more_often_than_slow_ones_of_the_same_persona(
+    truth: dict[str, str], events: list[GeneratedEvent]
+) -> None:
+    sessions: dict[str, set[str]] = defaultdict(set)
+    for ev in events:
+        if "-s" in (sid := ev.payload.get("session_id", "")):
+            sessions[ev.customer_id].add(sid)
+    plans = {cid: Lifecycle(SEED).plan(cid, p) for cid, p in truth.items()}
+    loyal = sorted((plans[c].rate_multiplier or 0.0, c) for c, p in truth.items()
+                   if p == "loyal_high_spender" and c in sessions)
+    third = len(loyal) // 3
+    per_day = {c: len(sessions[c]) / max(1.0, plans[c].lifetime_days or 0.0) for _, c in loyal}
+    slow = statistics.median(per_day[c] for _, c in loyal[:third])
+    fast = statistics.median(per_day[c] for _, c in loyal[-third:])
+    assert fast > 4 * slow
