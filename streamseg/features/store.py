@@ -68,7 +68,7 @@ from streamseg.features.cluster import (
     connect,
     is_cluster_url,
 )
-from streamseg.features.fastread import HashReader
+from streamseg.features.fastread import HashReader, refusal
 from streamseg.features.keys import Keys
 from streamseg.publish.records import CatalogEntry
 from streamseg.timeunits import DAY_MS, DAY_S
@@ -407,6 +407,8 @@ class RedisFeatureStore(SharedDocuments):
         self.history_kept = history  # segment changes kept per customer (0: none)
         self._script = resources.files("streamseg.features").joinpath("apply_events.lua").read_text()
         self._sha: str | None = None
+        #: the batch writes' lean path (:func:`_lean_apply`): one node, no replicas to wait for
+        self.lean_writes = hashes if isinstance(hashes, HashReader) and not wait_replicas else None
         self._forget = client.register_script(FORGET_LUA)
         self._membership = client.register_script(MEMBERSHIP_LUA)
 
@@ -441,6 +443,8 @@ class RedisFeatureStore(SharedDocuments):
         return {cid: _update(cid, reply) for cid, reply in zip(groups, replies, strict=True)}
 
     async def _run(self, sha: str, groups: Mapping[str, list[Event]]) -> list[list[bytes]]:
+        if self.lean_writes is not None:
+            return await _lean_apply(self, self.lean_writes, sha, groups)
         pipe = self.client.pipeline(transaction=False)
         for cid, evs in groups.items():
             payload = orjson.dumps([compact(e) for e in evs])
@@ -667,6 +671,39 @@ def _catalog(raw: Mapping[bytes, bytes]) -> dict[int, CatalogEntry]:
             continue
         out[entry.segment_id] = entry
     return out
+
+
+async def _lean_apply(store: RedisFeatureStore, conn: HashReader, sha: str,
+                      groups: Mapping[str, list[Event]]) -> list[list[bytes]]:
+    """:meth:`RedisFeatureStore._run`'s commands, packed here and sent on the hiredis connection.
+
+    The same commands and replies as through redis-py, whose pipeline cost the
+    worker ~2 us of CPU per enveloped event (encoding every argument, packing,
+    reply callbacks; docs/performance.md#leaner-hot-path-session-11). Like
+    redis-py's, error replies come back as NoScriptError (the caller loads the
+    script again) and NoPermissionError (a refusal), else as they are.
+    """
+    keys, fixed = store.keys, (b"%d" % store.horizon_ms, b"%d" % store.ttl_s,
+                               repr(store.halflife_ms).encode())
+    head = (b"EVALSHA", sha.encode(), b"2")
+    requests: list[tuple[bytes, ...]] = [
+        (*head, keys.state(cid).encode(), keys.seen(cid).encode(),
+         orjson.dumps([compact(e) for e in evs]), *fixed) for cid, evs in groups.items()]
+    for key, cids in store.placement.by(store.placement.scored, groups).items():  # the sweep's index
+        scores = [b"%d" % max(e.ts_ms for e in groups[cid]) for cid in cids]
+        requests.append((b"ZADD", key.encode(), b"GT",
+                         *(x for s, cid in zip(scores, cids, strict=True) for x in (s, cid.encode()))))
+    try:
+        replies = await conn.commands(requests)
+    except ResponseError as exc:
+        code = str(exc).split(" ", 1)[0]
+        if code == "NOSCRIPT":
+            raise NoScriptError(str(exc)) from exc
+        refused = refusal(exc)
+        if refused is not exc:
+            raise refused from exc
+        raise
+    return replies[: len(groups)]
 
 
 _STATUS_CHAR: dict[int, Status] = {ord("1"): "applied", ord("0"): "duplicate", ord("L"): "late"}
