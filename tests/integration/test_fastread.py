@@ -19,7 +19,7 @@ from streamseg.errors import StoreRefused
 from streamseg.events.models import ClickEvent, Event, TransactionEvent
 from streamseg.features.fastread import HashReader
 from streamseg.features.keys import Keys
-from streamseg.features.store import RedisFeatureStore
+from streamseg.features.store import Membership, RedisFeatureStore
 from streamseg.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -149,7 +149,7 @@ def _batch() -> list[Event]:
             TransactionEvent.model_validate(order)]
 
 
-async def test_batch_writes_store_and_answer_what_redis_py_does(
+async def test_batch_and_membership_writes_store_and_answer_what_redis_py_does(
     settings: Settings, redis_client: aioredis.Redis,
 ) -> None:
     lean, _ = stores(settings)
@@ -163,8 +163,16 @@ async def test_batch_writes_store_and_answer_what_redis_py_does(
             assert [u.statuses for u in first.values()] == [["applied", "duplicate"],
                                                             ["applied", "applied"], ["applied"]]
             assert [u.statuses for u in again.values()] == [["duplicate"] * 2] * 2 + [["duplicate"]]
+            moved = [Membership("c1", 2, None, 0.25, 1, "two", b"[]", "high", 1_767_225_600_000, "x"),
+                     Membership("c3", 1, 4, 1.5, 1, "one"),  # raced: none stored
+                     Membership("gone", 1, None, 1.0, 1, "one")]  # erased: no state
+            written = await store.write_memberships(moved)
+            assert (written.erased, written.raced) == (["gone"], {"c3": None})
             answers.append([(cid, u.statuses, u.state) for cid, u in first.items()])
         assert answers[0] == answers[1]
+        for cid in ("c1", "c3"):
+            assert await redis_client.lrange(lean.keys.history(cid), 0, -1) == \
+                await redis_client.lrange(plain.keys.history(cid), 0, -1)
         for cid in ("c1", "cé2", "c3"):
             assert await redis_client.hgetall(lean.keys.state(cid)) == \
                 await redis_client.hgetall(plain.keys.state(cid))
@@ -186,6 +194,10 @@ async def test_batch_writes_load_a_flushed_script_again(settings: Settings,
         await redis_client.script_flush()
         updates = await lean.apply(_batch()[1:2])
         assert updates["cé2"].statuses == ["applied"]
+        await redis_client.script_flush()
+        written = await lean.write_memberships([Membership("cé2", 3, None, 0.5, 1, "three")])
+        assert (written.erased, written.raced) == ([], {})
+        assert await redis_client.hget(lean.keys.state("cé2"), "seg") == b"3"
     finally:
         await lean.close()
 
