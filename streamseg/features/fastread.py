@@ -38,10 +38,8 @@ def pack(*args: bytes) -> bytes:
     >>> pack(b"HGETALL", b"k")
     b'*2\\r\\n$7\\r\\nHGETALL\\r\\n$1\\r\\nk\\r\\n'
     """
-    out = [b"*%d\r\n" % len(args)]
-    for a in args:
-        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-    return b"".join(out)
+    # C, twice as fast as formatting here (its stub types a 1-tuple)
+    return hiredis.pack_command(args)  # type: ignore[arg-type,no-any-return]
 
 
 class _Protocol(asyncio.Protocol):
@@ -110,7 +108,7 @@ class HashReader:
         if not requests:
             return []
         conn = await self._connection()
-        return await self._send(conn, b"".join(pack(*r) for r in requests), len(requests))
+        return await self._send(conn, b"".join([pack(*r) for r in requests]), len(requests))
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
