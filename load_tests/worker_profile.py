@@ -7,11 +7,14 @@ worker launched as the bench launches it. After a warm-up, a backlog of
 measured: CPU time per event of the worker (and its children), Valkey and the
 broker from ``/proc``, over the tail the worker drains alone, as ``streamseg
 bench`` reports it, plus Valkey's ``INFO commandstats`` per event over the
-whole backlog. ``--py-spy FILE`` records the worker with py-spy meanwhile
-(``--native`` adds native frames, ``--gil`` keeps only the thread holding the GIL); ``--rounds`` repeats the backlog on the same
-worker, so one start-up serves several measurements.
+whole backlog. ``--py-spy FILE`` records the worker's last drain with py-spy
+(``--gil``: only the thread holding the GIL, i.e. Python's own CPU time;
+``--native`` adds native frames, but pauses the worker to sample it, which
+skews the figures). ``--rounds`` repeats the backlog on the same worker, so one
+start-up serves several measurements. The bench's own 20 Hz polling of
+``/metrics`` is part of what is measured, as in ``streamseg bench``.
 
-    python load_tests/worker_profile.py [--events 200000] [--rounds 3] [--py-spy /tmp/w.svg]
+    python load_tests/worker_profile.py [--events 200000] [--rounds 3] [--gil --py-spy /tmp/w.txt]
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 from statistics import median
 from typing import Any
 
@@ -55,7 +59,7 @@ def per_event(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, in
 
 
 def spy(pid: int, out: str, flags: list[str]) -> subprocess.Popen[bytes]:
-    exe = shutil.which("py-spy") or str(__import__("pathlib").Path(sys.executable).parent / "py-spy")
+    exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     argv = [exe, "record", "--pid", str(pid), "--output", out, "--rate", "200"]
     if out.endswith(".txt"):
         argv += ["--format", "raw"]
