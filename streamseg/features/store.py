@@ -40,10 +40,12 @@ from typing import Any, Literal, Protocol
 import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.commands.core import AsyncScript
 from redis.exceptions import (
     AuthenticationError,
     ClusterDownError,
     ClusterError,
+    DataError,
     NoPermissionError,
     NoScriptError,
     OutOfMemoryError,
@@ -68,7 +70,7 @@ from streamseg.features.cluster import (
     connect,
     is_cluster_url,
 )
-from streamseg.features.fastread import HashReader
+from streamseg.features.fastread import HashReader, refusal
 from streamseg.features.keys import Keys
 from streamseg.publish.records import CatalogEntry
 from streamseg.timeunits import DAY_MS, DAY_S
@@ -407,6 +409,8 @@ class RedisFeatureStore(SharedDocuments):
         self.history_kept = history  # segment changes kept per customer (0: none)
         self._script = resources.files("streamseg.features").joinpath("apply_events.lua").read_text()
         self._sha: str | None = None
+        #: the batch writes' lean path (:func:`_lean_apply`): one node, no replicas to wait for
+        self.lean_writes = hashes if isinstance(hashes, HashReader) and not wait_replicas else None
         self._forget = client.register_script(FORGET_LUA)
         self._membership = client.register_script(MEMBERSHIP_LUA)
 
@@ -441,6 +445,8 @@ class RedisFeatureStore(SharedDocuments):
         return {cid: _update(cid, reply) for cid, reply in zip(groups, replies, strict=True)}
 
     async def _run(self, sha: str, groups: Mapping[str, list[Event]]) -> list[list[bytes]]:
+        if self.lean_writes is not None:
+            return await _lean_apply(self, self.lean_writes, sha, groups)
         pipe = self.client.pipeline(transaction=False)
         for cid, evs in groups.items():
             payload = orjson.dumps([compact(e) for e in evs])
@@ -471,7 +477,8 @@ class RedisFeatureStore(SharedDocuments):
                    m.ts_ms, self.history_kept, orjson.dumps(m.cause)])
                  for m in changes]
         with unavailable_on_outage("writing memberships"):
-            written = await self.durable.scripted(self._membership, calls)
+            written = await (self.durable.scripted(self._membership, calls) if self.lean_writes is None
+                             else _lean_scripted(self.client, self.lean_writes, self._membership, calls))
         out = MembershipWrite()
         for m, stored in zip(changes, written, strict=True):
             was = None if stored == -2 else int(stored)
@@ -667,6 +674,64 @@ def _catalog(raw: Mapping[bytes, bytes]) -> dict[int, CatalogEntry]:
             continue
         out[entry.segment_id] = entry
     return out
+
+
+async def _lean_apply(store: RedisFeatureStore, conn: HashReader, sha: str,
+                      groups: Mapping[str, list[Event]]) -> list[list[bytes]]:
+    """:meth:`RedisFeatureStore._run`'s commands, packed here and sent on the hiredis connection.
+
+    The same commands and replies as through redis-py, whose pipeline cost the
+    worker ~1-2 us of CPU per enveloped event (encoding every argument, packing,
+    reply callbacks; docs/performance.md#leaner-hot-path-session-11).
+    """
+    keys, fixed = store.keys, (b"%d" % store.horizon_ms, b"%d" % store.ttl_s,
+                               repr(store.halflife_ms).encode())
+    head = (b"EVALSHA", sha.encode(), b"2")
+    requests: list[tuple[bytes, ...]] = [
+        (*head, keys.state(cid).encode(), keys.seen(cid).encode(),
+         orjson.dumps([compact(e) for e in evs]), *fixed) for cid, evs in groups.items()]
+    for key, cids in store.placement.by(store.placement.scored, groups).items():  # the sweep's index
+        scores = [b"%d" % max(e.ts_ms for e in groups[cid]) for cid in cids]
+        requests.append((b"ZADD", key.encode(), b"GT",
+                         *(x for s, cid in zip(scores, cids, strict=True) for x in (s, cid.encode()))))
+    return (await _lean(conn, requests))[: len(groups)]
+
+
+async def _lean_scripted(client: aioredis.Redis | RedisCluster, conn: HashReader, script: AsyncScript,
+                         calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
+    """:meth:`Durable.scripted` (no replicas to wait for) on the hiredis connection."""
+    requests = [(b"EVALSHA", script.sha.encode(), b"%d" % len(keys),
+                 *(k.encode() for k in keys), *map(_arg, args)) for keys, args in calls]
+    try:
+        return await _lean(conn, requests)
+    except NoScriptError:  # a restarted or flushed server: load it, once
+        await client.script_load(script.script)
+        return await _lean(conn, requests)
+
+
+def _arg(value: object) -> bytes:
+    """One command argument as redis-py's encoder writes it (bytes, text, numbers)."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return repr(value).encode()
+    raise DataError(f"invalid argument type {type(value).__name__}: {value!r}")
+
+
+async def _lean(conn: HashReader, requests: Sequence[Sequence[bytes]]) -> list[Any]:
+    """``conn.commands``, its error replies classed as redis-py's: NoScriptError (load the
+    script again), a refusal (NOPERM, NOAUTH), else the ResponseError as it is."""
+    try:
+        return await conn.commands(requests)
+    except ResponseError as exc:
+        if str(exc).startswith("NOSCRIPT"):
+            raise NoScriptError(str(exc)) from exc
+        refused = refusal(exc)
+        if refused is not exc:
+            raise refused from exc
+        raise
 
 
 _STATUS_CHAR: dict[int, Status] = {ord("1"): "applied", ord("0"): "duplicate", ord("L"): "late"}

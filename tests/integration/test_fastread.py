@@ -15,9 +15,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from streamseg.devstack import free_port
+from streamseg.errors import StoreRefused
+from streamseg.events.models import ClickEvent, Event, TransactionEvent
 from streamseg.features.fastread import HashReader
 from streamseg.features.keys import Keys
-from streamseg.features.store import RedisFeatureStore
+from streamseg.features.store import Membership, RedisFeatureStore
 from streamseg.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -130,3 +132,89 @@ async def test_a_server_that_stops_answering_times_out_and_the_next_read_reconne
         server.close()
         for w in connections:
             w.close()
+
+
+# -- the batch writes (apply_events.lua per customer) over the same connection --------------
+
+def _batch() -> list[Event]:
+    """Orders and clicks of three customers, one event repeated (a duplicate), a non-ASCII id."""
+    order = {"event_id": "o1", "customer_id": "c1", "ts": 1_767_225_600_000, "amount": 12.5,
+             "currency": "EUR", "items": 2, "categories": ["shoes", "bags"]}
+    click = {"event_id": "k1", "customer_id": "cé2", "ts": 1_767_225_660_000, "type": "search",
+             "session_id": "s1"}
+    return [TransactionEvent.model_validate(order), ClickEvent.model_validate(click),
+            TransactionEvent.model_validate({**order, "event_id": "o2", "customer_id": "c3",
+                                             "refund": True, "ts": 1_767_225_700_000}),
+            ClickEvent.model_validate({**click, "event_id": "k2", "type": "login"}),
+            TransactionEvent.model_validate(order)]
+
+
+async def test_batch_and_membership_writes_store_and_answer_what_redis_py_does(
+    settings: Settings, redis_client: aioredis.Redis,
+) -> None:
+    lean, _ = stores(settings)
+    plain = RedisFeatureStore(aioredis.Redis.from_url(settings.redis_url),
+                              Keys(settings.key_prefix + "-plain"), dedup_horizon_days=30, retention_days=90)
+    assert lean.lean_writes is not None and plain.lean_writes is None
+    try:
+        answers = []
+        for store in (lean, plain):
+            first, again = await store.apply(_batch()), await store.apply(_batch())
+            assert [u.statuses for u in first.values()] == [["applied", "duplicate"],
+                                                            ["applied", "applied"], ["applied"]]
+            assert [u.statuses for u in again.values()] == [["duplicate"] * 2] * 2 + [["duplicate"]]
+            moved = [Membership("c1", 2, None, 0.25, 1, "two", b"[]", "high", 1_767_225_600_000, "x"),
+                     Membership("c3", 1, 4, 1.5, 1, "one"),  # raced: none stored
+                     Membership("gone", 1, None, 1.0, 1, "one")]  # erased: no state
+            written = await store.write_memberships(moved)
+            assert (written.erased, written.raced) == (["gone"], {"c3": None})
+            answers.append([(cid, u.statuses, u.state) for cid, u in first.items()])
+        assert answers[0] == answers[1]
+        for cid in ("c1", "c3"):
+            assert await redis_client.lrange(lean.keys.history(cid), 0, -1) == \
+                await redis_client.lrange(plain.keys.history(cid), 0, -1)
+        for cid in ("c1", "cé2", "c3"):
+            assert await redis_client.hgetall(lean.keys.state(cid)) == \
+                await redis_client.hgetall(plain.keys.state(cid))
+            assert await redis_client.zrange(lean.keys.seen(cid), 0, -1, withscores=True) == \
+                await redis_client.zrange(plain.keys.seen(cid), 0, -1, withscores=True)
+            assert await redis_client.zscore(lean.placement.scored(cid), cid) == \
+                await redis_client.zscore(plain.placement.scored(cid), cid)
+        assert await redis_client.zscore(lean.placement.scored("cé2"), "cé2") == 1_767_225_660_000
+    finally:
+        await lean.close()
+        await plain.close()
+
+
+async def test_batch_writes_load_a_flushed_script_again(settings: Settings,
+                                                        redis_client: aioredis.Redis) -> None:
+    lean, _ = stores(settings)
+    try:
+        await lean.apply(_batch()[:1])
+        await redis_client.script_flush()
+        updates = await lean.apply(_batch()[1:2])
+        assert updates["cé2"].statuses == ["applied"]
+        await redis_client.script_flush()
+        written = await lean.write_memberships([Membership("cé2", 3, None, 0.5, 1, "three")])
+        assert (written.erased, written.raced) == ([], {})
+        assert await redis_client.hget(lean.keys.state("cé2"), "seg") == b"3"
+    finally:
+        await lean.close()
+
+
+async def test_batch_writes_refused_by_the_acl_are_a_refusal(settings: Settings,
+                                                             redis_client: aioredis.Redis) -> None:
+    user, secret = f"noscript-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    await redis_client.execute_command("ACL", "SETUSER", user, "on", f">{secret}", "~*", "+@all",
+                                       "-evalsha", "-eval")
+    host = urlsplit(settings.redis_url).netloc
+    store = RedisFeatureStore.from_url(f"redis://{user}:{secret}@{host}", Keys(settings.key_prefix),
+                                       dedup_horizon_days=30, retention_days=90)
+    assert store.lean_writes is not None
+    try:
+        store._sha = "0" * 40  # loading it is not the call under test
+        with pytest.raises(StoreRefused, match="ACL"):
+            await store.apply(_batch())
+    finally:
+        await store.close()
+        await redis_client.execute_command("ACL", "DELUSER", user)
