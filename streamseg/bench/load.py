@@ -94,6 +94,27 @@ def partition_of(customer_id: bytes, partitions: int) -> int:
     return zlib.crc32(customer_id) % partitions
 
 
+def skip_to_pass(records: Iterator[Record], cursor: Cursor, n: int) -> int:
+    """Take, unsent, the rest of the pass ``cursor`` is in (``n`` events a pass); returns
+    the pass that starts next. Envelopes can overshoot its start (see ``Running.to_next_pass``).
+
+    >>> pool = Pool([PoolEvent(False, b"c%d" % i, b'{"customer_id":"c%d","ts":0}' % i, b'"ts":0')
+    ...              for i in range(3)], 3, {"c0": "a", "c1": "a", "c2": "b"})
+    >>> cur = Cursor()
+    >>> it = singles(Settings(), pool, cursor=cur)
+    >>> _ = next(it)
+    >>> skip_to_pass(it, cur, 3), cur.taken, next(it)[2]
+    (1, 3, b'r1c0')
+    >>> skip_to_pass(it, cur, 3), cur.taken  # one event into pass 1 (just sent): the rest is skipped
+    (2, 6)
+    """
+    if cursor.taken % n:
+        end = (cursor.taken // n + 1) * n
+        while cursor.taken < end:
+            next(records)
+    return cursor.taken // n
+
+
 def singles(settings: Settings, pool: Pool, first_pass: int = 0,
             cursor: Cursor | None = None) -> Iterator[Record]:
     """One event per message, keyed by customer id (the README's input contract)."""

@@ -105,11 +105,13 @@ def quality_lines(f: dict[str, Any]) -> list[str]:
     rows = [(name, s["rates"]) for name, s in f["subjects"].items() if _ari(s["rates"][0]) is not None]
     if not rows:
         return []
-    cell = lambda p: f"{_ari(p)} ({p['quality']['assigned']:,} of {p['quality']['customers']:,})"  # noqa: E731
+    cell = lambda p: (f"{_ari(p)} ({p['quality']['assigned']:,} of {p['quality']['customers']:,}"  # noqa: E731
+                      f"{', partial' if not p['quality'].get('whole_pass') else ''})")
     soak = f.get("soak") or {}
     lines = ["", "Segment quality under load: adjusted Rand index of the memberships the engine published "
-             "(its Redis state) for the customers each phase sent, against the planted personas "
-             "(customers assigned of those sent in brackets).", "",
+             "(its Redis state) against the planted personas, for the customers of a whole pass of the "
+             "pool sent at that rate (in brackets: customers assigned of those scored; 'partial': the "
+             "phase sent no whole pass, so it scores the customers it sent, with partial histories).", "",
              "| subject | ARI at 25% | at 50% | at 75% | soak |", "|---|---|---|---|---|"]
     for name, rates in rows:
         lines.append(f"| {name} | " + " | ".join(cell(r) for r in rates)

@@ -74,6 +74,9 @@ class Plan:
     soak_seconds: float
     soak_window: float
     envelope: int = 100
+    #: a fixed rate sends at least one whole pass of the pool, begun at a pass's start, so
+    #: its quality figure scores customers whose every event came at that rate (full mode)
+    whole_passes: bool = False
 
     @classmethod
     def make(cls, short: bool, soak_seconds: float | None) -> Plan:
@@ -81,7 +84,7 @@ class Plan:
             soak = 5.0 if soak_seconds is None else soak_seconds
             return cls(True, 600, 300, 100, 2.0, 1.5, soak, 1.0)
         soak = 600.0 if soak_seconds is None else soak_seconds
-        return cls(False, 4_000, 3_000, 500, 15.0, 20.0, soak, max(5.0, soak / 60))
+        return cls(False, 4_000, 3_000, 500, 15.0, 20.0, soak, max(5.0, soak / 60), whole_passes=True)
 
 
 def subject_env(settings: Settings) -> dict[str, str]:
@@ -217,8 +220,16 @@ def percentiles(h: Histogram) -> dict[str, float]:
     return {f"p{round(q * 100)}_ms": round(h.quantile(q) * 1000, 2) for q in (0.5, 0.95, 0.99)}
 
 
-def fixed_rate(run: Running, rate: float, seconds: float) -> dict[str, Any]:
-    """Send ``rate`` events/s evenly for ``seconds``; latency of every event of the phase."""
+def fixed_rate(run: Running, rate: float, seconds: float, whole_pass: bool = False) -> dict[str, Any]:
+    """Send ``rate`` events/s evenly for ``seconds``; latency of every event of the phase.
+
+    ``whole_pass``: for a subject that keeps memberships, skip to the next pass's start
+    and send for at least one whole pass; the quality figure then scores that pass's
+    customers, each with its whole history sent at this rate.
+    """
+    first = run.to_next_pass() if whole_pass and run.subject.memberships else None
+    if first is not None:
+        seconds = max(seconds, 1.05 * len(run.pool) / rate)  # the margin: the pass's end goes out too
     before = run.scrape()
     since = run.cursor.taken
     t0 = time.monotonic()
@@ -227,7 +238,8 @@ def fixed_rate(run: Running, rate: float, seconds: float) -> dict[str, Any]:
     after, behind = finish_phase(run, before.done + sent.messages, max(60.0, seconds * 5))
     return {"rate": round(rate), "offered_events_per_s": round(offered), "events": sent.events,
             **percentiles(after.minus(before)), "rss_mb": round(run.memory[-1][1], 1),
-            "kept_up": behind == 0, "unprocessed_messages": behind, **run.quality(since)}
+            "kept_up": behind == 0, "unprocessed_messages": behind,
+            **(run.quality(since) if first is None else run.pass_quality(first))}
 
 
 def finish_phase(run: Running, done: float, timeout: float) -> tuple[Scrape, int]:
@@ -256,8 +268,13 @@ def soak(run: Running, rate: float, plan: Plan) -> dict[str, Any]:
     sent = asyncio.run(paced(run.settings, run.records, rate, plan.soak_seconds, tick=run.tick,
                              every=plan.soak_window, on_tick=tick))
     _, behind = finish_phase(run, first.done + sent.messages, 60)
+    # the last pass the soak sent whole, when there is one (a full run's soak sends many)
+    n = len(run.pool)
+    k = run.cursor.taken // n - 1
+    whole = k >= 0 and k * n >= since
     return {**summarize_soak(windows, rate, sent.events, plan.soak_seconds),
-            "kept_up": behind == 0, "unprocessed_messages": behind, **run.quality(since)}
+            "kept_up": behind == 0, "unprocessed_messages": behind,
+            **(run.pass_quality(k) if whole else run.quality(since))}
 
 
 def summarize_soak(windows: list[dict[str, float]], rate: float, sent: int,
@@ -295,7 +312,7 @@ def measure(run: Running, plan: Plan, rough: float, say: Callable[[str], None],
         f"({out['cpu_us_per_event']} us CPU per event)")
     out["rates"] = []
     for f in FRACTIONS:
-        r = fixed_rate(run, out["max_events_per_s"] * f, plan.rate_seconds)
+        r = fixed_rate(run, out["max_events_per_s"] * f, plan.rate_seconds, plan.whole_passes)
         out["rates"].append({"fraction": f, **r})
         ari = f", ARI {r['quality']['ari']}" if "quality" in r else ""
         say(f"{name}: {f:.0%} = {r['rate']:,}/s -> p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms{ari}")

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from streamseg.bench.load import Cursor, Pool, Record, Sent, preload
+from streamseg.bench.load import Cursor, Pool, Record, Sent, preload, skip_to_pass
 from streamseg.bench.probe import Scrape, rss_mb, scrape
 from streamseg.bench.segments import published_ari, touched
 from streamseg.devstack import ManagedProcess
@@ -94,6 +94,22 @@ class Running:
         n, end = len(self.pool), self.cursor.taken
         return {"quality": {**published_ari(self.settings, touched(self.pool, since, end)),
                             "passes": [since // n, max(since, end - 1) // n]}}
+
+    def pass_quality(self, k: int) -> dict[str, Any]:
+        """ARI of the published memberships of pass ``k``'s customers (whole histories)."""
+        n = len(self.pool)
+        return {"quality": {**published_ari(self.settings, touched(self.pool, k * n, (k + 1) * n)),
+                            "passes": [k, k], "whole_pass": True}}
+
+    def to_next_pass(self) -> int:
+        """Leave the rest of the current pass unsent; returns the pass that starts next.
+
+        Single-event messages stop exactly at the pass's end. An envelope is cut when
+        a buffer fills, so up to an envelope of the next pass may go unsent with it
+        (its customers then lack those events), and events of the old pass still
+        buffered go out with the new one (they are not scored).
+        """
+        return skip_to_pass(self.records, self.cursor, len(self.pool))
 
     def send(self, events: int) -> Sent:
         """Send ``events`` events as fast as possible."""
