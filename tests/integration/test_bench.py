@@ -137,6 +137,10 @@ def test_bench_short__scores_the_published_memberships_of_the_pools_customers(
     fall = {t["target"]: t for t in figures["targets"]}["ARI fall from lowest load to the soak"]
     engine = figures["subjects"]["engine"]["rates"]
     assert fall["measured"] == round(engine[0]["quality"]["ari"] - figures["soak"]["quality"]["ari"], 4)
+    gap = {t["target"]: t for t in figures["targets"]}[
+        "engine ARI at the lowest load minus the in-process benchmark's"]
+    assert gap["measured"] == round(engine[0]["quality"]["ari"] - ref["ari"], 4)
+    assert gap["met"] == (gap["measured"] >= -0.05)
     assert "Segment quality under load" in stdout and "In-process quality benchmark" in stdout
 
 
