@@ -141,12 +141,7 @@ def _validate_one(
 def _admit_all(out: DecodeOutcome, admission: Admission) -> None:
     """Apply :func:`admit` to the valid events of ``out``: convert them, or move them to the rejects."""
     refused: set[int] = set()
-    earliest, table = admission.earliest_ms, admission.currencies
-    reporting = table.reporting if table is not None else None
     for pos, event in enumerate(out.events):
-        if event.ts_ms >= earliest and (table is None or not isinstance(event, TransactionEvent)
-                                        or event.currency == reporting):
-            continue  # what admit() returns unchanged, without the call: most events
         admitted = admit(event, admission)
         if isinstance(admitted, Rejection):
             out.rejects.append(Rejection(admitted.reason, admitted.detail, out.indices[pos],
