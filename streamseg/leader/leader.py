@@ -111,19 +111,19 @@ class Leader:
                 self._merging = names
             await self._publish(self.propose(usable), f"{len(usable)} workers ({names})")
 
-    async def refresh_catalog(self, *, reseed: bool = False, rescale: bool = False) -> None:
+    async def refresh_catalog(self, *, first: bool = False, rescale: bool = False) -> None:
         """Re-fit the model on current customers, recompute profiles, republish.
 
-        ``reseed``: the re-fit starts from k-means++ seeds on the sample, not from the
-        model's centres (the first model of a history: see :mod:`streamseg.leader.pace`).
+        ``first``: with no model yet, make the first one from the sample alone
+        (:meth:`first_fit`; a step of history: see :mod:`streamseg.leader.pace`).
         ``rescale``: it re-fits in the sample's own scale (:meth:`refine`).
         """
         sample = await self.sample_customers()  # read and derived once, for both
-        sample.reseed = reseed
         try:
             async with self._leading:
-                await self._publish(await self.refine(sample, rescale=rescale),
-                                    "a sample of current customers")
+                fitted = await (self.first_fit(sample) if first and self.assigner.model is None
+                                else self.refine(sample, rescale=rescale))
+                await self._publish(fitted, "a sample of current customers")
             self.values.refit_soon(lambda: self._sample_with(self.values.sampler),
                                    self.assigner.model)
             await self.values.measure(sample, self.assigner.model)
@@ -258,6 +258,17 @@ class Leader:
             yield sample
         finally:
             await sample.release()
+
+    async def first_fit(self, sample: CustomerSample) -> Proposal | None:
+        """The first model, fitted on the sample alone (None: fewer customers than the
+        warm-up's ``n_segments * model_warmup_per_segment``): a step of history makes it so,
+        not a merge of workers' clusterers, whose state depends on the wall clock."""
+        k = self.settings.start_segments
+        if len(sample) < max(2 * k, k * self.settings.model_warmup_per_segment):
+            return None
+        nxt = await sample.first_model(k, self.settings.seed)
+        nxt.names = self.values.names(nxt, {}, self.assigner.profiles)
+        return nxt, [Lifecycle(sid, "born") for sid in nxt.ids]
 
     async def refine(self, sample: CustomerSample | None = None, *,
                      rescale: bool = False) -> Proposal | None:

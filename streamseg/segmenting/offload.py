@@ -44,7 +44,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from streamseg.features.keys import Keys
-from streamseg.features.registry import derive, model_input
+from streamseg.features.registry import MODEL_FEATURES, derive, model_input
 from streamseg.features.store import RedisFeatureStore
 from streamseg.publish.records import SegmentProfile
 from streamseg.segmenting.choose_k import KScore, evaluate
@@ -102,6 +102,20 @@ def fit(model: SegmentModel, derived: list[dict[str, float]], seed: int,
     if reseed and len(rows) >= len(model.ids):
         model = dataclasses.replace(model, centers=seeded_centers(model.scale(rows), len(model.ids), seed))
     return model.refine(rows, seed=seed)
+
+
+def first_model(derived: list[dict[str, float]], k: int, seed: int) -> SegmentModel:
+    """The first model of a history, from the sample alone: standardized by the sample's own
+    mean and variance, centres from k-means++ seeds re-fitted on it (:func:`fit`). Nothing in
+    it depends on the order batches arrived in, or on how far a worker's clusterer got by the
+    wall clock: two replays of the same history make the same first model at the same step."""
+    d = len(MODEL_FEATURES)
+    shape = SegmentModel.first(MODEL_FEATURES, np.zeros(d), np.ones(d), np.zeros((k, d)), np.ones(k))
+    rows = sample_rows(shape, derived)
+    mean = rows.mean(0)
+    scaled = dataclasses.replace(shape, mean=mean, var=signal_var(mean, rows.var(0)))
+    centers, weights = fit(scaled, derived, seed, reseed=True)
+    return SegmentModel.first(MODEL_FEATURES, scaled.mean, scaled.var, centers, weights)
 
 
 def sample_rows(model: SegmentModel, derived: list[dict[str, float]]) -> np.ndarray:
@@ -189,8 +203,12 @@ def _held(token: str) -> tuple[list[State], list[dict[str, float]]]:
         raise SampleLost(f"sample {token} is no longer held (a newer refresh replaced it)") from None
 
 
-def _fit(token: str, model: SegmentModel, seed: int, reseed: bool) -> tuple[np.ndarray, np.ndarray]:
-    return fit(model, _held(token)[1], seed, reseed)
+def _fit(token: str, model: SegmentModel, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    return fit(model, _held(token)[1], seed)
+
+
+def _first_model(token: str, k: int, seed: int) -> SegmentModel:
+    return first_model(_held(token)[1], k, seed)
 
 
 def _in_scale(token: str, model: SegmentModel) -> SegmentModel:
@@ -306,13 +324,15 @@ class ChildSample:
         self.owner = owner
         self.token = token
         self.n = n
-        self.reseed = False  # the re-fit starts from fresh seeds (see fit)
 
     def __len__(self) -> int:
         return self.n
 
     async def fit(self, model: SegmentModel, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        return await self.owner.call(_fit, self.token, model, seed, self.reseed)
+        return await self.owner.call(_fit, self.token, model, seed)
+
+    async def first_model(self, k: int, seed: int) -> SegmentModel:
+        return await self.owner.call(_first_model, self.token, k, seed)
 
     async def evaluate(self, model: SegmentModel, ks: list[int], seed: int) -> list[KScore]:
         return await self.owner.call(_evaluate, self.token, model, ks, seed)
@@ -349,13 +369,15 @@ class LocalSample:
     def __init__(self, states: list[State], derived: list[dict[str, float]]) -> None:
         self.states = states
         self.derived = derived
-        self.reseed = False  # the re-fit starts from fresh seeds (see fit)
 
     def __len__(self) -> int:
         return len(self.states)
 
     async def fit(self, model: SegmentModel, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        return await asyncio.to_thread(fit, model, self.derived, seed, self.reseed)
+        return await asyncio.to_thread(fit, model, self.derived, seed)
+
+    async def first_model(self, k: int, seed: int) -> SegmentModel:
+        return await asyncio.to_thread(first_model, self.derived, k, seed)
 
     async def evaluate(self, model: SegmentModel, ks: list[int], seed: int) -> list[KScore]:
         return await asyncio.to_thread(evaluate_k, model, self.derived, ks, seed)

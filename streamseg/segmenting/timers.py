@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 def register(app: faust.App, sync: ModelSync, engine: Engine, settings: Settings, ticks: Ticks) -> None:
     """Register the model topic's task, the local model's publication and the leader's
     merge, catalog and held-back timers on ``app``, and the leader's steps of history."""
-    engine.history_step = history_step(app, sync, engine, settings, ticks)
+    engine.history_step = history_step(app, engine, settings, ticks)
 
     @app.task
     async def follow_model_topic() -> None:
@@ -44,9 +44,10 @@ def register(app: faust.App, sync: ModelSync, engine: Engine, settings: Settings
 
     @ticks.every(app, settings.model_sync_s, "merging models", on_leader=True)
     async def merge_models() -> None:
-        # history shorter than a step must still get its first model; once there is one, no
-        # merge until the history's last step (not a merge of the order batches arrived in)
-        if engine.assigner.model is not None and engine.pace.ending:
+        # reading history: no merge (the workers' clusterers hold the order batches arrived in,
+        # and how far they got by the wall clock); the steps make and re-fit the model, the
+        # last one once the history is drained (so history shorter than a step gets one too)
+        if engine.pace.ending:
             if engine.pace.drained() and engine.history_step is not None:
                 async with refreshing, engine.lock:
                     await engine.history_step()
@@ -72,30 +73,26 @@ def register(app: faust.App, sync: ModelSync, engine: Engine, settings: Settings
         await sync.load_profiles()
 
 
-def history_step(app: faust.App, sync: ModelSync, engine: Engine, settings: Settings,
+def history_step(app: faust.App, engine: Engine, settings: Settings,
                  ticks: Ticks) -> Callable[[], Awaitable[None]]:
     """The leader's work at one event-time step of history, called by the engine with its lock
-    held: the first model from the workers' (a merge), then at every step a re-fit on the
-    current customers and the catalog, and a re-scoring sweep; each failure logged and counted
-    (as a timer tick's) without stopping the next.
+    held: a re-fit on the current customers (the first model, fitted on them alone, if there is
+    none yet) and the catalog, and a re-scoring sweep; each failure logged and counted (as a
+    timer tick's) without stopping the next.
 
-    Once there is a model, steps do not merge: the online clusterers learn in the order batches
-    happen to arrive in, which differs between two runs of the same history, while a re-fit
-    from the previous step's centres on every current customer depends only on the history.
-    For the same reason a step that makes the first model re-fits it from k-means++ seeds on
-    the sample (never a model that already had ids in use: that would reshuffle them).
+    Steps never merge: the online clusterers learn in the order batches happen to arrive in,
+    which differs between two runs of the same history, and how far they got by a step depends
+    on the wall clock (their warm-up may end on a timer), while a fit on every current customer
+    depends only on the history. So the first model comes from k-means++ seeds on the sample
+    (:meth:`~streamseg.leader.Leader.first_fit`), later ones from the previous step's centres
+    (never reseeded once ids are in use: that would reshuffle them).
     """
 
     async def step() -> None:
         if not app.is_leader():
             return
-        first = engine.assigner.model is None
-        if first:
-            await ticks.attempt("publishing the local model", sync.publish_local, timer="history_step")
-            await ticks.attempt("merging models", lambda: engine.leader.lead(sync.locals),
-                                timer="history_step")
         await ticks.attempt("refreshing the catalog",
-                            lambda: engine.leader.refresh_catalog(reseed=first, rescale=True),
+                            lambda: engine.leader.refresh_catalog(first=True, rescale=True),
                             timer="history_step")
         await ticks.attempt("re-scoring sweep", lambda: rescore.sweep_held(engine, settings),
                             timer="history_step")

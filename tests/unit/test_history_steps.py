@@ -18,7 +18,7 @@ from streamseg.leader.pace import HISTORY_IDLE_MS, Pace
 from streamseg.metrics import Metrics
 from streamseg.segmenting.assign import Assigner
 from streamseg.segmenting.model import SegmentModel
-from streamseg.segmenting.offload import in_sample_scale
+from streamseg.segmenting.offload import LocalSample, in_sample_scale
 from streamseg.segmenting.vectors import pairwise_sq_dist, signal_var
 from streamseg.settings import Settings
 from streamseg.timeunits import DAY_MS, HOUR_MS
@@ -30,7 +30,6 @@ class RawSample:
     def __init__(self, rows: np.ndarray, segments: list[int | None]) -> None:
         self.rows = rows
         self.segments = segments  # each customer's current segment
-        self.reseed = False
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -141,3 +140,29 @@ def test_history_step_days_after_a_burst__keeps_every_segment_id() -> None:
     nxt, events = proposal
     assert events == [] and nxt.ids == [0, 1, 2]
     assert list(pairwise_sq_dist(nxt.scale(later), nxt.centers).argmin(1)) == groups
+
+
+def test_first_model_of_a_history__comes_from_its_customers_alone_whatever_their_order() -> None:
+    # a step of history with no model yet fits the first one on the sample alone (not a merge
+    # of the workers' clusterers, which depends on how far they got by the wall clock): the same
+    # customers give the same model, in whatever order the store hands them over
+    base = 1_767_225_600_000.0
+    history = {f"c{c:02d}": burst(f"c{c:02d}", c % 3, base) for c in range(60)}
+    now = base + 2 * DAY_MS
+    derived = [derive(accumulate(evs, horizon_ms=400 * DAY_MS, halflife_ms=HALFLIFE_DAYS * DAY_MS), now)
+               for evs in history.values()]
+    groups = [c % 3 for c in range(60)]
+    leader = Leader(Settings(n_segments=3, model_warmup_per_segment=20), None, None, None,  # type: ignore[arg-type]
+                    Assigner(0.0, Metrics(CollectorRegistry()),
+                             DriftMonitor(DriftConfig.from_settings(Settings()), MODEL_FEATURES),
+                             lambda m: None), None)  # type: ignore[arg-type]
+
+    fitted = [asyncio.run(leader.first_fit(LocalSample([{}] * len(d), d))) for d in (derived, derived[::-1])]
+    assert asyncio.run(leader.first_fit(LocalSample([{}] * 59, derived[:59]))) is None  # < 3 * 20
+
+    (a, born), (b, _) = [f for f in fitted if f is not None]
+    assert a.version == 1 and a.ids == [0, 1, 2] and [e.status for e in born] == ["born"] * 3
+    np.testing.assert_allclose(b.mean, a.mean)
+    np.testing.assert_allclose(b.centers, a.centers)
+    rows = a.matrix([model_input(d) for d in derived])
+    assert adjusted_rand_score(groups, pairwise_sq_dist(a.scale(rows), a.centers).argmin(1)) == 1.0
