@@ -2,14 +2,22 @@
 
 The simulator is slow next to the engine, so one pass of it is serialized once
 into a :class:`Pool`; later passes rename every customer (``r<k>c000123``), which
-keeps each event new to the engine (no duplicates). Every event is stamped with
-the wall-clock time it is handed to the producer (``ts``), as live traffic is:
-the simulated days give each customer a realistic mix and order of events, and
-the engine's event-time machinery (recency, drift windows) runs at the speed
-of the wall clock, not of a replay (``load_tests/replay_bench.py`` measures
-replays). Both rewrites are a bytes replace. Partitions are chosen here (crc32
-of the customer id), so envelopes of many events can go to the partition their
-customers hash to, and the producer skips its pure-Python murmur2 partitioner.
+keeps each event new to the engine (no duplicates). Each customer keeps the
+spacing of its simulated days: an event's time (``ts``) is the simulator's,
+shifted by whole periods per pass (:class:`Timeline`), so pass ``k + 1`` sits in
+the period after pass ``k`` and the engine's event clock only moves forward,
+through recency, frequency and tenure as the simulator planted them. A pass of
+28 simulated days goes out in seconds to minutes, so every pass but the last
+the timeline has room for is history: the bench runs its workers with
+``history_step_hours=0`` (the leader's timers as live, no history pacing) and
+event-time drift windows of weeks (``runner.SIMULATED_TIME``). Without a timeline
+every event is stamped with the wall-clock time it is handed to the producer, as
+the bench did before (a customer's 28 days then reach the engine within a minute
+and every customer looks alike). Both rewrites are a bytes replace. The Kafka
+record timestamp is always the send time (the latency histogram's start).
+Partitions are chosen here (crc32 of the customer id), so envelopes of many
+events can go to the partition their customers hash to, and the producer skips
+its pure-Python murmur2 partitioner.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from aiokafka import AIOKafkaProducer
 
 from streamseg.generate import assign_personas, simulate
 from streamseg.settings import Settings
+from streamseg.timeunits import WEEK_MS
 
 #: (topic, partition, key, value, events in value)
 Record = tuple[str, int, bytes | None, bytes, int]
@@ -35,7 +44,8 @@ class PoolEvent:
     transaction: bool
     customer_id: bytes
     value: bytes
-    ts: bytes  # the value's '"ts":<ms>' text, replaced with the send time
+    ts: bytes  # the value's '"ts":<ms>' text, replaced with the pass's time (or the send time)
+    ms: int = 0  # the simulated event time in it
 
 
 @dataclass(frozen=True)
@@ -47,24 +57,82 @@ class Pool:
     truth: dict[str, str]  # customer id (first pass) -> planted persona
     days: float = 28.0  # simulated days and seed of the pass
     seed: int = 7
+    end_ms: int = 0  # the simulated period's end (the wall clock when it was simulated)
 
     @classmethod
     def simulate(cls, customers: int, *, days: float = 28.0, seed: int = 7) -> Pool:
         truth = assign_personas(customers, seed=seed)
+        end_ms = int(time.time() * 1000)
         events = [PoolEvent(ev.topic_role == "transactions", ev.customer_id.encode(),
-                            orjson.dumps(ev.payload), b'"ts":%d' % ev.payload["ts"])
-                  for ev in simulate(truth, days=days, end_ms=int(time.time() * 1000), seed=seed)]
-        return cls(events, customers, truth, days, seed)
+                            orjson.dumps(ev.payload), b'"ts":%d' % ev.payload["ts"], ev.payload["ts"])
+                  for ev in simulate(truth, days=days, end_ms=end_ms, seed=seed)]
+        return cls(events, customers, truth, days, seed, end_ms)
 
     def __len__(self) -> int:
         return len(self.events)
 
 
+@dataclass(frozen=True, slots=True)
+class Timeline:
+    """Where each pass of a pool sits in event time: its own times, shifted by whole periods.
+
+    A period is the pool's days rounded up to whole weeks (weekdays and hours of
+    day are kept); pass ``k`` is shifted by ``(k - last)`` periods, so passes follow
+    one another and pass ``last`` keeps the simulator's times, which end when the
+    pool was simulated: no event is ever in the future. ``last`` is as many periods
+    as fit between the earliest event time the engine accepts and the pool's start,
+    so pass 0 is accepted too: the number of passes a subject sends depends on the
+    rates it measures, so it cannot be planned before pass 0 goes out, and from
+    2000-01-01 (``STREAMSEG_EARLIEST_EVENT_TIME``'s default) there is room for about
+    350 passes of 28 days, 20 times what a full run sends. A pass past ``last``
+    would be in the future: it raises instead.
+
+    >>> day = 86_400_000
+    >>> pool = Pool([], 0, {}, days=28.0, end_ms=1000 * day)
+    >>> t = Timeline.of(pool, earliest_ms=860 * day)
+    >>> t.period_ms // day, t.last, t.shift_ms(t.last), t.shift_ms(0) // day
+    (28, 4, 0, -112)
+    >>> t.start_ms(0) // day, t.start_ms(1) // day  # pass 0 starts at the earliest accepted time or after
+    (860, 888)
+    >>> t.shift_ms(5)
+    Traceback (most recent call last):
+    ...
+    RuntimeError: pass 5 of the pool would end 28 days in the future: the timeline holds passes 0-4
+    """
+
+    period_ms: int
+    last: int  # the pass that keeps the pool's own times
+    days_ms: int  # one pass's simulated span
+    end_ms: int  # ... and its end, unshifted
+
+    @classmethod
+    def of(cls, pool: Pool, earliest_ms: int) -> Timeline:
+        days_ms = int(pool.days * 86_400_000)
+        period = -(-days_ms // WEEK_MS) * WEEK_MS
+        last = (pool.end_ms - days_ms - earliest_ms) // period
+        if last < 0:
+            raise ValueError("the pool starts before the earliest event time the engine accepts")
+        return cls(period, last, days_ms, pool.end_ms)
+
+    def shift_ms(self, k: int) -> int:
+        """How far pass ``k``'s event times are moved from the simulator's."""
+        if k > self.last:
+            raise RuntimeError(f"pass {k} of the pool would end {(k - self.last) * self.period_ms // 86_400_000}"
+                               f" days in the future: the timeline holds passes 0-{self.last}")
+        return (k - self.last) * self.period_ms
+
+    def start_ms(self, k: int) -> int:
+        """The start of pass ``k``'s simulated period (its events are at or after it)."""
+        return self.end_ms - self.days_ms + self.shift_ms(k)
+
+
 @dataclass
 class Cursor:
-    """How many events a load iterator has taken from its pool (all passes together)."""
+    """How many events a load iterator has taken from its pool (all passes together), and
+    whether the record it yielded last was the last of a pass (every event of it yielded)."""
 
     taken: int = 0
+    pass_sent: bool = False
 
 
 def renamed(customer_id: str, k: int) -> str:
@@ -72,16 +140,28 @@ def renamed(customer_id: str, k: int) -> str:
     return f"r{k}{customer_id}" if k else customer_id
 
 
-def events(pool: Pool, first_pass: int = 0,
-           cursor: Cursor | None = None) -> Iterator[tuple[bool, bytes, bytes]]:
-    """(is_transaction, customer_id, value) forever: stamped when taken, renamed every pass."""
+def events(pool: Pool, first_pass: int = 0, cursor: Cursor | None = None,
+           timeline: Timeline | None = None) -> Iterator[tuple[bool, bytes, bytes]]:
+    """(is_transaction, customer_id, value) forever, renamed every pass; timed by ``timeline``
+    (pass ``k``'s events shifted by its period), or stamped when taken without one.
+
+    >>> pool = Pool([PoolEvent(False, b"c0", b'{"customer_id":"c0","ts":5}', b'"ts":5', 5)], 1,
+    ...             {"c0": "a"}, days=7.0, end_ms=5)
+    >>> it = events(pool, timeline=Timeline(period_ms=7, last=1, days_ms=7, end_ms=5))
+    >>> [next(it)[2] for _ in range(2)]
+    [b'{"customer_id":"c0","ts":-2}', b'{"customer_id":"r1c0","ts":5}']
+    """
     k = first_pass
     cursor = cursor or Cursor()
     while True:
         prefix = f"r{k}".encode() if k else b""
+        shift = timeline.shift_ms(k) if timeline is not None else None
         for ev in pool.events:
             cursor.taken += 1
-            value = ev.value.replace(ev.ts, b'"ts":%d' % (time.time() * 1000), 1)
+            if shift is None:
+                value = ev.value.replace(ev.ts, b'"ts":%d' % (time.time() * 1000), 1)
+            else:
+                value = ev.value.replace(ev.ts, b'"ts":%d' % (ev.ms + shift), 1) if shift else ev.value
             if k == 0:
                 yield ev.transaction, ev.customer_id, value
             else:
@@ -96,7 +176,7 @@ def partition_of(customer_id: bytes, partitions: int) -> int:
 
 def skip_to_pass(records: Iterator[Record], cursor: Cursor, n: int) -> int:
     """Take, unsent, the rest of the pass ``cursor`` is in (``n`` events a pass); returns
-    the pass that starts next. Envelopes can overshoot its start (see ``Running.to_next_pass``).
+    the pass that starts next (at once if the last record yielded ended a pass).
 
     >>> pool = Pool([PoolEvent(False, b"c%d" % i, b'{"customer_id":"c%d","ts":0}' % i, b'"ts":0')
     ...              for i in range(3)], 3, {"c0": "a", "c1": "a", "c2": "b"})
@@ -108,33 +188,51 @@ def skip_to_pass(records: Iterator[Record], cursor: Cursor, n: int) -> int:
     >>> skip_to_pass(it, cur, 3), cur.taken  # one event into pass 1 (just sent): the rest is skipped
     (2, 6)
     """
-    if cursor.taken % n:
-        end = (cursor.taken // n + 1) * n
-        while cursor.taken < end:
-            next(records)
+    while cursor.taken and not cursor.pass_sent:
+        next(records)
     return cursor.taken // n
 
 
 def singles(settings: Settings, pool: Pool, first_pass: int = 0,
-            cursor: Cursor | None = None) -> Iterator[Record]:
+            cursor: Cursor | None = None, timeline: Timeline | None = None) -> Iterator[Record]:
     """One event per message, keyed by customer id (the README's input contract)."""
     topics = (settings.topic_clickstream, settings.topic_transactions)
-    n = settings.topic_partitions
-    for is_tx, cid, value in events(pool, first_pass, cursor):
+    n, per_pass = settings.topic_partitions, len(pool)
+    cursor = cursor if cursor is not None else Cursor()
+    for is_tx, cid, value in events(pool, first_pass, cursor, timeline):
+        cursor.pass_sent = cursor.taken % per_pass == 0
         yield topics[is_tx], partition_of(cid, n), cid, value, 1
 
 
 def envelopes(settings: Settings, pool: Pool, size: int, first_pass: int = 0,
-              cursor: Cursor | None = None) -> Iterator[Record]:
-    """Batched envelopes: JSON arrays of ``size`` events of one topic and partition."""
+              cursor: Cursor | None = None, timeline: Timeline | None = None) -> Iterator[Record]:
+    """Batched envelopes: JSON arrays of ``size`` events of one topic and partition.
+
+    At a pass's end every open envelope goes out, shorter if need be: a pass is
+    sent whole before the next one begins (the quality figures score whole passes).
+
+    >>> pool = Pool([PoolEvent(False, b"c%d" % i, b'{"ts":0}', b'"ts":0') for i in range(3)], 3, {})
+    >>> cur = Cursor()
+    >>> it = envelopes(Settings(topic_partitions=1), pool, 2, cursor=cur)
+    >>> [(next(it)[4], cur.taken, cur.pass_sent) for _ in range(3)]
+    [(2, 2, False), (1, 3, True), (2, 5, False)]
+    """
     topics = (settings.topic_clickstream, settings.topic_transactions)
-    n = settings.topic_partitions
+    n, per_pass = settings.topic_partitions, len(pool)
+    cursor = cursor if cursor is not None else Cursor()
     open_: dict[tuple[bool, int], list[bytes]] = {}
-    for is_tx, cid, value in events(pool, first_pass, cursor):
+    for is_tx, cid, value in events(pool, first_pass, cursor, timeline):
         p = partition_of(cid, n)
         buf = open_.setdefault((is_tx, p), [])
         buf.append(value)
-        if len(buf) >= size:
+        if cursor.taken % per_pass == 0:
+            full = [(key, b) for key, b in open_.items() if b]
+            for i, ((tx, part), b) in enumerate(full):
+                cursor.pass_sent = i == len(full) - 1
+                yield topics[tx], part, None, b"[" + b",".join(b) + b"]", len(b)
+                b.clear()
+        elif len(buf) >= size:
+            cursor.pass_sent = False
             yield topics[is_tx], p, None, b"[" + b",".join(buf) + b"]", size
             buf.clear()
 
@@ -210,21 +308,26 @@ def tick_for(broker: str) -> float:
 
 async def paced(settings: Settings, records: Iterator[Record], rate: float, seconds: float, *,
                 tick: float, every: float | None = None,
-                on_tick: Callable[[], None] | None = None) -> Sent:
+                on_tick: Callable[[], None] | None = None, ends: Cursor | None = None) -> Sent:
     """Send ``rate`` events/s, evenly (a ``tick``'s worth at a time), for ``seconds``.
 
     The send time is the Kafka record timestamp, so the worker's latency
     histogram measures produced -> processed. ``on_tick`` is called every
-    ``every`` seconds (and at the end).
+    ``every`` seconds (and at the end). ``ends``: the cursor of ``records``; past
+    ``seconds``, sending goes on at the same rate until a pass has gone out whole.
     """
     step = max(1.0, rate * tick)  # a tick's worth of events, sent together
     sent = messages = 0
+
+    def over(elapsed: float) -> bool:
+        return elapsed >= seconds and (ends is None or ends.pass_sent)
+
     async with Sender(settings, linger_ms=1) as out:
         t0 = time.monotonic()
         next_tick = every if every else float("inf")
-        while (elapsed := time.monotonic() - t0) < seconds:
+        while not over(elapsed := time.monotonic() - t0):
             due = elapsed * rate + step
-            while sent < due:
+            while sent < due and not over(elapsed):
                 record = next(records)
                 await out.send(record)
                 sent += record[4]

@@ -58,6 +58,7 @@ class Scrape:
     at: float  # time.monotonic()
     events: float  # every outcome: processed, duplicate, late, dead letter
     latency: dict[float, float]
+    dead_letters: float = 0.0  # inputs dead-lettered so far (every reason)
 
     @property
     def done(self) -> float:
@@ -75,7 +76,7 @@ def scrape(port: int, timeout: float = 2.0) -> Scrape | None:
             text = r.read().decode()
     except OSError:
         return None
-    events = 0.0
+    events = dead = 0.0
     latency: dict[float, float] = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
@@ -83,7 +84,9 @@ def scrape(port: int, timeout: float = 2.0) -> Scrape | None:
                 events += s.value
             elif s.name == f"{LATENCY}_bucket":
                 latency[float(s.labels["le"])] = s.value
-    return Scrape(time.monotonic(), events, latency)
+            elif s.name == "streamseg_dead_letters_total":
+                dead += s.value
+    return Scrape(time.monotonic(), events, latency, dead)
 
 
 def cpu_seconds(pid: int) -> float:

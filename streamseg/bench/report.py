@@ -106,6 +106,20 @@ def pacing_line(w: dict[str, Any]) -> list[str]:
             f"STREAMSEG_BATCH_MAX={w['batch_max_messages']} (the defaults)."]
 
 
+def event_time_line(w: dict[str, Any]) -> list[str]:
+    """How the load's events were timed: each customer's simulated spacing, or the send time."""
+    t = w.get("event_time")
+    if not isinstance(t, dict):
+        return []
+    if t["kind"] != "simulated":
+        return ["Every event is stamped with its send time (a customer's simulated days arrive within "
+                "seconds: no quality figure)."]
+    settings = ", ".join(f"STREAMSEG_{k.upper()}={v:g}" if isinstance(v, float) else
+                         f"STREAMSEG_{k.upper()}={v}" for k, v in t["subject_settings"].items())
+    return [f"Event time is the simulator's, each pass {t['period_days']:g} days after the one before "
+            f"(the first from {t['first_pass_start'][:10]}); workers run with {settings}."]
+
+
 def pair_lines(f: dict[str, Any]) -> list[str]:
     """What limits two workers on this machine: their rate against one's, and who kept the cores busy."""
     pair, one = f["subjects"].get("engine_pair"), f["subjects"]["engine"]
@@ -127,9 +141,10 @@ def quality_lines(f: dict[str, Any]) -> list[str]:
                       f"{', partial' if not p['quality'].get('whole_pass') else ''})")
     soak = f.get("soak") or {}
     lines = ["", "Segment quality under load: adjusted Rand index of the memberships the engine published "
-             "(its Redis state) against the planted personas, for the customers of a whole pass of the "
-             "pool sent at that rate (in brackets: customers assigned of those scored; 'partial': the "
-             "phase sent no whole pass, so it scores the customers it sent, with partial histories).", "",
+             "(its Redis state) against the planted personas, for the customers of the last pass of the "
+             "pool the phase sent, whole, at that rate (in brackets: customers assigned of those scored; "
+             "'partial': the phase sent no whole pass, so it scores the customers it sent, with partial "
+             "histories).", "",
              "| subject | ARI at 25% | at 50% | at 75% | soak |", "|---|---|---|---|---|"]
     for name, rates in rows:
         lines.append(f"| {name} | " + " | ".join(cell(r) for r in rates)
@@ -155,6 +170,7 @@ def markdown(f: dict[str, Any]) -> str:
         f"on {f.get('broker', 'an unnamed broker')}, {m['cpus']} CPUs, load average {m['load_avg_before'][0]} before and "
         f"{m['load_avg_after'][0]} after (the machine is shared: ratios are the figures to trust).",
         *pacing_line(f.get("workload", {})),
+        *event_time_line(f.get("workload", {})),
         "",
         "| subject | max events/s | worker CPU us/event | machine CPU us/event | CPU ceiling events/s "
         "| p50 / p95 / p99 ms at 25% | at 50% | at 75% | peak RSS MiB |",

@@ -33,16 +33,27 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from streamseg.bench.load import Cursor, Pool, envelopes, paced, singles, tick_for
+from streamseg.bench.load import Cursor, Pool, Timeline, envelopes, paced, singles, tick_for
 from streamseg.bench.probe import CpuMeter, Histogram, Scrape, cpu_seconds
 from streamseg.bench.running import Pair, Running, Subject
 from streamseg.bench.segments import in_process_reference
 from streamseg.devstack import DevStack, ManagedProcess, free_port
 from streamseg.devstack.processes import describe_broker, wait_for_port
+from streamseg.events.models import iso
 from streamseg.settings import Settings
+from streamseg.timeunits import DAY_MS
 from streamseg.topics import ensure_topics
 
 FRACTIONS = (0.25, 0.5, 0.75)
+#: Subjects' settings under the simulated-time load (docs/performance.md, "Quality under load").
+#: A pass of 28 simulated days goes out in 10 s to 2 min, so its events are history to the
+#: engine (more than 10 minutes behind the wall clock): history pacing would pause the
+#: batches at every 24 h of event time, every second or so, and measure a replay, not the
+#: live path; 0 keeps the leader's wall-clock timers, as live. Drift windows follow the event
+#: clock: the default 1m,15m would close ~30,000 windows per pass (a report for each 15
+#: minutes of history holding 100 customers); weekly slots close a window every 5-25 s of
+#: the bench, about as often as 1m windows live.
+SIMULATED_TIME = {"history_step_hours": 0.0, "drift_windows": "7d,28d"}
 
 
 def subjects(envelope: int) -> list[Subject]:
@@ -74,17 +85,26 @@ class Plan:
     soak_seconds: float
     soak_window: float
     envelope: int = 100
-    #: a fixed rate sends at least one whole pass of the pool, begun at a pass's start, so
-    #: its quality figure scores customers whose every event came at that rate (full mode)
-    whole_passes: bool = False
+    #: subjects whose fixed rates begin at a pass's start and end at a pass's end, at least one
+    #: whole pass each, so their quality figure scores customers whose every event came at that
+    #: rate (the soak always does); in --short the engine only, whose figures the targets read
+    whole_passes: tuple[str, ...] = ()
+    #: "simulated": each customer's simulated spacing (a :class:`Timeline`); "send": every
+    #: event stamped with its send time (the bench before 2026-12-06; no quality figure)
+    event_time: str = "simulated"
 
     @classmethod
     def make(cls, short: bool, soak_seconds: float | None) -> Plan:
         if short:
             soak = 5.0 if soak_seconds is None else soak_seconds
-            return cls(True, 600, 300, 100, 2.0, 1.5, soak, 1.0)
+            return cls(True, 600, 300, 100, 2.0, 1.5, soak, 1.0, whole_passes=("engine",))
         soak = 600.0 if soak_seconds is None else soak_seconds
-        return cls(False, 4_000, 3_000, 500, 15.0, 20.0, soak, max(5.0, soak / 60), whole_passes=True)
+        return cls(False, 4_000, 3_000, 500, 15.0, 20.0, soak, max(5.0, soak / 60),
+                   whole_passes=("engine", "engine_batched", "engine_pair"))
+
+    def timeline(self, pool: Pool, settings: Settings) -> Timeline | None:
+        """Where each pass of ``pool`` sits in event time (None: stamped at send time)."""
+        return Timeline.of(pool, settings.earliest_event_ms) if self.event_time == "simulated" else None
 
 
 def subject_env(settings: Settings) -> dict[str, str]:
@@ -106,6 +126,7 @@ def subject_settings(base: Settings, name: str, plan: Plan) -> Settings:
         "topic_segments": f"bench.{tag}.segments.v1", "topic_model": f"bench.{tag}.model.v1",
         "topic_drift": f"bench.{tag}.drift.v1", "topic_audit": f"bench.{tag}.audit.v1",
         "web_port": free_port(), "log_level": "warn", "model_warmup": plan.model_warmup,
+        **(SIMULATED_TIME if plan.event_time == "simulated" else {}),
     })
 
 
@@ -120,9 +141,9 @@ def launch(stack: DevStack, base: Settings, pool: Pool, subject: Subject, plan: 
         procs.append(ManagedProcess(subject.name + tag, subject.argv,
                                     stack.dir / f"{subject.name}{tag}.log", subject_env(s)).start())
         stack.processes.append(procs[-1])
-    cursor = Cursor()
-    records = (envelopes(settings, pool, subject.envelope, cursor=cursor) if subject.envelope
-               else singles(settings, pool, cursor=cursor))
+    cursor, timeline = Cursor(), plan.timeline(pool, settings)
+    records = (envelopes(settings, pool, subject.envelope, cursor=cursor, timeline=timeline)
+               if subject.envelope else singles(settings, pool, cursor=cursor, timeline=timeline))
     if len(procs) == 2:
         return Pair(subject, settings, procs[0], records, tick_for(stack.broker), pool, cursor,
                     second=procs[1], second_port=own[1].web_port)
@@ -224,22 +245,25 @@ def fixed_rate(run: Running, rate: float, seconds: float, whole_pass: bool = Fal
     """Send ``rate`` events/s evenly for ``seconds``; latency of every event of the phase.
 
     ``whole_pass``: for a subject that keeps memberships, skip to the next pass's start
-    and send for at least one whole pass; the quality figure then scores that pass's
-    customers, each with its whole history sent at this rate.
+    and send until a pass ends, at least one whole pass; the quality figure then scores
+    the last pass's customers, each with its whole history sent at this rate and the
+    event clock at its end (as the in-process benchmark scores its customers).
     """
-    first = run.to_next_pass() if whole_pass and run.subject.memberships else None
-    if first is not None:
-        seconds = max(seconds, 1.05 * len(run.pool) / rate)  # the margin: the pass's end goes out too
+    whole = whole_pass and run.subject.memberships
+    if whole:
+        run.to_next_pass()
     before = run.scrape()
     since = run.cursor.taken
     t0 = time.monotonic()
-    sent = asyncio.run(paced(run.settings, run.records, rate, seconds, tick=run.tick))
-    offered = sent.events / (time.monotonic() - t0)
-    after, behind = finish_phase(run, before.done + sent.messages, max(60.0, seconds * 5))
-    return {"rate": round(rate), "offered_events_per_s": round(offered), "events": sent.events,
+    sent = asyncio.run(paced(run.settings, run.records, rate, seconds, tick=run.tick,
+                             ends=run.cursor if whole else None))
+    elapsed = time.monotonic() - t0
+    after, behind = finish_phase(run, before.done + sent.messages, max(60.0, elapsed * 5))
+    return {"rate": round(rate), "offered_events_per_s": round(sent.events / elapsed),
+            "events": sent.events, "seconds": round(elapsed, 1),
             **percentiles(after.minus(before)), "rss_mb": round(run.memory[-1][1], 1),
             "kept_up": behind == 0, "unprocessed_messages": behind,
-            **(run.quality(since) if first is None else run.pass_quality(first))}
+            **(run.pass_quality(run.cursor.taken // len(run.pool) - 1) if whole else run.quality(since))}
 
 
 def finish_phase(run: Running, done: float, timeout: float) -> tuple[Scrape, int]:
@@ -254,6 +278,9 @@ def finish_phase(run: Running, done: float, timeout: float) -> tuple[Scrape, int
 def soak(run: Running, rate: float, plan: Plan) -> dict[str, Any]:
     """Hold ``rate`` for ``plan.soak_seconds``; latency and memory per window."""
     windows: list[dict[str, float]] = []
+    whole = run.subject.memberships  # it ends at a pass's end, past soak_seconds if need be
+    if whole:
+        run.to_next_pass()
     first = run.scrape()
     last = [first]
     since = run.cursor.taken
@@ -266,14 +293,14 @@ def soak(run: Running, rate: float, plan: Plan) -> dict[str, Any]:
         last[0] = now
 
     sent = asyncio.run(paced(run.settings, run.records, rate, plan.soak_seconds, tick=run.tick,
-                             every=plan.soak_window, on_tick=tick))
-    _, behind = finish_phase(run, first.done + sent.messages, 60)
-    # the last pass the soak sent whole, when there is one (a full run's soak sends many)
-    n = len(run.pool)
-    k = run.cursor.taken // n - 1
-    whole = k >= 0 and k * n >= since
-    return {**summarize_soak(windows, rate, sent.events, plan.soak_seconds),
+                             every=plan.soak_window, on_tick=tick, ends=run.cursor if whole else None))
+    seconds = time.monotonic() - t0
+    end, behind = finish_phase(run, first.done + sent.messages, 60)
+    # the last pass, sent whole (a full run's soak sends many)
+    k = run.cursor.taken // len(run.pool) - 1
+    return {**summarize_soak(windows, rate, sent.events, round(seconds, 1)),
             "kept_up": behind == 0, "unprocessed_messages": behind,
+            "dead_letters": end.dead_letters,  # the engine's, since it started
             **(run.pass_quality(k) if whole else run.quality(since))}
 
 
@@ -312,10 +339,12 @@ def measure(run: Running, plan: Plan, rough: float, say: Callable[[str], None],
         f"({out['cpu_us_per_event']} us CPU per event)")
     out["rates"] = []
     for f in FRACTIONS:
-        r = fixed_rate(run, out["max_events_per_s"] * f, plan.rate_seconds, plan.whole_passes)
+        r = fixed_rate(run, out["max_events_per_s"] * f, plan.rate_seconds,
+                       run.subject.name in plan.whole_passes)
         out["rates"].append({"fraction": f, **r})
         ari = f", ARI {r['quality']['ari']}" if "quality" in r else ""
         say(f"{name}: {f:.0%} = {r['rate']:,}/s -> p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms{ari}")
+    out["dead_letters"] = run.scrape().dead_letters  # the load is valid: any is the rig's fault
     return out
 
 
@@ -379,7 +408,7 @@ def run_bench(plan: Plan, say: Callable[[str], None] = print,
                     "load_avg_after": [round(x, 2) for x in os.getloadavg()],
                     "python": sys.version.split()[0]},
         "workload": {"customers_per_pass": plan.customers, "events_per_pass": len(pool),
-                     "event_time": "send time (live traffic)", "partitions": base.topic_partitions,
+                     "event_time": event_time(plan, pool, base), "partitions": base.topic_partitions,
                      "envelope_events": plan.envelope, "batch_max_messages": base.batch_max,
                      "fetch_max_wait_ms": base.fetch_max_wait_ms,
                      "paced_tick_ms": round(tick_for(stack.broker) * 1000, 3)},
@@ -387,6 +416,16 @@ def run_bench(plan: Plan, say: Callable[[str], None] = print,
         "soak": soak_result,
         "quality_in_process": reference,
     }
+
+
+def event_time(plan: Plan, pool: Pool, base: Settings) -> dict[str, Any]:
+    """How the load's events were timed, for ``bench.json`` and the line under ``bench.md``'s title."""
+    timeline = plan.timeline(pool, base)
+    if timeline is None:
+        return {"kind": "send", "note": "every event stamped with its send time"}
+    return {"kind": "simulated", "period_days": timeline.period_ms / DAY_MS,
+            "first_pass_start": iso(timeline.start_ms(0)), "passes_room": timeline.last + 1,
+            "subject_settings": SIMULATED_TIME}
 
 
 def command_line(short: bool, soak_seconds: float | None, broker: str = "kafka") -> str:

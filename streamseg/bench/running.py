@@ -104,10 +104,7 @@ class Running:
     def to_next_pass(self) -> int:
         """Leave the rest of the current pass unsent; returns the pass that starts next.
 
-        Single-event messages stop exactly at the pass's end. An envelope is cut when
-        a buffer fills, so up to an envelope of the next pass may go unsent with it
-        (its customers then lack those events), and events of the old pass still
-        buffered go out with the new one (they are not scored).
+        Exact for envelopes too: at a pass's end the load sends every open envelope.
         """
         return skip_to_pass(self.records, self.cursor, len(self.pool))
 
@@ -151,7 +148,7 @@ class Pair(Running):
         a, b = reads
         assert a is not None and b is not None
         latency = {k: a.latency.get(k, 0.0) + b.latency.get(k, 0.0) for k in a.latency | b.latency}
-        return Scrape(time.monotonic(), a.events + b.events, latency)
+        return Scrape(time.monotonic(), a.events + b.events, latency, a.dead_letters + b.dead_letters)
 
     def each_done(self) -> list[float]:
         """Messages each worker has fully processed: both own partitions once both are > 0."""
