@@ -275,6 +275,10 @@ def finish_phase(run: Running, done: float, timeout: float) -> tuple[Scrape, int
         return s, int(done - s.done)
 
 
+#: the soak keeps up when every message it sent is processed this soon after the producer stops
+KEEP_UP_S = 30.0
+
+
 def soak(run: Running, rate: float, plan: Plan) -> dict[str, Any]:
     """Hold ``rate`` for ``plan.soak_seconds``; latency and memory per window."""
     windows: list[dict[str, float]] = []
@@ -294,12 +298,15 @@ def soak(run: Running, rate: float, plan: Plan) -> dict[str, Any]:
 
     sent = asyncio.run(paced(run.settings, run.records, rate, plan.soak_seconds, tick=run.tick,
                              every=plan.soak_window, on_tick=tick, ends=run.cursor if whole else None))
-    seconds = time.monotonic() - t0
+    stopped = time.monotonic()
     end, behind = finish_phase(run, first.done + sent.messages, 60)
+    # the issue's "keeps up": the lag back to 0 within KEEP_UP_S of the producer stopping
+    catch_up = round(time.monotonic() - stopped, 1) if behind == 0 else None
     # the last pass, sent whole (a full run's soak sends many)
     k = run.cursor.taken // len(run.pool) - 1
-    return {**summarize_soak(windows, rate, sent.events, round(seconds, 1)),
-            "kept_up": behind == 0, "unprocessed_messages": behind,
+    return {**summarize_soak(windows, rate, sent.events, round(stopped - t0, 1)),
+            "kept_up": catch_up is not None and catch_up <= KEEP_UP_S,
+            "catch_up_s": catch_up, "unprocessed_messages": behind,
             "dead_letters": end.dead_letters,  # the engine's, since it started
             **(run.pass_quality(k) if whole else run.quality(since))}
 
@@ -318,6 +325,7 @@ def summarize_soak(windows: list[dict[str, float]], rate: float, sent: int,
         "rss_growth": round(end / start - 1, 4) if start else None,
         "p99_ms_first_half": round(median(p99[:half]), 2) if half else None,
         "p99_ms_second_half": round(median(p99[half:]), 2) if p99[half:] else None,
+        "p99_ms_worst_window": round(max(p99), 2) if p99 else None,
     }
 
 

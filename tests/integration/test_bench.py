@@ -112,6 +112,10 @@ def test_bench_short__soaks_the_engine_and_reports_memory_growth(
     assert len(soak["windows"]) >= 3 and soak["events"] > 0
     assert all(positive(w["rss_mb"]) for w in soak["windows"])
     assert soak["rss_growth"] == round(soak["rss_mb_end"] / soak["rss_mb_after_warmup"] - 1, 4)
+    # keeping up is timed from the producer's stop (the lag back to 0 within 30 s)
+    assert soak["catch_up_s"] is not None and soak["catch_up_s"] >= 0, soak
+    assert soak["kept_up"] == (soak["catch_up_s"] <= 30)
+    assert soak["p99_ms_worst_window"] == max(w["p99_ms"] for w in soak["windows"] if w["events"] > 0)
 
 
 def test_bench_short__paces_load_in_the_brokers_tick(bench: tuple[Path, dict[str, Any], str]) -> None:
