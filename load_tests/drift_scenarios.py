@@ -1,6 +1,7 @@
 """Drift alerts worth acting on: false-alarm rate per alert type and detection delay per scenario.
 
     python load_tests/drift_scenarios.py [--seeds 5,6,7] [--refit-every 0,30]
+        [--kinds stationary,shrink] [--value-model]
 
 Runs stationary, persona_shift, new_persona and shrink on each seed, once per
 re-fit cadence (the leader re-fits every N batches of 500 events; 0: never; a
@@ -9,6 +10,15 @@ with the settings of the scenario tests (tests/integration/drift_support.py).
 It reports, per alert type, the share of the stationary runs' evaluated weekly
 windows that raise it (the false-alarm rate; the target is at most 5%), and per
 scenario, seed and cadence the delay from the change to the first alert.
+``--kinds`` runs some of the scenarios only (the stationary one always). The
+value model's own timer re-fits it at most every ``value_refit_s`` wall seconds,
+in the background: a run of half a minute ends before its first fit, so no
+value figure is evaluated, and no sweep re-scores silent customers. With
+``--value-model`` (and a re-fit cadence) the value model is re-fitted (awaited)
+just before each leader re-fit and the re-scoring sweep runs after every batch,
+as on a worker's leader: the churn-risk figures and alerts are evaluated,
+across value re-fits that must not read as customers becoming riskier
+(docs/model.md: value re-fits).
 Results: load_tests/results/drift_scenarios.{json,md,png}. No broker takes part
 (none is started); the results say so.
 
@@ -31,6 +41,7 @@ import argparse
 import json
 import multiprocessing
 import sys
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -82,7 +93,12 @@ def false_alarms(runs: list[ScenarioRun]) -> dict[str, Any]:
     weekly = [r for run in runs for r in evaluated(run.reports) if r.window == WINDOW]
     firing = {name: sum(name in {a.alert for a in r.alerts} for r in weekly) for name in ALERT_NAMES}
     levels = Thresholds().by_alert()
-    return {"windows": len(weekly), "by_alert": firing,
+    # how the value figures were compared: "rescored" windows span a value re-fit
+    bases = Counter(getattr(r, "value_basis", "scored") for r in weekly)
+    valued = sum(r.high_risk_share is not None and r.reference_high_risk_share is not None
+                 for r in weekly)  # both windows scored by a value model: value alerts evaluated
+    return {"windows": len(weekly), "by_alert": firing, "value_basis": dict(bases),
+            "value_evaluated": valued,
             "rate": {n: k / len(weekly) if weekly else None for n, k in firing.items()},
             "max_of_threshold": {n: max((FIGURES[n](r) for r in weekly), default=0.0) / levels[n]
                                  for n in ALERT_NAMES}}
@@ -189,7 +205,10 @@ def markdown(result: dict[str, Any], broker: str) -> str:
     fa = result["false_alarms"]
     md = [f"Drift alerts, engine in-process on Valkey; broker: {broker}", "",
           f"False alarms on stationary ({fa['windows']} weekly windows, seeds "
-          f"{result['seeds']}, re-fit every {result['refit_every']} batches; target <= 5%):", "",
+          f"{result['seeds']}, re-fit every {result['refit_every']} batches"
+          f"{', value model re-fitted before each, sweep after every batch' if result['value_model'] else ''}; value "
+          f"figures evaluated in {fa['value_evaluated']}, compared {fa['value_basis']}; "
+          "target <= 5%):", "",
           "| alert | windows alerting | rate | highest figure / threshold |", "|---|---|---|---|"]
     md += [f"| {n} | {fa['by_alert'][n]} | {fa['rate'][n]:.1%} | {fa['max_of_threshold'][n]:.2f} |"
            for n in ALERT_NAMES]
@@ -216,22 +235,27 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", default="5,6,7")
     ap.add_argument("--refit-every", default="0,30", help="re-fit cadences in batches (0: none)")
+    ap.add_argument("--kinds", default=",".join(KINDS), help="scenarios to run (stationary always)")
+    ap.add_argument("--value-model", action="store_true",
+                    help="re-fit the value model before each leader re-fit, sweep after each batch")
     ap.add_argument("--frozen-model", action="store_true",
                     help="also score the forecast on runs that keep the first global model")
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     refits = [int(s) for s in args.refit_every.split(",")]
+    kinds = ["stationary", *(k for k in args.kinds.split(",") if k in KINDS and k != "stationary")]
+    value_model = args.value_model
     broker_name = announce(NO_BROKER)
     OUT.mkdir(exist_ok=True)
-    plan = [(k, s, f) for f in refits for k in KINDS for s in seeds]
+    plan = [(k, s, f) for f in refits for k in kinds for s in seeds]
     with valkey_only() as st, ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_run, k, st.redis_url, s, f) for k, s, f in plan]
-        frozen_futures = {(k, s): pool.submit(_run, k, st.redis_url, s, 0, True)
-                          for k in KINDS for s in seeds} if args.frozen_model else {}
+        futures = [pool.submit(_run, k, st.redis_url, s, f, False, value_model) for k, s, f in plan]
+        frozen_futures = {(k, s): pool.submit(_run, k, st.redis_url, s, 0, True, value_model)
+                          for k in kinds for s in seeds} if args.frozen_model else {}
         runs = {p: fut.result() for p, fut in zip(plan, futures, strict=True)}
         frozen = {p: fut.result() for p, fut in frozen_futures.items()}
     stationary = [run for (k, _, _), run in runs.items() if k == "stationary"]
-    result = {"seeds": seeds, "refit_every": refits,
+    result = {"seeds": seeds, "refit_every": refits, "value_model": value_model,
               "false_alarms": false_alarms(stationary),
               "detections": [detection(k, s, f, run) for (k, s, f), run in runs.items()
                              if k != "stationary"],

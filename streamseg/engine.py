@@ -380,7 +380,8 @@ class Engine:
         if model is None:
             return []
         reports = self.drift.close(self.clock.drift_ms(), model.centers_by_id(),
-                                   model.version, model.names, rescore=model.nearest)
+                                   model.version, model.names, rescore=model.nearest,
+                                   value=self.leader.value)
         for r in reports:
             self.metrics.drift.record(r)
         return reports

@@ -132,7 +132,7 @@ def _segment_churn(t: Thresholds, cur: RiskSlot, ref: RiskSlot,
     risen = []
     for sid in sorted(set(cur) & set(ref)):
         c, r = cur[sid], ref[sid]
-        if c.scored < MIN_SCORED or r.scored < MIN_SCORED:
+        if c.sampled < MIN_SCORED or r.sampled < MIN_SCORED:
             continue
         rise = c.mean_risk - r.mean_risk
         spread = c.var_of_mean(c.risk, c.risk_sq) + r.var_of_mean(r.risk, r.risk_sq)
@@ -168,7 +168,7 @@ def _z(diff: float, var: float) -> float:
 def _var_share(c: RiskSums, r: RiskSums) -> float:
     """Variance of the difference of two shares in the highest band (pooled)."""
     p = (c.high + r.high) / (c.scored + r.scored)
-    return p * (1 - p) * (1 / c.scored + 1 / r.scored)
+    return p * (1 - p) * (1 / c.sampled + 1 / r.sampled)
 
 
 def _var_spend(s: RiskSums) -> float:

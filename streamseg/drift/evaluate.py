@@ -23,6 +23,7 @@ from streamseg.features.store import FeatureStore
 from streamseg.generate.personas import simulate
 from streamseg.generate.scenarios import Scenario
 from streamseg.metrics import Metrics
+from streamseg.rescore import sweep
 from streamseg.settings import Settings
 
 
@@ -90,11 +91,15 @@ def forecast_errors(reports: Sequence[DriftReport], *, scored: Sequence[DriftRep
 
 async def run_scenario(
     settings: Settings, store: FeatureStore, scenario: Scenario, *, customers: int, days: float,
-    end_ms: int, seed: int, refit_every: int = 0,
+    end_ms: int, seed: int, refit_every: int = 0, value_model: bool = False,
 ) -> ScenarioRun:
     """Feed ``scenario``'s events through a fresh engine in batches of ``settings.batch_max``;
     ``refit_every``: the leader re-fits the model every that many batches (0: never), as a
-    worker's leader does every ``model_sync_s``."""
+    worker's leader does every ``model_sync_s``; ``value_model``: the value model as a
+    worker's leader keeps it: re-fitted just before each of those re-fits (awaited: its own
+    timer's background fit, at most every ``value_refit_s`` wall seconds, would land
+    anywhere or nowhere in a fast run), and silent customers re-scored by the sweep after
+    every batch, so their churn risk rises while they are silent."""
     engine = Engine(settings, store, build_segmenter(settings), _Discard(),
                     Metrics(CollectorRegistry()))
     topics = {"clickstream": settings.topic_clickstream, "transactions": settings.topic_transactions}
@@ -107,9 +112,15 @@ async def run_scenario(
                                orjson.dumps(ev.payload)))
         if len(batch) >= settings.batch_max:
             await engine.process(batch)
+            if value_model:
+                await sweep(engine, older_than_days=settings.rescore_after_hours / 24.0,
+                            batch=settings.rescore_batch, max_customers=settings.rescore_max)
             reports += engine.drift_reports()
             batch = []
             if refit_every and n // settings.batch_max % refit_every == 0 and engine.assigner.model:
+                if value_model:
+                    await engine.leader.values.refit_with(engine.leader.sample_customers,
+                                                          engine.assigner.model)
                 await engine.leader.refresh_catalog()
     if batch:
         await engine.process(batch)

@@ -20,7 +20,11 @@ comparable, so both windows' samples are re-scored with the current model (the
 ``rescore`` callable given to :meth:`~DriftMonitor.close`) and the segment-level
 figures compare those (``segment_basis="rescored"``). Without ``rescore`` they
 are not evaluated (``"held"``: no segment-level alert). Feature PSI does not
-depend on the model and is always evaluated.
+depend on the model and is always evaluated. A re-fit of the value model's
+parameters likewise moves every customer's churn risk at once: the value
+figures then compare both windows re-scored with the parameters in hand (the
+``value`` given to :meth:`~DriftMonitor.close`; ``value_basis="rescored"``, see
+:mod:`.risk`), or hold the value alerts back without them.
 
 Time is the engine's clock: the event-time watermark with ``clock="event"`` (so
 replays and tests run windows at the speed of the data), else the wall clock.
@@ -145,7 +149,9 @@ class DriftMonitor:
         self.slot_ms = config.windows[0] * 1000
         self.spans = [w // config.windows[0] for w in config.windows]  # window length in slots
         self.slots: dict[int, Slot] = {}
-        self.risk: dict[int, risk.RiskSlot] = {}  # slot -> churn risk per segment (.risk)
+        #: slot -> churn risk per segment (.risk), and samples to re-score them after a re-fit
+        self.risk = risk.RiskLedger(config.high_band, config.sample_per_slot,
+                                    np.random.default_rng(1))
         self.next_boundary: int | None = None
         self.snapshots: dict[int, _Snapshot] = {}  # boundary -> centres when it closed
         self.persistence = {span: Persistence(span) for span in self.spans}  # of each window's forecasts
@@ -186,14 +192,17 @@ class DriftMonitor:
             self._add(slot, seg[rows], dist[rows], prev[rows], count_codes(codes[rows], starts))
 
     def observe_risk(self, scored_ms: float, segment_ids: Sequence[int],
-                     risks: Sequence[risk.Observation | None]) -> None:
+                     risks: Sequence[risk.Observation | None],
+                     inputs: Sequence[risk.Inputs | None] | None = None) -> None:
         """Add a batch's churn risks (None: not scored) to the slot holding ``scored_ms``, the
         clock they were scored at: a silent customer's risk rises at the re-scoring sweep,
-        long after its last event (see :mod:`.risk`). Too late for a closed slot: dropped."""
+        long after its last event (see :mod:`.risk`). ``inputs``: what each risk was computed
+        from, so a window spanning a value re-fit can be re-scored. Too late for a closed
+        slot: dropped."""
         index = int(scored_ms // self.slot_ms)
         if self.next_boundary is not None and index < self.next_boundary - 1:
             return
-        risk.observe(self.risk.setdefault(index, {}), segment_ids, risks, self.config.high_band)
+        self.risk.observe(index, segment_ids, risks, inputs)
 
     def _add(self, slot: Slot, seg: np.ndarray, dist: np.ndarray, prev: np.ndarray,
              hists: list[np.ndarray]) -> None:
@@ -216,11 +225,13 @@ class DriftMonitor:
 
     # -- per timer tick -----------------------------------------------------------
     def close(self, now_ms: float, centres: Centres, model_version: int,
-              names: Mapping[int, str], *, rescore: Rescore | None = None) -> list[DriftReport]:
+              names: Mapping[int, str], *, rescore: Rescore | None = None,
+              value: risk.Rescorer | None = None) -> list[DriftReport]:
         """Reports for every slot boundary up to ``now_ms`` not closed yet.
 
         ``rescore`` assigns raw model-input rows with the current model (``model_version``):
-        used when the windows compared span a model change."""
+        used when the windows compared span a model change; ``value`` scores churn risk
+        with the value parameters in hand: used when they span a value re-fit."""
         if not self.slots:
             return []
         # boundaries b with (b + late_slots) * slot_ms <= now_ms: a slot is reported once the
@@ -231,10 +242,12 @@ class DriftMonitor:
                                              for sid, c in centres.items()}, rescore)
         reports = []
         scored: Scored = {}  # (model version, slot) -> the slot's sample re-scored
+        risks: risk.RiskScored = {}  # (value-parameters version, slot) -> its risks re-scored
         for b in self._boundaries(first, last):
             self.snapshots[b] = snapshot
             for seconds, span in zip(self.config.windows, self.spans, strict=True):
-                rep = self._report(b, seconds, span, snapshot, names, scored)
+                rep = self._report(b, seconds, span, snapshot, names, scored,
+                                   self.risk.compare(b, span, value, risks))
                 if rep is not None:
                     reports.append(rep)
         self.next_boundary = max(first, last + 1)
@@ -251,8 +264,7 @@ class DriftMonitor:
         keep_from = last + 1 - 2 * max(self.spans)
         for d in [d for d in self.slots if d < keep_from]:
             del self.slots[d]
-        for d in [d for d in self.risk if d < keep_from]:
-            del self.risk[d]
+        self.risk.prune(keep_from)
         old = sorted(b for b in self.snapshots if b < keep_from)
         for b in old[:-1]:  # the newest old one may still be a reference
             del self.snapshots[b]
@@ -260,9 +272,6 @@ class DriftMonitor:
     # -- one window ---------------------------------------------------------------
     def _window(self, start: int, end: int) -> Slot:
         return sum_slots([s for d, s in self.slots.items() if start <= d < end])
-
-    def _risk(self, start: int, end: int) -> risk.RiskSlot:
-        return risk.window(s for d, s in self.risk.items() if start <= d < end)
 
     def _customers(self, start: int, end: int) -> Window:
         """The customers active in slots [start, end): customer -> (segment last assigned,
@@ -348,7 +357,7 @@ class DriftMonitor:
         return cur_seg, ref_seg, cur_dist, ref_dist, basis, note
 
     def _report(self, b: int, seconds: int, span: int, now: _Snapshot, names: Mapping[int, str],
-                scored: Scored) -> DriftReport | None:
+                scored: Scored, value: risk.Comparison) -> DriftReport | None:
         cur, ref = self._window(b - span, b), self._window(b - 2 * span, b - span)
         if cur.n < self.config.min_customers or ref.n < self.config.min_customers:
             return None
@@ -370,7 +379,6 @@ class DriftMonitor:
         active, ref_active = cur.active_counts(), ref.active_counts()
         gone = population.shrink(ref_active, active)
         moved = sum(cur.migrations.values())
-        cur_risk, ref_risk = self._risk(b - span, b), self._risk(b - 2 * span, b - span)
         ms = self.slot_ms
         return DriftReport(
             worker=self.config.worker, window=window_name(seconds), window_seconds=seconds,
@@ -399,8 +407,10 @@ class DriftMonitor:
                             emerging_share=emerging, segments=basis != "held", shrink=gone,
                             touched=population.moves(sids, r / r.sum(), c / c.sum(), names),
                             lapsed=population.losses(ref_active, active, names))
-            + value_alerts(self.config.thresholds, cur_risk, ref_risk, names, self.config.currency),
-            **risk.report_fields(cur_risk, ref_risk, names),
+            + (value_alerts(self.config.thresholds, value.cur, value.ref, names,
+                            self.config.currency) if value.basis != "held" else []),
+            value_basis=value.basis, value_note=value.note,
+            **risk.report_fields(value.cur, value.ref, names),
             generated_at=now_iso(),
         )
 

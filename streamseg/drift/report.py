@@ -170,6 +170,17 @@ class DriftReport(_Record):
     reference_value_at_risk_per_customer: float | None = None
     risk: list[SegmentRisk] = Field(default_factory=list,
                                     description="each segment's churn risk (value model fitted)")
+    value_basis: Literal["scored", "rescored", "held"] = Field(
+        "scored", description="what the churn-risk figures (high_risk_share, "
+        "value_at_risk_per_customer, risk, and their reference_*) compare. 'scored': the risks as "
+        "scored, one version of the value parameters scored both windows; 'rescored': the windows "
+        "span a re-fit of the value parameters (which moves every customer's risk at once), so a "
+        "sample of each window's scored updates was re-scored with the parameters in hand and "
+        "those are compared; 'held': they span a re-fit and could not be re-scored, so the "
+        "figures are as scored and raise no value alert. entered_high_risk and left_high_risk "
+        "are always the bands as published")
+    value_note: str = Field("", description="why the value basis is not 'scored': the versions "
+                            "and the high-risk shares as scored")
     alerts: list[Alert]
     generated_at: str
 

@@ -13,41 +13,57 @@ appears in, as the window's ``customers``), so the two windows compare whatever 
 size; moves into the highest band are counted from the band published before, so a
 customer's first band (after the first fit) is no move.
 
+A re-fit of the value parameters moves every customer's churn risk at once although no
+customer changed. So each slot also keeps a bounded uniform sample of what its risks were
+computed from (the summary: frequency, recency, T; the segment and the spend), and the
+parameters' versions that scored them. When the two windows compared were scored with
+more than one version, :meth:`RiskLedger.compare` re-scores both windows' samples with the
+parameters in hand and compares those (``value_basis="rescored"``); without them it
+holds the value alerts back (``"held"``), as :mod:`.monitor` does for a segment-model change.
+
 >>> slot: RiskSlot = {}
 >>> observe(slot, [1, 1, 2], [(0.9, "high", "low", 300.0), (0.2, "low", "low", 50.0),
 ...                           (0.85, "high", "high", 80.0)], "high")
 >>> slot[1].scored, slot[1].high, slot[1].entered, slot[1].at_risk_spend
-(2, 1, 1, 300.0)
+(2.0, 1.0, 1, 300.0)
 >>> w = total(window([slot, slot]))
 >>> w.scored, w.high, w.entered, round(w.mean_risk, 3)
-(6, 4, 2, 0.65)
+(6.0, 4.0, 2, 0.65)
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, Protocol
+
+import numpy as np
 
 from streamseg.drift.report import SegmentRisk
+from streamseg.drift.windows import reservoir
 
 #: (churn risk, band published now, band published before or None, net spend to date)
 Observation = tuple[float, str, str | None, float]
+#: what a churn risk was computed from: (value-parameters version, frequency, recency, T)
+Inputs = tuple[int, float, float, float]
+Basis = Literal["scored", "rescored", "held"]
 
 
 @dataclass(slots=True)
 class RiskSums:
     """One segment's scored customer updates (in a slot or a window), as sums."""
 
-    scored: int = 0
+    scored: float = 0.0  # updates (weighted, when re-scored from a sample)
     risk: float = 0.0
     risk_sq: float = 0.0
-    high: int = 0
+    high: float = 0.0
     at_risk_spend: float = 0.0  # net spend to date of the updates in the highest band
     at_risk_spend_sq: float = 0.0
     entered: int = 0  # published band moved into the highest band
     left: int = 0  # and out of it
+    sampled: int = 0  # updates the sums rest on (the variances' count)
 
     def add(self, other: RiskSums) -> None:
         for f in fields(self):
@@ -68,11 +84,11 @@ class RiskSums:
 
     def var_of_mean(self, total: float, squares: float) -> float:
         """Variance of the mean of a per-update quantity with this ``total`` and sum of
-        ``squares`` over :attr:`scored` updates."""
-        if self.scored < 2:
+        ``squares`` over :attr:`scored` updates (resting on :attr:`sampled` of them)."""
+        if self.sampled < 2:
             return math.inf
         mean = total / self.scored
-        return max(0.0, squares / self.scored - mean * mean) / self.scored
+        return max(0.0, squares / self.scored - mean * mean) / self.sampled
 
 
 #: segment id -> sums
@@ -88,6 +104,7 @@ def observe(slot: RiskSlot, segment_ids: Sequence[int], seen: Sequence[Observati
         risk, band, before, spend = obs
         s = slot.setdefault(int(sid), RiskSums())
         s.scored += 1
+        s.sampled += 1
         s.risk += risk
         s.risk_sq += risk * risk
         if band == high_band:
@@ -136,10 +153,151 @@ def segment_risk(sid: int, c: RiskSums, r: RiskSums | None, names: Mapping[int, 
     """One segment's churn-risk figures in the window (``r``: the reference window's)."""
     ref = r if r is not None and r.scored else None
     return SegmentRisk(
-        segment_id=sid, name=names.get(sid, f"Segment {sid}"), scored=c.scored,
+        segment_id=sid, name=names.get(sid, f"Segment {sid}"), scored=round(c.scored),
         mean_churn_risk=c.mean_risk, high_risk_share=c.high_share,
         value_at_risk_per_customer=c.at_risk_per_customer,
-        reference_scored=ref.scored if ref else 0,
+        reference_scored=round(ref.scored) if ref else 0,
         reference_mean_churn_risk=ref.mean_risk if ref else None,
         reference_high_risk_share=ref.high_share if ref else None,
         entered_high_risk=c.entered, left_high_risk=c.left)
+
+
+class Rescorer(Protocol):
+    """The value model in hand (:class:`~streamseg.value.scorer.ValueScorer`): its
+    parameters' version, and the churn risk and highest-band membership of summary rows
+    (frequency, recency, T) with them."""
+
+    @property
+    def version(self) -> int | None: ...
+
+    def risk_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+#: (value-parameters version, slot) -> the slot's sample re-scored: (churn risk, in the high band)
+RiskScored = dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass(slots=True)
+class RiskSample:
+    """A slot's scored updates, sampled: rows of (segment, frequency, recency, T, spend to
+    date), out of ``seen``, and the value-parameter versions that scored the slot."""
+
+    rows: np.ndarray | None = None
+    seen: int = 0
+    versions: Counter[int] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """Two windows' churn-risk sums on one footing, and which (see :meth:`RiskLedger.compare`)."""
+
+    cur: RiskSlot
+    ref: RiskSlot
+    basis: Basis = "scored"
+    note: str = ""
+
+
+class RiskLedger:
+    """The churn risks the monitor saw, per slot: sums, and samples to re-score them with.
+
+    >>> ledger = RiskLedger("high", sample_size=100, rng=np.random.default_rng(0))
+    >>> ledger.observe(0, [1, 1], [(0.2, "low", "low", 10.0)] * 2, [(1, 2.0, 30.0, 38.0)] * 2)
+    >>> ledger.observe(1, [1, 1], [(0.9, "high", "low", 10.0)] * 2, [(2, 2.0, 30.0, 38.0)] * 2)
+    >>> ledger.compare(2, 1, None, {}).basis  # scored with v1, then v2: nothing to re-score with
+    'held'
+    """
+
+    def __init__(self, high_band: str, sample_size: int, rng: np.random.Generator) -> None:
+        self.high_band = high_band
+        self.sample_size = sample_size
+        self.rng = rng
+        self.slots: dict[int, RiskSlot] = {}
+        self.samples: dict[int, RiskSample] = {}
+
+    def observe(self, index: int, segment_ids: Sequence[int], seen: Sequence[Observation | None],
+                inputs: Sequence[Inputs | None] | None = None) -> None:
+        """Add a batch's scored updates to slot ``index``; ``inputs``: what each risk was
+        computed from (None: not kept, so a re-fit is not seen)."""
+        observe(self.slots.setdefault(index, {}), segment_ids, seen, self.high_band)
+        if inputs is None:
+            return
+        kept = [(sid, i[1], i[2], i[3], o[3], i[0])
+                for sid, o, i in zip(segment_ids, seen, inputs, strict=True)
+                if o is not None and i is not None]
+        if not kept:
+            return
+        s = self.samples.setdefault(index, RiskSample())
+        s.versions.update(int(k[5]) for k in kept)
+        s.rows = reservoir(s.rows, np.array([k[:5] for k in kept], dtype=float), s.seen,
+                           self.sample_size, self.rng)
+        s.seen += len(kept)
+
+    def prune(self, keep_from: int) -> None:
+        """Forget the slots before ``keep_from``."""
+        for d in [d for d in self.slots if d < keep_from]:
+            del self.slots[d]
+        for d in [d for d in self.samples if d < keep_from]:
+            del self.samples[d]
+
+    def compare(self, b: int, span: int, value: Rescorer | None, cache: RiskScored) -> Comparison:
+        """The window of ``span`` slots ending at boundary ``b`` and its reference, as scored
+        when one value-parameter version scored both; else both re-scored with ``value``'s
+        parameters ("rescored"), or, without them, as scored and "held" (no value alert)."""
+        cur = window(s for d, s in self.slots.items() if b - span <= d < b)
+        ref = window(s for d, s in self.slots.items() if b - 2 * span <= d < b - span)
+        versions: Counter[int] = Counter()
+        for d, s in self.samples.items():
+            if b - 2 * span <= d < b:
+                versions.update(s.versions)
+        if len(versions) < 2:
+            return Comparison(cur, ref)
+        listed = ", ".join(f"v{v}" for v in sorted(versions))
+        c, r = total(cur), total(ref)
+        as_scored = (f"as scored, the high-risk share went {r.high_share:.1%} -> "
+                     f"{c.high_share:.1%}")
+        version = value.version if value is not None else None
+        if value is None or version is None:
+            return Comparison(cur, ref, "held", f"the windows' churn risks were scored with value "
+                              f"parameters {listed} and could not be re-scored: the value figures "
+                              f"are as scored ({as_scored}) and raise no alert")
+        return Comparison(self._rescored(b - span, b, value, version, cache, cur),
+                          self._rescored(b - 2 * span, b - span, value, version, cache, ref),
+                          "rescored", f"the windows' churn risks were scored with value "
+                          f"parameters {listed} (a re-fit moves every customer's risk at once): "
+                          f"both windows re-scored with v{version}; {as_scored}")
+
+    def _rescored(self, start: int, end: int, value: Rescorer, version: int, cache: RiskScored,
+                  as_scored: RiskSlot) -> RiskSlot:
+        """Slots [start, end)'s samples re-scored with ``value``, as sums per segment (each
+        sampled row weighs the slot's updates / rows sampled); the moves into and out of the
+        highest band stay those published (``as_scored``'s)."""
+        out: RiskSlot = {}
+        for d in sorted(d for d in self.samples if start <= d < end):
+            s = self.samples[d]
+            if s.rows is None or not len(s.rows):
+                continue
+            if (version, d) not in cache:
+                cache[version, d] = value.risk_rows(s.rows[:, 1:4])
+            risks, high = cache[version, d]
+            _add_rows(out, s.rows[:, 0].astype(np.int64), risks, high, s.rows[:, 4],
+                      s.seen / len(s.rows))
+        for sid, sums in out.items():
+            made = as_scored.get(sid, RiskSums())
+            sums.entered, sums.left = made.entered, made.left
+        return out
+
+
+def _add_rows(out: RiskSlot, segments: np.ndarray, risks: np.ndarray, high: np.ndarray,
+              spend: np.ndarray, weight: float) -> None:
+    """Add re-scored sample rows, each weighing ``weight`` updates, to ``out`` per segment."""
+    at_risk = np.where(high, spend, 0.0)
+    for sid in np.unique(segments).tolist():
+        m = segments == sid
+        s = out.setdefault(int(sid), RiskSums())
+        s.scored += weight * int(m.sum())
+        s.sampled += int(m.sum())
+        s.risk += weight * float(risks[m].sum())
+        s.risk_sq += weight * float((risks[m] ** 2).sum())
+        s.high += weight * int(high[m].sum())
+        s.at_risk_spend += weight * float(at_risk[m].sum())
+        s.at_risk_spend_sq += weight * float((at_risk[m] ** 2).sum())

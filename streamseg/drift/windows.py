@@ -107,7 +107,7 @@ class Slot:
 
     def keep(self, rows: np.ndarray, seen: int, size: int, rng: np.random.Generator) -> None:
         """Reservoir-sample ``rows`` (the slot had seen ``seen`` rows before them) into at
-        most ``size`` rows, so every row the slot saw is in the sample with equal chance.
+        most ``size`` rows (:func:`reservoir`).
 
         >>> s = Slot()
         >>> rng = np.random.default_rng(0)
@@ -116,22 +116,7 @@ class Slot:
         >>> s.keep(np.ones((100, 2)), 3, 4, rng); s.sample.shape
         (4, 2)
         """
-        if size <= 0 or not len(rows):
-            return
-        have = 0 if self.sample is None else len(self.sample)
-        room = max(0, size - have)
-        if room:
-            head = rows[:room]
-            self.sample = head.copy() if self.sample is None else np.concatenate((self.sample, head))
-            rows, seen = rows[room:], seen + room
-        if not len(rows):
-            return
-        # algorithm R, vectorised: row i (the slot's (seen + i)-th) replaces a random slot of
-        # the sample with probability size / (seen + i + 1)
-        pick = rng.integers(0, seen + np.arange(1, len(rows) + 1))
-        hit = pick < size
-        if hit.any() and self.sample is not None:
-            self.sample[pick[hit]] = rows[hit]
+        self.sample = reservoir(self.sample, rows, seen, size, rng)
 
     def add(self, other: Slot) -> None:
         self.segments.update(other.segments)
@@ -146,6 +131,29 @@ class Slot:
         elif other.features:
             for mine, theirs in zip(self.features, other.features, strict=True):
                 mine += theirs
+
+
+def reservoir(sample: np.ndarray | None, rows: np.ndarray, seen: int, size: int,
+              rng: np.random.Generator) -> np.ndarray | None:
+    """``sample`` (of ``seen`` rows so far) with ``rows`` offered to it, at most ``size`` rows,
+    so every row offered is in it with equal chance (algorithm R)."""
+    if size <= 0 or not len(rows):
+        return sample
+    have = 0 if sample is None else len(sample)
+    room = max(0, size - have)
+    if room:
+        head = rows[:room]
+        sample = head.copy() if sample is None else np.concatenate((sample, head))
+        rows, seen = rows[room:], seen + room
+    if not len(rows) or sample is None:
+        return sample
+    # vectorised: row i (the (seen + i)-th) replaces a random row of the sample with
+    # probability size / (seen + i + 1)
+    pick = rng.integers(0, seen + np.arange(1, len(rows) + 1))
+    hit = pick < size
+    if hit.any():
+        sample[pick[hit]] = rows[hit]
+    return sample
 
 
 def bin_codes(matrix: np.ndarray, edges: Sequence[np.ndarray]) -> tuple[np.ndarray, list[int]]:

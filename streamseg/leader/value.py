@@ -70,14 +70,22 @@ class LeaderValue:
     async def _refit_from(self, read: Callable[[], Awaitable[ChildSample | LocalSample]],
                           model: SegmentModel | None) -> None:
         try:
-            sample = await read()
-            try:
-                if await self.refit(sample, model) is not None:
-                    self._fitted_at = time.monotonic()
-            finally:
-                await sample.release()
+            await self.refit_with(read, model)
         except Exception as exc:  # Redis or the child away: the next refresh tries again
             log.error("the customer-value fit did not run: %r", exc)
+
+    async def refit_with(self, read: Callable[[], Awaitable[ChildSample | LocalSample]],
+                         model: SegmentModel | None) -> ValueParams | None:
+        """:meth:`refit` on a sample ``read`` gives, now (the background fit's body; tests and
+        benchmarks await it to re-fit at a point of their choosing)."""
+        sample = await read()
+        try:
+            params = await self.refit(sample, model)
+            if params is not None:
+                self._fitted_at = time.monotonic()
+            return params
+        finally:
+            await sample.release()
 
     async def close(self) -> None:
         """Stop a running fit and the fits' child process (worker shutdown)."""

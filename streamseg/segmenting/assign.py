@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from streamseg.drift import DriftMonitor
-from streamseg.drift.risk import Observation
+from streamseg.drift.risk import Inputs, Observation
 from streamseg.events.models import iso
 from streamseg.metrics import Metrics
 from streamseg.publish.records import CustomerValueRecord, SegmentProfile, SegmentUpdate, now_iso
@@ -49,6 +49,12 @@ class Row:
         v = self.value
         return None if v is None else (v.churn_risk, v.risk_band, self.prev_band,
                                        self.feats.get("monetary_total", 0.0))
+
+    def risk_inputs(self) -> Inputs | None:
+        """What the customer's churn risk was computed from (the drift monitor re-scores
+        it after a value re-fit): the parameters' version and the summary."""
+        v = self.value
+        return None if v is None else (v.params.version, v.rfm.frequency, v.rfm.recency, v.rfm.T)
 
 
 class Assigner:
@@ -111,7 +117,8 @@ class Assigner:
                            [r.prev for r in rows], model_version=model.version,
                            customers=[r.cid for r in rows])
         self.drift.observe_risk(max(r.ts for r in rows) if scored_ms is None else scored_ms,
-                                ids, [r.risk_seen() for r in rows])
+                                ids, [r.risk_seen() for r in rows],
+                                [r.risk_inputs() for r in rows])
         processed = now_iso()
         out = []
         for n, (r, sid) in enumerate(zip(rows, ids, strict=True)):

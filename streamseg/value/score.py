@@ -159,6 +159,11 @@ def p_no_purchase(x: float, t_x: float, big_t: float, t: float, prm: ValueParams
     return min(1.0, max(0.0, math.exp(k1 - k2) * numer / denom))
 
 
+def churn_risk(x: float, t_x: float, big_t: float, prm: ValueParams, horizon_days: float) -> float:
+    """The churn risk: :func:`p_no_purchase` over the horizon (1 where it is not finite)."""
+    return _finite(p_no_purchase(x, t_x, big_t, horizon_days, prm), 1.0)
+
+
 # -- Gamma-Gamma -------------------------------------------------------------------
 def expected_spend(x: float, monetary_value: float, prm: ValueParams) -> float:
     """E[spend per purchase day | x repeat days of mean ``monetary_value``] (Fader and Hardie 2013, eq. 5)."""
@@ -217,7 +222,7 @@ def score(frequency: float, recency: float, T: float, monetary_value: float,
     """
     x, t_x, big_t = frequency, recency, T
     purchases = max(0.0, expected_purchases(x, t_x, big_t, horizon_days, params))
-    risk = _finite(p_no_purchase(x, t_x, big_t, horizon_days, params), 1.0)
+    risk = churn_risk(x, t_x, big_t, params, horizon_days)
     spend = _finite(expected_spend(x, monetary_value, params))
     return CustomerValue(
         p_alive=_finite(p_alive(x, t_x, big_t, params), 1.0), churn_risk=risk,
@@ -262,7 +267,7 @@ def banded_state(state: State, now_ms: float, params: ValueParams, horizon_days:
                  band_margin: float = 0.0) -> BandedValue:
     """:func:`score_state` with a ``band_margin``, lazily: only the risk and band now."""
     rfm = rfm_from_state(state, now_ms)
-    risk = _finite(p_no_purchase(rfm.frequency, rfm.recency, rfm.T, horizon_days, params), 1.0)
+    risk = churn_risk(rfm.frequency, rfm.recency, rfm.T, params, horizon_days)
     stored = state.get("val_band")
     return BandedValue(rfm, params, horizon_days, currency, risk,
                        next_band(risk, stored if isinstance(stored, str) else None, bands,

@@ -17,13 +17,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from streamseg.value.params import ValueParams
 from streamseg.value.score import (
     DEFAULT_BANDS,
     BandedValue,
     CustomerValue,
     State,
+    band,
     banded_state,
+    churn_risk,
     score_state,
 )
 
@@ -52,6 +56,31 @@ class ValueScorer:
     def high_band(self) -> str:
         """The name of the highest-risk band (what alerts watch)."""
         return self.bands[-1][0]
+
+    @property
+    def version(self) -> int | None:
+        """The version of the parameters in hand (None until the first fit)."""
+        return None if self.params is None else self.params.version
+
+    def risk_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Churn risk and whether it is in the highest band (the plain band, no margin) of
+        summary rows (frequency, recency, T) with the parameters in hand: what the drift
+        monitor re-scores a window's customers with after a re-fit (see
+        :mod:`streamseg.drift.risk`).
+
+        >>> s = ValueScorer(bands=(("low", 0.0), ("high", 0.8)))
+        >>> _ = s.adopt(ValueParams(r=0.25, alpha=4.4, a=0.79, b=2.4, p=6.2, q=3.7, v=15.4))
+        >>> risk, high = s.risk_rows(np.array([[2.0, 30.0, 38.0], [2.0, 30.0, 200.0]]))
+        >>> risk.round(3).tolist(), high.tolist()
+        ([0.327, 0.959], [False, True])
+        """
+        if self.params is None:
+            raise ValueError("no value parameters to re-score with: adopt a fit first")
+        prm, horizon = self.params, self.horizon_days
+        risk = np.array([churn_risk(x, t_x, big_t, prm, horizon) for x, t_x, big_t in rows.tolist()],
+                        dtype=float)
+        high = np.array([band(r, self.bands) == self.high_band for r in risk.tolist()], dtype=bool)
+        return risk, high
 
     def adopt(self, params: ValueParams) -> bool:
         """Score with ``params`` from now on, unless they are older than those in hand."""

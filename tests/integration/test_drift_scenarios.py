@@ -51,9 +51,11 @@ FALSE_ALARM_RATE = 0.05  # of the stationary windows, per alert type
 
 
 def _run(kind: str, redis_url: str, seed: int = SEED, refit_every: int = 0,
-         frozen_model: bool = False) -> ScenarioRun:
+         frozen_model: bool = False, value_model: bool = False) -> ScenarioRun:
     """One scenario run; ``refit_every``: leader re-fits every that many batches;
-    ``frozen_model``: the first global model stays (no merge or re-fit after it)."""
+    ``frozen_model``: the first global model stays (no merge or re-fit after it);
+    ``value_model``: the value model re-fitted before each of those, and the re-scoring
+    sweep after every batch (see :func:`run_scenario`)."""
     settings = drift_settings(Settings(redis_url=redis_url, key_prefix=f"d{uuid.uuid4().hex[:8]}"))
     if frozen_model:
         settings = settings.replace(model_sync_events=10**9)
@@ -65,7 +67,7 @@ def _run(kind: str, redis_url: str, seed: int = SEED, refit_every: int = 0,
         try:
             return await run_scenario(settings, store, Scenario(kind), customers=CUSTOMERS,
                                       days=DAYS, end_ms=END_MS, seed=seed,
-                                      refit_every=refit_every)
+                                      refit_every=refit_every, value_model=value_model)
         finally:
             await store.close()
 

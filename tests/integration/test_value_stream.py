@@ -5,6 +5,7 @@ report counts those moves into the high-risk band per segment and alerts on the 
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 
 import orjson
@@ -23,6 +24,7 @@ from .test_sample_process import T0, seeded_engine
 
 pytestmark = pytest.mark.integration
 
+VALUE_ALERTS = {"high_risk_share", "segment_churn_risk", "value_at_risk"}
 PARAMS = ValueParams(r=0.243, alpha=4.414, a=0.793, b=2.426, p=6.25, q=3.74, v=15.44, version=1)
 
 
@@ -36,6 +38,12 @@ def order(cid: str, n: int, day: float) -> TransactionEvent:
     return TransactionEvent.model_validate({"event_id": f"{cid}-o{n}", "customer_id": cid,
                                             "ts": T0 + int(day * DAY_MS), "amount": 40.0,
                                             "currency": "EUR"})
+
+
+def visit(cid: str, day: float) -> ClickEvent:
+    return ClickEvent.model_validate({"event_id": f"{cid}-v{day}", "customer_id": cid,
+                                      "ts": T0 + int(day * DAY_MS), "type": "page_view",
+                                      "session_id": f"{cid}-s{day}"})
 
 
 def updates_of(rec: Recorder, cfg: Settings, cid: str) -> list[dict]:
@@ -99,5 +107,38 @@ async def test_silence__raises_the_risk_band_once_through_the_sweep(settings: Se
         assert day_223.entered_high_risk == sum(entered.values())
         (alert,) = [a for a in day_223.alerts if a.alert == "high_risk_share"]
         assert f"{sum(entered.values())} moved into the high-risk band" in alert.detail
+    finally:
+        await store.close()
+
+
+async def test_value_refit_with_customers_unchanged__raises_no_value_alert(settings: Settings) -> None:
+    """The leader re-fits the value parameters; no customer changed: the day after the
+    re-fit is compared with the day before on the new parameters (both re-scored), and the
+    value alerts stay silent although the re-fit moved many published bands into high."""
+    engine = await seeded_engine(settings.model_copy(update={"drift_windows": "1d",
+                                                             "drift_min_customers": 1}))
+    cfg, store, rec = engine.settings, engine.store, engine.publisher
+    assert isinstance(rec, Recorder) and isinstance(store, RedisFeatureStore)
+    refit = dataclasses.replace(PARAMS, alpha=3 * PARAMS.alpha, a=2.0, b=1.0, version=2)
+    try:
+        assert engine.leader.value.adopt(PARAMS)
+        await sweep(engine, older_than_days=0.0, batch=50)  # day 0: everyone scored with v1
+        await engine.process([message(cfg, order("other", 1, 1.5), 20_000)])  # the clock: day 1
+        published = len(rec.records)
+        assert engine.leader.value.adopt(refit)  # as a worker adopts the leader's re-fit
+        await sweep(engine, older_than_days=0.0, batch=50)  # day 1: everyone scored with v2
+        entered = sum(1 for t, k, v in rec.records[published:]
+                      if t == cfg.topic_segment_updates and v
+                      and (u := orjson.loads(v))["risk_band"] == "high"
+                      and u["previous_risk_band"] not in (None, "high"))
+        # day 3 on both input topics (the drift clock is the slowest partition's): day 1 closes
+        await engine.process([message(cfg, order("other", 2, 3.5), 20_001),
+                              message(cfg, visit("other", 3.5), 20_002)])
+        (day_1,) = [r for r in engine.drift_reports() if r.window_start.startswith("2026-01-02")]
+        # as published, the re-fit moved more than 5% of the 200 customers into the high band
+        assert entered > 10 and day_1.entered_high_risk == entered
+        assert not [a for a in day_1.alerts if a.alert in VALUE_ALERTS], day_1.alerts
+        assert day_1.value_basis == "rescored", day_1.value_note
+        assert day_1.high_risk_share == pytest.approx(day_1.reference_high_risk_share, abs=0.02)
     finally:
         await store.close()

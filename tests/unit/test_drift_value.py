@@ -3,6 +3,8 @@ three value alerts and their metrics (no network; see streamseg/drift/risk.py)."
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
@@ -12,6 +14,8 @@ from streamseg.drift.risk import Observation
 from streamseg.features.registry import MODEL_FEATURES
 from streamseg.metrics import Metrics
 from streamseg.settings import Settings
+from streamseg.value.params import ValueParams
+from streamseg.value.scorer import ValueScorer
 from tests.support import load_script
 
 MIN = 60_000
@@ -167,3 +171,86 @@ def test_drift_scenarios_script__has_a_figure_for_every_alert_equal_to_the_alert
     for alert in rep.alerts:
         if alert.alert in VALUE_ALERTS:
             assert scenarios.FIGURES[alert.alert](rep) == pytest.approx(alert.value)
+
+
+# -- value re-fits: a new version of the parameters moves every customer's risk at once ------
+V1 = ValueParams(r=0.243, alpha=4.414, a=0.793, b=2.426, p=6.25, q=3.74, v=15.44, version=1)
+#: a re-fit that reads the same customers as far likelier to lapse
+V2 = dataclasses.replace(V1, alpha=3 * V1.alpha, a=2.0, b=1.0, version=2)
+
+
+def scorer(params: ValueParams) -> ValueScorer:
+    s = ValueScorer()
+    s.adopt(params)
+    return s
+
+
+def feed_scored(mon: DriftMonitor, minute: int, segs: list[int], rows: np.ndarray,
+                params: ValueParams, spend: np.ndarray) -> float:
+    """The customers ``rows`` (frequency, recency, T) scored with ``params`` as the engine
+    does (risk, plain band, what it was computed from); returns their high-risk share."""
+    risks, high = scorer(params).risk_rows(rows)
+    seen: list[Observation | None] = [(r, "high" if h else "low", None, s) for r, h, s
+                                      in zip(risks.tolist(), high.tolist(), spend.tolist(),
+                                             strict=True)]
+    n = len(segs)
+    mon.observe([minute * MIN + 1000] * n, [dict.fromkeys(MODEL_FEATURES, 0.0)] * n, segs,
+                [1.0] * n, list(segs))
+    mon.observe_risk(minute * MIN + 2000, segs, seen,
+                     [(params.version, *row) for row in rows.tolist()])
+    return float(high.mean())
+
+
+def refit_between(silent_days: float, value: ValueScorer | None,
+                  sample: int = 1000) -> tuple[DriftReport, float]:
+    """A minute of 400 buyers scored with V1, then the same buyers (``silent_days`` more
+    silent) scored with V2 (a re-fit): the report, and the high-risk share's rise as scored."""
+    rng = np.random.default_rng(3)
+    cfg = DriftConfig(windows=(60,), clock="event", min_customers=20, worker="test",
+                      currency="EUR", sample_per_slot=sample)
+    mon = DriftMonitor(cfg, MODEL_FEATURES)
+    x = rng.integers(0, 6, 400).astype(float)
+    t_x = np.where(x > 0, rng.uniform(10, 120, 400).round(), 0.0)
+    rows = np.column_stack([x, t_x, t_x + rng.uniform(1, 60, 400).round()])
+    spend, segs = rng.gamma(2, 50, 400), [0] * 200 + [1] * 200
+    before = feed_scored(mon, 0, segs, rows, V1, spend)
+    after = feed_scored(mon, 1, segs, rows + np.array([0.0, 0.0, silent_days]), V2, spend)
+    (rep,) = mon.close(3 * MIN, {}, 1, NAMES, value=value)
+    return rep, after - before
+
+
+def test_value_refit_with_customers_unchanged__compares_both_windows_rescored_and_raises_no_value_alert() -> None:
+    rep, rise = refit_between(0.0, scorer(V2))
+    assert rise > 0.15  # as scored, the re-fit alone put many more customers in the high band
+    assert rep.value_basis == "rescored"
+    assert "value parameters v1, v2" in rep.value_note and "re-scored with v2" in rep.value_note
+    assert not {a.alert for a in rep.alerts} & VALUE_ALERTS
+    # the same customers under the same parameters: the same figures
+    assert rep.high_risk_share == pytest.approx(rep.reference_high_risk_share)
+    assert [s.mean_churn_risk for s in rep.risk] == pytest.approx(
+        [s.reference_mean_churn_risk for s in rep.risk])
+
+
+def test_customers_lapsing_across_a_value_refit__still_raise_the_value_alerts() -> None:
+    rep, _ = refit_between(150.0, scorer(V2))  # everyone 150 days more silent
+    assert rep.value_basis == "rescored"
+    assert {a.alert for a in rep.alerts} >= VALUE_ALERTS
+
+
+def test_value_refit_re_scored_from_a_sample__weighs_rows_back_to_the_slots_counts() -> None:
+    rep, _ = refit_between(0.0, scorer(V2), sample=100)
+    assert rep.value_basis == "rescored"
+    assert sum(s.scored for s in rep.risk) == 400 and sum(s.reference_scored for s in rep.risk) == 400
+    assert not {a.alert for a in rep.alerts} & VALUE_ALERTS
+
+
+def test_value_refit_without_parameters_to_rescore_with__holds_the_value_alerts_back() -> None:
+    rep, rise = refit_between(0.0, None)
+    assert rise > 0.15
+    assert rep.value_basis == "held" and "could not be re-scored" in rep.value_note
+    assert not {a.alert for a in rep.alerts} & VALUE_ALERTS
+
+
+def test_one_value_version_in_both_windows__compares_the_risks_as_scored() -> None:
+    rep = loyalists_slipping()
+    assert (rep.value_basis, rep.value_note) == ("scored", "")
