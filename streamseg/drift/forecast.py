@@ -85,14 +85,20 @@ class Flows:
     kept: np.ndarray
     moves: np.ndarray
     arrivals: np.ndarray
+    #: the current window's customers by segment and recency as the current model assigns
+    #: them (None: as assigned): the re-assignments still to come, where the window holds
+    #: customers assigned by an older version; the chain steps from these
+    start: np.ndarray | None = None
 
     @classmethod
     def build(cls, reference: Window, current: Window, sids: Sequence[int], span: int,
-              reassigned: Collection[str] = ()) -> Flows:
+              reassigned: Collection[str] = (), reread: Mapping[str, int] | None = None) -> Flows:
         """Count the paths of every customer active in either window. A kept customer in
         ``reassigned`` moved because a new model version re-assigned it, not by its own
         behaviour: it counts as staying in its reference segment, so the chain does not
-        carry a one-off of the model change forward as migration."""
+        carry a one-off of the model change forward as migration. ``reread``: customers of
+        the current window assigned by an older version than the current model -> the
+        segment the current model assigns them (see :attr:`start`)."""
         pos = {s: i for i, s in enumerate(sids)}
         k = len(sids)
         now, before, kept = np.zeros((k, span)), np.zeros((k, span)), np.zeros((k, span))
@@ -108,7 +114,12 @@ class Flows:
         for cid, (seg, _) in current.items():
             if cid not in reference:
                 arrivals[pos[seg]] += 1
-        return cls(tuple(sids), now, before, kept, moves, arrivals)
+        start = None
+        if reread:
+            start = np.zeros((k, span))
+            for cid, (seg, age) in current.items():
+                start[pos.get(reread.get(cid, seg), pos[seg]), min(age, span - 1)] += 1
+        return cls(tuple(sids), now, before, kept, moves, arrivals, start)
 
     @property
     def size(self) -> np.ndarray:
@@ -144,8 +155,9 @@ class Flows:
         each keep rate (over its reference customers plus ``PRIOR``), multinomial for each
         segment's destinations (over its kept customers), Poisson for the arrivals."""
         q, dest = self.keep_rates(), self.destinations()
-        kept = (self.now * q).sum(1)
-        var_kept = (self.now ** 2 * q * (1 - q) / (self.before + PRIOR)).sum(1)
+        now = self.now if self.start is None else self.start
+        kept = (now * q).sum(1)
+        var_kept = (now ** 2 * q * (1 - q) / (self.before + PRIOR)).sum(1)
         movers = self.moves.sum(1, keepdims=True)
         var_dest = np.where(movers > 0, dest * (1 - dest) / np.maximum(movers, 1.0), 0.0)
         var = (dest ** 2 * var_kept[:, None] + kept[:, None] ** 2 * var_dest).sum(0)
@@ -170,12 +182,13 @@ class Flows:
         if not self.now.sum():
             return [np.zeros(len(self.sids)) for _ in range(horizons)]
         counts, var = self.step()
-        out = [shrink_change(self.size, counts, var) if shrink else counts]
+        base = self.size if self.start is None else self.start.sum(1)
+        out = [shrink_change(base, counts, var) if shrink else counts]
         while len(out) < horizons:
             counts, var = self.chain_step(out[-1])
             out.append(shrink_change(out[-1], counts, var) if shrink else counts)
         shares = [s / s.sum() if s.sum() else s for s in out]
-        now = self.size / self.size.sum()
+        now = base / base.sum()
         return [shares[0]] + [now + persistence ** h * (s - now) for h, s in enumerate(shares[1:], 1)]
 
 

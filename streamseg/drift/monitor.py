@@ -388,10 +388,11 @@ class DriftMonitor:
         feat_psi = {f: psi_on_reference_quantiles(rh, ch) for f, rh, ch in
                     zip(self.feature_names, ref.features, cur.features, strict=True)}
         reference, current = self._customers(b - 2 * span, b - span), self._customers(b - span, b)
-        read = self._reader(now)
+        read, inputs = self._reader(now), self._assignments(b - span, b)
         flows = Flows.build(reference, current, sids, span, reassigned=set() if read is None else
                             reassigned(reference, current, self._assignments(b - 2 * span, b - span),
-                                       self._assignments(b - span, b), read))
+                                       inputs, read),
+                            reread=None if read is None else _reread(inputs, now.version, read))
         active, ref_active = cur.active_counts(), ref.active_counts()
         gone = population.shrink(ref_active, active)
         moved = sum(cur.migrations.values())
@@ -455,6 +456,17 @@ def _forecast(flows: Flows, past: Persistence, boundary: int) -> dict[str, Any]:
     return {"forecast": [ShareForecast(segment_id=s, one_window_ahead=float(a), two_windows_ahead=float(b))
                          for s, a, b in zip(flows.sids, one, two, strict=True)],
             "forecast_persistence": phi, "forecast_persistence_pairs": past.pairs}
+
+
+def _reread(inputs: Mapping[str, tuple[int | None, np.ndarray]], version: int,
+            read: Callable[[int, np.ndarray], np.ndarray]) -> dict[str, int]:
+    """The customers assigned by another version than ``version`` (the current model) ->
+    the segment the current model assigns their inputs to (see :attr:`.Flows.start`)."""
+    older = [c for c, (v, _) in inputs.items() if v is not None and v != version]
+    if not older:
+        return {}
+    ids = read(version, np.stack([inputs[c][1] for c in older]))
+    return dict(zip(older, ids.tolist(), strict=True))
 
 
 def _shift(reference: Counter[int], current: Counter[int]) -> float:

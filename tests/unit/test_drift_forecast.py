@@ -313,3 +313,25 @@ def test_report__a_customer_moved_by_its_own_inputs_at_model_adoption_is_migrati
     (rep,) = mon.close(3 * MIN, {}, 2, {}, rescore=_version_2)
     assert [s.active_share for s in rep.segments] == pytest.approx([0.3, 0.7])
     assert rep.forecast[0].one_window_ahead < 0.25  # 30 customers keeping 3 in 5: ~18 of 100
+
+
+def test_report__forecasts_the_reassignments_still_to_come_after_a_model_adoption() -> None:
+    """Version 2 (boundary at 0.3) is adopted half-way through the window: of 40 customers
+    at 0.4 of discount_share, 20 were assigned by version 1 before it (segment 0) and 20 by
+    version 2 after it (segment 1). At their next event version 2 re-assigns the first 20
+    too: every customer stays active, none arrives, so one window ahead segment 0 holds the
+    30 customers at 0.1 only."""
+    mon = DriftMonitor(DriftConfig(windows=(60,), clock="event", min_customers=20, worker="t"),
+                       MODEL_FEATURES)
+    xs = [0.1] * 30 + [0.4] * 40 + [0.9] * 30
+    rows = [{**dict.fromkeys(MODEL_FEATURES, 0.0), "discount_share": x} for x in xs]
+    cids = [f"c{i}" for i in range(100)]
+    v1 = [int(x > 0.5) for x in xs]
+    mon.observe([1000] * 100, rows, v1, [1.0] * 100, [None] * 100, model_version=1, customers=cids)
+    for part, version in ((slice(0, 50), 1), (slice(50, 100), 2)):
+        seg = [int(x > (0.5 if version == 1 else 0.3)) for x in xs[part]]
+        mon.observe([MIN + 1000] * 50, rows[part], seg, [1.0] * 50, v1[part],
+                    model_version=version, customers=cids[part])
+    (rep,) = mon.close(3 * MIN, {}, 2, {}, rescore=_version_2)
+    assert [s.active_share for s in rep.segments] == pytest.approx([0.5, 0.5])
+    assert [f.one_window_ahead for f in rep.forecast] == pytest.approx([0.3, 0.7])
