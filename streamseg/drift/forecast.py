@@ -48,7 +48,7 @@ report's one-window forecast change the window that followed really showed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,8 +65,6 @@ PERSISTENCE_WEIGHT = 0.01
 PERSISTENCE_PAIRS = 7
 #: a window's customers: id -> (segment last assigned, slots from its last activity to the window's end)
 Window = Mapping[str, tuple[int, int]]
-#: a window's customers: id -> (model version, model inputs) of the last assignment
-Inputs = Mapping[str, tuple[int | None, np.ndarray]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,20 +83,10 @@ class Flows:
     kept: np.ndarray
     moves: np.ndarray
     arrivals: np.ndarray
-    #: the current window's customers by segment and recency as the current model assigns
-    #: them (None: as assigned): the re-assignments still to come, where the window holds
-    #: customers assigned by an older version; the chain steps from these
-    start: np.ndarray | None = None
 
     @classmethod
-    def build(cls, reference: Window, current: Window, sids: Sequence[int], span: int,
-              reassigned: Collection[str] = (), reread: Mapping[str, int] | None = None) -> Flows:
-        """Count the paths of every customer active in either window. A kept customer in
-        ``reassigned`` moved because a new model version re-assigned it, not by its own
-        behaviour: it counts as staying in its reference segment, so the chain does not
-        carry a one-off of the model change forward as migration. ``reread``: customers of
-        the current window assigned by an older version than the current model -> the
-        segment the current model assigns them (see :attr:`start`)."""
+    def build(cls, reference: Window, current: Window, sids: Sequence[int], span: int) -> Flows:
+        """Count the paths of every customer active in either window."""
         pos = {s: i for i, s in enumerate(sids)}
         k = len(sids)
         now, before, kept = np.zeros((k, span)), np.zeros((k, span)), np.zeros((k, span))
@@ -110,16 +98,11 @@ class Flows:
             before[i, r] += 1
             if cid in current:
                 kept[i, r] += 1
-                moves[i, i if cid in reassigned else pos[current[cid][0]]] += 1
+                moves[i, pos[current[cid][0]]] += 1
         for cid, (seg, _) in current.items():
             if cid not in reference:
                 arrivals[pos[seg]] += 1
-        start = None
-        if reread:
-            start = np.zeros((k, span))
-            for cid, (seg, age) in current.items():
-                start[pos.get(reread.get(cid, seg), pos[seg]), min(age, span - 1)] += 1
-        return cls(tuple(sids), now, before, kept, moves, arrivals, start)
+        return cls(tuple(sids), now, before, kept, moves, arrivals)
 
     @property
     def size(self) -> np.ndarray:
@@ -155,9 +138,8 @@ class Flows:
         each keep rate (over its reference customers plus ``PRIOR``), multinomial for each
         segment's destinations (over its kept customers), Poisson for the arrivals."""
         q, dest = self.keep_rates(), self.destinations()
-        now = self.now if self.start is None else self.start
-        kept = (now * q).sum(1)
-        var_kept = (now ** 2 * q * (1 - q) / (self.before + PRIOR)).sum(1)
+        kept = (self.now * q).sum(1)
+        var_kept = (self.now ** 2 * q * (1 - q) / (self.before + PRIOR)).sum(1)
         movers = self.moves.sum(1, keepdims=True)
         var_dest = np.where(movers > 0, dest * (1 - dest) / np.maximum(movers, 1.0), 0.0)
         var = (dest ** 2 * var_kept[:, None] + kept[:, None] ** 2 * var_dest).sum(0)
@@ -182,43 +164,13 @@ class Flows:
         if not self.now.sum():
             return [np.zeros(len(self.sids)) for _ in range(horizons)]
         counts, var = self.step()
-        base = self.size if self.start is None else self.start.sum(1)
-        out = [shrink_change(base, counts, var) if shrink else counts]
+        out = [shrink_change(self.size, counts, var) if shrink else counts]
         while len(out) < horizons:
             counts, var = self.chain_step(out[-1])
             out.append(shrink_change(out[-1], counts, var) if shrink else counts)
         shares = [s / s.sum() if s.sum() else s for s in out]
-        now = base / base.sum()
+        now = self.size / self.size.sum()
         return [shares[0]] + [now + persistence ** h * (s - now) for h, s in enumerate(shares[1:], 1)]
-
-
-def reassigned(reference: Window, current: Window, then: Inputs, now: Inputs,
-               read: Callable[[int, np.ndarray], np.ndarray]) -> set[str]:
-    """The customers whose move from the reference window to the current one a model
-    version made, not the customers themselves: kept, in another segment now, assigned by
-    different versions in the two windows (``then``, ``now``), and assigned to the segment
-    they moved to when their reference-window inputs are read (``read(version, rows)``:
-    segment ids) with the version that assigned them now. A customer whose own inputs
-    moved it (the new version reads its earlier inputs as its old segment) migrated.
-
-    >>> x = np.array([0.4])
-    >>> reassigned({"a": (0, 0), "b": (0, 0)}, {"a": (1, 0), "b": (1, 0)},
-    ...            {"a": (1, x), "b": (1, x)}, {"a": (2, x), "b": (1, x)},
-    ...            lambda version, rows: (rows[:, 0] > 0.3).astype(int))  # b: one version
-    {'a'}
-    """
-    movers: dict[int, list[str]] = {}
-    for cid, (seg, _) in current.items():
-        if cid not in reference or reference[cid][0] == seg or cid not in then or cid not in now:
-            continue
-        old, new = then[cid][0], now[cid][0]
-        if old is not None and new is not None and old != new:
-            movers.setdefault(new, []).append(cid)
-    out: set[str] = set()
-    for version, cids in movers.items():
-        ids = read(version, np.stack([then[c][1] for c in cids]))
-        out.update(c for c, sid in zip(cids, ids.tolist(), strict=True) if sid == current[c][0])
-    return out
 
 
 def persistence(pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> float:

@@ -62,7 +62,7 @@ import numpy as np
 
 from streamseg.drift import population, risk
 from streamseg.drift.alerts import Thresholds, evaluate, value_alerts
-from streamseg.drift.forecast import Flows, Persistence, Window, reassigned
+from streamseg.drift.forecast import Flows, Persistence, Window
 from streamseg.drift.report import DriftReport, Migration, SegmentShare, ShareForecast
 from streamseg.drift.stats import (
     composition_shift,
@@ -181,9 +181,8 @@ class DriftMonitor:
             if model_version is not None:
                 slot.versions[model_version] += int(rows.sum())
             if customers is not None:
-                ids = [customers[i] for i in np.flatnonzero(rows).tolist()]
-                slot.active.update(zip(ids, seg[rows].tolist(), strict=True))
-                slot.inputs.update(zip(ids, ((model_version, x) for x in matrix[rows]), strict=True))
+                slot.active.update(zip((customers[i] for i in np.flatnonzero(rows).tolist()),
+                                       seg[rows].tolist(), strict=True))
             self._add(slot, seg[rows], dist[rows], prev[rows], count_codes(codes[rows], starts))
 
     def observe_risk(self, scored_ms: float, segment_ids: Sequence[int],
@@ -272,27 +271,6 @@ class DriftMonitor:
         for d in sorted(d for d in self.slots if start <= d < end):
             out.update((cid, (seg, end - 1 - d)) for cid, seg in self.slots[d].active.items())
         return out
-
-    def _assignments(self, start: int, end: int) -> dict[str, tuple[int | None, np.ndarray]]:
-        """The customers active in slots [start, end): customer -> (model version, model
-        inputs) of its last assignment there."""
-        out: dict[str, tuple[int | None, np.ndarray]] = {}
-        for d in sorted(d for d in self.slots if start <= d < end):
-            out.update(self.slots[d].inputs)
-        return out
-
-    def _reader(self, now: _Snapshot) -> Callable[[int, np.ndarray], np.ndarray] | None:
-        """Segment ids of raw model-input rows as a model version assigns them (the current
-        model where that version was never seen at a close); None without ``rescore``."""
-        current = now.rescore
-        if current is None:
-            return None
-        models = {s.version: s.rescore for s in self.snapshots.values() if s.rescore is not None}
-
-        def read(version: int, rows: np.ndarray) -> np.ndarray:
-            return models.get(version, current)(rows, self.feature_names)[0]
-
-        return read
 
     def _reference_snapshot(self, boundary: int) -> _Snapshot | None:
         older = sorted(b for b in self.snapshots if b <= boundary)
@@ -387,12 +365,8 @@ class DriftMonitor:
         emerging = share_above(cur_dist, DIST_EDGES, threshold)
         feat_psi = {f: psi_on_reference_quantiles(rh, ch) for f, rh, ch in
                     zip(self.feature_names, ref.features, cur.features, strict=True)}
-        reference, current = self._customers(b - 2 * span, b - span), self._customers(b - span, b)
-        read, inputs = self._reader(now), self._assignments(b - span, b)
-        flows = Flows.build(reference, current, sids, span, reassigned=set() if read is None else
-                            reassigned(reference, current, self._assignments(b - 2 * span, b - span),
-                                       inputs, read),
-                            reread=None if read is None else _reread(inputs, now.version, read))
+        flows = Flows.build(self._customers(b - 2 * span, b - span),
+                            self._customers(b - span, b), sids, span)
         active, ref_active = cur.active_counts(), ref.active_counts()
         gone = population.shrink(ref_active, active)
         moved = sum(cur.migrations.values())
@@ -456,17 +430,6 @@ def _forecast(flows: Flows, past: Persistence, boundary: int) -> dict[str, Any]:
     return {"forecast": [ShareForecast(segment_id=s, one_window_ahead=float(a), two_windows_ahead=float(b))
                          for s, a, b in zip(flows.sids, one, two, strict=True)],
             "forecast_persistence": phi, "forecast_persistence_pairs": past.pairs}
-
-
-def _reread(inputs: Mapping[str, tuple[int | None, np.ndarray]], version: int,
-            read: Callable[[int, np.ndarray], np.ndarray]) -> dict[str, int]:
-    """The customers assigned by another version than ``version`` (the current model) ->
-    the segment the current model assigns their inputs to (see :attr:`.Flows.start`)."""
-    older = [c for c, (v, _) in inputs.items() if v is not None and v != version]
-    if not older:
-        return {}
-    ids = read(version, np.stack([inputs[c][1] for c in older]))
-    return dict(zip(older, ids.tolist(), strict=True))
 
 
 def _shift(reference: Counter[int], current: Counter[int]) -> float:
