@@ -112,8 +112,7 @@ def first_model(derived: list[dict[str, float]], k: int, seed: int) -> SegmentMo
     d = len(MODEL_FEATURES)
     shape = SegmentModel.first(MODEL_FEATURES, np.zeros(d), np.ones(d), np.zeros((k, d)), np.ones(k))
     rows = sample_rows(shape, derived)
-    mean = rows.mean(0)
-    scaled = dataclasses.replace(shape, mean=mean, var=signal_var(mean, rows.var(0)))
+    scaled = in_sample_scale(shape, rows, [None] * len(rows))  # no members yet: the scale only
     centers, weights = fit(scaled, derived, seed, reseed=True)
     return SegmentModel.first(MODEL_FEATURES, scaled.mean, scaled.var, centers, weights)
 
