@@ -129,7 +129,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
                 on_access_denied=access.stop_for, idempotent=settings.kafka_idempotence)
     api.register(app, engine, store, settings)
     segmenting_timers.register(app, sync, engine, settings, ticks)
-    rescore.register(app, engine, settings, ticks, reading_history=lambda: engine.pace.history)
+    rescore.register(app, engine, settings, ticks, engine.metrics,
+                     reading_history=lambda: engine.pace.history)
     drift_timers.register(app, engine, settings, ticks, store)
     monitoring.register(app, engine, store, sync.worker, settings, ticks)
     _connect_lifecycle(app, engine, settings)

@@ -126,6 +126,17 @@ class Metrics:
             "Timer ticks that failed and were logged, by timer; the next tick tries again",
             ["timer"], registry=registry,
         )
+        self.rescored = Counter(
+            "streamseg_rescored_customers_total",
+            "Customers the live re-scoring sweep evaluated (silent for rescore_after_hours)",
+            registry=registry,
+        )
+        self.rescore_cut = Counter(
+            "streamseg_rescore_cut_total",
+            "Live sweeps stopped with customers still due (rescore_max or rescore_share ran "
+            "out; the rest waits for the next): rising at every sweep, the sweep is behind",
+            registry=registry,
+        )
         self.key_mismatches = Counter(
             "streamseg_key_mismatches_total",
             "Single-event messages whose Kafka key is set and is not the event's customer_id "

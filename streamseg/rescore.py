@@ -17,6 +17,7 @@ the engine reads history, at each event-time step (:func:`sweep_held`, see
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -27,6 +28,7 @@ from streamseg.timeunits import DAY_MS
 if TYPE_CHECKING:
     import faust
 
+    from streamseg.metrics import Metrics
     from streamseg.settings import Settings
     from streamseg.ticks import Ticks
 
@@ -53,17 +55,26 @@ class _Held:
 class SweepReport:
     evaluated: int = 0
     changed: int = 0
+    #: stopped with customers still due: ``max_customers`` or the time budget ran out
+    cut: bool = False
 
 
 async def sweep(engine: Rescorable, *, older_than_days: float, batch: int,
-                max_customers: int | None = None) -> SweepReport:
-    """Re-evaluate stale customers in batches until none are left (or ``max_customers``).
+                max_customers: int | None = None, budget_s: float | None = None,
+                monotonic: Callable[[], float] = time.monotonic) -> SweepReport:
+    """Re-evaluate stale customers in batches until none are left (or ``max_customers``, or
+    ``budget_s`` seconds spent: the rest waits for the next sweep).
 
-    Each batch marks its customers as evaluated now, so the loop ends; a bound
-    keeps one timer tick from blocking the worker for long.
+    Each batch marks its customers as evaluated now, so the loop ends; the bounds
+    keep one timer tick from taking the worker from its events for long.
     """
     report = SweepReport()
-    while max_customers is None or report.evaluated < max_customers:
+    started = monotonic()
+    while True:
+        if (max_customers is not None and report.evaluated >= max_customers) or \
+                (budget_s is not None and monotonic() - started >= budget_s):
+            report.cut = True
+            break
         limit = batch if max_customers is None else min(batch, max_customers - report.evaluated)
         n, changes = await engine.rescore_stale(older_than_ms=older_than_days * DAY_MS, limit=limit)
         report.evaluated += n
@@ -80,14 +91,19 @@ async def sweep_held(engine: HeldRescorable, settings: Settings) -> SweepReport:
 
 
 def register(app: faust.App, engine: Rescorable, settings: Settings, ticks: Ticks,
-             reading_history: Callable[[], bool] = lambda: False) -> None:
-    """Run :func:`sweep` on the Faust leader every ``rescore_every_s``, except while
-    ``reading_history`` (the steps of history sweep then)."""
+             metrics: Metrics, reading_history: Callable[[], bool] = lambda: False) -> None:
+    """Run :func:`sweep` on the Faust leader every ``rescore_every_s`` for at most
+    ``rescore_share`` of that time, except while ``reading_history`` (the steps of history
+    sweep then, uncut)."""
 
     @ticks.every(app, settings.rescore_every_s, "re-scoring sweep", on_leader=True,
                  level=logging.ERROR, traceback=True)
     async def rescore_stale_customers() -> None:
         if reading_history():
             return
-        await sweep(engine, older_than_days=settings.rescore_after_hours / 24.0,
-                    batch=settings.rescore_batch, max_customers=settings.rescore_max)
+        report = await sweep(engine, older_than_days=settings.rescore_after_hours / 24.0,
+                             batch=settings.rescore_batch, max_customers=settings.rescore_max,
+                             budget_s=settings.rescore_share * settings.rescore_every_s)
+        metrics.rescored.inc(report.evaluated)
+        if report.cut:
+            metrics.rescore_cut.inc()

@@ -198,6 +198,11 @@ class _Pipeline(_Connections):
     rescore_batch: int = Field(
         250, ge=1, description="customers re-scored per Redis round trip (the engine lock is held for one batch)")
     rescore_max: int = Field(20_000, ge=1, description="customers re-scored per sweep at most")
+    rescore_share: float = Field(
+        0.2, gt=0, le=1, description="share of the worker's time the live sweep may take: a sweep "
+        "stops after rescore_share x rescore_every_s seconds and the rest waits for the next one, "
+        "so events keep their latency when many customers fall due at once (after an outage, or a "
+        "backlog read on the live path); steps of history are not cut (they must not depend on speed)")
     segment_margin: float = Field(
         0.1, ge=0, lt=1, description="a customer moves only if the new centre is this much "
         "(relative) nearer than its current one: no flapping at boundaries",
