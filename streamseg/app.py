@@ -90,6 +90,9 @@ class _WhenLoaded:
         await self.loaded.wait()
         return await self.engine.process(batch)
 
+    def batch_limit(self, most: int) -> int:
+        return self.engine.batch_limit(most)
+
 
 @dataclass(frozen=True, slots=True)
 class WorkerApp:

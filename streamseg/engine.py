@@ -60,8 +60,11 @@ from streamseg.settings import Settings
 
 __all__ = ["BatchReport", "Engine", "InMessage", "OutRecord", "Prepared", "Publisher",
            "build_segmenter", "restore_segmenter"]
-log = logging.getLogger(__name__)
 
+#: A batch of history holds a whole fetch up to this many messages (:meth:`Engine.batch_limit`).
+HISTORY_BATCH_MAX = 20_000
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -164,6 +167,23 @@ class Engine:
         events, origin = self.intake.decode(messages, dead)
         return Prepared(messages, events, origin, dead, time.perf_counter() - started)
 
+    def batch_limit(self, most: int) -> int:
+        """Messages per batch: ``most`` live; a whole fetch (up to :data:`HISTORY_BATCH_MAX`)
+        on the first batch and while reading history.
+
+        The consumer merges a fetch's partitions by record time, which on a replay is send
+        time, event-time order only as closely as the replay's producer batches it. A batch is
+        cut at the steps of history by event time (:meth:`Pace.cut`), so within one batch every
+        partition reaches a step together; split into batches of ``most``, the events of a
+        partition behind would arrive after a step they belong before, and where the fetch
+        was split (set by the machine's speed) would decide which customers each re-fit saw.
+        """
+        if self.history_step is None or self.pace.clock != "event":
+            return most
+        if self.pace.started and not (self.pace.history or self.pace.ending):
+            return most
+        return max(most, HISTORY_BATCH_MAX)
+
     async def process(self, batch: Sequence[InMessage] | Prepared) -> BatchReport:
         """Apply a batch (raw or :meth:`prepare`-d): features, segments, outputs."""
         p = batch if isinstance(batch, Prepared) else self.prepare(batch)
@@ -176,16 +196,17 @@ class Engine:
         """A batch cut at the history's event-time steps (:class:`Pace`), the leader's work
         run at each with the clock at the step's time (batches wait: the lock is held).
         Live, one part and no step."""
-        parts = self.pace.cut([ev.ts_ms for ev in p.events])
-        if len(parts) == 1 and parts[0][1] is None:
-            return await self._process(p)
-        report = BatchReport()
-        for part, due_ms in _split(p, parts):
-            if due_ms is not None:
-                self.clock.reach(due_ms)
-                await step()
-            report.add(await self._process(part))
-        return report
+        with self.pace.applying():
+            parts = self.pace.cut([ev.ts_ms for ev in p.events])
+            if len(parts) == 1 and parts[0][1] is None:
+                return await self._process(p)
+            report = BatchReport()
+            for part, due_ms in _split(p, parts):
+                if due_ms is not None:
+                    self.clock.reach(due_ms)
+                    await step()
+                report.add(await self._process(part))
+            return report
 
     @property
     def publisher(self) -> Publisher:

@@ -64,6 +64,9 @@ class BatchHandler(Protocol):
     async def process(self, batch: Any) -> object:
         """Apply a prepared batch; its offsets are acknowledged once this returns."""
 
+    def batch_limit(self, most: int) -> int:
+        """Messages per batch now (``most``: the configured ``batch_max``)."""
+
 
 class _InFlight:
     """Stands for a batch in Faust's set of unacked messages (what ``wait_empty`` waits on)."""
@@ -157,8 +160,9 @@ class BatchConsumer(ShortFetchConsumer):
                     fetched = None  # a rebalance began: the rest of that fetch is not ours to take
                     await self._seek_committed()
                     continue
-                head = list(islice(fetched, most))
-                if len(head) < most:
+                limit = handler.batch_limit(most)
+                head = list(islice(fetched, limit))
+                if len(head) < limit:
                     fetched = None
                 batch, offsets = await self._collect(head, active)
                 if not batch:

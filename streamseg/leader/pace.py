@@ -15,7 +15,8 @@ the same history then change the model at the same event-time points.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 
 from streamseg.timeunits import HOUR_MS
 
@@ -50,12 +51,61 @@ class Pace:
         self._history_at: float | None = None  # wall time of the last batch of history
         self._step: int | None = None  # the grid step the engine's events have reached
         self._unfinished = False  # history was read, and its end not yet reported (drained)
+        self._applying = 0  # batches being applied now (their steps can take longer than the idle)
+        self._seen = False  # a batch with events was cut
+        self._replayed = False  # history was read and no live batch came since
 
     @property
     def history(self) -> bool:
         """The engine is reading history (its last batch was, within :data:`HISTORY_IDLE_MS`):
-        the leader's wall-clock timers stand aside."""
-        return self._history_at is not None and self.wall_ms() - self._history_at < HISTORY_IDLE_MS
+        the leader's wall-clock timers stand aside.
+
+        The idle counts from the end of the last batch of history, not its start: on a busy
+        machine a batch's steps (re-fits, sweeps) can take longer than the idle, and a timer
+        that woke meanwhile would merge or re-fit at a point of the history set by the wall
+        clock (two replays of the same files then end with different segments).
+        """
+        if self._history_at is None:
+            return False
+        return self._applying > 0 or self.wall_ms() - self._history_at < HISTORY_IDLE_MS
+
+    @contextlib.contextmanager
+    def applying(self) -> Iterator[None]:
+        """Around applying a batch (its :meth:`cut`, steps and parts): history stays
+        :attr:`history` meanwhile, and its idle starts when the batch is done.
+
+        >>> wall = [100 * HOUR_MS]
+        >>> pace = Pace("event", 1.0, wall_ms=lambda: wall[0])
+        >>> with pace.applying():
+        ...     _ = pace.cut([0.5 * HOUR_MS, 2.5 * HOUR_MS])
+        ...     wall[0] += 2 * HISTORY_IDLE_MS  # the batch's steps took long
+        ...     pace.history
+        True
+        >>> pace.history  # its idle starts now
+        True
+        >>> wall[0] += HISTORY_IDLE_MS
+        >>> pace.history, pace.drained()
+        (False, True)
+        """
+        self._applying += 1
+        try:
+            yield
+        finally:
+            self._applying -= 1
+            if self._history_at is not None:
+                self._history_at = self.wall_ms()
+
+    @property
+    def started(self) -> bool:
+        """A batch with events was cut: whether the engine reads history is known."""
+        return self._seen
+
+    @property
+    def merging(self) -> bool:
+        """The leader may merge the workers' clusterers: not while history is read or ending,
+        nor after it until a live batch came (they learned the history in the order batches
+        arrived in, which differs between two replays; the steps' model stands until then)."""
+        return not (self.history or self._unfinished or self._replayed)
 
     @property
     def ending(self) -> bool:
@@ -83,6 +133,8 @@ class Pace:
                 wall - max(ts_ms) > HISTORY_BEHIND_MS
             self._history_at = wall if reading else None
             self._unfinished |= reading  # a live batch right after history still ends it
+            self._replayed = reading
+            self._seen = True
         if self._history_at is None or not ts_ms:
             return [(list(range(len(ts_ms))), None)]
         steps = [int(t // self.step_ms) for t in ts_ms]

@@ -52,7 +52,8 @@ def register(app: faust.App, sync: ModelSync, engine: Engine, settings: Settings
                 async with refreshing, engine.lock:
                     await engine.history_step()
             return
-        await engine.leader.lead(sync.locals)
+        if engine.pace.merging:  # after history, once live events came
+            await engine.leader.lead(sync.locals)
 
     @ticks.every(app, settings.catalog_refresh_s, "refreshing the catalog", on_leader=True)
     async def refresh_catalog() -> None:

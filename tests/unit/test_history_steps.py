@@ -6,13 +6,17 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
+import orjson
 from prometheus_client import CollectorRegistry
 from sklearn.metrics import adjusted_rand_score
 
 from streamseg.drift import DriftConfig, DriftMonitor
+from streamseg.engine import HISTORY_BATCH_MAX, BatchReport, Engine, InMessage, build_segmenter
 from streamseg.events.models import ClickEvent, Event, TransactionEvent
+from streamseg.features.keys import Keys
 from streamseg.features.reference import accumulate
 from streamseg.features.registry import HALFLIFE_DAYS, MODEL_FEATURES, derive, model_input
+from streamseg.features.store import RedisFeatureStore
 from streamseg.leader import Leader
 from streamseg.leader.pace import HISTORY_IDLE_MS, Pace
 from streamseg.metrics import Metrics
@@ -166,3 +170,83 @@ def test_first_model_of_a_history__comes_from_its_customers_alone_whatever_their
     np.testing.assert_allclose(b.centers, a.centers)
     rows = a.matrix([model_input(d) for d in derived])
     assert adjusted_rand_score(groups, pairwise_sq_dist(a.scale(rows), a.centers).argmin(1)) == 1.0
+
+
+def test_a_step_that_outlasts_the_idle__keeps_the_timers_aside_until_its_batch_is_done() -> None:
+    # On a busy machine (CI) a batch's steps took longer than HISTORY_IDLE_MS: the merge and
+    # catalog timers woke in the middle of the history, took it for drained, merged the
+    # worker's clusterer and re-fitted at a wall-clock point, and two replays of the same file
+    # ended at ARI 0.39. History must hold until the batch is applied, and idle from its end.
+    wall: list[float] = [20_000 * DAY_MS]  # 2024-10-04
+    settings = Settings(clock="event", history_step_hours=24.0)
+    store = RedisFeatureStore.from_url("redis://127.0.0.1:1/0", Keys("hs"), dedup_horizon_days=30,
+                                       retention_days=30)  # never reached: _process is replaced
+    engine = Engine(settings, store, build_segmenter(settings), publisher=None,  # type: ignore[arg-type]
+                    metrics=Metrics(CollectorRegistry()), wall_ms=lambda: wall[0])
+    seen_in_steps: list[bool] = []
+
+    async def slow_step() -> None:
+        wall[0] += 3 * HISTORY_IDLE_MS  # a re-fit and a sweep on a loaded machine
+        seen_in_steps.append(engine.pace.history)
+
+    async def applied(part: object) -> BatchReport:
+        return BatchReport()
+
+    engine.history_step = slow_step
+    engine._process = applied  # type: ignore[method-assign,assignment]
+    start = wall[0] - 40 * DAY_MS
+    messages = [InMessage(settings.topic_transactions, 0, d, b"c1", orjson.dumps({
+        "event_id": f"e{d}", "customer_id": "c1", "ts": int(start + d * DAY_MS), "amount": 10.0,
+        "currency": "EUR"}))
+        for d in range(4)]
+    assert len(engine.prepare(messages).events) == 4
+    asyncio.run(engine.process(messages))
+
+    assert len(seen_in_steps) == 3  # a step at each of the three day boundaries crossed
+    assert all(seen_in_steps)  # the timers stood aside through every one
+    assert engine.pace.history and not engine.pace.drained()  # idle counts from the batch's end
+    wall[0] += HISTORY_IDLE_MS
+    assert not engine.pace.history and engine.pace.drained()
+
+
+def test_after_a_history__the_clusterers_are_not_merged_until_live_events_come() -> None:
+    # the worker's clusterer learned the history in the order batches arrived in; merged once
+    # the history had drained, it replaced the steps' model with one that differs between two
+    # replays of the same file (v60 "from 1 workers" in both, from different clusterers)
+    wall = [100 * DAY_MS]
+    pace = Pace("event", step_hours=24.0, wall_ms=lambda: wall[0])
+    assert pace.merging  # a live worker merges from the start
+    pace.cut([wall[0] - 30 * DAY_MS])
+    assert not pace.merging
+    wall[0] += HISTORY_IDLE_MS + 1
+    assert pace.drained() and not pace.merging  # drained: the last step's model stands
+    wall[0] += 60_000
+    assert not pace.merging
+    pace.cut([wall[0] - 1000.0])  # live events
+    assert pace.merging
+
+
+def test_a_batch_of_history__is_a_whole_fetch_so_every_partition_reaches_each_step_together() -> None:
+    wall: list[float] = [20_000 * DAY_MS]
+    settings = Settings(clock="event", history_step_hours=24.0, batch_max=500)
+    store = RedisFeatureStore.from_url("redis://127.0.0.1:1/0", Keys("hs"), dedup_horizon_days=30,
+                                       retention_days=30)
+    engine = Engine(settings, store, build_segmenter(settings), publisher=None,  # type: ignore[arg-type]
+                    metrics=Metrics(CollectorRegistry()), wall_ms=lambda: wall[0])
+    assert engine.batch_limit(500) == 500  # never paced (no leader's step set): as configured
+
+    async def step() -> None:
+        """Nothing to do."""
+
+    engine.history_step = step
+    assert engine.batch_limit(500) == HISTORY_BATCH_MAX  # the first batch: history or not?
+    engine.pace.cut([wall[0] - 30 * DAY_MS])
+    assert engine.batch_limit(500) == HISTORY_BATCH_MAX  # history
+    engine.pace.cut([wall[0] - 1000.0])  # live
+    wall[0] += HISTORY_IDLE_MS + 1
+    assert engine.pace.drained()
+    assert engine.batch_limit(500) == 500
+    live = Engine(Settings(clock="wall"), store, build_segmenter(settings), publisher=None,  # type: ignore[arg-type]
+                  metrics=Metrics(CollectorRegistry()))
+    live.history_step = step
+    assert live.batch_limit(500) == 500  # the wall clock never reads history
