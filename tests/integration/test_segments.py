@@ -190,8 +190,11 @@ async def test_restart__same_customers_keep_their_ids_and_learning_continues_war
 async def test_two_workers__share_one_model_and_give_same_behaviour_the_same_id(
     settings: Settings, tmp_path: Path
 ) -> None:
+    # the live path on history (no steps): this is about merging two workers' clusterers,
+    # which after a paced history wait for live events (docs/model.md, "Replays")
     settings = settings.model_copy(update={"topic_partitions": 4, "worker_id": "w-a",
-                                           "catalog_refresh_s": 2.0, **STEADY})
+                                           "catalog_refresh_s": 2.0, "history_step_hours": 0.0,
+                                           **STEADY})
     other = settings.model_copy(update={"web_port": free_port(), "worker_id": "w-b"})
     await ensure_topics(settings)
     await produce(settings, workload(settings, customers=90))  # history, learnt by worker a
