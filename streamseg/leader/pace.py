@@ -104,7 +104,9 @@ class Pace:
     def merging(self) -> bool:
         """The leader may merge the workers' clusterers: not while history is read or ending,
         nor after it until a live batch came (they learned the history in the order batches
-        arrived in, which differs between two replays; the steps' model stands until then)."""
+        arrived in, which differs between two replays; the steps' model stands until then).
+        The merge timer merges without a model all the same: a history too small for the
+        steps' first fit gets its first model from the clusterers, as a live stream does."""
         return not (self.history or self._unfinished or self._replayed)
 
     @property

@@ -52,7 +52,9 @@ def register(app: faust.App, sync: ModelSync, engine: Engine, settings: Settings
                 async with refreshing, engine.lock:
                     await engine.history_step()
             return
-        if engine.pace.merging:  # after history, once live events came
+        # after a paced history, once live events came; or to make a first model at all (a
+        # history with fewer customers than the steps' first fit needs gets it from a merge)
+        if engine.pace.merging or engine.assigner.model is None:
             await engine.leader.lead(sync.locals)
 
     @ticks.every(app, settings.catalog_refresh_s, "refreshing the catalog", on_leader=True)
