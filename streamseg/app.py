@@ -90,8 +90,8 @@ class _WhenLoaded:
         await self.loaded.wait()
         return await self.engine.process(batch)
 
-    def batch_limit(self, most: int) -> int:
-        return self.engine.batch_limit(most)
+    def backlog(self, more: bool) -> None:
+        self.engine.pace.backlog(more)
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,9 +61,6 @@ from streamseg.settings import Settings
 __all__ = ["BatchReport", "Engine", "InMessage", "OutRecord", "Prepared", "Publisher",
            "build_segmenter", "restore_segmenter"]
 
-#: A batch of history holds a whole fetch up to this many messages (:meth:`Engine.batch_limit`).
-HISTORY_BATCH_MAX = 20_000
-
 log = logging.getLogger(__name__)
 
 
@@ -166,23 +163,6 @@ class Engine:
         dead: list[DeadLetter] = []
         events, origin = self.intake.decode(messages, dead)
         return Prepared(messages, events, origin, dead, time.perf_counter() - started)
-
-    def batch_limit(self, most: int) -> int:
-        """Messages per batch: ``most`` live; a whole fetch (up to :data:`HISTORY_BATCH_MAX`)
-        on the first batch and while reading history.
-
-        The consumer merges a fetch's partitions by record time, which on a replay is send
-        time, event-time order only as closely as the replay's producer batches it. A batch is
-        cut at the steps of history by event time (:meth:`Pace.cut`), so within one batch every
-        partition reaches a step together; split into batches of ``most``, the events of a
-        partition behind would arrive after a step they belong before, and where the fetch
-        was split (set by the machine's speed) would decide which customers each re-fit saw.
-        """
-        if self.history_step is None or self.pace.clock != "event":
-            return most
-        if self.pace.started and not (self.pace.history or self.pace.ending):
-            return most
-        return max(most, HISTORY_BATCH_MAX)
 
     async def process(self, batch: Sequence[InMessage] | Prepared) -> BatchReport:
         """Apply a batch (raw or :meth:`prepare`-d): features, segments, outputs."""

@@ -49,6 +49,7 @@ from mode import Service, ServiceT
 from mode.utils.futures import notify
 
 from streamseg.engine import InMessage
+from streamseg.topics import EVENT_TIME_HEADER
 
 log = logging.getLogger(__name__)
 #: How often the consumer group's pending errors are looked at.
@@ -64,8 +65,9 @@ class BatchHandler(Protocol):
     async def process(self, batch: Any) -> object:
         """Apply a prepared batch; its offsets are acknowledged once this returns."""
 
-    def batch_limit(self, most: int) -> int:
-        """Messages per batch now (``most``: the configured ``batch_max``)."""
+    def backlog(self, more: bool) -> None:
+        """Said before each batch: more input is known to be waiting after it (the rest of a
+        fetch, or a partition read short of its high watermark)."""
 
 
 class _InFlight:
@@ -160,9 +162,8 @@ class BatchConsumer(ShortFetchConsumer):
                     fetched = None  # a rebalance began: the rest of that fetch is not ours to take
                     await self._seek_committed()
                     continue
-                limit = handler.batch_limit(most)
-                head = list(islice(fetched, limit))
-                if len(head) < limit:
+                head = list(islice(fetched, most))
+                if len(head) < most:
                     fetched = None
                 batch, offsets = await self._collect(head, active)
                 if not batch:
@@ -175,6 +176,7 @@ class BatchConsumer(ShortFetchConsumer):
                     fetched = None  # partitions moved: fetch again from the commits
                     await self._seek_committed()
                     continue
+                handler.backlog(fetched is not None or self._behind())
                 inflight = self._start(handler, prepared, offsets)
         except self.consumer_stopped_errors:
             if not self.transport.app.should_stop:
@@ -254,6 +256,19 @@ class BatchConsumer(ShortFetchConsumer):
             self.app.monitor.stream_inbound_time[tp] = now
         return batch, offsets
 
+    def _behind(self) -> bool:
+        """An input partition read short of the high watermark its last fetch reported."""
+        for tp, read in self._read_offset.items():
+            if tp.topic not in self.transport.batch_topics:
+                continue
+            try:
+                high = self.highwater(tp)
+            except (AssertionError, IllegalStateError, KeyError):  # no longer assigned
+                continue
+            if high is not None and read is not None and read + 1 < high:
+                return True
+        return False
+
     def _start(self, handler: BatchHandler, prepared: Any, offsets: Offsets) -> asyncio.Future[None]:
         """Apply a batch in the background, registered as unacked until it ends either way."""
         marker = _InFlight()
@@ -288,16 +303,37 @@ class BatchConsumer(ShortFetchConsumer):
 
 
 def by_record_time(records: Mapping[TP, Sequence[Any]]) -> Iterator[tuple[TP, Any]]:
-    """A fetch's records merged across partitions by record timestamp, each partition's
-    own order kept (a merge, not a sort: a partition's records are never reordered).
+    """A fetch's records merged across partitions by record time, each partition's own order
+    kept (a merge, not a sort: a partition's records are never reordered).
+
+    Record time is the event time a replay stamps in the :data:`~streamseg.topics.EVENT_TIME_HEADER`
+    header, else the record timestamp (for a live producer, its send time: close to the event's).
+    A replay's record timestamp is its send time, event-time order only as closely as its producer
+    batches the partitions; split into batches, a partition behind would reach a step of
+    history after it ran (docs/model.md, "Replays").
 
     >>> from types import SimpleNamespace as R
     >>> fetch = {"a": [R(timestamp=1), R(timestamp=5)], "b": [R(timestamp=2), R(timestamp=3)]}
     >>> [(tp, r.timestamp) for tp, r in by_record_time(fetch)]  # type: ignore[arg-type]
     [('a', 1), ('b', 2), ('b', 3), ('a', 5)]
+    >>> sent = {"a": [R(timestamp=9, headers=[(EVENT_TIME_HEADER, b"40")])],
+    ...         "b": [R(timestamp=1, headers=[(EVENT_TIME_HEADER, b"70")]), R(timestamp=2)]}
+    >>> [r.timestamp for _, r in by_record_time(sent)]  # type: ignore[arg-type]
+    [9, 1, 2]
     """
-    return heapq.merge(*([(tp, r) for r in rs] for tp, rs in records.items()),
-                       key=lambda pair: getattr(pair[1], "timestamp", None) or 0)
+    return heapq.merge(*([(tp, r) for r in rs] for tp, rs in records.items()), key=_record_time)
+
+
+def _record_time(pair: tuple[TP, Any]) -> int:
+    """A record's event-time header (a replay's) when it holds an integer, else its timestamp."""
+    record = pair[1]
+    for name, value in getattr(record, "headers", None) or ():
+        if name == EVENT_TIME_HEADER:
+            try:
+                return int(value)
+            except (TypeError, ValueError):  # not ours, or damaged: the record time will do
+                break
+    return getattr(record, "timestamp", None) or 0
 
 
 class _Unread:

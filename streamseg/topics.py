@@ -27,6 +27,10 @@ from streamseg.settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: Kafka record header carrying an input record's event time (epoch ms, decimal ASCII):
+#: ``streamseg replay`` sets it, the worker merges a fetch's partitions by it.
+EVENT_TIME_HEADER = "streamseg-event-ts"
+
 
 def replication(settings: Settings, brokers: int) -> int:
     """Replicas per topic: the setting, else min(3, brokers) (what a production cluster wants).

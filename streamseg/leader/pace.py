@@ -26,6 +26,10 @@ HISTORY_BEHIND_MS = 10 * 60 * 1000.0
 #: No batch of history for this long: the history is drained, the leader's timers resume (the
 #: event clock stands still, so nobody is stale and memberships stay as the last step left them).
 HISTORY_IDLE_MS = 5_000.0
+#: ... or for this long when the consumer said more input was waiting after the last batch
+#: (a loaded machine can take longer than the idle to fetch and decode the next one; bounded,
+#: as a partition's high watermark can stay past its last record: transaction markers).
+HISTORY_BACKLOG_IDLE_MS = 60_000.0
 
 
 class Pace:
@@ -53,6 +57,7 @@ class Pace:
         self._unfinished = False  # history was read, and its end not yet reported (drained)
         self._applying = 0  # batches being applied now (their steps can take longer than the idle)
         self._seen = False  # a batch with events was cut
+        self._more = False  # the consumer said more input waits after the last batch
         self._replayed = False  # history was read and no live batch came since
 
     @property
@@ -67,7 +72,15 @@ class Pace:
         """
         if self._history_at is None:
             return False
-        return self._applying > 0 or self.wall_ms() - self._history_at < HISTORY_IDLE_MS
+        idle = HISTORY_BACKLOG_IDLE_MS if self._more else HISTORY_IDLE_MS
+        return self._applying > 0 or self.wall_ms() - self._history_at < idle
+
+    def backlog(self, more: bool) -> None:
+        """The consumer, before each batch: more input is already known to wait after it.
+        History then holds through a longer idle (:data:`HISTORY_BACKLOG_IDLE_MS`): on a loaded
+        machine the next fetch can take longer than :data:`HISTORY_IDLE_MS`, and a history
+        taken for drained in its middle ran a step at a wall-clock point of it."""
+        self._more = more
 
     @contextlib.contextmanager
     def applying(self) -> Iterator[None]:

@@ -10,7 +10,8 @@ fast as the broker takes them; dead letters go to the DLQ topic first.
 The Kafka record timestamp is the wall clock at send time, not the event
 time: the worker's latency metric reads it, and months-old timestamps would
 make the broker's retention delete the records at once. Event time travels
-in the payload's ``ts``.
+in the payload's ``ts``, and in a ``streamseg-event-ts`` header the worker
+merges a fetch's partitions by (so each step of history sees every partition).
 
 >>> import tempfile
 >>> from streamseg.settings import Settings
@@ -55,6 +56,7 @@ from streamseg.replay.progress import Progress
 from streamseg.replay.readers import Format, RawRow, Table, open_table
 from streamseg.replay.spool import Spool
 from streamseg.settings import Settings
+from streamseg.topics import EVENT_TIME_HEADER
 
 log = logging.getLogger(__name__)
 #: Spool topic indices.
@@ -385,7 +387,9 @@ async def send(settings: Settings, loader: Loader, options: ReplayOptions,
             wait = pacer.delay(ts)
             if wait > MIN_SLEEP_S or n % LOAD_TICK == 0:
                 await asyncio.sleep(wait)  # also lets the sender task and Ctrl-C in
-            pending.append(await producer.send(topics[t], value=value, key=key))
+            # event time in a header: the worker merges partitions by it (streamseg/ingest.py)
+            pending.append(await producer.send(topics[t], value=value, key=key,
+                                               headers=[(EVENT_TIME_HEADER, b"%d" % ts)]))
             produced[topics[t]] += 1
             progress.update(n)
             if len(pending) >= check:
