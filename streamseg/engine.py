@@ -60,7 +60,6 @@ from streamseg.settings import Settings
 
 __all__ = ["BatchReport", "Engine", "InMessage", "OutRecord", "Prepared", "Publisher",
            "build_segmenter", "restore_segmenter"]
-
 log = logging.getLogger(__name__)
 
 

@@ -56,7 +56,6 @@ class Pace:
         self._step: int | None = None  # the grid step the engine's events have reached
         self._unfinished = False  # history was read, and its end not yet reported (drained)
         self._applying = 0  # batches being applied now (their steps can take longer than the idle)
-        self._seen = False  # a batch with events was cut
         self._more = False  # the consumer said more input waits after the last batch
         self._replayed = False  # history was read and no live batch came since
 
@@ -109,11 +108,6 @@ class Pace:
                 self._history_at = self.wall_ms()
 
     @property
-    def started(self) -> bool:
-        """A batch with events was cut: whether the engine reads history is known."""
-        return self._seen
-
-    @property
     def merging(self) -> bool:
         """The leader may merge the workers' clusterers: not while history is read or ending,
         nor after it until a live batch came (they learned the history in the order batches
@@ -149,7 +143,6 @@ class Pace:
             self._history_at = wall if reading else None
             self._unfinished |= reading  # a live batch right after history still ends it
             self._replayed = reading
-            self._seen = True
         if self._history_at is None or not ts_ms:
             return [(list(range(len(ts_ms))), None)]
         steps = [int(t // self.step_ms) for t in ts_ms]
