@@ -529,18 +529,27 @@ class RedisFeatureStore(SharedDocuments):
         return _catalog(raw_catalog), {int(k): int(v) for k, v in raw_sizes.items()}
 
     async def sample_states(self, limit: int) -> list[dict[str, float | str]]:
-        """Up to ``limit`` customers' states, in SCAN order (a sample when there are more)."""
-        out: list[dict[str, float | str]] = []
+        """Up to ``limit`` customers' states (a sample when there are more), in key order.
+
+        SCAN finds them in an order that depends on every key in the database (other prefixes
+        too) and on how far Redis has rehashed its table; the fits that read the sample seed
+        their choices by row, so they get the rows in the order of the customers' keys: the same
+        customers give the same model, whatever else the database holds.
+        """
+        out: list[tuple[bytes, dict[str, float | str]]] = []
         scan = self.client.scan_iter(match=self.keys.customer_pattern(), count=1000)
         with unavailable_on_outage("sampling customers"):
             # small chunks: the caller's event loop runs batches between them
             async for batch in _chunks(scan, SAMPLE_CHUNK):
-                for flat in await self._hgetall(batch[: limit - len(out)]):
+                batch = batch[: limit - len(out)]
+                for key, flat in zip(batch, await self._hgetall(batch), strict=True):
                     if flat:
-                        out.append(parse_state(flat))
+                        out.append((key if isinstance(key, bytes) else str(key).encode(),
+                                    parse_state(flat)))
                 if len(out) >= limit:
                     break
-        return out
+        out.sort(key=lambda kv: kv[0])
+        return [state for _, state in out]
 
     async def _hgetall(self, keys: Sequence[bytes]) -> list[list[bytes]]:
         """Flat field/value lists of many hashes, in one pipelined round trip."""

@@ -58,6 +58,11 @@ async def test_states_and_samples_read_what_redis_py_reads(seeded: Settings) -> 
         key = lambda s: s["n_events"]  # noqa: E731
         assert sorted(sample, key=key) == sorted(reference, key=key)
         assert sorted(s["n_events"] for s in sample) == [float(i) for i in range(250)]
+        # in the order of the customers' keys, not SCAN's (which depends on the whole database):
+        # the fits that read a sample seed their choices by row
+        keys = Keys(seeded.key_prefix)
+        in_key_order = [float(i) for i in sorted(range(250), key=lambda i: keys.state(f"c{i}"))]
+        assert [s["n_events"] for s in sample] == [s["n_events"] for s in reference] == in_key_order
         assert len(await lean.sample_states(120)) == 120
     finally:
         await lean.close()
