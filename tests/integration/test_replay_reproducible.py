@@ -68,7 +68,9 @@ async def replay_once(stack: DevStack, csv: Path, n_events: int, log_dir: Path) 
     await asyncio.to_thread(run_replay, settings, csv, "--map", TXN_MAP)
     worker = WorkerProcess(settings, log_dir).start()
     try:
-        await wait_until(lambda: events_total(settings, "processed") >= n_events, 60,
+        # a step of history per day (a re-fit, profiles, the sweep) holds the batches back: 60
+        # steps take under a minute on a quiet machine, minutes on a loaded one; this bounds a hang
+        await wait_until(lambda: events_total(settings, "processed") >= n_events, 360,
                          lambda: f"{n_events} events processed\n{worker.log()[-3000:]}")
         seen: list[dict[str, int]] = []
 
