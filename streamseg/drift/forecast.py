@@ -30,6 +30,15 @@ noise (:func:`shrink_change`, a positive-part James-Stein factor with the
 variance of the step's rate estimates), and the second step starts from the
 shrunk first one.
 
+A leader's merge or re-fit makes a new model version, which assigns a customer at
+its next event, possibly elsewhere than the version before it did. Where the
+current window holds customers an older version assigned, the chain starts from
+the window as the current model reads their inputs (:attr:`Flows.start`): the
+re-assignments still to come are a one-off of the model change, taken once (the
+persistence factor below does not damp it), not migration. The moves between
+the two windows stay as observed, re-assignments included: leaving those out
+measured worse (docs/model.md, migration forecast).
+
 Sampling noise is not the only reason a change does not go on: a one-off (a
 block of customers moving or going silent once) is well above the noise and
 still over after a window. The two-window forecast's change is therefore scaled
@@ -83,10 +92,18 @@ class Flows:
     kept: np.ndarray
     moves: np.ndarray
     arrivals: np.ndarray
+    #: the current window's customers by segment and recency as the current model assigns
+    #: them (None: as assigned). Where the window holds customers assigned by an older
+    #: model version, the current one re-assigns them at their next event: a one-off of
+    #: the model change, which the chain takes once, by stepping from these
+    start: np.ndarray | None = None
 
     @classmethod
-    def build(cls, reference: Window, current: Window, sids: Sequence[int], span: int) -> Flows:
-        """Count the paths of every customer active in either window."""
+    def build(cls, reference: Window, current: Window, sids: Sequence[int], span: int,
+              reread: Mapping[str, int] | None = None) -> Flows:
+        """Count the paths of every customer active in either window. ``reread``: customers
+        of the current window assigned by an older version than the current model -> the
+        segment the current model assigns them (see :attr:`start`)."""
         pos = {s: i for i, s in enumerate(sids)}
         k = len(sids)
         now, before, kept = np.zeros((k, span)), np.zeros((k, span)), np.zeros((k, span))
@@ -102,7 +119,12 @@ class Flows:
         for cid, (seg, _) in current.items():
             if cid not in reference:
                 arrivals[pos[seg]] += 1
-        return cls(tuple(sids), now, before, kept, moves, arrivals)
+        start = None
+        if reread:
+            start = np.zeros((k, span))
+            for cid, (seg, age) in current.items():
+                start[pos.get(reread.get(cid, seg), pos[seg]), min(age, span - 1)] += 1
+        return cls(tuple(sids), now, before, kept, moves, arrivals, start)
 
     @property
     def size(self) -> np.ndarray:
@@ -138,8 +160,9 @@ class Flows:
         each keep rate (over its reference customers plus ``PRIOR``), multinomial for each
         segment's destinations (over its kept customers), Poisson for the arrivals."""
         q, dest = self.keep_rates(), self.destinations()
-        kept = (self.now * q).sum(1)
-        var_kept = (self.now ** 2 * q * (1 - q) / (self.before + PRIOR)).sum(1)
+        now = self.now if self.start is None else self.start
+        kept = (now * q).sum(1)
+        var_kept = (now ** 2 * q * (1 - q) / (self.before + PRIOR)).sum(1)
         movers = self.moves.sum(1, keepdims=True)
         var_dest = np.where(movers > 0, dest * (1 - dest) / np.maximum(movers, 1.0), 0.0)
         var = (dest ** 2 * var_kept[:, None] + kept[:, None] ** 2 * var_dest).sum(0)
@@ -158,18 +181,21 @@ class Flows:
         """Segment shares of the customers one, two, ... ``horizons`` windows ahead.
 
         Each step is the chain's (:meth:`step`, then :meth:`chain_step`), its change
-        shrunk by :func:`shrink_change` unless ``shrink`` is false. The change from now
-        to ``h`` windows ahead, for ``h`` >= 2, is then scaled by ``persistence ** (h - 1)``
-        (see :class:`Persistence`); the one-window forecast is the chain's."""
+        shrunk by :func:`shrink_change` unless ``shrink`` is false. "Now" is :attr:`start`
+        where the window was read with the current model, else the window as assigned.
+        The change from now to ``h`` windows ahead, for ``h`` >= 2, is then scaled by
+        ``persistence ** (h - 1)`` (see :class:`Persistence`); the one-window forecast is
+        the chain's."""
         if not self.now.sum():
             return [np.zeros(len(self.sids)) for _ in range(horizons)]
         counts, var = self.step()
-        out = [shrink_change(self.size, counts, var) if shrink else counts]
+        base = self.size if self.start is None else self.start.sum(1)
+        out = [shrink_change(base, counts, var) if shrink else counts]
         while len(out) < horizons:
             counts, var = self.chain_step(out[-1])
             out.append(shrink_change(out[-1], counts, var) if shrink else counts)
         shares = [s / s.sum() if s.sum() else s for s in out]
-        now = self.size / self.size.sum()
+        now = base / base.sum()
         return [shares[0]] + [now + persistence ** h * (s - now) for h, s in enumerate(shares[1:], 1)]
 
 

@@ -187,8 +187,11 @@ class DriftMonitor:
             if model_version is not None:
                 slot.versions[model_version] += int(rows.sum())
             if customers is not None:
-                slot.active.update(zip((customers[i] for i in np.flatnonzero(rows).tolist()),
-                                       seg[rows].tolist(), strict=True))
+                ids = [customers[i] for i in np.flatnonzero(rows).tolist()]
+                slot.active.update(zip(ids, seg[rows].tolist(), strict=True))
+                # a row each (not a view that would hold the whole batch's matrix alive)
+                slot.inputs.update(zip(ids, ((model_version, x.copy()) for x in matrix[rows]),
+                                       strict=True))
             self._add(slot, seg[rows], dist[rows], prev[rows], count_codes(codes[rows], starts))
 
     def observe_risk(self, scored_ms: float, segment_ids: Sequence[int],
@@ -280,6 +283,25 @@ class DriftMonitor:
         for d in sorted(d for d in self.slots if start <= d < end):
             out.update((cid, (seg, end - 1 - d)) for cid, seg in self.slots[d].active.items())
         return out
+
+    def _assignments(self, start: int, end: int) -> dict[str, tuple[int | None, np.ndarray]]:
+        """The customers active in slots [start, end): customer -> (model version, model
+        inputs) of its last assignment there."""
+        out: dict[str, tuple[int | None, np.ndarray]] = {}
+        for d in sorted(d for d in self.slots if start <= d < end):
+            out.update(self.slots[d].inputs)
+        return out
+
+    def _reread(self, start: int, end: int, now: _Snapshot) -> dict[str, int]:
+        """The customers of slots [start, end) last assigned by another model version than
+        ``now`` -> the segment ``now`` assigns their inputs then to: where they go at their
+        next event (see :attr:`.Flows.start`). Empty without ``now.rescore``."""
+        inputs = self._assignments(start, end)
+        older = [c for c, (v, _) in inputs.items() if v is not None and v != now.version]
+        if not older or now.rescore is None:
+            return {}
+        ids, _ = now.rescore(np.stack([inputs[c][1] for c in older]), self.feature_names)
+        return dict(zip(older, ids.tolist(), strict=True))
 
     def _reference_snapshot(self, boundary: int) -> _Snapshot | None:
         older = sorted(b for b in self.snapshots if b <= boundary)
@@ -374,8 +396,8 @@ class DriftMonitor:
         emerging = share_above(cur_dist, DIST_EDGES, threshold)
         feat_psi = {f: psi_on_reference_quantiles(rh, ch) for f, rh, ch in
                     zip(self.feature_names, ref.features, cur.features, strict=True)}
-        flows = Flows.build(self._customers(b - 2 * span, b - span),
-                            self._customers(b - span, b), sids, span)
+        flows = Flows.build(self._customers(b - 2 * span, b - span), self._customers(b - span, b),
+                            sids, span, reread=self._reread(b - span, b, now))
         active, ref_active = cur.active_counts(), ref.active_counts()
         gone = population.shrink(ref_active, active)
         moved = sum(cur.migrations.values())

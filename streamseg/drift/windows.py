@@ -94,6 +94,9 @@ class Slot:
     #: customer -> segment last assigned in the slot, kept as long as the slot (two of the
     #: longest windows): the migration forecast follows customers from window to window
     active: dict[str, int] = field(default_factory=dict)
+    #: customer -> (model version, model inputs) of that last assignment, kept with ``active``:
+    #: the forecast reads the customers an older version assigned with the current model
+    inputs: dict[str, tuple[int | None, np.ndarray]] = field(default_factory=dict)
     #: customers active per segment in the slots summed into this one (see :meth:`add`)
     visits: Counter[int] = field(default_factory=Counter)
 
