@@ -72,8 +72,7 @@ FIGURES: dict[str, Callable[[DriftReport], float]] = {
     "high_risk_share": lambda r: _rise(r.high_risk_share, r.reference_high_risk_share),
     "segment_churn_risk": lambda r: max((_rise(s.mean_churn_risk, s.reference_mean_churn_risk)
                                          for s in r.risk), default=0.0),
-    "value_at_risk": lambda r: _growth(r.value_at_risk_per_customer,
-                                       r.reference_value_at_risk_per_customer),
+    "value_at_risk": lambda r: _growth(r.value_at_risk_share, r.reference_value_at_risk_share),
 }
 
 

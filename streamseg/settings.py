@@ -291,8 +291,9 @@ class _Operations(_Pipeline):
         0.10, gt=0, le=1, description="alert when a segment's mean churn risk rises by more "
         "than this against the reference window")
     drift_value_at_risk_alert: float = Field(
-        0.25, gt=0, description="alert when the spend to date of high-risk customers, per "
-        "customer update scored, rises by more than this share against the reference window")
+        0.25, gt=0, description="alert when the high-risk customers' share of the spend to date "
+        "of the customers scored rises by more than this (relative) against the reference "
+        "window")
     drift_emerging_quantile: float = Field(
         0.95, gt=0, lt=1, description="'far' = beyond this quantile of the reference window's "
         "distances (unless drift_emerging_distance is set)")

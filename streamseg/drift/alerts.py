@@ -44,7 +44,7 @@ class Thresholds:
     population_shrink: float = 0.15
     high_risk_share: float = 0.05  # rise, in share points
     segment_churn_risk: float = 0.10  # rise of a segment's mean churn risk
-    value_at_risk: float = 0.25  # relative rise of the value at risk per customer
+    value_at_risk: float = 0.25  # relative rise of the high band's share of spend to date
 
     def by_alert(self) -> dict[str, float]:
         return {"composition_shift": self.composition_shift, "segment_psi": self.segment_psi,
@@ -99,9 +99,10 @@ def evaluate(
 def value_alerts(t: Thresholds, cur: RiskSlot, ref: RiskSlot, names: Mapping[int, str],
                  currency: str = "") -> list[Alert]:
     """Churn-risk alerts of a window against its reference (see :mod:`.risk`): the share of
-    customers in the highest band, a segment's mean churn risk, or the value at risk per
-    customer rose past its threshold (and by ``Z_MIN`` standard errors). None while either
-    window has no scored update."""
+    customers in the highest band, a segment's mean churn risk, or the highest band's share
+    of the spend to date (the value at risk; a share, so a population that only ages does
+    not raise it) rose past its threshold (and by ``Z_MIN`` standard errors). None while
+    either window has no scored update."""
     c, r = total(cur), total(ref)
     if not c.scored or not r.scored:
         return []
@@ -114,16 +115,26 @@ def value_alerts(t: Thresholds, cur: RiskSlot, ref: RiskSlot, names: Mapping[int
                          f"{c.entered:,} moved into the high-risk band in the window; rising "
                          f"most: {_most(cur, ref, names, lambda s: s.high_share, '.1%')}"))
     out += _segment_churn(t, cur, ref, names)
-    before, now = r.at_risk_per_customer, c.at_risk_per_customer
-    grew = now / before - 1.0 if before > 0 else 0.0
-    if grew > t.value_at_risk and _z(now - before, _var_spend(c) + _var_spend(r)) >= Z_MIN:
-        unit = f" {currency}" if currency else ""
-        out.append(Alert(alert="value_at_risk", value=grew, threshold=t.value_at_risk,
-                         detail=f"spend to date of customers in the high-risk band rose from "
-                         f"{before:,.2f} to {now:,.2f}{unit} per customer seen (+{grew:.0%}): "
-                         f"more of what customers spent is with those likely to leave; rising "
-                         f"most: {_most(cur, ref, names, lambda s: s.at_risk_per_customer, ',.2f')}"))
+    out += _value_at_risk(t, cur, ref, names, currency)
     return out
+
+
+def _value_at_risk(t: Thresholds, cur: RiskSlot, ref: RiskSlot, names: Mapping[int, str],
+                   currency: str) -> list[Alert]:
+    """The alert when the high band's share of the spend to date rose past the threshold
+    (relative) and by ``Z_MIN`` standard errors."""
+    c, r = total(cur), total(ref)
+    before, now = r.value_at_risk_share, c.value_at_risk_share
+    grew = now / before - 1.0 if before > 0 else 0.0
+    if grew <= t.value_at_risk or _z(now - before, c.var_of_share() + r.var_of_share()) < Z_MIN:
+        return []
+    unit = f" {currency}" if currency else ""
+    return [Alert(alert="value_at_risk", value=grew, threshold=t.value_at_risk,
+                  detail=f"customers in the high-risk band hold {now:.1%} of the spend to date "
+                  f"of the customers seen, up from {before:.1%} (+{grew:.0%}; "
+                  f"{r.at_risk_per_customer:,.2f} -> {c.at_risk_per_customer:,.2f}{unit} per "
+                  f"customer seen): more of what customers spent is with those likely to leave; "
+                  f"rising most: {_most(cur, ref, names, lambda s: s.value_at_risk_share, '.1%')}")]
 
 
 def _segment_churn(t: Thresholds, cur: RiskSlot, ref: RiskSlot,
@@ -169,7 +180,3 @@ def _var_share(c: RiskSums, r: RiskSums) -> float:
     """Variance of the difference of two shares in the highest band (pooled)."""
     p = (c.high + r.high) / (c.scored + r.scored)
     return p * (1 - p) * (1 / c.sampled + 1 / r.sampled)
-
-
-def _var_spend(s: RiskSums) -> float:
-    return s.var_of_mean(s.at_risk_spend, s.at_risk_spend_sq)

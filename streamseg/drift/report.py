@@ -69,6 +69,8 @@ class SegmentRisk(_Record):
     high_risk_share: float = Field(description="share of them in the highest risk band")
     value_at_risk_per_customer: float = Field(
         description="net spend to date of the updates in the highest band, per update scored")
+    value_at_risk_share: float = Field(
+        description="the highest band's share of the net spend to date of the updates scored")
     reference_scored: int
     reference_mean_churn_risk: float | None = Field(description="None: none scored there")
     reference_high_risk_share: float | None
@@ -168,11 +170,16 @@ class DriftReport(_Record):
         None, description="net spend to date of the scored updates in the highest band, per "
         "update scored, in the reporting currency")
     reference_value_at_risk_per_customer: float | None = None
+    value_at_risk_share: float | None = Field(
+        None, description="the highest band's share of the net spend to date of the window's "
+        "scored updates: what the value_at_risk alert compares (spend to date grows with "
+        "tenure in and out of the band alike, so an ageing population does not move it)")
+    reference_value_at_risk_share: float | None = None
     risk: list[SegmentRisk] = Field(default_factory=list,
                                     description="each segment's churn risk (value model fitted)")
     value_basis: Literal["scored", "rescored", "held"] = Field(
         "scored", description="what the churn-risk figures (high_risk_share, "
-        "value_at_risk_per_customer, risk, and their reference_*) compare. 'scored': the risks as "
+        "value_at_risk_per_customer, value_at_risk_share, risk, and their reference_*) compare. 'scored': the risks as "
         "scored, one version of the value parameters scored both windows; 'rescored': the windows "
         "span a re-fit of the value parameters (which moves every customer's risk at once), so a "
         "sample of each window's scored updates was re-scored with the parameters in hand and "

@@ -5,13 +5,19 @@ Once the value model is fitted, every customer the engine assigns carries its ch
 and its published risk band (:mod:`streamseg.value`). The monitor adds them per slot and
 segment: customer updates scored, the sum (and sum of squares) of their churn risk, how
 many are in the highest band, the net spend to date of those (the value at risk, as the
-catalog counts it), and the customers whose published band moved into or out of the
+catalog counts it) and of all of them, and the customers whose published band moved into or out of the
 highest band. Sums add up across slots, so a window is the sum of its slots.
 
 Every figure is a level per customer update scored (a customer counts once per batch it
 appears in, as the window's ``customers``), so the two windows compare whatever their
 size; moves into the highest band are counted from the band published before, so a
 customer's first band (after the first fit) is no move.
+
+Spend to date grows with tenure by construction: a population that only ages holds more
+of it every window, in and out of the highest band alike. So the value at risk is also
+read as a share: the high band's spend to date over all the scored updates' spend to date
+(:attr:`RiskSums.value_at_risk_share`), which ageing moves in numerator and denominator
+alike, and which the ``value_at_risk`` alert compares.
 
 A re-fit of the value parameters moves every customer's churn risk at once although no
 customer changed. So each slot also keeps a bounded uniform sample of what its risks were
@@ -26,6 +32,8 @@ holds the value alerts back (``"held"``), as :mod:`.monitor` does for a segment-
 ...                           (0.85, "high", "high", 80.0)], "high")
 >>> slot[1].scored, slot[1].high, slot[1].entered, slot[1].at_risk_spend
 (2.0, 1.0, 1, 300.0)
+>>> round(slot[1].value_at_risk_share, 3)  # 300 of the 350 its two updates have spent
+0.857
 >>> w = total(window([slot, slot]))
 >>> w.scored, w.high, w.entered, round(w.mean_risk, 3)
 (6.0, 4.0, 2, 0.65)
@@ -61,6 +69,8 @@ class RiskSums:
     high: float = 0.0
     at_risk_spend: float = 0.0  # net spend to date of the updates in the highest band
     at_risk_spend_sq: float = 0.0
+    spend: float = 0.0  # net spend to date of every update scored
+    spend_sq: float = 0.0
     entered: int = 0  # published band moved into the highest band
     left: int = 0  # and out of it
     sampled: int = 0  # updates the sums rest on (the variances' count)
@@ -81,6 +91,23 @@ class RiskSums:
     def at_risk_per_customer(self) -> float:
         """Net spend to date of the high-band updates per update scored."""
         return self.at_risk_spend / self.scored if self.scored else 0.0
+
+    @property
+    def value_at_risk_share(self) -> float:
+        """The high-band updates' share of the net spend to date of all updates scored
+        (0 while that spend is not positive)."""
+        return self.at_risk_spend / self.spend if self.spend > 0 else 0.0
+
+    def var_of_share(self) -> float:
+        """Variance of :attr:`value_at_risk_share`, a ratio of two means (delta method): with
+        a = an update's at-risk spend (its spend s in the high band, else 0), a * s = a * a,
+        so the residual a - share * s needs only the sums of squares kept."""
+        if self.sampled < 2 or self.spend <= 0:
+            return math.inf
+        share = self.value_at_risk_share
+        residual = (self.at_risk_spend_sq * (1 - 2 * share) + share * share * self.spend_sq)
+        mean_spend = self.spend / self.scored
+        return max(0.0, residual / self.scored) / (mean_spend * mean_spend * self.sampled)
 
     def var_of_mean(self, total: float, squares: float) -> float:
         """Variance of the mean of a per-update quantity with this ``total`` and sum of
@@ -107,6 +134,8 @@ def observe(slot: RiskSlot, segment_ids: Sequence[int], seen: Sequence[Observati
         s.sampled += 1
         s.risk += risk
         s.risk_sq += risk * risk
+        s.spend += spend
+        s.spend_sq += spend * spend
         if band == high_band:
             s.high += 1
             s.at_risk_spend += spend
@@ -144,6 +173,8 @@ def report_fields(cur: RiskSlot, ref: RiskSlot, names: Mapping[int, str]) -> dic
         "entered_high_risk": c.entered, "left_high_risk": c.left,
         "value_at_risk_per_customer": c.at_risk_per_customer if c.scored else None,
         "reference_value_at_risk_per_customer": r.at_risk_per_customer if r.scored else None,
+        "value_at_risk_share": c.value_at_risk_share if c.scored else None,
+        "reference_value_at_risk_share": r.value_at_risk_share if r.scored else None,
         "risk": [segment_risk(sid, cur.get(sid, RiskSums()), ref.get(sid), names)
                  for sid in sorted(set(cur) | set(ref))],
     }
@@ -156,6 +187,7 @@ def segment_risk(sid: int, c: RiskSums, r: RiskSums | None, names: Mapping[int, 
         segment_id=sid, name=names.get(sid, f"Segment {sid}"), scored=round(c.scored),
         mean_churn_risk=c.mean_risk, high_risk_share=c.high_share,
         value_at_risk_per_customer=c.at_risk_per_customer,
+        value_at_risk_share=c.value_at_risk_share,
         reference_scored=round(ref.scored) if ref else 0,
         reference_mean_churn_risk=ref.mean_risk if ref else None,
         reference_high_risk_share=ref.high_share if ref else None,
@@ -301,3 +333,5 @@ def _add_rows(out: RiskSlot, segments: np.ndarray, risks: np.ndarray, high: np.n
         s.high += weight * int(high[m].sum())
         s.at_risk_spend += weight * float(at_risk[m].sum())
         s.at_risk_spend_sq += weight * float((at_risk[m] ** 2).sum())
+        s.spend += weight * float(spend[m].sum())
+        s.spend_sq += weight * float((spend[m] ** 2).sum())

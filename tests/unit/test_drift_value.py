@@ -105,6 +105,56 @@ def test_small_rise_of_many_customers__stays_below_the_threshold() -> None:
     assert not {a.alert for a in report(mon, 1).alerts} & {"high_risk_share"}
 
 
+def spending(rng: np.random.Generator, n: int, high_share: float, tenure: float,
+             high_spends: float = 1.0) -> list[Observation | None]:
+    """Customers whose bands stand still (``high_share`` high all along), their spend to date
+    grown ``tenure``-fold, the high band's ``high_spends``-fold on top."""
+    out: list[Observation | None] = []
+    for _ in range(n):
+        spend = tenure * float(rng.gamma(2, 50))
+        if rng.random() < high_share:
+            out.append((float(rng.uniform(0.8, 1.0)), "high", "high", high_spends * spend))
+        else:
+            out.append((float(rng.uniform(0.0, 0.5)), "low", "low", spend))
+    return out
+
+
+def test_ageing_population__raises_no_value_at_risk_alert() -> None:
+    """Every customer's spend to date grew by 60% with tenure, the high band's share of
+    customers and of the spend stood still: ageing, not drift (the spend at risk per
+    customer seen rose by 60%, which alerted before it was read as a share)."""
+    rng = np.random.default_rng(3)
+    mon = monitor()
+    feed(mon, 0, [0] * 2000 + [1] * 2000, spending(rng, 4000, 0.1, tenure=1.0))
+    feed(mon, 1, [0] * 2000 + [1] * 2000, spending(rng, 4000, 0.1, tenure=1.6))
+    rep = report(mon, 1)
+    assert rep.value_at_risk_per_customer is not None
+    assert rep.reference_value_at_risk_per_customer is not None
+    assert rep.value_at_risk_per_customer > 1.4 * rep.reference_value_at_risk_per_customer
+    assert rep.value_at_risk_share == pytest.approx(rep.reference_value_at_risk_share, abs=0.02)
+    assert not {a.alert for a in rep.alerts} & VALUE_ALERTS
+
+
+def test_spend_moving_to_the_high_band__raises_value_at_risk_naming_the_share() -> None:
+    """As ageing as above, but the high band now holds the big spenders: the same share of
+    customers holds about twice the share of the spend."""
+    rng = np.random.default_rng(3)
+    mon = monitor()
+    feed(mon, 0, [0] * 2000 + [1] * 2000, spending(rng, 4000, 0.1, tenure=1.0))
+    feed(mon, 1, [0] * 2000 + [1] * 2000, spending(rng, 4000, 0.1, tenure=1.6, high_spends=2.5))
+    rep = report(mon, 1)
+    assert rep.value_at_risk_share is not None and rep.reference_value_at_risk_share is not None
+    assert rep.value_at_risk_share > 1.8 * rep.reference_value_at_risk_share
+    assert {a.alert for a in rep.alerts} & VALUE_ALERTS == {"value_at_risk"}
+    (alert,) = [a for a in rep.alerts if a.alert == "value_at_risk"]
+    assert alert.value == pytest.approx(rep.value_at_risk_share / rep.reference_value_at_risk_share - 1)
+    assert alert.detail.startswith(f"customers in the high-risk band hold {rep.value_at_risk_share:.1%} "
+                                   f"of the spend to date of the customers seen, up from "
+                                   f"{rep.reference_value_at_risk_share:.1%}")
+    assert "rising most: " in alert.detail and "High-value loyalists" in alert.detail
+    assert "Window shoppers" in alert.detail  # both segments' share rose
+
+
 def test_first_bands_after_the_first_fit__are_no_moves_into_the_high_band() -> None:
     mon = monitor()
     feed(mon, 0, [0] * 50, [None] * 50)  # no value model yet
