@@ -1,8 +1,9 @@
 """The customer-value benchmark, small: the engine ranks churn better than recency alone.
 
 Runs ``load_tests/value_bench.py`` itself (the real engine on the session's real
-Valkey, the offline pymc-marketing fit and the recency ranking) on one seed of
-600 planted customers over 365 days, the last 90 the holdout. Each planted
+Valkey, the offline pymc-marketing fit and the recency ranking, and the offline
+anchors on active days) on one seed of 600 planted customers over 365 days, the
+last 90 the holdout. Each planted
 customer visits at its own pace (:mod:`streamseg.generate.lifecycle`), so a
 silence that is long for a fast buyer is short for a slow one: that is what the
 model knows and recency does not. Measured 2026-12-06 on seeds 1-3 of this size,
@@ -38,7 +39,9 @@ def test_value_bench__engine_ranks_churn_above_recency_and_scores_every_buyer(
 
     saved = json.loads((tmp_path / "value.json").read_text())
     mean = saved["mean"]
-    assert set(mean) == {"engine", "offline", "recency"}
+    assert set(mean) == {"engine", "offline", "recency", "offline-active", "recency-active"}
+    for name in ("offline-active", "recency-active"):  # rankings only: no totals
+        assert math.isfinite(mean[name]["auc"]) and math.isnan(mean[name]["purchases"]), name
     engine = mean["engine"]
     assert engine["unscored"] == 0  # every customer with a calibration order has a value
     for name in ("auc", "purchases", "spend"):
