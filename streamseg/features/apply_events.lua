@@ -5,8 +5,9 @@
 -- KEYS[1]  hash  <prefix>:{<customer>}:f   feature accumulators (+ membership fields)
 -- KEYS[2]  zset  <prefix>:{<customer>}:e   seen event ids ("e:<id>"), scored by event
 --                                          time (ms), sessions ("s:<id>"), by their
---                                          earliest event time + 1 day, and purchase
---                                          days ("p:<day>"), by the day's end
+--                                          earliest event time + 1 day, purchase
+--                                          days ("p:<day>") and active days ("a:<day>",
+--                                          a UTC day with any event), by the day's end
 -- ARGV[1]  JSON array of compact events:
 --            ["c", event_id, ts_ms, type, session_id, category|null]
 --            ["t", event_id, ts_ms, amount, discount, items, refund(0|1), [categories]]
@@ -131,6 +132,17 @@ local function count_purchase_day(ts, amount)
   elseif day == first_day then add("first_day_amount", amount) end
 end
 
+-- distinct active days (UTC days with any event: a visit, an order or a refund); the
+-- first and last are those of first_ts and last_ts. Kept like the purchase days.
+local function count_active_day(ts)
+  local day = math.floor(ts / DAY)
+  local amember = "a:" .. string.format("%d", day)
+  if not score(amember) then
+    add("n_active_days", 1)
+    put(amember, (day + 1) * DAY - 1)
+  end
+end
+
 local function apply_transaction(ev, ts, w)
   local amount, discount, items, refund = ev[4], ev[5], ev[6], ev[7]
   if refund == 1 then
@@ -157,6 +169,7 @@ for i, ev in ipairs(events) do
     advance_clock(ts)
     local w = weight(ts, st.last_ts)
     add("n_events", 1); add("d_events", w)
+    count_active_day(ts)
     if ev[1] == "t" then apply_transaction(ev, ts, w) else apply_click(ev, ts, w) end
     out[i] = "1"
   end
