@@ -116,16 +116,21 @@ local function apply_click(ev, ts, w)
   end
 end
 
--- customer value (streamseg/value): distinct purchase days (UTC) and the first day's spend.
--- A day's member is scored by the day's end, so the dedup trim keeps it while any
--- event of that day can still be accepted.
+-- customer value (streamseg/value): distinct UTC days of a kind, counted in `field`, each
+-- remembered as a "<prefix><day>" member. A day's member is scored by the day's end, so
+-- the dedup trim keeps it while any event of that day can still be accepted.
+local function count_day(prefix, field, day)
+  local member = prefix .. string.format("%d", day)
+  if not score(member) then
+    add(field, 1)
+    put(member, (day + 1) * DAY - 1)
+  end
+end
+
+-- distinct purchase days and the first day's spend
 local function count_purchase_day(ts, amount)
   local day = math.floor(ts / DAY)
-  local dmember = "p:" .. string.format("%d", day)
-  if not score(dmember) then
-    add("n_purchase_days", 1)
-    put(dmember, (day + 1) * DAY - 1)
-  end
+  count_day("p:", "n_purchase_days", day)
   local first = st.first_purchase_ts
   local first_day = first and math.floor(first / DAY)
   if first_day == nil or day < first_day then set("first_day_amount", amount)
@@ -133,15 +138,8 @@ local function count_purchase_day(ts, amount)
 end
 
 -- distinct active days (UTC days with any event: a visit, an order or a refund); the
--- first and last are those of first_ts and last_ts. Kept like the purchase days.
-local function count_active_day(ts)
-  local day = math.floor(ts / DAY)
-  local amember = "a:" .. string.format("%d", day)
-  if not score(amember) then
-    add("n_active_days", 1)
-    put(amember, (day + 1) * DAY - 1)
-  end
-end
+-- first and last are those of first_ts and last_ts
+local function count_active_day(ts) count_day("a:", "n_active_days", math.floor(ts / DAY)) end
 
 local function apply_transaction(ev, ts, w)
   local amount, discount, items, refund = ev[4], ev[5], ev[6], ev[7]
