@@ -9,25 +9,25 @@ the buy-till-you-die model (:mod:`streamseg.generate.lifecycle`). Over
 Every customer with an order in the calibration period is scored as of the
 cut-off, five ways:
 
-- **engine**: the calibration period's orders and refunds (all the value
-  model reads; the clickstream is left out, for speed) go through the real
-  :class:`~streamseg.engine.Engine` on a real Valkey in event-time order, the
-  leader fits the value model on its sample at the cut-off (with ``--refit-days N``
-  it also refreshes every N simulated days, which changes no value), and
-  every customer's ``value`` is read as ``GET /v1/customers/{id}`` shows it;
-- **offline**: pymc-marketing's BetaGeoModel and GammaGammaModel fitted (MAP)
-  on every scored customer's calibration orders: what the library gives;
-- **recency**: days since the last order, nothing else;
-- **offline-active**: the library's BG/NBD fitted (MAP) on *active days* as well
-  (a UTC day with any event of the customer: a visit, an order or a refund), on
-  every customer active in the calibration period; its P(alive) says whether the
-  customer is still there, the purchase fit's rate how likely one who is buys:
+- **engine**: the calibration period's events (clickstream, orders and refunds)
+  go through the real :class:`~streamseg.engine.Engine` on a real Valkey in
+  event-time order, the leader fits the value model on its sample at the cut-off
+  (with ``--refit-days N`` it also refreshes every N simulated days, which changes
+  no value), and every customer's ``value`` is read as ``GET /v1/customers/{id}``
+  shows it;
+- **offline**: the library's fits on the same inputs as the engine's: pymc-marketing's
+  BetaGeoModel and GammaGammaModel fitted (MAP) on every scored customer's calibration
+  orders, and a BetaGeoModel on *active days* (a UTC day with any event of the
+  customer: a visit, an order or a refund) of every customer active in the
+  calibration period. The active-day fit's P(alive) says whether the customer is
+  still there, the purchase fit's rate how likely one who is buys:
   churn risk = 1 - P_a + P_a ((alpha + T) / (alpha + T + h))^(r + x) (P_a of the
-  active-day fit; r, alpha, x, T of the purchase fit). Ranking only (no totals);
+  active-day fit; r, alpha, x, T of the purchase fit); expected purchases and spend
+  are the purchase fits';
+- **offline-purchase**: the purchase fits alone (churn risk: BG/NBD's probability of
+  no purchase over the horizon), as the engine scored before it read active days;
+- **recency**: days since the last order, nothing else;
 - **recency-active**: days since the last active day.
-
-The active-day rows read the clickstream, which the engine is not given here:
-they say what a churn risk from visits would reach, not what the engine does.
 
 Compared with the holdout: the AUC (scikit-learn) of each ranking for "buys
 again in the holdout" (churn risk, the probability of no purchase over the
@@ -101,6 +101,8 @@ class History:
 
     truth: dict[str, str]
     calibration: list[GeneratedEvent]  # orders and refunds before the cut-off, in time order
+    #: every event before the cut-off (clickstream too), in time order: what the engine reads
+    stream: list[GeneratedEvent] = field(default_factory=list)
     #: per customer: the UTC days with any event (visit, order, refund) before the cut-off
     active_days: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
     #: per customer: the holdout's purchase days (UTC days with an order) and net spend
@@ -141,6 +143,7 @@ def history(cfg: Config, seed: int) -> History:
     for ev in simulate(truth, days=cfg.days, end_ms=END_MS, seed=seed, scenario=Lifecycle(seed)):
         if ev.ts_ms < cfg.cut_ms:
             h.active_days[ev.customer_id].add(ev.ts_ms // DAY_MS)
+            h.stream.append(ev)
         if ev.topic_role != "transactions":
             continue
         if ev.ts_ms < cfg.cut_ms:
@@ -277,14 +280,15 @@ async def run_engine(cfg: Config, seed: int, h: History, redis_url: str) -> dict
     engine = Engine(settings, store, build_segmenter(settings),
                     RecordingPublisher(settings.topic_segment_updates, lambda: 0.0),
                     Metrics(CollectorRegistry()))
-    topic = settings.topic("transactions")
+    topics = {role: settings.topic(role) for role in ("transactions", "clickstream")}
     every = cfg.refit_days * DAY_MS if cfg.refit_days else float("inf")
-    next_fit = h.calibration[0].ts_ms + every
+    next_fit = h.stream[0].ts_ms + every
     try:
-        for i in range(0, len(h.calibration), cfg.batch):
+        for i in range(0, len(h.stream), cfg.batch):
             await engine.process([
-                InMessage(topic, 0, i + j, ev.customer_id.encode(), orjson.dumps(ev.payload))
-                for j, ev in enumerate(h.calibration[i : i + cfg.batch])])
+                InMessage(topics[ev.topic_role], 0, i + j, ev.customer_id.encode(),
+                          orjson.dumps(ev.payload))
+                for j, ev in enumerate(h.stream[i : i + cfg.batch])])
             if engine.clock.clock_ms >= next_fit:
                 await engine.leader.refresh_catalog()  # segments and profiles
                 next_fit = engine.clock.clock_ms + every
@@ -354,14 +358,14 @@ def run_seed(cfg: Config, seed: int, redis_url: str | None) -> SeedResult:
         values = asyncio.run(run_engine(cfg, seed, h, redis_url))
         methods["engine"] = score(engine_predictions(values, cids), bought, actual)
     bg = _bg(data)  # the purchase fit, for both offline rows
-    methods |= {
-        "offline": score(offline(data, cfg.holdout_days, bg), bought, actual),
-        "recency": score(Predictions(silence, none, none), bought, actual),
-    }
+    purchase = offline(data, cfg.holdout_days, bg)
     active = active_summary(h.active_days, cfg.cut_ms)
+    combined = offline_active(data, active, cfg.holdout_days, bg)
     methods |= {
-        "offline-active": score(Predictions(offline_active(data, active, cfg.holdout_days, bg),
-                                            none, none), bought, actual),
+        "offline": score(Predictions(combined, purchase.purchases, purchase.spend), bought,
+                         actual),
+        "offline-purchase": score(purchase, bought, actual),
+        "recency": score(Predictions(silence, none, none), bought, actual),
         "recency-active": score(Predictions(recency_active(data, active), none, none), bought,
                                 actual),
     }
