@@ -7,17 +7,27 @@ the buy-till-you-die model (:mod:`streamseg.generate.lifecycle`). Over
 ``--days`` days it simulates ``--customers`` customers; the last
 ``--holdout-days`` are the **holdout**, the rest the **calibration** period.
 Every customer with an order in the calibration period is scored as of the
-cut-off, three ways:
+cut-off, five ways:
 
-- **engine**: the calibration period's orders and refunds (all the value
-  model reads; the clickstream is left out, for speed) go through the real
-  :class:`~streamseg.engine.Engine` on a real Valkey in event-time order, the
-  leader fits the value model on its sample at the cut-off (with ``--refit-days N``
-  it also refreshes every N simulated days, which changes no value), and
-  every customer's ``value`` is read as ``GET /v1/customers/{id}`` shows it;
-- **offline**: pymc-marketing's BetaGeoModel and GammaGammaModel fitted (MAP)
-  on every scored customer's calibration orders: what the library gives;
-- **recency**: days since the last order, nothing else.
+- **engine**: the calibration period's events (clickstream, orders and refunds)
+  go through the real :class:`~streamseg.engine.Engine` on a real Valkey in
+  event-time order, the leader fits the value model on its sample at the cut-off
+  (with ``--refit-days N`` it also refreshes every N simulated days, which changes
+  no value), and every customer's ``value`` is read as ``GET /v1/customers/{id}``
+  shows it;
+- **offline**: the library's fits on the same inputs as the engine's: pymc-marketing's
+  BetaGeoModel and GammaGammaModel fitted (MAP) on every scored customer's calibration
+  orders, and a BetaGeoModel on *active days* (a UTC day with any event of the
+  customer: a visit, an order or a refund) of every customer active in the
+  calibration period. The active-day fit's P(alive) says whether the customer is
+  still there, the purchase fit's rate how likely one who is buys:
+  churn risk = 1 - P_a + P_a ((alpha + T) / (alpha + T + h))^(r + x) (P_a of the
+  active-day fit; r, alpha, x, T of the purchase fit); expected purchases and spend
+  are the purchase fits';
+- **offline-purchase**: the purchase fits alone (churn risk: BG/NBD's probability of
+  no purchase over the horizon), as the engine scored before it read active days;
+- **recency**: days since the last order, nothing else;
+- **recency-active**: days since the last active day.
 
 Compared with the holdout: the AUC (scikit-learn) of each ranking for "buys
 again in the holdout" (churn risk, the probability of no purchase over the
@@ -91,6 +101,10 @@ class History:
 
     truth: dict[str, str]
     calibration: list[GeneratedEvent]  # orders and refunds before the cut-off, in time order
+    #: every event before the cut-off (clickstream too), in time order: what the engine reads
+    stream: list[GeneratedEvent] = field(default_factory=list)
+    #: per customer: the UTC days with any event (visit, order, refund) before the cut-off
+    active_days: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
     #: per customer: the holdout's purchase days (UTC days with an order) and net spend
     holdout_days: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
     holdout_spend: dict[str, float] = field(default_factory=lambda: defaultdict(float))
@@ -127,6 +141,9 @@ def history(cfg: Config, seed: int) -> History:
     truth = assign_personas(cfg.customers, seed=seed)
     h = History(truth, [])
     for ev in simulate(truth, days=cfg.days, end_ms=END_MS, seed=seed, scenario=Lifecycle(seed)):
+        if ev.ts_ms < cfg.cut_ms:
+            h.active_days[ev.customer_id].add(ev.ts_ms // DAY_MS)
+            h.stream.append(ev)
         if ev.topic_role != "transactions":
             continue
         if ev.ts_ms < cfg.cut_ms:
@@ -161,6 +178,15 @@ def rfm(calibration: list[GeneratedEvent], cut_ms: int) -> pd.DataFrame:
     return data.sort_values("customer_id").reset_index(drop=True)
 
 
+def active_summary(active_days: dict[str, set[int]], cut_ms: int) -> pd.DataFrame:
+    """The BG/NBD summary of active days, per customer active before the cut-off, in days:
+    active days after the first, first to last, first to the cut-off (as ``rfm_summary``)."""
+    cut = cut_ms // DAY_MS
+    rows = [(c, len(d) - 1.0, float(max(d) - min(d)), float(cut - min(d)))
+            for c, d in sorted(active_days.items())]
+    return pd.DataFrame(rows, columns=["customer_id", "frequency", "recency", "T"])
+
+
 # -- the anchors ----------------------------------------------------------------------
 
 
@@ -173,17 +199,44 @@ class Predictions:
     spend: np.ndarray
 
 
-def offline(data: pd.DataFrame, horizon_days: float) -> Predictions:
-    """pymc-marketing's BG/NBD and Gamma-Gamma, fitted by MAP on ``data``: churn risk is the
-    probability of no purchase over the horizon; spend = expected purchases x expected spend
-    per purchase day."""
-    from pymc_marketing.clv import BetaGeoModel, GammaGammaModel
+def _bg(data: pd.DataFrame) -> Any:
+    """pymc-marketing's BetaGeoModel fitted by MAP on ``data`` (frequency, recency, T)."""
+    from pymc_marketing.clv import BetaGeoModel
 
     logging.getLogger("pymc").setLevel(logging.ERROR)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         bg = BetaGeoModel(data=data[["customer_id", "frequency", "recency", "T"]])
         bg.fit(method="map", progressbar=False)
+    return bg
+
+
+def offline_active(data: pd.DataFrame, active: pd.DataFrame, horizon_days: float,
+                   bg: Any = None) -> np.ndarray:
+    """The churn risk of ``data``'s customers from the library's fits on active days and on
+    purchase days (``bg``, fitted on ``data`` if not given; see the module doc): P(no purchase
+    over the horizon) = P(gone by the active days) + P(there) x P(no purchase at the purchase
+    fit's posterior rate)."""
+    act = _bg(active)
+    alive = act.expected_probability_alive(
+        data=active.set_index("customer_id").loc[data["customer_id"]].reset_index()
+    ).values.ravel()
+    fit = (bg or _bg(data)).fit_result
+    r, alpha = float(fit["r"].mean()), float(fit["alpha"].mean())
+    x, big_t = data["frequency"].to_numpy(), data["T"].to_numpy()
+    quiet = ((alpha + big_t) / (alpha + big_t + horizon_days)) ** (r + x)
+    return 1.0 - alive + alive * quiet
+
+
+def offline(data: pd.DataFrame, horizon_days: float, bg: Any = None) -> Predictions:
+    """pymc-marketing's BG/NBD (``bg``, fitted on ``data`` if not given) and Gamma-Gamma,
+    fitted by MAP on ``data``: churn risk is the probability of no purchase over the horizon;
+    spend = expected purchases x expected spend per purchase day."""
+    from pymc_marketing.clv import GammaGammaModel
+
+    bg = bg or _bg(data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         purchases = bg.expected_purchases(future_t=horizon_days).values.ravel()
         no_buy = bg.expected_probability_no_purchase(t=horizon_days).values.ravel()
         repeat = data[(data.frequency > 0) & (data.monetary_value > 0)]
@@ -197,6 +250,12 @@ def offline(data: pd.DataFrame, horizon_days: float) -> Predictions:
 def recency(data: pd.DataFrame) -> np.ndarray:
     """Days since the last order: the longer, the likelier the customer is gone."""
     return (data["T"] - data["recency"]).to_numpy()
+
+
+def recency_active(data: pd.DataFrame, active: pd.DataFrame) -> np.ndarray:
+    """Days since the last active day of ``data``'s customers."""
+    act = active.set_index("customer_id").loc[data["customer_id"]]
+    return (act["T"] - act["recency"]).to_numpy()
 
 
 # -- the engine ---------------------------------------------------------------------
@@ -221,14 +280,15 @@ async def run_engine(cfg: Config, seed: int, h: History, redis_url: str) -> dict
     engine = Engine(settings, store, build_segmenter(settings),
                     RecordingPublisher(settings.topic_segment_updates, lambda: 0.0),
                     Metrics(CollectorRegistry()))
-    topic = settings.topic("transactions")
+    topics = {role: settings.topic(role) for role in ("transactions", "clickstream")}
     every = cfg.refit_days * DAY_MS if cfg.refit_days else float("inf")
-    next_fit = h.calibration[0].ts_ms + every
+    next_fit = h.stream[0].ts_ms + every
     try:
-        for i in range(0, len(h.calibration), cfg.batch):
+        for i in range(0, len(h.stream), cfg.batch):
             await engine.process([
-                InMessage(topic, 0, i + j, ev.customer_id.encode(), orjson.dumps(ev.payload))
-                for j, ev in enumerate(h.calibration[i : i + cfg.batch])])
+                InMessage(topics[ev.topic_role], 0, i + j, ev.customer_id.encode(),
+                          orjson.dumps(ev.payload))
+                for j, ev in enumerate(h.stream[i : i + cfg.batch])])
             if engine.clock.clock_ms >= next_fit:
                 await engine.leader.refresh_catalog()  # segments and profiles
                 next_fit = engine.clock.clock_ms + every
@@ -297,9 +357,17 @@ def run_seed(cfg: Config, seed: int, redis_url: str | None) -> SeedResult:
     if redis_url is not None:
         values = asyncio.run(run_engine(cfg, seed, h, redis_url))
         methods["engine"] = score(engine_predictions(values, cids), bought, actual)
+    bg = _bg(data)  # the purchase fit, for both offline rows
+    purchase = offline(data, cfg.holdout_days, bg)
+    active = active_summary(h.active_days, cfg.cut_ms)
+    combined = offline_active(data, active, cfg.holdout_days, bg)
     methods |= {
-        "offline": score(offline(data, cfg.holdout_days), bought, actual),
+        "offline": score(Predictions(combined, purchase.purchases, purchase.spend), bought,
+                         actual),
+        "offline-purchase": score(purchase, bought, actual),
         "recency": score(Predictions(silence, none, none), bought, actual),
+        "recency-active": score(Predictions(recency_active(data, active), none, none), bought,
+                                actual),
     }
     return SeedResult(seed, len(cids), round(float(bought.mean()), 4), int(actual[0]),
                       round(actual[1], 1), methods, round(time.perf_counter() - started, 1))
@@ -347,9 +415,12 @@ def markdown(cfg: Config, results: list[SeedResult], mean: dict[str, dict[str, f
             lines.append(f"| {r.seed} | {name} | {r.customers_scored} | {r.buy_again:.3f} | "
                          f"{s.auc:.4f} | {pur} | {spend} |")
     lines += ["", "| mean over seeds | AUC | purchases error | spend error |", "|---|---|---|---|"]
+    def error(e: float) -> str:
+        return "-" if np.isnan(e) else f"{e:+.1%}"
+
     for name, m in mean.items():
-        lines.append(f"| {name} | {m['auc']:.4f} | {m['purchases_error']:+.1%} | "
-                     f"{m['spend_error']:+.1%} |")
+        lines.append(f"| {name} | {m['auc']:.4f} | {error(m['purchases_error'])} | "
+                     f"{error(m['spend_error'])} |")
     return "\n".join(lines)
 
 

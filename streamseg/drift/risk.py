@@ -54,8 +54,9 @@ from streamseg.drift.windows import reservoir
 
 #: (churn risk, band published now, band published before or None, net spend to date)
 Observation = tuple[float, str, str | None, float]
-#: what a churn risk was computed from: (value-parameters version, frequency, recency, T)
-Inputs = tuple[int, float, float, float]
+#: what a churn risk was computed from: (value-parameters version, frequency, recency, T, and
+#: the active days' frequency, recency, T, NaN when the customer had none counted)
+Inputs = tuple[int, float, float, float, float, float, float]
 Basis = Literal["scored", "rescored", "held"]
 
 
@@ -212,7 +213,8 @@ RiskScored = dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]
 @dataclass(slots=True)
 class RiskSample:
     """A slot's scored updates, sampled: rows of (segment, frequency, recency, T, spend to
-    date), out of ``seen``, and the value-parameter versions that scored the slot."""
+    date, active days' frequency, recency, T), out of ``seen``, and the value-parameter
+    versions that scored the slot."""
 
     rows: np.ndarray | None = None
     seen: int = 0
@@ -233,8 +235,9 @@ class RiskLedger:
     """The churn risks the monitor saw, per slot: sums, and samples to re-score them with.
 
     >>> ledger = RiskLedger("high", sample_size=100, rng=np.random.default_rng(0))
-    >>> ledger.observe(0, [1, 1], [(0.2, "low", "low", 10.0)] * 2, [(1, 2.0, 30.0, 38.0)] * 2)
-    >>> ledger.observe(1, [1, 1], [(0.9, "high", "low", 10.0)] * 2, [(2, 2.0, 30.0, 38.0)] * 2)
+    >>> inputs = (2.0, 30.0, 38.0, 9.0, 35.0, 40.0)  # purchase days, then active days
+    >>> ledger.observe(0, [1, 1], [(0.2, "low", "low", 10.0)] * 2, [(1, *inputs)] * 2)
+    >>> ledger.observe(1, [1, 1], [(0.9, "high", "low", 10.0)] * 2, [(2, *inputs)] * 2)
     >>> ledger.compare(2, 1, None, {}).basis  # scored with v1, then v2: nothing to re-score with
     'held'
     """
@@ -253,14 +256,14 @@ class RiskLedger:
         observe(self.slots.setdefault(index, {}), segment_ids, seen, self.high_band)
         if inputs is None:
             return
-        kept = [(sid, i[1], i[2], i[3], o[3], i[0])
+        kept = [(sid, i[1], i[2], i[3], o[3], *i[4:7], i[0])
                 for sid, o, i in zip(segment_ids, seen, inputs, strict=True)
                 if o is not None and i is not None]
         if not kept:
             return
         s = self.samples.setdefault(index, RiskSample())
-        s.versions.update(int(k[5]) for k in kept)
-        s.rows = reservoir(s.rows, np.array([k[:5] for k in kept], dtype=float), s.seen,
+        s.versions.update(int(k[8]) for k in kept)
+        s.rows = reservoir(s.rows, np.array([k[:8] for k in kept], dtype=float), s.seen,
                            self.sample_size, self.rng)
         s.seen += len(kept)
 
@@ -309,7 +312,7 @@ class RiskLedger:
             if s.rows is None or not len(s.rows):
                 continue
             if (version, d) not in cache:
-                cache[version, d] = value.risk_rows(s.rows[:, 1:4])
+                cache[version, d] = value.risk_rows(s.rows[:, [1, 2, 3, 5, 6, 7]])
             risks, high = cache[version, d]
             _add_rows(out, s.rows[:, 0].astype(np.int64), risks, high, s.rows[:, 4],
                       s.seen / len(s.rows))

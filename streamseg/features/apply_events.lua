@@ -5,8 +5,9 @@
 -- KEYS[1]  hash  <prefix>:{<customer>}:f   feature accumulators (+ membership fields)
 -- KEYS[2]  zset  <prefix>:{<customer>}:e   seen event ids ("e:<id>"), scored by event
 --                                          time (ms), sessions ("s:<id>"), by their
---                                          earliest event time + 1 day, and purchase
---                                          days ("p:<day>"), by the day's end
+--                                          earliest event time + 1 day, purchase
+--                                          days ("p:<day>") and active days ("a:<day>",
+--                                          a UTC day with any event), by the day's end
 -- ARGV[1]  JSON array of compact events:
 --            ["c", event_id, ts_ms, type, session_id, category|null]
 --            ["t", event_id, ts_ms, amount, discount, items, refund(0|1), [categories]]
@@ -115,21 +116,30 @@ local function apply_click(ev, ts, w)
   end
 end
 
--- customer value (streamseg/value): distinct purchase days (UTC) and the first day's spend.
--- A day's member is scored by the day's end, so the dedup trim keeps it while any
--- event of that day can still be accepted.
+-- customer value (streamseg/value): distinct UTC days of a kind, counted in `field`, each
+-- remembered as a "<prefix><day>" member. A day's member is scored by the day's end, so
+-- the dedup trim keeps it while any event of that day can still be accepted.
+local function count_day(prefix, field, day)
+  local member = prefix .. string.format("%d", day)
+  if not score(member) then
+    add(field, 1)
+    put(member, (day + 1) * DAY - 1)
+  end
+end
+
+-- distinct purchase days and the first day's spend
 local function count_purchase_day(ts, amount)
   local day = math.floor(ts / DAY)
-  local dmember = "p:" .. string.format("%d", day)
-  if not score(dmember) then
-    add("n_purchase_days", 1)
-    put(dmember, (day + 1) * DAY - 1)
-  end
+  count_day("p:", "n_purchase_days", day)
   local first = st.first_purchase_ts
   local first_day = first and math.floor(first / DAY)
   if first_day == nil or day < first_day then set("first_day_amount", amount)
   elseif day == first_day then add("first_day_amount", amount) end
 end
+
+-- distinct active days (UTC days with any event: a visit, an order or a refund); the
+-- first and last are those of first_ts and last_ts
+local function count_active_day(ts) count_day("a:", "n_active_days", math.floor(ts / DAY)) end
 
 local function apply_transaction(ev, ts, w)
   local amount, discount, items, refund = ev[4], ev[5], ev[6], ev[7]
@@ -157,6 +167,7 @@ for i, ev in ipairs(events) do
     advance_clock(ts)
     local w = weight(ts, st.last_ts)
     add("n_events", 1); add("d_events", w)
+    count_active_day(ts)
     if ev[1] == "t" then apply_transaction(ev, ts, w) else apply_click(ev, ts, w) end
     out[i] = "1"
   end

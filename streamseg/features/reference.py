@@ -62,6 +62,7 @@ def accumulate(events: Iterable[Event], *, horizon_ms: float, halflife_ms: float
     st: defaultdict[str, float] = defaultdict(float)
     st["first_ts"] = min(e.ts_ms for e in evs)
     st["last_ts"] = last
+    st["n_active_days"] = len({int(e.ts_ms // DAY_MS) for e in evs})
     cats: Counter[str] = Counter()
     sessions: dict[str, int] = {}
     for e in evs:

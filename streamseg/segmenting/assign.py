@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from math import nan
 
 from streamseg.drift import DriftMonitor
 from streamseg.drift.risk import Inputs, Observation
@@ -52,9 +53,14 @@ class Row:
 
     def risk_inputs(self) -> Inputs | None:
         """What the customer's churn risk was computed from (the drift monitor re-scores
-        it after a value re-fit): the parameters' version and the summary."""
+        it after a value re-fit): the parameters' version, the summary and the active days'
+        (NaN without them)."""
         v = self.value
-        return None if v is None else (v.params.version, v.rfm.frequency, v.rfm.recency, v.rfm.T)
+        if v is None:
+            return None
+        a = v.active
+        act = (nan, nan, nan) if a is None else (a.frequency, a.recency, a.T)
+        return (v.params.version, v.rfm.frequency, v.rfm.recency, v.rfm.T, *act)
 
 
 class Assigner:

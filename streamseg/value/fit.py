@@ -1,7 +1,9 @@
 """Fitting :class:`ValueParams` with pymc-marketing's CLV models (in the leader's sample process).
 
 BG/NBD on every customer of the table, Gamma-Gamma on those with repeat purchases and a
-positive mean spend, both by maximum a posteriori (``method="map"``: a few hundred ms at
+positive mean spend, and a second BG/NBD on every sampled customer's *active days* (UTC
+days with any event, :data:`ACTIVE_COLUMNS`) for the churn risk's P(alive), all by maximum a
+posteriori (``method="map"``: a few hundred ms at
 20k customers once compiled, where sampling would take minutes). pymc-marketing, PyMC
 and PyTensor are imported here only, so a process that never fits never loads them
 (about 250 MiB and two seconds of imports).
@@ -19,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from streamseg.value.params import ValueParams
-from streamseg.value.score import Rfm, rfm_from_state
+from streamseg.value.score import Rfm, active_from_state, rfm_from_state
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -29,6 +31,8 @@ log = logging.getLogger(__name__)
 MIN_CUSTOMERS = 20
 MIN_REPEAT = 5
 COLUMNS = ("customer_id", "frequency", "recency", "T", "monetary_value")
+#: the active-day summary (frequency, recency, T of the days with any event)
+ACTIVE_COLUMNS = COLUMNS[:4]
 
 
 class NotEnoughData(ValueError):
@@ -48,13 +52,30 @@ def rfm_table(states: Iterable[Mapping[str, float | str]], now_ms: float) -> pd.
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
+def active_table(states: Iterable[Mapping[str, float | str]], now_ms: float) -> pd.DataFrame:
+    """The active-day summary table of stored states at ``now_ms``: every customer with an
+    active-day count (buyers or not; ``customer_id`` numbers the states as :func:`rfm_table`'s)."""
+    import pandas as pd
+
+    rows = []
+    for i, st in enumerate(states):
+        a = active_from_state(st, now_ms)
+        if a is not None:
+            rows.append((i, a.frequency, a.recency, a.T))
+    return pd.DataFrame(rows, columns=list(ACTIVE_COLUMNS))
+
+
 def fit_value(rfm: pd.DataFrame | Any, *, version: int = 0, model_version: int = 0,
-              fitted_at_ms: float = 0.0, seed: int = 0) -> ValueParams:
-    """BG/NBD and Gamma-Gamma point estimates (MAP) on a summary table (see :data:`COLUMNS`).
+              fitted_at_ms: float = 0.0, seed: int = 0,
+              active: pd.DataFrame | Any = None) -> ValueParams:
+    """BG/NBD and Gamma-Gamma point estimates (MAP) on a summary table (see :data:`COLUMNS`),
+    and the active-day BG/NBD on ``active`` (see :data:`ACTIVE_COLUMNS`) when given.
 
     ``rfm`` is a DataFrame or anything ``pandas.DataFrame`` takes with those columns.
     Raises :class:`NotEnoughData` below :data:`MIN_CUSTOMERS` customers or
-    :data:`MIN_REPEAT` repeat customers.
+    :data:`MIN_REPEAT` repeat customers; an active table of fewer than
+    :data:`MIN_CUSTOMERS` customers, or with no repeat active day, is not fitted (the
+    parameters have no active-day part).
     """
     import pandas as pd
 
@@ -71,13 +92,50 @@ def fit_value(rfm: pd.DataFrame | Any, *, version: int = 0, model_version: int =
         raise NotEnoughData(f"{len(data)} buyers, {len(repeat)} with repeat purchases: the value "
                             f"model needs {MIN_CUSTOMERS} and {MIN_REPEAT}")
     bg, gg = _fit_models(data, repeat, seed)
+    act = _active_data(active)
+    act_fit = _fit_active(act, seed) if act is not None else None
+
     def point(model: Any, name: str) -> float:
         return float(model.fit_result[name].mean())
 
+    extra: dict[str, Any] = {}
+    if act_fit is not None and act is not None:
+        extra = {f"active_{k}": point(act_fit, k) for k in ("r", "alpha", "a", "b")}
+        extra["n_active"] = len(act)
     return ValueParams(r=point(bg, "r"), alpha=point(bg, "alpha"), a=point(bg, "a"),
                        b=point(bg, "b"), p=point(gg, "p"), q=point(gg, "q"), v=point(gg, "v"),
                        version=version, model_version=model_version, fitted_at_ms=fitted_at_ms,
-                       n_customers=len(data), n_repeat=len(repeat))
+                       n_customers=len(data), n_repeat=len(repeat), **extra)
+
+
+def _active_data(active: pd.DataFrame | Any) -> pd.DataFrame | None:
+    """The active-day table, typed and in one row order (as :func:`fit_value` sorts the
+    purchase table); None when too small to fit."""
+    import pandas as pd
+
+    if active is None:
+        return None
+    cols = list(ACTIVE_COLUMNS)
+    data = pd.DataFrame(active, columns=cols) if not isinstance(active, pd.DataFrame) else active
+    data = data[cols].astype({"frequency": float, "recency": float, "T": float})
+    data = data.sort_values([*ACTIVE_COLUMNS[1:], "customer_id"], kind="mergesort",
+                            key=_sort_key).reset_index(drop=True)
+    if len(data) < MIN_CUSTOMERS or not (data["frequency"] > 0).any():
+        log.info("active days not fitted: %d customers", len(data))
+        return None
+    return data
+
+
+def _fit_active(data: pd.DataFrame, seed: int) -> Any:
+    """The library's BG/NBD fitted (MAP) on the active-day table."""
+    from pymc_marketing.clv import BetaGeoModel
+
+    bg = BetaGeoModel()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _quiet()
+        bg.fit(data, method="map", progressbar=False, seed=seed)
+    return bg
 
 
 def _sort_key(col: pd.Series) -> pd.Series:
@@ -88,9 +146,10 @@ def fit_states(states: Iterable[Mapping[str, float | str]], now_ms: float, *, ve
                model_version: int, seed: int = 0) -> ValueParams | None:
     """:func:`fit_value` on stored states at ``now_ms`` (what the leader's sample process runs);
     None when the sample is too small (logged)."""
+    states = list(states)
     try:
         return fit_value(rfm_table(states, now_ms), version=version, model_version=model_version,
-                         fitted_at_ms=now_ms, seed=seed)
+                         fitted_at_ms=now_ms, seed=seed, active=active_table(states, now_ms))
     except NotEnoughData as exc:
         log.info("customer value not fitted: %s", exc)
         return None
@@ -145,3 +204,19 @@ def rfm_from_transactions(transactions: pd.DataFrame, *, customer_col: str = "cu
     summary["monetary_value"] = summary["monetary_value"] * np.asarray(
         kept.reindex(summary["customer_id"]).fillna(0.0))
     return summary
+
+
+def active_from_transactions(transactions: pd.DataFrame, *, customer_col: str = "customer_id",
+                             ts_col: str = "ts", end: Any = None) -> pd.DataFrame:
+    """The offline active-day summary (:data:`ACTIVE_COLUMNS`) of an event file: every row
+    (order, refund or visit) makes its UTC day active, counted as ``rfm_summary`` counts
+    purchase days, to ``end`` (default: the last row's time)."""
+    import pandas as pd
+    from pymc_marketing.clv.utils import rfm_summary
+
+    tx = transactions[[customer_col, ts_col]].copy()
+    if not pd.api.types.is_datetime64_any_dtype(tx[ts_col]):
+        tx[ts_col] = pd.to_datetime(tx[ts_col], unit="ms")
+    days = tx.assign(_day=tx[ts_col].dt.floor("D")).drop_duplicates([customer_col, "_day"])
+    summary = rfm_summary(days, customer_col, "_day", time_unit="D", observation_period_end=end)
+    return summary[list(ACTIVE_COLUMNS)]

@@ -46,6 +46,13 @@ class ValueParams:
         Customers of the sample the BG/NBD part was fitted on.
     n_repeat
         Of those, customers with repeat purchases (the Gamma-Gamma part's sample).
+    active_r, active_alpha, active_a, active_b
+        BG/NBD on *active days* (UTC days with any event: a visit, an order or a refund),
+        fitted on every customer of the sample: its P(alive) is the churn risk's chance that
+        the customer is still there. None (parameters published before, or too few
+        customers): the churn risk is the purchase BG/NBD's alone.
+    n_active
+        Customers the active-day part was fitted on.
     """
 
     r: float
@@ -61,6 +68,19 @@ class ValueParams:
     n_customers: int = 0
     n_repeat: int = 0
     time_unit: str = TIME_UNIT
+    active_r: float | None = None
+    active_alpha: float | None = None
+    active_a: float | None = None
+    active_b: float | None = None
+    n_active: int = 0
+
+    @property
+    def active(self) -> tuple[float, float, float, float] | None:
+        """The active-day BG/NBD's (r, alpha, a, b), or None when not fitted."""
+        prm = (self.active_r, self.active_alpha, self.active_a, self.active_b)
+        if any(v is None for v in prm):
+            return None
+        return prm  # type: ignore[return-value]
 
     @property
     def population_spend(self) -> float:

@@ -17,6 +17,16 @@ pymc-marketing's ``rfm_summary`` counts them):
 (Fader and Hardie's P(X(T, T+t) = 0)): unlike 1 - P(alive), which BG/NBD holds at 1 for a
 customer without repeat purchases, it rises with silence for every buyer.
 
+When the parameters carry an active-day fit (:attr:`ValueParams.active`), whether the
+customer is still there is read from their *active days* (UTC days with any event), the
+chance to buy while there from the purchase fit (:func:`combined_churn_risk`):
+
+    churn risk = 1 - P_a + P_a ((alpha + T) / (alpha + T + h))^(r + x)
+
+with P_a the active-day BG/NBD's P(alive) of the customer's :class:`ActiveDays`; r, alpha
+the purchase fit's and x, T the purchase summary's. With the purchase model's own P(alive)
+in place of P_a this is exactly :func:`p_no_purchase`.
+
 >>> params = ValueParams(r=0.25, alpha=4.4, a=0.79, b=2.4, p=6.2, q=3.7, v=15.4, version=1)
 >>> v = score(2, 30.0, 38.0, 35.0, params, 90.0)  # frequency, recency, T, monetary_value
 >>> round(v.p_alive, 3), round(v.churn_risk, 3), round(v.expected_purchases, 3)
@@ -54,6 +64,16 @@ class Rfm:
     recency: float
     T: float
     monetary_value: float
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveDays:
+    """A customer's summary of active days (any event), in days, as :class:`Rfm`'s of purchases:
+    active days after the first, first to last active day, first active day to today."""
+
+    frequency: float
+    recency: float
+    T: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +127,22 @@ def rfm_from_state(state: State, now_ms: float) -> Rfm:
     return Rfm(frequency, recency, big_t, _monetary(state, frequency))
 
 
+def active_from_state(state: State, now_ms: float) -> ActiveDays | None:
+    """The active-day summary of a stored state at ``now_ms`` (None for a state from before the
+    active-day count, or without events: scored by the purchase model alone).
+
+    >>> day = DAY_MS
+    >>> active_from_state({"first_ts": 2.5 * day, "last_ts": 30.2 * day, "n_active_days": 6.0}, 40.9 * day)
+    ActiveDays(frequency=5.0, recency=28.0, T=38.0)
+    """
+    first, last, days = _n(state, "first_ts"), _n(state, "last_ts"), _n(state, "n_active_days")
+    if first is None or last is None or days is None:
+        return None
+    big_t = float(max(0, _day(now_ms) - _day(first)))
+    return ActiveDays(max(0.0, days - 1.0), float(min(big_t, max(0, _day(last) - _day(first)))),
+                      big_t)
+
+
 def _monetary(state: State, frequency: float) -> float:
     """Mean spend of the repeat purchase days, times the share not refunded."""
     if frequency <= 0:
@@ -120,11 +156,23 @@ def _monetary(state: State, frequency: float) -> float:
 # -- BG/NBD ------------------------------------------------------------------------
 def p_alive(x: float, t_x: float, big_t: float, prm: ValueParams) -> float:
     """P(alive at T | x, t_x, T): 1 without repeat purchases (BG/NBD drops out only after one)."""
+    return _alive(x, t_x, big_t, prm.r, prm.alpha, prm.a, prm.b)
+
+
+def _alive(x: float, t_x: float, big_t: float, r: float, alpha: float, a: float, b: float) -> float:
+    """BG/NBD's P(alive at T | x, t_x, T) for parameters r, alpha, a, b."""
     if x <= 0:
         return 1.0
-    log_div = (prm.r + x) * math.log((prm.alpha + big_t) / (prm.alpha + t_x)) + math.log(
-        prm.a / (prm.b + x - 1.0))
+    log_div = (r + x) * math.log((alpha + big_t) / (alpha + t_x)) + math.log(a / (b + x - 1.0))
     return 1.0 / (1.0 + math.exp(min(700.0, log_div)))
+
+
+def p_alive_active(active: ActiveDays, prm: ValueParams) -> float | None:
+    """The active-day BG/NBD's P(alive) of ``active`` (None without an active-day fit)."""
+    fit = prm.active
+    if fit is None:
+        return None
+    return _finite(_alive(active.frequency, active.recency, active.T, *fit), 1.0)
 
 
 def expected_purchases(x: float, t_x: float, big_t: float, t: float, prm: ValueParams) -> float:
@@ -159,9 +207,23 @@ def p_no_purchase(x: float, t_x: float, big_t: float, t: float, prm: ValueParams
     return min(1.0, max(0.0, math.exp(k1 - k2) * numer / denom))
 
 
-def churn_risk(x: float, t_x: float, big_t: float, prm: ValueParams, horizon_days: float) -> float:
-    """The churn risk: :func:`p_no_purchase` over the horizon (1 where it is not finite)."""
-    return _finite(p_no_purchase(x, t_x, big_t, horizon_days, prm), 1.0)
+def combined_churn_risk(x: float, big_t: float, alive: float, prm: ValueParams,
+                        horizon_days: float) -> float:
+    """P(no purchase over the horizon) of a customer still there with probability ``alive``
+    (the active-day fit's), buying at the purchase fit's posterior rate (Gamma(r + x,
+    alpha + T)) while there: 1 - alive + alive ((alpha + T) / (alpha + T + h))^(r + x)."""
+    quiet = ((prm.alpha + big_t) / (prm.alpha + big_t + horizon_days)) ** (prm.r + x)
+    return min(1.0, max(0.0, 1.0 - alive + alive * quiet))
+
+
+def churn_risk(x: float, t_x: float, big_t: float, prm: ValueParams, horizon_days: float,
+               active: ActiveDays | None = None) -> float:
+    """The churn risk (1 where it is not finite): :func:`combined_churn_risk` when there are
+    active days and an active-day fit, else :func:`p_no_purchase` over the horizon."""
+    alive = None if active is None else p_alive_active(active, prm)
+    if alive is None:
+        return _finite(p_no_purchase(x, t_x, big_t, horizon_days, prm), 1.0)
+    return _finite(combined_churn_risk(x, big_t, alive, prm, horizon_days), 1.0)
 
 
 # -- Gamma-Gamma -------------------------------------------------------------------
@@ -214,15 +276,16 @@ def next_band(churn_risk: float, previous: str | None, bands: tuple[tuple[str, f
 def score(frequency: float, recency: float, T: float, monetary_value: float,
           params: ValueParams, horizon_days: float, *, currency: str = "",
           bands: tuple[tuple[str, float], ...] = DEFAULT_BANDS, previous_band: str | None = None,
-          band_margin: float = 0.0) -> CustomerValue:
+          band_margin: float = 0.0, active: ActiveDays | None = None) -> CustomerValue:
     """Every value of one customer over the next ``horizon_days`` (see the module doc).
 
     ``previous_band``, ``band_margin``: the band last published and the margin to leave it
-    (:func:`next_band`); by default the plain band of the risk.
+    (:func:`next_band`); by default the plain band of the risk. ``active``: the customer's
+    active days (the churn risk reads them when ``params`` have an active-day fit).
     """
     x, t_x, big_t = frequency, recency, T
     purchases = max(0.0, expected_purchases(x, t_x, big_t, horizon_days, params))
-    risk = churn_risk(x, t_x, big_t, params, horizon_days)
+    risk = churn_risk(x, t_x, big_t, params, horizon_days, active)
     spend = _finite(expected_spend(x, monetary_value, params))
     return CustomerValue(
         p_alive=_finite(p_alive(x, t_x, big_t, params), 1.0), churn_risk=risk,
@@ -246,6 +309,7 @@ class BandedValue:
     currency: str
     churn_risk: float
     risk_band: str
+    active: ActiveDays | None = None
 
     def full(self) -> CustomerValue:
         x, t_x, big_t = self.rfm.frequency, self.rfm.recency, self.rfm.T
@@ -266,12 +330,12 @@ def banded_state(state: State, now_ms: float, params: ValueParams, horizon_days:
                  currency: str = "", bands: tuple[tuple[str, float], ...] = DEFAULT_BANDS,
                  band_margin: float = 0.0) -> BandedValue:
     """:func:`score_state` with a ``band_margin``, lazily: only the risk and band now."""
-    rfm = rfm_from_state(state, now_ms)
-    risk = churn_risk(rfm.frequency, rfm.recency, rfm.T, params, horizon_days)
+    rfm, active = rfm_from_state(state, now_ms), active_from_state(state, now_ms)
+    risk = churn_risk(rfm.frequency, rfm.recency, rfm.T, params, horizon_days, active)
     stored = state.get("val_band")
     return BandedValue(rfm, params, horizon_days, currency, risk,
                        next_band(risk, stored if isinstance(stored, str) else None, bands,
-                                 band_margin))
+                                 band_margin), active)
 
 
 def score_rfm(rfm: Rfm, params: ValueParams, horizon_days: float, **kw: Any) -> CustomerValue:
@@ -287,4 +351,4 @@ def score_state(state: State, now_ms: float, params: ValueParams, horizon_days: 
     stored = state.get("val_band") if band_margin is not None else None
     return score_rfm(rfm_from_state(state, now_ms), params, horizon_days, currency=currency,
                      bands=bands, previous_band=stored if isinstance(stored, str) else None,
-                 band_margin=band_margin or 0.0)
+                     band_margin=band_margin or 0.0, active=active_from_state(state, now_ms))

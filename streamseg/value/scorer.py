@@ -15,6 +15,7 @@ True
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,6 +23,7 @@ import numpy as np
 from streamseg.value.params import ValueParams
 from streamseg.value.score import (
     DEFAULT_BANDS,
+    ActiveDays,
     BandedValue,
     CustomerValue,
     State,
@@ -64,9 +66,9 @@ class ValueScorer:
 
     def risk_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Churn risk and whether it is in the highest band (the plain band, no margin) of
-        summary rows (frequency, recency, T) with the parameters in hand: what the drift
-        monitor re-scores a window's customers with after a re-fit (see
-        :mod:`streamseg.drift.risk`).
+        summary rows (frequency, recency, T, then optionally the active days' frequency,
+        recency, T; NaN there: none) with the parameters in hand: what the drift monitor
+        re-scores a window's customers with after a re-fit (see :mod:`streamseg.drift.risk`).
 
         >>> s = ValueScorer(bands=(("low", 0.0), ("high", 0.8)))
         >>> _ = s.adopt(ValueParams(r=0.25, alpha=4.4, a=0.79, b=2.4, p=6.2, q=3.7, v=15.4))
@@ -77,8 +79,8 @@ class ValueScorer:
         if self.params is None:
             raise ValueError("no value parameters to re-score with: adopt a fit first")
         prm, horizon = self.params, self.horizon_days
-        risk = np.array([churn_risk(x, t_x, big_t, prm, horizon) for x, t_x, big_t in rows.tolist()],
-                        dtype=float)
+        risk = np.array([churn_risk(row[0], row[1], row[2], prm, horizon, _active(row[3:6]))
+                         for row in rows.tolist()], dtype=float)
         high = np.array([band(r, self.bands) == self.high_band for r in risk.tolist()], dtype=bool)
         return risk, high
 
@@ -113,3 +115,10 @@ class ValueScorer:
         """The ``value`` object of a customer body (see docs/value.md)."""
         v = self.value(state, now_ms)
         return None if v is None else v.to_dict()
+
+
+def _active(row: list[float]) -> ActiveDays | None:
+    """The active-day summary of a re-scored row's last three columns (None: absent or NaN)."""
+    if len(row) < 3 or any(math.isnan(v) for v in row):
+        return None
+    return ActiveDays(row[0], row[1], row[2])

@@ -155,6 +155,35 @@ def test_event_older_than_the_horizon__is_refused_as_late(stack) -> None:
     assert feats["days_since_last_purchase"] == 0.0 and feats["orders_total"] == 2.0
 
 
+def test_active_days__count_each_utc_day_with_any_event_once(stack) -> None:
+    # day 0: a visit and an order; day 1: a refund only; day 2: two visits, one sent twice
+    def click(i: str, ts: float) -> Event:
+        return ClickEvent.model_validate({"event_id": i, "customer_id": "c", "ts": ts,
+                                          "type": "page_view", "session_id": f"s{i}"})
+
+    def txn(i: str, ts: float, refund: bool) -> Event:
+        return TransactionEvent.model_validate({"event_id": i, "customer_id": "c", "ts": ts,
+                                                "amount": 10.0, "currency": "EUR", "refund": refund})
+
+    day0 = [click("v0", T0 + 1_000), txn("o0", T0 + DAY_MS - 1, False)]
+    day1 = [txn("r1", T0 + DAY_MS, True)]
+    day2 = [click("v2", T0 + 2 * DAY_MS + 5), click("v3", T0 + 3 * DAY_MS - 1)]
+
+    async def run() -> dict:
+        store = new_store(stack.redis_url)
+        try:
+            await store.apply(day2[:1])
+            await store.apply(day1 + day0)
+            upd = await store.apply(day2 + day0)  # one new event, three duplicates
+            return upd["c"].state
+        finally:
+            await store.close()
+
+    state = asyncio.run(run())
+    assert state["n_active_days"] == 3.0 and state["n_purchase_days"] == 1.0
+    assert state["first_ts"] == T0 + 1_000 and state["last_ts"] == T0 + 3 * DAY_MS - 1
+
+
 def test_customer_keys__expire_after_the_retention_horizon(stack) -> None:
     async def run() -> tuple[int, int]:
         store = new_store(stack.redis_url)

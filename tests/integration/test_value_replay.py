@@ -23,9 +23,9 @@ from streamseg.features.registry import DAY_MS
 from streamseg.features.store import RedisFeatureStore
 from streamseg.generate import assign_personas, simulate
 from streamseg.settings import Settings
-from streamseg.value.fit import fit_value, rfm_from_transactions
+from streamseg.value.fit import active_from_transactions, fit_value, rfm_from_transactions
 from streamseg.value.params import ValueParams
-from streamseg.value.score import rfm_from_state, score
+from streamseg.value.score import ActiveDays, active_from_state, rfm_from_state, score
 from tests.support import wait_until
 
 from .conftest import WorkerProcess
@@ -94,7 +94,7 @@ async def test_replayed_history__values_match_the_offline_library_fit_within_2_p
             if ev.topic_role == "transactions"]
     events = write_txn_csv(tmp_path / "orders.csv", txns)
     run_replay(settings, tmp_path / "orders.csv", "--map", TXN_MAP)
-    await wait_for(settings, "processed", len(events), worker)
+    await wait_for(settings, "processed", len(events), worker, timeout=400.0)
     online = await fitted_after(redis_client, settings, timeout=240.0)
 
     now = max(e.ts_ms for e in events)  # the worker's event-time clock after the replay
@@ -102,9 +102,13 @@ async def test_replayed_history__values_match_the_offline_library_fit_within_2_p
                           "ts": [e.ts_ms for e in events], "amount": [e.amount for e in events],
                           "refund": [e.refund for e in events]})
     offline_rfm = rfm_from_transactions(frame, end=pd.Timestamp(now, unit="ms"))
-    offline = fit_value(offline_rfm)
+    # every order or refund makes its day active (the file has no visits)
+    offline_active = active_from_transactions(frame, end=pd.Timestamp(now, unit="ms"))
+    offline = fit_value(offline_rfm, active=offline_active)
     assert online.n_customers == len(offline_rfm) and online.n_repeat >= 5
-    for name in ("r", "alpha", "a", "b", "q"):
+    assert online.n_active == len(offline_active) >= len(offline_rfm)
+    assert online.active is not None and offline.active is not None
+    for name in ("r", "alpha", "a", "b", "q", "active_r", "active_alpha", "active_a", "active_b"):
         assert getattr(online, name) == pytest.approx(getattr(offline, name), rel=0.02), name
     # p and v alone are not identified when customers' spends vary little (the likelihood is
     # flat along p·v = constant; seen: p 973k online, 384k offline, p·v equal): their product is
@@ -122,7 +126,12 @@ async def test_replayed_history__values_match_the_offline_library_fit_within_2_p
             # the stream's summary of the customer is the library's, exactly
             lib = (row.frequency, row.recency, row.T, row.monetary_value)
             assert astuple(rfm_from_state(state, now)) == pytest.approx(lib, rel=1e-9)
-            want = score(*lib, offline, settings.value_horizon_days)  # type: ignore[arg-type]
+            act = offline_active.set_index("customer_id").loc[row.customer_id]
+            # and so is its summary of active days
+            assert astuple(active_from_state(state, now)) == pytest.approx(
+                (act["frequency"], act["recency"], act["T"]), rel=1e-9)
+            want = score(*lib, offline, settings.value_horizon_days,  # type: ignore[arg-type]
+                         active=ActiveDays(act["frequency"], act["recency"], act["T"]))
             got = body["value"]
             assert got["params_version"] == online.version or got["params_version"] > online.version
             for field in ("p_alive", "churn_risk", "expected_purchases", "lifetime_value"):

@@ -237,8 +237,9 @@ def scorer(params: ValueParams) -> ValueScorer:
 
 def feed_scored(mon: DriftMonitor, minute: int, segs: list[int], rows: np.ndarray,
                 params: ValueParams, spend: np.ndarray) -> float:
-    """The customers ``rows`` (frequency, recency, T) scored with ``params`` as the engine
-    does (risk, plain band, what it was computed from); returns their high-risk share."""
+    """The customers ``rows`` (frequency, recency, T, optionally the active days' three)
+    scored with ``params`` as the engine does (risk, plain band, what it was computed from);
+    returns their high-risk share."""
     risks, high = scorer(params).risk_rows(rows)
     seen: list[Observation | None] = [(r, "high" if h else "low", None, s) for r, h, s
                                       in zip(risks.tolist(), high.tolist(), spend.tolist(),
@@ -247,7 +248,7 @@ def feed_scored(mon: DriftMonitor, minute: int, segs: list[int], rows: np.ndarra
     mon.observe([minute * MIN + 1000] * n, [dict.fromkeys(MODEL_FEATURES, 0.0)] * n, segs,
                 [1.0] * n, list(segs))
     mon.observe_risk(minute * MIN + 2000, segs, seen,
-                     [(params.version, *row) for row in rows.tolist()])
+                     [(params.version, *row, *[np.nan] * (6 - len(row))) for row in rows.tolist()])
     return float(high.mean())
 
 

@@ -6,9 +6,11 @@ import time
 
 import pandas as pd
 
+from streamseg.events.models import ClickEvent, Event, TransactionEvent
+from streamseg.features.reference import accumulate
 from streamseg.generate import assign_personas, simulate
 from streamseg.timeunits import DAY_MS
-from streamseg.value.fit import fit_value, rfm_from_transactions
+from streamseg.value.fit import active_table, fit_states, fit_value, rfm_from_transactions
 
 
 def _summary() -> pd.DataFrame:
@@ -34,3 +36,24 @@ def test_fit__is_the_same_whatever_the_row_order() -> None:
     for other in fits[1:]:
         assert (other.r, other.alpha, other.a, other.b, other.p, other.q, other.v) == \
             (first.r, first.alpha, first.a, first.b, first.p, first.q, first.v)
+
+
+def test_fit_states__fits_active_days_on_every_sampled_customer_and_old_states_fall_back() -> None:
+    end_ms = int(time.time() * 1000) - int(DAY_MS)
+    truth = assign_personas(120, seed=19)
+    by_customer: dict[str, list[Event]] = {}
+    for ev in simulate(truth, days=150, end_ms=end_ms, seed=19):
+        model = ClickEvent if ev.topic_role == "clickstream" else TransactionEvent
+        by_customer.setdefault(ev.customer_id, []).append(model.model_validate(ev.payload))
+    states = [accumulate(evs, horizon_ms=200 * DAY_MS, halflife_ms=30 * DAY_MS)
+              for evs in by_customer.values()]
+    params = fit_states(states, end_ms, version=1, model_version=1)
+    assert params is not None and params.active is not None
+    buyers = sum("first_purchase_ts" in s for s in states)
+    assert params.n_active == len(active_table(states, end_ms)) == len(states) > buyers
+    assert all(v > 0 for v in params.active)
+    # states kept before the active-day count: the purchase part alone, as before
+    old = fit_states([{k: v for k, v in s.items() if k != "n_active_days"} for s in states],
+                     end_ms, version=1, model_version=1)
+    assert old is not None and old.active is None and old.n_active == 0
+    assert (old.r, old.alpha, old.a, old.b) == (params.r, params.alpha, params.a, params.b)

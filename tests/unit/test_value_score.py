@@ -20,11 +20,16 @@ from streamseg.settings import Settings
 from streamseg.timeunits import DAY_MS
 from streamseg.value.params import ValueParams
 from streamseg.value.score import (
+    ActiveDays,
+    active_from_state,
     banded_state,
+    churn_risk,
+    combined_churn_risk,
     expected_purchases,
     expected_spend,
     next_band,
     p_alive,
+    p_alive_active,
     p_no_purchase,
     rfm_from_state,
     score,
@@ -41,6 +46,11 @@ PARAMS = [
 CUSTOMERS = [(4, 60, 70, 35.0), (3, 20, 300, 80.0), (0, 0, 365, 0.0), (0, 0, 0, 0.0),
              (1, 1, 1, 12.5), (1, 0, 0, 10.0), (12, 200, 210, 400.0), (40, 359, 365, 22.0)]
 HORIZON = 90.0
+#: an active-day fit (visits make many more active days than purchase days: a higher rate)
+ACTIVE = {"active_r": 1.1, "active_alpha": 9.5, "active_a": 0.35, "active_b": 4.2}
+# the active days of CUSTOMERS (at least their purchase days; same T or longer)
+ACTIVE_DAYS = [(20, 66, 72), (9, 25, 300), (0, 0, 365), (0, 0, 0), (5, 1, 1), (2, 0, 3),
+               (60, 205, 210), (150, 364, 365)]
 
 
 def _table() -> pd.DataFrame:
@@ -171,3 +181,71 @@ def test_banded_value__is_the_whole_value_computed_later(prm: ValueParams, store
                                 band_margin=0.05)
             assert lazy.full() == whole and lazy.risk_band == whole.risk_band, (state, now)
             assert lazy.to_dict() == whole.to_dict()
+
+
+@pytest.mark.parametrize("prm", PARAMS, ids=["cdnow", "b<1"])
+def test_active_day_p_alive__equals_the_library_and_the_risk_the_combined_formula(
+    prm: ValueParams,
+) -> None:
+    both = ValueParams(**{**prm.to_dict(), **ACTIVE})
+    act = pd.DataFrame({"customer_id": range(len(ACTIVE_DAYS)),
+                        **{k: np.array(col, float) for k, col in
+                           zip(("frequency", "recency", "T"), zip(*ACTIVE_DAYS, strict=True),
+                               strict=True)}})
+    bg_act = BetaGeoModel()
+    bg_act.build_model(act)
+    bg_act.idata = az.from_dict(posterior={k: np.array([[ACTIVE[f"active_{k}"]]])
+                                           for k in ("r", "alpha", "a", "b")})
+    lib_alive_active = _values(bg_act.expected_probability_alive(act))
+    bg, _ = _library(prm, _table())
+    lib_alive = _values(bg.expected_probability_alive(_table()))
+    lib_none = _values(bg.expected_probability_no_purchase(HORIZON, _table()))
+    for i, ((x, t_x, big_t, _m), a) in enumerate(zip(CUSTOMERS, ACTIVE_DAYS, strict=True)):
+        days = ActiveDays(*map(float, a))
+        alive = p_alive_active(days, both)
+        assert alive == pytest.approx(lib_alive_active[i], rel=1e-9, abs=1e-12)
+        quiet = ((prm.alpha + big_t) / (prm.alpha + big_t + HORIZON)) ** (prm.r + x)
+        want = 1.0 - alive + alive * quiet
+        assert churn_risk(x, t_x, big_t, both, HORIZON, days) == pytest.approx(want, rel=1e-12)
+        assert score(x, t_x, big_t, _m, both, HORIZON, active=days).churn_risk == \
+            pytest.approx(want, rel=1e-12)
+        if x > 0:  # with the purchase model's own P(alive) it is the library's P(no purchase)
+            assert combined_churn_risk(x, big_t, float(lib_alive[i]), prm, HORIZON) == \
+                pytest.approx(lib_none[i], rel=1e-9, abs=1e-12)
+
+
+def test_parameters_without_an_active_day_fit__score_the_churn_risk_as_before() -> None:
+    prm = PARAMS[0]  # as published before the active-day fit: no active_* fields
+    assert ValueParams.from_json(prm.to_json()).active is None
+    for (x, t_x, big_t, _m), a in zip(CUSTOMERS, ACTIVE_DAYS, strict=True):
+        assert churn_risk(x, t_x, big_t, prm, HORIZON, ActiveDays(*map(float, a))) == \
+            p_no_purchase(x, t_x, big_t, HORIZON, prm)
+
+
+@pytest.mark.parametrize("state", [
+    {"first_ts": 2 * DAY_MS, "last_ts": 6 * DAY_MS, "n_active_days": 3.0},  # visits, no purchase
+    {"first_ts": 2 * DAY_MS, "last_ts": 6 * DAY_MS, "n_active_days": 2.0, "n_refunds": 1.0,
+     "refund_amount": 20.0},  # refunds only
+    {"first_ts": 9.9 * DAY_MS, "last_ts": 9.95 * DAY_MS, "n_active_days": 1.0,
+     "first_purchase_ts": 9.9 * DAY_MS, "last_purchase_ts": 9.95 * DAY_MS, "n_purchase_days": 1.0,
+     "sum_amount": 30.0, "first_day_amount": 30.0},  # a single day of history
+    {"first_ts": 1 * DAY_MS, "last_ts": 9 * DAY_MS, "n_active_days": 4.0,
+     "first_purchase_ts": 5 * DAY_MS, "last_purchase_ts": 5 * DAY_MS, "n_purchase_days": 1.0,
+     "sum_amount": 30.0, "first_day_amount": 30.0},  # one purchase among visits
+    {"n_orders": 0.0},  # a state from before the active-day count
+], ids=["visits-only", "refunds-only", "one-day", "one-purchase", "no-active-count"])
+def test_edge_customers_with_active_days__get_defined_values(state: dict[str, float]) -> None:
+    prm = ValueParams(**{**PARAMS[0].to_dict(), **ACTIVE})
+    now = 10 * DAY_MS
+    v = score_state(state, now, prm, HORIZON)
+    assert 0.0 <= v.churn_risk <= 1.0 and math.isfinite(v.churn_risk)
+    assert banded_state(state, now, prm, HORIZON).churn_risk == v.churn_risk
+    rfm, act = rfm_from_state(state, now), active_from_state(state, now)
+    if act is None or act.frequency == 0:  # one active day (or none counted): the purchase model's
+        assert v.churn_risk == pytest.approx(
+            p_no_purchase(rfm.frequency, rfm.recency, rfm.T, HORIZON, prm), rel=1e-12)
+    else:  # still there by the active days, and with no purchase yet, a new customer's rate
+        alive = p_alive_active(act, prm)
+        assert alive is not None and 0.0 < alive <= 1.0
+        quiet = ((prm.alpha + rfm.T) / (prm.alpha + rfm.T + HORIZON)) ** (prm.r + rfm.frequency)
+        assert v.churn_risk == pytest.approx(1.0 - alive + alive * quiet, rel=1e-12)
