@@ -183,7 +183,8 @@ class DriftReport(_Record):
         "scored, one version of the value parameters scored both windows; 'rescored': the windows "
         "span a re-fit of the value parameters (which moves every customer's risk at once), so a "
         "sample of each window's scored updates was re-scored with the parameters in hand and "
-        "those are compared; 'held': they span a re-fit and could not be re-scored, so the "
+        "those are compared; 'held': they span a re-fit and could not be re-scored, or the "
+        "value model's first fit falls within them (part of them has no churn risk), so the "
         "figures are as scored and raise no value alert. entered_high_risk and left_high_risk "
         "are always the bands as published")
     value_note: str = Field("", description="why the value basis is not 'scored': the versions "

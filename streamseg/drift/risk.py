@@ -26,6 +26,9 @@ parameters' versions that scored them. When the two windows compared were scored
 more than one version, :meth:`RiskLedger.compare` re-scores both windows' samples with the
 parameters in hand and compares those (``value_basis="rescored"``); without them it
 holds the value alerts back (``"held"``), as :mod:`.monitor` does for a segment-model change.
+The value alerts are held back too while the value model's first fit falls within the two
+windows: the updates seen before it have no churn risk, so the windows hold only the part
+scored after it (the customers the re-scoring sweep brings up to date crowd into it).
 
 >>> slot: RiskSlot = {}
 >>> observe(slot, [1, 1, 2], [(0.9, "high", "low", 300.0), (0.2, "low", "low", 50.0),
@@ -248,12 +251,15 @@ class RiskLedger:
         self.rng = rng
         self.slots: dict[int, RiskSlot] = {}
         self.samples: dict[int, RiskSample] = {}
+        #: slot -> customer updates seen before any value model (no churn risk to add)
+        self.unscored: Counter[int] = Counter()
 
     def observe(self, index: int, segment_ids: Sequence[int], seen: Sequence[Observation | None],
                 inputs: Sequence[Inputs | None] | None = None) -> None:
         """Add a batch's scored updates to slot ``index``; ``inputs``: what each risk was
         computed from (None: not kept, so a re-fit is not seen)."""
         observe(self.slots.setdefault(index, {}), segment_ids, seen, self.high_band)
+        self.unscored[index] += sum(o is None for o in seen)
         if inputs is None:
             return
         kept = [(sid, i[1], i[2], i[3], o[3], *i[4:7], i[0])
@@ -273,13 +279,23 @@ class RiskLedger:
             del self.slots[d]
         for d in [d for d in self.samples if d < keep_from]:
             del self.samples[d]
+        for d in [d for d in self.unscored if d < keep_from]:
+            del self.unscored[d]
 
     def compare(self, b: int, span: int, value: Rescorer | None, cache: RiskScored) -> Comparison:
         """The window of ``span`` slots ending at boundary ``b`` and its reference, as scored
         when one value-parameter version scored both; else both re-scored with ``value``'s
-        parameters ("rescored"), or, without them, as scored and "held" (no value alert)."""
+        parameters ("rescored"), or, without them, as scored and "held" (no value alert).
+        Also "held" while the value model's first fit falls within the two windows (some of
+        their updates have no churn risk)."""
         cur = window(s for d, s in self.slots.items() if b - span <= d < b)
         ref = window(s for d, s in self.slots.items() if b - 2 * span <= d < b - span)
+        before_fit = sum(n for d, n in self.unscored.items() if b - 2 * span <= d < b)
+        if before_fit and (total(cur).scored or total(ref).scored):
+            return Comparison(cur, ref, "held", f"the value model was first fitted within these "
+                              f"windows: {before_fit:,} of their customer updates came before it "
+                              f"and have no churn risk, so the value figures compare a partial "
+                              f"window and raise no alert")
         versions: Counter[int] = Counter()
         for d, s in self.samples.items():
             if b - 2 * span <= d < b:

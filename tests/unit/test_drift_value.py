@@ -165,6 +165,26 @@ def test_first_bands_after_the_first_fit__are_no_moves_into_the_high_band() -> N
     assert not {a.alert for a in rep.alerts} & VALUE_ALERTS
 
 
+def test_reference_window_straddling_the_first_fit__holds_the_value_alerts_back() -> None:
+    """The first fit comes half-way through the reference window, then the same customers
+    are scored at high risk: compared as scored that is a jump from half as many scored
+    updates; held back, naming why. A window later both are scored throughout and compare."""
+    mon = monitor()
+    low: list[Observation | None] = [(0.2, "low", None, 10.0)] * 100
+    high: list[Observation | None] = [(0.9, "high", "low", 200.0)] * 100
+    feed(mon, 0, [0] * 200, [None] * 100 + low)  # no value model yet, then the first fit
+    feed(mon, 1, [0] * 200, high + low)
+    rep = report(mon, 1)
+    assert rep.reference_high_risk_share == 0.0 and rep.high_risk_share == 0.5
+    assert rep.value_basis == "held"
+    assert "first fitted within these windows: 100 of their customer updates" in rep.value_note
+    assert not {a.alert for a in rep.alerts} & VALUE_ALERTS
+    feed(mon, 2, [0] * 200, high + low)
+    (later,) = mon.close(4 * MIN, {}, 1, NAMES)
+    assert (later.value_basis, later.value_note) == ("scored", "")
+    assert later.high_risk_share == later.reference_high_risk_share == 0.5
+
+
 def test_risk_scored_by_the_sweep__counts_when_scored_not_at_the_last_event() -> None:
     """Silent customers' risk rises at the re-scoring sweep: their events are old, the
     scoring is now."""
