@@ -6,7 +6,9 @@ Valkey server on free ports, creates the topics,
 then runs ``streamseg worker`` and ``streamseg generate`` as child processes
 and shows segment sizes, names, throughput, dead letters and, because the
 generator knows each customer's planted persona, the adjusted Rand index of the
-segments against the truth, and the latest drift figures and alerts per window.
+segments against the truth, and the latest drift figures and alerts per window
+(with a note on what the truth says an alert shows: population growth, or, for the
+churn-risk alerts, which planted personas fill the highest risk band).
 A worker that dies is started again with backoff (1 s, doubling up to 30 s), and
 the view says so; only Ctrl-C (or ``--duration``) stops everything. The
 addresses other commands need (``inspect``, ``forget``, the example service)
@@ -23,6 +25,7 @@ import signal
 import sys
 import time
 import urllib.request
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,10 +86,17 @@ DRIFT_FIGURES = {
 GROWTH = 0.15
 
 
-def render_drift(snap: Snapshot) -> list[str]:
+#: The alerts that watch the highest churn-risk band (streamseg.drift.alerts).
+VALUE_ALERTS = frozenset({"high_risk_share", "segment_churn_risk", "value_at_risk"})
+
+
+def render_drift(snap: Snapshot, high_band: Counter[str] | None = None) -> list[str]:
     """The latest drift report per window, and the alerts it raised; when a window alerts
     while its active population grew (the demo's generator adds customers for weeks, and
-    new explorers arrive late), a note says that the drift is population growth.
+    new explorers arrive late), a note says that the drift is population growth. When a
+    churn-risk alert fires, a note says which planted personas the highest risk band holds
+    (``high_band``: customers in it by planted persona): in the demo that is mostly the
+    ``lapsing`` persona going silent, customers really leaving.
 
     >>> snap = Snapshot(at=0.0, drift={"7d": {"customers": 900, "shift": 0.3, "active": 0.8}},
     ...                 alerts={("7d", "composition_shift")})
@@ -101,7 +111,8 @@ def render_drift(snap: Snapshot) -> list[str]:
              f"{'active':>8}  alerts"]
     notes = []
     for window, f in sorted(snap.drift.items(), key=lambda kv: kv[0]):
-        firing = ", ".join(sorted(a for w, a in snap.alerts if w == window)) or "-"
+        alerting = {a for w, a in snap.alerts if w == window}
+        firing = ", ".join(sorted(alerting)) or "-"
         growth = f.get("active", 0.0)
         lines.append(f"{window:>7}  {f.get('customers', 0):>9,.0f} {f.get('shift', 0):>7.1%} "
                      f"{f.get('psi', 0):>7.3f} {f.get('js', 0):>7.3f} {f.get('emerging', 0):>8.1%} "
@@ -110,10 +121,30 @@ def render_drift(snap: Snapshot) -> list[str]:
             notes.append(f"note: {window}: {growth:.0%} more customers active than in the reference "
                          "window: the alerts show population growth (newcomers), not customers "
                          "changing behaviour")
+        if alerting & VALUE_ALERTS and high_band:
+            notes.append(f"note: {window}: {high_band_mix(high_band)}")
     return lines + notes
 
 
-async def memberships(settings: Settings, ids: list[str]) -> dict[str, int]:
+def high_band_mix(high_band: Counter[str]) -> str:
+    """Who the highest churn-risk band holds, by planted persona, and what the largest
+    persona was planted to do.
+
+    >>> print(high_band_mix(Counter({"lapsing": 300, "bargain_hunter": 50})))
+    the high churn-risk band holds 350 customers, planted as lapsing 300 (86%), bargain_hunter 50 (14%); lapsing: Buys like a regular early on, then goes silent after ~40% of the period.
+    """
+    from streamseg.generate.personas import PERSONAS
+
+    n = sum(high_band.values())
+    mix = ", ".join(f"{p} {c:,} ({c / n:.0%})" for p, c in high_band.most_common(3))
+    top = high_band.most_common(1)[0][0]
+    planted = PERSONAS[top].description if top in PERSONAS else ""
+    return (f"the high churn-risk band holds {n:,} customers, planted as {mix}"
+            + (f"; {top}: {planted}" if planted else ""))
+
+
+async def memberships(settings: Settings, ids: list[str]) -> dict[str, tuple[int | None, str | None]]:
+    """Each stored customer's segment and published churn-risk band (None: none yet)."""
     from streamseg.features.keys import Keys
     from streamseg.features.store import RedisFeatureStore
 
@@ -123,11 +154,16 @@ async def memberships(settings: Settings, ids: list[str]) -> dict[str, int]:
     try:
         pipe = client.pipeline(transaction=False)
         for cid in ids:
-            pipe.hget(keys.state(cid), "seg")
+            pipe.hmget(keys.state(cid), ["seg", "val_band"])
         values = await pipe.execute()
     finally:
         await client.aclose()
-    return {cid: int(float(v)) for cid, v in zip(ids, values, strict=True) if v is not None}
+    return {cid: (None if seg is None else int(float(seg)), None if band is None else _text(band))
+            for cid, (seg, band) in zip(ids, values, strict=True) if seg is not None or band is not None}
+
+
+def _text(v: bytes | str) -> str:
+    return v.decode() if isinstance(v, bytes) else v
 
 
 async def warmup_progress(settings: Settings) -> str | None:
@@ -145,18 +181,24 @@ async def warmup_progress(settings: Settings) -> str | None:
         await store.close()
 
 
-def ari_against_truth(settings: Settings, truth: dict[str, str]) -> tuple[float, int]:
+def against_truth(settings: Settings, truth: dict[str, str]) -> tuple[tuple[float, int], Counter[str]]:
+    """The segments' adjusted Rand index against the planted personas (and over how many
+    assigned customers), and the customers in the highest churn-risk band by planted persona."""
     from streamseg.quality import adjusted_rand_index
 
-    seg = asyncio.run(memberships(settings, list(truth)))
-    ids = [c for c in truth if c in seg]
+    stored = asyncio.run(memberships(settings, list(truth)))
+    high = settings.value_bands[-1][0]
+    high_band = Counter(truth[c] for c, (_, band) in stored.items() if band == high)
+    ids = [c for c in truth if stored.get(c, (None, None))[0] is not None]
     if len(ids) < 2:
-        return float("nan"), len(ids)
-    return adjusted_rand_index([truth[c] for c in ids], [seg[c] for c in ids]), len(ids)
+        return (float("nan"), len(ids)), high_band
+    ari = adjusted_rand_index([truth[c] for c in ids], [stored[c][0] for c in ids])
+    return (ari, len(ids)), high_band
 
 
 def render(snap: Snapshot, rate: float, ari: tuple[float, int], elapsed: float, clear: bool,
-           broker: str = "", notes: tuple[str, ...] = (), warming: str | None = None) -> str:
+           broker: str = "", notes: tuple[str, ...] = (), warming: str | None = None,
+           high_band: Counter[str] | None = None) -> str:
     lines = []
     if clear:
         lines.append("\x1b[2J\x1b[H")
@@ -176,7 +218,7 @@ def render(snap: Snapshot, rate: float, ari: tuple[float, int], elapsed: float, 
     lines.append("")
     lines.append(f"dead letters: {dl}")
     lines.append("")
-    lines.extend(render_drift(snap))
+    lines.extend(render_drift(snap, high_band))
     if notes:
         lines.append("")
         lines.extend(n for n in notes if n)
@@ -262,9 +304,9 @@ def _watch(args: argparse.Namespace, settings: Settings, web_port: int, truth_pa
         prev = snap
         if not truth and truth_path.exists():
             truth = read_truth(truth_path)
-        ari = ari_against_truth(settings, truth) if truth else (float("nan"), 0)
+        ari, high_band = against_truth(settings, truth) if truth else ((float("nan"), 0), Counter())
         warming = None if snap.model_version else asyncio.run(warmup_progress(settings))
         shown = (worker.status(), *notes) if clear else (worker.status(),)  # a cleared screen lost them
-        print(render(snap, rate, ari, time.monotonic() - started, clear, broker, shown, warming),
-              flush=True)
+        print(render(snap, rate, ari, time.monotonic() - started, clear, broker, shown, warming,
+                     high_band), flush=True)
     return 0

@@ -7,12 +7,17 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import IO
 
 import pytest
+import redis
 
+from streamseg.devstack.dev import against_truth
+from streamseg.features.keys import Keys
 from streamseg.segmenting.naming import ARCHETYPES
+from streamseg.settings import Settings
 from tests.support import alive, wait_until_sync
 
 pytestmark = pytest.mark.integration
@@ -91,3 +96,22 @@ def test_dev__shows_segments_and_ctrl_c_stops_every_child(tmp_path: Path, broker
             proc.kill()
     wait_until_sync(lambda: not any(alive(c) for c in children), 0.5,
                     lambda: f"every child to be gone; alive: {[c for c in children if alive(c)]}")
+
+
+def test_the_view_reads_each_planted_customers_segment_and_risk_band(settings: Settings) -> None:
+    """What the view scores against the truth, from a real Valkey: the ARI over customers
+    with a segment, and the planted personas of those in the highest churn-risk band."""
+    keys = Keys(settings.key_prefix)
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        client.hset(keys.state("a"), mapping={"seg": "1", "val_band": "high"})
+        client.hset(keys.state("b"), mapping={"seg": "1", "val_band": "high"})
+        client.hset(keys.state("c"), mapping={"seg": "2", "val_band": "low"})
+        client.hset(keys.state("d"), mapping={"seg": "2"})  # no value model yet
+        truth = {"a": "lapsing", "b": "lapsing", "c": "bargain_hunter", "d": "bargain_hunter",
+                 "e": "window_shopper"}  # e: never seen
+        (ari, assigned), high = against_truth(settings, truth)
+    finally:
+        client.close()
+    assert (ari, assigned) == (1.0, 4)
+    assert high == Counter({"lapsing": 2})
