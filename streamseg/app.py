@@ -119,10 +119,12 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
                     standalone=False)
     if settings.sample_process:
         engine.leader.sampler = SampleProcess(settings.redis_url, settings.key_prefix,
-                                       malloc_trim=settings.sample_malloc_trim)
+                                              malloc_trim=settings.sample_malloc_trim,
+                                              nice=settings.sample_nice)
         # customer-value fits in a child of their own (streamseg/leader/value.py)
         engine.leader.values.sampler = SampleProcess(settings.redis_url, settings.key_prefix,
-                                                     malloc_trim=settings.sample_malloc_trim)
+                                                     malloc_trim=settings.sample_malloc_trim,
+                                                     nice=settings.sample_nice)
     sync = ModelSync(settings, engine, lambda snap: restore_segmenter(settings, snap))
     access = AccessGuard(settings)
     ticks = Ticks(metrics.timer_failures, refused=access.stop_for)

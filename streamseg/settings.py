@@ -241,6 +241,11 @@ class _Pipeline(_Connections):
         "refresh (glibc malloc_trim); false keeps it, for comparison (load_tests/sample_memory.py "
         "--no-trim)",
     )
+    sample_nice: int = Field(
+        10, ge=0, le=19, description="the sample processes (re-fits, profiles, validation, "
+        "customer-value fits) run this much nicer than the worker, so on a machine whose cores "
+        "are busy their bursts of model work yield to the batch loop (0: the same priority)",
+    )
     worker_id: str = Field("", description="stable id of this worker (default: host:web_port)")
     # --- customer value (streamseg/value, docs/value.md) ----------------------------
     value_fit: bool = Field(

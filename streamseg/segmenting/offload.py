@@ -9,7 +9,9 @@ interpreter lock against the batch loop (which gets it back every 0.5 ms
 switch interval, so batches run at about half speed while it lasts: the
 refresh showed as latency spikes in ``streamseg bench``). Here it runs in one
 child process started at the first refresh, so the worker's loop keeps its
-interpreter and only the CPU is shared.
+interpreter and only the CPU is shared; and the child runs ``nice`` (``sample_nice``, 10 by
+default), so when the cores are busy its bursts of model work (a value fit is seconds of
+CPU) wait for the batch loop rather than delay it.
 
 The sample stays in the child between calls (:class:`ChildSample` holds its
 token) until the refresh releases it: the re-fit and the profiles are computed
@@ -168,9 +170,12 @@ def evaluate_k(model: SegmentModel, derived: list[dict[str, float]], ks: list[in
 
 
 # -- in the child ---------------------------------------------------------------------
-def _follow_parent(parent: int) -> None:
+def _follow_parent(parent: int, nice: int = 0) -> None:
     """Exit when the worker is gone: a killed worker (kill -9) runs no shutdown, and a pool's
-    process holds its own queue's pipe open, so it would otherwise wait forever."""
+    process holds its own queue's pipe open, so it would otherwise wait forever. ``nice``:
+    lower this process's CPU priority by that much (see the module doc)."""
+    if nice:
+        os.nice(nice)
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(PARENT_POLL_S)
@@ -270,12 +275,15 @@ class SampleProcess:
     """One child process for the leader's samples (started at first use, see module doc).
 
     ``malloc_trim``: the child hands freed heap back after each release (see ``_trim``).
+    ``nice``: how much nicer than the worker the child runs.
     """
 
-    def __init__(self, redis_url: str, key_prefix: str, *, malloc_trim: bool = True) -> None:
+    def __init__(self, redis_url: str, key_prefix: str, *, malloc_trim: bool = True,
+                 nice: int = 0) -> None:
         self.redis_url = redis_url
         self.key_prefix = key_prefix
         self.malloc_trim = malloc_trim
+        self.nice = nice
         self._pool: ProcessPoolExecutor | None = None
 
     async def sample(self, limit: int, now_ms: float, cutoff_ms: float) -> ChildSample:
@@ -288,7 +296,8 @@ class SampleProcess:
         if self._pool is None:
             # spawn, not fork: the worker has threads (Faust, aiokafka, the web server)
             self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_follow_parent, initargs=(os.getpid(),))
+                                             initializer=_follow_parent,
+                                             initargs=(os.getpid(), self.nice))
         pool = self._pool
         try:
             return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)

@@ -131,6 +131,24 @@ async def test_child_sample__a_dead_child_fails_that_call_and_the_next_sample_st
     assert sampler.pid() is None
 
 
+async def test_child_sample__runs_nicer_than_the_worker_by_sample_nice(settings: Settings) -> None:
+    """Its bursts of model work yield to the batch loop on busy cores."""
+    engine = await seeded_engine(settings)
+    sampler = SampleProcess(engine.settings.redis_url, engine.settings.key_prefix,
+                            nice=Settings().sample_nice)
+    engine.leader.sampler = sampler
+    try:
+        sample = await engine.leader.sample_customers()
+        assert len(sample) == 200
+        child = sampler.pid()
+        assert child is not None
+        mine = os.getpriority(os.PRIO_PROCESS, 0)
+        assert os.getpriority(os.PRIO_PROCESS, child) == min(19, mine + 10)
+    finally:
+        sampler.close()
+        await engine.store.close()
+
+
 PARENT = """
 import asyncio, os, sys, time
 from streamseg.segmenting.offload import SampleProcess
