@@ -27,8 +27,9 @@ more than one version, :meth:`RiskLedger.compare` re-scores both windows' sample
 parameters in hand and compares those (``value_basis="rescored"``); without them it
 holds the value alerts back (``"held"``), as :mod:`.monitor` does for a segment-model change.
 The value alerts are held back too while the value model's first fit falls within the two
-windows: the updates seen before it have no churn risk, so the windows hold only the part
-scored after it (the customers the re-scoring sweep brings up to date crowd into it).
+windows: their slots before the first scored one hold updates without a churn risk, so the
+windows hold only the part scored after it (the customers the re-scoring sweep brings up to
+date crowd into it).
 
 >>> slot: RiskSlot = {}
 >>> observe(slot, [1, 1, 2], [(0.9, "high", "low", 300.0), (0.2, "low", "low", 50.0),
@@ -251,15 +252,20 @@ class RiskLedger:
         self.rng = rng
         self.slots: dict[int, RiskSlot] = {}
         self.samples: dict[int, RiskSample] = {}
-        #: slot -> customer updates seen before any value model (no churn risk to add)
+        #: slot -> customer updates seen without a value model (no churn risk to add)
         self.unscored: Counter[int] = Counter()
+        #: the first slot holding a scored update: the value model's first fit
+        self.first_scored: int | None = None
 
     def observe(self, index: int, segment_ids: Sequence[int], seen: Sequence[Observation | None],
                 inputs: Sequence[Inputs | None] | None = None) -> None:
         """Add a batch's scored updates to slot ``index``; ``inputs``: what each risk was
         computed from (None: not kept, so a re-fit is not seen)."""
         observe(self.slots.setdefault(index, {}), segment_ids, seen, self.high_band)
-        self.unscored[index] += sum(o is None for o in seen)
+        unscored = sum(o is None for o in seen)
+        self.unscored[index] += unscored
+        if unscored < len(seen) and (self.first_scored is None or index < self.first_scored):
+            self.first_scored = index
         if inputs is None:
             return
         kept = [(sid, i[1], i[2], i[3], o[3], *i[4:7], i[0])
@@ -286,12 +292,14 @@ class RiskLedger:
         """The window of ``span`` slots ending at boundary ``b`` and its reference, as scored
         when one value-parameter version scored both; else both re-scored with ``value``'s
         parameters ("rescored"), or, without them, as scored and "held" (no value alert).
-        Also "held" while the value model's first fit falls within the two windows (some of
-        their updates have no churn risk)."""
+        Also "held" while the value model's first fit falls within the two windows: their
+        slots before the first scored one hold updates without a churn risk."""
         cur = window(s for d, s in self.slots.items() if b - span <= d < b)
         ref = window(s for d, s in self.slots.items() if b - 2 * span <= d < b - span)
-        before_fit = sum(n for d, n in self.unscored.items() if b - 2 * span <= d < b)
-        if before_fit and (total(cur).scored or total(ref).scored):
+        first = self.first_scored
+        before_fit = 0 if first is None or first >= b else sum(
+            n for d, n in self.unscored.items() if b - 2 * span <= d < first)
+        if before_fit:
             return Comparison(cur, ref, "held", f"the value model was first fitted within these "
                               f"windows: {before_fit:,} of their customer updates came before it "
                               f"and have no churn risk, so the value figures compare a partial "

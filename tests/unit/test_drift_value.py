@@ -166,21 +166,32 @@ def test_first_bands_after_the_first_fit__are_no_moves_into_the_high_band() -> N
 
 
 def test_reference_window_straddling_the_first_fit__holds_the_value_alerts_back() -> None:
-    """The first fit comes half-way through the reference window, then the same customers
-    are scored at high risk: compared as scored that is a jump from half as many scored
-    updates; held back, naming why. A window later both are scored throughout and compare."""
-    mon = monitor()
+    """3-minute windows: the first fit comes in the reference window's last minute, then
+    half the customers are scored at high risk. As scored that compares a reference
+    scored for one minute (its first two have no churn risk) and alerts; held back, naming
+    why. Three minutes later both windows are scored throughout and compare."""
+    cfg = DriftConfig(windows=(60, 180), clock="event", min_customers=20, worker="test")
+    mon = DriftMonitor(cfg, MODEL_FEATURES)
     low: list[Observation | None] = [(0.2, "low", None, 10.0)] * 100
     high: list[Observation | None] = [(0.9, "high", "low", 200.0)] * 100
-    feed(mon, 0, [0] * 200, [None] * 100 + low)  # no value model yet, then the first fit
-    feed(mon, 1, [0] * 200, high + low)
-    rep = report(mon, 1)
+
+    def three_minutes(close_at: int) -> DriftReport:
+        return max((r for r in mon.close(close_at * MIN, {}, 1, NAMES) if r.window == "3m"),
+                   key=lambda r: r.window_end)
+
+    for minute in (0, 1):
+        feed(mon, minute, [0] * 200, [None] * 200)  # no value model yet
+    feed(mon, 2, [0] * 200, low + low)  # the first fit
+    for minute in (3, 4, 5):
+        feed(mon, minute, [0] * 200, high + low)
+    rep = three_minutes(7)
     assert rep.reference_high_risk_share == 0.0 and rep.high_risk_share == 0.5
     assert rep.value_basis == "held"
-    assert "first fitted within these windows: 100 of their customer updates" in rep.value_note
+    assert "first fitted within these windows: 400 of their customer updates" in rep.value_note
     assert not {a.alert for a in rep.alerts} & VALUE_ALERTS
-    feed(mon, 2, [0] * 200, high + low)
-    (later,) = mon.close(4 * MIN, {}, 1, NAMES)
+    for minute in (6, 7, 8):
+        feed(mon, minute, [0] * 200, high + low)
+    later = three_minutes(10)
     assert (later.value_basis, later.value_note) == ("scored", "")
     assert later.high_risk_share == later.reference_high_risk_share == 0.5
 
