@@ -158,12 +158,9 @@ async def memberships(settings: Settings, ids: list[str]) -> dict[str, tuple[int
         values = await pipe.execute()
     finally:
         await client.aclose()
-    return {cid: (None if seg is None else int(float(seg)), None if band is None else _text(band))
+    return {cid: (None if seg is None else int(float(seg)),
+                  band.decode() if isinstance(band, bytes) else band)
             for cid, (seg, band) in zip(ids, values, strict=True) if seg is not None or band is not None}
-
-
-def _text(v: bytes | str) -> str:
-    return v.decode() if isinstance(v, bytes) else v
 
 
 async def warmup_progress(settings: Settings) -> str | None:

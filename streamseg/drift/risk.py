@@ -252,7 +252,7 @@ class RiskLedger:
         self.rng = rng
         self.slots: dict[int, RiskSlot] = {}
         self.samples: dict[int, RiskSample] = {}
-        #: slot -> customer updates seen without a value model (no churn risk to add)
+        #: slot (before the first scored one) -> customer updates seen without a value model
         self.unscored: Counter[int] = Counter()
         #: the first slot holding a scored update: the value model's first fit
         self.first_scored: int | None = None
@@ -262,10 +262,12 @@ class RiskLedger:
         """Add a batch's scored updates to slot ``index``; ``inputs``: what each risk was
         computed from (None: not kept, so a re-fit is not seen)."""
         observe(self.slots.setdefault(index, {}), segment_ids, seen, self.high_band)
-        unscored = sum(o is None for o in seen)
-        self.unscored[index] += unscored
-        if unscored < len(seen) and (self.first_scored is None or index < self.first_scored):
-            self.first_scored = index
+        if self.first_scored is None or index < self.first_scored:  # only slots before it count
+            unscored = sum(o is None for o in seen)
+            if unscored < len(seen):
+                self.first_scored = index
+            elif unscored:
+                self.unscored[index] += unscored
         if inputs is None:
             return
         kept = [(sid, i[1], i[2], i[3], o[3], *i[4:7], i[0])
