@@ -110,8 +110,9 @@ async def test_replayed_history__values_match_the_offline_library_fit_within_2_p
     assert online.active is not None and offline.active is not None
     for name in ("r", "alpha", "a", "b", "q", "active_r", "active_alpha", "active_a", "active_b"):
         assert getattr(online, name) == pytest.approx(getattr(offline, name), rel=0.02), name
-    # p and v alone are not identified when customers' spends vary little (the likelihood is
-    # flat along p·v = constant; seen: p 973k online, 384k offline, p·v equal): their product is
+    # p and v alone are weakly identified when customers' spends vary little (seen with the
+    # library's flat prior: p 973k online, 384k offline, p·v equal; and p run off to 1e136, p·v
+    # 10% apart, until the fit's prior on p; see docs/value.md): their product is
     assert online.p * online.v == pytest.approx(offline.p * offline.v, rel=0.02), "p·v"
 
     store = RedisFeatureStore.from_url(settings.redis_url, Keys(settings.key_prefix),

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pandas as pd
+import pytest
 
 from streamseg.events.models import ClickEvent, Event, TransactionEvent
 from streamseg.features.reference import accumulate
 from streamseg.generate import assign_personas, simulate
 from streamseg.timeunits import DAY_MS
-from streamseg.value.fit import active_table, fit_states, fit_value, rfm_from_transactions
+from streamseg.value.fit import (
+    GG_P_SIGMA,
+    active_table,
+    fit_states,
+    fit_value,
+    rfm_from_transactions,
+)
 
 
 def _summary() -> pd.DataFrame:
@@ -57,3 +65,39 @@ def test_fit_states__fits_active_days_on_every_sampled_customer_and_old_states_f
                      end_ms, version=1, model_version=1)
     assert old is not None and old.active is None and old.n_active == 0
     assert (old.r, old.alpha, old.a, old.b) == (params.r, params.alpha, params.a, params.b)
+
+
+def _spends(within_p: float | None, n: int = 80, seed: int = 3) -> pd.DataFrame:
+    """Repeat buyers whose day spends are Gamma(p, nu) with nu ~ Gamma(q=3, v=150) (a mean spend
+    of 75), or, for ``within_p=None``, who spend the same every day (no spread within)."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(1, 9, n).astype(float)
+    nu = rng.gamma(3.0, 1 / 150.0, n)
+    m = 1.0 / nu if within_p is None else rng.gamma(within_p * x, 1.0 / (nu * x))
+    return pd.DataFrame({"customer_id": range(n), "frequency": x, "recency": 50.0, "T": 100.0,
+                         "monetary_value": m})
+
+
+def test_gamma_gamma_fit__stays_finite_and_steady_when_spends_do_not_vary() -> None:
+    # With the library's flat prior MAP ran p off to 2.6e6 here (1e136 on a CI replay, where q
+    # and p·v came out 10% from the same customers' offline fit): nothing in the data stops it.
+    data = _spends(None)
+    fit = fit_value(data)
+    nudged = fit_value(data.assign(monetary_value=data["monetary_value"]
+                                   * (1 + 1e-9 * np.arange(len(data)))))
+    assert fit.p < 10 * GG_P_SIGMA
+    assert fit.q == pytest.approx(3.0, rel=0.05)
+    assert fit.p * fit.v / (fit.q - 1) == pytest.approx(75.0, rel=0.05)  # the mean spend
+    for a, b in ((fit.p, nudged.p), (fit.q, nudged.q), (fit.p * fit.v, nudged.p * nudged.v)):
+        assert a == pytest.approx(b, rel=1e-6)
+
+
+def test_gamma_gamma_fit__is_the_librarys_flat_prior_fit_where_the_data_identify_p() -> None:
+    from pymc_marketing.clv import GammaGammaModel
+
+    data = _spends(2.0)
+    fit = fit_value(data)
+    flat = GammaGammaModel()  # the library's defaults: flat priors
+    flat.fit(data, method="map", progressbar=False, seed=0)
+    for name in ("p", "q", "v"):
+        assert getattr(fit, name) == pytest.approx(float(flat.fit_result[name].mean()), rel=1e-3)
