@@ -2,7 +2,9 @@
 -- idempotently. Runs inside Redis (one EVALSHA per customer, all customers of a
 -- batch pipelined in one round trip).
 --
--- KEYS[1]  hash  <prefix>:{<customer>}:f   feature accumulators (+ membership fields)
+-- KEYS[1]  hash  <prefix>:{<customer>}:f   feature accumulators (+ membership fields), and
+--                                          active_day: the UTC day (floor(ts / DAY)) of the
+--                                          newest "a:<day>" member this script counted
 -- KEYS[2]  zset  <prefix>:{<customer>}:e   seen event ids ("e:<id>"), scored by event
 --                                          time (ms), sessions ("s:<id>"), by their
 --                                          earliest event time + 1 day, purchase
@@ -138,8 +140,18 @@ local function count_purchase_day(ts, amount)
 end
 
 -- distinct active days (UTC days with any event: a visit, an order or a refund); the
--- first and last are those of first_ts and last_ts
-local function count_active_day(ts) count_day("a:", "n_active_days", math.floor(ts / DAY)) end
+-- first and last are those of first_ts and last_ts. Most events fall on the newest active
+-- day, already counted: active_day remembers it, so they skip the zset. Exact: its member
+-- is scored at that day's end, so the dedup trim (below last_ts - horizon) removes it only
+-- once any event of that day is refused as late; a state written before the field existed
+-- takes the slow path once.
+local function count_active_day(ts)
+  local day = math.floor(ts / DAY)
+  local newest = st.active_day
+  if newest == day then return end
+  count_day("a:", "n_active_days", day)
+  if newest == nil or day > newest then set("active_day", day) end
+end
 
 local function apply_transaction(ev, ts, w)
   local amount, discount, items, refund = ev[4], ev[5], ev[6], ev[7]

@@ -5,7 +5,8 @@ the same state; everything matches the batch reference computation; late
 events (older than the customer's newest by more than the horizon) are refused
 exactly where the reference, applying the horizon in arrival order, says so;
 customers sharing a batch never mix; derived features match the reference
-computed straight from the events.
+computed straight from the events; an event on the newest active day reads
+nothing from the zset, and the active days stay exact around it.
 """
 
 from __future__ import annotations
@@ -182,6 +183,122 @@ def test_active_days__count_each_utc_day_with_any_event_once(stack) -> None:
     state = asyncio.run(run())
     assert state["n_active_days"] == 3.0 and state["n_purchase_days"] == 1.0
     assert state["first_ts"] == T0 + 1_000 and state["last_ts"] == T0 + 3 * DAY_MS - 1
+
+
+# --- the newest active day (``active_day``): events on it skip the zset ---
+
+DAY = int(DAY_MS)
+D0 = T0 // DAY  # T0's UTC day number
+
+
+def refund(i: str, day: int, at: int = 1_000) -> Event:
+    """A refund ``at`` ms into day ``D0 + day``: the script reads no zset member for a refund
+    but its active day's (no session, no purchase day), so ZSCORE counts only that one."""
+    return TransactionEvent.model_validate({"event_id": i, "customer_id": "c",
+                                            "ts": T0 + day * DAY + at, "amount": 1.0,
+                                            "currency": "EUR", "refund": True})
+
+
+def active(state: dict) -> tuple[float, float]:
+    return state["n_active_days"], state["active_day"]
+
+
+async def zscores_while(store: RedisFeatureStore, events: list[Event]) -> tuple[int, int]:
+    """ZSCOREs and script calls Valkey ran while ``events`` were applied (INFO commandstats
+    counts the commands a script runs)."""
+    await store.client.config_resetstat()
+    await store.apply(events)
+    stats = await store.client.info("commandstats")
+    calls = {k: int(v["calls"]) for k, v in stats.items()}
+    return calls.get("cmdstat_zscore", 0), calls.get("cmdstat_evalsha", 0) + calls.get("cmdstat_eval", 0)
+
+
+def test_events_on_one_day__count_one_active_day_and_remember_it(stack) -> None:
+    async def run() -> tuple[dict, list]:
+        store = new_store(stack.redis_url)
+        try:
+            await store.apply([refund("r0", 0), refund("r1", 0, 2_000)])
+            for i in range(2, 6):
+                await store.apply([refund(f"r{i}", 0, i * 1_000)])
+            members = await store.client.zrange(store.keys.seen("c"), 0, -1)
+            return await store.state("c"), [m for m in members if m.startswith(b"a:")]
+        finally:
+            await store.close()
+
+    state, days = asyncio.run(run())
+    assert state["n_events"] == 6.0
+    assert active(state) == (1.0, D0)
+    assert days == [b"a:%d" % D0]
+
+
+def test_an_event_on_an_older_day__is_counted_once_and_the_newest_active_day_stays(stack) -> None:
+    order = [refund("new", 3), refund("old", 1), refund("old2", 1, 5_000), refund("new2", 3, 5_000)]
+
+    async def run() -> list[dict]:
+        store = new_store(stack.redis_url)
+        try:
+            return [(await store.apply([ev]))["c"].state for ev in order]
+        finally:
+            await store.close()
+
+    states = asyncio.run(run())
+    assert [active(s) for s in states] == [(1.0, D0 + 3), (2.0, D0 + 3), (2.0, D0 + 3), (2.0, D0 + 3)]
+    want = accumulate(order, horizon_ms=HORIZON_DAYS * DAY_MS, halflife_ms=HALFLIFE_DAYS * DAY_MS)
+    assert_same_state({k: v for k, v in states[-1].items() if isinstance(v, float)}, want)
+
+
+def test_duplicate_and_late_events__leave_the_active_days_alone(stack) -> None:
+    async def run() -> tuple[dict, list[str], dict]:
+        store = new_store(stack.redis_url)
+        try:
+            await store.apply([refund("a", 5), refund("b", 10)])
+            before = await store.state("c")
+            upd = (await store.apply([refund("b", 10), refund("a", 5), refund("late", 1)]))["c"]
+            return before, upd.statuses, await store.state("c")
+        finally:
+            await store.close()
+
+    before, statuses, after = asyncio.run(run())
+    assert statuses == ["duplicate", "duplicate", "late"]
+    assert active(before) == (2.0, D0 + 10)
+    assert after == before
+
+
+def test_a_state_stored_before_active_day__takes_the_slow_path_and_counts_exactly(stack) -> None:
+    first = [refund("d0", 0), refund("d1", 1)]
+    then = [refund("d0b", 0, 9_000), refund("d1b", 1, 9_000), refund("d2", 2)]
+
+    async def run() -> list[tuple[float, float]]:
+        store = new_store(stack.redis_url)
+        try:
+            await store.apply(first)
+            await store.client.hdel(store.keys.state("c"), "active_day")  # as the old script left it
+            return [active((await store.apply([ev]))["c"].state) for ev in then]
+        finally:
+            await store.close()
+
+    # the older day is found counted (and remembered, for want of a newer one); the newest is
+    # found counted too and remembered again; a new day is counted
+    assert asyncio.run(run()) == [(2.0, D0), (2.0, D0 + 1), (3.0, D0 + 2)]
+
+
+def test_an_event_on_the_newest_active_day__reads_nothing_from_the_zset(stack) -> None:
+    async def run() -> list[tuple[int, int]]:
+        store = new_store(stack.redis_url)
+        try:
+            await store.apply([refund("a", 0)])
+            same_day = await zscores_while(store, [refund("b", 0, 2_000)])
+            new_day = await zscores_while(store, [refund("c", 1)])
+            older_day = await zscores_while(store, [refund("d", 0, 3_000)])
+            await store.client.hdel(store.keys.state("c"), "active_day")
+            unknown = await zscores_while(store, [refund("e", 1, 2_000)])
+            again = await zscores_while(store, [refund("f", 1, 3_000)])
+            return [same_day, new_day, older_day, unknown, again]
+        finally:
+            await store.close()
+
+    # (ZSCOREs, script calls): one script call each; the zset is read only off the newest day
+    assert asyncio.run(run()) == [(0, 1), (1, 1), (1, 1), (1, 1), (0, 1)]
 
 
 def test_customer_keys__expire_after_the_retention_horizon(stack) -> None:

@@ -377,6 +377,14 @@ def test_accumulate__tracks_categories_from_orders_product_views_and_cart_adds()
     assert derive(st_, T0)["top_category_share"] == 0.75
 
 
+def test_accumulate__counts_active_days_and_remembers_the_newest_as_the_script_does() -> None:
+    # the script keeps the newest active day (UTC day number) beside the count: its fast path
+    st_ = acc([order("b", T0 + 3 * DAY - 1), clk("v", T0 + 3 * DAY + 5), order("a", T0 + 5),
+               clk("w", T0 + 3 * DAY + 9), order("late", T0 - 9 * DAY)], horizon_ms=HORIZON_MS)
+    assert st_["n_active_days"] == 3.0
+    assert st_["active_day"] == T0 // DAY + 3
+
+
 def test_accumulate__every_click_type_has_a_counter() -> None:
     from streamseg.events.models import CLICK_TYPES
 
