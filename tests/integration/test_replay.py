@@ -44,7 +44,7 @@ from tests.support import wait_until
 
 from .conftest import WorkerProcess, consume, settings_env
 
-pytestmark = [pytest.mark.integration, pytest.mark.tansu]
+pytestmark = pytest.mark.integration
 
 HISTORY_DAYS = 60
 END_MS = int(time.time() * 1000) - int(DAY_MS)
