@@ -6,6 +6,9 @@ model). In the full run subjects start one at a time, so idle ones do not poll
 the broker while another is measured; ``--short`` starts them together (a
 Faust worker needs seconds to join its group). Then, for each subject:
 
+0. an engine subject gets warm-up bursts until its leader has fitted the
+   customer-value model (its first fit is the heaviest; a warm worker has it;
+   ``--short`` turns the value fit off: it takes longer than the short phases);
 1. **backlog**: events are sent as fast as the producer can; once it is done,
    the subject drains what is left alone, and that tail's rate is its maximum
    throughput (its CPU time per event is read from ``/proc`` over the same
@@ -92,12 +95,16 @@ class Plan:
     #: "simulated": each customer's simulated spacing (a :class:`Timeline`); "send": every
     #: event stamped with its send time (the bench before 2026-12-06; no quality figure)
     event_time: str = "simulated"
+    #: the engine subjects fit the customer-value model, the first fit before they are
+    #: measured (:func:`value_fitted`); off in --short, whose phases are shorter than that fit
+    value_fit: bool = True
 
     @classmethod
     def make(cls, short: bool, soak_seconds: float | None) -> Plan:
         if short:
             soak = 5.0 if soak_seconds is None else soak_seconds
-            return cls(True, 600, 300, 100, 2.0, 1.5, soak, 1.0, whole_passes=("engine",))
+            return cls(True, 600, 300, 100, 2.0, 1.5, soak, 1.0, whole_passes=("engine",),
+                       value_fit=False)
         soak = 600.0 if soak_seconds is None else soak_seconds
         return cls(False, 4_000, 3_000, 500, 15.0, 20.0, soak, max(5.0, soak / 60),
                    whole_passes=("engine", "engine_batched", "engine_pair"))
@@ -126,6 +133,7 @@ def subject_settings(base: Settings, name: str, plan: Plan) -> Settings:
         "topic_segments": f"bench.{tag}.segments.v1", "topic_model": f"bench.{tag}.model.v1",
         "topic_drift": f"bench.{tag}.drift.v1", "topic_audit": f"bench.{tag}.audit.v1",
         "web_port": free_port(), "log_level": "warn", "model_warmup": plan.model_warmup,
+        "value_fit": plan.value_fit,
         **(SIMULATED_TIME if plan.event_time == "simulated" else {}),
     })
 
@@ -178,6 +186,36 @@ def warm_up(run: Running, events: int) -> float:
     sent = run.send(events)
     run.wait_for(before.done + sent.messages, 300)
     return sent.events / (time.monotonic() - t0)
+
+
+def value_fitted(run: Running, events: int, timeout: float = 300.0) -> float | None:
+    """Send warm-up bursts until the subject's leader has fitted the customer-value model;
+    returns the seconds it took (None: not fitted in ``timeout``).
+
+    The first fit imports pymc-marketing and compiles its models (a child process busy
+    for 5-70 s): left to happen when it may, it fell inside the measured phases (three
+    engine subjects at once in ``--short``). A warm worker has fitted long before; later
+    re-fits, every ``value_refit_s``, stay in what the bench measures."""
+    import redis
+
+    from streamseg.features.keys import Keys
+
+    client = redis.Redis.from_url(run.settings.redis_url)
+    key = Keys(run.settings.key_prefix).value_params()
+    t0 = time.monotonic()
+    try:
+        while not client.exists(key):
+            if time.monotonic() - t0 > timeout:
+                return None
+            before = run.scrape()
+            run.wait_for(before.done + run.send(events).messages, timeout)
+            # a fit takes seconds: poll a while before sending more (the sample needs buyers)
+            until = time.monotonic() + 10.0
+            while not client.exists(key) and time.monotonic() < until:
+                time.sleep(0.5)
+        return round(time.monotonic() - t0, 1)
+    finally:
+        client.close()
 
 
 def drain(run: Running, size: int, timeout: float, others: dict[str, int] | None = None) -> dict[str, Any]:
@@ -389,8 +427,15 @@ def run_bench(plan: Plan, say: Callable[[str], None] = print,
             rough = warm_up(run, plan.warmup_events)
             if isinstance(run, Pair):
                 shared(run, 50)
+            waited = None
+            if subject.memberships and plan.value_fit:  # an engine: its first fit first
+                waited = value_fitted(run, plan.warmup_events)
+                say(f"{subject.name}: value model " + (f"fitted after {waited} s of warm-up"
+                                                       if waited is not None else "not fitted"))
             v0 = cpu_seconds(valkey_pid)
             results[subject.name] = measure(run, plan, rough, say, servers)
+            if subject.memberships and plan.value_fit:
+                results[subject.name]["value_fit_wait_s"] = waited
             results[subject.name]["valkey_cpu_s"] = round(cpu_seconds(valkey_pid) - v0, 2)
             if subject.name == "engine":
                 engine = run  # kept for the soak
@@ -418,7 +463,7 @@ def run_bench(plan: Plan, say: Callable[[str], None] = print,
         "workload": {"customers_per_pass": plan.customers, "events_per_pass": len(pool),
                      "event_time": event_time(plan, pool, base), "partitions": base.topic_partitions,
                      "envelope_events": plan.envelope, "batch_max_messages": base.batch_max,
-                     "fetch_max_wait_ms": base.fetch_max_wait_ms,
+                     "fetch_max_wait_ms": base.fetch_max_wait_ms, "value_fit": plan.value_fit,
                      "paced_tick_ms": round(tick_for(stack.broker) * 1000, 3)},
         "subjects": results,
         "soak": soak_result,
