@@ -427,14 +427,14 @@ def run_bench(plan: Plan, say: Callable[[str], None] = print,
             rough = warm_up(run, plan.warmup_events)
             if isinstance(run, Pair):
                 shared(run, 50)
-            waited = None
-            if subject.memberships and plan.value_fit:  # an engine: its first fit first
-                waited = value_fitted(run, plan.warmup_events)
+            fits = subject.memberships and plan.value_fit  # an engine: its first fit first
+            waited = value_fitted(run, plan.warmup_events) if fits else None
+            if fits:
                 say(f"{subject.name}: value model " + (f"fitted after {waited} s of warm-up"
                                                        if waited is not None else "not fitted"))
             v0 = cpu_seconds(valkey_pid)
             results[subject.name] = measure(run, plan, rough, say, servers)
-            if subject.memberships and plan.value_fit:
+            if fits:
                 results[subject.name]["value_fit_wait_s"] = waited
             results[subject.name]["valkey_cpu_s"] = round(cpu_seconds(valkey_pid) - v0, 2)
             if subject.name == "engine":

@@ -63,7 +63,7 @@ def accumulate(events: Iterable[Event], *, horizon_ms: float, halflife_ms: float
     st["first_ts"] = min(e.ts_ms for e in evs)
     st["last_ts"] = last
     st["n_active_days"] = len({int(e.ts_ms // DAY_MS) for e in evs})
-    st["active_day"] = last // DAY_MS  # the newest active day (the script's fast path): last_ts's
+    st["active_day"] = last // DAY_MS  # the newest active day, last_ts's (the script's fast path)
     cats: Counter[str] = Counter()
     sessions: dict[str, int] = {}
     for e in evs:
