@@ -26,7 +26,7 @@ import asyncio
 import time
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -128,11 +128,28 @@ class Timeline:
 
 @dataclass
 class Cursor:
-    """How many events a load iterator has taken from its pool (all passes together), and
-    whether the record it yielded last was the last of a pass (every event of it yielded)."""
+    """How many events a load iterator has taken from its pool (all passes together), whether
+    the record it yielded last ended a round (every event of its passes yielded), and its rounds.
+
+    A **round** is one period of simulated time holding ``lanes`` passes side by side, each
+    under its own names, their events interleaved in time order: ``lanes`` times the
+    customers in the same simulated days. A phase sets :attr:`lanes` before its first round
+    (it is read as a round begins): the bench raises its rate with more customers, as a
+    shop's load rises, not by pressing the same days into fewer seconds (``Plan.lane_share``).
+    """
 
     taken: int = 0
-    pass_sent: bool = False
+    pass_sent: bool = False  # the last record yielded ended a round
+    lanes: int = 1  # passes side by side in the rounds that begin from now on
+    #: every round begun: (cursor count at its start, its first pass, its lanes)
+    rounds: list[tuple[int, int, int]] = field(default_factory=list)
+
+    def last_round(self) -> tuple[int, int]:
+        """(first pass, lanes) of the last round sent whole."""
+        whole = self.rounds if self.pass_sent else self.rounds[:-1]
+        if not whole:
+            raise LookupError("no round has been sent whole")
+        return whole[-1][1], whole[-1][2]
 
 
 def renamed(customer_id: str, k: int) -> str:
@@ -142,65 +159,76 @@ def renamed(customer_id: str, k: int) -> str:
 
 def events(pool: Pool, first_pass: int = 0, cursor: Cursor | None = None,
            timeline: Timeline | None = None) -> Iterator[tuple[bool, bytes, bytes]]:
-    """(is_transaction, customer_id, value) forever, renamed every pass; timed by ``timeline``
-    (pass ``k``'s events shifted by its period), or stamped when taken without one.
+    """(is_transaction, customer_id, value) forever, in rounds of ``cursor.lanes`` passes side by
+    side, renamed every pass; timed by ``timeline`` (round ``r``'s events shifted by ``r``
+    periods), or stamped when taken without one. Passes are numbered across rounds, so every
+    customer of the run has a name of its own; round ``r`` starts at pass ``first_pass`` as
+    round ``first_pass`` (one lane a round: pass ``k`` is round ``k``).
 
     >>> pool = Pool([PoolEvent(False, b"c0", b'{"customer_id":"c0","ts":5}', b'"ts":5', 5)], 1,
     ...             {"c0": "a"}, days=7.0, end_ms=5)
-    >>> it = events(pool, timeline=Timeline(period_ms=7, last=1, days_ms=7, end_ms=5))
+    >>> cur = Cursor()
+    >>> it = events(pool, cursor=cur, timeline=Timeline(period_ms=7, last=2, days_ms=7, end_ms=5))
     >>> [next(it)[2] for _ in range(2)]
-    [b'{"customer_id":"c0","ts":-2}', b'{"customer_id":"r1c0","ts":5}']
+    [b'{"customer_id":"c0","ts":-9}', b'{"customer_id":"r1c0","ts":-2}']
+    >>> cur.lanes = 2  # the next round: two passes in the same simulated days
+    >>> [next(it)[2] for _ in range(2)], cur.rounds
+    ([b'{"customer_id":"r2c0","ts":5}', b'{"customer_id":"r3c0","ts":5}'], [(0, 0, 1), (1, 1, 1), (2, 2, 2)])
     """
-    k = first_pass
-    cursor = cursor or Cursor()
+    k = r = first_pass
+    cursor = cursor if cursor is not None else Cursor()
+    n = len(pool.events)
     while True:
-        prefix = f"r{k}".encode() if k else b""
-        shift = timeline.shift_ms(k) if timeline is not None else None
-        for ev in pool.events:
-            cursor.taken += 1
+        lanes = max(1, cursor.lanes)
+        cursor.rounds.append((cursor.taken, k, lanes))
+        prefixes = [f"r{k + j}".encode() if k + j else b"" for j in range(lanes)]
+        shift = timeline.shift_ms(r) if timeline is not None else None
+        for i, ev in enumerate(pool.events):
             if shift is None:
                 value = ev.value.replace(ev.ts, b'"ts":%d' % (time.time() * 1000), 1)
             else:
                 value = ev.value.replace(ev.ts, b'"ts":%d' % (ev.ms + shift), 1) if shift else ev.value
-            if k == 0:
-                yield ev.transaction, ev.customer_id, value
-            else:
-                cid = prefix + ev.customer_id
-                yield ev.transaction, cid, value.replace(b'"' + ev.customer_id, b'"' + cid)
-        k += 1
+            for j, prefix in enumerate(prefixes):
+                cursor.taken += 1
+                cursor.pass_sent = i == n - 1 and j == lanes - 1
+                if not prefix:
+                    yield ev.transaction, ev.customer_id, value
+                else:
+                    cid = prefix + ev.customer_id
+                    yield ev.transaction, cid, value.replace(b'"' + ev.customer_id, b'"' + cid)
+        k += lanes
+        r += 1
 
 
 def partition_of(customer_id: bytes, partitions: int) -> int:
     return zlib.crc32(customer_id) % partitions
 
 
-def skip_to_pass(records: Iterator[Record], cursor: Cursor, n: int) -> int:
-    """Take, unsent, the rest of the pass ``cursor`` is in (``n`` events a pass); returns
-    the pass that starts next (at once if the last record yielded ended a pass).
+def skip_to_pass(records: Iterator[Record], cursor: Cursor) -> None:
+    """Take, unsent, the rest of the round ``cursor`` is in (nothing if the last record
+    yielded ended one): the next record begins a round, with ``cursor.lanes`` passes.
 
     >>> pool = Pool([PoolEvent(False, b"c%d" % i, b'{"customer_id":"c%d","ts":0}' % i, b'"ts":0')
     ...              for i in range(3)], 3, {"c0": "a", "c1": "a", "c2": "b"})
     >>> cur = Cursor()
     >>> it = singles(Settings(), pool, cursor=cur)
     >>> _ = next(it)
-    >>> skip_to_pass(it, cur, 3), cur.taken, next(it)[2]
-    (1, 3, b'r1c0')
-    >>> skip_to_pass(it, cur, 3), cur.taken  # one event into pass 1 (just sent): the rest is skipped
-    (2, 6)
+    >>> skip_to_pass(it, cur); cur.taken, next(it)[2]
+    (3, b'r1c0')
+    >>> skip_to_pass(it, cur); cur.taken  # one event into pass 1 (just sent): the rest is skipped
+    6
     """
     while cursor.taken and not cursor.pass_sent:
         next(records)
-    return cursor.taken // n
 
 
 def singles(settings: Settings, pool: Pool, first_pass: int = 0,
             cursor: Cursor | None = None, timeline: Timeline | None = None) -> Iterator[Record]:
     """One event per message, keyed by customer id (the README's input contract)."""
     topics = (settings.topic_clickstream, settings.topic_transactions)
-    n, per_pass = settings.topic_partitions, len(pool)
+    n = settings.topic_partitions
     cursor = cursor if cursor is not None else Cursor()
     for is_tx, cid, value in events(pool, first_pass, cursor, timeline):
-        cursor.pass_sent = cursor.taken % per_pass == 0
         yield topics[is_tx], partition_of(cid, n), cid, value, 1
 
 
@@ -208,7 +236,7 @@ def envelopes(settings: Settings, pool: Pool, size: int, first_pass: int = 0,
               cursor: Cursor | None = None, timeline: Timeline | None = None) -> Iterator[Record]:
     """Batched envelopes: JSON arrays of ``size`` events of one topic and partition.
 
-    At a pass's end every open envelope goes out, shorter if need be: a pass is
+    At a round's end every open envelope goes out, shorter if need be: a round is
     sent whole before the next one begins (the quality figures score whole passes).
 
     >>> pool = Pool([PoolEvent(False, b"c%d" % i, b'{"ts":0}', b'"ts":0') for i in range(3)], 3, {})
@@ -218,14 +246,14 @@ def envelopes(settings: Settings, pool: Pool, size: int, first_pass: int = 0,
     [(2, 2, False), (1, 3, True), (2, 5, False)]
     """
     topics = (settings.topic_clickstream, settings.topic_transactions)
-    n, per_pass = settings.topic_partitions, len(pool)
+    n = settings.topic_partitions
     cursor = cursor if cursor is not None else Cursor()
     open_: dict[tuple[bool, int], list[bytes]] = {}
     for is_tx, cid, value in events(pool, first_pass, cursor, timeline):
         p = partition_of(cid, n)
         buf = open_.setdefault((is_tx, p), [])
         buf.append(value)
-        if cursor.taken % per_pass == 0:
+        if cursor.pass_sent:
             full = [(key, b) for key, b in open_.items() if b]
             for i, ((tx, part), b) in enumerate(full):
                 cursor.pass_sent = i == len(full) - 1

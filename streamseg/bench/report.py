@@ -143,6 +143,16 @@ def pair_lines(f: dict[str, Any]) -> list[str]:
             f"cores busy while the pair drained its backlog (of {f['machine']['cpus']}): {share}."]
 
 
+def lane_note(w: dict[str, Any]) -> str:
+    """How a round is made: passes side by side, so simulated days pass at one pace at every level."""
+    share = w.get("lane_share")
+    if share is None:
+        return " A round is one pass of the pool: a higher rate presses its days into less time."
+    return (f" A round holds one pass of the pool per {share:.0%} of the maximum, side by side, each "
+            f"with its own customers: every level moves through the simulated days at {share:.0%} of "
+            f"the maximum and raises its rate with more customers.")
+
+
 def quality_lines(f: dict[str, Any]) -> list[str]:
     """The ARI table: each subject with memberships at each load, the soak, the in-process figure."""
     rows = [(name, s["rates"]) for name, s in f["subjects"].items() if _ari(s["rates"][0]) is not None]
@@ -152,10 +162,10 @@ def quality_lines(f: dict[str, Any]) -> list[str]:
                       f"{', partial' if not p['quality'].get('whole_pass') else ''})")
     soak = f.get("soak") or {}
     lines = ["", "Segment quality under load: adjusted Rand index of the memberships the engine published "
-             "(its Redis state) against the planted personas, for the customers of the last pass of the "
-             "pool the phase sent, whole, at that rate (in brackets: customers assigned of those scored; "
-             "'partial': the phase sent no whole pass, so it scores the customers it sent, with partial "
-             "histories).", "",
+             "(its Redis state) against the planted personas, for the customers of the last round the phase "
+             "sent, whole, at that rate (in brackets: customers assigned of those scored; 'partial': the "
+             "phase sent no whole round, so it scores the customers it sent, with partial histories)."
+             + lane_note(f["workload"]), "",
              "| subject | ARI at 25% | at 50% | at 75% | soak |", "|---|---|---|---|---|"]
     for name, rates in rows:
         lines.append(f"| {name} | " + " | ".join(cell(r) for r in rates)

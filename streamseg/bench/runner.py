@@ -48,6 +48,7 @@ from streamseg.timeunits import DAY_MS
 from streamseg.topics import ensure_topics
 
 FRACTIONS = (0.25, 0.5, 0.75)
+SOAK_FRACTION = 0.5  # the soak holds this share of the engine's maximum
 #: Subjects' settings under the simulated-time load (docs/performance.md, "Quality under load").
 #: A pass of 28 simulated days goes out in 10 s to 2 min, so its events are history to the
 #: engine (more than 10 minutes behind the wall clock): history pacing would pause the
@@ -98,6 +99,22 @@ class Plan:
     #: the engine subjects fit the customer-value model, the first fit before they are
     #: measured (:func:`value_fitted`); off in --short, whose phases are shorter than that fit
     value_fit: bool = True
+    #: a phase that scores whole passes at ``f`` of the maximum sends rounds of
+    #: ``round(f / lane_share)`` passes side by side (each its own customers), so every one of
+    #: them moves through its simulated days at ``lane_share`` of the maximum: the rate rises
+    #: with the customers, as a shop's load does, and the days pass at the same pace at every
+    #: level. One pass at 75% would press 28 days into a third of the time of one at 25%,
+    #: while the leader's re-fits and sweeps run on wall-clock timers: fewer of them per
+    #: simulated day (docs/performance.md, "Quality under load"). None: one pass at a time
+    lane_share: float | None = 0.25
+
+    def lanes(self, fraction: float) -> int:
+        """Passes side by side in a whole-pass phase at ``fraction`` of the maximum.
+
+        >>> [Plan.make(False, None).lanes(f) for f in (0.25, 0.5, 0.75)]
+        [1, 2, 3]
+        """
+        return 1 if self.lane_share is None else max(1, round(fraction / self.lane_share))
 
     @classmethod
     def make(cls, short: bool, soak_seconds: float | None) -> Plan:
@@ -279,29 +296,32 @@ def percentiles(h: Histogram) -> dict[str, float]:
     return {f"p{round(q * 100)}_ms": round(h.quantile(q) * 1000, 2) for q in (0.5, 0.95, 0.99)}
 
 
-def fixed_rate(run: Running, rate: float, seconds: float, whole_pass: bool = False) -> dict[str, Any]:
+def fixed_rate(run: Running, rate: float, seconds: float, whole_pass: bool = False,
+               lanes: int = 1) -> dict[str, Any]:
     """Send ``rate`` events/s evenly for ``seconds``; latency of every event of the phase.
 
-    ``whole_pass``: for a subject that keeps memberships, skip to the next pass's start
-    and send until a pass ends, at least one whole pass; the quality figure then scores
-    the last pass's customers, each with its whole history sent at this rate and the
-    event clock at its end (as the in-process benchmark scores its customers).
+    ``whole_pass``: for a subject that keeps memberships, skip to the next round's start
+    and send until a round ends, at least one whole round of ``lanes`` passes side by side;
+    the quality figure then scores the last round's customers, each with its whole history
+    sent at this rate and the event clock at its end (as the in-process benchmark scores
+    its customers).
     """
     whole = whole_pass and run.subject.memberships
     if whole:
-        run.to_next_pass()
+        run.to_next_round(lanes)
     before = run.scrape()
     since = run.cursor.taken
     t0 = time.monotonic()
     sent = asyncio.run(paced(run.settings, run.records, rate, seconds, tick=run.tick,
                              ends=run.cursor if whole else None))
     elapsed = time.monotonic() - t0
+    run.cursor.lanes = 1  # the rounds of later warm-ups and backlogs
     after, behind = finish_phase(run, before.done + sent.messages, max(60.0, elapsed * 5))
     return {"rate": round(rate), "offered_events_per_s": round(sent.events / elapsed),
             "events": sent.events, "seconds": round(elapsed, 1),
             **percentiles(after.minus(before)), "rss_mb": round(run.memory[-1][1], 1),
             "kept_up": behind == 0, "unprocessed_messages": behind,
-            **(run.pass_quality(run.cursor.taken // len(run.pool) - 1) if whole else run.quality(since))}
+            **(run.round_quality() if whole else run.quality(since))}
 
 
 def finish_phase(run: Running, done: float, timeout: float) -> tuple[Scrape, int]:
@@ -320,9 +340,9 @@ KEEP_UP_S = 30.0
 def soak(run: Running, rate: float, plan: Plan) -> dict[str, Any]:
     """Hold ``rate`` for ``plan.soak_seconds``; latency and memory per window."""
     windows: list[dict[str, float]] = []
-    whole = run.subject.memberships  # it ends at a pass's end, past soak_seconds if need be
+    whole = run.subject.memberships  # it ends at a round's end, past soak_seconds if need be
     if whole:
-        run.to_next_pass()
+        run.to_next_round(plan.lanes(SOAK_FRACTION))
     first = run.scrape()
     last = [first]
     since = run.cursor.taken
@@ -340,13 +360,12 @@ def soak(run: Running, rate: float, plan: Plan) -> dict[str, Any]:
     end, behind = finish_phase(run, first.done + sent.messages, 60)
     # the issue's "keeps up": the lag back to 0 within KEEP_UP_S of the producer stopping
     catch_up = round(time.monotonic() - stopped, 1) if behind == 0 else None
-    # the last pass, sent whole (a full run's soak sends many)
-    k = run.cursor.taken // len(run.pool) - 1
+    # the last round, sent whole (a full run's soak sends many)
     return {**summarize_soak(windows, rate, sent.events, round(stopped - t0, 1)),
             "kept_up": catch_up is not None and catch_up <= KEEP_UP_S,
             "catch_up_s": catch_up, "unprocessed_messages": behind,
             "dead_letters": end.dead_letters,  # the engine's, since it started
-            **(run.pass_quality(k) if whole else run.quality(since))}
+            **(run.round_quality() if whole else run.quality(since))}
 
 
 def summarize_soak(windows: list[dict[str, float]], rate: float, sent: int,
@@ -385,8 +404,9 @@ def measure(run: Running, plan: Plan, rough: float, say: Callable[[str], None],
         f"({out['cpu_us_per_event']} us CPU per event)")
     out["rates"] = []
     for f in FRACTIONS:
-        r = fixed_rate(run, out["max_events_per_s"] * f, plan.rate_seconds,
-                       run.subject.name in plan.whole_passes)
+        whole = run.subject.name in plan.whole_passes
+        r = fixed_rate(run, out["max_events_per_s"] * f, plan.rate_seconds, whole,
+                       plan.lanes(f) if whole else 1)
         out["rates"].append({"fraction": f, **r})
         ari = f", ARI {r['quality']['ari']}" if "quality" in r else ""
         say(f"{name}: {f:.0%} = {r['rate']:,}/s -> p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms{ari}")
@@ -445,7 +465,7 @@ def run_bench(plan: Plan, say: Callable[[str], None] = print,
         assert engine is not None
         soak_result = None
         if plan.soak_seconds > 0:
-            rate = results["engine"]["max_events_per_s"] * 0.5
+            rate = results["engine"]["max_events_per_s"] * SOAK_FRACTION
             say(f"soak: {rate:,.0f} events/s for {plan.soak_seconds:.0f}s")
             soak_result = soak(engine, rate, plan)
         results["engine"]["memory"] = memory_summary(engine)
@@ -464,6 +484,7 @@ def run_bench(plan: Plan, say: Callable[[str], None] = print,
                      "event_time": event_time(plan, pool, base), "partitions": base.topic_partitions,
                      "envelope_events": plan.envelope, "batch_max_messages": base.batch_max,
                      "fetch_max_wait_ms": base.fetch_max_wait_ms, "value_fit": plan.value_fit,
+                     "lane_share": plan.lane_share,
                      "paced_tick_ms": round(tick_for(stack.broker) * 1000, 3)},
         "subjects": results,
         "soak": soak_result,

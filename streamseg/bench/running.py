@@ -16,7 +16,7 @@ from typing import Any
 
 from streamseg.bench.load import Cursor, Pool, Record, Sent, preload, skip_to_pass
 from streamseg.bench.probe import Scrape, rss_mb, scrape
-from streamseg.bench.segments import published_ari, touched
+from streamseg.bench.segments import published_ari, round_truth, touched
 from streamseg.devstack import ManagedProcess
 from streamseg.settings import Settings
 
@@ -91,22 +91,25 @@ class Running:
         """ARI of the published memberships of the customers sent since cursor count ``since``."""
         if not self.subject.memberships:
             return {}
-        n, end = len(self.pool), self.cursor.taken
-        return {"quality": {**published_ari(self.settings, touched(self.pool, since, end)),
-                            "passes": [since // n, max(since, end - 1) // n]}}
+        rounds, end = self.cursor.rounds, self.cursor.taken
+        passes = [k + j for at, k, lanes in rounds for j in range(lanes)
+                  if at < end and at + lanes * len(self.pool) > since]
+        return {"quality": {**published_ari(self.settings, touched(self.pool, rounds, since, end)),
+                            "passes": [min(passes), max(passes)]}}
 
-    def pass_quality(self, k: int) -> dict[str, Any]:
-        """ARI of the published memberships of pass ``k``'s customers (whole histories)."""
-        n = len(self.pool)
-        return {"quality": {**published_ari(self.settings, touched(self.pool, k * n, (k + 1) * n)),
-                            "passes": [k, k], "whole_pass": True}}
+    def round_quality(self) -> dict[str, Any]:
+        """ARI of the published memberships of the last whole round's customers (whole histories)."""
+        k, lanes = self.cursor.last_round()
+        return {"quality": {**published_ari(self.settings, round_truth(self.pool, k, lanes)),
+                            "passes": [k, k + lanes - 1], "lanes": lanes, "whole_pass": True}}
 
-    def to_next_pass(self) -> int:
-        """Leave the rest of the current pass unsent; returns the pass that starts next.
+    def to_next_round(self, lanes: int = 1) -> None:
+        """Leave the rest of the current round unsent; the next begins with ``lanes`` passes.
 
-        Exact for envelopes too: at a pass's end the load sends every open envelope.
+        Exact for envelopes too: at a round's end the load sends every open envelope.
         """
-        return skip_to_pass(self.records, self.cursor, len(self.pool))
+        self.cursor.lanes = lanes
+        skip_to_pass(self.records, self.cursor)
 
     def send(self, events: int) -> Sent:
         """Send ``events`` events as fast as possible."""

@@ -18,8 +18,10 @@ broker, no load -- gives the figure the engine reaches when nothing hurries it.
 >>> from streamseg.bench.load import PoolEvent
 >>> pool = Pool([PoolEvent(False, b"c1", b"", b""), PoolEvent(False, b"c2", b"", b"")], 2,
 ...             {"c1": "saver", "c2": "spender"})
->>> sorted(touched(pool, 1, 4).items())  # the 2nd event of pass 0, then all of pass 1
+>>> sorted(touched(pool, [(0, 0, 1), (2, 1, 1)], 1, 4).items())  # the 2nd event of pass 0, all of pass 1
 [('c2', 'spender'), ('r1c1', 'saver'), ('r1c2', 'spender')]
+>>> sorted(touched(pool, [(0, 0, 2)], 1, 3))  # a round of two lanes: c1 of pass 1, c2 of pass 0
+['c2', 'r1c1']
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,16 +42,27 @@ from streamseg.settings import Settings
 QUALITY_BENCH = Path(__file__).parents[2] / "load_tests" / "quality_bench.py"
 
 
-def touched(pool: Pool, start: int, end: int) -> dict[str, str]:
-    """Customer id -> planted persona for the pool's events ``start`` to ``end`` (cursor counts)."""
+def touched(pool: Pool, rounds: Sequence[tuple[int, int, int]], start: int, end: int) -> dict[str, str]:
+    """Customer id -> planted persona for the events a load took from ``start`` to ``end``
+    (cursor counts), given its ``rounds`` (:attr:`~streamseg.bench.load.Cursor.rounds`: a round's
+    ``lanes`` passes interleave, event ``i`` of lane ``j`` at ``i * lanes + j``)."""
     n = len(pool.events)
     out: dict[str, str] = {}
-    for k in range(start // n, (end - 1) // n + 1) if end > start else ():
-        lo, hi = max(start - k * n, 0), min(end - k * n, n)
-        cids = (pool.truth if lo == 0 and hi == n
-                else {ev.customer_id.decode() for ev in pool.events[lo:hi]})
-        out.update({renamed(c, k): pool.truth[c] for c in cids})
+    for at, k, lanes in rounds:
+        lo, hi = max(start - at, 0), min(end - at, n * lanes)
+        for j in range(lanes) if hi > lo else ():
+            first, last = -(-(lo - j) // lanes), (hi - 1 - j) // lanes  # lane j's events in [lo, hi)
+            if last < first:
+                continue
+            cids = (pool.truth if first == 0 and last == n - 1
+                    else {ev.customer_id.decode() for ev in pool.events[first:last + 1]})
+            out.update({renamed(c, k + j): pool.truth[c] for c in cids})
     return out
+
+
+def round_truth(pool: Pool, first_pass: int, lanes: int) -> dict[str, str]:
+    """Customer id -> planted persona for every customer of a round's ``lanes`` passes."""
+    return {renamed(c, first_pass + j): p for j in range(lanes) for c, p in pool.truth.items()}
 
 
 async def _memberships(settings: Settings, cids: list[str]) -> dict[str, int]:

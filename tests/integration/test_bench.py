@@ -153,9 +153,13 @@ def test_bench_short__scores_the_published_memberships_of_the_pools_customers(
     # the engine's phases and the soak send whole passes, each customer's simulated days spaced
     # as the simulator planted them: the engine's figure is a quality figure, near the reference's
     assert figures["workload"]["event_time"]["kind"] == "simulated"
-    for phase in [*engine, figures["soak"]]:
+    # ... in rounds of one pass per 25% of the maximum, side by side: every level moves through
+    # the simulated days at the same pace, its rate raised by more customers
+    assert figures["workload"]["lane_share"] == 0.25
+    for phase, lanes in zip([*engine, figures["soak"]], [1, 2, 3, 2], strict=True):
         q = phase["quality"]
-        assert q["whole_pass"] and q["passes"][0] == q["passes"][1] and q["customers"] == per_pass, q
+        assert q["whole_pass"] and q["lanes"] == lanes, q
+        assert q["passes"][1] - q["passes"][0] + 1 == lanes and q["customers"] == lanes * per_pass, q
     assert engine[0]["quality"]["ari"] >= ARI_FLOOR and gap["measured"] >= ARI_GAP_FLOOR, (engine[0], ref)
     # nothing the load sent was refused (in the future, too old or late)
     for name, s in figures["subjects"].items():

@@ -98,3 +98,53 @@ def test_subject_settings__the_simulated_load_runs_the_engines_live_path(pool: P
     assert [steps for _, steps in pace.cut(times)] == [None] and not pace.history
     # drift windows close a handful of slots per pass, not one per minute of history
     assert min(settings.drift_window_seconds) * 1000 >= 7 * DAY_MS
+
+
+def test_rounds__lanes_put_more_customers_into_the_same_simulated_days(pool: Pool) -> None:
+    # a higher rate is more customers, not the same days pressed into fewer seconds
+    timeline, cursor = Timeline.of(pool, Settings().earliest_event_ms), Cursor()
+    stream = events(pool, cursor=cursor, timeline=timeline)
+    n = len(pool)
+    one = [orjson.loads(v) for _, _, v in itertools.islice(stream, n)]
+    cursor.lanes = 3
+    three = [orjson.loads(v) for _, _, v in itertools.islice(stream, 3 * n)]
+    assert cursor.pass_sent and cursor.rounds == [(0, 0, 1), (n, 1, 3)]
+    times = [doc["ts"] for doc in three]
+    assert times == sorted(times)  # the lanes interleave in time order
+    by_pass: dict[str, list[int]] = defaultdict(list)
+    for doc in three:
+        by_pass[doc["customer_id"][:2]].append(doc["ts"])
+    assert sorted(by_pass) == ["r1", "r2", "r3"]  # three passes, each with names of its own
+    # each lane is the pool's pass, one period after the round before: the same days for all three
+    base = [doc["ts"] + timeline.period_ms for doc in one]
+    assert all(ts == base for ts in by_pass.values())
+    assert len({doc["customer_id"] for doc in three}) == 3 * pool.customers
+    cursor.lanes = 1
+    nxt = orjson.loads(next(stream)[2])
+    assert nxt["customer_id"].startswith("r4") and nxt["ts"] == base[0] + timeline.period_ms
+    assert cursor.last_round() == (1, 3)
+
+
+def test_rounds__the_customers_a_phase_touched_follow_its_lanes(pool: Pool) -> None:
+    from streamseg.bench.segments import round_truth, touched
+
+    cursor = Cursor(lanes=2)
+    stream = singles(Settings(), pool, cursor=cursor)
+    n, sent = len(pool), []
+    while not cursor.pass_sent:
+        sent.append(next(stream)[2].decode())
+    assert len(sent) == 2 * n
+    assert touched(pool, cursor.rounds, 0, 2 * n) == round_truth(pool, 0, 2)
+    assert set(touched(pool, cursor.rounds, 5, 17)) == set(sent[5:17])
+    assert round_truth(pool, 0, 2) == {**pool.truth, **{"r1" + c: p for c, p in pool.truth.items()}}
+
+
+def test_envelopes__a_round_of_lanes_goes_out_whole(pool: Pool) -> None:
+    cursor = Cursor(lanes=2)
+    records = envelopes(Settings(), pool, 100, cursor=cursor)
+    sent = []
+    while not cursor.pass_sent:
+        sent.append(next(records))
+    assert sum(r[4] for r in sent) == 2 * len(pool) == cursor.taken
+    cids = {doc["customer_id"] for r in sent for doc in orjson.loads(r[3])}
+    assert cids == set(pool.truth) | {"r1" + c for c in pool.truth}
