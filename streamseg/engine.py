@@ -305,9 +305,12 @@ class Engine:
 
         A silent customer's recency features keep changing without an event to
         re-evaluate them; this brings their segment up to "now" (see
-        :mod:`streamseg.rescore`). Re-scored vectors are learned too: silent
-        customers send no events, so without this the model would only ever see
-        active ones and could not keep a segment for customers who lapsed.
+        :mod:`streamseg.rescore`). Re-scored vectors of customers active within
+        ``model_active_days`` are learned too: silent customers send no events, so
+        without this the model would only ever see active ones and could not keep a
+        segment for customers who lapsed. Longer-silent ones are assigned, not learned: a
+        base of long-lapsed customers that grows with every cohort would pull the
+        centres away from the active customers (docs/model.md).
         Returns (customers evaluated, membership changes).
         """
         async with self._lock:
@@ -352,10 +355,12 @@ class Engine:
         rows: list[Row] = []
         learned: list[dict[str, float]] = []
         value = self.leader.value
+        active_days = self.settings.model_active_days
         for cid, upd in updates.items():
             feats = derive(upd.state, now)
             x = model_input(feats)
-            if upd.changed or learn_all:
+            # the sweep re-scores every silent customer; only recently active ones teach the model
+            if upd.changed or (learn_all and feats["days_since_last_activity"] <= active_days):
                 self.local.learn(x)
                 learned.append(x)
             event_ts = applied_ts.get(cid) or int(float(upd.state.get("last_ts", now)))

@@ -194,6 +194,11 @@ class _Pipeline(_Connections):
         24.0, gt=0, description="re-evaluate customers whose segment is older than this (clock "
         "time, see CLOCK): recency keeps changing while a customer is silent",
     )
+    model_active_days: float = Field(
+        90.0, gt=0, description="the segments learn from, and are re-fitted on, customers active "
+        "within this many days (clock time, see CLOCK); customers silent for longer are still "
+        "re-scored, assigned, profiled and in the value fit, but a growing base of long-lapsed "
+        "customers no longer pulls centres away from the active ones (docs/model.md)")
     rescore_every_s: float = Field(5.0, gt=0, description="how often the leader runs the re-scoring sweep")
     rescore_batch: int = Field(
         250, ge=1, description="customers re-scored per Redis round trip (the engine lock is held for one batch)")

@@ -245,10 +245,11 @@ class Leader:
         # retention in the engine's clock: Redis expires customers in wall time, which on a
         # replay (event clock) keeps customers silent for longer than the retention in view
         cutoff = now - self.settings.retention_days * DAY_MS
+        active = self.settings.model_active_days  # the part the segments are fitted on
         if sampler is not None:
-            return await sampler.sample(self.settings.profile_sample, now, cutoff)
+            return await sampler.sample(self.settings.profile_sample, now, cutoff, active)
         states = await self.store.sample_states(self.settings.profile_sample)
-        return LocalSample(*await asyncio.to_thread(current_sample, states, now, cutoff))
+        return LocalSample(*await asyncio.to_thread(current_sample, states, now, cutoff), active)
 
     @contextlib.asynccontextmanager
     async def _own_sample(self) -> AsyncIterator[CustomerSample]:
@@ -264,7 +265,7 @@ class Leader:
         warm-up's ``n_segments * model_warmup_per_segment``): a step of history makes it so,
         not a merge of workers' clusterers, whose state depends on the wall clock."""
         k = self.settings.start_segments
-        if len(sample) < max(2 * k, k * self.settings.model_warmup_per_segment):
+        if sample.n_train < max(2 * k, k * self.settings.model_warmup_per_segment):
             return None
         nxt = await sample.first_model(k, self.settings.seed)
         nxt.names = self.values.names(nxt, {}, self.assigner.profiles)
@@ -284,8 +285,10 @@ class Leader:
         if sample is None:
             async with self._own_sample() as own:
                 return await self.refine(own, rescale=rescale)
+        if sample.n_train < 2 * len(model.ids):  # too few active customers to fit on
+            return None
         start = await self.choose_k(model, sample)
-        if len(sample) < 2 * len(start.ids):
+        if sample.n_train < 2 * len(start.ids):
             return None
         new_k = start is not model
         base = await sample.in_scale(model) if rescale else model  # ids are matched against it
@@ -315,7 +318,7 @@ class Leader:
         if self.k_chooser is None:
             return model
         scores = await sample.evaluate(model, self.k_chooser.rule.ks, self.settings.seed)
-        k = self.k_chooser.observe(len(model.ids), scores, len(sample))
+        k = self.k_chooser.observe(len(model.ids), scores, sample.n_train)
         chosen = next((s for s in scores if s.k == k), None)
         if chosen is None or k == len(model.ids):
             return model

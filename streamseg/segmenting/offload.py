@@ -71,6 +71,8 @@ State = dict[str, float | str]
 PARENT_POLL_S = 1.0
 #: in the child: the sample of the latest refresh, by token
 _HELD: dict[str, tuple[list[State], list[dict[str, float]]]] = {}
+#: ... and its part the segments are fitted on (:func:`training`)
+_TRAIN: dict[str, tuple[list[State], list[dict[str, float]]]] = {}
 
 
 class SampleLost(RuntimeError):
@@ -87,6 +89,22 @@ def current_sample(states: list[State], now_ms: float, cutoff_ms: float
     """Customers active since ``cutoff_ms`` in the engine's clock, with their features at ``now_ms``."""
     current = [st for st in states if last_ts(st, now_ms) >= cutoff_ms]
     return current, [derive(st, now_ms) for st in current]
+
+
+def training(states: list[State], derived: list[dict[str, float]], active_days: float | None
+             ) -> tuple[list[State], list[dict[str, float]]]:
+    """The part of a sample the segments are fitted on: customers active within ``active_days``
+    (``STREAMSEG_MODEL_ACTIVE_DAYS``; None: all of it). Long-lapsed customers stay in the
+    profiles, the validation and the value fit; they no longer pull centres (docs/model.md).
+
+    >>> training([{"a": 1.0}, {"b": 2.0}], [{"days_since_last_activity": 3.0},
+    ...                                     {"days_since_last_activity": 90.0}], 56.0)
+    ([{'a': 1.0}], [{'days_since_last_activity': 3.0}])
+    """
+    if active_days is None:
+        return states, derived
+    keep = [i for i, d in enumerate(derived) if d["days_since_last_activity"] <= active_days]
+    return [states[i] for i in keep], [derived[i] for i in keep]
 
 
 def fit(model: SegmentModel, derived: list[dict[str, float]], seed: int,
@@ -185,7 +203,7 @@ def _follow_parent(parent: int, nice: int = 0) -> None:
 
 
 def _read(token: str, redis_url: str, key_prefix: str, limit: int, now_ms: float,
-          cutoff_ms: float) -> int:
+          cutoff_ms: float, active_days: float | None) -> tuple[int, int]:
     async def read() -> list[State]:
         store = RedisFeatureStore.from_url(redis_url, Keys(key_prefix), dedup_horizon_days=1.0,
                                            retention_days=1.0)
@@ -196,27 +214,30 @@ def _read(token: str, redis_url: str, key_prefix: str, limit: int, now_ms: float
 
     states = asyncio.run(read())
     _HELD.clear()  # one refresh at a time: the previous sample is done with
+    _TRAIN.clear()
     _HELD[token] = current_sample(states, now_ms, cutoff_ms)
-    return len(_HELD[token][0])
+    _TRAIN[token] = training(*_HELD[token], active_days)
+    return len(_HELD[token][0]), len(_TRAIN[token][0])
 
 
-def _held(token: str) -> tuple[list[State], list[dict[str, float]]]:
+def _held(token: str, train: bool = False) -> tuple[list[State], list[dict[str, float]]]:
+    """The sample ``token`` (``train``: only its part the segments are fitted on)."""
     try:
-        return _HELD[token]
+        return _TRAIN[token] if train else _HELD[token]
     except KeyError:
         raise SampleLost(f"sample {token} is no longer held (a newer refresh replaced it)") from None
 
 
 def _fit(token: str, model: SegmentModel, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    return fit(model, _held(token)[1], seed)
+    return fit(model, _held(token, train=True)[1], seed)
 
 
 def _first_model(token: str, k: int, seed: int) -> SegmentModel:
-    return first_model(_held(token)[1], k, seed)
+    return first_model(_held(token, train=True)[1], k, seed)
 
 
 def _in_scale(token: str, model: SegmentModel) -> SegmentModel:
-    states, derived = _held(token)
+    states, derived = _held(token, train=True)
     return in_sample_scale(model, sample_rows(model, derived), segments_of(states))
 
 
@@ -226,7 +247,7 @@ def _validate(token: str, model: SegmentModel, previous: SegmentModel | None,
 
 
 def _evaluate(token: str, model: SegmentModel, ks: list[int], seed: int) -> list[KScore]:
-    return evaluate_k(model, _held(token)[1], ks, seed)
+    return evaluate_k(model, _held(token, train=True)[1], ks, seed)
 
 
 def _fit_value(token: str, now_ms: float, version: int, model_version: int,
@@ -241,6 +262,7 @@ def _value_sums(token: str, now_ms: float, params: ValueParams, horizon_days: fl
 
 
 def _drop(token: str, malloc_trim: bool) -> None:
+    _TRAIN.pop(token, None)
     if _HELD.pop(token, None) is not None:
         gc.collect()  # the sample's dicts go back to the allocator between refreshes
         if malloc_trim:
@@ -286,11 +308,14 @@ class SampleProcess:
         self.nice = nice
         self._pool: ProcessPoolExecutor | None = None
 
-    async def sample(self, limit: int, now_ms: float, cutoff_ms: float) -> ChildSample:
-        """Read and derive a sample in the child; the handle computes on it there."""
+    async def sample(self, limit: int, now_ms: float, cutoff_ms: float,
+                     active_days: float | None = None) -> ChildSample:
+        """Read and derive a sample in the child; the handle computes on it there.
+        ``active_days``: the part the segments are fitted on (:func:`training`)."""
         token = uuid.uuid4().hex
-        n = await self.call(_read, token, self.redis_url, self.key_prefix, limit, now_ms, cutoff_ms)
-        return ChildSample(self, token, n)
+        n, n_train = await self.call(_read, token, self.redis_url, self.key_prefix, limit, now_ms,
+                                     cutoff_ms, active_days)
+        return ChildSample(self, token, n, n_train)
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         if self._pool is None:
@@ -328,10 +353,11 @@ class SampleProcess:
 class ChildSample:
     """A sample held in the child process: its size, and the re-fit and profiles computed there."""
 
-    def __init__(self, owner: SampleProcess, token: str, n: int) -> None:
+    def __init__(self, owner: SampleProcess, token: str, n: int, n_train: int | None = None) -> None:
         self.owner = owner
         self.token = token
         self.n = n
+        self.n_train = n if n_train is None else n_train  # customers the segments are fitted on
 
     def __len__(self) -> int:
         return self.n
@@ -374,25 +400,29 @@ class ChildSample:
 class LocalSample:
     """A sample held in this process; the re-fit and profiles run in threads."""
 
-    def __init__(self, states: list[State], derived: list[dict[str, float]]) -> None:
+    def __init__(self, states: list[State], derived: list[dict[str, float]],
+                 active_days: float | None = None) -> None:
         self.states = states
         self.derived = derived
+        #: the part the segments are fitted on (:func:`training`)
+        self.train_states, self.train_derived = training(states, derived, active_days)
+        self.n_train = len(self.train_states)
 
     def __len__(self) -> int:
         return len(self.states)
 
     async def fit(self, model: SegmentModel, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        return await asyncio.to_thread(fit, model, self.derived, seed)
+        return await asyncio.to_thread(fit, model, self.train_derived, seed)
 
     async def first_model(self, k: int, seed: int) -> SegmentModel:
-        return await asyncio.to_thread(first_model, self.derived, k, seed)
+        return await asyncio.to_thread(first_model, self.train_derived, k, seed)
 
     async def evaluate(self, model: SegmentModel, ks: list[int], seed: int) -> list[KScore]:
-        return await asyncio.to_thread(evaluate_k, model, self.derived, ks, seed)
+        return await asyncio.to_thread(evaluate_k, model, self.train_derived, ks, seed)
 
     async def in_scale(self, model: SegmentModel) -> SegmentModel:
         return await asyncio.to_thread(lambda: in_sample_scale(
-            model, sample_rows(model, self.derived), segments_of(self.states)))
+            model, sample_rows(model, self.train_derived), segments_of(self.train_states)))
 
     async def profiles(self, names: Mapping[int, str], sizes: Mapping[int, int],
                        model_version: int) -> dict[int, SegmentProfile]:

@@ -10,7 +10,7 @@ from sklearn.metrics import adjusted_rand_score
 from streamseg.engine import Engine, InMessage, build_segmenter
 from streamseg.events.models import ClickEvent
 from streamseg.features.keys import Keys
-from streamseg.features.registry import DAY_MS
+from streamseg.features.registry import DAY_MS, original_value
 from streamseg.features.store import RedisFeatureStore
 from streamseg.generate import assign_personas, simulate
 from streamseg.metrics import Metrics
@@ -133,3 +133,36 @@ async def memberships(store: RedisFeatureStore, keys: Keys, cids: dict[str, str]
         state = await store.state(cid)
         out[cid] = int(state["seg"])  # type: ignore[arg-type]
     return out
+
+
+async def test_sweep_and_refit__learn_from_recently_active_customers_not_long_lapsed_ones(
+    settings: Settings,
+) -> None:
+    """Every silent customer is re-scored and keeps a segment; only those active within
+    ``model_active_days`` teach the model, in the sweep and in the leader's re-fit sample:
+    a base of long-lapsed customers that grows with every cohort pulled the centres away
+    from the active customers (docs/model.md, "Who the segments learn from")."""
+    cfg = settings.model_copy(update={"model_warmup": 2, "model_active_days": 30.0})
+    store = store_for(cfg)
+    engine = Engine(cfg, store, build_segmenter(cfg), Recorder(), Metrics(CollectorRegistry()))
+    days = {"lapsed": 0.0, "recent": 80.0, "now": 100.0}  # the clock ends on day 100
+    evs = [click(f"{name}{i}", n, day + n / 10) for name, day in days.items() for i in range(6)
+           for n in range(3)]
+    body = [orjson.dumps(ev.model_dump(by_alias=True)) for ev in sorted(evs, key=lambda e: e.ts_ms)]
+    learned: list[dict[str, float]] = []
+    real_learn = engine.local.learn
+    engine.local.learn = lambda x: (learned.append(x), real_learn(x))[1]  # type: ignore[method-assign]
+    try:
+        await engine.process([InMessage(cfg.topic_clickstream, 0, i, None, b) for i, b in enumerate(body)])
+        learned.clear()
+        report = await sweep(engine, older_than_days=1.0, batch=5)
+        assert report.evaluated == 12  # lapsed and recent: every silent customer re-scored ...
+        assert len(learned) == 6  # ... but only the recently active learned
+        assert all(original_value("days_since_last_activity", x["days_since_last_activity"]) < 30
+                   for x in learned)
+        for i in range(6):  # the long-lapsed keep a segment
+            assert isinstance((await store.state(f"lapsed{i}")).get("seg"), float)
+        sample = await engine.leader.sample_customers()
+        assert (len(sample), sample.n_train) == (18, 12)  # the re-fit's part: recent and now
+    finally:
+        await store.close()

@@ -128,6 +128,10 @@ class BlobSample:
     def __len__(self) -> int:
         return len(self.z)
 
+    @property
+    def n_train(self) -> int:  # every row is an active customer's
+        return len(self.z)
+
     async def evaluate(self, model: SegmentModel, ks: list[int], seed: int) -> list[KScore]:
         return evaluate(self.z, ks, seed=seed)
 

@@ -38,6 +38,10 @@ class RawSample:
     def __len__(self) -> int:
         return len(self.rows)
 
+    @property
+    def n_train(self) -> int:  # every row is an active customer's
+        return len(self.rows)
+
     async def in_scale(self, model: SegmentModel) -> SegmentModel:
         return in_sample_scale(model, self.rows, self.segments)
 
