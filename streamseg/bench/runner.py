@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import math
 import os
 import sys
 import time
@@ -233,6 +234,39 @@ def value_fitted(run: Running, events: int, timeout: float = 300.0) -> float | N
         return round(time.monotonic() - t0, 1)
     finally:
         client.close()
+
+
+def settle_rounds(settings: Settings, timeline: Timeline | None) -> int:
+    """Whole rounds an engine subject is sent before it is measured: enough that every customer
+    the segments learn from (active within ``model_active_days``) came after its first event,
+    and one more (0 without simulated time).
+
+    Every round adds customers who lapse when the next begins; the segments learn from those
+    lapsed within ``model_active_days`` (docs/model.md, "Who the segments learn from"), so
+    the mix of active and lapsed customers settles only after that many periods. Unsettled,
+    the lowest load (measured first) scored the second pass and the soak the sixteenth: the
+    ARI "fall from the lowest load to the soak" measured the shop's age, not the load.
+
+    >>> settle_rounds(Settings(), Timeline(period_ms=28 * DAY_MS, last=9, days_ms=0, end_ms=0))
+    5
+    """
+    if timeline is None:
+        return 0
+    return math.ceil(settings.model_active_days * DAY_MS / timeline.period_ms) + 1
+
+
+def settled(run: Running, rounds: int, timeout: float = 600.0) -> float:
+    """Send whole rounds of one pass as fast as possible until ``rounds`` rounds have gone out
+    since the subject started (warm-up included); returns the seconds it took."""
+    t0 = time.monotonic()
+    n, cursor = len(run.pool), run.cursor
+    cursor.lanes = 1
+    while len(cursor.rounds) - (0 if cursor.pass_sent else 1) < rounds:
+        at, _, lanes = cursor.rounds[-1] if cursor.rounds else (0, 0, 1)
+        left = n if not cursor.rounds or cursor.pass_sent else at + lanes * n - cursor.taken
+        before = run.scrape()
+        run.wait_for(before.done + run.send(left).messages, timeout)
+    return round(time.monotonic() - t0, 1)
 
 
 def drain(run: Running, size: int, timeout: float, others: dict[str, int] | None = None) -> dict[str, Any]:
@@ -452,10 +486,18 @@ def run_bench(plan: Plan, say: Callable[[str], None] = print,
             if fits:
                 say(f"{subject.name}: value model " + (f"fitted after {waited} s of warm-up"
                                                        if waited is not None else "not fitted"))
+            settle = settle_rounds(run.settings, plan.timeline(pool, base)) \
+                if subject.name in plan.whole_passes else 0
+            settling = settled(run, settle) if settle else None
+            if settle:
+                say(f"{subject.name}: {settle} rounds sent (a settled mix of active and lapsed "
+                    f"customers) in {settling} s")
             v0 = cpu_seconds(valkey_pid)
             results[subject.name] = measure(run, plan, rough, say, servers)
             if fits:
                 results[subject.name]["value_fit_wait_s"] = waited
+            if settle:
+                results[subject.name]["settle"] = {"rounds": settle, "seconds": settling}
             results[subject.name]["valkey_cpu_s"] = round(cpu_seconds(valkey_pid) - v0, 2)
             if subject.name == "engine":
                 engine = run  # kept for the soak

@@ -156,6 +156,10 @@ def test_bench_short__scores_the_published_memberships_of_the_pools_customers(
     # ... in rounds of one pass per 25% of the maximum, side by side: every level moves through
     # the simulated days at the same pace, its rate raised by more customers
     assert figures["workload"]["lane_share"] == 0.25
+    # ... after enough whole rounds that the mix of active and lapsed customers the segments
+    # learn from has settled: the lowest load is not scored on a younger shop than the soak
+    settle = figures["subjects"]["engine"]["settle"]
+    assert settle["rounds"] == 5 and engine[0]["quality"]["passes"][0] >= settle["rounds"], settle
     for phase, lanes in zip([*engine, figures["soak"]], [1, 2, 3, 2], strict=True):
         q = phase["quality"]
         assert q["whole_pass"] and q["lanes"] == lanes, q
