@@ -302,11 +302,13 @@ class Sent:
     messages: int
 
 
-async def preload(settings: Settings, records: Iterator[Record], n_events: int) -> Sent:
-    """Send records as fast as possible until ``n_events`` events are in Kafka."""
+async def preload(settings: Settings, records: Iterator[Record], n_events: int,
+                  ends: Cursor | None = None) -> Sent:
+    """Send records as fast as possible until ``n_events`` events are in Kafka (``ends``: the
+    cursor of ``records``; then on until a round has gone out whole)."""
     events = messages = 0
     async with Sender(settings, linger_ms=20) as out:
-        while events < n_events:
+        while events < n_events or (ends is not None and not ends.pass_sent):
             record = next(records)
             await out.send(record)
             events += record[4]

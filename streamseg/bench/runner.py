@@ -262,10 +262,9 @@ def settled(run: Running, rounds: int, timeout: float = 600.0) -> float:
     n, cursor = len(run.pool), run.cursor
     cursor.lanes = 1
     while len(cursor.rounds) - (0 if cursor.pass_sent else 1) < rounds:
-        at, _, lanes = cursor.rounds[-1] if cursor.rounds else (0, 0, 1)
-        left = n if not cursor.rounds or cursor.pass_sent else at + lanes * n - cursor.taken
-        before = run.scrape()
-        run.wait_for(before.done + run.send(left).messages, timeout)
+        before = run.scrape()  # the rest of the round under way, or a whole one
+        run.wait_for(before.done + run.send(1 if cursor.rounds and not cursor.pass_sent else n,
+                                            whole_round=True).messages, timeout)
     return round(time.monotonic() - t0, 1)
 
 

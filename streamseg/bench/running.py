@@ -95,7 +95,7 @@ class Running:
         passes = [k + j for at, k, lanes in rounds for j in range(lanes)
                   if at < end and at + lanes * len(self.pool) > since]
         return {"quality": {**published_ari(self.settings, touched(self.pool, rounds, since, end)),
-                            "passes": [min(passes), max(passes)]}}
+                            "passes": [min(passes), max(passes)] if passes else []}}
 
     def round_quality(self) -> dict[str, Any]:
         """ARI of the published memberships of the last whole round's customers (whole histories)."""
@@ -111,9 +111,10 @@ class Running:
         self.cursor.lanes = lanes
         skip_to_pass(self.records, self.cursor)
 
-    def send(self, events: int) -> Sent:
-        """Send ``events`` events as fast as possible."""
-        return asyncio.run(preload(self.settings, self.records, events))
+    def send(self, events: int, whole_round: bool = False) -> Sent:
+        """Send ``events`` events as fast as possible (``whole_round``: and on to a round's end)."""
+        return asyncio.run(preload(self.settings, self.records, events,
+                                   ends=self.cursor if whole_round else None))
 
 
 @dataclass
