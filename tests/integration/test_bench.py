@@ -19,8 +19,9 @@ import pytest
 from streamseg.bench.report import ratios, targets
 from streamseg.devstack.kafka import KAFKA_VERSION
 
-#: the bench runs in the module fixture's setup (181-212 s in CI), bounded there at 400 s
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(460)]
+#: the bench runs in the module fixture's setup (181-212 s in CI before the engine's settling rounds, which
+#: add 25-50 s; 262 s locally after them), bounded there at 520 s
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(580)]
 
 SUBJECTS = {"engine", "engine_batched", "bare_faust", "naive", "engine_pair"}
 #: the short run's engine at its lowest load, one whole pass of 600 customers: ARI at least this
@@ -33,7 +34,7 @@ ARI_FLOOR, ARI_GAP_FLOOR = 0.2, -0.25
 def bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], str]:
     out = tmp_path_factory.mktemp("bench")
     proc = subprocess.run([sys.executable, "-m", "streamseg", "bench", "--short", "--out", str(out)],
-                          capture_output=True, text=True, timeout=400)
+                          capture_output=True, text=True, timeout=520)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out, json.loads((out / "bench.json").read_text()), proc.stdout
 
