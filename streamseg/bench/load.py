@@ -204,7 +204,7 @@ def partition_of(customer_id: bytes, partitions: int) -> int:
     return zlib.crc32(customer_id) % partitions
 
 
-def skip_to_pass(records: Iterator[Record], cursor: Cursor) -> None:
+def skip_to_round(records: Iterator[Record], cursor: Cursor) -> None:
     """Take, unsent, the rest of the round ``cursor`` is in (nothing if the last record
     yielded ended one): the next record begins a round, with ``cursor.lanes`` passes.
 
@@ -213,9 +213,9 @@ def skip_to_pass(records: Iterator[Record], cursor: Cursor) -> None:
     >>> cur = Cursor()
     >>> it = singles(Settings(), pool, cursor=cur)
     >>> _ = next(it)
-    >>> skip_to_pass(it, cur); cur.taken, next(it)[2]
+    >>> skip_to_round(it, cur); cur.taken, next(it)[2]
     (3, b'r1c0')
-    >>> skip_to_pass(it, cur); cur.taken  # one event into pass 1 (just sent): the rest is skipped
+    >>> skip_to_round(it, cur); cur.taken  # one event into pass 1 (just sent): the rest is skipped
     6
     """
     while cursor.taken and not cursor.pass_sent:

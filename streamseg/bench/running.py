@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from streamseg.bench.load import Cursor, Pool, Record, Sent, preload, skip_to_pass
+from streamseg.bench.load import Cursor, Pool, Record, Sent, preload, skip_to_round
 from streamseg.bench.probe import Scrape, rss_mb, scrape
 from streamseg.bench.segments import published_ari, round_truth, touched
 from streamseg.devstack import ManagedProcess
@@ -109,7 +109,7 @@ class Running:
         Exact for envelopes too: at a round's end the load sends every open envelope.
         """
         self.cursor.lanes = lanes
-        skip_to_pass(self.records, self.cursor)
+        skip_to_round(self.records, self.cursor)
 
     def send(self, events: int, whole_round: bool = False) -> Sent:
         """Send ``events`` events as fast as possible (``whole_round``: and on to a round's end)."""
