@@ -133,8 +133,8 @@ class Metrics:
         )
         self.rescore_cut = Counter(
             "streamseg_rescore_cut_total",
-            "Live sweeps stopped with customers still due (rescore_max or rescore_share ran "
-            "out; the rest waits for the next): rising at every sweep, the sweep is behind",
+            "Live sweeps stopped with customers still due (rescore_max ran out; the rest waits "
+            "for the next): rising at every sweep, the sweep is behind",
             registry=registry,
         )
         self.key_mismatches = Counter(

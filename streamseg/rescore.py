@@ -12,13 +12,24 @@ publishes any change, one bounded batch at a time.
 Runs on the Faust leader on a timer (``STREAMSEG_RESCORE_EVERY_S``), or, while
 the engine reads history, at each event-time step (:func:`sweep_held`, see
 :mod:`streamseg.leader.pace`); the benchmark and tests call :func:`sweep` directly.
+
+The live sweep holds the engine's lock for one batch at a time and then pauses, so
+that it takes at most ``STREAMSEG_RESCORE_SHARE`` of the worker's time batch by batch:
+an event waits behind one batch of the sweep at most. Without the pauses, a sweep
+that found thousands of customers due took the lock for a second in a row, batch
+after batch, and every event that arrived meanwhile waited for it (the engine's
+p99 at 3,400 events/s was 470-900 ms with the sweep, 90-270 ms without it:
+``docs/performance.md``, "The sweep's share, batch by batch").
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -33,12 +44,13 @@ if TYPE_CHECKING:
     from streamseg.ticks import Ticks
 
 
-class Rescorable(Protocol):
-    async def rescore_stale(self, *, older_than_ms: float, limit: int) -> tuple[int, list[SegmentUpdate]]: ...
-
-
 class HeldRescorable(Protocol):
     async def rescore_held(self, *, older_than_ms: float, limit: int) -> tuple[int, list[SegmentUpdate]]: ...
+
+
+class Rescorable(HeldRescorable, Protocol):
+    @property
+    def lock(self) -> AbstractAsyncContextManager[object]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +59,11 @@ class _Held:
 
     engine: HeldRescorable
 
-    async def rescore_stale(self, *, older_than_ms: float, limit: int) -> tuple[int, list[SegmentUpdate]]:
+    @property
+    def lock(self) -> AbstractAsyncContextManager[object]:
+        return contextlib.nullcontext()
+
+    async def rescore_held(self, *, older_than_ms: float, limit: int) -> tuple[int, list[SegmentUpdate]]:
         return await self.engine.rescore_held(older_than_ms=older_than_ms, limit=limit)
 
 
@@ -55,32 +71,44 @@ class _Held:
 class SweepReport:
     evaluated: int = 0
     changed: int = 0
-    #: stopped with customers still due: ``max_customers`` or the time budget ran out
+    #: stopped with customers still due: ``max_customers`` ran out
     cut: bool = False
+    #: seconds spent in the batches themselves (the engine's lock held), pauses not counted
+    busy_s: float = 0.0
 
 
 async def sweep(engine: Rescorable, *, older_than_days: float, batch: int,
-                max_customers: int | None = None, budget_s: float | None = None,
-                monotonic: Callable[[], float] = time.monotonic) -> SweepReport:
-    """Re-evaluate stale customers in batches until none are left (or ``max_customers``, or
-    ``budget_s`` seconds spent: the rest waits for the next sweep).
+                max_customers: int | None = None, share: float | None = None,
+                halt: Callable[[], bool] = lambda: False,
+                monotonic: Callable[[], float] = time.monotonic,
+                pause: Callable[[float], Awaitable[object]] = asyncio.sleep) -> SweepReport:
+    """Re-evaluate stale customers in batches until none are left (or ``max_customers``:
+    the rest waits for the next sweep).
 
-    Each batch marks its customers as evaluated now, so the loop ends; the bounds
-    keep one timer tick from taking the worker from its events for long.
+    ``share`` (0 < share <= 1) paces the sweep: after a batch that took ``d`` seconds it
+    pauses ``d * (1 - share) / share``, so it never takes more than that share of the
+    worker's time, and the events in between wait behind one batch, not behind the
+    whole sweep. ``halt`` ends it before the next batch when it returns True (the engine
+    began reading history, which sweeps at its own steps). Each batch marks its customers
+    as evaluated now, so the loop ends.
     """
     report = SweepReport()
-    started = monotonic()
-    while True:
-        if (max_customers is not None and report.evaluated >= max_customers) or \
-                (budget_s is not None and monotonic() - started >= budget_s):
+    while not halt():
+        if max_customers is not None and report.evaluated >= max_customers:
             report.cut = True
             break
         limit = batch if max_customers is None else min(batch, max_customers - report.evaluated)
-        n, changes = await engine.rescore_stale(older_than_ms=older_than_days * DAY_MS, limit=limit)
+        async with engine.lock:  # timed once held: waiting for the events' batch is not the sweep's
+            started = monotonic()
+            n, changes = await engine.rescore_held(older_than_ms=older_than_days * DAY_MS, limit=limit)
+            spent = monotonic() - started
+        report.busy_s += spent
         report.evaluated += n
         report.changed += len(changes)
         if n < limit:
             break
+        if share is not None and share < 1.0:
+            await pause(spent * (1.0 - share) / share)
     return report
 
 
@@ -92,9 +120,9 @@ async def sweep_held(engine: HeldRescorable, settings: Settings) -> SweepReport:
 
 def register(app: faust.App, engine: Rescorable, settings: Settings, ticks: Ticks,
              metrics: Metrics, reading_history: Callable[[], bool] = lambda: False) -> None:
-    """Run :func:`sweep` on the Faust leader every ``rescore_every_s`` for at most
-    ``rescore_share`` of that time, except while ``reading_history`` (the steps of history
-    sweep then, uncut)."""
+    """Run :func:`sweep` on the Faust leader ``rescore_every_s`` after the last one ended,
+    paced to ``rescore_share`` of the worker's time, except while ``reading_history`` (the
+    steps of history sweep then, unpaced)."""
 
     @ticks.every(app, settings.rescore_every_s, "re-scoring sweep", on_leader=True,
                  level=logging.ERROR, traceback=True)
@@ -103,7 +131,7 @@ def register(app: faust.App, engine: Rescorable, settings: Settings, ticks: Tick
             return
         report = await sweep(engine, older_than_days=settings.rescore_after_hours / 24.0,
                              batch=settings.rescore_batch, max_customers=settings.rescore_max,
-                             budget_s=settings.rescore_share * settings.rescore_every_s)
+                             share=settings.rescore_share, halt=reading_history)
         metrics.rescored.inc(report.evaluated)
         if report.cut:
             metrics.rescore_cut.inc()

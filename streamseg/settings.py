@@ -199,15 +199,17 @@ class _Pipeline(_Connections):
         "within this many days (clock time, see CLOCK); customers silent for longer are still "
         "re-scored, assigned, profiled and in the value fit, but a growing base of long-lapsed "
         "customers no longer pulls centres away from the active ones (docs/model.md)")
-    rescore_every_s: float = Field(5.0, gt=0, description="how often the leader runs the re-scoring sweep")
+    rescore_every_s: float = Field(
+        5.0, gt=0, description="how long the leader waits after a re-scoring sweep before the next one")
     rescore_batch: int = Field(
-        250, ge=1, description="customers re-scored per Redis round trip (the engine lock is held for one batch)")
+        50, ge=1, description="customers re-scored per Redis round trip; the engine lock is held for "
+        "one batch, so an event waits behind one batch of the sweep at most")
     rescore_max: int = Field(20_000, ge=1, description="customers re-scored per sweep at most")
     rescore_share: float = Field(
-        0.2, gt=0, le=1, description="share of the worker's time the live sweep may take: a sweep "
-        "stops after rescore_share x rescore_every_s seconds and the rest waits for the next one, "
-        "so events keep their latency when many customers fall due at once (after an outage, or a "
-        "backlog read on the live path); steps of history are not cut (they must not depend on speed)")
+        0.2, gt=0, le=1, description="share of the worker's time the live sweep may take: after each "
+        "batch it pauses (1 - share) / share times as long as the batch took, so events keep their "
+        "latency when many customers fall due at once (after an outage, a backlog, or every day on a "
+        "large base); steps of history are not paced (they must not depend on speed)")
     segment_margin: float = Field(
         0.1, ge=0, lt=1, description="a customer moves only if the new centre is this much "
         "(relative) nearer than its current one: no flapping at boundaries",

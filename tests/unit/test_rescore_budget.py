@@ -1,63 +1,177 @@
-"""The live re-scoring sweep's bounds (streamseg/rescore.py): customers and time per sweep.
+"""The live re-scoring sweep's bounds and pace (streamseg/rescore.py).
 
-The sweep runs beside the events on the same worker. When many customers fall due at once
-(after an outage, or a backlog read on the live path) an unbounded sweep takes the worker
-from its events for as long as it runs; the time budget hands the rest to the next sweep.
+The sweep runs beside the events on the same worker and holds the engine's lock for one
+batch at a time. When many customers fall due at once (after an outage, a backlog, or
+every day on a large base) a sweep that ran its batches back to back took the lock for a
+second in a row and every event that arrived meanwhile waited for it. The sweep now pauses
+after each batch, so it takes at most ``share`` of the worker's time batch by batch.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
 
 from streamseg.publish.records import SegmentUpdate
 from streamseg.rescore import sweep
-from streamseg.settings import Settings
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.pauses: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def pause(self, seconds: float) -> None:
+        self.pauses.append(seconds)
+        self.now += seconds
+
+
+class BusyLock:
+    """A lock an events' batch holds for ``wait_s`` before the sweep gets it."""
+
+    def __init__(self, clock: Clock, wait_s: float) -> None:
+        self.clock, self.wait_s = clock, wait_s
+
+    async def __aenter__(self) -> None:
+        self.clock.now += self.wait_s
+
+    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        return None
 
 
 class DueCustomers:
-    """``due`` customers to re-score; each batch advances a fake clock by ``batch_s``."""
+    """``due`` customers to re-score; each batch advances the clock by ``batch_s``."""
 
-    def __init__(self, due: int, clock: list[float], batch_s: float) -> None:
+    def __init__(self, due: int, clock: Clock, batch_s: float, lock_wait_s: float = 0.0) -> None:
         self.due, self.clock, self.batch_s = due, clock, batch_s
         self.batches = 0
+        self._lock = BusyLock(clock, lock_wait_s)
 
-    async def rescore_stale(self, *, older_than_ms: float, limit: int) -> tuple[int, list[SegmentUpdate]]:
+    @property
+    def lock(self) -> AbstractAsyncContextManager[object]:
+        return self._lock
+
+    async def rescore_held(self, *, older_than_ms: float, limit: int) -> tuple[int, list[SegmentUpdate]]:
         n = min(limit, self.due)
         self.due -= n
         self.batches += 1
-        self.clock[0] += self.batch_s
+        self.clock.now += self.batch_s
         return n, []
 
 
-def run(engine: DueCustomers, **bounds: object) -> tuple[int, bool]:
-    report = asyncio.run(sweep(engine, older_than_days=1.0, batch=250,  # type: ignore[arg-type]
-                               monotonic=lambda: engine.clock[0], **bounds))  # type: ignore[arg-type]
+def run(engine: DueCustomers, *, max_customers: int | None = None,
+        share: float | None = None) -> tuple[int, bool]:
+    report = asyncio.run(sweep(engine, older_than_days=1.0, batch=250, max_customers=max_customers,
+                               share=share, monotonic=engine.clock, pause=engine.clock.pause))
     return report.evaluated, report.cut
 
 
-def test_a_sweep_stops_when_its_time_is_spent__and_the_next_one_goes_on() -> None:
-    clock = [0.0]
-    engine = DueCustomers(100_000, clock, batch_s=1 / 16)  # 62.5 ms per batch of 250
-    done, cut = run(engine, max_customers=20_000, budget_s=1.0)
-    assert (done, cut) == (16 * 250, True)  # 1 s of it: 16 batches, not the 80 of max_customers
-    assert clock[0] == 1.0
-    done, cut = run(engine, max_customers=20_000, budget_s=1.0)
-    assert (done, cut) == (4_000, True) and engine.due == 92_000  # the rest, at the next sweeps
+def test_a_paced_sweep__pauses_after_each_batch_to_keep_to_its_share() -> None:
+    clock = Clock()
+    engine = DueCustomers(2_500, clock, batch_s=0.05)
+    assert run(engine, share=0.2) == (2_500, False)
+    assert engine.batches == 11  # ten full batches, then the empty one that says nobody is left
+    # a pause of four batches' time after each full batch: the lock is held 20% of the time
+    assert len(clock.pauses) == 10 and all(abs(p - 0.2) < 1e-9 for p in clock.pauses)
+    assert abs(clock.now - (11 * 0.05 + 10 * 0.2)) < 1e-9
 
 
-def test_a_sweep_with_time_to_spare__ends_when_nobody_is_due() -> None:
-    engine = DueCustomers(600, [0.0], batch_s=0.01)
-    assert run(engine, max_customers=20_000, budget_s=1.0) == (600, False)
-    assert engine.batches == 3  # 250 + 250 + 100: the short batch says nobody is left
-    assert run(engine, max_customers=20_000, budget_s=1.0) == (0, False)
+def test_the_pace__counts_the_batches_not_the_wait_for_the_events_lock() -> None:
+    # under load the sweep waits for the events' batch before each of its own: that is the
+    # events' time, and counting it would slow the sweep down exactly when it is needed
+    clock = Clock()
+    engine = DueCustomers(1_000, clock, batch_s=0.05, lock_wait_s=0.5)
+    report = asyncio.run(sweep(engine, older_than_days=1.0, batch=250,
+                               share=0.5, monotonic=clock, pause=clock.pause))
+    assert report.evaluated == 1_000
+    assert all(abs(p - 0.05) < 1e-9 for p in clock.pauses) and len(clock.pauses) == 4
+    assert abs(report.busy_s - 5 * 0.05) < 1e-9
 
 
-def test_a_sweep_without_a_budget__is_bounded_by_customers_alone() -> None:
-    # a step of history: its sweep must not depend on how fast the machine is
-    engine = DueCustomers(30_000, [0.0], batch_s=10.0)
+def test_an_unpaced_sweep__runs_its_batches_back_to_back() -> None:
+    # steps of history: their sweep must not depend on how fast the machine is
+    clock = Clock()
+    engine = DueCustomers(30_000, clock, batch_s=10.0)
     assert run(engine, max_customers=20_000) == (20_000, True)
+    assert clock.pauses == []
 
 
-def test_the_default_budget__is_a_fifth_of_the_sweep_interval() -> None:
-    s = Settings()
-    assert s.rescore_share * s.rescore_every_s == 1.0
+def test_a_sweep__stops_at_max_customers_and_the_next_one_goes_on() -> None:
+    clock = Clock()
+    engine = DueCustomers(100_000, clock, batch_s=0.01)
+    assert run(engine, max_customers=20_000, share=0.2) == (20_000, True)
+    assert run(engine, max_customers=20_000, share=0.2) == (20_000, True)
+    assert engine.due == 60_000
+
+
+def test_a_sweep_with_nobody_left__ends_without_a_pause() -> None:
+    clock = Clock()
+    engine = DueCustomers(600, clock, batch_s=0.01)
+    assert run(engine, max_customers=20_000, share=0.2) == (600, False)
+    assert engine.batches == 3  # 250 + 250 + 100: the short batch says nobody is left
+    assert len(clock.pauses) == 2
+    assert run(engine, max_customers=20_000, share=0.2) == (0, False)
+
+
+def test_a_sweep__ends_before_the_next_batch_once_halted() -> None:
+    # the engine began reading history, whose steps sweep on their own
+    clock = Clock()
+    engine = DueCustomers(10_000, clock, batch_s=0.01)
+    halted = [False]
+
+    async def halt_after_two() -> None:
+        async def pause(seconds: float) -> None:
+            await clock.pause(seconds)
+            halted[0] = engine.batches >= 2
+
+        report = await sweep(engine, older_than_days=1.0, batch=250, share=0.2,
+                             halt=lambda: halted[0], monotonic=clock, pause=pause)
+        assert (report.evaluated, report.cut) == (500, False)
+
+    asyncio.run(halt_after_two())
+    assert engine.batches == 2
+
+
+def test_events_get_the_lock_between_the_sweeps_batches() -> None:
+    # real asyncio: an events' batch that queues for the lock while a sweep batch holds it
+    # runs before the sweep's next batch, which comes after the pause
+    order: list[str] = []
+
+    class Engine:
+        def __init__(self) -> None:
+            self.lock = asyncio.Lock()
+            self.due = 300
+
+        async def rescore_held(self, *, older_than_ms: float, limit: int) -> tuple[int, list[SegmentUpdate]]:
+            order.append("sweep")
+            await asyncio.sleep(0)  # Redis and Kafka, awaited with the lock held
+            n = min(limit, self.due)
+            self.due -= n
+            return n, []
+
+    async def main() -> None:
+        engine = Engine()
+        swept = asyncio.Event()
+
+        async def events() -> None:  # a steady stream of batches until the sweep is over
+            while not swept.is_set():
+                async with engine.lock:
+                    order.append("events")
+                await asyncio.sleep(0)
+
+        async def sweeping() -> None:
+            await sweep(engine, older_than_days=1.0, batch=100, share=0.5)
+            swept.set()
+
+        await asyncio.gather(sweeping(), events())
+
+    asyncio.run(main())
+    assert order.count("sweep") == 4  # three full batches and the empty one
+    pairs = list(itertools.pairwise(order))
+    assert ("sweep", "sweep") not in pairs  # never two sweep batches without events between
