@@ -80,6 +80,7 @@ class SweepReport:
 async def sweep(engine: Rescorable, *, older_than_days: float, batch: int,
                 max_customers: int | None = None, share: float | None = None,
                 halt: Callable[[], bool] = lambda: False,
+                counted: Callable[[int], object] = lambda n: None,
                 monotonic: Callable[[], float] = time.monotonic,
                 pause: Callable[[float], Awaitable[object]] = asyncio.sleep) -> SweepReport:
     """Re-evaluate stale customers in batches until none are left (or ``max_customers``:
@@ -89,8 +90,9 @@ async def sweep(engine: Rescorable, *, older_than_days: float, batch: int,
     pauses ``d * (1 - share) / share``, so it never takes more than that share of the
     worker's time, and the events in between wait behind one batch, not behind the
     whole sweep. ``halt`` ends it before the next batch when it returns True (the engine
-    began reading history, which sweeps at its own steps). Each batch marks its customers
-    as evaluated now, so the loop ends.
+    began reading history, which sweeps at its own steps). ``counted`` is told each batch's
+    customers as it ends: a paced sweep can run for many seconds. Each batch marks its
+    customers as evaluated now, so the loop ends.
     """
     report = SweepReport()
     while not halt():
@@ -104,6 +106,7 @@ async def sweep(engine: Rescorable, *, older_than_days: float, batch: int,
             spent = monotonic() - started
         report.busy_s += spent
         report.evaluated += n
+        counted(n)
         report.changed += len(changes)
         if n < limit:
             break
@@ -131,7 +134,7 @@ def register(app: faust.App, engine: Rescorable, settings: Settings, ticks: Tick
             return
         report = await sweep(engine, older_than_days=settings.rescore_after_hours / 24.0,
                              batch=settings.rescore_batch, max_customers=settings.rescore_max,
-                             share=settings.rescore_share, halt=reading_history)
-        metrics.rescored.inc(report.evaluated)
+                             share=settings.rescore_share, halt=reading_history,
+                             counted=metrics.rescored.inc)
         if report.cut:
             metrics.rescore_cut.inc()

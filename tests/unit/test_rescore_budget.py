@@ -110,10 +110,14 @@ def test_a_sweep__stops_at_max_customers_and_the_next_one_goes_on() -> None:
     assert engine.due == 60_000
 
 
-def test_a_sweep_with_nobody_left__ends_without_a_pause() -> None:
+def test_a_sweep_with_nobody_left__ends_without_a_pause_and_counts_each_batch_as_it_ends() -> None:
     clock = Clock()
     engine = DueCustomers(600, clock, batch_s=0.01)
-    assert run(engine, max_customers=20_000, share=0.2) == (600, False)
+    counts: list[int] = []
+    report = asyncio.run(sweep(engine, older_than_days=1.0, batch=250, max_customers=20_000, share=0.2,
+                               counted=counts.append, monotonic=clock, pause=clock.pause))
+    assert (report.evaluated, report.cut) == (600, False)
+    assert counts == [250, 250, 100]  # the metric moves during a long paced sweep, not at its end
     assert engine.batches == 3  # 250 + 250 + 100: the short batch says nobody is left
     assert len(clock.pauses) == 2
     assert run(engine, max_customers=20_000, share=0.2) == (0, False)
