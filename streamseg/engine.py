@@ -317,7 +317,8 @@ class Engine:
             return await self.rescore_held(older_than_ms=older_than_ms, limit=limit)
 
     async def rescore_held(self, *, older_than_ms: float, limit: int) -> tuple[int, list[SegmentUpdate]]:
-        """:meth:`rescore_stale` for a caller holding :attr:`lock` (a step of history)."""
+        """:meth:`rescore_stale` for a caller holding :attr:`lock` (a step of history, or the
+        live sweep, which takes the lock per batch: :func:`streamseg.rescore.sweep`)."""
         now = self.clock.now_ms()
         states = await self.retry(lambda: self.store.stale_states(now - older_than_ms, limit),
                                    "reading stale customers")

@@ -101,6 +101,8 @@ async def sweep(engine: Rescorable, *, older_than_days: float, batch: int,
             break
         limit = batch if max_customers is None else min(batch, max_customers - report.evaluated)
         async with engine.lock:  # timed once held: waiting for the events' batch is not the sweep's
+            if halt():  # asked while it waited: the batch before may have begun reading history
+                break
             started = monotonic()
             n, changes = await engine.rescore_held(older_than_ms=older_than_days * DAY_MS, limit=limit)
             spent = monotonic() - started
@@ -109,6 +111,9 @@ async def sweep(engine: Rescorable, *, older_than_days: float, batch: int,
         counted(n)
         report.changed += len(changes)
         if n < limit:
+            break
+        if max_customers is not None and report.evaluated >= max_customers:
+            report.cut = True
             break
         if share is not None and share < 1.0:
             await pause(spent * (1.0 - share) / share)
@@ -123,18 +128,31 @@ async def sweep_held(engine: HeldRescorable, settings: Settings) -> SweepReport:
 
 def register(app: faust.App, engine: Rescorable, settings: Settings, ticks: Ticks,
              metrics: Metrics, reading_history: Callable[[], bool] = lambda: False) -> None:
-    """Run :func:`sweep` on the Faust leader ``rescore_every_s`` after the last one ended,
-    paced to ``rescore_share`` of the worker's time, except while ``reading_history`` (the
-    steps of history sweep then, unpaced)."""
+    """Every ``rescore_every_s`` on the Faust leader, start a :func:`sweep` paced to
+    ``rescore_share`` of the worker's time unless one is still under way.
+
+    A paced sweep of many customers outlasts the interval, so it runs beside the timer
+    (a future of the app: cancelled when the worker stops) instead of in its tick, which
+    Faust would report as overlapping. It ends early when this worker stops leading (the
+    new leader sweeps), when the worker stops, or when the engine begins reading history
+    (whose steps sweep on their own, unpaced).
+    """
+    under_way: list[asyncio.Future[bool]] = []
+
+    def halt() -> bool:
+        return reading_history() or not app.is_leader() or app.should_stop
+
+    async def sweep_due() -> None:
+        report = await sweep(engine, older_than_days=settings.rescore_after_hours / 24.0,
+                             batch=settings.rescore_batch, max_customers=settings.rescore_max,
+                             share=settings.rescore_share, halt=halt, counted=metrics.rescored.inc)
+        if report.cut:
+            metrics.rescore_cut.inc()
 
     @ticks.every(app, settings.rescore_every_s, "re-scoring sweep", on_leader=True,
                  level=logging.ERROR, traceback=True)
     async def rescore_stale_customers() -> None:
-        if reading_history():
+        if reading_history() or (under_way and not under_way[0].done()):
             return
-        report = await sweep(engine, older_than_days=settings.rescore_after_hours / 24.0,
-                             batch=settings.rescore_batch, max_customers=settings.rescore_max,
-                             share=settings.rescore_share, halt=reading_history,
-                             counted=metrics.rescored.inc)
-        if report.cut:
-            metrics.rescore_cut.inc()
+        under_way[:] = [app.add_future(ticks.attempt("re-scoring sweep", sweep_due, timer="rescore_stale_customers",
+                                                     level=logging.ERROR, traceback=True))]

@@ -200,7 +200,7 @@ class _Pipeline(_Connections):
         "re-scored, assigned, profiled and in the value fit, but a growing base of long-lapsed "
         "customers no longer pulls centres away from the active ones (docs/model.md)")
     rescore_every_s: float = Field(
-        5.0, gt=0, description="how long the leader waits after a re-scoring sweep before the next one")
+        5.0, gt=0, description="how often the leader starts a re-scoring sweep (none while one is under way)")
     rescore_batch: int = Field(
         50, ge=1, description="customers re-scored per Redis round trip; the engine lock is held for "
         "one batch, so an event waits behind one batch of the sweep at most")

@@ -11,11 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
+from typing import Any
 
+from prometheus_client import CollectorRegistry
+
+from streamseg import rescore
+from streamseg.metrics import Metrics
 from streamseg.publish.records import SegmentUpdate
 from streamseg.rescore import sweep
+from streamseg.settings import Settings
+from streamseg.ticks import Ticks
 
 
 class Clock:
@@ -179,3 +187,99 @@ def test_events_get_the_lock_between_the_sweeps_batches() -> None:
     assert order.count("sweep") == 4  # three full batches and the empty one
     pairs = list(itertools.pairwise(order))
     assert ("sweep", "sweep") not in pairs  # never two sweep batches without events between
+
+
+class LeaderApp:
+    """What :func:`streamseg.rescore.register` uses of a Faust app: timers, leadership, futures."""
+
+    def __init__(self) -> None:
+        self.ticks: dict[str, Callable[[], Awaitable[None]]] = {}
+        self.leader, self.should_stop = True, False
+        self.futures: list[asyncio.Future[bool]] = []
+
+    def timer(self, seconds: float, on_leader: bool = False) -> Callable[[Any], Any]:
+        def add(fun: Any) -> Any:
+            self.ticks[fun.__name__] = fun
+            return fun
+        return add
+
+    def is_leader(self) -> bool:
+        return self.leader
+
+    def add_future(self, coro: Awaitable[bool]) -> asyncio.Future[bool]:
+        self.futures.append(asyncio.ensure_future(coro))
+        return self.futures[-1]
+
+
+class Swept:
+    """Due customers behind a real lock; ``on_batch`` sees each batch's number."""
+
+    def __init__(self, due: int, on_batch: Callable[[int], None] = lambda n: None) -> None:
+        self.lock = asyncio.Lock()
+        self.due, self.batches, self.on_batch = due, 0, on_batch
+
+    async def rescore_held(self, *, older_than_ms: float, limit: int) -> tuple[int, list[SegmentUpdate]]:
+        await asyncio.sleep(0)  # Redis and Kafka, with the lock held
+        n = min(limit, self.due)
+        self.due -= n
+        self.batches += 1
+        self.on_batch(self.batches)
+        return n, []
+
+
+def registered(engine: Swept, reading: list[bool] | None = None) -> tuple[LeaderApp, Metrics]:
+    app, metrics = LeaderApp(), Metrics(CollectorRegistry())
+    ticks = Ticks(metrics.timer_failures, refused=lambda exc: False)
+    rescore.register(app, engine, Settings(rescore_batch=10, rescore_share=0.5, rescore_max=1_000),  # type: ignore[arg-type]
+                     ticks, metrics, reading_history=lambda: bool(reading and reading[0]))
+    return app, metrics
+
+
+def test_the_leaders_tick__starts_a_sweep_beside_it_and_none_while_one_is_under_way() -> None:
+    engine = Swept(95)
+
+    async def main() -> Metrics:
+        app, metrics = registered(engine)
+        tick = app.ticks["rescore_stale_customers"]
+        await tick()
+        await tick()  # the first sweep has not finished: no second one beside it
+        assert len(app.futures) == 1
+        assert await app.futures[0] is True  # it ran through Ticks.attempt, and succeeded
+        await tick()  # nobody is due any more: a sweep of one empty batch
+        assert len(app.futures) == 2 and await app.futures[1] is True
+        return metrics
+
+    metrics = asyncio.run(main())
+    assert engine.due == 0 and engine.batches == 10 + 1
+    assert metrics.rescored._value.get() == 95  # counted batch by batch, through the wiring
+    assert metrics.rescore_cut._value.get() == 0
+
+
+def test_a_sweep__ends_when_its_worker_stops_leading_or_begins_reading_history() -> None:
+    holder: list[LeaderApp] = []
+
+    def lose_leadership(batch: int) -> None:
+        if batch == 2:
+            holder[0].leader = False  # a rebalance: the new leader sweeps from here
+
+    engine = Swept(100, lose_leadership)
+
+    async def main() -> Metrics:
+        app, metrics = registered(engine)
+        holder.append(app)
+        await app.ticks["rescore_stale_customers"]()
+        await app.futures[0]
+        return metrics
+
+    metrics = asyncio.run(main())
+    assert engine.batches == 2 and metrics.rescored._value.get() == 20
+
+    reading = [True]
+    history = Swept(100)
+
+    async def while_reading() -> LeaderApp:
+        app, _ = registered(history, reading)
+        await app.ticks["rescore_stale_customers"]()
+        return app
+
+    assert asyncio.run(while_reading()).futures == [] and history.batches == 0
