@@ -300,8 +300,10 @@ class Engine:
                       "evaluated again at their next event", len(changes), exc_info=exc)
         return changes
 
-    async def rescore_stale(self, *, older_than_ms: float, limit: int) -> tuple[int, list[SegmentUpdate]]:
-        """Re-evaluate up to ``limit`` customers not evaluated for ``older_than_ms`` of clock time.
+    async def rescore_held(self, *, older_than_ms: float, limit: int) -> tuple[int, list[SegmentUpdate]]:
+        """Re-evaluate up to ``limit`` customers not evaluated for ``older_than_ms`` of clock time;
+        the caller holds :attr:`lock` (a step of history, or the live sweep, which takes it per
+        batch: :func:`streamseg.rescore.sweep`).
 
         A silent customer's recency features keep changing without an event to
         re-evaluate them; this brings their segment up to "now" (see
@@ -313,12 +315,6 @@ class Engine:
         centres away from the active customers (docs/model.md).
         Returns (customers evaluated, membership changes).
         """
-        async with self._lock:
-            return await self.rescore_held(older_than_ms=older_than_ms, limit=limit)
-
-    async def rescore_held(self, *, older_than_ms: float, limit: int) -> tuple[int, list[SegmentUpdate]]:
-        """:meth:`rescore_stale` for a caller holding :attr:`lock` (a step of history, or the
-        live sweep, which takes the lock per batch: :func:`streamseg.rescore.sweep`)."""
         now = self.clock.now_ms()
         states = await self.retry(lambda: self.store.stale_states(now - older_than_ms, limit),
                                    "reading stale customers")

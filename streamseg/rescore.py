@@ -96,9 +96,6 @@ async def sweep(engine: Rescorable, *, older_than_days: float, batch: int,
     """
     report = SweepReport()
     while not halt():
-        if max_customers is not None and report.evaluated >= max_customers:
-            report.cut = True
-            break
         limit = batch if max_customers is None else min(batch, max_customers - report.evaluated)
         async with engine.lock:  # timed once held: waiting for the events' batch is not the sweep's
             if halt():  # asked while it waited: the batch before may have begun reading history
