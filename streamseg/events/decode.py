@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import orjson
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from streamseg.events.currency import Currencies
 from streamseg.events.models import DEFAULT_EARLIEST_MS, ClickEvent, Event, TransactionEvent, iso
@@ -28,6 +28,12 @@ EventKind = Literal["click", "transaction"]
 _MODELS: dict[str, type[ClickEvent] | type[TransactionEvent]] = {
     "click": ClickEvent,
     "transaction": TransactionEvent,
+}
+#: A whole envelope in one call of pydantic-core (each element then goes through the same
+#: model validator as a single event, without a Python call per element).
+_ENVELOPES: dict[str, TypeAdapter[list[ClickEvent]] | TypeAdapter[list[TransactionEvent]]] = {
+    "click": TypeAdapter(list[ClickEvent]),
+    "transaction": TypeAdapter(list[TransactionEvent]),
 }
 #: Bound the work one envelope can cause.
 MAX_EVENTS_PER_MESSAGE = 10_000
@@ -93,13 +99,14 @@ def decode_message(
                 Rejection("too_large", f"envelope has {len(doc)} events, limit is {MAX_EVENTS_PER_MESSAGE}")
             )
             return out
-        for i, item in enumerate(doc):
-            if isinstance(item, dict):
-                _validate_one(item, kind, i, now_ms + max_future_ms, out)
-            else:
-                out.rejects.append(Rejection("not_an_object", f"element is {type(item).__name__}", i))
         if not doc:
             out.rejects.append(Rejection("empty", "envelope is an empty JSON array"))
+        elif not _validate_all(doc, kind, now_ms + max_future_ms, out):
+            for i, item in enumerate(doc):
+                if isinstance(item, dict):
+                    _validate_one(item, kind, i, now_ms + max_future_ms, out)
+                else:
+                    out.rejects.append(Rejection("not_an_object", f"element is {type(item).__name__}", i))
     else:
         out.rejects.append(
             Rejection("not_an_object", f"JSON value is {type(doc).__name__}, expected an object")
@@ -115,6 +122,25 @@ def _json_rejection(raw: bytes, exc: orjson.JSONDecodeError) -> Rejection:
     except UnicodeDecodeError as uexc:
         return Rejection("not_utf8", f"bytes are not UTF-8 ({uexc.reason} at byte {uexc.start})")
     return Rejection("malformed_json", f"invalid JSON: {exc}")
+
+
+def _validate_all(doc: list[object], kind: str, latest_ok_ms: int, out: DecodeOutcome) -> bool:
+    """Every element of an envelope at once; False, with ``out`` untouched, if any is invalid.
+
+    The common case, a whole valid envelope, then costs one call of pydantic-core
+    instead of one per element (about a tenth of decoding). Any invalid element sends
+    the envelope through :func:`_validate_one` element by element, which finds
+    the same events valid and gives each rejection its index.
+    """
+    try:  # an element that is no object fails here too
+        events: list[Event] = list(_ENVELOPES[kind].validate_python(doc))
+    except ValidationError:
+        return False
+    if any(event.ts_ms > latest_ok_ms for event in events):
+        return False  # rare: the element-by-element path rejects the future ones
+    out.events = events
+    out.indices = list(range(len(events)))
+    return True
 
 
 def _validate_one(

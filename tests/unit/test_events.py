@@ -527,6 +527,40 @@ def test_accepted_events__re_encode_and_decode_to_the_same_event(doc: dict[str, 
             assert again == ev
 
 
+VALID_CLICK = st.builds(
+    click, event_id=st.sampled_from(["e-1", "e-2", " e-3 "]), customer_id=st.sampled_from(["c-1", 7, " c-2"]),
+    ts=st.sampled_from([NOW_MS, NOW_MS - 1000, "2026-01-01", 1767225600, NOW_MS + 2 * HOUR_MS]),
+    type=st.sampled_from(CLICK_TYPES))
+VALID_TXN = st.builds(
+    txn, amount=st.sampled_from([0, 1.5, 42]), currency=st.sampled_from(["EUR", "USD"]),
+    ts=st.sampled_from([NOW_MS, "19990101", NOW_MS + 2 * HOUR_MS]))
+
+
+@PROPERTY
+@given(docs=st.lists(VALID_CLICK | VALID_TXN | EVENTISH | LEAVES, min_size=1, max_size=6),
+       kind=st.sampled_from(["click", "transaction"]),
+       currencies=st.sampled_from([None, Currencies.parse("EUR", "USD:0.5")]))
+def test_envelope__decodes_as_its_elements_would_alone_at_their_index(
+    docs: list[Any], kind: str, currencies: Currencies | None
+) -> None:
+    # a whole valid envelope takes pydantic-core's list path, any bad element the
+    # element-by-element one: the outcome must not depend on which
+    admission = Admission(currencies=currencies)
+    out = decode(docs, kind, admission=admission)
+    events, indices, rejects = [], [], []
+    for i, doc in enumerate(docs):
+        if not isinstance(doc, dict):
+            rejects.append((i, "not_an_object", f"element is {type(doc).__name__}", None))
+            continue
+        alone = decode(doc, kind, admission=admission)
+        events += alone.events
+        indices += [i] * len(alone.events)
+        rejects += [(i, r.reason, r.detail, r.customer_id) for r in alone.rejects]
+    assert out.events == events
+    assert out.indices == indices
+    assert sorted((r.index, r.reason, r.detail, r.customer_id) for r in out.rejects) == sorted(rejects)
+
+
 # --------------------------------------------------------------------------- output records
 
 SEGMENT_UPDATE_FIELDS = {"customer_id", "segment_id", "segment_name", "previous_segment_id",
