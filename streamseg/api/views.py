@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import orjson
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
 from streamseg.api.drift import drift_body
 from streamseg.api.errors import JSON, ApiError
@@ -41,7 +41,7 @@ from streamseg.erasure import (
 from streamseg.errors import StoreRefused, StoreUnavailable
 from streamseg.features.store import RedisFeatureStore
 from streamseg.kafka_security import KafkaAccessDenied
-from streamseg.metrics import ApiMetrics
+from streamseg.metrics import ApiMetrics, exposition
 from streamseg.value.scorer import ValueScorer
 
 if TYPE_CHECKING:
@@ -186,7 +186,7 @@ class Api:
 
     async def metrics_page(self, request: web.Request) -> web.Response:
         # aiohttp refuses a charset inside content_type=, so set the header itself
-        return web.Response(body=generate_latest(self.registry),
+        return web.Response(body=exposition(self.registry, request.query.getall("name[]", [])),
                             headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def openapi(self, request: web.Request) -> web.Response:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import faust
 import orjson
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
 from streamseg.app import FaustPublisher
 from streamseg.engine import Engine, InMessage, build_segmenter
@@ -29,7 +29,7 @@ from streamseg.features.keys import Keys
 from streamseg.features.registry import HALFLIFE_DAYS
 from streamseg.features.store import RedisFeatureStore
 from streamseg.ingest import ShortFetchTransport
-from streamseg.metrics import Metrics
+from streamseg.metrics import Metrics, exposition
 from streamseg.settings import Settings
 
 
@@ -54,7 +54,9 @@ def _faust_app(settings: Settings, registry: CollectorRegistry) -> faust.App:
 
     @app.page("/metrics")
     async def metrics_view(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
-        return web.bytes(generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        names = request.query.getall("name[]", [])  # type: ignore[attr-defined]  # aiohttp's MultiDict
+        return web.bytes(exposition(registry, names),
+                         headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     return app
 

@@ -316,6 +316,12 @@ async def test_metrics__open_by_default_and_count_api_requests_by_route(served: 
     assert status == 200
     assert 'streamseg_api_requests_total{method="GET",route="/v1/customers/{customer_id}",status="200"}' in text
     assert "c0000" not in text
+    # a probe asks for what it reads (prometheus_client's own filter), and gets only that
+    _, only, _ = await call(served, "GET", "/metrics?name[]=streamseg_api_requests_total"
+                            "&name[]=streamseg_processing_latency_seconds_bucket", token=None)
+    names = {line.split("{")[0].split(" ")[0] for line in only.splitlines() if not line.startswith("#")}
+    assert names == {"streamseg_api_requests_total", "streamseg_processing_latency_seconds_bucket"}
+    assert "streamseg_processing_latency_seconds_bucket" in text and "streamseg_events_total" in text
 
 
 async def test_offer_service_example__offers_by_segment_and_forgets_erased_customers(
