@@ -73,14 +73,14 @@ class Scrape:
 #: Only the samples a read uses: the whole page (thousands of drift and forecast lines)
 #: cost a busy worker 10-15% of its CPU at the bench's polling rate, and a drain's CPU
 #: per event counted it.
-_READS = urllib.parse.urlencode([("name[]", name) for name in (
+READ_QUERY = urllib.parse.urlencode([("name[]", name) for name in (
     "streamseg_events_total", f"{LATENCY}_bucket", "streamseg_dead_letters_total")])
 
 
 def scrape(port: int, timeout: float = 2.0) -> Scrape | None:
     """One read of ``/metrics``, the samples it uses; None while the subject is not serving."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics?{_READS}", timeout=timeout) as r:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics?{READ_QUERY}", timeout=timeout) as r:
             text = r.read().decode()
     except OSError:
         return None
