@@ -72,8 +72,9 @@ class Running:
         """Block until ``done`` messages are fully processed (not merely counted).
 
         Polls ``/metrics`` every ``every`` seconds near the end, less often while much
-        is left: a page costs the worker about a millisecond of CPU, which a drain's
-        CPU per event would otherwise count (every 50 ms: ~0.7 us per enveloped event).
+        is left: a read costs the worker about a millisecond of CPU even filtered to the
+        three series it uses (the whole page of a settled worker: 10-15 ms), and a drain's
+        CPU per event counts it.
         """
         deadline = time.monotonic() + timeout
         last: Scrape | None = None

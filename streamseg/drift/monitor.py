@@ -58,7 +58,7 @@ from __future__ import annotations
 import os
 import socket
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -157,6 +157,7 @@ class DriftMonitor:
         self.persistence = {span: Persistence(span) for span in self.spans}  # of each window's forecasts
         self.late_slots = 1
         self.rng = np.random.default_rng(0)  # the slots' samples
+        self.observed = 0  # batches observed so far (see :meth:`closing`)
 
     # -- per batch --------------------------------------------------------------
     def observe(self, times_ms: Sequence[float], vectors: Sequence[Vector],
@@ -171,6 +172,7 @@ class DriftMonitor:
         Updates for slots already closed are too late and dropped."""
         if not len(segment_ids):
             return
+        self.observed += 1
         n = len(segment_ids)
         slot_of = np.fromiter((int(t // self.slot_ms) for t in times_ms), dtype=np.int64, count=n)
         seg = np.asarray(segment_ids, dtype=np.int64)
@@ -205,6 +207,7 @@ class DriftMonitor:
         index = int(scored_ms // self.slot_ms)
         if self.next_boundary is not None and index < self.next_boundary - 1:
             return
+        self.observed += 1
         self.risk.observe(index, segment_ids, risks, inputs)
 
     def _add(self, slot: Slot, seg: np.ndarray, dist: np.ndarray, prev: np.ndarray,
@@ -235,27 +238,43 @@ class DriftMonitor:
         ``rescore`` assigns raw model-input rows with the current model (``model_version``):
         used when the windows compared span a model change; ``value`` scores churn risk
         with the value parameters in hand: used when they span a value re-fit."""
+        return [r for step in self.closing(now_ms, centres, model_version, names, rescore=rescore,
+                                           value=value) for r in step]
+
+    def closing(self, now_ms: float, centres: Centres, model_version: int,
+                names: Mapping[int, str], *, rescore: Rescore | None = None,
+                value: risk.Rescorer | None = None) -> Iterator[list[DriftReport]]:
+        """:meth:`close` one window's report at a time (``[]``: too few customers to report).
+
+        The caller may let batches run between two steps: a clock that passes many
+        boundaries at once (a replay, or the bench's simulated days) made one close hold
+        the event loop for hundreds of milliseconds. A step's batch may add rows to open
+        slots and late rows to the last closed one, as if the timer had fired a moment
+        later; the re-scored samples kept between reports are then computed again."""
         if not self.slots:
-            return []
+            return
         # boundaries b with (b + late_slots) * slot_ms <= now_ms: a slot is reported once the
         # clock is a slot past its end, so partitions consumed a little behind still land
         last = int(now_ms // self.slot_ms) - self.late_slots
         first = self.next_boundary if self.next_boundary is not None else min(self.slots) + 1
         snapshot = _Snapshot(model_version, {sid: np.array([c.get(f, 0.0) for f in self.feature_names])
                                              for sid, c in centres.items()}, rescore)
-        reports = []
         scored: Scored = {}  # (model version, slot) -> the slot's sample re-scored
         risks: risk.RiskScored = {}  # (value-parameters version, slot) -> its risks re-scored
+        seen = self.observed
         for b in self._boundaries(first, last):
             self.snapshots[b] = snapshot
             for seconds, span in zip(self.config.windows, self.spans, strict=True):
+                if self.observed != seen:  # rows came in since the samples were re-scored
+                    scored.clear()
+                    risks.clear()
+                    seen = self.observed
                 rep = self._report(b, seconds, span, snapshot, names, scored,
                                    self.risk.compare(b, span, value, risks))
-                if rep is not None:
-                    reports.append(rep)
+                yield [] if rep is None else [rep]
+            self.next_boundary = max(first, b + 1)  # a batch between steps sees it closed
         self.next_boundary = max(first, last + 1)
         self._prune(last)
-        return reports
 
     def _boundaries(self, first: int, last: int) -> list[int]:
         """Boundaries in [first, last] whose windows hold data (skips idle stretches)."""

@@ -28,7 +28,7 @@ def register(app: faust.App, engine: Engine, settings: Settings, ticks: Ticks,
 
     @app.timer(settings.drift_interval_s)
     async def close_drift_windows() -> None:
-        reports = engine.drift_reports()
+        reports = await engine.drift_reports_paced()
         if not reports:
             return
         # reports are derived data (also in /metrics): a failed publish is logged, alerts still are

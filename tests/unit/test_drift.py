@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,8 +22,11 @@ from streamseg.drift.stats import (
     quantile_from_histogram,
     share_above,
 )
+from streamseg.engine import Engine, build_segmenter
 from streamseg.errors import ConfigError
+from streamseg.features.keys import Keys
 from streamseg.features.registry import MODEL_FEATURES
+from streamseg.features.store import RedisFeatureStore
 from streamseg.metrics import Metrics
 from streamseg.segmenting.model import SegmentModel
 from streamseg.settings import Settings
@@ -334,6 +340,91 @@ def test_updates_for_a_closed_slot__are_dropped_as_late() -> None:
     feed(mon, 2, [0] * 50)
     later = mon.close(4 * MIN, {}, 1, {})
     assert first and later and all(not r.alerts for r in later)
+
+
+def test_closing__gives_closes_reports_one_window_at_a_time() -> None:
+    whole, stepped = monitor(), monitor()
+    for mon in (whole, stepped):
+        for minute in range(8):
+            feed(mon, minute, [0] * 30 + [1] * 30)
+    steps = list(stepped.closing(9 * MIN, {0: {}, 1: {}}, 1, {0: "A", 1: "B"}))
+    assert all(len(step) <= 1 for step in steps) and len(steps) == 8 * 2  # boundaries 1..8, 2 windows
+    def same(r: DriftReport) -> dict[str, Any]:
+        return r.model_dump(exclude={"generated_at"})
+
+    assert [same(r) for step in steps for r in step] == [
+        same(r) for r in whole.close(9 * MIN, {0: {}, 1: {}}, 1, {0: "A", 1: "B"})]
+    assert stepped.next_boundary == whole.next_boundary == 9
+    assert list(stepped.closing(9 * MIN, {}, 1, {})) == []
+
+
+def test_batch_between_steps__counts_in_the_open_and_last_closed_slots_not_older() -> None:
+    mon = monitor()
+    for minute in range(5):
+        feed(mon, minute, [0] * 30)
+    steps = mon.closing(6 * MIN, {0: {}}, 1, {})  # boundaries 1..5 (1 has no reference yet)
+    first = [r for _ in range(4) for r in next(steps)]  # boundaries 1 and 2, both windows
+    assert [r.window_end[11:16] for r in first] == ["00:02"]
+    feed(mon, 0, [0] * 25)  # before the last closed slot: too late, dropped
+    feed(mon, 3, [0] * 25)  # still open
+    rest = [r for step in steps for r in step]
+    by_end = {(r.window, r.window_end[11:16]): r.customers for r in rest}
+    assert by_end[("1m", "00:04")] == 55  # minute 3's slot, with the rows sent between steps
+    assert by_end[("1m", "00:03")] == 30  # minute 2's
+    assert by_end[("3m", "00:05")] == 30 + 55 + 30  # minutes 2-4
+    (three,) = [r for r in rest if r.window == "3m" and r.window_end[11:16] == "00:05"]
+    assert three.reference_customers == 30 + 30  # minutes 0-1: the late rows for minute 0 dropped
+
+
+def test_rescored_sample_kept_between_steps__is_computed_again_when_rows_came_in() -> None:
+    v1, v2 = refit_models()
+    mon = monitor()
+    feed_model(mon, 0, v1, [0.2] * 30)
+    feed_model(mon, 1, v2, [0.2] * 30)
+    feed_model(mon, 2, v1, [0.2] * 30)  # boundary 3 compares minutes 1 and 2: re-scored too
+    steps = mon.closing(4 * MIN, v2.centers_by_id(), 2, {}, rescore=v2.nearest)  # boundaries 1..3
+    assert next(steps) == next(steps) == []  # boundary 1: no reference window yet
+    (b2,) = next(steps)  # 1m ending 00:02: minute 1 re-scored as the current window
+    feed_model(mon, 1, v2, [0.8] * 30)  # the last closed slot still takes late rows
+    (b3,) = [r for step in steps for r in step if r.window == "1m"]  # minute 1 is its reference
+    assert b2.segment_basis == b3.segment_basis == "rescored"
+    assert b3.reference_customers == 60
+    assert sorted((s.segment_id, round(s.reference_share, 2)) for s in b3.segments) == [(0, 0.5), (1, 0.5)]
+
+
+async def test_worker_timer_close__lets_batches_run_between_two_reports() -> None:
+    e = Engine(Settings(drift_windows="1m,3m"), RedisFeatureStore.from_url(
+        "redis://127.0.0.1:1/0", Keys("drift"), dedup_horizon_days=30, retention_days=30),
+        build_segmenter(Settings()), publisher=None, metrics=Metrics(CollectorRegistry()))  # type: ignore[arg-type]
+    e.drift = monitor()
+    for minute in range(8):
+        feed(e.drift, minute, [0] * 30 + [1] * 30)
+    v1, _ = refit_models()
+    e.assigner.model = v1
+    e.clock.drift_ms = lambda: 9 * MIN  # type: ignore[method-assign]
+    log: list[str] = []
+    closing = e.drift.closing
+
+    def logged(*a: Any, **kw: Any) -> Iterator[list[DriftReport]]:
+        for step in closing(*a, **kw):
+            log.append("report")
+            yield step
+
+    e.drift.closing = logged  # type: ignore[method-assign]
+
+    async def batches() -> None:  # a task that wants the loop at every turn
+        while True:
+            log.append("batch")
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(batches())
+    await asyncio.sleep(0)
+    reports = await e.drift_reports_paced()
+    other.cancel()
+    assert len(reports) == 12 and log.count("report") == 16
+    between = "".join("r" if x == "report" else "b" for x in log).strip("b")
+    assert "rr" not in between, between  # a batch's turn between any two reports
+    assert e.metrics.registry.get_sample_value("streamseg_drift_reports_total", {"window": "1m"}) == 7
 
 
 def test_thresholds__come_from_settings() -> None:
