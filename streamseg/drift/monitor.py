@@ -158,6 +158,7 @@ class DriftMonitor:
         self.late_slots = 1
         self.rng = np.random.default_rng(0)  # the slots' samples
         self.observed = 0  # batches observed so far (see :meth:`closing`)
+        self.touched: dict[int, int] = {}  # slot -> ``observed`` when rows last came into it
 
     # -- per batch --------------------------------------------------------------
     def observe(self, times_ms: Sequence[float], vectors: Sequence[Vector],
@@ -184,6 +185,7 @@ class DriftMonitor:
             if self.next_boundary is not None and index < self.next_boundary - 1:
                 continue
             rows = slot_of == index
+            self.touched[index] = self.observed
             slot = self.slots.setdefault(index, Slot())
             slot.keep(matrix[rows], slot.n, self.config.sample_per_slot, self.rng)
             if model_version is not None:
@@ -208,6 +210,7 @@ class DriftMonitor:
         if self.next_boundary is not None and index < self.next_boundary - 1:
             return
         self.observed += 1
+        self.touched[index] = self.observed
         self.risk.observe(index, segment_ids, risks, inputs)
 
     def _add(self, slot: Slot, seg: np.ndarray, dist: np.ndarray, prev: np.ndarray,
@@ -250,7 +253,7 @@ class DriftMonitor:
         boundaries at once (a replay, or the bench's simulated days) made one close hold
         the event loop for hundreds of milliseconds. A step's batch may add rows to open
         slots and late rows to the last closed one, as if the timer had fired a moment
-        later; the re-scored samples kept between reports are then computed again."""
+        later; the samples of the slots it touched are then re-scored again."""
         if not self.slots:
             return
         # boundaries b with (b + late_slots) * slot_ms <= now_ms: a slot is reported once the
@@ -265,9 +268,12 @@ class DriftMonitor:
         for b in self._boundaries(first, last):
             self.snapshots[b] = snapshot
             for seconds, span in zip(self.config.windows, self.spans, strict=True):
-                if self.observed != seen:  # rows came in since the samples were re-scored
-                    scored.clear()
-                    risks.clear()
+                if self.observed != seen:  # rows came in: samples of their slots are re-scored again
+                    stale = {d for d, at in self.touched.items() if at > seen}
+                    for key in [k for k in scored if k[1] in stale]:
+                        del scored[key]
+                    for key in [k for k in risks if k[1] in stale]:
+                        del risks[key]
                     seen = self.observed
                 rep = self._report(b, seconds, span, snapshot, names, scored,
                                    self.risk.compare(b, span, value, risks))
@@ -286,6 +292,8 @@ class DriftMonitor:
         keep_from = last + 1 - 2 * max(self.spans)
         for d in [d for d in self.slots if d < keep_from]:
             del self.slots[d]
+        for d in [d for d in self.touched if d < keep_from]:
+            del self.touched[d]
         self.risk.prune(keep_from)
         old = sorted(b for b in self.snapshots if b < keep_from)
         for b in old[:-1]:  # the newest old one may still be a reference

@@ -392,6 +392,29 @@ def test_rescored_sample_kept_between_steps__is_computed_again_when_rows_came_in
     assert sorted((s.segment_id, round(s.reference_share, 2)) for s in b3.segments) == [(0, 0.5), (1, 0.5)]
 
 
+def test_batch_between_steps__into_slots_no_window_read_yet__keeps_the_samples_re_scored() -> None:
+    def run(between: bool) -> int:
+        v1, v2 = refit_models()
+        rows = [0]
+
+        def counted(x: Any, names: Any) -> Any:
+            rows[0] += len(x)
+            return v2.nearest(x, names)
+
+        mon = monitor()
+        for minute, model in ((0, v1), (1, v2), (2, v1)):
+            feed_model(mon, minute, model, [0.2] * 30)
+        steps = mon.closing(4 * MIN, v2.centers_by_id(), 2, {}, rescore=counted)  # boundaries 1..3
+        for _ in range(3):
+            next(steps)
+        if between:
+            feed_model(mon, 3, v2, [0.8] * 30)  # minute 3: in no window of these boundaries
+        assert [r for step in steps for r in step]
+        return rows[0]
+
+    assert run(between=True) == run(between=False)
+
+
 async def test_worker_timer_close__lets_batches_run_between_two_reports() -> None:
     e = Engine(Settings(drift_windows="1m,3m"), RedisFeatureStore.from_url(
         "redis://127.0.0.1:1/0", Keys("drift"), dedup_horizon_days=30, retention_days=30),
