@@ -16,8 +16,9 @@ The broker is Apache Kafka unless ``--broker tansu`` asks for Tansu.
 before measuring it (a settled mix of active and lapsed customers, so the
 re-scoring sweep and the re-fits have the bench's work to do). ``--py-spy
 FILE.json`` records the worker with py-spy (Chrome trace format, idle samples
-included) over the paced phase and gives each window the functions its main
-thread was busy in, inclusive seconds: what the worker did in a bad window.
+included) over the paced phase, and gives each window its longest stretches
+without the event loop waiting, with the work inside them (a batch, a timer's
+function), and the whole run's work by calls, seconds, longest and p90.
 
 Prints the windows and saves ``load_tests/results/latency_windows.json``, which names the broker.
 """
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import gc
 import json
 import math
@@ -36,6 +38,7 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +59,14 @@ from streamseg.bench.runner import (
 from streamseg.devstack import DevStack
 
 RESULTS = Path(__file__).parent / "results"
-#: Frames every busy sample of a worker's main thread passes through: not what it did
+#: Frames every busy sample of a worker's main thread passes through, and the wrappers of
+#: its timers: not what it did
 GENERIC = {"<module>", "_run_module_as_main", "_run_code", "main", "run_worker", "execute",
            "Worker.execute_from_commandline", "BaseEventLoop.run_until_complete",
            "BaseEventLoop.run_forever", "BaseEventLoop._run_once", "Handle._run",
-           "Service._execute_task", "Retrier.__call__"}
+           "Service._execute_task", "Retrier.__call__", "App._task.<locals>._wrapped",
+           "App.timer.<locals>._inner.<locals>.around_timer", "Ticks.attempt",
+           "Ticks.every.<locals>.register.<locals>.guarded"}
 #: The event loop waiting for work, not working
 IDLE = {"EpollSelector.select", "select", "poll"}
 
@@ -72,35 +78,59 @@ def spy(pid: int, out: str) -> subprocess.Popen[bytes]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def busy_by_window(trace: str, window: float, top: int = 6) -> dict[int, list[tuple[str, float]]]:
-    """Per window (its index from the trace's start), the main thread's busiest frames.
+def busy_stretches(trace: str, window: float, top: int = 3) -> tuple[
+        dict[int, list[dict[str, Any]]], dict[str, dict[str, float]]]:
+    """What kept the worker's event loop from waiting, from py-spy's Chrome trace.
 
-    py-spy's Chrome trace merges equal consecutive stacks into begin/end pairs; with
-    idle samples kept, the intervals cover the thread's time. A frame's time is
-    inclusive; the loop's own frames and its idle wait are left out.
+    Per window (its index from the trace's start): the ``top`` longest stretches between
+    two waits of the loop, each with the work inside it by time. And for the whole run,
+    per piece of work (its first frame below the loop's and the timers' wrappers: a
+    batch, a timer's function, the fetcher): calls, seconds, longest and p90 in ms.
+    py-spy merges equal consecutive stacks, so two calls back to back may count as one.
     """
     events = json.loads(Path(trace).read_text() or "[]")
     main_tid = Counter(e["tid"] for e in events).most_common(1)[0][0] if events else None
-    open_: dict[tuple[str, int], list[int]] = defaultdict(list)
-    busy: dict[int, Counter[str]] = defaultdict(Counter)
-    spans: list[tuple[str, int, int]] = []
+    stack: list[tuple[str, int, bool]] = []
+    work: list[tuple[int, int, str]] = []  # (begin, end, name) of each piece of work
+    idle: list[tuple[int, int]] = []
     for e in events:
         if e["tid"] != main_tid:
             continue
-        key = (e["name"], e["args"].get("line", 0))
         if e["ph"] == "B":
-            open_[key].append(e["ts"])
-        elif e["ph"] == "E" and open_[key]:
-            spans.append((e["name"], open_[key].pop(), e["ts"]))
-    for name, begin, end in spans:
-        if name in GENERIC or name in IDLE:  # the loop's own frames, and its wait for work
+            root = (e["name"] not in GENERIC and e["name"] not in IDLE
+                    and not any(is_root for _, _, is_root in stack))
+            stack.append((e["name"], e["ts"], root))
+        elif stack:
+            name, begin, root = stack.pop()
+            if name in IDLE:
+                idle.append((begin, e["ts"]))
+            elif root:
+                work.append((begin, e["ts"], name))
+    idle.sort()
+    work.sort()
+    begins = [begin for begin, _, _ in work]  # one piece of work at a time on the main thread
+    by_window: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    gaps = sorted(((a_end, b_begin) for (_, a_end), (b_begin, _) in pairwise(idle)
+                   if b_begin > a_end), key=lambda g: g[0] - g[1])
+    for g0, g1 in gaps:
+        w = int(g0 / 1e6 // window)
+        if len(by_window[w]) >= top:
             continue
-        w0, w1 = int(begin / 1e6 // window), int(end / 1e6 // window)
-        for w in range(w0, w1 + 1):
-            lo, hi = max(begin, w * window * 1e6), min(end, (w + 1) * window * 1e6)
-            if hi > lo:
-                busy[w][name] += (hi - lo) / 1e6
-    return {w: [(n, round(t, 2)) for n, t in c.most_common(top)] for w, c in sorted(busy.items())}
+        inside: Counter[str] = Counter()
+        for begin, end, name in work[max(0, bisect.bisect_left(begins, g0) - 1):]:
+            if begin >= g1:
+                break
+            if end > g0:
+                inside[name] += (min(end, g1) - max(begin, g0)) / 1e3
+        by_window[w].append({"ms": round((g1 - g0) / 1e3), "work_ms": {
+            n: round(t) for n, t in inside.most_common(3)}})
+    spans: dict[str, list[float]] = defaultdict(list)
+    for begin, end, name in work:
+        spans[name].append((end - begin) / 1e3)
+    summary = {name: {"calls": len(v), "seconds": round(sum(v) / 1e3, 2), "max_ms": round(max(v)),
+                      "p90_ms": round(sorted(v)[int(len(v) * 0.9)])}
+               for name, v in sorted(spans.items(), key=lambda kv: -sum(kv[1]))[:12]}
+    return dict(by_window), summary
 
 
 def main() -> None:
@@ -112,7 +142,7 @@ def main() -> None:
     ap.add_argument("--settle", action="store_true",
                     help="first send the whole rounds the bench sends an engine subject")
     ap.add_argument("--py-spy", dest="py_spy", metavar="FILE.json",
-                    help="record the worker (py-spy, Chrome trace) and list each window's busiest frames")
+                    help="record the worker (py-spy, Chrome trace): what kept its event loop busy")
     args = ap.parse_args()
     broker_name = announce(args.broker)
     plan = Plan.make(False, args.seconds)
@@ -156,18 +186,22 @@ def main() -> None:
             recorder.send_signal(signal.SIGINT)  # py-spy writes its trace and exits
             recorder.wait(120)
         run.proc.stop()
+    work: dict[str, dict[str, float]] = {}
     if args.py_spy:
-        frames = busy_by_window(args.py_spy, args.window)
+        stretches, work = busy_stretches(args.py_spy, args.window)
         for i, w in enumerate(windows):
-            w["busy_s"] = frames.get(i, [])
-            print(f"{w['t_s']:>7} s  p99 {w['p99_ms']:>8} ms  " +
-                  ", ".join(f"{n} {t}" for n, t in w["busy_s"]), flush=True)
+            w["longest_busy"] = stretches.get(i, [])
+            print(f"{w['t_s']:>7} s  p99 {w['p99_ms']:>8} ms  " + " | ".join(
+                f"{b['ms']} ms: " + ", ".join(f"{n} {t}" for n, t in b["work_ms"].items())
+                for b in w["longest_busy"]), flush=True)
+        for name, f in work.items():
+            print(f"{name}: {f}", flush=True)
     RESULTS.mkdir(exist_ok=True)
     out = stamped({"command": f"python load_tests/latency_windows.py --broker {args.broker} "
                               f"--rate {args.rate:g} --seconds {args.seconds:g} --window {args.window:g}"
                               + (" --settle" if args.settle else "")
                               + (f" --py-spy {args.py_spy}" if args.py_spy else ""),
-                   "sent_events": sent.events, "windows": windows}, args.broker)
+                   "sent_events": sent.events, "windows": windows, "work": work}, args.broker)
     path = RESULTS / "latency_windows.json"
     path.write_text(json.dumps(out, indent=1) + "\n")
     worst = max((w["p99_ms"] for w in windows if math.isfinite(w["p99_ms"])), default=None)
