@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -24,10 +25,16 @@ from streamseg.devstack.kafka import KAFKA_VERSION
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(580)]
 
 SUBJECTS = {"engine", "engine_batched", "bare_faust", "naive", "engine_pair"}
-#: the short run's engine at its lowest load, one whole pass of 600 customers: ARI at least this
-#: (on the send-time load the full run's whole passes scored 0.0), and at most this far below the
-#: in-process benchmark's (measured 2026-12-06: 0.394 against 0.481, a gap of -0.087)
-ARI_FLOOR, ARI_GAP_FLOOR = 0.2, -0.25
+#: the engine's four whole-pass phases (25/50/75% and the soak, one model between them): their
+#: median ARI at least ARI_FLOOR and at most ARI_GAP_FLOOR below the in-process benchmark's, and
+#: every one of them at least PHASE_ARI_FLOOR (the send-time load scored 0.0 in every phase).
+#: The floors were first set on one run (2026-12-06: 0.394 at the lowest load against 0.481).
+#: Ten runs of 2026-12-07 (six short, four full) put one phase's ARI anywhere in 0.13-0.56, the
+#: four phases of a run moving together (the model they share sits in one configuration for
+#: the run; the leader's re-fits, every 30 s of wall clock, come once per ~25 simulated days
+#: here): the lowest load alone was under 0.2 in one of the ten (CI, 0.128), and no run's
+#: median was under 0.247 nor any phase under 0.128. docs/performance.md, "Quality under load".
+ARI_FLOOR, ARI_GAP_FLOOR, PHASE_ARI_FLOOR = 0.2, -0.25, 0.1
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +172,10 @@ def test_bench_short__scores_the_published_memberships_of_the_pools_customers(
         q = phase["quality"]
         assert q["whole_pass"] and q["lanes"] == lanes, q
         assert q["passes"][1] - q["passes"][0] + 1 == lanes and q["customers"] == lanes * per_pass, q
-    assert engine[0]["quality"]["ari"] >= ARI_FLOOR and gap["measured"] >= ARI_GAP_FLOOR, (engine[0], ref)
+    scored = [phase["quality"]["ari"] for phase in [*engine, figures["soak"]]]
+    assert min(scored) >= PHASE_ARI_FLOOR, (scored, ref)
+    assert statistics.median(scored) >= ARI_FLOOR, (scored, ref)
+    assert statistics.median(scored) - ref["ari"] >= ARI_GAP_FLOOR, (scored, ref)
     # nothing the load sent was refused (in the future, too old or late)
     for name, s in figures["subjects"].items():
         assert s["dead_letters"] == 0, name
