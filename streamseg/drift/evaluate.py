@@ -99,7 +99,11 @@ async def run_scenario(
     worker's leader keeps it: re-fitted just before each of those re-fits (awaited: its own
     timer's background fit, at most every ``value_refit_s`` wall seconds, would land
     anywhere or nowhere in a fast run), and silent customers re-scored by the sweep after
-    every batch, so their churn risk rises while they are silent."""
+    every batch, so their churn risk rises while they are silent. Without ``value_model``
+    no value fit runs at all: one started by a re-fit (in a thread, 40 s on two cores) would
+    land anywhere or nowhere, and the run's event loop waited for it to end before closing."""
+    if not value_model:
+        settings = settings.replace(value_fit=False)
     engine = Engine(settings, store, build_segmenter(settings), _Discard(),
                     Metrics(CollectorRegistry()))
     topics = {"clickstream": settings.topic_clickstream, "transactions": settings.topic_transactions}

@@ -40,8 +40,9 @@ from .drift_support import (
     evaluated,
 )
 
-#: the nine runs happen in the first test's setup: 191-229 s on two cores, more than the suite's
-#: 300 s default in a CI rehearsal of 2026-12-07 (a slow day); each run is bounded by its own wait
+#: the nine runs happen in the first test's setup: 63 s on two cores on 2026-12-07 (303 s in a
+#: CI rehearsal the same day, before run_scenario stopped starting value fits it never used);
+#: each run is bounded by its own wait
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 KINDS = ("persona_shift", "new_persona")
 RUNS = ("stationary", *KINDS)
