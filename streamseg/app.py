@@ -90,6 +90,12 @@ class _WhenLoaded:
         await self.loaded.wait()
         return await self.engine.process(batch)
 
+    def apply_ahead(self, batch: Prepared) -> bool:
+        return self.loaded.is_set() and self.engine.apply_ahead(batch)
+
+    async def drop_ahead(self) -> None:
+        await self.engine.drop_ahead()
+
     def backlog(self, more: bool) -> None:
         self.engine.pace.backlog(more)
 

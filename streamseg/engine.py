@@ -25,6 +25,13 @@ One event's path::
 
 Every worker follows the model topic (segmenting/sync.py: Assigner.adopt,
 LocalLearner.restore); the Faust leader's timers run :class:`~streamseg.leader.Leader`.
+
+A worker applies the next batch ahead (:meth:`Engine.apply_ahead`): its ``store.apply``
+runs in Valkey while this batch is segmented, published and recorded, so the worker's
+Python and Valkey's Lua overlap instead of taking turns. The lock passes from one batch
+to the next without a gap (no sweep or erasure sees a batch applied and not recorded),
+and the memberships the batch before recorded are laid over the states the early apply
+read (:meth:`Engine._process`).
 """
 
 from __future__ import annotations
@@ -91,6 +98,17 @@ class Prepared:
     decode_seconds: float
 
 
+@dataclass(slots=True)
+class _Ahead:
+    """A batch whose events are being applied while the batch before it is still processed."""
+
+    prepared: Prepared
+    applied: asyncio.Future[dict[str, CustomerUpdate]]
+    #: customer -> (segment, value band) recorded since the apply was sent: the states it read
+    #: may hold what was there before
+    recorded: dict[str, tuple[int, str | None]] = field(default_factory=dict)
+
+
 def build_segmenter(settings: Settings) -> Segmenter:
     return factory.from_settings(settings, MODEL_FEATURES)
 
@@ -153,6 +171,12 @@ class Engine:
         self.pace = Pace(settings.clock, settings.history_step_hours, wall_ms)
         #: the leader's work at each step of history (a worker sets it; None: never paced)
         self.history_step: Callable[[], Awaitable[None]] | None = None
+        self._in_batch = False  # a batch holds the lock and is being processed
+        self._applying = 0  # store.apply calls in flight (the next goes ahead only after them)
+        self._ahead: _Ahead | None = None  # the next batch, applied early; it holds the lock
+        self._watching: list[_Ahead] = []  # early applies whose batch has not read them yet
+        #: batches applied ahead of their turn (a worker under load: most of them)
+        self.applied_ahead = 0
 
     # -- the batch ----------------------------------------------------------
     def prepare(self, messages: Sequence[InMessage]) -> Prepared:
@@ -166,10 +190,63 @@ class Engine:
     async def process(self, batch: Sequence[InMessage] | Prepared) -> BatchReport:
         """Apply a batch (raw or :meth:`prepare`-d): features, segments, outputs."""
         p = batch if isinstance(batch, Prepared) else self.prepare(batch)
-        async with self._lock:
+        ahead = self._ahead
+        if ahead is not None:
+            if ahead.prepared is not p:
+                raise RuntimeError("a batch was applied ahead: process it, or drop_ahead(), first")
+            self._ahead = None  # the lock is already held for it (apply_ahead)
+        else:
+            await self._lock.acquire()
+        self._in_batch = True
+        try:
+            if ahead is not None:
+                return await self._process_ahead(ahead)
             if self.history_step is None:
                 return await self._process(p)
             return await self._process_paced(p, self.history_step)
+        finally:
+            self._in_batch = False
+            if self._ahead is None:
+                self._lock.release()
+            # else: the next batch was applied ahead; it takes the lock over (or drop_ahead)
+
+    def apply_ahead(self, p: Prepared) -> bool:
+        """Start applying ``p``'s events now, while the batch before it is processed; True when
+        it did. :meth:`process` of ``p`` must follow (or :meth:`drop_ahead`).
+
+        Only while a batch holds the lock and no apply is in flight (the store applies
+        batches in order), not when anything else waits for the lock (a sweep, an
+        erasure, a held-back assignment: they go between the two batches instead), and
+        not on a stretch of history whose steps would cut the batch (:class:`Pace`).
+        """
+        if (self._ahead is not None or not self._in_batch or self._applying or not p.events
+                or _waited_for(self._lock)
+                or (self.history_step is not None and not self.pace.live([ev.ts_ms for ev in p.events]))):
+            return False
+        ahead = _Ahead(p, asyncio.ensure_future(self._apply(p.events)))
+        self._ahead = ahead
+        self._watching.append(ahead)
+        self.applied_ahead += 1
+        self.metrics.applied_ahead.inc()
+        return True
+
+    async def drop_ahead(self) -> None:
+        """The batch applied ahead will not be processed (its partitions moved, or the worker
+        stops): its events stay unacknowledged and come again, and the store's per-event
+        idempotency makes them duplicates that republish the customer's segment. Releases the
+        lock it held. Nothing to do without one."""
+        ahead = self._ahead
+        if ahead is None:
+            return
+        self._ahead = None
+        owned = not self._in_batch  # else the batch under way releases the lock when it ends
+        ahead.applied.cancel()
+        try:
+            await asyncio.gather(ahead.applied, return_exceptions=True)
+        finally:
+            self._unwatch(ahead)
+            if owned:
+                self._lock.release()
 
     async def _process_paced(self, p: Prepared, step: Callable[[], Awaitable[None]]) -> BatchReport:
         """A batch cut at the history's event-time steps (:class:`Pace`), the leader's work
@@ -186,6 +263,29 @@ class Engine:
                     await step()
                 report.add(await self._process(part))
             return report
+
+    async def _process_ahead(self, ahead: _Ahead) -> BatchReport:
+        """A batch applied ahead (:meth:`apply_ahead`). It was live when sent; should it have
+        turned history meanwhile, its steps run before it is segmented."""
+        if self.history_step is None:
+            return await self._process(ahead.prepared, ahead)
+        with self.pace.applying():
+            for _, due_ms in self.pace.cut([ev.ts_ms for ev in ahead.prepared.events]):
+                if due_ms is not None:
+                    self.clock.reach(due_ms)
+                    await self.history_step()
+            return await self._process(ahead.prepared, ahead)
+
+    async def _apply(self, events: list[Event]) -> dict[str, CustomerUpdate]:
+        self._applying += 1
+        try:
+            return await self.retry(lambda: self.store.apply(events), "applying events")
+        finally:
+            self._applying -= 1
+
+    def _unwatch(self, ahead: _Ahead) -> None:
+        if ahead in self._watching:
+            self._watching.remove(ahead)
 
     @property
     def publisher(self) -> Publisher:
@@ -244,15 +344,22 @@ class Engine:
                 if self.standalone:
                     self.leader.lead_locally(self.local)
 
-    async def _process(self, p: Prepared) -> BatchReport:
-        """Apply, then outputs. An event is applied once or dead-lettered, never both: only a
-        batch the store refused goes to the DLQ whole; once applied, a failure loses outputs
-        (logged, counted), not events."""
+    async def _process(self, p: Prepared, ahead: _Ahead | None = None) -> BatchReport:
+        """Apply (or take the apply sent ahead), then outputs. An event is applied once or
+        dead-lettered, never both: only a batch the store refused goes to the DLQ whole; once
+        applied, a failure loses outputs (logged, counted), not events."""
         started = time.perf_counter() - p.decode_seconds
         report = BatchReport()
         events, origin, dead = p.events, p.origin, list(p.dead)
         try:
-            updates = await self.retry(lambda: self.store.apply(events), "applying events")
+            if ahead is None:
+                updates = await self._apply(events)
+            else:
+                try:
+                    updates = await ahead.applied
+                finally:
+                    self._unwatch(ahead)
+                _recorded_over(updates, ahead.recorded)
         except Exception as exc:  # outages are retried inside: a bug or a poisoned request
             if is_access_error(exc):  # not the batch's fault: stop unacknowledged (kafka_security)
                 raise
@@ -333,6 +440,8 @@ class Engine:
         """Write published memberships (:meth:`Emitter.record`), then catalog versions this
         engine merged itself (standalone)."""
         await self.emitter.record(changes)
+        for ahead in self._watching:  # an early apply may have read these customers before
+            ahead.recorded.update((c.customer_id, (c.segment_id, c.risk_band)) for c in changes)
         await self.leader.flush_catalog()
 
     # -- steps ------------------------------------------------------------------
@@ -415,6 +524,32 @@ def _split(p: Prepared, parts: list[tuple[list[int], float | None]]) -> list[tup
                              [p.origin[i] for i in idx], p.dead if last else [],
                              p.decode_seconds if n == 0 else 0.0), due))
     return out
+
+
+def _waited_for(lock: asyncio.Lock) -> bool:
+    """Is a task waiting to acquire ``lock``? (asyncio keeps its waiters' futures.)"""
+    return any(not w.done() for w in getattr(lock, "_waiters", None) or ())
+
+
+def _recorded_over(updates: dict[str, CustomerUpdate], recorded: dict[str, tuple[int, str | None]]) -> None:
+    """Lay memberships recorded after an early apply read its states over those states: the
+    segment a customer is in now is the previous segment of its next change (and the store's
+    membership write checks it, see :meth:`Emitter.record`).
+
+    >>> from streamseg.features.store import CustomerUpdate
+    >>> ups = {"c1": CustomerUpdate("c1", ["applied"], {"seg": 1.0, "val_band": "low"}),
+    ...        "c2": CustomerUpdate("c2", ["applied"], {"seg": 4.0})}
+    >>> _recorded_over(ups, {"c1": (3, None), "c3": (2, "high")})
+    >>> ups["c1"].state, ups["c2"].state
+    ({'seg': 3.0, 'val_band': 'low'}, {'seg': 4.0})
+    """
+    for cid, (seg, band) in recorded.items():
+        upd = updates.get(cid)
+        if upd is None:
+            continue
+        upd.state["seg"] = float(seg)
+        if band:
+            upd.state["val_band"] = band
 
 
 def _observe(m: Metrics, messages: Sequence[InMessage], dead: list[DeadLetter],

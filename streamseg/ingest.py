@@ -12,9 +12,11 @@ input topics become one :class:`~streamseg.engine.InMessage` batch for the
 handler; records of any other topic still go through Faust's conductor to
 their agents.
 
-Batches are applied one at a time, in order, but the next one is fetched and
+Batches are processed one at a time, in order, but the next one is fetched and
 decoded (``handler.prepare``, CPU only) while the current one waits on Redis
-and Kafka, so on two cores the worker's Python and Valkey's Lua overlap.
+and Kafka, and its events are sent to the store then (``handler.apply_ahead``),
+so on two cores the worker's Python and Valkey's Lua overlap. A batch applied
+ahead and then not processed (partitions moved, or stopping) is not acknowledged.
 
 Offsets keep Faust's at-least-once contract. A batch's offsets are marked
 acknowledged in Faust's own book-keeping (the same lists ``Consumer.ack``
@@ -65,9 +67,25 @@ class BatchHandler(Protocol):
     async def process(self, batch: Any) -> object:
         """Apply a prepared batch; its offsets are acknowledged once this returns."""
 
+    # optional: ``apply_ahead(batch) -> bool`` starts a prepared batch's store writes while the
+    # batch before it is processed, ``async drop_ahead()`` gives such a batch up (the engine's)
+
     def backlog(self, more: bool) -> None:
         """Said before each batch: more input is known to be waiting after it (the rest of a
         fetch, or a partition read short of its high watermark)."""
+
+
+def _apply_ahead(handler: BatchHandler, prepared: Any) -> bool:
+    """Let the handler start the next batch's store writes early, if it can
+    (:meth:`streamseg.engine.Engine.apply_ahead`; other handlers cannot)."""
+    ahead = getattr(handler, "apply_ahead", None)
+    return bool(ahead(prepared)) if ahead is not None else False
+
+
+async def _drop_ahead(handler: BatchHandler) -> None:
+    drop = getattr(handler, "drop_ahead", None)
+    if drop is not None:
+        await drop()
 
 
 class _InFlight:
@@ -170,9 +188,12 @@ class BatchConsumer(ShortFetchConsumer):
                     continue
                 prepared = handler.prepare(batch)
                 if inflight is not None:
-                    await inflight  # one batch applied at a time, in order
+                    # its store writes go now, while the batch before is segmented and published
+                    _apply_ahead(handler, prepared)
+                    await inflight  # batches are processed one at a time, in order
                     inflight = None
                 if not self.flow_active or self.app.consumer_generation_id != generation:
+                    await _drop_ahead(handler)  # not ours to acknowledge: it comes again
                     fetched = None  # partitions moved: fetch again from the commits
                     await self._seek_committed()
                     continue
@@ -190,6 +211,7 @@ class BatchConsumer(ShortFetchConsumer):
             if inflight is not None and not inflight.done():
                 inflight.cancel()  # stopping: the batch stays unacknowledged and comes again
                 await asyncio.gather(inflight, return_exceptions=True)
+            await _drop_ahead(handler)  # ... and so does one applied ahead of its turn
 
     async def _seek_committed(self) -> None:
         """Seek the partitions held to their commits after a rebalance began. A partition the

@@ -80,6 +80,11 @@ class Metrics:
             "streamseg_batch_events", "Events per processed batch",
             buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 5000), registry=registry,
         )
+        self.applied_ahead = Counter(
+            "streamseg_batches_applied_ahead_total", "Batches whose events went to the store while "
+            "the batch before them was still segmented and published (docs/performance.md)",
+            registry=registry,
+        )
         self.segment_size = Gauge(
             "streamseg_segment_customers", "Customers currently in each segment",
             ["segment", "name"], registry=registry,

@@ -130,6 +130,17 @@ class Pace:
         self._unfinished = False
         return True
 
+    def live(self, ts_ms: Sequence[float]) -> bool:
+        """Would :meth:`cut` give these event times one part and no step (a live batch)?
+        Nothing changes; the engine asks before it applies a batch ahead of its turn.
+
+        >>> pace = Pace("event", 24.0, wall_ms=lambda: 100 * HOUR_MS)
+        >>> pace.live([100 * HOUR_MS - 1000.0]), pace.live([50 * HOUR_MS]), pace.live([])
+        (True, False, True)
+        """
+        return not ts_ms or not (self.clock == "event" and self.step_ms > 0
+                                 and self.wall_ms() - max(ts_ms) > HISTORY_BEHIND_MS)
+
     def cut(self, ts_ms: Sequence[float]) -> list[tuple[list[int], float | None]]:
         """A batch's event times -> its parts in order: event indices (in batch order) and
         the step due before the part is applied (its event time; None: none due).
