@@ -172,6 +172,7 @@ class Engine:
         #: the leader's work at each step of history (a worker sets it; None: never paced)
         self.history_step: Callable[[], Awaitable[None]] | None = None
         self._in_batch = False  # a batch holds the lock and is being processed
+        self._stepping = False  # ... cut at steps of history: its parts are applied one by one
         self._applying = 0  # store.apply calls in flight (the next goes ahead only after them)
         self._ahead: _Ahead | None = None  # the next batch, applied early; it holds the lock
         self._watching: list[_Ahead] = []  # early applies whose batch has not read them yet
@@ -217,9 +218,11 @@ class Engine:
         Only while a batch holds the lock and no apply is in flight (the store applies
         batches in order), not when anything else waits for the lock (a sweep, an
         erasure, a held-back assignment: they go between the two batches instead), and
-        not on a stretch of history whose steps would cut the batch (:class:`Pace`).
+        not on a stretch of history whose steps cut this batch or would cut the next
+        (:class:`Pace`): a step's work runs between the parts' applies.
         """
-        if (self._ahead is not None or not self._in_batch or self._applying or not p.events
+        if (self._ahead is not None or not self._in_batch or self._stepping or self._applying
+                or not p.events
                 or _waited_for(self._lock)
                 or (self.history_step is not None and not self.pace.live([ev.ts_ms for ev in p.events]))):
             return False
@@ -257,11 +260,15 @@ class Engine:
             if len(parts) == 1 and parts[0][1] is None:
                 return await self._process(p)
             report = BatchReport()
-            for part, due_ms in _split(p, parts):
-                if due_ms is not None:
-                    self.clock.reach(due_ms)
-                    await step()
-                report.add(await self._process(part))
+            self._stepping = True  # a later part's events must reach the store before the next batch's
+            try:
+                for part, due_ms in _split(p, parts):
+                    if due_ms is not None:
+                        self.clock.reach(due_ms)
+                        await step()
+                    report.add(await self._process(part))
+            finally:
+                self._stepping = False
             return report
 
     async def _process_ahead(self, ahead: _Ahead) -> BatchReport:
@@ -270,10 +277,14 @@ class Engine:
         if self.history_step is None:
             return await self._process(ahead.prepared, ahead)
         with self.pace.applying():
-            for _, due_ms in self.pace.cut([ev.ts_ms for ev in ahead.prepared.events]):
-                if due_ms is not None:
-                    self.clock.reach(due_ms)
-                    await self.history_step()
+            self._stepping = True
+            try:
+                for _, due_ms in self.pace.cut([ev.ts_ms for ev in ahead.prepared.events]):
+                    if due_ms is not None:
+                        self.clock.reach(due_ms)
+                        await self.history_step()
+            finally:
+                self._stepping = False
             return await self._process(ahead.prepared, ahead)
 
     async def _apply(self, events: list[Event]) -> dict[str, CustomerUpdate]:

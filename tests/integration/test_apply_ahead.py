@@ -10,6 +10,7 @@ second engine that processed the same batches one at a time.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -204,6 +205,34 @@ async def test_apply_ahead__not_while_anything_waits_for_the_lock_nor_outside_a_
         order.append("batch 2 done")
         await waiting
         assert order.index("sweep") < order.index("batch 2 done"), order  # between the two
+        assert engine.applied_ahead == 0 and not engine.lock.locked()
+    finally:
+        await store.close()
+
+
+async def test_apply_ahead__not_while_a_batch_is_cut_at_steps_of_history(settings: Settings) -> None:
+    """A batch of history is applied in parts with the leader's work between them: a live
+    batch after it (the stream caught up) must not reach the store before its later parts."""
+    cfg = settings.replace(history_step_hours=24.0)
+    engine, store = engine_for(cfg, cfg.key_prefix, Gate())
+    day = 86_400_000
+    old = int(time.time() * 1000) - 30 * day  # a month behind the wall clock: history
+
+    def clicks(ts: list[int], first: int) -> list[InMessage]:
+        return [InMessage(cfg.topic_clickstream, 0, first + i, f"h{i % 5}".encode(), orjson.dumps(
+            {"event_id": f"e{first + i}", "customer_id": f"h{i % 5}", "ts": t, "type": "page_view",
+             "session_id": f"s{first + i}"})) for i, t in enumerate(ts)]
+
+    live = engine.prepare(clicks([int(time.time() * 1000)] * 3, 100))
+    tried: list[bool] = []
+
+    async def step() -> None:  # the leader's work at a step; the live batch arrives meanwhile
+        tried.append(engine.apply_ahead(live))
+
+    engine.history_step = step
+    try:
+        await engine.process(clicks([old, old + day // 2, old + 2 * day, old + 3 * day], 0))
+        assert tried and not any(tried)  # a step ran mid-batch, and nothing went ahead of it
         assert engine.applied_ahead == 0 and not engine.lock.locked()
     finally:
         await store.close()
