@@ -98,6 +98,11 @@ class Metrics:
         self.model_version = Gauge(
             "streamseg_model_version", "Version of the segment model in use", registry=registry
         )
+        self.history_pending = Gauge(
+            "streamseg_history_pending", "1 while this worker reads history (events more than "
+            "10 minutes behind the wall clock; the leader's model work runs at its event-time "
+            "steps) or the step that ends it has not run yet", registry=registry
+        )
         self.store_retries = Counter(
             "streamseg_store_retries_total", "Redis operations retried after an outage",
             registry=registry,

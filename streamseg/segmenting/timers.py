@@ -42,15 +42,21 @@ def register(app: faust.App, sync: ModelSync, engine: Engine, settings: Settings
 
     refreshing = asyncio.Lock()  # the catalog timer and the history's last step: one sample at a time
 
+    # on every worker, so each one's pace (and streamseg_history_pending) leaves the history;
+    # only the leader's step does any work (:func:`history_step`)
+    @ticks.every(app, settings.model_sync_s, "ending history")
+    async def end_history() -> None:
+        # the steps make and re-fit the model, the last one once the history is drained (so
+        # history shorter than a step gets one too)
+        if engine.pace.ending and engine.pace.drained() and engine.history_step is not None:
+            async with refreshing, engine.lock:
+                await engine.history_step()
+
     @ticks.every(app, settings.model_sync_s, "merging models", on_leader=True)
     async def merge_models() -> None:
         # reading history: no merge (the workers' clusterers hold the order batches arrived in,
-        # and how far they got by the wall clock); the steps make and re-fit the model, the
-        # last one once the history is drained (so history shorter than a step gets one too)
+        # and how far they got by the wall clock); its steps make the model (end_history)
         if engine.pace.ending:
-            if engine.pace.drained() and engine.history_step is not None:
-                async with refreshing, engine.lock:
-                    await engine.history_step()
             return
         # after a paced history, once live events came; or to make a first model at all (a
         # history with fewer customers than the steps' first fit needs gets it from a merge)
