@@ -44,12 +44,14 @@ from typing import Any, Protocol
 
 import faust
 from aiokafka.errors import IllegalStateError, RecordTooLargeError, TopicAuthorizationFailedError
+from aiokafka.structs import TopicPartition
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from faust.types.tuples import ack_lock
 from mode import Service, ServiceT
 from mode.utils.futures import notify
 
+from streamseg.alignment import EventTimeAligner
 from streamseg.engine import InMessage
 from streamseg.topics import EVENT_TIME_HEADER
 
@@ -153,32 +155,47 @@ class BatchConsumer(ShortFetchConsumer):
         fetched: Iterator[tuple[TP, Any]] | None = None  # the rest of the last fetch
         generation = self.app.consumer_generation_id
         active: set[TP] | None = None
+        batch_topics = self.transport.batch_topics
+        # records ahead in event time of a partition still behind wait for it (alignment.py)
+        aligner = EventTimeAligner(record_time, lambda tp: tp.topic in batch_topics)
+        paused: set[TP] = set()  # partitions paused here: too many records held
+
+        async def seek_committed() -> None:  # partitions moved: read again from the commits
+            aligner.clear()
+            self._pause_crowded(paused, set())
+            await self._seek_committed()
+
         try:
             while not (consumer_stopped() or fetcher_stopped()):
                 if fetched is None:
                     try:
                         records, active = await self._wait_next_records(1.0)
                     except RecordTooLargeError as exc:  # aiokafka skipped it: dead-letter it
-                        if exc.args[1].topic not in self.transport.batch_topics:
+                        if exc.args[1].topic not in batch_topics:
                             raise
                         records, active = _unread_record(exc), None
                     if inflight is not None and inflight.done():
                         finished, inflight = inflight, None
                         finished.result()  # a failed batch stops the worker now, unacknowledged
-                    if not records or self.should_stop:
+                    if not (records or aligner.held) or self.should_stop:
                         continue
                     if not self.flow_active:  # a rebalance began while we fetched
-                        await self._seek_committed()
+                        await seek_committed()
+                        continue
+                    aligner.add(records or {})
+                    ready = aligner.release(self._waiting())
+                    self._pause_crowded(paused, aligner.crowded())
+                    if not ready:
                         continue
                     # across topics and partitions in record-time order: a batch mixes clicks
                     # and orders instead of draining one partition first, and on a replay
                     # (records written in event-time order) every partition reaches an
                     # event time together, so the leader's steps of history see them all
-                    fetched = by_record_time(records)
+                    fetched = by_record_time(ready)
                     generation = self.app.consumer_generation_id
                 elif not self.flow_active or self.app.consumer_generation_id != generation:
                     fetched = None  # a rebalance began: the rest of that fetch is not ours to take
-                    await self._seek_committed()
+                    await seek_committed()
                     continue
                 head = list(islice(fetched, most))
                 if len(head) < most:
@@ -195,9 +212,9 @@ class BatchConsumer(ShortFetchConsumer):
                 if not self.flow_active or self.app.consumer_generation_id != generation:
                     await _drop_ahead(handler)  # not ours to acknowledge: it comes again
                     fetched = None  # partitions moved: fetch again from the commits
-                    await self._seek_committed()
+                    await seek_committed()
                     continue
-                handler.backlog(fetched is not None or self._behind())
+                handler.backlog(fetched is not None or aligner.held > 0 or self._behind())
                 inflight = self._start(handler, prepared, offsets)
         except self.consumer_stopped_errors:
             if not self.transport.app.should_stop:
@@ -278,6 +295,35 @@ class BatchConsumer(ShortFetchConsumer):
             self.app.monitor.stream_inbound_time[tp] = now
         return batch, offsets
 
+    def _waiting(self) -> set[TP]:
+        """Input partitions with records at the broker after the last one fetched: the last
+        fetch response's high watermark is past the consumer's position (as Faust's own lag
+        check reads them)."""
+        consumer = getattr(self._thread, "_consumer", None)
+        try:
+            states = consumer._fetcher._subscriptions.subscription.assignment  # type: ignore[union-attr]
+        except AttributeError:  # not started, or no assignment yet
+            return set()
+        waiting = set()
+        for tp in self.assignment():
+            if tp.topic not in self.transport.batch_topics:
+                continue
+            state = states.state_value(TopicPartition(tp.topic, tp.partition))
+            if (state is not None and state.highwater is not None and state.has_valid_position
+                    and state.position < state.highwater):
+                waiting.add(tp)
+        return waiting
+
+    def _pause_crowded(self, paused: set[TP], crowded: set[TP]) -> None:
+        """Stop fetching the partitions holding too many records ahead of the others (Faust's
+        own flow control for a full stream buffer), and resume the ones no longer crowded."""
+        for tp in crowded - paused:
+            self.on_buffer_full(tp)
+        for tp in paused - crowded:
+            self.on_buffer_drop(tp)
+        paused.clear()
+        paused.update(crowded)
+
     def _behind(self) -> bool:
         """An input partition read short of the high watermark its last fetch reported."""
         for tp, read in self._read_offset.items():
@@ -347,8 +393,11 @@ def by_record_time(records: Mapping[TP, Sequence[Any]]) -> Iterator[tuple[TP, An
 
 
 def _record_time(pair: tuple[TP, Any]) -> int:
+    return record_time(pair[1])
+
+
+def record_time(record: Any) -> int:
     """A record's event-time header (a replay's) when it holds an integer, else its timestamp."""
-    record = pair[1]
     for name, value in getattr(record, "headers", None) or ():
         if name == EVENT_TIME_HEADER:
             try:
