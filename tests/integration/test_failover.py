@@ -260,7 +260,10 @@ class Run:
             # 20 simulated days pass in well under a minute: day-long drift windows, as
             # `streamseg dev` uses for replayed history (one-minute windows would close
             # ~29,000 windows in that time and take most of the worker's CPU)
-            drift_windows="1d,7d")
+            drift_windows="1d,7d",
+            # no customer-value fit: a pymc fit in the leader's sample child would take a
+            # core from the worker for much of the stream, and failover is not what it tests
+            value_fit=False)
         self.kafka = kafka_of(cluster)
         self.wl = retarget(stream, self.settings)
         self.tmp_path = tmp_path
