@@ -18,8 +18,10 @@ through. A partition holding too many records ahead of the frontier is paused
 (:meth:`EventTimeAligner.crowded`) so the buffer stays bounded while the others catch up.
 
 A partition that says it has records waiting but sends none (a high watermark past the
-last record: transaction markers) would hold the rest for ever: after ``max_hold_s``
-without a release, everything held is released.
+last record: transaction markers) would hold the rest for ever: once the consumer has
+waited ``max_hold_s`` in its fetches since the last release, everything held is released.
+The time counts only while the consumer waits for input, not while the worker is busy with
+a batch (a long step of history must not count as a partition that sends nothing).
 """
 
 from __future__ import annotations
@@ -27,14 +29,13 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
-from time import monotonic
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 #: Held records after which a partition is paused until the others catch up.
 HOLD_PER_PARTITION = 2_000
-#: With records held, release them all after this long without a release.
+#: With records held, release them all once fetches waited this long without a release.
 MAX_HOLD_S = 5.0
 
 
@@ -59,16 +60,14 @@ class EventTimeAligner:
     """
 
     def __init__(self, time: Callable[[Any], int], aligned: Callable[[Any], bool], *,
-                 hold_per_partition: int = HOLD_PER_PARTITION, max_hold_s: float = MAX_HOLD_S,
-                 clock: Callable[[], float] = monotonic) -> None:
+                 hold_per_partition: int = HOLD_PER_PARTITION, max_hold_s: float = MAX_HOLD_S) -> None:
         self.time = time
         self.aligned = aligned
         self.hold_per_partition = hold_per_partition
         self.max_hold_s = max_hold_s
-        self.clock = clock
         self._held: dict[Hashable, deque[Any]] = {}
         self._reached: dict[Hashable, int] = {}  # the latest record time fetched, per partition
-        self._released_at = clock()
+        self._waited = 0.0  # seconds fetches waited since the last release
 
     @property
     def held(self) -> int:
@@ -90,14 +89,15 @@ class EventTimeAligner:
         times = [self._reached.get(tp, float("-inf")) for tp in waiting if self.aligned(tp)]
         return min(times, default=float("inf"))
 
-    def release(self, waiting: Collection[Any]) -> dict[Any, list[Any]]:
+    def release(self, waiting: Collection[Any], waited_s: float = 0.0) -> dict[Any, list[Any]]:
         """Each partition's records up to the frontier, as a prefix of its own order; all of
-        them after :attr:`max_hold_s` without a release (see the module's docstring)."""
-        now = self.clock()
+        them once fetches waited :attr:`max_hold_s` without a release (``waited_s``: how long
+        the fetch that brought the last records waited; see the module's docstring)."""
+        self._waited += waited_s
         frontier = self.frontier(waiting)
-        if self._held and now - self._released_at >= self.max_hold_s:
-            log.info("%d input records held %.0f s behind partitions that sent nothing "
-                     "(frontier %s): released", self.held, now - self._released_at, frontier)
+        if self._held and frontier != float("inf") and self._waited >= self.max_hold_s:
+            log.info("%d input records held while fetches waited %.1f s for partitions that "
+                     "said they had more and sent none: released", self.held, self._waited)
             frontier = float("inf")
         out: dict[Any, list[Any]] = {}
         for tp, q in list(self._held.items()):
@@ -113,7 +113,7 @@ class EventTimeAligner:
             if not q:
                 del self._held[tp]
         if out or not self._held:
-            self._released_at = now
+            self._waited = 0.0
         return out
 
     def crowded(self) -> set[Any]:
@@ -125,4 +125,4 @@ class EventTimeAligner:
         their commits)."""
         self._held.clear()
         self._reached.clear()
-        self._released_at = self.clock()
+        self._waited = 0.0

@@ -168,6 +168,7 @@ class BatchConsumer(ShortFetchConsumer):
         try:
             while not (consumer_stopped() or fetcher_stopped()):
                 if fetched is None:
+                    asked = monotonic()
                     try:
                         records, active = await self._wait_next_records(1.0)
                     except RecordTooLargeError as exc:  # aiokafka skipped it: dead-letter it
@@ -183,7 +184,7 @@ class BatchConsumer(ShortFetchConsumer):
                         await seek_committed()
                         continue
                     aligner.add(records or {})
-                    ready = aligner.release(self._waiting())
+                    ready = aligner.release(self._waiting(), monotonic() - asked)
                     self._pause_crowded(paused, aligner.crowded())
                     if not ready:
                         continue
