@@ -141,7 +141,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     api.register(app, engine, store, settings)
     segmenting_timers.register(app, sync, engine, settings, ticks)
     rescore.register(app, engine, settings, ticks, engine.metrics,
-                     reading_history=lambda: engine.pace.history)
+                     reading_history=lambda: engine.pace.aside)
     drift_timers.register(app, engine, settings, ticks, store)
     monitoring.register(app, engine, store, sync.worker, settings, ticks)
     _connect_lifecycle(app, engine, settings)

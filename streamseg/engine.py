@@ -172,7 +172,7 @@ class Engine:
         #: the leader's work at each step of history (a worker sets it; None: never paced)
         self.history_step: Callable[[], Awaitable[None]] | None = None
         metrics.history_pending.set_function(lambda: float(
-            self.history_step is not None and (self.pace.history or self.pace.ending)))
+            self.history_step is not None and self.pace.aside))
         self._in_batch = False  # a batch holds the lock and is being processed
         self._stepping = False  # ... cut at steps of history: its parts are applied one by one
         self._applying = 0  # store.apply calls in flight (the next goes ahead only after them)

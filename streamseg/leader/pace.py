@@ -96,8 +96,10 @@ class Pace:
         >>> pace.history  # its idle starts now
         True
         >>> wall[0] += HISTORY_IDLE_MS
-        >>> pace.history, pace.drained()
+        >>> pace.history, pace.aside  # history is over, its last step not run yet
         (False, True)
+        >>> pace.drained(), pace.aside  # the leader runs it: the timers resume
+        (True, False)
         """
         self._applying += 1
         try:
@@ -120,6 +122,13 @@ class Pace:
     def ending(self) -> bool:
         """History was read and the leader has not run its last step yet (:meth:`drained`)."""
         return self._unfinished
+
+    @property
+    def aside(self) -> bool:
+        """The leader's wall-clock timers (catalog refresh, sweeps) stand aside: history is
+        read, or its last step has not run yet (until then a timer's re-fit would come
+        before that step, at a point set by the wall clock)."""
+        return self.history or self._unfinished
 
     def drained(self) -> bool:
         """True once when a stretch of history has ended (no batch of it for

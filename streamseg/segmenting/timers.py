@@ -65,7 +65,7 @@ def register(app: faust.App, sync: ModelSync, engine: Engine, settings: Settings
 
     @ticks.every(app, settings.catalog_refresh_s, "refreshing the catalog", on_leader=True)
     async def refresh_catalog() -> None:
-        if engine.pace.history:
+        if engine.pace.aside:
             return
         async with refreshing:
             await engine.leader.refresh_catalog()
