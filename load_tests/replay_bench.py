@@ -73,6 +73,9 @@ def outcomes(port: int) -> dict[str, float]:
         for s in fam.samples:
             if s.name == "streamseg_events_total":
                 out[s.labels["outcome"]] = out.get(s.labels["outcome"], 0.0) + s.value
+            elif s.name == "streamseg_dead_letters_total" and s.value:  # why, e.g. late
+                key = f"dead_letter_{s.labels['reason']}"
+                out[key] = out.get(key, 0.0) + s.value
     return out
 
 
