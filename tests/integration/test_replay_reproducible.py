@@ -59,7 +59,10 @@ async def memberships(settings: Settings) -> dict[str, int]:
 
 async def replay_once(stack: DevStack, csv: Path, n_events: int, log_dir: Path) -> dict[str, int]:
     """The file through a fresh worker (own topics, key prefix); its final memberships."""
-    settings = unique_settings(stack, n_segments=4, dedup_horizon_days=DAYS + 30.0)  # defaults
+    # defaults, but no customer-value fit: it decides no membership (values only name
+    # segments), and on a 2-core machine its pymc fit took a core from the replay
+    settings = unique_settings(stack, n_segments=4, dedup_horizon_days=DAYS + 30.0,
+                               value_fit=False)
     await ensure_topics(settings)
     log_dir.mkdir()
     # the history is in the topics before the worker reads it: the replay's producer writes
