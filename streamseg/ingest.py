@@ -58,6 +58,8 @@ from streamseg.topics import EVENT_TIME_HEADER
 log = logging.getLogger(__name__)
 #: How often the consumer group's pending errors are looked at.
 GROUP_CHECK_S = 1.0
+#: Input partitions paused for event-time alignment: logged at most this often.
+PAUSE_LOG_EVERY_S = 60.0
 
 
 class BatchHandler(Protocol):
@@ -145,6 +147,7 @@ class BatchConsumer(ShortFetchConsumer):
     """Faust's aiokafka consumer whose fetches on the transport's batch topics go to its handler."""
 
     transport: BatchTransport
+    _paused_logged = float("-inf")  # when input partitions paused for alignment were logged
 
     async def _drain_messages(self, fetcher: ServiceT) -> None:  # overrides Faust's
         consumer_stopped = self._stopped.is_set
@@ -318,10 +321,17 @@ class BatchConsumer(ShortFetchConsumer):
     def _pause_crowded(self, paused: set[TP], crowded: set[TP]) -> None:
         """Stop fetching the partitions holding too many records ahead of the others (Faust's
         own flow control for a full stream buffer), and resume the ones no longer crowded."""
+        # Faust's own TP: its active-partition set asserts the type, and fetches are keyed
+        # by aiokafka's TopicPartition (equal, but another class)
+        if crowded - paused and monotonic() - self._paused_logged >= PAUSE_LOG_EVERY_S:
+            self._paused_logged = monotonic()
+            log.info("input partitions paused while the others catch up in event time: %s "
+                     "(logged at most every %.0f s)",
+                     ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(crowded)), PAUSE_LOG_EVERY_S)
         for tp in crowded - paused:
-            self.on_buffer_full(tp)
+            self.on_buffer_full(TP(tp.topic, tp.partition))
         for tp in paused - crowded:
-            self.on_buffer_drop(tp)
+            self.on_buffer_drop(TP(tp.topic, tp.partition))
         paused.clear()
         paused.update(crowded)
 

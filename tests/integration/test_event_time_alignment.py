@@ -23,7 +23,9 @@ from .conftest import settings_env, unique_settings
 
 pytestmark = pytest.mark.integration
 
-CLICKS, ORDERS = 20_000, 2_000  # one click a second, one order every ten seconds
+#: one click a second, one order every five seconds: the orders' partition runs far enough
+#: ahead to hold more than HOLD_PER_PARTITION records, so it is paused and resumed too
+CLICKS, ORDERS = 20_000, 4_000
 T0_MS = 1_700_000_000_000
 
 
@@ -39,7 +41,7 @@ async def test_backlog_of_two_topics__is_handed_over_in_event_time_order(stack, 
             producer_send = producer.send(settings.topic_clickstream, orjson.dumps({"i": i, "pad": pad}),
                                           timestamp_ms=T0_MS + i * 1000)
             await producer_send
-            if i % 10 == 0:
+            if i % 5 == 0:
                 await producer.send(settings.topic_transactions, orjson.dumps({"i": i, "pad": pad}),
                                     timestamp_ms=T0_MS + i * 1000)
         await producer.flush()
@@ -63,5 +65,6 @@ async def test_backlog_of_two_topics__is_handed_over_in_event_time_order(stack, 
     assert sum(t == settings.topic_transactions for t, _ in records) == ORDERS
     times = [ms for _, ms in records]
     late = [(i, times[i - 1], ms) for i, ms in enumerate(times) if i and ms < times[i - 1]]
+    assert "input partitions paused" in reader.log_path.read_text(), "the orders were never paused"
     assert not late, (f"{len(late)} records handed over after a later one, over {len(batches)} batches; "
                       f"first: {late[:3]}")
