@@ -69,6 +69,7 @@ def test_worker_app__registers_every_timer_with_its_settings_period(
                         consumer_lag_every_s=4.0, rescore_every_s=9.0, drift_interval_s=6.0))
     assert registered == {
         "publish_local_model": (3.0, False), "merge_models": (3.0, True),
+        "end_history": (3.0, False),
         "refresh_catalog": (11.0, True), "assign_held_back": (0.5, False),
         "load_profiles": (7.0, False), "rescore_stale_customers": (9.0, True),
         "close_drift_windows": (6.0, False), "refresh_segment_sizes": (1.5, False),
