@@ -170,7 +170,7 @@ def _replay_arguments(rep: argparse.ArgumentParser) -> None:
                      "e.g. 3600 = an hour per second (default: as fast as possible)")
     rep.add_argument("--max-lag", type=int, default=None, metavar="N",
                      help="hold back while the worker group (STREAMSEG_APP_ID) is more than N events "
-                     "behind, so it never sees one topic far ahead of the other (default: off)")
+                     "behind, so the backlog stays bounded (default: off)")
     rep.add_argument("--compression", choices=["gzip"], default=None,
                      help="the files are compressed (default: from the extension)")
     rep.add_argument("--dry-run", action="store_true", help="read and validate only; send nothing")
