@@ -321,13 +321,13 @@ class BatchConsumer(ShortFetchConsumer):
     def _pause_crowded(self, paused: set[TP], crowded: set[TP]) -> None:
         """Stop fetching the partitions holding too many records ahead of the others (Faust's
         own flow control for a full stream buffer), and resume the ones no longer crowded."""
-        # Faust's own TP: its active-partition set asserts the type, and fetches are keyed
-        # by aiokafka's TopicPartition (equal, but another class)
         if crowded - paused and monotonic() - self._paused_logged >= PAUSE_LOG_EVERY_S:
             self._paused_logged = monotonic()
             log.info("input partitions paused while the others catch up in event time: %s "
                      "(logged at most every %.0f s)",
                      ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(crowded)), PAUSE_LOG_EVERY_S)
+        # Faust's own TP: its active-partition set asserts the type, and fetches are keyed
+        # by aiokafka's TopicPartition (equal, but another class)
         for tp in crowded - paused:
             self.on_buffer_full(TP(tp.topic, tp.partition))
         for tp in paused - crowded:
